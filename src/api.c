@@ -1,0 +1,349 @@
+/*
+ * api.c
+ *	  SQL entry points: ec_start, ec_complete, ec_rollback.
+ *
+ * Each runs in the caller's transaction, so an error anywhere undoes all of it.  Each first takes
+ * the schema's migration lock (only other migration calls wait on it), then the table locks it
+ * needs with a short timeout and retries, then runs its DDL.
+ */
+#include "postgres.h"
+
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "expand_contract.h"
+
+PG_FUNCTION_INFO_V1(ec_start);
+PG_FUNCTION_INFO_V1(ec_complete);
+PG_FUNCTION_INFO_V1(ec_rollback);
+
+static char *
+text_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/* The schema to migrate: must exist and be an ordinary schema. */
+static Oid
+target_schema(const char *schema)
+{
+	Oid			nspid = get_namespace_oid(schema, false);
+
+	if (IsCatalogNamespace(nspid) || IsToastNamespace(nspid) || isAnyTempNamespace(nspid) ||
+		strcmp(schema, EC_STATE_SCHEMA) == 0 || strcmp(schema, "information_schema") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_SCHEMA_NAME),
+				 errmsg("cannot migrate schema \"%s\"", schema),
+				 errdetail("System schemas and expand_contract's own schema are not migrated.")));
+	return nspid;
+}
+
+typedef struct OperationContext
+{
+	const char *migration;
+	EcOperation *op;
+} OperationContext;
+
+static void
+operation_error_context(void *arg)
+{
+	OperationContext *oc = arg;
+
+	if (oc->op)
+		errcontext("operation %d (%s) of migration \"%s\"", oc->op->position, oc->op->kind_name,
+				   oc->migration);
+}
+
+/* The views of a version schema: dropping the schema needs them locked. */
+static List *
+version_schema_views(const char *version_schema, List **relids, List **modes)
+{
+	Oid			nspid = version_schema ? get_namespace_oid(version_schema, true) : InvalidOid;
+	ListCell   *lc;
+
+	if (!OidIsValid(nspid))
+		return *relids;
+	foreach(lc, ec_schema_relations(nspid, true))
+	{
+		*relids = lappend_oid(*relids, lfirst_oid(lc));
+		*modes = lappend_int(*modes, AccessExclusiveLock);
+	}
+	return *relids;
+}
+
+static List *
+exclusive_modes(List *relids)
+{
+	List	   *modes = NIL;
+
+	for (int i = 0; i < list_length(relids); i++)
+		modes = lappend_int(modes, AccessExclusiveLock);
+	return modes;
+}
+
+Datum
+ec_start(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_arg(fcinfo, 0, "migration name");
+	Jsonb	   *doc;
+	char	   *schema = text_arg(fcinfo, 2, "schema");
+	Oid			nspid;
+	EcMigration *migration;
+	char	   *version_schema;
+	EcMigrationRow *active;
+	EcMigrationRow *parent;
+	const char *old_schema = NULL;
+	EcStartContext cxt;
+	OperationContext oc;
+	ErrorContextCallback callback;
+	List	   *relids;
+	List	   *modes = NIL;
+	List	   *validate_steps = NIL;
+	List	   *complete_steps = NIL;
+	List	   *locked = NIL;
+	ListCell   *lc;
+	char		timeout[32];
+	int			nestlevel;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("migration must not be null")));
+	doc = PG_GETARG_JSONB_P(1);
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("migration name must not be empty")));
+	nspid = target_schema(schema);
+	migration = ec_read_migration(doc);
+
+	version_schema = psprintf("%s_%s", schema,
+							  migration->version_schema ? migration->version_schema : name);
+	if (strlen(version_schema) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("version schema name \"%s\" is too long", version_schema),
+				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1),
+				 errhint("Set a shorter \"version_schema\" in the migration.")));
+
+	SPI_connect();
+	ec_lock_schema(nspid);
+
+	active = ec_active_migration(schema);
+	if (active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("migration \"%s\" is already active on schema \"%s\"", active->name, schema),
+				 errhint("Complete it with ec_complete(%s) or roll it back with ec_rollback(%s).",
+						 quote_literal_cstr(schema), quote_literal_cstr(schema))));
+	if (ec_migration_exists(schema, name))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("migration \"%s\" of schema \"%s\" already exists", name, schema),
+				 errdetail("It is complete; migration names are unique per schema.")));
+	if (OidIsValid(get_namespace_oid(version_schema, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_SCHEMA),
+				 errmsg("schema \"%s\" already exists", version_schema),
+				 errhint("Choose another migration name or \"version_schema\".")));
+
+	parent = ec_latest_completed_migration(schema);
+	if (parent && OidIsValid(get_namespace_oid(parent->version_schema, true)))
+		old_schema = parent->version_schema;
+
+	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	nestlevel = ec_guc_push("lock_timeout", timeout);
+	relids = ec_relations_to_lock(nspid, migration->operations, &modes);
+	ec_lock_with_retry(relids, modes);
+
+	memset(&cxt, 0, sizeof(cxt));
+	cxt.migration_name = name;
+	cxt.migration_id = ec_insert_migration(schema, name, parent ? parent->name : NULL,
+										   version_schema, doc);
+	cxt.model = ec_model_load(nspid);
+	cxt.old_version_nspid = old_schema ? get_namespace_oid(old_schema, false) : InvalidOid;
+
+	oc.migration = name;
+	oc.op = NULL;
+	callback.callback = operation_error_context;
+	callback.arg = &oc;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	foreach(lc, migration->operations)
+	{
+		oc.op = lfirst(lc);
+		ec_apply_operation(&cxt, oc.op);
+	}
+	error_context_stack = callback.previous;
+
+	ec_setup_dual_writes(&cxt, version_schema, old_schema, parent ? parent->name : NULL);
+	ec_create_version_schema(cxt.model, version_schema);
+	cxt.rollback_steps = lappend(cxt.rollback_steps,
+								 psprintf("DROP SCHEMA %s CASCADE", quote_identifier(version_schema)));
+	ec_finish_plan(&cxt, &validate_steps, &complete_steps, &locked);
+	ec_save_plan(cxt.migration_id, validate_steps, complete_steps, cxt.rollback_steps, locked);
+
+	ec_guc_pop(nestlevel);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(version_schema));
+}
+
+/*
+ * Fills the new columns of existing rows.  The background worker takes this over; until then
+ * ec_complete does it in its own transaction: each row that predates the migration is rewritten as
+ * an old-version write, so the dual-write trigger computes "up" for it.
+ */
+void
+ec_backfill_inline(int64 migration_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, ec_pending_backfills(migration_id))
+	{
+		Oid			relid = lfirst_oid(lc);
+		char	   *tsql = ec_rel_qualified(relid);
+		AttrNumber	attnum = 1;
+		char	   *column;
+
+		while ((column = get_attname(relid, attnum, true)) == NULL ||
+			   strncmp(column, "........pg.dropped.", 19) == 0)
+			attnum++;
+		ec_backfill_forces_old_version = true;
+		PG_TRY();
+		{
+			/*
+			 * Rows written since the start went through the trigger already; rewriting those
+			 * written by the new version would replace their values with up(down(value)).
+			 */
+			ec_exec(psprintf("UPDATE %s SET %s = %s WHERE pg_catalog.age(xmin) >= pg_catalog.age("
+							 "(SELECT start_xid FROM " EC_STATE_SCHEMA ".migrations WHERE id = "
+							 INT64_FORMAT "))", tsql, quote_identifier(column),
+							 quote_identifier(column), migration_id));
+		}
+		PG_FINALLY();
+		{
+			ec_backfill_forces_old_version = false;
+		}
+		PG_END_TRY();
+		ec_mark_backfill_done(migration_id, relid, (int64) SPI_processed);
+	}
+}
+
+static EcMigrationRow *
+require_active(const char *schema, Oid nspid)
+{
+	EcMigrationRow *m;
+
+	ec_lock_schema(nspid);
+	m = ec_active_migration(schema);
+	if (m == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("schema \"%s\" has no active migration", schema),
+				 errhint("Start one with ec_start().")));
+	return m;
+}
+
+Datum
+ec_complete(PG_FUNCTION_ARGS)
+{
+	char	   *schema = text_arg(fcinfo, 0, "schema");
+	bool		wait = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
+	Oid			nspid = target_schema(schema);
+	EcMigrationRow *m;
+	EcMigrationRow *parent;
+	List	   *pending;
+	List	   *relids;
+	List	   *modes;
+	char		timeout[32];
+	int			lock_level;
+	int			path_level;
+
+	SPI_connect();
+	m = require_active(schema, nspid);
+
+	pending = ec_pending_backfills(m->id);
+	if (pending != NIL)
+	{
+		if (!wait)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("backfill of migration \"%s\" has not finished", m->name),
+					 errdetail("%d table(s) still have rows to fill.", list_length(pending)),
+					 errhint("Call ec_complete(%s) without wait => false to fill them now, or wait "
+							 "until ec_status() shows backfill_state \"done\".",
+							 quote_literal_cstr(schema))));
+		ec_backfill_inline(m->id);
+	}
+
+	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	lock_level = ec_guc_push("lock_timeout", timeout);
+	path_level = ec_guc_push("search_path", quote_identifier(schema));
+
+	/* Validation scans under SHARE UPDATE EXCLUSIVE: writes go on meanwhile. */
+	modes = NIL;
+	for (int i = 0; i < list_length(m->relids); i++)
+		modes = lappend_int(modes, ShareUpdateExclusiveLock);
+	ec_lock_with_retry(m->relids, modes);
+	ec_exec_list(m->validate_steps);
+
+	parent = ec_latest_completed_migration(schema);
+	relids = list_copy(m->relids);
+	modes = exclusive_modes(relids);
+	version_schema_views(parent ? parent->version_schema : NULL, &relids, &modes);
+	ec_lock_with_retry(relids, modes);
+
+	if (parent && OidIsValid(get_namespace_oid(parent->version_schema, true)))
+		ec_exec(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(parent->version_schema)));
+	ec_exec_list(m->complete_steps);
+	ec_finish_migration(m->id);
+
+	ec_guc_pop(path_level);
+	ec_guc_pop(lock_level);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+Datum
+ec_rollback(PG_FUNCTION_ARGS)
+{
+	char	   *schema = text_arg(fcinfo, 0, "schema");
+	Oid			nspid = target_schema(schema);
+	EcMigrationRow *m;
+	List	   *relids;
+	List	   *modes;
+	char		timeout[32];
+	int			lock_level;
+	int			path_level;
+
+	SPI_connect();
+	m = require_active(schema, nspid);
+
+	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	lock_level = ec_guc_push("lock_timeout", timeout);
+	path_level = ec_guc_push("search_path", quote_identifier(schema));
+
+	relids = list_copy(m->relids);
+	modes = exclusive_modes(relids);
+	version_schema_views(m->version_schema, &relids, &modes);
+	ec_lock_with_retry(relids, modes);
+
+	ec_exec_steps_reverse(m->rollback_steps);
+	ec_delete_migration(m->id);
+
+	ec_guc_pop(path_level);
+	ec_guc_pop(lock_level);
+	SPI_finish();
+	PG_RETURN_VOID();
+}

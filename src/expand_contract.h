@@ -1,0 +1,289 @@
+/*
+ * expand_contract.h
+ *	  Types and functions shared by the modules of expand_contract.
+ *
+ * The pieces, one file each:
+ *	  init.c		module load, settings
+ *	  api.c			SQL entry points ec_start, ec_complete, ec_rollback
+ *	  document.c	the pgroll migration document, read into EcOperation structs
+ *	  model.c		the table/column model of the old and the new version of a schema
+ *	  operations.c	expand: what each operation does at start, and what complete/rollback must do
+ *	  expr.c		user expressions and types, parsed and analysed with PostgreSQL's parser
+ *	  views.c		the version schema of views
+ *	  sqlbuild.c	every piece of SQL text the extension builds, and running it
+ *	  state.c		the extension's own tables: history, dual-write plans, backfill work
+ *	  trigger.c		the C dual-write trigger and its per-relation cache
+ */
+#ifndef EXPAND_CONTRACT_H
+#define EXPAND_CONTRACT_H
+
+#include "postgres.h"
+
+#include "access/attnum.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+
+#include "compat.h"
+
+#define EC_STATE_SCHEMA		"expand_contract"
+#define EC_TRIGGER_NAME		"zz_ec_dual_write"	/* BEFORE triggers fire by name: run last */
+#define EC_NEW_COLUMN_PREFIX "_ec_new_"
+
+/* ---- settings (init.c) ---- */
+extern char *ec_version_setting;
+extern int	ec_lock_timeout_ms;
+extern int	ec_lock_retries;
+
+/* ---- the migration document (document.c) ---- */
+
+typedef enum EcOpKind
+{
+	EC_OP_CREATE_TABLE,
+	EC_OP_ADD_COLUMN,
+	EC_OP_DROP_COLUMN,
+	EC_OP_RENAME_COLUMN,
+	EC_OP_ALTER_COLUMN,
+	EC_OP_RENAME_TABLE,
+	EC_OP_DROP_TABLE,
+	EC_OP_SQL
+} EcOpKind;
+
+typedef struct EcCheckDef
+{
+	char	   *name;
+	char	   *expr;
+	bool		no_inherit;
+} EcCheckDef;
+
+/* A foreign key: single column (column-level "references") or several (table "constraints"). */
+typedef struct EcForeignKeyDef
+{
+	char	   *name;
+	char	   *table;
+	List	   *columns;		/* referenced columns, char * */
+	char	   *match_type;		/* SQL keyword, already validated */
+	char	   *on_delete;
+	char	   *on_update;
+	bool		deferrable;
+	bool		initially_deferred;
+} EcForeignKeyDef;
+
+typedef struct EcColumnDef
+{
+	char	   *name;
+	char	   *type;
+	bool		pk;
+	bool		unique;
+	bool		nullable;
+	char	   *default_expr;	/* NULL: none */
+	EcCheckDef *check;
+	EcForeignKeyDef *references;
+	char	   *comment;
+} EcColumnDef;
+
+typedef struct EcConstraintDef
+{
+	char	   *name;
+	char	   *type;			/* unique, check, primary_key, foreign_key */
+	List	   *columns;		/* char * */
+	bool		deferrable;
+	bool		initially_deferred;
+	bool		nulls_not_distinct;
+	bool		no_inherit;
+	char	   *check;
+	EcForeignKeyDef *references;
+} EcConstraintDef;
+
+typedef struct EcOperation
+{
+	EcOpKind	kind;
+	const char *kind_name;		/* as spelled in the document */
+	int			position;		/* 1-based, for error context */
+
+	char	   *table;			/* every operation but create_table/rename_table/drop_table/sql */
+	char	   *column;
+	char	   *from;			/* rename_column, rename_table */
+	char	   *to;
+
+	/* create_table */
+	char	   *name;
+	List	   *columns;		/* EcColumnDef * */
+	List	   *constraints;	/* EcConstraintDef * */
+
+	/* add_column */
+	EcColumnDef *coldef;
+
+	/* up/down: expressions, or SQL for the sql operation */
+	char	   *up;
+	char	   *down;
+	bool		on_complete;
+
+	/* alter_column */
+	char	   *new_name;
+	char	   *type;
+	bool		has_nullable;
+	bool		nullable;
+	bool		has_default;
+	char	   *default_expr;	/* NULL with has_default: drop the default */
+	bool		has_comment;
+	char	   *comment;		/* NULL with has_comment: drop the comment; create_table's too */
+	EcCheckDef *check;
+	char	   *unique_name;
+	EcForeignKeyDef *references;
+} EcOperation;
+
+typedef struct EcMigration
+{
+	char	   *version_schema; /* NULL: not set */
+	List	   *operations;		/* EcOperation * */
+} EcMigration;
+
+extern EcMigration *ec_read_migration(Jsonb *doc);
+
+/* ---- the model of one schema's old and new version (model.c) ---- */
+
+typedef struct EcColumn
+{
+	char	   *old_name;		/* name in the old version; NULL: not there */
+	char	   *new_name;		/* name in the new version; NULL: not there */
+	AttrNumber	old_attnum;		/* physical column behind the old version; 0: none */
+	AttrNumber	new_attnum;		/* physical column behind the new version; 0: none */
+	bool		created;		/* new_attnum was added by this migration */
+	Node	   *up;				/* analysed: new column from an old-version row */
+	Node	   *down;			/* analysed: old column from a new-version row */
+	bool		moves_data;		/* an operation of this migration set up/down for it */
+	char	   *not_null_check; /* NOT VALID check standing in for NOT NULL until complete */
+	bool		default_changed;	/* deferred to complete: the new version's default */
+	char	   *new_default;	/* SQL text over physical names; NULL: no default */
+	bool		comment_changed;
+	char	   *new_comment;
+	List	   *owned_sequences;	/* Oids of sequences the old column owns (serial) */
+} EcColumn;
+
+typedef struct EcTable
+{
+	Oid			relid;
+	char	   *old_name;		/* NULL: created by this migration */
+	char	   *new_name;		/* NULL: dropped by this migration */
+	bool		created;
+	bool		changed;		/* physical DDL at start: lock at complete/rollback */
+	List	   *columns;		/* EcColumn * */
+	List	   *validate;		/* constraint names added NOT VALID, validated at complete */
+} EcTable;
+
+typedef struct EcModel
+{
+	Oid			nspid;
+	char	   *schema;
+	List	   *tables;			/* EcTable * */
+} EcModel;
+
+extern EcModel *ec_model_load(Oid nspid);
+extern void ec_model_refresh(EcModel *model);
+extern EcTable *ec_model_table(EcModel *model, const char *new_name, bool missing_ok);
+extern EcTable *ec_model_table_by_physical(EcModel *model, const char *relname);
+extern EcColumn *ec_model_column(EcTable *table, const char *new_name, bool missing_ok);
+extern EcColumn *ec_model_add_column(EcTable *table, AttrNumber attnum, const char *old_name,
+									 const char *new_name, bool created);
+extern char **ec_model_names(EcTable *table, bool new_version, int *natts);
+
+/* ---- user expressions and types (expr.c) ---- */
+
+extern Node *ec_parse_expression(const char *source, const char *what);
+extern Node *ec_analyze_row_expression(const char *source, const char *what, Oid relid,
+									   char **names, int nnames, Oid target_type,
+									   int32 target_typmod, bool is_check);
+extern Node *ec_analyze_default(const char *source, const char *what, Oid target_type,
+								int32 target_typmod);
+extern char *ec_deparse(Node *expr, Oid relid);
+extern bool ec_expr_is_volatile(Node *expr);
+extern char *ec_resolve_type(const char *source, Oid *typid, int32 *typmod);
+extern bool ec_is_serial(const char *type_sql);
+
+/* ---- SQL building and execution (sqlbuild.c) ---- */
+
+extern char *ec_qualified(const char *schema, const char *name);
+extern char *ec_rel_qualified(Oid relid);
+extern char *ec_temp_name(const char *prefix, const char *name);
+extern void ec_exec(const char *sql);
+extern void ec_exec_list(List *steps);
+extern void ec_exec_steps_reverse(List *steps);
+extern int	ec_guc_push(const char *name, const char *value);
+extern void ec_guc_pop(int nestlevel);
+extern void ec_lock_with_retry(List *relids, List *modes);
+extern void ec_copy_privileges(Oid from_relid, const char *to_qualified, char **column_map,
+							   int ncolumns);
+extern void ec_copy_schema_privileges(Oid from_nspid, const char *to_schema);
+extern char *ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *ref_table_sql,
+						  List *ref_columns_sql);
+
+/* ---- versioned views (views.c) ---- */
+
+extern void ec_create_version_schema(EcModel *model, const char *version_schema);
+extern List *ec_schema_relations(Oid nspid, bool views);
+
+/* ---- operations (operations.c) ---- */
+
+typedef struct EcStartContext
+{
+	int64		migration_id;
+	const char *migration_name;
+	EcModel    *model;
+	Oid			old_version_nspid;	/* InvalidOid: the old version is the base tables */
+	List	   *rollback_steps; /* char *, run in reverse */
+	List	   *complete_tail;	/* char *, run last at complete (sql onComplete) */
+} EcStartContext;
+
+extern void ec_apply_operation(EcStartContext *cxt, EcOperation *op);
+extern List *ec_relations_to_lock(Oid nspid, List *operations, List **modes);
+
+/* ---- after the operations: triggers and the complete plan (plan.c) ---- */
+
+extern void ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema,
+								 const char *old_schema, const char *old_migration);
+extern void ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps,
+						   List **relids);
+
+/* ---- the extension's tables (state.c) ---- */
+
+typedef struct EcMigrationRow
+{
+	int64		id;
+	char	   *name;
+	char	   *parent;
+	char	   *version_schema;
+	bool		done;
+	List	   *validate_steps;
+	List	   *complete_steps;
+	List	   *rollback_steps;
+	List	   *relids;			/* Oid list */
+} EcMigrationRow;
+
+extern void ec_lock_schema(Oid nspid);
+extern EcMigrationRow *ec_active_migration(const char *schema);
+extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
+extern bool ec_migration_exists(const char *schema, const char *name);
+extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
+								 const char *version_schema, Jsonb *doc);
+extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
+						 List *rollback_steps, List *relids);
+extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
+							   const char *new_migration, const char *old_schema,
+							   const char *old_migration);
+extern void ec_save_backfill(int64 id, EcTable *table);
+extern List *ec_pending_backfills(int64 id);
+extern void ec_mark_backfill_done(int64 id, Oid relid, int64 rows);
+extern void ec_finish_migration(int64 id);
+extern void ec_delete_migration(int64 id);
+
+/* ---- the dual-write trigger (trigger.c) ---- */
+
+extern bool ec_backfill_forces_old_version;
+extern void ec_trigger_init(void);
+
+/* ---- backfill (api.c for now; the worker's seam) ---- */
+
+extern void ec_backfill_inline(int64 migration_id);
+
+#endif							/* EXPAND_CONTRACT_H */

@@ -1,0 +1,227 @@
+/*
+ * plan.c
+ *	  After the operations of ec_start: the dual-write triggers, and the complete plan read off the
+ *	  final model.
+ *
+ * The complete plan is ordered so that no step trips over another: validations first (they scan,
+ * under a lock that lets writes continue), then triggers off, tables and columns dropped, columns and
+ * then tables renamed to their final names, NOT NULL made real, and the "sql" operations marked
+ * onComplete last.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "expand_contract.h"
+
+static bool
+table_moves_data(EcTable *table)
+{
+	ListCell   *lc;
+
+	foreach(lc, table->columns)
+	{
+		if (((EcColumn *) lfirst(lc))->moves_data)
+			return true;
+	}
+	return false;
+}
+
+void
+ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *old_schema,
+					 const char *old_migration)
+{
+	ListCell   *lc;
+
+	foreach(lc, cxt->model->tables)
+	{
+		EcTable    *table = lfirst(lc);
+		char	   *tsql;
+
+		if (!table_moves_data(table))
+			continue;
+		if (get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE ||
+			get_rel_relispartition(table->relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot move data of partitioned table \"%s\"",
+							get_rel_name(table->relid)),
+					 errdetail("Dual-write triggers on partitioned tables are not supported yet.")));
+
+		tsql = ec_rel_qualified(table->relid);
+		ec_exec(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s FOR EACH ROW "
+						 "EXECUTE FUNCTION %s.dual_write()",
+						 EC_TRIGGER_NAME, tsql, EC_STATE_SCHEMA));
+		/* Also under session_replication_role = replica: logical apply and restores write too. */
+		ec_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", tsql, EC_TRIGGER_NAME));
+		cxt->rollback_steps = lappend(cxt->rollback_steps,
+									  psprintf("DROP TRIGGER %s ON %s", EC_TRIGGER_NAME, tsql));
+		table->changed = true;
+		ec_save_dual_write(cxt->migration_id, table, new_schema, cxt->migration_name, old_schema,
+						   old_migration);
+		ec_save_backfill(cxt->migration_id, table);
+	}
+}
+
+/* Renames of one table's columns to their final names, through temporary names if they swap. */
+static void
+plan_column_renames(EcTable *table, const char *tsql, List **steps)
+{
+	List	   *from = NIL;
+	List	   *to = NIL;
+	bool		swap = false;
+	ListCell   *lc,
+			   *lc2;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		char	   *current;
+
+		if (col->new_name == NULL || col->new_attnum == 0)
+			continue;
+		current = get_attname(table->relid, col->new_attnum, false);
+		if (strcmp(current, col->new_name) == 0)
+			continue;
+		from = lappend(from, current);
+		to = lappend(to, col->new_name);
+	}
+	foreach(lc, to)
+	{
+		foreach(lc2, from)
+			swap |= strcmp(lfirst(lc), lfirst(lc2)) == 0;
+	}
+
+	forboth(lc, from, lc2, to)
+	{
+		const char *target = swap ? ec_temp_name("_ec_rename_", lfirst(lc)) : lfirst(lc2);
+
+		*steps = lappend(*steps, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+										  quote_identifier(lfirst(lc)), quote_identifier(target)));
+	}
+	if (swap)
+	{
+		forboth(lc, from, lc2, to)
+			*steps = lappend(*steps,
+							 psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+									  quote_identifier(ec_temp_name("_ec_rename_", lfirst(lc))),
+									  quote_identifier(lfirst(lc2))));
+	}
+}
+
+static void
+plan_table(EcTable *table, List **steps)
+{
+	char	   *tsql = ec_rel_qualified(table->relid);
+	ListCell   *lc;
+
+	/* Sequences owned by a column that is replaced move to its replacement before it goes. */
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		ListCell   *lc2;
+
+		if (col->new_name == NULL || col->new_attnum == 0)
+			continue;
+		foreach(lc2, col->owned_sequences)
+			*steps = lappend(*steps, psprintf("ALTER SEQUENCE %s OWNED BY %s.%s",
+											  ec_rel_qualified(lfirst_oid(lc2)), tsql,
+											  quote_identifier(get_attname(table->relid,
+																		   col->new_attnum,
+																		   false))));
+	}
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		AttrNumber	drop = 0;
+
+		if (col->old_attnum && (col->new_name == NULL || col->new_attnum != col->old_attnum))
+			drop = col->old_attnum;
+		if (drop)
+			*steps = lappend(*steps, psprintf("ALTER TABLE %s DROP COLUMN %s", tsql,
+											  quote_identifier(get_attname(table->relid, drop,
+																		   false))));
+		if (col->created && col->new_name == NULL && col->new_attnum)
+			*steps = lappend(*steps, psprintf("ALTER TABLE %s DROP COLUMN %s", tsql,
+											  quote_identifier(get_attname(table->relid,
+																		   col->new_attnum,
+																		   false))));
+	}
+	plan_column_renames(table, tsql, steps);
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		const char *final;
+
+		if (col->new_name == NULL)
+			continue;
+		final = quote_identifier(col->new_name);
+		if (col->default_changed)
+			*steps = lappend(*steps, psprintf("ALTER TABLE %s ALTER COLUMN %s %s", tsql, final,
+											  col->new_default ?
+											  psprintf("SET DEFAULT %s", col->new_default) :
+											  "DROP DEFAULT"));
+		if (col->comment_changed)
+			*steps = lappend(*steps, psprintf("COMMENT ON COLUMN %s.%s IS %s", tsql, final,
+											  col->new_comment ?
+											  quote_literal_cstr(col->new_comment) : "NULL"));
+		if (col->not_null_check)
+		{
+			/* The validated check lets SET NOT NULL skip its scan. */
+			*steps = lappend(*steps, psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tsql,
+											  final));
+			*steps = lappend(*steps, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+											  quote_identifier(col->not_null_check)));
+		}
+	}
+}
+
+void
+ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps, List **relids)
+{
+	List	   *steps = NIL;
+	List	   *renames = NIL;
+	ListCell   *lc;
+
+	foreach(lc, cxt->model->tables)
+	{
+		EcTable    *table = lfirst(lc);
+		char	   *tsql = ec_rel_qualified(table->relid);
+		char	   *current = get_rel_name(table->relid);
+		ListCell   *lc2;
+
+		if (table->changed || table->created || table->new_name == NULL ||
+			strcmp(current, table->new_name) != 0)
+			*relids = lappend_oid(*relids, table->relid);
+		if (table_moves_data(table))
+			steps = lappend(steps, psprintf("DROP TRIGGER IF EXISTS %s ON %s", EC_TRIGGER_NAME,
+											tsql));
+		if (table->new_name == NULL)
+			continue;
+		foreach(lc2, table->validate)
+			*validate_steps = lappend(*validate_steps,
+									  psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tsql,
+											   quote_identifier(lfirst(lc2))));
+		if (strcmp(current, table->new_name) != 0)
+			renames = lappend(renames, psprintf("ALTER TABLE %s RENAME TO %s", tsql,
+												quote_identifier(table->new_name)));
+	}
+	foreach(lc, cxt->model->tables)
+	{
+		EcTable    *table = lfirst(lc);
+
+		if (table->new_name == NULL)
+			steps = lappend(steps, psprintf("DROP TABLE %s", ec_rel_qualified(table->relid)));
+	}
+	foreach(lc, cxt->model->tables)
+	{
+		EcTable    *table = lfirst(lc);
+
+		if (table->new_name != NULL)
+			plan_table(table, &steps);
+	}
+	*complete_steps = list_concat(list_concat(steps, renames), cxt->complete_tail);
+}

@@ -1,0 +1,308 @@
+/*
+ * sqlbuild.c
+ *	  Building SQL text and running it: quoting, settings scoped to one step, lock acquisition with
+ *	  timeout and retries, privilege copying.
+ *
+ * Every identifier goes through quote_identifier (or quote_ident/format in generated GRANTs), every
+ * literal through quote_literal_cstr or a bound parameter.  Statements run through SPI in the caller's
+ * transaction; the caller has connected SPI.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/wait_event.h"
+
+#include "expand_contract.h"
+
+char *
+ec_qualified(const char *schema, const char *name)
+{
+	return quote_qualified_identifier(schema, name);
+}
+
+char *
+ec_rel_qualified(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+
+	if (relname == NULL)
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+}
+
+/*
+ * prefix + name, kept under NAMEDATALEN: a long name is cut and given a hash of the whole name, so
+ * that two long names sharing a prefix do not collide.
+ */
+char *
+ec_temp_name(const char *prefix, const char *name)
+{
+	char	   *result = psprintf("%s%s", prefix, name);
+
+	if (strlen(result) >= NAMEDATALEN)
+	{
+		uint32		hash = hash_bytes((const unsigned char *) name, strlen(name));
+		int			keep = NAMEDATALEN - 1 - strlen(prefix) - 9;
+
+		keep = pg_mbcliplen(name, strlen(name), keep);
+		result = psprintf("%s%.*s_%08x", prefix, keep, name, hash);
+	}
+	return result;
+}
+
+void
+ec_exec(const char *sql)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
+}
+
+void
+ec_exec_list(List *steps)
+{
+	ListCell   *lc;
+
+	foreach(lc, steps)
+		ec_exec((const char *) lfirst(lc));
+}
+
+void
+ec_exec_steps_reverse(List *steps)
+{
+	for (int i = list_length(steps) - 1; i >= 0; i--)
+		ec_exec((const char *) list_nth(steps, i));
+}
+
+/*
+ * Sets a setting until ec_guc_pop, the way a function's SET clause does: the caller's own value
+ * comes back afterwards, and on error the transaction's abort restores it.
+ */
+int
+ec_guc_push(const char *name, const char *value)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option(name, value, superuser() ? PGC_SUSET : PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+void
+ec_guc_pop(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * Takes each lock in relids/modes, every attempt bounded by expand_contract.lock_timeout, retrying
+ * with exponential backoff.  A DDL statement queued for ACCESS EXCLUSIVE blocks every later query on
+ * its table; bounding each wait keeps a migration that waits for a long transaction from stalling
+ * the application.  An attempt that times out releases what it took (subtransaction rollback), so
+ * between attempts others proceed.
+ */
+void
+ec_lock_with_retry(List *relids, List *modes)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char		timeout[32];
+	int			nestlevel;
+
+	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	nestlevel = ec_guc_push("lock_timeout", timeout);
+
+	for (int attempt = 0;; attempt++)
+	{
+		volatile Oid current = InvalidOid;
+		bool		done = false;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcxt);
+		PG_TRY();
+		{
+			ListCell   *lc1,
+					   *lc2;
+
+			forboth(lc1, relids, lc2, modes)
+			{
+				current = lfirst_oid(lc1);
+				LockRelationOid(current, (LOCKMODE) lfirst_int(lc2));
+			}
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			done = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			long		delay_ms;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				ReThrowError(edata);
+			if (attempt >= ec_lock_retries)
+			{
+				char	   *relname = get_rel_name(current);
+
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("could not lock relation \"%s\" after %d attempts",
+								relname ? relname : "?", attempt + 1),
+						 errdetail("Each attempt waited %d ms (expand_contract.lock_timeout); another "
+								   "transaction holds a conflicting lock.", ec_lock_timeout_ms),
+						 errhint("Retry when long-running transactions on the table have finished, or "
+								 "raise expand_contract.lock_timeout or expand_contract.lock_retries.")));
+			}
+			FreeErrorData(edata);
+
+			delay_ms = Min(50L << Min(attempt, 10), 2000L);
+			delay_ms += random() % (delay_ms / 2 + 1);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 delay_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		PG_END_TRY();
+		if (done)
+			break;
+	}
+	ec_guc_pop(nestlevel);
+}
+
+static void
+exec_generated(const char *query, int nargs, Oid *types, Datum *values)
+{
+	int			rc = SPI_execute_with_args(query, nargs, types, values, NULL, true, 0);
+	SPITupleTable *tuptable;
+	uint64		n;
+	List	   *statements = NIL;
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+		statements = lappend(statements, SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 1));
+	ec_exec_list(statements);
+}
+
+/*
+ * Grants on a view what the table's ACL grants (table and column level), so that the roles that
+ * use the table can use its views; security_invoker views then check the table's own privileges
+ * and row-level security as the querying role too.  column_map[attnum - 1] is the view's name for
+ * that attribute, or NULL.
+ */
+void
+ec_copy_privileges(Oid from_relid, const char *to_qualified, char **column_map, int ncolumns)
+{
+	Oid			types[4] = {OIDOID, TEXTOID, INT2ARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
+	Datum	   *attnums = palloc(sizeof(Datum) * (ncolumns + 1));
+	Datum	   *names = palloc(sizeof(Datum) * (ncolumns + 1));
+	int			n = 0;
+
+	for (int i = 0; i < ncolumns; i++)
+	{
+		if (column_map[i] == NULL)
+			continue;
+		attnums[n] = Int16GetDatum(i + 1);
+		names[n] = CStringGetTextDatum(column_map[i]);
+		n++;
+	}
+	values[0] = ObjectIdGetDatum(from_relid);
+	values[1] = CStringGetTextDatum(to_qualified);
+	values[2] = PointerGetDatum(construct_array(attnums, n, INT2OID, 2, true, TYPALIGN_SHORT));
+	values[3] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+
+	exec_generated("SELECT format('GRANT %s ON TABLE %s TO %s', a.privilege_type, $2,"
+				   "       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END)"
+				   "  FROM pg_catalog.pg_class c"
+				   "  CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a"
+				   "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+				   " WHERE c.oid = $1 AND a.grantee <> c.relowner"
+				   " UNION ALL "
+				   "SELECT format('GRANT %s (%s) ON TABLE %s TO %s', a.privilege_type,"
+				   "       quote_ident(m.name), $2,"
+				   "       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END)"
+				   "  FROM pg_catalog.pg_attribute att"
+				   "  JOIN pg_catalog.pg_class c ON c.oid = att.attrelid"
+				   "  JOIN unnest($3, $4) AS m(attnum, name) ON m.attnum = att.attnum"
+				   "  CROSS JOIN LATERAL pg_catalog.aclexplode(att.attacl) a"
+				   "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+				   " WHERE att.attrelid = $1 AND att.attacl IS NOT NULL AND a.grantee <> c.relowner",
+				   4, types, values);
+}
+
+void
+ec_copy_schema_privileges(Oid from_nspid, const char *to_schema)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = ObjectIdGetDatum(from_nspid);
+	values[1] = CStringGetTextDatum(quote_identifier(to_schema));
+	exec_generated("SELECT format('GRANT %s ON SCHEMA %s TO %s', a.privilege_type, $2,"
+				   "       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END)"
+				   "  FROM pg_catalog.pg_namespace n"
+				   "  CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a"
+				   "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+				   " WHERE n.oid = $1 AND a.grantee <> n.nspowner AND a.privilege_type = 'USAGE'",
+				   2, types, values);
+}
+
+static void
+append_column_list(StringInfo buf, List *columns_sql)
+{
+	ListCell   *lc;
+
+	appendStringInfoChar(buf, '(');
+	foreach(lc, columns_sql)
+	{
+		if (lc != list_head(columns_sql))
+			appendStringInfoString(buf, ", ");
+		appendStringInfoString(buf, (const char *) lfirst(lc));
+	}
+	appendStringInfoChar(buf, ')');
+}
+
+/* "FOREIGN KEY (...) REFERENCES t (...) ..." from quoted column names and a qualified table. */
+char *
+ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *ref_table_sql,
+			 List *ref_columns_sql)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "FOREIGN KEY ");
+	append_column_list(&buf, columns_sql);
+	appendStringInfo(&buf, " REFERENCES %s ", ref_table_sql);
+	append_column_list(&buf, ref_columns_sql);
+	appendStringInfo(&buf, " MATCH %s ON DELETE %s ON UPDATE %s", fk->match_type, fk->on_delete,
+					 fk->on_update);
+	if (fk->deferrable)
+		appendStringInfoString(&buf, " DEFERRABLE");
+	if (fk->initially_deferred)
+		appendStringInfoString(&buf, " INITIALLY DEFERRED");
+	return buf.data;
+}

@@ -1,0 +1,328 @@
+/*
+ * state.c
+ *	  The extension's own tables in schema expand_contract: migration history, dual-write plans,
+ *	  backfill work.  All access through SPI with bound parameters.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/nodes.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "expand_contract.h"
+
+/* Advisory lock space: field4 values 1 and 2 are taken by pg_advisory_lock's two key forms. */
+#define EC_LOCK_FIELD2	0x45435F4D		/* "EC_M" */
+#define EC_LOCK_FIELD4	3
+
+/*
+ * Serialises ec_start/ec_complete/ec_rollback per schema, until the end of the transaction.  Only
+ * other migration calls wait on it; application queries never do.
+ */
+void
+ec_lock_schema(Oid nspid)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, EC_LOCK_FIELD2, nspid, EC_LOCK_FIELD4);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+static void
+spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+static List *
+text_array_to_list(Datum d)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+static List *
+oid_array_to_list(Datum d)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems,
+					  &nulls, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend_oid(result, DatumGetObjectId(elems[i]));
+	return result;
+}
+
+static Datum
+list_to_text_array(List *list)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, list)
+		elems[n++] = CStringGetTextDatum((char *) lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
+list_to_oid_array(List *list)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, list)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+static char *
+getstring(int column)
+{
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column);
+}
+
+static EcMigrationRow *
+fetch_migration(const char *where, const char *schema)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(schema)};
+	EcMigrationRow *row;
+	bool		isnull;
+
+	spi_run(psprintf("SELECT id, name, parent, version_schema::text, done, validate_steps,"
+					 "       complete_steps, rollback_steps, relids"
+					 "  FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND %s"
+					 " ORDER BY id DESC LIMIT 1", where),
+			1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return NULL;
+
+	row = palloc0(sizeof(EcMigrationRow));
+	row->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	row->name = getstring(2);
+	row->parent = getstring(3);
+	row->version_schema = getstring(4);
+	row->done = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	row->validate_steps = text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 6, &isnull));
+	row->complete_steps = text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 7, &isnull));
+	row->rollback_steps = text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 8, &isnull));
+	row->relids = oid_array_to_list(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9,
+												  &isnull));
+	return row;
+}
+
+EcMigrationRow *
+ec_active_migration(const char *schema)
+{
+	return fetch_migration("NOT done", schema);
+}
+
+EcMigrationRow *
+ec_latest_completed_migration(const char *schema)
+{
+	return fetch_migration("done", schema);
+}
+
+bool
+ec_migration_exists(const char *schema, const char *name)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(schema), CStringGetTextDatum(name)};
+
+	spi_run("SELECT 1 FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND name = $2",
+			2, types, values, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+int64
+ec_insert_migration(const char *schema, const char *name, const char *parent,
+					const char *version_schema, Jsonb *doc)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', parent ? ' ' : 'n', ' ', ' '};
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = CStringGetTextDatum(name);
+	values[2] = parent ? CStringGetTextDatum(parent) : (Datum) 0;
+	values[3] = CStringGetTextDatum(version_schema);
+	values[4] = JsonbPGetDatum(doc);
+	spi_run("INSERT INTO " EC_STATE_SCHEMA ".migrations"
+			" (schema_name, name, parent, version_schema, migration)"
+			" VALUES ($1, $2, $3, $4, $5) RETURNING id",
+			5, types, values, nulls, SPI_OK_INSERT_RETURNING);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void
+ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollback_steps,
+			 List *relids)
+{
+	Oid			types[5] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, OIDARRAYOID};
+	Datum		values[5];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = list_to_text_array(validate_steps);
+	values[2] = list_to_text_array(complete_steps);
+	values[3] = list_to_text_array(rollback_steps);
+	values[4] = list_to_oid_array(relids);
+	spi_run("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
+			" rollback_steps = $4, relids = $5 WHERE id = $1",
+			5, types, values, NULL, SPI_OK_UPDATE);
+}
+
+void
+ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char *new_migration,
+				   const char *old_schema, const char *old_migration)
+{
+	Oid			types[10] = {INT8OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', old_schema ? ' ' : 'n', old_migration ? ' ' : 'n',
+	' ', ' ', ' ', ' '};
+	int			n = list_length(table->columns);
+	Datum	   *old_attnums = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *new_attnums = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *ups = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *downs = palloc(sizeof(Datum) * (n + 1));
+	int			npairs = 0;
+	ListCell   *lc;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+
+		if (!col->moves_data)
+			continue;
+		old_attnums[npairs] = Int16GetDatum(col->old_attnum);
+		new_attnums[npairs] = Int16GetDatum(col->new_attnum);
+		ups[npairs] = CStringGetTextDatum(col->up ? nodeToString(col->up) : "");
+		downs[npairs] = CStringGetTextDatum(col->down ? nodeToString(col->down) : "");
+		npairs++;
+	}
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(table->relid);
+	values[2] = CStringGetTextDatum(new_schema);
+	values[3] = CStringGetTextDatum(new_migration);
+	values[4] = old_schema ? CStringGetTextDatum(old_schema) : (Datum) 0;
+	values[5] = old_migration ? CStringGetTextDatum(old_migration) : (Datum) 0;
+	values[6] = PointerGetDatum(construct_array(old_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
+	values[7] = PointerGetDatum(construct_array(new_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
+	values[8] = PointerGetDatum(construct_array(ups, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[9] = PointerGetDatum(construct_array(downs, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	spi_run("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
+			" new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
+			" down_exprs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+			10, types, values, nulls, SPI_OK_INSERT);
+}
+
+/* Records the backfill seam: the table's existing rows need their new columns computed by "up". */
+void
+ec_save_backfill(int64 id, EcTable *table)
+{
+	Oid			types[4] = {INT8OID, OIDOID, TEXTOID, TEXTARRAYOID};
+	Datum		values[4];
+	List	   *columns = NIL;
+	ListCell   *lc;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+
+		if (col->moves_data && col->up && col->new_attnum)
+			columns = lappend(columns, get_attname(table->relid, col->new_attnum, false));
+	}
+	if (columns == NIL)
+		return;
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(table->relid);
+	values[2] = CStringGetTextDatum(ec_rel_qualified(table->relid));
+	values[3] = list_to_text_array(columns);
+	spi_run("INSERT INTO " EC_STATE_SCHEMA ".backfills"
+			" (migration_id, relid, table_name, columns, rows_estimated)"
+			" SELECT $1, $2, $3, $4::name[], GREATEST(reltuples, 0)::bigint"
+			"   FROM pg_catalog.pg_class WHERE oid = $2",
+			4, types, values, NULL, SPI_OK_INSERT);
+}
+
+/* Relations whose backfill has not finished, with the first column to fill. */
+List *
+ec_pending_backfills(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	List	   *result = NIL;
+
+	spi_run("SELECT relid FROM " EC_STATE_SCHEMA ".backfills"
+			" WHERE migration_id = $1 AND state <> 'done' ORDER BY relid",
+			1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		result = lappend_oid(result, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 1,
+																	&isnull)));
+	}
+	return result;
+}
+
+void
+ec_mark_backfill_done(int64 id, Oid relid, int64 rows)
+{
+	Oid			types[3] = {INT8OID, OIDOID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(id), ObjectIdGetDatum(relid), Int64GetDatum(rows)};
+
+	spi_run("UPDATE " EC_STATE_SCHEMA ".backfills SET state = 'done', rows_done = $3,"
+			" started_at = coalesce(started_at, now()), finished_at = now()"
+			" WHERE migration_id = $1 AND relid = $2",
+			3, types, values, NULL, SPI_OK_UPDATE);
+}
+
+void
+ec_finish_migration(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	spi_run("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+			1, types, values, NULL, SPI_OK_DELETE);
+	spi_run("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
+			" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+}
+
+void
+ec_delete_migration(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	spi_run("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+			1, types, values, NULL, SPI_OK_DELETE);
+}

@@ -1,0 +1,390 @@
+/*
+ * trigger.c
+ *	  The dual-write trigger: keeps a migrating table's old and new columns in step.
+ *
+ * One BEFORE INSERT OR UPDATE row trigger per table with data to move.  A write that comes from the
+ * old version gets each new column computed from "up"; a write from the new version gets each old
+ * column computed from "down".  Which version a write comes from: the setting
+ * expand_contract.version if set, else the first version schema of the table's schema on the
+ * session's effective search_path, else the old version.
+ *
+ * Per relation, the plan (expressions planned once, from the node trees ec_start stored) is cached
+ * in CacheMemoryContext and dropped on relcache invalidation of the table (CREATE/DROP TRIGGER
+ * sends one) or on any change to pg_namespace.  Executable state is rebuilt once per transaction,
+ * like PL/pgSQL's simple expressions.  No SPI per row: SPI runs only to (re)build a plan.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "optimizer/optimizer.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "expand_contract.h"
+
+PG_FUNCTION_INFO_V1(ec_dual_write);
+
+/* Set while ec_complete fills existing rows: they are old-version rows whatever the session says. */
+bool		ec_backfill_forces_old_version = false;
+
+typedef struct EcTriggerPlan
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	MemoryContext cxt;			/* everything below, but the per-transaction state */
+
+	char	   *schema;			/* the table's schema, an accepted name for the old version */
+	char	   *new_schema;
+	char	   *new_migration;
+	char	   *old_schema;		/* NULL: the old version is the base tables */
+	char	   *old_migration;
+	Oid			new_nspid;
+	Oid			old_nspid;
+
+	int			npairs;
+	AttrNumber *old_attnums;	/* 0: no old column */
+	AttrNumber *new_attnums;	/* 0: no new column */
+	Expr	  **up;				/* planned; NULL: none */
+	Expr	  **down;
+
+	/* Execution state, valid in transaction lxid only; lives in a child of TopTransactionContext. */
+	LocalTransactionId lxid;
+	ExprState **up_state;
+	ExprState **down_state;
+	ExprContext *econtext;
+	int		   *columns;		/* scratch for heap_modify_tuple_by_cols */
+	Datum	   *values;
+	bool	   *nulls;
+} EcTriggerPlan;
+
+static HTAB *plan_cache = NULL;
+
+static void
+invalidate_relation(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	EcTriggerPlan *plan;
+
+	if (plan_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		plan = hash_search(plan_cache, &relid, HASH_FIND, NULL);
+		if (plan)
+			plan->valid = false;
+		return;
+	}
+	hash_seq_init(&status, plan_cache);
+	while ((plan = hash_seq_search(&status)) != NULL)
+		plan->valid = false;
+}
+
+static void
+invalidate_namespaces(Datum arg, int cacheid, uint32 hashvalue)
+{
+	invalidate_relation(arg, InvalidOid);
+}
+
+void
+ec_trigger_init(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(EcTriggerPlan);
+	ctl.hcxt = CacheMemoryContext;
+	plan_cache = hash_create("expand_contract trigger plans", 32, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(invalidate_relation, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, invalidate_namespaces, (Datum) 0);
+}
+
+static char *
+text_datum_or_null(HeapTuple tuple, TupleDesc desc, int column, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, column, &isnull);
+
+	if (isnull)
+		return NULL;
+	return MemoryContextStrdup(cxt, TextDatumGetCString(d));
+}
+
+static Datum *
+array_elements(HeapTuple tuple, TupleDesc desc, int column, Oid elemtype, int *n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, column, &isnull);
+	ArrayType  *array;
+	Datum	   *elems;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (isnull)
+		elog(ERROR, "expand_contract.dual_writes has a null array");
+	array = DatumGetArrayTypeP(d);
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(array, elemtype, typlen, typbyval, typalign, &elems, NULL, n);
+	return elems;
+}
+
+static Expr *
+plan_expression(Datum stored, MemoryContext cxt)
+{
+	char	   *source = TextDatumGetCString(stored);
+	MemoryContext old;
+	Expr	   *expr;
+
+	if (source[0] == '\0')
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	expr = expression_planner((Expr *) stringToNode(source));
+	MemoryContextSwitchTo(old);
+	return expr;
+}
+
+static void
+build_plan(EcTriggerPlan *plan, Relation rel)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(plan->relid)};
+	int			rc;
+
+	if (plan->cxt)
+		MemoryContextDelete(plan->cxt);
+	plan->cxt = AllocSetContextCreate(CacheMemoryContext, "expand_contract trigger plan",
+									  ALLOCSET_SMALL_SIZES);
+	plan->npairs = 0;
+	plan->lxid = InvalidLocalTransactionId;
+	plan->schema = MemoryContextStrdup(plan->cxt,
+									   get_namespace_name(RelationGetNamespace(rel)));
+
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT new_version_schema::text, new_migration,"
+							   "       old_version_schema::text, old_migration,"
+							   "       old_attnums, new_attnums, up_exprs, down_exprs"
+							   "  FROM expand_contract.dual_writes WHERE relid = $1",
+							   1, types, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read expand_contract.dual_writes: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum	   *old_attnums,
+				   *new_attnums,
+				   *ups,
+				   *downs;
+		int			n1,
+					n2,
+					n3,
+					n4;
+
+		plan->new_schema = text_datum_or_null(tuple, desc, 1, plan->cxt);
+		plan->new_migration = text_datum_or_null(tuple, desc, 2, plan->cxt);
+		plan->old_schema = text_datum_or_null(tuple, desc, 3, plan->cxt);
+		plan->old_migration = text_datum_or_null(tuple, desc, 4, plan->cxt);
+		old_attnums = array_elements(tuple, desc, 5, INT2OID, &n1);
+		new_attnums = array_elements(tuple, desc, 6, INT2OID, &n2);
+		ups = array_elements(tuple, desc, 7, TEXTOID, &n3);
+		downs = array_elements(tuple, desc, 8, TEXTOID, &n4);
+		if (n1 != n2 || n2 != n3 || n3 != n4)
+			elog(ERROR, "expand_contract.dual_writes arrays for relation %u differ in length",
+				 plan->relid);
+
+		plan->old_attnums = MemoryContextAlloc(plan->cxt, sizeof(AttrNumber) * n1);
+		plan->new_attnums = MemoryContextAlloc(plan->cxt, sizeof(AttrNumber) * n1);
+		plan->up = MemoryContextAlloc(plan->cxt, sizeof(Expr *) * n1);
+		plan->down = MemoryContextAlloc(plan->cxt, sizeof(Expr *) * n1);
+		for (int i = 0; i < n1; i++)
+		{
+			plan->old_attnums[i] = DatumGetInt16(old_attnums[i]);
+			plan->new_attnums[i] = DatumGetInt16(new_attnums[i]);
+			plan->up[i] = plan_expression(ups[i], plan->cxt);
+			plan->down[i] = plan_expression(downs[i], plan->cxt);
+		}
+		plan->npairs = n1;
+		plan->new_nspid = get_namespace_oid(plan->new_schema, true);
+		plan->old_nspid = plan->old_schema ? get_namespace_oid(plan->old_schema, true) : InvalidOid;
+	}
+	SPI_finish();
+}
+
+static EcTriggerPlan *
+get_plan(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	bool		found;
+	EcTriggerPlan *plan = hash_search(plan_cache, &relid, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		plan->cxt = NULL;
+		plan->valid = false;
+	}
+	if (!plan->valid)
+	{
+		/* Marked valid first: an invalidation arriving while we build must win. */
+		plan->valid = true;
+		PG_TRY();
+		{
+			build_plan(plan, rel);
+		}
+		PG_CATCH();
+		{
+			plan->valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	return plan;
+}
+
+static bool
+setting_names(const char *value, const char *a, const char *b)
+{
+	return (a && strcmp(value, a) == 0) || (b && strcmp(value, b) == 0);
+}
+
+/* Does this write come from the new version? */
+static bool
+writer_is_new(EcTriggerPlan *plan)
+{
+	List	   *path;
+	ListCell   *lc;
+
+	if (ec_backfill_forces_old_version)
+		return false;
+
+	if (ec_version_setting != NULL && ec_version_setting[0] != '\0')
+	{
+		if (setting_names(ec_version_setting, plan->new_schema, plan->new_migration))
+			return true;
+		if (setting_names(ec_version_setting, plan->old_schema, plan->old_migration) ||
+			strcmp(ec_version_setting, plan->schema) == 0)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expand_contract.version \"%s\" is not a version of schema \"%s\"",
+						ec_version_setting, plan->schema),
+				 errdetail("The new version is \"%s\"; the old version is \"%s\".",
+						   plan->new_schema, plan->old_schema ? plan->old_schema : plan->schema),
+				 errhint("Set expand_contract.version to one of them, or reset it to decide by "
+						 "search_path.")));
+	}
+
+	path = fetch_search_path(false);
+	foreach(lc, path)
+	{
+		Oid			nspid = lfirst_oid(lc);
+
+		if (nspid == plan->new_nspid)
+			return true;
+		if (OidIsValid(plan->old_nspid) && nspid == plan->old_nspid)
+			return false;
+	}
+	return false;
+}
+
+static void
+prepare_execution(EcTriggerPlan *plan)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+
+	if (plan->lxid == EC_CURRENT_LXID)
+		return;
+
+	cxt = AllocSetContextCreate(TopTransactionContext, "expand_contract trigger state",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	plan->up_state = palloc0(sizeof(ExprState *) * plan->npairs);
+	plan->down_state = palloc0(sizeof(ExprState *) * plan->npairs);
+	for (int i = 0; i < plan->npairs; i++)
+	{
+		if (plan->up[i] && plan->new_attnums[i])
+			plan->up_state[i] = ExecInitExpr(plan->up[i], NULL);
+		if (plan->down[i] && plan->old_attnums[i])
+			plan->down_state[i] = ExecInitExpr(plan->down[i], NULL);
+	}
+	plan->econtext = CreateStandaloneExprContext();
+	plan->columns = palloc(sizeof(int) * plan->npairs);
+	plan->values = palloc(sizeof(Datum) * plan->npairs);
+	plan->nulls = palloc(sizeof(bool) * plan->npairs);
+	MemoryContextSwitchTo(old);
+	plan->lxid = EC_CURRENT_LXID;
+}
+
+Datum
+ec_dual_write(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleTableSlot *slot;
+	EcTriggerPlan *plan;
+	bool		from_new;
+	int			n = 0;
+	HeapTuple	result;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired by a trigger", "expand_contract.dual_write")));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) || TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired BEFORE INSERT OR UPDATE FOR EACH ROW",
+						"expand_contract.dual_write")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		tuple = trigdata->tg_newtuple;
+		slot = trigdata->tg_newslot;
+	}
+	else
+	{
+		tuple = trigdata->tg_trigtuple;
+		slot = trigdata->tg_trigslot;
+	}
+
+	plan = get_plan(trigdata->tg_relation);
+	if (plan->npairs == 0)
+		return PointerGetDatum(tuple);
+
+	from_new = writer_is_new(plan);
+	prepare_execution(plan);
+	plan->econtext->ecxt_scantuple = slot;
+
+	for (int i = 0; i < plan->npairs; i++)
+	{
+		ExprState  *state = from_new ? plan->down_state[i] : plan->up_state[i];
+
+		if (state == NULL)
+			continue;
+		plan->columns[n] = from_new ? plan->old_attnums[i] : plan->new_attnums[i];
+		plan->values[n] = ExecEvalExprSwitchContext(state, plan->econtext, &plan->nulls[n]);
+		n++;
+	}
+	if (n == 0)
+		return PointerGetDatum(tuple);
+
+	result = heap_modify_tuple_by_cols(tuple, RelationGetDescr(trigdata->tg_relation), n,
+									   plan->columns, plan->values, plan->nulls);
+	ResetExprContext(plan->econtext);
+	plan->econtext->ecxt_scantuple = NULL;
+	return PointerGetDatum(result);
+}

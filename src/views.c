@@ -1,0 +1,106 @@
+/*
+ * views.c
+ *	  The version schema: one view per table of the schema, in the new version's shape.
+ *
+ * Each view is a plain column list over one table, so PostgreSQL keeps it automatically updatable
+ * (INSERT, UPDATE, DELETE, RETURNING, ON CONFLICT).  Views bind to columns by attribute number, so
+ * they survive the renames of complete.  They check privileges and row-level security as the
+ * querying role (security_invoker), carry the table's column defaults (a view has none of its own)
+ * and the table's grants, so the roles that use a table can use its view.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "commands/comment.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "expand_contract.h"
+
+/* The SQL text of the table column's default, or NULL (identity and generated columns: none). */
+static char *
+column_default(Relation rel, AttrNumber attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	Node	   *expr;
+
+	if (att->attidentity || att->attgenerated || !att->atthasdef)
+		return NULL;
+	expr = build_column_default(rel, attnum);
+	return expr ? ec_deparse(expr, RelationGetRelid(rel)) : NULL;
+}
+
+static void
+create_view(EcTable *table, const char *version_schema)
+{
+	Relation	rel = table_open(table->relid, AccessShareLock);
+	int			natts = RelationGetDescr(rel)->natts;
+	char	  **column_map = palloc0(sizeof(char *) * (natts + 1));
+	char	   *view = ec_qualified(version_schema, table->new_name);
+	StringInfoData sql;
+	List	   *after = NIL;
+	ListCell   *lc;
+	char	   *comment;
+	bool		first = true;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE VIEW %s%s AS SELECT ", view, EC_VIEW_OPTIONS);
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		const char *name;
+		char	   *dflt;
+
+		if (col->new_name == NULL || col->new_attnum == 0)
+			continue;
+		name = quote_identifier(col->new_name);
+		appendStringInfo(&sql, "%s%s AS %s", first ? "" : ", ",
+						 quote_identifier(get_attname(table->relid, col->new_attnum, false)), name);
+		first = false;
+		column_map[col->new_attnum - 1] = col->new_name;
+
+		dflt = col->default_changed ? col->new_default : column_default(rel, col->new_attnum);
+		if (dflt)
+			after = lappend(after, psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT %s", view,
+											name, dflt));
+		comment = col->comment_changed ? col->new_comment :
+			GetComment(table->relid, RelationRelationId, col->new_attnum);
+		if (comment)
+			after = lappend(after, psprintf("COMMENT ON COLUMN %s.%s IS %s", view, name,
+											quote_literal_cstr(comment)));
+	}
+	appendStringInfo(&sql, " FROM %s", ec_rel_qualified(table->relid));
+	table_close(rel, NoLock);
+
+	ec_exec(sql.data);
+	ec_exec_list(after);
+	comment = GetComment(table->relid, RelationRelationId, 0);
+	if (comment)
+		ec_exec(psprintf("COMMENT ON VIEW %s IS %s", view, quote_literal_cstr(comment)));
+	ec_copy_privileges(table->relid, view, column_map, natts);
+}
+
+void
+ec_create_version_schema(EcModel *model, const char *version_schema)
+{
+	ListCell   *lc;
+
+	ec_exec(psprintf("CREATE SCHEMA %s", quote_identifier(version_schema)));
+	ec_exec(psprintf("COMMENT ON SCHEMA %s IS %s", quote_identifier(version_schema),
+					 quote_literal_cstr(psprintf("expand_contract version schema of \"%s\"",
+												 model->schema))));
+	ec_copy_schema_privileges(model->nspid, version_schema);
+
+	foreach(lc, model->tables)
+	{
+		EcTable    *table = lfirst(lc);
+
+		if (table->new_name != NULL)
+			create_view(table, version_schema);
+	}
+}
