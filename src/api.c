@@ -290,6 +290,8 @@ ec_complete(PG_FUNCTION_ARGS)
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	lock_level = ec_guc_push("lock_timeout", timeout);
 	path_level = ec_guc_push("search_path", quote_identifier(schema));
+	/* DROP SCHEMA ... CASCADE lists every view it drops; that is our business, not the caller's. */
+	(void) ec_guc_push("client_min_messages", "warning");
 
 	/* Validation scans under SHARE UPDATE EXCLUSIVE: writes go on meanwhile. */
 	modes = NIL;
@@ -333,6 +335,8 @@ ec_rollback(PG_FUNCTION_ARGS)
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	lock_level = ec_guc_push("lock_timeout", timeout);
 	path_level = ec_guc_push("search_path", quote_identifier(schema));
+	/* DROP SCHEMA ... CASCADE lists every view it drops; that is our business, not the caller's. */
+	(void) ec_guc_push("client_min_messages", "warning");
 
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);

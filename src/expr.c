@@ -30,9 +30,52 @@
 
 #include "expand_contract.h"
 
+/*
+ * Errors in a user's expression point into the expression, not into the ec_start call that carried
+ * it: the position becomes an internal one, shown under the expression's own text.
+ */
+static void
+expression_error_callback(void *arg)
+{
+	const char *source = arg;
+	int			position = geterrposition();
+
+	if (position > 0)
+	{
+		errposition(0);
+		internalerrposition(position);
+		internalerrquery(source);
+	}
+}
+
+#define EC_EXPRESSION_ERRORS_BEGIN(source) \
+	do { \
+		ErrorContextCallback ec_callback; \
+		ec_callback.callback = expression_error_callback; \
+		ec_callback.arg = (void *) (source); \
+		ec_callback.previous = error_context_stack; \
+		error_context_stack = &ec_callback
+
+#define EC_EXPRESSION_ERRORS_END() \
+		error_context_stack = ec_callback.previous; \
+	} while (0)
+
+static Node *parse_expression(const char *source, const char *what);
+
 /* Parses source as one SQL expression; "what" names it in errors (e.g. up expression of column "x"). */
 Node *
 ec_parse_expression(const char *source, const char *what)
+{
+	Node	   *result;
+
+	EC_EXPRESSION_ERRORS_BEGIN(source);
+	result = parse_expression(source, what);
+	EC_EXPRESSION_ERRORS_END();
+	return result;
+}
+
+static Node *
+parse_expression(const char *source, const char *what)
 {
 	List	   *raw;
 	RawStmt    *stmt;
@@ -118,6 +161,7 @@ ec_analyze_row_expression(const char *source, const char *what, Oid relid, char 
 	Node	   *expr;
 
 	pstate->p_sourcetext = source;
+	EC_EXPRESSION_ERRORS_BEGIN(source);
 	rel = table_open(relid, AccessShareLock);
 	alias = makeAlias(RelationGetRelationName(rel), NIL);
 	for (int i = 0; i < nnames; i++)
@@ -133,8 +177,8 @@ ec_analyze_row_expression(const char *source, const char *what, Oid relid, char 
 		expr = coerce_or_fail(pstate, expr, target_type, target_typmod, what);
 	assign_expr_collations(pstate, expr);
 	reject_system_columns_walker(expr, (void *) what);
-
 	table_close(rel, NoLock);
+	EC_EXPRESSION_ERRORS_END();
 	free_parsestate(pstate);
 	return expr;
 }
@@ -148,9 +192,11 @@ ec_analyze_default(const char *source, const char *what, Oid target_type, int32 
 	Node	   *expr;
 
 	pstate->p_sourcetext = source;
+	EC_EXPRESSION_ERRORS_BEGIN(source);
 	expr = transformExpr(pstate, raw, EXPR_KIND_COLUMN_DEFAULT);
 	expr = coerce_or_fail(pstate, expr, target_type, target_typmod, what);
 	assign_expr_collations(pstate, expr);
+	EC_EXPRESSION_ERRORS_END();
 	free_parsestate(pstate);
 	return expr;
 }
@@ -226,8 +272,10 @@ ec_resolve_type(const char *source, Oid *typid, int32 *typmod)
 		}
 	}
 
+	EC_EXPRESSION_ERRORS_BEGIN(source);
 	typename = ec_type_string_to_type_name(source);
 	typenameTypeIdAndMod(NULL, typename, typid, typmod);
+	EC_EXPRESSION_ERRORS_END();
 	if (get_typtype(*typid) == TYPTYPE_PSEUDO)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),

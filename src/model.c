@@ -35,7 +35,7 @@ ec_schema_relations(Oid nspid, bool views)
 							   " AND relkind IN ('v', 'm') ORDER BY relname COLLATE \"C\"" :
 							   "SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1"
 							   " AND relkind IN ('r', 'p') ORDER BY relname COLLATE \"C\"",
-							   1, types, values, NULL, true, 0);
+							   1, types, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -460,7 +460,7 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 							   "        OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
 							   "            (SELECT conrelid FROM pg_catalog.pg_constraint WHERE oid = d.objid) <> $1))"
 							   " ORDER BY 1 LIMIT 1",
-							   4, types, values, NULL, true, 1);
+							   4, types, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -482,7 +482,7 @@ owned_sequences(EcTable *table, AttrNumber attnum)
 							   " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 							   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 							   "   AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'a'",
-							   2, types, values, NULL, true, 0);
+							   2, types, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -193,7 +193,7 @@ ec_lock_with_retry(List *relids, List *modes)
 static void
 exec_generated(const char *query, int nargs, Oid *types, Datum *values)
 {
-	int			rc = SPI_execute_with_args(query, nargs, types, values, NULL, true, 0);
+	int			rc = SPI_execute_with_args(query, nargs, types, values, NULL, false, 0);
 	SPITupleTable *tuptable;
 	uint64		n;
 	List	   *statements = NIL;

@@ -64,7 +64,9 @@ create_view(EcTable *table, const char *version_schema)
 		first = false;
 		column_map[col->new_attnum - 1] = col->new_name;
 
-		dflt = col->default_changed ? col->new_default : column_default(rel, col->new_attnum);
+		/* A dropped default must hide the table's: a view without one would fall back to it. */
+		dflt = col->default_changed ? (col->new_default ? col->new_default : "NULL") :
+			column_default(rel, col->new_attnum);
 		if (dflt)
 			after = lappend(after, psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT %s", view,
 											name, dflt));
