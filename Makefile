@@ -26,7 +26,7 @@ PROVE_TESTS = $(wildcard test/t/*.pl)
 PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Wpointer-arith -Werror=vla -Wendif-labels -Wformat-security
 
-EXTRA_CLEAN = tmp_check tmp_regress tmp_iso results output_iso regression.diffs regression.out
+EXTRA_CLEAN = tmp_check tmp_regress tmp_iso results output_iso log regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
