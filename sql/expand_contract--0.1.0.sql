@@ -19,9 +19,9 @@ CREATE TABLE expand_contract.migrations (
     migration       jsonb       NOT NULL,
     started_by      name        NOT NULL DEFAULT current_user,
     started_at      timestamptz NOT NULL DEFAULT now(),
-    -- The starting transaction: rows whose xmin precedes it were written before the dual-write
-    -- trigger existed and are the only ones the backfill must fill.
-    start_xid       xid         NOT NULL DEFAULT pg_catalog.pg_current_xact_id()::xid,
+    -- Every transaction from this xid on writes through the dual-write trigger: rows whose xmin
+    -- precedes it are the only ones the backfill must fill.
+    trigger_xid     xid         NOT NULL,
     completed_at    timestamptz,
     done            boolean     NOT NULL DEFAULT false,
     -- What ec_complete and ec_rollback run, computed by ec_start when it knew every name.

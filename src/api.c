@@ -8,6 +8,8 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
@@ -115,6 +117,7 @@ ec_start(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	char		timeout[32];
 	int			nestlevel;
+	TransactionId trigger_xid;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -167,10 +170,19 @@ ec_start(PG_FUNCTION_ARGS)
 	relids = ec_relations_to_lock(nspid, migration->operations, &modes);
 	ec_lock_with_retry(relids, modes);
 
+	/*
+	 * Every transaction that wrote the tables without the dual-write trigger held a lock that we
+	 * have now waited for, so its xid is below the next xid to be assigned; every later writer goes
+	 * through the trigger.  Our own xid is taken first so that rows written by "sql" operations of
+	 * this start count as pre-existing.  The backfill fills exactly the rows below this horizon.
+	 */
+	(void) GetTopTransactionId();
+	trigger_xid = XidFromFullTransactionId(ReadNextFullTransactionId());
+
 	memset(&cxt, 0, sizeof(cxt));
 	cxt.migration_name = name;
 	cxt.migration_id = ec_insert_migration(schema, name, parent ? parent->name : NULL,
-										   version_schema, doc);
+										   version_schema, doc, trigger_xid);
 	cxt.model = ec_model_load(nspid);
 	cxt.old_version_nspid = old_schema ? get_namespace_oid(old_schema, false) : InvalidOid;
 
@@ -226,8 +238,8 @@ ec_backfill_inline(int64 migration_id)
 			 * Rows written since the start went through the trigger already; rewriting those
 			 * written by the new version would replace their values with up(down(value)).
 			 */
-			ec_exec(psprintf("UPDATE %s SET %s = %s WHERE pg_catalog.age(xmin) >= pg_catalog.age("
-							 "(SELECT start_xid FROM " EC_STATE_SCHEMA ".migrations WHERE id = "
+			ec_exec(psprintf("UPDATE %s SET %s = %s WHERE pg_catalog.age(xmin) > pg_catalog.age("
+							 "(SELECT trigger_xid FROM " EC_STATE_SCHEMA ".migrations WHERE id = "
 							 INT64_FORMAT "))", tsql, quote_identifier(column),
 							 quote_identifier(column), migration_id));
 		}
@@ -274,18 +286,14 @@ ec_complete(PG_FUNCTION_ARGS)
 	m = require_active(schema, nspid);
 
 	pending = ec_pending_backfills(m->id);
-	if (pending != NIL)
-	{
-		if (!wait)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("backfill of migration \"%s\" has not finished", m->name),
-					 errdetail("%d table(s) still have rows to fill.", list_length(pending)),
-					 errhint("Call ec_complete(%s) without wait => false to fill them now, or wait "
-							 "until ec_status() shows backfill_state \"done\".",
-							 quote_literal_cstr(schema))));
-		ec_backfill_inline(m->id);
-	}
+	if (pending != NIL && !wait)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("backfill of migration \"%s\" has not finished", m->name),
+				 errdetail("%d table(s) still have rows to fill.", list_length(pending)),
+				 errhint("Call ec_complete(%s) without wait => false to fill them now, or wait "
+						 "until ec_status() shows backfill_state \"done\".",
+						 quote_literal_cstr(schema))));
 
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	lock_level = ec_guc_push("lock_timeout", timeout);
@@ -293,18 +301,21 @@ ec_complete(PG_FUNCTION_ARGS)
 	/* DROP SCHEMA ... CASCADE lists every view it drops; that is our business, not the caller's. */
 	(void) ec_guc_push("client_min_messages", "warning");
 
-	/* Validation scans under SHARE UPDATE EXCLUSIVE: writes go on meanwhile. */
-	modes = NIL;
-	for (int i = 0; i < list_length(m->relids); i++)
-		modes = lappend_int(modes, ShareUpdateExclusiveLock);
-	ec_lock_with_retry(m->relids, modes);
-	ec_exec_list(m->validate_steps);
-
+	/*
+	 * All locks first.  Filling rows in this transaction holds their row locks until commit; a
+	 * writer blocked on one of them keeps its table lock, so asking for ACCESS EXCLUSIVE after the
+	 * fill would wait on a cycle that lock_timeout retries cannot break.  The batched background
+	 * backfill will take this off the exclusive lock.
+	 */
 	parent = ec_latest_completed_migration(schema);
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
 	version_schema_views(parent ? parent->version_schema : NULL, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
+
+	if (pending != NIL)
+		ec_backfill_inline(m->id);
+	ec_exec_list(m->validate_steps);
 
 	if (parent && OidIsValid(get_namespace_oid(parent->version_schema, true)))
 		ec_exec(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(parent->version_schema)));

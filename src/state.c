@@ -161,11 +161,11 @@ ec_migration_exists(const char *schema, const char *name)
 
 int64
 ec_insert_migration(const char *schema, const char *name, const char *parent,
-					const char *version_schema, Jsonb *doc)
+					const char *version_schema, Jsonb *doc, TransactionId trigger_xid)
 {
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', parent ? ' ' : 'n', ' ', ' '};
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' '};
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(schema);
@@ -173,10 +173,11 @@ ec_insert_migration(const char *schema, const char *name, const char *parent,
 	values[2] = parent ? CStringGetTextDatum(parent) : (Datum) 0;
 	values[3] = CStringGetTextDatum(version_schema);
 	values[4] = JsonbPGetDatum(doc);
+	values[5] = TransactionIdGetDatum(trigger_xid);
 	spi_run("INSERT INTO " EC_STATE_SCHEMA ".migrations"
-			" (schema_name, name, parent, version_schema, migration)"
-			" VALUES ($1, $2, $3, $4, $5) RETURNING id",
-			5, types, values, nulls, SPI_OK_INSERT_RETURNING);
+			" (schema_name, name, parent, version_schema, migration, trigger_xid)"
+			" VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+			6, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
