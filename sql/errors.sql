@@ -73,6 +73,20 @@ SELECT * FROM ec_test.leftovers();
 SELECT count(*) FROM expand_contract.migrations;
 \set ON_ERROR_STOP 1
 
+-- A column retyped behind the migration's back: writes fail cleanly, rollback still works.
+CREATE TABLE app.r (id int PRIMARY KEY, cents int NOT NULL);
+SELECT ec_start('v1', '{"operations": [{"alter_column": {"table": "r", "column": "cents", "name": "amount",
+  "type": "numeric", "up": "cents / 100.0", "down": "(amount * 100)::int"}}]}', 'app');
+INSERT INTO app.r VALUES (1, 100);
+ALTER TABLE app.r ALTER COLUMN cents TYPE text;
+\set ON_ERROR_STOP 0
+INSERT INTO app.r VALUES (2, '200');
+\set ON_ERROR_STOP 1
+SELECT ec_rollback('app');
+SELECT * FROM app.r;
+DROP TABLE app.r;
+DELETE FROM expand_contract.migrations;
+
 -- Hostile identifiers work as plain names and are never executed.
 CREATE TABLE app."Robert'); DROP TABLE app.t; --" ("a""b" int);
 SELECT ec_start('v1', '{"operations": [

@@ -22,6 +22,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -141,6 +142,60 @@ array_elements(HeapTuple tuple, TupleDesc desc, int column, Oid elemtype, int *n
 	return elems;
 }
 
+typedef struct VarCheck
+{
+	TupleDesc	desc;
+	Relation	rel;
+} VarCheck;
+
+static void
+changed_since_start(Relation rel, const char *column)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("column \"%s\" of table \"%s\" changed since its migration started",
+					column, RelationGetRelationName(rel)),
+			 errdetail("The dual-write expressions were analysed for the column as it was."),
+			 errhint("Restore the column, or roll the migration back with ec_rollback().")));
+}
+
+/*
+ * The stored expressions name columns by number and type; a column dropped or retyped since
+ * ec_start would have the executor read a datum as the wrong type.  Refuse instead.
+ */
+static bool
+check_vars_walker(Node *node, VarCheck *check)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+		Form_pg_attribute att;
+
+		if (var->varattno <= 0 || var->varattno > check->desc->natts)
+			changed_since_start(check->rel, "?");
+		att = TupleDescAttr(check->desc, var->varattno - 1);
+		if (att->attisdropped || att->atttypid != var->vartype || att->atttypmod != var->vartypmod)
+			changed_since_start(check->rel, NameStr(att->attname));
+		return false;
+	}
+	return expression_tree_walker(node, check_vars_walker, check);
+}
+
+static void
+check_target(Relation rel, AttrNumber attnum, Expr *expr)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Form_pg_attribute att;
+
+	if (attnum <= 0 || attnum > desc->natts)
+		changed_since_start(rel, "?");
+	att = TupleDescAttr(desc, attnum - 1);
+	if (att->attisdropped || (expr && exprType((Node *) expr) != att->atttypid))
+		changed_since_start(rel, NameStr(att->attname));
+}
+
 static Expr *
 plan_expression(Datum stored, MemoryContext cxt)
 {
@@ -215,6 +270,17 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 			plan->new_attnums[i] = DatumGetInt16(new_attnums[i]);
 			plan->up[i] = plan_expression(ups[i], plan->cxt);
 			plan->down[i] = plan_expression(downs[i], plan->cxt);
+		}
+		for (int i = 0; i < n1; i++)
+		{
+			VarCheck	check = {RelationGetDescr(rel), rel};
+
+			if (plan->up[i])
+				check_target(rel, plan->new_attnums[i], plan->up[i]);
+			if (plan->down[i])
+				check_target(rel, plan->old_attnums[i], plan->down[i]);
+			check_vars_walker((Node *) plan->up[i], &check);
+			check_vars_walker((Node *) plan->down[i], &check);
 		}
 		plan->npairs = n1;
 		plan->new_nspid = get_namespace_oid(plan->new_schema, true);
