@@ -2,6 +2,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.users (id int PRIMARY KEY, name text NOT NULL);
 CREATE TABLE app.teams (id int PRIMARY KEY);
@@ -60,6 +62,7 @@ INSERT INTO users (id, name, slug) VALUES (10, 'ivy', 'ivy');
 INSERT INTO users (id, name, slug) VALUES (12, 'kim', 'ivy');
 RESET search_path;
 INSERT INTO app.users (id, name) VALUES (11, 'jon');
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 \d app.users
 SELECT id, name, slug, created IS NOT NULL AS has_created FROM app.users ORDER BY id;

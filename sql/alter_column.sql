@@ -3,6 +3,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.orders (id serial PRIMARY KEY, amount_cents int, status text DEFAULT 'new',
                          note text);
@@ -36,6 +38,7 @@ RESET search_path;
 SET search_path = app_v1;
 INSERT INTO app_v1.orders (amount_cents) VALUES (42) RETURNING id, amount_cents;
 RESET search_path;
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT attname, format_type(atttypid, atttypmod), col_description(attrelid, attnum)
   FROM pg_attribute WHERE attrelid = 'app.orders'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
@@ -51,6 +54,7 @@ SET search_path = app_v2;
 INSERT INTO app_v2.orders (amount_cents) VALUES (NULL);
 RESET search_path;
 INSERT INTO app.orders (amount_cents) VALUES (NULL) RETURNING id;
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT attnotnull FROM pg_attribute WHERE attrelid = 'app.orders'::regclass AND attname = 'amount_cents';
 SELECT count(*) FILTER (WHERE amount_cents = 0) AS zeros FROM app.orders;
@@ -65,6 +69,7 @@ INSERT INTO app_v3.orders (amount_cents) VALUES (2) RETURNING status;
 RESET search_path;
 SELECT attrelid::regclass, col_description(attrelid, attnum) FROM pg_attribute
  WHERE attrelid IN ('app.orders'::regclass, 'app_v3.orders'::regclass) AND attname = 'status' ORDER BY 1;
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'app.orders'::regclass AND adnum = 3;
 SELECT col_description('app.orders'::regclass, 3);
@@ -73,6 +78,7 @@ SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "orders", "col
 SET search_path = app_v4;
 INSERT INTO app_v4.orders (amount_cents) VALUES (3) RETURNING status;
 RESET search_path;
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT count(*) AS defaults FROM pg_attrdef WHERE adrelid = 'app.orders'::regclass AND adnum = 3;
 
@@ -94,6 +100,7 @@ RESET search_path;
 SET search_path = app_v5;
 INSERT INTO app_v5.orders (amount_cents, note) VALUES (1, 'b');
 RESET search_path;
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT conname, convalidated, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE conrelid = 'app.orders'::regclass AND conname LIKE 'orders_note%' ORDER BY 1;

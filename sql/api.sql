@@ -2,6 +2,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 
 -- Callable unqualified, from pg_catalog, whatever the search_path.
 SELECT p.oid::regprocedure FROM pg_proc p WHERE proname LIKE 'ec\_%' ORDER BY 1;
@@ -47,8 +49,11 @@ RESET search_path;
 SELECT o.id, o.owner, o.balance AS old_balance, n.balance AS new_balance
   FROM public.accounts o JOIN public_v1.accounts n USING (id) ORDER BY id;
 
--- complete without waiting for the backfill refuses; waiting fills the rows from before the start.
+-- complete without waiting for the backfill refuses; so does waiting for a paused one.
 SELECT ec_complete('public', wait => false);
+SELECT ec_complete();
+-- Resumed, the worker fills the rows from before the start, and complete waits for it.
+SELECT ec_resume('public');
 SELECT ec_complete();
 SELECT * FROM accounts ORDER BY id;
 SELECT schema_name, migration, parent, version_schema, phase, backfill_state, rows_done FROM ec_status();
@@ -61,6 +66,7 @@ SELECT ec_start('v2', '{"operations": [{"rename_column": {"table": "accounts", "
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'public_v1' ORDER BY ordinal_position;
 SELECT column_name FROM information_schema.columns WHERE table_schema = 'public_v2' ORDER BY ordinal_position;
 SELECT schema_name, migration, parent, version_schema, phase FROM ec_status('public');
+SELECT ec_resume('public');
 SELECT ec_complete();
 SELECT nspname FROM pg_namespace WHERE nspname LIKE 'public\_v%' ORDER BY 1;
 SELECT * FROM public_v2.accounts ORDER BY id LIMIT 2;

@@ -2,6 +2,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.users (id int PRIMARY KEY, name text NOT NULL, age text, legacy int DEFAULT 0);
 INSERT INTO app.users VALUES (1, 'ann', '31', 5), (2, 'bob', NULL, 6);
@@ -28,6 +30,7 @@ SELECT ec_start('v1', '{"operations": [
   {"add_column": {"table": "users", "up": "upper(name)", "column": {"name": "name_upper", "type": "text", "nullable": true}}},
   {"drop_column": {"table": "users", "column": "legacy", "down": "length(full_name)"}},
   {"rename_table": {"from": "users", "to": "members"}}]}', 'app');
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 \d app.members
 SELECT * FROM app.members ORDER BY id;

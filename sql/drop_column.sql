@@ -3,6 +3,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.items (id int PRIMARY KEY, name text NOT NULL, legacy_code text NOT NULL);
 INSERT INTO app.items VALUES (1, 'one', 'L-1');
@@ -27,6 +29,7 @@ SELECT ec_start('v1', '{"operations": [{"drop_column": {"table": "items", "colum
 SET search_path = app_v1;
 INSERT INTO items (id, name) VALUES (4, 'four');
 RESET search_path;
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 \d app.items
 SELECT * FROM app_v1.items ORDER BY id;

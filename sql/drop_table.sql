@@ -3,6 +3,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.logs (id int PRIMARY KEY, msg text);
 CREATE TABLE app.keep (id int);
@@ -16,6 +18,7 @@ SELECT ec_rollback('app');
 SELECT * FROM ec_test.diff(:'before', 'app');
 SELECT count(*) FROM app.logs;
 SELECT ec_start('v1', '{"operations": [{"drop_table": {"name": "logs"}}]}', 'app');
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT relname FROM pg_class WHERE relnamespace = 'app'::regnamespace AND relkind = 'r';
 -- A table dropped in the new version can be recreated under its name only after complete.

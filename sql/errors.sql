@@ -2,6 +2,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 \set VERBOSITY default
 CREATE SCHEMA app;
 CREATE TABLE app.t (id int PRIMARY KEY, name text);
@@ -95,6 +97,7 @@ SELECT ec_start('v1', '{"operations": [
                   "column": {"name": "select", "type": "int", "nullable": true, "comment": "it''s"}}}]}', 'app');
 INSERT INTO app."Robert'); DROP TABLE app.t; --" VALUES (21);
 SELECT * FROM app_v1."Robert'); DROP TABLE app.t; --";
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT attname FROM pg_attribute WHERE attrelid = 'app."Robert''); DROP TABLE app.t; --"'::regclass AND attnum > 0 ORDER BY attnum;
 SELECT count(*) AS t_still_there FROM app.t;

@@ -18,6 +18,9 @@ CREATE TABLE expand_contract.migrations (
     version_schema  name        NOT NULL,
     migration       jsonb       NOT NULL,
     started_by      name        NOT NULL DEFAULT current_user,
+    -- The worker connects as the session user (started_by may be a role that cannot log in, used
+    -- through SET ROLE) and then acts as started_by.
+    login_role      name        NOT NULL DEFAULT session_user,
     started_at      timestamptz NOT NULL DEFAULT now(),
     -- Every transaction from this xid on writes through the dual-write trigger: rows whose xmin
     -- precedes it are the only ones the backfill must fill.
@@ -30,6 +33,9 @@ CREATE TABLE expand_contract.migrations (
     rollback_steps  text[]      NOT NULL DEFAULT '{}',
     -- Tables whose structure the migration changes: locked (with retries) by ec_complete and ec_rollback.
     relids          oid[]       NOT NULL DEFAULT '{}',
+    -- Per-migration overrides of the expand_contract.batch_* settings (ec_configure), and pause.
+    settings        jsonb       NOT NULL DEFAULT '{}',
+    paused          boolean     NOT NULL DEFAULT false,
     UNIQUE (schema_name, name)
 );
 -- At most one active migration per schema.
@@ -52,25 +58,38 @@ CREATE TABLE expand_contract.dual_writes (
     PRIMARY KEY (relid)
 );
 
--- Backfill work: existing rows whose new columns must be computed from "up".  The seam for the worker.
-CREATE TABLE expand_contract.backfills (
+-- The migration's asynchronous work, done by its background worker in seq order, each step in its own
+-- transaction: first a "backfill" per table (existing rows get their new columns from "up", in batches
+-- of blocks), then "sql" tasks that must run outside a transaction block or outside the caller's
+-- transaction (VALIDATE CONSTRAINT, CREATE INDEX CONCURRENTLY).  Progress is committed with each batch,
+-- so the work resumes where it stopped after a crash or restart.
+CREATE TABLE expand_contract.tasks (
     migration_id   bigint NOT NULL REFERENCES expand_contract.migrations ON DELETE CASCADE,
-    relid          oid    NOT NULL,
-    table_name     text   NOT NULL,
-    columns        name[] NOT NULL,
+    seq            int    NOT NULL,
+    kind           text   NOT NULL CHECK (kind IN ('backfill', 'sql')),
+    relid          oid,
+    table_name     text,
+    columns        name[],
+    sql            text,
     state          text   NOT NULL DEFAULT 'pending'
-                   CHECK (state IN ('pending', 'running', 'done', 'failed')),
+                   CHECK (state IN ('pending', 'running', 'paused', 'throttled', 'failed', 'done')),
+    detail         text,
     rows_done      bigint NOT NULL DEFAULT 0,
     rows_estimated bigint,
+    batches        bigint NOT NULL DEFAULT 0,
+    next_block     bigint NOT NULL DEFAULT 0,
+    total_blocks   bigint,
     last_error     text,
+    error_row      text,
     started_at     timestamptz,
+    updated_at     timestamptz,
     finished_at    timestamptz,
-    PRIMARY KEY (migration_id, relid)
+    PRIMARY KEY (migration_id, seq)
 );
 
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.dual_writes', '');
-SELECT pg_catalog.pg_extension_config_dump('expand_contract.backfills', '');
+SELECT pg_catalog.pg_extension_config_dump('expand_contract.tasks', '');
 
 -- Every writing session's trigger reads its table's row (once per relation, then cached).
 GRANT USAGE ON SCHEMA expand_contract TO PUBLIC;
@@ -94,32 +113,55 @@ CREATE FUNCTION pg_catalog.ec_rollback(schema text DEFAULT 'public')
 COMMENT ON FUNCTION pg_catalog.ec_rollback(text) IS
     'roll back the active migration, leaving the schema as it was before ec_start';
 
+CREATE FUNCTION pg_catalog.ec_ensure_workers() RETURNS void
+    AS 'MODULE_PATHNAME', 'ec_ensure_workers' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION pg_catalog.ec_ensure_workers() IS
+    'start the background worker of every active migration in this database whose work is unfinished and has none';
+
+CREATE FUNCTION pg_catalog.ec_pause(schema text DEFAULT 'public') RETURNS void
+    AS 'MODULE_PATHNAME', 'ec_pause' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION pg_catalog.ec_pause(text) IS 'pause the backfill of the active migration after its current batch';
+
+CREATE FUNCTION pg_catalog.ec_resume(schema text DEFAULT 'public') RETURNS void
+    AS 'MODULE_PATHNAME', 'ec_resume' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION pg_catalog.ec_resume(text) IS
+    'resume a paused backfill, or retry a failed one from the batch that failed';
+
+CREATE FUNCTION pg_catalog.ec_configure(schema text, settings jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'ec_configure' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION pg_catalog.ec_configure(text, jsonb) IS
+    'set batch_size, batch_delay_ms or max_replication_lag_ms for the active migration (null resets to the server setting)';
+
 CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
     RETURNS TABLE (schema_name name, migration text, parent text, version_schema name, phase text,
-                   backfill_state text, rows_done bigint, rows_estimated bigint,
+                   table_name text, backfill_state text, rows_done bigint, rows_estimated bigint,
+                   batches bigint, rows_per_second numeric, eta interval, detail text,
                    started_at timestamptz, completed_at timestamptz)
-    LANGUAGE sql STABLE
+    LANGUAGE sql VOLATILE
     AS $$
+    SELECT pg_catalog.ec_ensure_workers();
     SELECT m.schema_name, m.name, m.parent, m.version_schema,
            CASE WHEN m.done THEN 'complete' ELSE 'active' END,
-           CASE WHEN b.n IS NULL THEN 'none'
-                WHEN b.failed > 0 THEN 'failed'
-                WHEN b.pending = 0 THEN 'done'
-                ELSE 'pending' END,
-           b.rows_done, b.rows_estimated, m.started_at, m.completed_at
+           t.table_name,
+           CASE WHEN t.seq IS NULL THEN 'none'
+                WHEN m.paused AND t.state IN ('pending', 'running', 'throttled') THEN 'paused'
+                WHEN t.state = 'pending' THEN 'queued'
+                ELSE t.state END,
+           t.rows_done, t.rows_estimated, t.batches,
+           round(t.rows_done / nullif(extract(epoch FROM coalesce(t.finished_at, t.updated_at) - t.started_at), 0), 1),
+           CASE WHEN t.state = 'done' THEN interval '0'
+                WHEN t.rows_done > 0 AND t.total_blocks > 0 AND t.next_block > 0 THEN
+                     (coalesce(t.updated_at, now()) - t.started_at)
+                     * ((t.total_blocks - t.next_block)::float8 / t.next_block) END,
+           coalesce(t.detail, CASE WHEN t.last_error IS NOT NULL THEN t.last_error
+                                   || coalesce(' (row ' || t.error_row || ')', '') END),
+           m.started_at, m.completed_at
       FROM (SELECT DISTINCT ON (schema_name) *
               FROM expand_contract.migrations
              WHERE $1 IS NULL OR schema_name = $1
              ORDER BY schema_name, id DESC) m
-      LEFT JOIN LATERAL (
-            SELECT count(*) AS n,
-                   count(*) FILTER (WHERE state IN ('pending', 'running')) AS pending,
-                   count(*) FILTER (WHERE state = 'failed') AS failed,
-                   sum(rows_done)::bigint AS rows_done,
-                   sum(rows_estimated)::bigint AS rows_estimated
-              FROM expand_contract.backfills f WHERE f.migration_id = m.id
-            HAVING count(*) > 0) b ON true
-     ORDER BY m.schema_name
+      LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id AND t.kind = 'backfill'
+     ORDER BY m.schema_name, t.seq
     $$;
 COMMENT ON FUNCTION pg_catalog.ec_status(text) IS
-    'state of the latest migration of each schema under migration control';
+    'state of the latest migration of each schema, one row per table being backfilled';

@@ -3,6 +3,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.t (id int PRIMARY KEY);
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('app') x \gset
@@ -18,6 +20,7 @@ SELECT * FROM ec_test.diff(:'before', 'app');
 SELECT ec_start('v1', '{"operations": [
   {"sql": {"up": "CREATE TABLE audit (id int)"}},
   {"sql": {"up": "CREATE INDEX t_id_desc ON t (id DESC)", "onComplete": true}}]}', 'app');
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT indexname FROM pg_indexes WHERE schemaname = 'app' ORDER BY 1;
 -- A failing statement fails the start, and nothing is left.

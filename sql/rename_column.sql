@@ -2,6 +2,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.people (id int PRIMARY KEY, fname text, lname text DEFAULT 'doe');
 INSERT INTO app.people VALUES (1, 'ann', 'lee');
@@ -26,6 +28,7 @@ SELECT ec_start('v1', '{"operations": [
   {"rename_column": {"table": "people", "from": "lname", "to": "fname"}},
   {"rename_column": {"table": "people", "from": "tmp", "to": "lname"}}]}', 'app');
 SELECT * FROM app_v1.people ORDER BY id;
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT * FROM app.people ORDER BY id;
 SELECT * FROM app_v1.people ORDER BY id;

@@ -2,6 +2,8 @@
 \set ECHO none
 \i test/regress_helpers.sql
 \set ECHO all
+-- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
+SET expand_contract.start_paused = on;
 CREATE SCHEMA app;
 CREATE TABLE app.clients (id int PRIMARY KEY, name text);
 INSERT INTO app.clients VALUES (1, 'ann');
@@ -18,6 +20,7 @@ CREATE SEQUENCE app.customers;
 SELECT ec_start('v1', '{"operations": [{"rename_table": {"from": "clients", "to": "customers"}}]}', 'app');
 DROP SEQUENCE app.customers;
 SELECT ec_start('v1', '{"operations": [{"rename_table": {"from": "clients", "to": "customers"}}]}', 'app');
+SELECT ec_resume('app');
 SELECT ec_complete('app');
 SELECT relname FROM pg_class WHERE relnamespace = 'app'::regnamespace AND relkind = 'r';
 SELECT * FROM app_v1.customers ORDER BY id;

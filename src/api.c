@@ -15,7 +15,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -205,50 +207,100 @@ ec_start(PG_FUNCTION_ARGS)
 								 psprintf("DROP SCHEMA %s CASCADE", quote_identifier(version_schema)));
 	ec_finish_plan(&cxt, &validate_steps, &complete_steps, &locked);
 	ec_save_plan(cxt.migration_id, validate_steps, complete_steps, cxt.rollback_steps, locked);
+	if (cxt.ntasks > 0)
+		ec_launch_after_commit(cxt.migration_id);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(version_schema));
 }
 
-/*
- * Fills the new columns of existing rows.  The background worker takes this over; until then
- * ec_complete does it in its own transaction: each row that predates the migration is rewritten as
- * an old-version write, so the dual-write trigger computes "up" for it.
- */
-void
-ec_backfill_inline(int64 migration_id)
+/* Did this transaction (or a subtransaction of it) start, resume or reconfigure the migration? */
+static bool
+changed_in_this_transaction(int64 id)
 {
-	ListCell   *lc;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	bool		isnull;
 
-	foreach(lc, ec_pending_backfills(migration_id))
+	if (SPI_execute_with_args("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed == 0)
+		return false;
+	return TransactionIdIsCurrentTransactionId(
+		DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											&isnull)));
+}
+
+/*
+ * Waits until the migration's worker has done all its work, holding no lock but AccessShare on the
+ * extension's own tables (not even the schema's migration lock, so ec_pause and ec_configure work
+ * meanwhile).  Errors rather than waiting for something that will not happen: work failed,
+ * paused, invisible to the worker, or a worker that keeps dying.
+ */
+static void
+wait_for_worker(int64 id, const char *name, const char *schema)
+{
+	int64		last_progress = -1;
+	int			fruitless_launches = 0;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("ec_complete cannot wait for the backfill in a REPEATABLE READ or "
+						"SERIALIZABLE transaction"),
+				 errdetail("Its snapshot would never show the work finishing."),
+				 errhint("Call it in a READ COMMITTED transaction, or with wait => false once "
+						 "ec_status() shows the backfill done.")));
+
+	for (int tick = 0;; tick++)
 	{
-		Oid			relid = lfirst_oid(lc);
-		char	   *tsql = ec_rel_qualified(relid);
-		AttrNumber	attnum = 1;
-		char	   *column;
+		char	   *failure;
+		int64		progress;
+		int			unfinished = ec_task_summary(id, &failure, &progress);
+		EcMigrationRow *now;
 
-		while ((column = get_attname(relid, attnum, true)) == NULL ||
-			   strncmp(column, "........pg.dropped.", 19) == 0)
-			attnum++;
-		ec_backfill_forces_old_version = true;
-		PG_TRY();
+		if (failure != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("backfill of migration \"%s\" failed", name),
+					 errdetail("%s", failure),
+					 errhint("Fix the cause, then call ec_resume(%s) and ec_complete(%s) again; or "
+							 "call ec_rollback(%s).", quote_literal_cstr(schema),
+							 quote_literal_cstr(schema), quote_literal_cstr(schema))));
+		if (unfinished == 0)
+			return;
+		if (tick == 0 && changed_in_this_transaction(id))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("ec_complete cannot wait for work that this transaction started or changed"),
+					 errdetail("The background worker cannot see it before this transaction commits."),
+					 errhint("Commit first, then call ec_complete(%s).", quote_literal_cstr(schema))));
+		now = ec_active_migration(schema);
+		if (now == NULL || now->id != id)
+			return;				/* rolled back meanwhile: the caller finds out */
+		if (now->paused)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("backfill of migration \"%s\" is paused", name),
+					 errhint("Resume it with ec_resume(%s).", quote_literal_cstr(schema))));
+
+		if (progress != last_progress)
 		{
-			/*
-			 * Rows written since the start went through the trigger already; rewriting those
-			 * written by the new version would replace their values with up(down(value)).
-			 */
-			ec_exec(psprintf("UPDATE %s SET %s = %s WHERE pg_catalog.age(xmin) > pg_catalog.age("
-							 "(SELECT trigger_xid FROM " EC_STATE_SCHEMA ".migrations WHERE id = "
-							 INT64_FORMAT "))", tsql, quote_identifier(column),
-							 quote_identifier(column), migration_id));
+			last_progress = progress;
+			fruitless_launches = 0;
 		}
-		PG_FINALLY();
-		{
-			ec_backfill_forces_old_version = false;
-		}
-		PG_END_TRY();
-		ec_mark_backfill_done(migration_id, relid, (int64) SPI_processed);
+		if (tick % 10 == 0 && ec_ensure_worker(id, true) && ++fruitless_launches > 5)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the background worker of migration \"%s\" keeps exiting without progress",
+							name),
+					 errhint("See the server log; the worker connects as the role that called "
+							 "ec_start (its session user).")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -275,7 +327,6 @@ ec_complete(PG_FUNCTION_ARGS)
 	Oid			nspid = target_schema(schema);
 	EcMigrationRow *m;
 	EcMigrationRow *parent;
-	List	   *pending;
 	List	   *relids;
 	List	   *modes;
 	char		timeout[32];
@@ -283,17 +334,29 @@ ec_complete(PG_FUNCTION_ARGS)
 	int			path_level;
 
 	SPI_connect();
+	if (wait)
+	{
+		/* Wait first, without the schema's migration lock, so the worker can still be steered. */
+		m = ec_active_migration(schema);
+		if (m != NULL)
+			wait_for_worker(m->id, m->name, schema);
+	}
 	m = require_active(schema, nspid);
+	{
+		char	   *failure;
+		int			unfinished = ec_task_summary(m->id, &failure, NULL);
 
-	pending = ec_pending_backfills(m->id);
-	if (pending != NIL && !wait)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("backfill of migration \"%s\" has not finished", m->name),
-				 errdetail("%d table(s) still have rows to fill.", list_length(pending)),
-				 errhint("Call ec_complete(%s) without wait => false to fill them now, or wait "
-						 "until ec_status() shows backfill_state \"done\".",
-						 quote_literal_cstr(schema))));
+		if (unfinished > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("backfill of migration \"%s\" has not finished", m->name),
+					 errdetail("%d task(s) of its background worker are unfinished.", unfinished),
+					 errhint("Call ec_complete(%s) without wait => false to wait for them, or "
+							 "wait until ec_status() shows the backfill done.",
+							 quote_literal_cstr(schema))));
+	}
+	/* Its work is done; keep a late or lingering worker from running a step while we contract. */
+	ec_stop_worker(m->id);
 
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	lock_level = ec_guc_push("lock_timeout", timeout);
@@ -301,20 +364,13 @@ ec_complete(PG_FUNCTION_ARGS)
 	/* DROP SCHEMA ... CASCADE lists every view it drops; that is our business, not the caller's. */
 	(void) ec_guc_push("client_min_messages", "warning");
 
-	/*
-	 * All locks first.  Filling rows in this transaction holds their row locks until commit; a
-	 * writer blocked on one of them keeps its table lock, so asking for ACCESS EXCLUSIVE after the
-	 * fill would wait on a cycle that lock_timeout retries cannot break.  The batched background
-	 * backfill will take this off the exclusive lock.
-	 */
 	parent = ec_latest_completed_migration(schema);
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
 	version_schema_views(parent ? parent->version_schema : NULL, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 
-	if (pending != NIL)
-		ec_backfill_inline(m->id);
+	/* The worker validated already; this is a no-op unless something invalidated them since. */
 	ec_exec_list(m->validate_steps);
 
 	if (parent && OidIsValid(get_namespace_oid(parent->version_schema, true)))
@@ -342,6 +398,8 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	m = require_active(schema, nspid);
+	/* Its batches hold row locks on the tables and on its tasks; stop it before touching either. */
+	ec_stop_worker(m->id);
 
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	lock_level = ec_guc_push("lock_timeout", timeout);

@@ -22,6 +22,7 @@
 #include "access/attnum.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "storage/lock.h"
 #include "utils/jsonb.h"
 
 #include "compat.h"
@@ -34,6 +35,7 @@
 extern char *ec_version_setting;
 extern int	ec_lock_timeout_ms;
 extern int	ec_lock_retries;
+extern bool ec_start_paused;
 
 /* ---- the migration document (document.c) ---- */
 
@@ -233,6 +235,7 @@ typedef struct EcStartContext
 	Oid			old_version_nspid;	/* InvalidOid: the old version is the base tables */
 	List	   *rollback_steps; /* char *, run in reverse */
 	List	   *complete_tail;	/* char *, run last at complete (sql onComplete) */
+	int			ntasks;			/* tasks queued for the worker so far */
 } EcStartContext;
 
 extern void ec_apply_operation(EcStartContext *cxt, EcOperation *op);
@@ -254,6 +257,7 @@ typedef struct EcMigrationRow
 	char	   *parent;
 	char	   *version_schema;
 	bool		done;
+	bool		paused;
 	List	   *validate_steps;
 	List	   *complete_steps;
 	List	   *rollback_steps;
@@ -272,19 +276,40 @@ extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
 extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
 							   const char *new_migration, const char *old_schema,
 							   const char *old_migration);
-extern void ec_save_backfill(int64 id, EcTable *table);
-extern List *ec_pending_backfills(int64 id);
-extern void ec_mark_backfill_done(int64 id, Oid relid, int64 rows);
+extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
+						const char *sql);
+extern int	ec_task_summary(int64 id, char **failure, int64 *progress);
 extern void ec_finish_migration(int64 id);
 extern void ec_delete_migration(int64 id);
 
 /* ---- the dual-write trigger (trigger.c) ---- */
 
-extern bool ec_backfill_forces_old_version;
+extern bool ec_dual_write_bypass;
 extern void ec_trigger_init(void);
 
-/* ---- backfill (api.c for now; the worker's seam) ---- */
+/* ---- the background worker (worker.c) and its launching (launcher.c) ---- */
 
-extern void ec_backfill_inline(int64 migration_id);
+/* What a worker is for, in bgw_extra.  migration_id 0: probe the database for unfinished work. */
+typedef struct EcWorkerArgs
+{
+	Oid			dboid;
+	Oid			login_roleid;	/* connects as this role (the session user of ec_start) */
+	Oid			roleid;			/* then acts as this one (its current user, as after SET ROLE) */
+	int64		migration_id;
+} EcWorkerArgs;
+
+extern int	ec_batch_size;
+extern int	ec_batch_delay_ms;
+extern int	ec_max_replication_lag_ms;
+
+PGDLLEXPORT void ec_worker_main(Datum main_arg);
+PGDLLEXPORT void ec_launcher_main(Datum main_arg);
+extern void ec_launch_after_commit(int64 migration_id);
+extern bool ec_worker_alive(int64 migration_id);
+extern void ec_worker_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
+extern bool ec_ensure_worker(int64 migration_id, bool error_if_no_slot);
+extern void ec_stop_worker(int64 migration_id);
+extern void ec_register_launcher(void);
+extern void ec_probe_database(void);
 
 #endif							/* EXPAND_CONTRACT_H */

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "expand_contract.h"
@@ -19,6 +20,7 @@ void		_PG_init(void);
 char	   *ec_version_setting = NULL;
 int			ec_lock_timeout_ms = 500;
 int			ec_lock_retries = 10;
+bool		ec_start_paused = false;
 
 void
 _PG_init(void)
@@ -52,7 +54,48 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("expand_contract.start_paused",
+							 "Start migrations with their background work paused.",
+							 "The expand takes effect at once; the backfill waits for ec_resume(), "
+							 "for instance until off-peak hours.",
+							 &ec_start_paused,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("expand_contract.batch_size",
+							"Rows per backfill batch (one transaction each).",
+							"Per migration: ec_configure(schema, '{\"batch_size\": n}').",
+							&ec_batch_size,
+							5000, 1, 10000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("expand_contract.batch_delay_ms",
+							"Pause between backfill batches.",
+							NULL,
+							&ec_batch_delay_ms,
+							0, 0, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("expand_contract.max_replication_lag_ms",
+							"The backfill waits while any standby replays further behind than this; 0 disables.",
+							"Lag is read from pg_stat_replication, which shows it only to roles with "
+							"pg_read_all_stats or superuser.",
+							&ec_max_replication_lag_ms,
+							0, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("expand_contract");
+
+	if (process_shared_preload_libraries_in_progress)
+		ec_register_launcher();
 
 	ec_trigger_init();
 }

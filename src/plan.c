@@ -29,6 +29,24 @@ table_moves_data(EcTable *table)
 	return false;
 }
 
+/* The table's existing rows need their new columns computed by "up": one backfill task. */
+static void
+queue_backfill(EcStartContext *cxt, EcTable *table)
+{
+	List	   *columns = NIL;
+	ListCell   *lc;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+
+		if (col->moves_data && col->up && col->new_attnum)
+			columns = lappend(columns, get_attname(table->relid, col->new_attnum, false));
+	}
+	if (columns != NIL)
+		ec_add_task(cxt->migration_id, ++cxt->ntasks, "backfill", table->relid, columns, NULL);
+}
+
 void
 ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *old_schema,
 					 const char *old_migration)
@@ -61,7 +79,7 @@ ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *ol
 		table->changed = true;
 		ec_save_dual_write(cxt->migration_id, table, new_schema, cxt->migration_name, old_schema,
 						   old_migration);
-		ec_save_backfill(cxt->migration_id, table);
+		queue_backfill(cxt, table);
 	}
 }
 
@@ -201,10 +219,19 @@ ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps
 											tsql));
 		if (table->new_name == NULL)
 			continue;
+		/*
+		 * Validation scans the table under SHARE UPDATE EXCLUSIVE; the worker does it after the
+		 * backfill, outside anyone's transaction, so complete finds it done.  Complete repeats it
+		 * (a no-op on a valid constraint) in case the constraint was invalidated meanwhile.
+		 */
 		foreach(lc2, table->validate)
-			*validate_steps = lappend(*validate_steps,
-									  psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tsql,
-											   quote_identifier(lfirst(lc2))));
+		{
+			char	   *step = psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tsql,
+										quote_identifier(lfirst(lc2)));
+
+			*validate_steps = lappend(*validate_steps, step);
+			ec_add_task(cxt->migration_id, ++cxt->ntasks, "sql", table->relid, NIL, step);
+		}
 		if (strcmp(current, table->new_name) != 0)
 			renames = lappend(renames, psprintf("ALTER TABLE %s RENAME TO %s", tsql,
 												quote_identifier(table->new_name)));

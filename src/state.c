@@ -112,7 +112,7 @@ fetch_migration(const char *where, const char *schema)
 	bool		isnull;
 
 	spi_run(psprintf("SELECT id, name, parent, version_schema::text, done, validate_steps,"
-					 "       complete_steps, rollback_steps, relids"
+					 "       complete_steps, rollback_steps, relids, paused"
 					 "  FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND %s"
 					 " ORDER BY id DESC LIMIT 1", where),
 			1, types, values, NULL, SPI_OK_SELECT);
@@ -133,6 +133,8 @@ fetch_migration(const char *where, const char *schema)
 														   SPI_tuptable->tupdesc, 8, &isnull));
 	row->relids = oid_array_to_list(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9,
 												  &isnull));
+	row->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10,
+											 &isnull));
 	return row;
 }
 
@@ -163,9 +165,9 @@ int64
 ec_insert_migration(const char *schema, const char *name, const char *parent,
 					const char *version_schema, Jsonb *doc, TransactionId trigger_xid)
 {
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' '};
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID, BOOLOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' ', ' '};
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(schema);
@@ -174,10 +176,11 @@ ec_insert_migration(const char *schema, const char *name, const char *parent,
 	values[3] = CStringGetTextDatum(version_schema);
 	values[4] = JsonbPGetDatum(doc);
 	values[5] = TransactionIdGetDatum(trigger_xid);
+	values[6] = BoolGetDatum(ec_start_paused);
 	spi_run("INSERT INTO " EC_STATE_SCHEMA ".migrations"
-			" (schema_name, name, parent, version_schema, migration, trigger_xid)"
-			" VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-			6, types, values, nulls, SPI_OK_INSERT_RETURNING);
+			" (schema_name, name, parent, version_schema, migration, trigger_xid, paused)"
+			" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+			7, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -243,67 +246,55 @@ ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char 
 			10, types, values, nulls, SPI_OK_INSERT);
 }
 
-/* Records the backfill seam: the table's existing rows need their new columns computed by "up". */
+/* Appends a task to the migration's work queue, done in seq order by its background worker. */
 void
-ec_save_backfill(int64 id, EcTable *table)
+ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns, const char *sql)
 {
-	Oid			types[4] = {INT8OID, OIDOID, TEXTOID, TEXTARRAYOID};
-	Datum		values[4];
-	List	   *columns = NIL;
-	ListCell   *lc;
+	Oid			types[6] = {INT8OID, INT4OID, TEXTOID, OIDOID, TEXTARRAYOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', OidIsValid(relid) ? ' ' : 'n', columns ? ' ' : 'n',
+	sql ? ' ' : 'n'};
 
-	foreach(lc, table->columns)
-	{
-		EcColumn   *col = lfirst(lc);
-
-		if (col->moves_data && col->up && col->new_attnum)
-			columns = lappend(columns, get_attname(table->relid, col->new_attnum, false));
-	}
-	if (columns == NIL)
-		return;
 	values[0] = Int64GetDatum(id);
-	values[1] = ObjectIdGetDatum(table->relid);
-	values[2] = CStringGetTextDatum(ec_rel_qualified(table->relid));
-	values[3] = list_to_text_array(columns);
-	spi_run("INSERT INTO " EC_STATE_SCHEMA ".backfills"
-			" (migration_id, relid, table_name, columns, rows_estimated)"
-			" SELECT $1, $2, $3, $4::name[], GREATEST(reltuples, 0)::bigint"
-			"   FROM pg_catalog.pg_class WHERE oid = $2",
-			4, types, values, NULL, SPI_OK_INSERT);
+	values[1] = Int32GetDatum(seq);
+	values[2] = CStringGetTextDatum(kind);
+	values[3] = ObjectIdGetDatum(relid);
+	values[4] = columns ? list_to_text_array(columns) : (Datum) 0;
+	values[5] = sql ? CStringGetTextDatum(sql) : (Datum) 0;
+	spi_run("INSERT INTO " EC_STATE_SCHEMA ".tasks"
+			" (migration_id, seq, kind, relid, table_name, columns, sql, rows_estimated)"
+			" SELECT $1, $2, $3, $4, $4::regclass::text, $5::name[], $6,"
+			"        CASE WHEN $3 = 'backfill' THEN"
+			"             (SELECT nullif(GREATEST(reltuples, 0), 0)::bigint FROM pg_catalog.pg_class WHERE oid = $4)"
+			"        END",
+			6, types, values, nulls, SPI_OK_INSERT);
 }
 
-/* Relations whose backfill has not finished, with the first column to fill. */
-List *
-ec_pending_backfills(int64 id)
+/*
+ * Where the migration's work stands: how many tasks are unfinished, and the first failure (as
+ * "table: error (row ...)"), or NULL.
+ */
+int
+ec_task_summary(int64 id, char **failure, int64 *progress)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
-	List	   *result = NIL;
+	bool		isnull;
 
-	spi_run("SELECT relid FROM " EC_STATE_SCHEMA ".backfills"
-			" WHERE migration_id = $1 AND state <> 'done' ORDER BY relid",
+	spi_run("SELECT count(*) FILTER (WHERE state <> 'done'),"
+			"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
+			"       (SELECT coalesce(table_name || ': ', '') || last_error"
+			"               || coalesce(' (row ' || error_row || ')', '')"
+			"          FROM " EC_STATE_SCHEMA ".tasks f"
+			"         WHERE f.migration_id = $1 AND f.state = 'failed' ORDER BY seq LIMIT 1)"
+			"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1",
 			1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		result = lappend_oid(result, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																	SPI_tuptable->tupdesc, 1,
-																	&isnull)));
-	}
-	return result;
-}
-
-void
-ec_mark_backfill_done(int64 id, Oid relid, int64 rows)
-{
-	Oid			types[3] = {INT8OID, OIDOID, INT8OID};
-	Datum		values[3] = {Int64GetDatum(id), ObjectIdGetDatum(relid), Int64GetDatum(rows)};
-
-	spi_run("UPDATE " EC_STATE_SCHEMA ".backfills SET state = 'done', rows_done = $3,"
-			" started_at = coalesce(started_at, now()), finished_at = now()"
-			" WHERE migration_id = $1 AND relid = $2",
-			3, types, values, NULL, SPI_OK_UPDATE);
+	*failure = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	if (progress)
+		*progress = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+												&isnull));
+	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											 &isnull));
 }
 
 void

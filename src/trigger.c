@@ -37,8 +37,8 @@
 
 PG_FUNCTION_INFO_V1(ec_dual_write);
 
-/* Set while ec_complete fills existing rows: they are old-version rows whatever the session says. */
-bool		ec_backfill_forces_old_version = false;
+/* Set in the backfill worker, which writes both columns itself: the trigger leaves its rows alone. */
+bool		ec_dual_write_bypass = false;
 
 typedef struct EcTriggerPlan
 {
@@ -332,9 +332,6 @@ writer_is_new(EcTriggerPlan *plan)
 	List	   *path;
 	ListCell   *lc;
 
-	if (ec_backfill_forces_old_version)
-		return false;
-
 	if (ec_version_setting != NULL && ec_version_setting[0] != '\0')
 	{
 		if (setting_names(ec_version_setting, plan->new_schema, plan->new_migration))
@@ -427,6 +424,8 @@ ec_dual_write(PG_FUNCTION_ARGS)
 		slot = trigdata->tg_trigslot;
 	}
 
+	if (ec_dual_write_bypass)
+		return PointerGetDatum(tuple);
 	plan = get_plan(trigdata->tg_relation);
 	if (plan->npairs == 0)
 		return PointerGetDatum(tuple);

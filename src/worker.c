@@ -1,0 +1,714 @@
+/*
+ * worker.c
+ *	  The migration's background worker: its asynchronous executor.
+ *
+ * One dynamic background worker per migration, connected to the migration's database as the role
+ * that started it.  It works through expand_contract.tasks in seq order, one step per transaction:
+ *
+ *	  backfill	fills the new columns of the rows that predate the dual-write trigger (xmin below
+ *				migrations.trigger_xid), one range of heap blocks per batch, bounded by the table's
+ *				size at the first batch: rows written later went through the trigger, so the scan
+ *				ends even under constant inserts and never rewrites what the trigger wrote.  Every
+ *				column of the table is filled in the same pass.
+ *	  sql		a statement that must not run in the caller's transaction (VALIDATE CONSTRAINT) or in
+ *				any transaction block (CREATE INDEX CONCURRENTLY), run as a top-level statement.
+ *
+ * Progress is committed with each batch, so a crash, a restart or a kill loses at most the batch in
+ * flight.  Pause, batch size, delay and replication-lag limit are read before every batch.  A batch
+ * that fails on data (an "up" that raises) marks the task failed, with the error and the key of the
+ * offending row, and stops the worker; ec_resume() retries it.  Lock timeouts, deadlocks and
+ * cancels only retry the batch: row locks are held for one batch at most.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/bufmgr.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "tcop/pquery.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+#include "utils/snapmgr.h"
+#include "access/table.h"
+
+#include "expand_contract.h"
+
+int			ec_batch_size = 5000;
+int			ec_batch_delay_ms = 0;
+int			ec_max_replication_lag_ms = 0;
+
+typedef enum StepResult
+{
+	STEP_NEXT,					/* go on (after the delay, if any) */
+	STEP_FINISHED				/* nothing left, or stopped: exit */
+} StepResult;
+
+typedef struct Task
+{
+	int			seq;
+	char	   *kind;
+	Oid			relid;
+	char	   *sql;
+	int64		next_block;
+	int64		total_blocks;	/* -1: not started */
+	int64		rows_done;
+	char	   *state;
+} Task;
+
+typedef struct Settings
+{
+	int			batch_size;
+	int			batch_delay_ms;
+	int			max_lag_ms;
+	bool		paused;
+	TransactionId trigger_xid;
+} Settings;
+
+/* The batch in flight, for diagnosing a failure after its transaction aborted. */
+static int64 batch_migration = 0;
+static int	batch_seq = 0;
+static Oid	batch_relid = InvalidOid;
+static int64 batch_first_block = 0;
+static int64 batch_end_block = 0;
+static char *batch_sql = NULL;
+static TransactionId batch_trigger_xid = InvalidTransactionId;
+
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+static void
+begin_step(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_step(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static int
+setting(Jsonb *settings, const char *key, int server_value)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvNumeric)
+		return server_value;
+	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
+}
+
+/* The migration's settings; false if it is gone or complete (nothing left to do). */
+static bool
+read_migration(int64 id, Settings *s)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	bool		isnull;
+	Jsonb	   *settings;
+
+	spi_exec("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
+			 " WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	s->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	settings = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	s->trigger_xid = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 3, &isnull));
+	s->batch_size = Max(1, setting(settings, "batch_size", ec_batch_size));
+	s->batch_delay_ms = Max(0, setting(settings, "batch_delay_ms", ec_batch_delay_ms));
+	s->max_lag_ms = Max(0, setting(settings, "max_replication_lag_ms", ec_max_replication_lag_ms));
+	return true;
+}
+
+/* The first unfinished task, or NULL. */
+static Task *
+next_task(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	Task	   *task;
+	bool		isnull;
+	Datum		d;
+
+	spi_exec("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
+			 "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
+			 " ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return NULL;
+	task = palloc0(sizeof(Task));
+	task->seq = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	task->kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	task->relid = isnull ? InvalidOid : DatumGetObjectId(d);
+	task->sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	task->next_block = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5,
+												   &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+	task->total_blocks = isnull ? -1 : DatumGetInt64(d);
+	task->state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
+	task->rows_done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8,
+												  &isnull));
+	return task;
+}
+
+static void
+set_task_state(int64 id, int seq, const char *state, const char *detail)
+{
+	Oid			types[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', detail ? ' ' : 'n'};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(seq);
+	values[2] = CStringGetTextDatum(state);
+	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
+			 " updated_at = pg_catalog.clock_timestamp(),"
+			 " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+			 " finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
+			 " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+}
+
+/* Replication lag of the slowest standby in ms, or 0 (none, or not visible to this role). */
+static int64
+replication_lag_ms(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	spi_exec("SELECT (max(extract(epoch FROM replay_lag)) * 1000)::bigint"
+			 "  FROM pg_catalog.pg_stat_replication", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * The batch statement for a table: SET each new column from its "up", deparsed from the node
+ * tree ec_start stored (so it means what ec_start analysed, whatever the worker's search_path),
+ * over a block range, for the rows the trigger has not written.
+ */
+static char *
+batch_statement(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	Datum	   *new_attnums;
+	Datum	   *ups;
+	int			n;
+	bool		isnull;
+	StringInfoData sql;
+	List	   *context;
+	bool		first = true;
+
+	spi_exec("SELECT new_attnums, up_exprs FROM " EC_STATE_SCHEMA ".dual_writes WHERE relid = $1",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no dual-write plan for table \"%s\"", get_rel_name(relid))));
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   1, &isnull)),
+					  INT2OID, 2, true, TYPALIGN_SHORT, &new_attnums, NULL, &n);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   2, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &ups, NULL, &n);
+
+	context = deparse_context_for(get_rel_name(relid), relid);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE ONLY %s SET ", ec_rel_qualified(relid));
+	for (int i = 0; i < n; i++)
+	{
+		char	   *up = TextDatumGetCString(ups[i]);
+		AttrNumber	attnum = DatumGetInt16(new_attnums[i]);
+		int			nestlevel;
+
+		if (up[0] == '\0' || attnum == 0)
+			continue;
+		nestlevel = ec_guc_push("search_path", "pg_catalog");
+		appendStringInfo(&sql, "%s%s = %s", first ? "" : ", ",
+						 quote_identifier(get_attname(relid, attnum, false)),
+						 deparse_expression(stringToNode(up), context, false, false));
+		ec_guc_pop(nestlevel);
+		first = false;
+	}
+	appendStringInfoString(&sql, " WHERE ctid >= pg_catalog.format('(%s,0)', $1::bigint)::pg_catalog.tid"
+						   " AND ctid < pg_catalog.format('(%s,0)', $2::bigint)::pg_catalog.tid"
+						   " AND pg_catalog.age(xmin) > pg_catalog.age($3::pg_catalog.xid)");
+	return sql.data;
+}
+
+/*
+ * Blocks per batch for about batch_size rows to fill: from the density the task has measured so
+ * far (rows it filled per block scanned), else from the planner's statistics, else one block.
+ */
+static int64
+blocks_per_batch(Task *task, int batch_size)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(task->relid)};
+	bool		isnull;
+	Datum		d;
+	double		per_block = 0;
+
+	if (task->next_block > 0 && task->rows_done > 0)
+		per_block = (double) task->rows_done / task->next_block;
+	else
+	{
+		spi_exec("SELECT CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END"
+				 "  FROM pg_catalog.pg_class WHERE oid = $1", 1, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				per_block = DatumGetFloat8(d);
+		}
+	}
+	if (per_block <= 0)
+		return 1;
+	return Max(1, (int64) (batch_size / per_block));
+}
+
+static StepResult
+backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
+{
+	char	   *sql;
+	int64		end;
+	Oid			types[3] = {INT8OID, INT8OID, XIDOID};
+	Datum		values[3];
+	Oid			ptypes[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
+	Datum		pvalues[5];
+	uint64		processed;
+
+	if (get_rel_name(task->relid) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table with OID %u of the backfill no longer exists", task->relid)));
+
+	/* The bound: rows in blocks added after this point went through the trigger. */
+	if (task->total_blocks < 0)
+	{
+		Relation	rel = table_open(task->relid, AccessShareLock);
+
+		task->total_blocks = RelationGetNumberOfBlocks(rel);
+		table_close(rel, AccessShareLock);
+	}
+	if (task->next_block >= task->total_blocks)
+	{
+		Oid			t[3] = {INT8OID, INT4OID, INT8OID};
+		Datum		v[3] = {Int64GetDatum(id), Int32GetDatum(task->seq),
+		Int64GetDatum(task->total_blocks)};
+
+		spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
+				 " WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
+		set_task_state(id, task->seq, "done", NULL);
+		return STEP_NEXT;
+	}
+
+	end = Min(task->total_blocks, task->next_block + blocks_per_batch(task, s->batch_size));
+	sql = batch_statement(task->relid);
+
+	batch_migration = id;
+	batch_seq = task->seq;
+	batch_relid = task->relid;
+	batch_first_block = task->next_block;
+	batch_end_block = end;
+	batch_trigger_xid = s->trigger_xid;
+	if (batch_sql)
+		pfree(batch_sql);
+	batch_sql = MemoryContextStrdup(TopMemoryContext, sql);
+
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("expand_contract backfill of %s: blocks %lld to %lld of %lld",
+									get_rel_name(task->relid), (long long) task->next_block,
+									(long long) end, (long long) task->total_blocks));
+	values[0] = Int64GetDatum(task->next_block);
+	values[1] = Int64GetDatum(end);
+	values[2] = TransactionIdGetDatum(s->trigger_xid);
+	spi_exec(sql, 3, types, values, NULL, SPI_OK_UPDATE);
+	processed = SPI_processed;
+
+	pvalues[0] = Int64GetDatum(id);
+	pvalues[1] = Int32GetDatum(task->seq);
+	pvalues[2] = Int64GetDatum(end);
+	pvalues[3] = Int64GetDatum((int64) processed);
+	pvalues[4] = Int64GetDatum(task->total_blocks);
+	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
+	spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
+			 " rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
+			 "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
+			 "   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
+			 " batches = batches + 1, total_blocks = $5, state = 'running', detail = NULL,"
+			 " last_error = NULL, error_row = NULL,"
+			 " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+			 " updated_at = pg_catalog.clock_timestamp()"
+			 " WHERE migration_id = $1 AND seq = $2", 5, ptypes, pvalues, NULL, SPI_OK_UPDATE);
+	*wait_ms = s->batch_delay_ms;
+	return STEP_NEXT;
+}
+
+/*
+ * Runs a statement the way a client's would run, as a top-level command in its own transaction,
+ * so that commands which refuse transaction blocks (CREATE INDEX CONCURRENTLY) work.
+ */
+static void
+run_toplevel(const char *sql)
+{
+	List	   *parsetrees = pg_parse_query(sql);
+	ListCell   *lc;
+
+	foreach(lc, parsetrees)
+	{
+		RawStmt    *raw = lfirst_node(RawStmt, lc);
+		PlannedStmt *stmt;
+		bool		snapshot;
+
+		if (!IsA(raw->stmt, IndexStmt) && !IsA(raw->stmt, AlterTableStmt))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("background task statements must be CREATE INDEX or ALTER TABLE")));
+		StartTransactionCommand();
+		stmt = makeNode(PlannedStmt);
+		stmt->commandType = CMD_UTILITY;
+		stmt->canSetTag = true;
+		stmt->utilityStmt = raw->stmt;
+		stmt->stmt_location = raw->stmt_location;
+		stmt->stmt_len = raw->stmt_len;
+		snapshot = PlannedStmtRequiresSnapshot(stmt);
+		if (snapshot)
+			PushActiveSnapshot(GetTransactionSnapshot());
+		ProcessUtility(stmt, sql, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver, NULL);
+		if (snapshot && ActiveSnapshotSet())
+			PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+}
+
+static StepResult
+do_step(int64 id, long *wait_ms)
+{
+	Settings	s;
+	Task	   *task;
+	int64		lag;
+
+	begin_step("expand_contract: next step");
+	if (!read_migration(id, &s) || (task = next_task(id)) == NULL ||
+		strcmp(task->state, "failed") == 0)
+	{
+		end_step();
+		return STEP_FINISHED;
+	}
+	if (s.paused)
+	{
+		if (strcmp(task->state, "paused") != 0)
+			set_task_state(id, task->seq, "paused", "paused by ec_pause()");
+		end_step();
+		*wait_ms = 1000;
+		return STEP_NEXT;
+	}
+	if (s.max_lag_ms > 0 && (lag = replication_lag_ms()) > s.max_lag_ms)
+	{
+		set_task_state(id, task->seq, "throttled",
+					   psprintf("replication lag %lld ms is above %d ms", (long long) lag,
+								s.max_lag_ms));
+		end_step();
+		*wait_ms = 1000;
+		return STEP_NEXT;
+	}
+
+	if (strcmp(task->kind, "backfill") == 0)
+	{
+		StepResult	result = backfill_batch(id, task, &s, wait_ms);
+
+		end_step();
+		return result;
+	}
+
+	/* An "sql" task: mark it running, run it top-level, mark it done. */
+	set_task_state(id, task->seq, "running", NULL);
+	end_step();
+	pgstat_report_activity(STATE_RUNNING, task->sql);
+	run_toplevel(task->sql);
+	begin_step("expand_contract: recording progress");
+	set_task_state(id, task->seq, "done", NULL);
+	end_step();
+	return STEP_NEXT;
+}
+
+static bool
+transient(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED;
+}
+
+/* "(id)=(42)" for the row at ctid when the table has a primary key, else "ctid (3,7)". */
+static char *
+row_key(const char *tsql, char *ctid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(batch_relid)};
+	Oid			ktypes[1] = {TIDOID};
+	Datum		kvalues[1];
+	StringInfoData names;
+	StringInfoData texts;
+
+	spi_exec("SELECT a.attname FROM pg_catalog.pg_index i"
+			 " CROSS JOIN LATERAL unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(attnum, n)"
+			 "  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+			 " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.n",
+			 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return psprintf("ctid %s", ctid);
+
+	initStringInfo(&names);
+	initStringInfo(&texts);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		const char *name = quote_identifier(SPI_getvalue(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1));
+
+		appendStringInfo(&names, "%s%s", i ? ", " : "", name);
+		appendStringInfo(&texts, ", %s::text", name);
+	}
+	kvalues[0] = DirectFunctionCall1(tidin, CStringGetDatum(ctid));
+	spi_exec(psprintf("SELECT '(' || %s || ')=(' || pg_catalog.concat_ws(', '%s) || ')'"
+					  "  FROM ONLY %s WHERE ctid = $1",
+					  quote_literal_cstr(names.data), texts.data, tsql),
+			 1, ktypes, kvalues, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return psprintf("ctid %s", ctid);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * The key of the first row of the failed batch that fails on its own, each tried in a
+ * subtransaction that is rolled back: "(id)=(42)" with a primary key, else its ctid.
+ */
+static char *
+failing_row(void)
+{
+	Oid			types[4] = {INT8OID, INT8OID, XIDOID, TIDOID};
+	Datum		values[4];
+	char	   *key = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *tsql = ec_rel_qualified(batch_relid);
+	SPITupleTable *rows;
+	uint64		nrows;
+
+	values[0] = Int64GetDatum(batch_first_block);
+	values[1] = Int64GetDatum(batch_end_block);
+	values[2] = TransactionIdGetDatum(batch_trigger_xid);
+	spi_exec(psprintf("SELECT ctid FROM ONLY %s"
+					  " WHERE ctid >= pg_catalog.format('(%%s,0)', $1::bigint)::pg_catalog.tid"
+					  "   AND ctid < pg_catalog.format('(%%s,0)', $2::bigint)::pg_catalog.tid"
+					  "   AND pg_catalog.age(xmin) > pg_catalog.age($3::pg_catalog.xid)", tsql),
+			 3, types, values, NULL, SPI_OK_SELECT);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+
+	for (uint64 i = 0; i < nrows && key == NULL; i++)
+	{
+		bool		isnull;
+		Datum		ctid = SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull);
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			values[3] = ctid;
+			spi_exec(psprintf("%s AND ctid = $4", batch_sql), 4, types, values, NULL, SPI_OK_UPDATE);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			key = DatumGetCString(DirectFunctionCall1(tidout, ctid));
+		}
+		PG_END_TRY();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	if (key != NULL)
+		key = row_key(tsql, key);
+	return key;
+}
+
+/* After a failed step: retry later if it was contention, else mark the task failed and stop. */
+static StepResult
+record_failure(int64 id, ErrorData *edata, long *wait_ms)
+{
+	char	   *row = NULL;
+
+	begin_step("expand_contract: recording a failure");
+	if (transient(edata->sqlerrcode))
+	{
+		if (batch_seq > 0)
+			set_task_state(id, batch_seq, "running",
+						   psprintf("retrying after: %s", edata->message));
+		end_step();
+		*wait_ms = 1000;
+		return STEP_NEXT;
+	}
+	if (batch_seq > 0 && batch_migration == id && batch_sql)
+		row = failing_row();
+	if (batch_seq > 0)
+	{
+		Oid			types[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
+		Datum		values[4];
+		char		nulls[4] = {' ', ' ', ' ', row ? ' ' : 'n'};
+
+		values[0] = Int64GetDatum(id);
+		values[1] = Int32GetDatum(batch_seq);
+		values[2] = CStringGetTextDatum(edata->message);
+		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
+		spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
+				 " error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
+				 " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+	}
+	end_step();
+	return STEP_FINISHED;
+}
+
+/* Takes on the migration's role, as SET ROLE would, when it is not the role we logged in as. */
+static void
+act_as(Oid login_roleid, Oid roleid)
+{
+	if (!OidIsValid(roleid) || roleid == login_roleid)
+		return;
+	/* Catalog lookups need a transaction. */
+	StartTransactionCommand();
+	if (!superuser_arg(login_roleid) && !is_member_of_role(login_roleid, roleid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" is no longer a member of role \"%s\"",
+						GetUserNameFromId(login_roleid, false), GetUserNameFromId(roleid, false))));
+	SetCurrentRoleId(roleid, superuser_arg(roleid));
+	CommitTransactionCommand();
+}
+
+void
+ec_worker_main(Datum main_arg)
+{
+	EcWorkerArgs args;
+	LOCKTAG		tag;
+	MemoryContext step_cxt;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(args.dboid, args.login_roleid, 0);
+
+	if (args.migration_id == 0)
+	{
+		/* A probe from the launcher: start the workers this database needs, then go. */
+		ec_probe_database();
+		proc_exit(0);
+	}
+
+	/* One worker per migration: a second one started by a race leaves at once. */
+	ec_worker_lock_tag(&tag, args.dboid, args.migration_id);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		proc_exit(0);
+
+	act_as(args.login_roleid, args.roleid);
+	ec_dual_write_bypass = true;
+	/*
+	 * A backfill rewrites rows without changing what they mean: the table's ordinary triggers
+	 * (updated_at, audit) must not fire for it.  Its foreign keys on the new columns are NOT VALID
+	 * and validated by a later task, so skipping their per-row checks loses nothing.
+	 */
+	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Never make the application wait on our row locks for long: a blocked batch retries. */
+	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "expand_contract backfill", PGC_USERSET, PGC_S_SESSION);
+
+	step_cxt = AllocSetContextCreate(TopMemoryContext, "expand_contract worker step",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		long		wait_ms = 0;
+		StepResult	result;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(step_cxt);
+		old = MemoryContextSwitchTo(step_cxt);
+		batch_seq = 0;
+		PG_TRY();
+		{
+			result = do_step(args.migration_id, &wait_ms);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(step_cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			if (!transient(edata->sqlerrcode))
+				ereport(LOG,
+						(errmsg("expand_contract backfill of migration " INT64_FORMAT " failed: %s",
+								args.migration_id, edata->message)));
+			result = record_failure(args.migration_id, edata, &wait_ms);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(old);
+
+		if (result == STEP_FINISHED)
+			break;
+		if (wait_ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+	proc_exit(0);
+}

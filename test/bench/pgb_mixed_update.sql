@@ -1,0 +1,2 @@
+\set id random(1, :rows)
+UPDATE t SET cents = cents + 1 WHERE id = :id;

@@ -1,0 +1,211 @@
+# Crash safety of the backfill.  Progress is committed with each batch, so after the worker is killed
+# (the postmaster then reinitialises the whole cluster), after a fast shutdown and after a crash of the
+# server, the backfill goes on from its last committed batch, and every row ends up right.
+#  (a) without shared_preload_libraries: the work resumes at the next ec_status() call;
+#  (b) with shared_preload_libraries = 'expand_contract': the launcher resumes it without any call.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $nrows = 150000;
+my $migration = q{'{"operations": [{"alter_column": {"table": "orders", "column": "cents",
+    "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}]}'};
+
+# Poll $query until it returns $expected, for at most $secs seconds.
+sub wait_for
+{
+	my ($node, $query, $expected, $secs, $what) = @_;
+	my $deadline = time() + $secs;
+	my ($ret, $out, $err) = (0, '', '');
+	while (time() < $deadline)
+	{
+		($ret, $out, $err) = $node->psql('postgres', $query);
+		return 1 if $ret == 0 && $out eq $expected;
+		usleep(100_000);
+	}
+	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
+		  . ($err ne '' ? "\nstderr: $err" : ''));
+	return 0;
+}
+
+# The backfill task's progress, read from the table (no function call: that could start a worker).
+my $task_from = q{FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
+ WHERE m.name = 'v2' AND t.kind = 'backfill'};
+my $task_query = qq{SELECT t.state || '|' || t.rows_done || '|' || t.batches || '|' || t.next_block || '|'
+     || coalesce(t.total_blocks, -1) $task_from};
+
+sub task
+{
+	my ($node) = @_;
+	my %t;
+	@t{qw(state rows batches next total)} = split /\|/, $node->safe_psql('postgres', $task_query);
+	return \%t;
+}
+
+sub worker_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill' LIMIT 1});
+}
+
+sub setup
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', qq{
+	  CREATE EXTENSION expand_contract;
+	  CREATE TABLE orders (id bigserial PRIMARY KEY, cents int NOT NULL);
+	  INSERT INTO orders (cents) SELECT g % 100000 FROM generate_series(1, $nrows) g;
+	  SELECT ec_start('v2', $migration);
+	});
+}
+
+# Wait until the backfill has committed at least $blocks blocks, and return its progress.
+sub progress_past
+{
+	my ($node, $blocks, $what) = @_;
+	ok(wait_for($node, qq{SELECT next_block >= $blocks $task_from}, 't', 30, "progress past block $blocks"),
+		"$what: the backfill got past block $blocks");
+	return task($node);
+}
+
+# After an interruption at progress $before: resumes from there, not from 0; rows_done carries on.
+sub check_resumed
+{
+	my ($node, $before, $what) = @_;
+	my $after = task($node);
+	cmp_ok($after->{next}, '>=', $before->{next},
+		"$what: next_block after the restart ($after->{next}) is not behind the last one seen ($before->{next})");
+	cmp_ok($after->{rows}, '>=', $before->{rows}, "$what: rows_done kept ($after->{rows})");
+	isnt($after->{state}, 'done', "$what: interrupted before the end") or return;
+	return $after;
+}
+
+# Once resumed: the first batch after the restart goes on from the committed block.
+sub check_continues
+{
+	my ($node, $at_restart, $what) = @_;
+	ok( wait_for($node, qq{SELECT batches > $at_restart->{batches} $task_from}, 't', 20,
+			"$what: a batch after the restart"),
+		"$what: the backfill makes progress again");
+	my $now = task($node);
+	cmp_ok($now->{next}, '>', $at_restart->{next},
+		"$what: continued from block $at_restart->{next} (now $now->{next}), not from 0");
+	cmp_ok($now->{rows}, '>', $at_restart->{rows}, "$what: rows_done continues from $at_restart->{rows}");
+}
+
+sub check_result
+{
+	my ($node, $what) = @_;
+	my $t = task($node);
+	is($t->{rows}, $nrows, "$what: rows_done ends at exactly the number of rows (no batch counted twice)");
+	cmp_ok($t->{next}, '>=', $t->{total}, "$what: next_block reached total_blocks");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM orders'), $nrows, "$what: row count unchanged");
+	is( $node->safe_psql('postgres', q{
+		  SELECT count(*) FROM public.orders o JOIN public_v2.orders n USING (id)
+		   WHERE n.amount IS DISTINCT FROM o.cents / 100.0}),
+		'0', "$what: every row has amount = cents / 100.0");
+}
+
+############################################################################
+# (a) no shared_preload_libraries: ec_status() relaunches the worker.
+############################################################################
+
+my $node = PostgreSQL::Test::Cluster->new('lazy');
+$node->init(allows_streaming => 1);
+$node->append_conf('postgresql.conf', q{
+expand_contract.batch_size = 1000
+expand_contract.batch_delay_ms = 50
+restart_after_crash = on
+});
+$node->start;
+setup($node);
+
+my $before = progress_past($node, 100, 'kill -9');
+my $pid = worker_pid($node);
+ok($pid =~ /^\d+$/, "the worker is running (pid $pid)");
+$before = task($node);
+kill 'KILL', $pid;
+# The postmaster treats this as a crash: every backend is terminated and shared memory reinitialised.
+ok(wait_for($node, 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
+ok($node->log_contains(qr/terminated by signal 9/), 'the server log shows the killed worker');
+my $at_restart = check_resumed($node, $before, 'kill -9');
+usleep(1_000_000);
+note 'kill -9: without shared_preload_libraries the work '
+  . (task($node)->{batches} == $at_restart->{batches} ? 'waited for ec_status()' : 'resumed by itself')
+  if $at_restart;
+$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
+check_continues($node, $at_restart, 'kill -9') if $at_restart;
+
+# Fast shutdown in the middle, then start.
+my $half = int(task($node)->{total} / 2);
+$before = progress_past($node, $half, 'fast shutdown');
+my $t0 = time();
+$node->stop('fast');
+cmp_ok(time() - $t0, '<', 10, 'a fast shutdown is not held up by the worker');
+$node->start;
+$at_restart = check_resumed($node, $before, 'fast shutdown');
+$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
+check_continues($node, $at_restart, 'fast shutdown') if $at_restart;
+
+ok(wait_for($node, q{SELECT backfill_state FROM ec_status()}, 'done', 40, 'backfill done'),
+	'(a) the backfill completes after the interruptions');
+check_result($node, '(a)');
+$node->safe_psql('postgres', q{SELECT ec_complete()});
+is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE amount * 100 = id % 100000) || '/' || count(*) FROM orders}),
+	"$nrows/$nrows", '(a) every row right after ec_complete');
+$node->stop;
+
+############################################################################
+# (b) shared_preload_libraries: the launcher relaunches the work, nobody calls a function.
+############################################################################
+
+$node = PostgreSQL::Test::Cluster->new('preload');
+$node->init(allows_streaming => 1);
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'expand_contract'
+expand_contract.batch_size = 1000
+expand_contract.batch_delay_ms = 50
+restart_after_crash = on
+});
+$node->start;
+ok(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract launcher'},
+		'1', 10, 'launcher'),
+	'the launcher runs at server start');
+setup($node);
+
+# The worker killed: crash restart of the cluster; the launcher comes back and relaunches the worker.
+$before = progress_past($node, 100, 'preload kill -9');
+$pid = worker_pid($node);
+ok($pid =~ /^\d+$/, "the worker is running (pid $pid)");
+$before = task($node);
+kill 'KILL', $pid;
+ok(wait_for($node, 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
+$at_restart = check_resumed($node, $before, 'preload kill -9');
+check_continues($node, $at_restart, 'preload kill -9') if $at_restart;
+
+# Crash of the server (immediate stop), then start.
+$half = int(task($node)->{total} / 2);
+$before = progress_past($node, $half, 'preload crash');
+$node->stop('immediate');
+$node->start;
+$at_restart = check_resumed($node, $before, 'preload crash');
+check_continues($node, $at_restart, 'preload crash') if $at_restart;
+
+ok(wait_for($node, qq{SELECT t.state $task_from}, 'done', 40, 'backfill done'),
+	'(b) the backfill completes without any function call');
+check_result($node, '(b)');
+ok(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'},
+		'0', 10, 'worker exit'),
+	'(b) the worker exits when its work is done');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract launcher'}),
+	'1', '(b) the launcher is still there');
+$node->safe_psql('postgres', q{SELECT ec_complete(wait => false)});
+is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE amount * 100 = id % 100000) || '/' || count(*) FROM orders}),
+	"$nrows/$nrows", '(b) every row right after ec_complete');
+$node->stop;
+
+done_testing();
