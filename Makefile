@@ -32,6 +32,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Every object depends on the shared headers (PGXS only tracks the .c files).
+$(OBJS): $(wildcard src/*.h)
+
 .PHONY: test demo bench
 test:
 	bash scripts/test.sh

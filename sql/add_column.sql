@@ -23,7 +23,11 @@ SELECT ec_start('v1', '{"operations": [
   {"add_column": {"table": "users",
                   "column": {"name": "email", "type": "text", "nullable": true, "unique": true}}}]}', 'app');
 
--- The old version (base table) does not show the new columns under their names; the new one does.
+-- The old version (base table) does not show the new columns under their names; the new one does;
+-- existing rows get "up" from the background worker, which also builds the unique index.
+SELECT * FROM app_v1.users ORDER BY id;
+SELECT ec_resume('app');
+CALL ec_wait('app');
 SELECT * FROM app_v1.users ORDER BY id;
 \d app_v1.users
 -- Old-version writes get "up" and the defaults; NOT NULL is already enforced for them.
@@ -54,6 +58,8 @@ SELECT ec_start('v1', '{"operations": [
   {"add_column": {"table": "users", "column": {"name": "created", "type": "timestamptz", "default": "now()"}}}]}', 'app');
 SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'app.users'::regclass AND contype = 'c';
 -- The writer's version comes from its search_path (or expand_contract.version), not from the view.
+SELECT ec_resume('app');
+CALL ec_wait('app');
 SET search_path = app_v1;
 \set VERBOSITY terse
 INSERT INTO users (id, name, slug) VALUES (10, 'ivy', NULL);

@@ -165,3 +165,48 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
     $$;
 COMMENT ON FUNCTION pg_catalog.ec_status(text) IS
     'state of the latest migration of each schema, one row per table being backfilled';
+
+-- Waits for the active migration's background work, committing between polls so that it holds no
+-- snapshot: CREATE INDEX CONCURRENTLY, which the worker may be running, waits for every transaction
+-- that does.  Run it with CALL outside a transaction block, then ec_complete().
+CREATE PROCEDURE pg_catalog.ec_wait(schema text DEFAULT 'public', timeout interval DEFAULT NULL)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    deadline timestamptz := pg_catalog.clock_timestamp() + timeout;
+    unfinished bigint;
+    failure text;
+    paused boolean;
+BEGIN
+    LOOP
+        PERFORM pg_catalog.ec_ensure_workers();
+        SELECT count(*) FILTER (WHERE t.state <> 'done'),
+               pg_catalog.min(t.table_name || ': ' || t.last_error
+                              || coalesce(' (row ' || t.error_row || ')', ''))
+                   FILTER (WHERE t.state = 'failed'),
+               pg_catalog.bool_or(m.paused)
+          INTO unfinished, failure, paused
+          FROM expand_contract.migrations m
+          LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id
+         WHERE m.schema_name = schema AND NOT m.done;
+        IF failure IS NOT NULL THEN
+            RAISE EXCEPTION 'background work of the migration of schema "%" failed', schema
+                USING DETAIL = failure, ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Fix the cause, then call ec_resume(), or ec_rollback().';
+        END IF;
+        EXIT WHEN coalesce(unfinished, 0) = 0;
+        IF paused THEN
+            RAISE EXCEPTION 'background work of the migration of schema "%" is paused', schema
+                USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Resume it with ec_resume().';
+        END IF;
+        IF pg_catalog.clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'background work of the migration of schema "%" did not finish within %',
+                schema, timeout USING ERRCODE = 'query_canceled';
+        END IF;
+        COMMIT;
+        PERFORM pg_catalog.pg_sleep(0.1);
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE pg_catalog.ec_wait(text, interval) IS
+    'wait for the active migration''s background work, holding no snapshot';

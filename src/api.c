@@ -232,6 +232,30 @@ changed_in_this_transaction(int64 id)
 											&isnull)));
 }
 
+/* Is the migration's worker waiting for this transaction (CREATE INDEX CONCURRENTLY does)? */
+static bool
+worker_waits_for_us(int64 id)
+{
+	Oid			types[3] = {OIDOID, OIDOID, INT4OID};
+	Datum		values[3];
+
+	values[0] = ObjectIdGetDatum((Oid) (uint32) (id >> 32));
+	values[1] = ObjectIdGetDatum((Oid) (uint32) id);
+	values[2] = Int32GetDatum(MyProcPid);
+	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_locks w"
+							  "  JOIN pg_catalog.pg_locks worker ON worker.pid = w.pid"
+							  "   AND worker.locktype = 'advisory' AND worker.classid = $1"
+							  "   AND worker.objid = $2 AND worker.objsubid = 4 AND worker.granted"
+							  "  JOIN pg_catalog.pg_locks h ON h.locktype = w.locktype"
+							  "   AND h.virtualxid IS NOT DISTINCT FROM w.virtualxid"
+							  "   AND h.transactionid IS NOT DISTINCT FROM w.transactionid"
+							  "   AND h.granted AND h.pid = $3"
+							  " WHERE NOT w.granted AND w.locktype IN ('virtualxid', 'transactionid')",
+							  3, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_locks");
+	return SPI_processed > 0;
+}
+
 /*
  * Waits until the migration's worker has done all its work, holding no lock but AccessShare on the
  * extension's own tables (not even the schema's migration lock, so ec_pause and ec_configure work
@@ -290,6 +314,14 @@ wait_for_worker(int64 id, const char *name, const char *schema)
 			last_progress = progress;
 			fruitless_launches = 0;
 		}
+		if (worker_waits_for_us(id))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("ec_complete cannot wait for migration \"%s\" in this transaction", name),
+					 errdetail("Its background worker is building an index concurrently, which waits "
+							   "for this transaction to end."),
+					 errhint("Run CALL ec_wait(%s) outside a transaction block, then ec_complete(%s).",
+							 quote_literal_cstr(schema), quote_literal_cstr(schema))));
 		if (tick % 10 == 0 && ec_ensure_worker(id, true) && ++fruitless_launches > 5)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

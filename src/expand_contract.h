@@ -172,6 +172,8 @@ typedef struct EcTable
 	bool		changed;		/* physical DDL at start: lock at complete/rollback */
 	List	   *columns;		/* EcColumn * */
 	List	   *validate;		/* constraint names added NOT VALID, validated at complete */
+	List	   *unique_indexes; /* built concurrently by the worker ... */
+	List	   *unique_names;	/* ... and attached as these constraints at complete */
 } EcTable;
 
 typedef struct EcModel

@@ -149,6 +149,36 @@ add_foreign_key(EcStartContext *cxt, EcTable *table, List *columns, EcForeignKey
 		table->validate = lappend(table->validate, pstrdup(fk->name));
 }
 
+/*
+ * A unique constraint on a column of an existing table: its index is built by the worker with
+ * CREATE UNIQUE INDEX CONCURRENTLY (before the backfill, so duplicates the backfill would make fail
+ * it with the row's key), and becomes the constraint at complete (ADD CONSTRAINT ... USING INDEX).
+ * ec_start itself never builds an index under its ACCESS EXCLUSIVE lock.
+ */
+static void
+queue_unique(EcStartContext *cxt, EcTable *table, AttrNumber attnum, const char *constraint)
+{
+	char	   *index = ec_temp_name("_ec_unique_", constraint);
+	Oid			nspid = get_rel_namespace(table->relid);
+	char	   *schema = get_namespace_name(nspid);
+
+	if (OidIsValid(get_relname_relid(constraint, nspid)) || OidIsValid(get_relname_relid(index, nspid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("relation \"%s\" already exists in schema \"%s\"",
+						OidIsValid(get_relname_relid(constraint, nspid)) ? constraint : index, schema),
+				 errdetail("The unique constraint's index needs that name.")));
+	ec_add_task(cxt->migration_id, ++cxt->ntasks, "sql", table->relid, NIL,
+				psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s; "
+						 "CREATE UNIQUE INDEX CONCURRENTLY %s ON %s (%s)",
+						 ec_qualified(schema, index), quote_identifier(index), table_sql(table),
+						 quote_identifier(attname(table, attnum))));
+	cxt->rollback_steps = lappend(cxt->rollback_steps,
+								  psprintf("DROP INDEX IF EXISTS %s", ec_qualified(schema, index)));
+	table->unique_indexes = lappend(table->unique_indexes, index);
+	table->unique_names = lappend(table->unique_names, pstrdup(constraint));
+}
+
 static void
 comment_on_column(EcTable *table, AttrNumber attnum, const char *comment)
 {
@@ -340,13 +370,11 @@ op_add_column(EcStartContext *cxt, EcOperation *op)
 		if (!c->nullable)
 			appendStringInfoString(&extra, " NOT NULL");
 	}
-	if (c->unique)
-		appendStringInfo(&extra, " CONSTRAINT %s UNIQUE",
-						 quote_identifier(ec_temp_name("", psprintf("%s_%s_key", op->table, c->name))));
-
 	tmpname = ec_temp_name(EC_NEW_COLUMN_PREFIX, c->name);
 	attnum = add_new_column(cxt, table, tmpname, type_sql, extra.data);
 	col = ec_model_add_column(table, attnum, NULL, c->name, true);
+	if (c->unique)
+		queue_unique(cxt, table, attnum, ec_temp_name("", psprintf("%s_%s_key", op->table, c->name)));
 
 	if (volatile_default)
 	{
@@ -654,8 +682,7 @@ op_alter_column(EcStartContext *cxt, EcOperation *op)
 		if (op->check)
 			add_check(cxt, table, op->check, col->new_name);
 		if (op->unique_name)
-			ec_exec(psprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)", table_sql(table),
-							 quote_identifier(op->unique_name), quote_identifier(tmpname)));
+			queue_unique(cxt, table, col->new_attnum, op->unique_name);
 		if (op->references)
 			add_foreign_key(cxt, table, list_make1(col->new_name), op->references);
 		return;

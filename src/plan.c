@@ -133,7 +133,8 @@ static void
 plan_table(EcTable *table, List **steps)
 {
 	char	   *tsql = ec_rel_qualified(table->relid);
-	ListCell   *lc;
+	ListCell   *lc,
+			   *lc2;
 
 	/* Sequences owned by a column that is replaced move to its replacement before it goes. */
 	foreach(lc, table->columns)
@@ -195,6 +196,11 @@ plan_table(EcTable *table, List **steps)
 											  quote_identifier(col->not_null_check)));
 		}
 	}
+	/* The worker built these concurrently; attaching one is a catalog change. */
+	forboth(lc, table->unique_indexes, lc2, table->unique_names)
+		*steps = lappend(*steps, psprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s",
+										  tsql, quote_identifier(lfirst(lc2)),
+										  quote_identifier(lfirst(lc))));
 }
 
 void

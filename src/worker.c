@@ -388,7 +388,16 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 static void
 run_toplevel(const char *sql)
 {
-	List	   *parsetrees = pg_parse_query(sql);
+	/*
+	 * The statements and their parse trees must outlive transactions: CREATE INDEX CONCURRENTLY
+	 * commits and starts transactions of its own while it runs (exec_simple_query keeps them in
+	 * MessageContext for the same reason).
+	 */
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "expand_contract task statement",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	char	   *text = pstrdup(sql);
+	List	   *parsetrees = pg_parse_query(text);
 	ListCell   *lc;
 
 	foreach(lc, parsetrees)
@@ -397,11 +406,13 @@ run_toplevel(const char *sql)
 		PlannedStmt *stmt;
 		bool		snapshot;
 
-		if (!IsA(raw->stmt, IndexStmt) && !IsA(raw->stmt, AlterTableStmt))
+		if (!IsA(raw->stmt, IndexStmt) && !IsA(raw->stmt, AlterTableStmt) &&
+			!IsA(raw->stmt, DropStmt))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("background task statements must be CREATE INDEX or ALTER TABLE")));
+					 errmsg("background task statements must be CREATE INDEX, DROP INDEX or ALTER TABLE")));
 		StartTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 		stmt = makeNode(PlannedStmt);
 		stmt->commandType = CMD_UTILITY;
 		stmt->canSetTag = true;
@@ -411,11 +422,14 @@ run_toplevel(const char *sql)
 		snapshot = PlannedStmtRequiresSnapshot(stmt);
 		if (snapshot)
 			PushActiveSnapshot(GetTransactionSnapshot());
-		ProcessUtility(stmt, sql, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver, NULL);
+		ProcessUtility(stmt, text, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver, NULL);
 		if (snapshot && ActiveSnapshotSet())
 			PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 }
 
 static StepResult
@@ -459,13 +473,20 @@ do_step(int64 id, long *wait_ms)
 	}
 
 	/* An "sql" task: mark it running, run it top-level, mark it done. */
-	set_task_state(id, task->seq, "running", NULL);
-	end_step();
-	pgstat_report_activity(STATE_RUNNING, task->sql);
-	run_toplevel(task->sql);
-	begin_step("expand_contract: recording progress");
-	set_task_state(id, task->seq, "done", NULL);
-	end_step();
+	{
+		int			seq = task->seq;
+		char	   *sql = MemoryContextStrdup(TopMemoryContext, task->sql);	/* SPI's is gone soon */
+
+		batch_seq = seq;
+		set_task_state(id, seq, "running", NULL);
+		end_step();
+		pgstat_report_activity(STATE_RUNNING, sql);
+		run_toplevel(sql);
+		pfree(sql);
+		begin_step("expand_contract: recording progress");
+		set_task_state(id, seq, "done", NULL);
+		end_step();
+	}
 	return STEP_NEXT;
 }
 
@@ -658,6 +679,11 @@ ec_worker_main(Datum main_arg)
 	 * and validated by a later task, so skipping their per-row checks loses nothing.
 	 */
 	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * A batch and its progress commit together, so a commit lost in a crash only means that batch
+	 * is done again: no need to wait for each one's WAL flush.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_OVERRIDE);
 	/* Never make the application wait on our row locks for long: a blocked batch retries. */
 	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "expand_contract backfill", PGC_USERSET, PGC_S_SESSION);
@@ -680,6 +706,7 @@ ec_worker_main(Datum main_arg)
 		MemoryContextReset(step_cxt);
 		old = MemoryContextSwitchTo(step_cxt);
 		batch_seq = 0;
+		batch_migration = 0;	/* set by a backfill batch: only those are diagnosed row by row */
 		PG_TRY();
 		{
 			result = do_step(args.migration_id, &wait_ms);

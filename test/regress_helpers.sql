@@ -53,3 +53,4 @@ CREATE OR REPLACE FUNCTION ec_test.diff(saved text[], nsp text) RETURNS SETOF te
   ORDER BY 1
 $$;
 RESET client_min_messages;
+
