@@ -326,6 +326,11 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 
 		task->total_blocks = RelationGetNumberOfBlocks(rel);
 		table_close(rel, AccessShareLock);
+		/* The clock starts before the first batch, for rate and ETA. */
+		spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
+				 " WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
+				 2, (Oid[]) {INT8OID, INT4OID},
+				 (Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
 	}
 	if (task->next_block >= task->total_blocks)
 	{
@@ -449,7 +454,7 @@ do_step(int64 id, long *wait_ms)
 	if (s.paused)
 	{
 		if (strcmp(task->state, "paused") != 0)
-			set_task_state(id, task->seq, "paused", "paused by ec_pause()");
+			set_task_state(id, task->seq, "paused", "paused; ec_resume() continues");
 		end_step();
 		*wait_ms = 1000;
 		return STEP_NEXT;

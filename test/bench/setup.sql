@@ -9,20 +9,25 @@ CREATE SCHEMA IF NOT EXISTS bench;
 CREATE SEQUENCE IF NOT EXISTS bench.ins_seq START 1000000000;
 
 -- Waits, polling every 50 ms, until every task of KINDS of migration MIG (on schema public) is done.
--- status: done | failed | not_started (no task had started_at after NO_START_S) | timeout | none (no
--- task at all) | no_tasks_table (this build of the extension has no background worker).
--- done_at: when the state was seen, for the caller to subtract its own start time.
--- Each poll is its own transaction (COMMIT), so no snapshot is held across the wait.
-CREATE OR REPLACE PROCEDURE bench.wait_tasks(mig text, kinds text[], timeout_s float8, no_start_s float8,
+-- status: done | failed | timeout (not done after TIMEOUT_S) | stalled (no progress at all, neither a
+-- batch nor a state change, for STALL_S: worker not launched, paused, stuck or dead) | none (no such
+-- task) | no_tasks_table (this build of the extension has no background worker).
+-- done_at: when that was seen, for the caller to subtract its own start time.  states: the tasks'
+-- states then, comma-separated.  Each poll is its own transaction (COMMIT), so no snapshot is held
+-- across the wait.
+CREATE OR REPLACE PROCEDURE bench.wait_tasks(mig text, kinds text[], timeout_s float8, stall_s float8,
                                              INOUT status text DEFAULT NULL,
-                                             INOUT done_at timestamptz DEFAULT NULL)
+                                             INOUT done_at timestamptz DEFAULT NULL,
+                                             INOUT states text DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
     t0 timestamptz := clock_timestamp();
+    changed timestamptz := clock_timestamp();
     n_total int;
     n_done int;
     n_failed int;
-    n_started int;
+    progress text;
+    last_progress text;
 BEGIN
     IF to_regclass('expand_contract.tasks') IS NULL THEN
         status := 'no_tasks_table';
@@ -34,20 +39,25 @@ BEGIN
             SELECT count(*)::int,
                    count(*) FILTER (WHERE k.state = 'done')::int,
                    count(*) FILTER (WHERE k.state = 'failed')::int,
-                   count(*) FILTER (WHERE k.started_at IS NOT NULL OR k.state <> 'pending')::int
+                   coalesce(string_agg(k.state, ',' ORDER BY k.seq), ''),
+                   coalesce(string_agg(k.state || ':' || k.batches || ':' || k.rows_done, ',' ORDER BY k.seq), '')
               FROM expand_contract.tasks k
               JOIN expand_contract.migrations m ON m.id = k.migration_id
              WHERE m.schema_name = 'public' AND m.name = $1 AND k.kind = ANY ($2)$q$
-           INTO n_total, n_done, n_failed, n_started
+           INTO n_total, n_done, n_failed, states, progress
           USING mig, kinds;
+        IF progress IS DISTINCT FROM last_progress THEN
+            last_progress := progress;
+            changed := clock_timestamp();
+        END IF;
         IF n_total = 0 THEN
             status := 'none';
         ELSIF n_failed > 0 THEN
             status := 'failed';
         ELSIF n_done = n_total THEN
             status := 'done';
-        ELSIF n_started = 0 AND clock_timestamp() - t0 > make_interval(secs => no_start_s) THEN
-            status := 'not_started';
+        ELSIF clock_timestamp() - changed > make_interval(secs => stall_s) THEN
+            status := 'stalled';
         ELSIF clock_timestamp() - t0 > make_interval(secs => timeout_s) THEN
             status := 'timeout';
         END IF;

@@ -1,0 +1,909 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: the benchmark (`make bench`).
+#
+# One throwaway cluster, one run.  Every figure is a ratio against a baseline measured in the same run
+# on the same cluster, printed as a table and as one machine-readable line:
+#     BENCH {"backfill_1m_ec_vs_update": 1.08, ...}
+# (also written to results.json in the temp dir; BENCH_OUT=FILE copies it there).
+#
+# Table public.t(id bigint primary key, cents int not null, payload text) with N rows; the migration:
+#     alter_column cents -> amount numeric(12,2), up: cents / 100.0, down: (amount * 100)::int
+#
+#   1. backfill, at BENCH_ROWS_SMALL and BENCH_ROWS_LARGE rows:
+#        update     baseline: ALTER TABLE t ADD COLUMN amount ...; UPDATE t SET amount = cents / 100.0
+#                   (only the UPDATE is timed)
+#        ec         from ec_start's commit until the worker's backfill task is seen done (50 ms polls),
+#                   and the task's own finished_at - started_at as the worker stamps them; default batch
+#                   size, and at the small size each of BENCH_EC_BATCHES (ec_configure in ec_start's
+#                   transaction); every filled row is then checked against cents / 100.0
+#        pgroll     test/bench/pgroll_style.sql: PL/pgSQL trigger, batches of 1,000 ids, COMMIT per batch
+#      and the table's size afterwards (bloat) against the UPDATE's.
+#   2. the dual-write trigger on writes: INSERT ... SELECT of BENCH_ROWS_SMALL rows and pgbench single-row
+#      INSERTs, into a plain table (baseline), a table with the extra column only, with the expand_contract
+#      trigger (old-version writes: it computes "up") and with the PL/pgSQL trigger of pgroll_style.sql
+#   3. reads by primary key through the version view public_v1.t against public.t (pgbench, alternated),
+#      in BENCH_PGBENCH_MODE and with prepared statements
+#   4. how long ec_start and ec_complete (backfill done) hold their ACCESS EXCLUSIVE lock, at both sizes,
+#      and the worst latency of a probe client selecting from the table meanwhile
+#   5. pgbench selects + updates (4:1) through the old version, without a migration (baseline) and while
+#      the backfill of a BENCH_ROWS_LARGE-row migration runs: throughput, p99 latency, errors; also with
+#      the migration started but its backfill paused (the dual-write trigger alone), and with the backfill
+#      throttled (ec_configure batch_delay_ms, each of BENCH_MIXED_DELAYS)
+#   Targets (the issue's): ec backfill <= 1.15 x the UPDATE and well ahead of pgroll-style (taken as
+#   <= 0.8 x); C trigger <= 1.25 x on the bulk INSERT; ec_start/ec_complete under 100 ms and flat as the
+#   table grows; during a backfill >= 80% of the throughput, p99 <= 2 x, no client errors.  A missed
+#   target is marked MISS in the table; it does not fail the run.
+#
+#   Every measurement starts from a freshly loaded, vacuumed, analysed and checkpointed table; the extension
+#   is recreated in between, so each starts without history.  At the small size the backfills (1), the
+#   writes (2) and the reads (3) are repeated BENCH_ROUNDS times, interleaved, and the medians compared
+#   (the table shows the spread); the large size runs once.
+#
+# Knobs (environment):
+#   BENCH_QUICK=1            smoke run: 100k/300k rows, 3 s pgbench runs, 2 rounds
+#   BENCH_ROWS_SMALL=1000000 BENCH_ROWS_LARGE=10000000
+#   BENCH_ROUNDS=3           repetitions at the small size (medians)
+#   BENCH_PGBENCH_SECS=10    each pgbench run of phases 2 and 3     BENCH_MIXED_SECS=30   each run of phase 5
+#   BENCH_CLIENTS=2          pgbench clients (phases 2, 3, 5)
+#   BENCH_PGBENCH_MODE=simple   pgbench query protocol (simple, extended, prepared)
+#   BENCH_EC_BATCHES=20000   extra batch sizes measured once at the small size ("" for none)
+#   BENCH_MIXED_DELAYS=50    batch_delay_ms values for throttled runs of phase 5 ("" for none)
+#   BENCH_PHASES="backfill writes mixed"   which parts to run (backfill includes 3 and 4)
+#   BENCH_BACKFILL_TIMEOUT   seconds to wait for a backfill (default max(120, 10 x the UPDATE's time))
+#   BENCH_STALL_TIMEOUT=30   give up on a migration's tasks after this many seconds without any progress
+#   BENCH_BUILD=0            do not build/install; benchmark the copy already installed
+#   BENCH_PRELOAD=1          add expand_contract to shared_preload_libraries
+#   BENCH_CONF='a = 1; b = 2'   extra postgresql.conf lines (for experiments; the figures are then not comparable)
+#   BENCH_OUT=FILE           also write the JSON object to FILE
+#   EC_KEEP_TMP=1            keep the temp dir (server.log, pgbench output and logs, results.json)
+#   PG_CONFIG=...
+#
+# Exit status: 0 when every measurement ran (whether or not it met its target), 2 when something went
+# wrong (listed under "anomalies": a failed step, a stalled or failed backfill, rows whose new column is
+# wrong, client errors), 1 when the bench itself could not run.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ec_setup_traps
+
+BENCH_QUICK=${BENCH_QUICK:-0}
+if [[ $BENCH_QUICK == 1 ]]; then
+    BENCH_ROWS_SMALL=${BENCH_ROWS_SMALL:-100000}
+    BENCH_ROWS_LARGE=${BENCH_ROWS_LARGE:-300000}
+    BENCH_PGBENCH_SECS=${BENCH_PGBENCH_SECS:-3}
+    BENCH_MIXED_SECS=${BENCH_MIXED_SECS:-10}
+    BENCH_ROUNDS=${BENCH_ROUNDS:-2}
+else
+    BENCH_ROWS_SMALL=${BENCH_ROWS_SMALL:-1000000}
+    BENCH_ROWS_LARGE=${BENCH_ROWS_LARGE:-10000000}
+    BENCH_PGBENCH_SECS=${BENCH_PGBENCH_SECS:-10}
+    BENCH_MIXED_SECS=${BENCH_MIXED_SECS:-30}
+    BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+fi
+BENCH_CLIENTS=${BENCH_CLIENTS:-2}
+BENCH_PGBENCH_MODE=${BENCH_PGBENCH_MODE:-simple}
+BENCH_EC_BATCHES=${BENCH_EC_BATCHES-20000}
+BENCH_MIXED_DELAYS=${BENCH_MIXED_DELAYS-50}
+BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed}
+BENCH_BACKFILL_TIMEOUT=${BENCH_BACKFILL_TIMEOUT:-}
+BENCH_STALL_TIMEOUT=${BENCH_STALL_TIMEOUT:-30}
+BENCH_BUILD=${BENCH_BUILD:-1}
+BENCH_PRELOAD=${BENCH_PRELOAD:-0}
+BENCH_CONF=${BENCH_CONF:-}
+BENCH_OUT=${BENCH_OUT:-}
+BENCH_STEP_TIMEOUT=${BENCH_STEP_TIMEOUT:-3600}   # hard limit on any one psql call, seconds
+BENCH_PROBE_RATE=${BENCH_PROBE_RATE:-200}        # the lock probe client's selects per second
+
+posint() { [[ ${!1} =~ ^[0-9]+$ && ${!1} -gt 0 ]] || die "$1 must be a positive integer (is '${!1}')"; }
+for v in BENCH_ROWS_SMALL BENCH_ROWS_LARGE BENCH_PGBENCH_SECS BENCH_MIXED_SECS BENCH_CLIENTS BENCH_ROUNDS \
+         BENCH_STALL_TIMEOUT BENCH_STEP_TIMEOUT BENCH_PROBE_RATE; do
+    posint "$v"
+done
+[[ -z $BENCH_BACKFILL_TIMEOUT ]] || posint BENCH_BACKFILL_TIMEOUT
+for b in $BENCH_EC_BATCHES; do [[ $b =~ ^[0-9]+$ && $b -gt 0 ]] || die "BENCH_EC_BATCHES: '$b' is not a positive integer"; done
+for b in $BENCH_MIXED_DELAYS; do [[ $b =~ ^[0-9]+$ ]] || die "BENCH_MIXED_DELAYS: '$b' is not a number of milliseconds"; done
+for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed)"; done
+[[ $BENCH_PGBENCH_MODE =~ ^(simple|extended|prepared)$ ]] || die "BENCH_PGBENCH_MODE must be simple, extended or prepared"
+phase_on() { [[ " $BENCH_PHASES " == *" $1 "* ]]; }
+
+MIGRATION='{"operations":[{"alter_column":{"table":"t","column":"cents","name":"amount","type":"numeric(12,2)","up":"cents / 100.0","down":"(amount * 100)::int"}}]}'
+
+now_ms() { date +%s%3N; }
+T_BEGIN=$(now_ms)
+title() { printf '\n=== %s  [+%ss]\n' "$*" $(( ($(now_ms) - T_BEGIN) / 1000 )); }
+
+# 1000000 -> 1m, 300000 -> 300k, 1500000 -> 1500k: sizes in result keys
+size_label() {
+    local n=$1
+    if ((n % 1000000 == 0)); then echo "$((n / 1000000))m"
+    elif ((n % 1000 == 0)); then echo "$((n / 1000))k"
+    else echo "$n"; fi
+}
+LAB_S=$(size_label "$BENCH_ROWS_SMALL")
+LAB_L=$(size_label "$BENCH_ROWS_LARGE")
+[[ $LAB_S != "$LAB_L" ]] || die "BENCH_ROWS_SMALL and BENCH_ROWS_LARGE must differ"
+
+# ---------------------------------------------------------------------------------------------------
+# results: a flat JSON object (insertion order), the table's rows, anomalies
+
+JSON_KEYS=()
+declare -A JSON_VAL=()
+TABLE=()
+ANOMALIES=()
+
+is_num() { [[ ${1:-} =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; }
+# put KEY VALUE: a number, or null when VALUE is not one
+put() {
+    local v=${2:-}
+    is_num "$v" || v=null
+    [[ -v JSON_VAL[$1] ]] || JSON_KEYS+=("$1")
+    JSON_VAL[$1]=$v
+}
+put_raw() { [[ -v JSON_VAL[$1] ]] || JSON_KEYS+=("$1"); JSON_VAL[$1]=$2; }
+anomaly() { ANOMALIES+=("$*"); warn "$*"; }
+
+# median LIST: the median of the numbers in LIST (space-separated; anything else is ignored), or null
+median() {
+    local x nums=()
+    for x in $1; do is_num "$x" && nums+=("$x"); done
+    ((${#nums[@]})) || { echo null; return; }
+    printf '%s\n' "${nums[@]}" | sort -g | awk '
+        { a[NR] = $1 }
+        END {
+            if (NR % 2) { print a[(NR + 1) / 2]; exit }
+            m = (a[NR / 2] + a[NR / 2 + 1]) / 2
+            printf (m >= 100 ? "%.1f\n" : "%.3f\n"), m
+        }'
+}
+# spread LIST: "n=3, spread 4%" ((max - min) / median), or "" for fewer than two numbers
+spread() {
+    local x nums=()
+    for x in $1; do is_num "$x" && nums+=("$x"); done
+    ((${#nums[@]} > 1)) || return 0
+    printf '%s\n' "${nums[@]}" | sort -g | awk -v m="$(median "$1")" '{ a[NR] = $1 } END { if (m > 0) printf "n=%d, spread %.0f%%\n", NR, 100 * (a[NR] - a[1]) / m }'
+}
+# ratio A B: A/B with 3 decimals, or null
+ratio() {
+    if is_num "${1:-}" && is_num "${2:-}" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", a / b }'
+    else
+        echo null
+    fi
+}
+# meets VALUE OP LIMIT: ok / MISS / n/a
+meets() {
+    is_num "${1:-}" || { echo "n/a"; return; }
+    if awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { exit !((op == "<=" && v <= l) || (op == ">=" && v >= l) || (op == "==" && v == l)) }'; then
+        echo ok
+    else
+        echo MISS
+    fi
+}
+fmt() { if is_num "${1:-}"; then printf '%s%s' "$1" "${2:-}"; else printf -- '-'; fi; }
+
+section() { TABLE+=("#$*"); }
+# cmp KEY LABEL VALUES UNIT BASELINES [OP LIMIT]: KEY = median(VALUES) / median(BASELINES), and a table row
+cmp() {
+    local key=$1 label=$2 values=$3 unit=$4 bases=$5 op=${6:-} limit=${7:-} v b r target='' verdict='' note
+    v=$(median "$values")
+    b=$(median "$bases")
+    r=$(ratio "$v" "$b")
+    put "$key" "$r"
+    if [[ -n $op ]]; then target="$op $limit"; verdict=$(meets "$r" "$op" "$limit"); fi
+    note=$(spread "$values")
+    [[ -n $note && -n $(spread "$bases") ]] && note+=" (baseline: $(spread "$bases" | sed 's/^n=[0-9]*, //'))"
+    TABLE+=("$label|$(fmt "$v" "$unit")|$(fmt "$b" "$unit")|$r|$target|$verdict|$note")
+}
+# info LABEL VALUE [TARGET VERDICT]: a table row without a baseline
+info() { TABLE+=("$1|$2|||${3:-}|${4:-}|"); }
+
+# ---------------------------------------------------------------------------------------------------
+# cluster
+
+ensure_packages
+make_workdir bench
+work=$EC_WORKDIR
+cd "$work"
+if [[ $BENCH_BUILD == 1 ]]; then
+    copy_tree "$EC_ROOT" "$work/src" || die "could not copy the source tree"
+    build_and_install "$work/src" >"$work/build.log" 2>&1 || { cat "$work/build.log"; die "build/install failed"; }
+    say "built$([[ $EC_SKIP_INSTALL == 1 ]] || echo ' and installed') (log: build.log)"
+else
+    say "BENCH_BUILD=0: benchmarking the expand_contract already installed in $("$(pg_config_cmd)" --pkglibdir)"
+fi
+as_pg mkdir -p "$work/bench" "$work/log"
+cp "$EC_ROOT"/test/bench/*.sql "$work/bench/" || die "could not copy test/bench"
+if is_root; then chown -R "$EC_PG_USER:" "$work/bench" || die "chown $work/bench failed"; fi
+bindir=$(pg_bindir)
+
+# fatal MESSAGE: the server log usually says why; exit through the cleanup trap
+fatal() {
+    if [[ -n $EC_PG_LOG && -f $EC_PG_LOG ]]; then
+        echo "--- last lines of the server log ---" >&2
+        tail -n 40 "$EC_PG_LOG" >&2
+    fi
+    die "$*"
+}
+
+# Tuned for a 2-core / 24 GB machine.  Durability stays at the defaults (fsync, synchronous_commit and
+# full_page_writes on, wal_level replica): the batched backfills commit often, and turning the commit
+# flush off would flatter them against the single UPDATE.  Autovacuum is off so that nothing runs behind
+# a measurement; each starts after VACUUM ANALYZE and CHECKPOINT instead.  JIT is off: it would compile
+# the big UPDATE and not the small batches.  wal_init_zero is off so that the first measurements, which
+# create the cluster's WAL segments, do not pay much more for them than later ones, which recycle them.
+conf=(
+    "shared_buffers = 2GB" "effective_cache_size = 16GB" "maintenance_work_mem = 1GB" "work_mem = 64MB"
+    "max_wal_size = 8GB" "min_wal_size = 4GB" "checkpoint_timeout = 30min" "checkpoint_completion_target = 0.9"
+    "wal_level = replica" "synchronous_commit = on" "fsync = on" "full_page_writes = on" "wal_init_zero = off"
+    "autovacuum = off" "jit = off" "max_connections = 50" "max_worker_processes = 16"
+    "log_min_messages = warning" "log_lock_waits = on" "deadlock_timeout = 1s" "lc_messages = 'C'"
+)
+[[ $BENCH_PRELOAD == 1 ]] && conf+=("shared_preload_libraries = 'expand_contract'")
+if [[ -n $BENCH_CONF ]]; then
+    IFS=';' read -r -a extra_conf <<<"$BENCH_CONF"
+    for line in "${extra_conf[@]}"; do
+        [[ $line =~ [^[:space:]] ]] && conf+=("$line") && warn "BENCH_CONF: $line"
+    done
+fi
+pg_cluster_start "$work" "${conf[@]}"
+as_pg "$bindir/createdb" bench || fatal "createdb bench failed"
+export PGDATABASE=bench
+
+# psql as the postgres OS user: unaligned, tuples only, fields separated by spaces, stop at the first
+# error.  (psql does not interpolate :variables in -c commands: pass those on standard input.)
+q() { as_pg timeout -k 10 "$BENCH_STEP_TIMEOUT" "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -At -F ' ' "$@"; }
+
+declare -A KV=()
+# sql FILE [psql args...]: runs test/bench/FILE; its key=value tokens land in KV.  On error prints the
+# output and returns 1.
+sql() {
+    local file=$1 out=$work/last.out rc=0 tok
+    shift
+    KV=()
+    q -f "$work/bench/$file" "$@" >"$out" 2>&1 || rc=$?
+    for tok in $(grep -v '^\(ERROR\|WARNING\|NOTICE\|DETAIL\|HINT\|CONTEXT\|LINE\|psql\)' "$out" || true); do
+        [[ $tok =~ ^([a-z_0-9]+)=(.*)$ ]] && KV[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+    done
+    if ((rc != 0)); then
+        warn "$file failed (exit $rc):"
+        sed 's/^/      /' "$out" >&2
+        return 1
+    fi
+}
+kv() { printf '%s' "${KV[$1]:-}"; }
+
+say "loading expand_contract and the helpers"
+q -f "$work/bench/setup.sql" >/dev/null || fatal "test/bench/setup.sql failed"
+q -f "$work/bench/pgroll_style.sql" >/dev/null || fatal "test/bench/pgroll_style.sql failed"
+EC_VERSION=$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'expand_contract'")
+HAS_WORKER=$(q -c "SELECT to_regclass('expand_contract.tasks') IS NOT NULL")
+HAS_CONFIGURE=$(q -c "SELECT to_regprocedure('pg_catalog.ec_configure(text,jsonb)') IS NOT NULL")
+HAS_PAUSE=$(q -c "SELECT to_regprocedure('pg_catalog.ec_pause(text)') IS NOT NULL")
+DEFAULT_BATCH=$(q -c "LOAD 'expand_contract'" -c "SELECT coalesce(current_setting('expand_contract.batch_size', true), '')" 2>/dev/null | tail -n1 || true)
+[[ -n $DEFAULT_BATCH ]] || DEFAULT_BATCH='?'
+if [[ $HAS_WORKER == t ]]; then
+    say "expand_contract $EC_VERSION with the background worker (expand_contract.batch_size = $DEFAULT_BATCH)"
+else
+    say "expand_contract $EC_VERSION without a background worker: ec_complete fills the rows (measured as such)"
+fi
+q -c "SELECT version()"
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo null)
+put load_avg_start "$LOAD_START"
+if awk -v l="$LOAD_START" 'BEGIN { exit !(l > 0.5) }'; then
+    warn "load average $LOAD_START before the first measurement: other work on this machine will skew the figures"
+fi
+say "rows: small $BENCH_ROWS_SMALL ($LAB_S, $BENCH_ROUNDS rounds), large $BENCH_ROWS_LARGE ($LAB_L); pgbench ${BENCH_PGBENCH_SECS}s, mixed ${BENCH_MIXED_SECS}s, $BENCH_CLIENTS clients, $BENCH_PGBENCH_MODE protocol"
+
+put rows_small "$BENCH_ROWS_SMALL"
+put rows_large "$BENCH_ROWS_LARGE"
+put rounds "$BENCH_ROUNDS"
+put_raw quick "$([[ $BENCH_QUICK == 1 ]] && echo true || echo false)"
+put_raw worker "$([[ $HAS_WORKER == t ]] && echo true || echo false)"
+
+# reset_state: no active migration, no t, no version schema, a fresh extension (no history, no worker)
+reset_state() {
+    if ! sql reset.sql; then
+        anomaly "reset failed (ec_rollback?); dropping by force"
+        q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" >/dev/null || true
+        sleep 1
+        q -c "DROP TABLE IF EXISTS public.t CASCADE" -c "DROP EXTENSION IF EXISTS expand_contract CASCADE" \
+          -c "CREATE EXTENSION expand_contract" >/dev/null || fatal "could not reset the benchmark database"
+        q -c "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname LIKE 'public\_%'" |
+            while read -r stmt; do q -c "$stmt" >/dev/null; done
+    fi
+    wait_no_workers
+}
+
+# wait_no_workers: after a rollback, the migration's worker must go away
+wait_no_workers() {
+    local i n
+    for ((i = 0; i < 100; i++)); do
+        n=$(q -c "SELECT bench.ec_workers()") || n=0
+        ((n == 0)) && return 0
+        sleep 0.1
+    done
+    anomaly "an expand_contract background worker is still connected 10s after its migration was rolled back or dropped; terminating it"
+    q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND backend_type ILIKE '%expand%'" >/dev/null || true
+}
+
+ROWS_CUR=0
+# load_table N: a fresh public.t of N rows
+load_table() {
+    local t0
+    t0=$(now_ms)
+    sql load.sql -v rows="$1" || fatal "loading $1 rows failed"
+    ROWS_CUR=$1
+    say "loaded $1 rows, vacuumed, analysed, checkpointed ($(( ($(now_ms) - t0) / 1000 ))s)"
+}
+
+table_mb() { q -c "SELECT round(pg_total_relation_size('public.t') / 1048576.0, 1)" 2>/dev/null || echo null; }
+
+# task_diag MIGRATION: diagnostics for a migration whose tasks did not finish
+task_diag() {
+    {
+        echo "--- expand_contract.tasks of migration $1 ---"
+        q -c "SELECT * FROM bench.task_report('$1')" || true
+        q -x -c "SELECT * FROM ec_status('public')" || true
+        echo "--- non-client backends ---"
+        q -c "SELECT pid, backend_type, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity WHERE backend_type NOT IN ('client backend', 'checkpointer', 'background writer', 'walwriter', 'logical replication launcher', 'autovacuum launcher')" || true
+        echo "--- last lines of the server log ---"
+        tail -n 20 "$EC_PG_LOG" || true
+    } >&2
+}
+
+# backfill_timeout [UPDATE_MS]: seconds to wait for a backfill of the current size
+backfill_timeout() {
+    local upd
+    upd=$(median "${1:-}")
+    if [[ -n $BENCH_BACKFILL_TIMEOUT ]]; then echo "$BENCH_BACKFILL_TIMEOUT"; return; fi
+    if is_num "$upd"; then
+        awk -v u="$upd" 'BEGIN { t = 10 * u / 1000; if (t < 120) t = 120; printf "%d\n", t }'
+    else
+        awk -v n="$ROWS_CUR" 'BEGIN { t = n / 20000; if (t < 120) t = 120; printf "%d\n", t }'
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------------
+# pgbench
+
+# latency_stats PREFIX: "p50 p99 max n failed" (ms) from pgbench's per-transaction logs PREFIX.*
+latency_stats() {
+    local files
+    files=$(compgen -G "$1.*" | grep -v '\.failed$' || true)
+    if [[ -z $files ]]; then echo "null null null 0 0"; return; fi
+    # shellcheck disable=SC2086
+    cat $files | awk '
+        $3 ~ /^[0-9]+$/ { print $3; next }
+        { failed++ }
+        END { print failed + 0 > "/dev/stderr" }' 2>"$1.failed" | sort -n | awk '
+        { a[NR] = $1 }
+        END {
+            if (NR == 0) { print "null null null 0"; exit }
+            i50 = int(0.50 * NR); if (i50 < 1) i50 = 1
+            i99 = int(0.99 * NR + 0.999999); if (i99 > NR) i99 = NR
+            printf "%.3f %.3f %.3f %d\n", a[i50] / 1000, a[i99] / 1000, a[NR] / 1000, NR
+        }' | tr '\n' ' '
+    cat "$1.failed"
+}
+
+# pgb NAME SEARCH_PATH SECS CLIENTS SCRIPT[@WEIGHT]...: one pgbench run, as fast as it goes, with
+# per-transaction logs, in the query mode PGB_MODE (default BENCH_PGBENCH_MODE).  Sets PGB_TPS PGB_P50 PGB_P99 PGB_MAX PGB_N PGB_FAILED PGB_ABORTED PGB_RC.
+pgb() {
+    local name=$1 path=$2 secs=$3 clients=$4 out f rc=0
+    shift 4
+    out=$work/pgb_$name.out
+    local args=(-n -c "$clients" -j "$clients" -T "$secs" -D rows="$ROWS_CUR" -M "${PGB_MODE:-$BENCH_PGBENCH_MODE}"
+                --log --log-prefix="$work/log/$name")
+    ((secs >= 10)) && args+=(-P 5)
+    for f; do args+=(-f "$work/bench/$f"); done
+    as_pg env PGOPTIONS="-c search_path=$path" PGAPPNAME="bench_$name" "$bindir/pgbench" "${args[@]}" \
+        >"$out" 2>&1 || rc=$?
+    grep '^progress:' "$out" | sed 's/^/      /' || true
+    PGB_RC=$rc
+    PGB_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -n1)
+    is_num "$PGB_TPS" && PGB_TPS=$(awk -v t="$PGB_TPS" 'BEGIN { printf "%.1f\n", t }')
+    PGB_FAILED=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n1)
+    PGB_ABORTED=$(grep -c 'aborted' "$out" || true)
+    read -r PGB_P50 PGB_P99 PGB_MAX PGB_N _ <<<"$(latency_stats "$work/log/$name")"
+    if ((rc != 0)) || [[ -z $PGB_TPS ]]; then
+        warn "pgbench $name exited with $rc; its output:"
+        grep -v '^progress:' "$out" | sed 's/^/      /' >&2
+    fi
+    printf '      %-22s tps %-9s p50 %-7s p99 %-7s max %-8s ms  txns %-7s failed %s  aborted %s  exit %s\n' \
+        "$name" "${PGB_TPS:-?}" "$PGB_P50" "$PGB_P99" "$PGB_MAX" "$PGB_N" "${PGB_FAILED:-?}" "$PGB_ABORTED" "$rc"
+}
+
+# probe_start NAME: a client selecting by pk from public.t, BENCH_PROBE_RATE a second for 4 s, in the
+# background; returns after 1.5 s.  probe_end: waits for it and sets PROBE_MAX (worst latency, ms).
+probe_start() {
+    PROBE_NAME=probe_$1
+    run_bg as_pg env PGOPTIONS="-c search_path=public" "$bindir/pgbench" -n -c 1 -j 1 -T 4 -R "$BENCH_PROBE_RATE" \
+        -D rows="$ROWS_CUR" --log --log-prefix="$work/log/$PROBE_NAME" -f "$work/bench/pgb_probe.sql" \
+        >"$work/$PROBE_NAME.out" 2>&1
+    PROBE_PID=$EC_LAST_PID
+    sleep 1.5
+}
+probe_end() {
+    local rc=0 p50 n
+    wait "$PROBE_PID" || rc=$?
+    read -r p50 _ PROBE_MAX n _ <<<"$(latency_stats "$work/log/$PROBE_NAME")"
+    if ((rc != 0)); then
+        warn "the probe client exited with $rc:"
+        sed 's/^/      /' "$work/$PROBE_NAME.out" >&2
+        PROBE_MAX=null
+    fi
+    say "probe: $n selects meanwhile, median $p50 ms, worst $PROBE_MAX ms"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# 1, 3, 4: backfill at one size.  Lists (one value per round) keyed by size label.
+
+declare -A UPD_MS=() EC_MS=() EC_WORKER_MS=() EC_LAUNCH_MS=() PGROLL_MS=() EC_INLINE_MS=()
+declare -A UPD_MB=() EC_MB=() PGROLL_MB=()
+declare -A START_MS=() COMPLETE_MS=() PROBE_START=() PROBE_COMPLETE=() EC_BATCH_MS=()
+READ_BASE_TPS=''; READ_VIEW_TPS=''; READ_BASE_PREP_TPS=''; READ_VIEW_PREP_TPS=''
+BF_OK=0
+
+# ec_backfill LAB [SETTINGS]: ec_start (timed) and the wait for the backfill; BF_OK=1 when done.
+# SETTINGS: jsonb for ec_configure, applied in ec_start's transaction.  Returns 1 when ec_start failed.
+ec_backfill() {
+    local lab=$1 settings=${2:-} configure=true tmo status
+    [[ -n $settings ]] || { configure=false; settings='{}'; }
+    tmo=$(backfill_timeout "${UPD_MS[$lab]:-}")
+    BF_OK=0
+    sql backfill_ec.sql -v doc="$MIGRATION" -v configure="$configure" -v settings="$settings" \
+        -v timeout="$tmo" -v stall="$BENCH_STALL_TIMEOUT" || {
+        anomaly "ec_start or the wait for its backfill failed at $lab rows (ec_configure settings $settings)"
+        return 1
+    }
+    status=$(kv backfill_status)
+    say "ec_start: $(kv start_ms) ms.  backfill: $status $(kv backfill_wall_ms) ms after the commit (task: $(kv worker_ms) ms, started $(kv launch_ms) ms after the commit, $(kv rows_done) rows, $(kv batches) batches); all tasks $(kv tasks_status) after $(kv tasks_wall_ms) ms"
+    case $status in
+        done) BF_OK=1 ;;
+        no_tasks_table) ;;
+        stalled)
+            anomaly "backfill at $lab rows: no progress for ${BENCH_STALL_TIMEOUT}s (BENCH_STALL_TIMEOUT), task states '$(kv backfill_states)': worker not launched, paused or stuck?"
+            task_diag v1 ;;
+        timeout)
+            anomaly "backfill at $lab rows: not done after ${tmo}s (BENCH_BACKFILL_TIMEOUT)"
+            task_diag v1 ;;
+        failed)
+            anomaly "backfill at $lab rows: a task failed"
+            task_diag v1 ;;
+        none)
+            anomaly "backfill at $lab rows: ec_start queued no backfill task"
+            task_diag v1 ;;
+        *)  anomaly "backfill at $lab rows: unexpected status '$status'" ;;
+    esac
+    if [[ $BF_OK == 1 && $(kv tasks_status) != "done" ]]; then
+        anomaly "at $lab rows the backfill is done but the migration's other tasks are '$(kv tasks_status)'"
+        task_diag v1
+    fi
+    return 0
+}
+
+# mismatch_check WHAT: rows whose new column is not cents / 100.0 must be 0
+mismatch_check() {
+    local n
+    n=$(q -c "SELECT coalesce(bench.ec_mismatches()::text, 'n/a')") || n=error
+    say "check: rows whose new column is not cents / 100.0: $n"
+    [[ $n == 0 || $n == n/a ]] || anomaly "$1: $n rows whose new column is not cents / 100.0"
+}
+
+# reads LAB: pgbench select by pk, public.t and public_v1.t alternated BENCH_ROUNDS times, in the
+# query mode of the run (BENCH_PGBENCH_MODE) and with prepared statements (execution without parsing,
+# rewriting and planning: what the view costs at run time)
+reads() {
+    local i
+    title "3. reads by pk: public_v1.t (view) against public.t, $1 rows, $BENCH_ROUNDS rounds of ${BENCH_PGBENCH_SECS}s runs"
+    q -c "VACUUM (ANALYZE) public.t" -c "CHECKPOINT" >/dev/null || true
+    for ((i = 1; i <= BENCH_ROUNDS; i++)); do
+        pgb "read_base_$i" public "$BENCH_PGBENCH_SECS" "$BENCH_CLIENTS" pgb_read_base.sql
+        READ_BASE_TPS+=" ${PGB_TPS:-}"
+        pgb "read_view_$i" public_v1 "$BENCH_PGBENCH_SECS" "$BENCH_CLIENTS" pgb_read_view.sql
+        READ_VIEW_TPS+=" ${PGB_TPS:-}"
+        ((PGB_RC == 0)) || anomaly "select through public_v1.t failed"
+        if [[ $BENCH_PGBENCH_MODE != prepared ]]; then
+            PGB_MODE=prepared pgb "read_base_prepared_$i" public "$BENCH_PGBENCH_SECS" "$BENCH_CLIENTS" pgb_read_base.sql
+            READ_BASE_PREP_TPS+=" ${PGB_TPS:-}"
+            PGB_MODE=prepared pgb "read_view_prepared_$i" public_v1 "$BENCH_PGBENCH_SECS" "$BENCH_CLIENTS" pgb_read_view.sql
+            READ_VIEW_PREP_TPS+=" ${PGB_TPS:-}"
+        fi
+    done
+}
+
+# backfill_round N LAB ROUND: the three backfills once; the first round also measures 3 and 4
+backfill_round() {
+    local n=$1 lab=$2 round=$3 first=0 of=''
+    [[ $round == 1 ]] && first=1
+    [[ $lab == "$LAB_S" ]] && of=", round $round of $BENCH_ROUNDS"
+
+    title "1a. backfill baseline, $lab rows$of: one UPDATE"
+    reset_state
+    load_table "$n"
+    if sql backfill_update.sql; then
+        UPD_MS[$lab]+=" $(kv update_ms)"
+        ((first)) && UPD_MB[$lab]=$(table_mb)
+        say "UPDATE of $n rows: $(kv update_ms) ms"
+    else
+        anomaly "the baseline UPDATE failed at $lab rows"
+    fi
+
+    title "1b. expand_contract, $lab rows$of: ec_start, worker backfill$( ((first)) && echo ', ec_complete')"
+    reset_state
+    load_table "$n"
+    if ((first)); then
+        say "lock probe: ec_start in a transaction rolled back, while a client selects by pk"
+        probe_start "start_$lab"
+        sql ec_start_dry.sql -v doc="$MIGRATION" || anomaly "ec_start (rolled back) failed at $lab rows"
+        probe_end
+        PROBE_START[$lab]=$PROBE_MAX
+        say "ec_start (rolled back): $(kv start_dry_ms) ms"
+    fi
+    if ec_backfill "$lab"; then
+        ((first)) && START_MS[$lab]=$(kv start_ms)
+        if [[ $BF_OK == 1 ]]; then
+            EC_MS[$lab]+=" $(kv backfill_wall_ms)"
+            EC_WORKER_MS[$lab]+=" $(kv worker_ms)"
+            EC_LAUNCH_MS[$lab]+=" $(kv launch_ms)"
+            ((first)) && EC_MB[$lab]=$(table_mb)
+            mismatch_check "expand_contract backfill at $lab rows"
+        fi
+        if ((first)) && [[ $lab == "$LAB_S" ]] && [[ $BF_OK == 1 || $HAS_WORKER != t ]]; then
+            reads "$lab"
+        fi
+        if ((first)); then
+            title "4. ec_complete, $lab rows"
+            if [[ $HAS_WORKER == t && $BF_OK == 1 ]]; then
+                say "lock probe: ec_complete in a transaction rolled back, while a client selects by pk"
+                probe_start "complete_$lab"
+                sql ec_complete.sql -v dry=true -v wait=false || anomaly "ec_complete (rolled back) failed at $lab rows"
+                probe_end
+                PROBE_COMPLETE[$lab]=$PROBE_MAX
+                say "ec_complete (rolled back): $(kv complete_dry_ms) ms"
+                if sql ec_complete.sql -v dry=false -v wait=false; then
+                    COMPLETE_MS[$lab]=$(kv complete_ms)
+                    say "ec_complete: ${COMPLETE_MS[$lab]} ms"
+                else
+                    anomaly "ec_complete(wait => false) failed at $lab rows although every task was done"
+                fi
+            elif [[ $HAS_WORKER == t ]]; then
+                say "skipped: the backfill did not finish"
+            else
+                say "no background worker: ec_complete fills the rows itself, under its locks (timed as a backfill)"
+                if sql ec_complete.sql -v dry=false -v wait=true; then
+                    EC_INLINE_MS[$lab]+=" $(kv complete_ms)"
+                    say "ec_complete, with the fill: $(kv complete_ms) ms"
+                else
+                    anomaly "ec_complete failed at $lab rows"
+                fi
+            fi
+        fi
+    fi
+
+    title "1c. pgroll-style backfill, $lab rows$of: PL/pgSQL trigger, batches of 1,000 ids"
+    reset_state
+    load_table "$n"
+    if sql backfill_pgroll.sql; then
+        PGROLL_MS[$lab]+=" $(kv pgroll_ms)"
+        ((first)) && PGROLL_MB[$lab]=$(table_mb)
+        say "pgroll-style backfill: $(kv pgroll_ms) ms"
+        [[ $(kv pgroll_mismatches) == 0 ]] || anomaly "the pgroll-style backfill left $(kv pgroll_mismatches) mismatching rows (bench bug)"
+    else
+        anomaly "the pgroll-style backfill failed at $lab rows"
+    fi
+    return 0
+}
+
+backfill_phase() {
+    local r b
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        backfill_round "$BENCH_ROWS_SMALL" "$LAB_S" "$r"
+    done
+    if [[ $HAS_WORKER == t && $HAS_CONFIGURE == t ]]; then
+        for b in $BENCH_EC_BATCHES; do
+            title "1b'. expand_contract, $LAB_S rows, batch_size $b (ec_configure)"
+            reset_state
+            load_table "$BENCH_ROWS_SMALL"
+            if ec_backfill "$LAB_S" "{\"batch_size\": $b}" && [[ $BF_OK == 1 ]]; then
+                EC_BATCH_MS[$b]=$(kv backfill_wall_ms)
+                mismatch_check "expand_contract backfill at $LAB_S rows, batch_size $b"
+            fi
+        done
+    fi
+    backfill_round "$BENCH_ROWS_LARGE" "$LAB_L" 1
+    reset_state
+}
+
+# ---------------------------------------------------------------------------------------------------
+# 2: writes
+
+declare -A INS_MS=() INS_TPS=()
+writes_phase() {
+    local n=$BENCH_ROWS_SMALL v setup r st
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        for v in plain extra_column ec plpgsql; do
+            case $v in
+                plain)        setup="SELECT 1" ;;
+                extra_column) setup="ALTER TABLE public.t ADD COLUMN extra numeric(12,2)" ;;
+                ec)           setup="SELECT ec_start('v1', '$MIGRATION')" ;;
+                plpgsql)      setup="CALL bench.pgroll_start()" ;;
+            esac
+            title "2. writes, $v, round $r of $BENCH_ROUNDS: INSERT ... SELECT of $n rows, then ${BENCH_PGBENCH_SECS}s of single-row INSERTs"
+            reset_state
+            sql create_empty.sql || fatal "creating the empty table failed"
+            if ! q -c "$setup" >/dev/null; then
+                anomaly "setting up the $v write variant failed"
+                continue
+            fi
+            if [[ $v == ec ]]; then
+                st=$(q -c "CALL bench.wait_tasks('v1', '{backfill,sql}', 60, $BENCH_STALL_TIMEOUT, NULL, NULL, NULL)" | awk '{ print $1 }') || st=error
+                if [[ $st != "done" && $st != no_tasks_table ]]; then
+                    anomaly "the tasks of a migration of an empty table are '$st' after 60s"
+                    task_diag v1
+                fi
+            fi
+            ROWS_CUR=$n
+            if sql insert_bulk.sql -v rows="$n"; then
+                INS_MS[$v]+=" $(kv insert_ms)"
+                say "INSERT ... SELECT of $n rows: $(kv insert_ms) ms"
+            else
+                anomaly "the bulk INSERT failed ($v)"
+            fi
+            pgb "insert_${v}_$r" public "$BENCH_PGBENCH_SECS" "$BENCH_CLIENTS" pgb_insert_one.sql
+            INS_TPS[$v]+=" ${PGB_TPS:-}"
+            ((PGB_RC == 0 && ${PGB_FAILED:-0} == 0)) || anomaly "pgbench inserts ($v): exit $PGB_RC, failed ${PGB_FAILED:-?}"
+            if [[ $v == ec ]]; then mismatch_check "rows inserted through the old version with the trigger"; fi
+        done
+    done
+    reset_state
+}
+
+# ---------------------------------------------------------------------------------------------------
+# 5: traffic during a backfill
+
+declare -A MIX_DELAY_TPS=() MIX_DELAY_P99=() MIX_DELAY_ERRORS=() MIX_DELAY_ACTIVE=()
+# active_share T_WINDOW: the share of the traffic window starting at T_WINDOW (server clock) during
+# which migration v1's backfill was still running
+active_share() {
+    q -v tw="$1" -v secs="$BENCH_MIXED_SECS" <<'SQL' || true
+SELECT CASE WHEN bool_or(k.state <> 'done') OR max(k.finished_at) IS NULL THEN 1
+            ELSE round(least(1, greatest(0, extract(epoch FROM max(k.finished_at) - :'tw'::timestamptz) / :secs)), 2) END
+  FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id
+ WHERE m.schema_name = 'public' AND m.name = 'v1' AND k.kind = 'backfill';
+SQL
+}
+
+MIX_TRIG_TPS=''; MIX_TRIG_P99=''
+MIX_IDLE_TPS=''; MIX_IDLE_P99=''; MIX_BF_TPS=''; MIX_BF_P99=''; MIX_ERRORS=''; MIX_ACTIVE=''; MIX_BF_SECS=''
+mixed_phase() {
+    local n=$BENCH_ROWS_LARGE lab=$LAB_L errors=0 out t_commit t_window tmo st
+    local scripts=(pgb_mixed_select.sql@4 pgb_mixed_update.sql@1)
+    title "5a. selects + updates (4:1) by random pk through the old version, no migration, $lab rows, ${BENCH_MIXED_SECS}s"
+    reset_state
+    load_table "$n"
+    pgb mixed_idle public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
+    MIX_IDLE_TPS=${PGB_TPS:-}; MIX_IDLE_P99=$PGB_P99
+    errors=$(( ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
+
+    if [[ $HAS_PAUSE == t ]]; then
+        title "5a'. the same with a migration started but its backfill paused (the dual-write trigger alone), $lab rows, ${BENCH_MIXED_SECS}s"
+        q -c "VACUUM (ANALYZE) public.t" -c "CHECKPOINT" >/dev/null || true
+        if q -v doc="$MIGRATION" >/dev/null <<'SQL'
+BEGIN;
+SELECT ec_start('v1', :'doc');
+SELECT ec_pause('public');
+COMMIT;
+SQL
+        then
+            pgb mixed_trigger_only public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
+            MIX_TRIG_TPS=${PGB_TPS:-}; MIX_TRIG_P99=$PGB_P99
+            errors=$(( errors + ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
+            st=$(q -c "SELECT coalesce(sum(k.rows_done), 0) FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id WHERE m.name = 'v1' AND k.kind = 'backfill'") || st='?'
+            [[ $st == 0 ]] || anomaly "the backfill of a migration paused in ec_start's transaction filled $st rows"
+            q -c "SELECT ec_rollback('public')" >/dev/null || anomaly "ec_rollback of the paused migration failed"
+        else
+            anomaly "ec_start + ec_pause failed"
+        fi
+        wait_no_workers
+    fi
+
+    title "5b. the same while the backfill of a fresh migration runs, $lab rows, ${BENCH_MIXED_SECS}s"
+    q -c "VACUUM (ANALYZE) public.t" -c "CHECKPOINT" >/dev/null || true
+    if ! out=$(q -c "SELECT ec_start('v1', '$MIGRATION')" -c "SELECT clock_timestamp()"); then
+        anomaly "ec_start failed before the traffic run"
+        return 0
+    fi
+    t_commit=$(tail -n1 <<<"$out")
+    t_window=$(q -c "SELECT clock_timestamp()")
+    pgb mixed_backfill public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
+    MIX_BF_TPS=${PGB_TPS:-}; MIX_BF_P99=$PGB_P99
+    errors=$(( errors + ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
+    MIX_ERRORS=$errors
+    if [[ $HAS_WORKER == t ]]; then
+        MIX_ACTIVE=$(active_share "$t_window")
+        say "the backfill ran during $(fmt "$MIX_ACTIVE") of the traffic window"
+        tmo=$(backfill_timeout "${UPD_MS[$lab]:-}")
+        st=$(q -c "CALL bench.wait_tasks('v1', '{backfill}', $tmo, $BENCH_STALL_TIMEOUT, NULL, NULL, NULL)" | awk '{ print $1 }') || st=error
+        if [[ $st == "done" ]]; then
+            MIX_BF_SECS=$(q -v tc="$t_commit" <<'SQL'
+SELECT round(extract(epoch FROM max(k.finished_at) - :'tc'::timestamptz), 1)
+  FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id
+ WHERE m.schema_name = 'public' AND m.name = 'v1' AND k.kind = 'backfill';
+SQL
+            ) || MIX_BF_SECS=''
+            say "backfill done ${MIX_BF_SECS}s after ec_start's commit"
+            mismatch_check "backfill under traffic at $lab rows"
+        else
+            anomaly "the backfill under traffic ended as '$st'"
+            task_diag v1
+        fi
+    else
+        say "no background worker: this measures the dual-write trigger only"
+        MIX_ACTIVE=0
+    fi
+    ((errors == 0)) || anomaly "client errors during the traffic runs: $errors"
+
+    local d st_end
+    if [[ $HAS_WORKER == t && $HAS_CONFIGURE == t ]]; then
+        for d in $BENCH_MIXED_DELAYS; do
+            title "5c. the same with the backfill throttled by ec_configure batch_delay_ms = $d, $lab rows, ${BENCH_MIXED_SECS}s"
+            reset_state
+            load_table "$n"
+            if ! q -v doc="$MIGRATION" -v d="$d" >/dev/null <<'SQL'
+BEGIN;
+SELECT ec_start('v1', :'doc');
+SELECT ec_configure('public', jsonb_build_object('batch_delay_ms', :d::int));
+COMMIT;
+SQL
+            then
+                anomaly "ec_start with batch_delay_ms $d failed"
+                continue
+            fi
+            t_window=$(q -c "SELECT clock_timestamp()")
+            pgb "mixed_backfill_delay$d" public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
+            MIX_DELAY_TPS[$d]=${PGB_TPS:-}; MIX_DELAY_P99[$d]=$PGB_P99
+            MIX_DELAY_ERRORS[$d]=$(( ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
+            ((MIX_DELAY_ERRORS[$d] == 0)) || anomaly "client errors during the throttled traffic run: ${MIX_DELAY_ERRORS[$d]}"
+            MIX_DELAY_ACTIVE[$d]=$(active_share "$t_window")
+            st_end=$(q -c "SELECT k.state || ', ' || k.rows_done || ' of about ' || coalesce(k.rows_estimated, 0) || ' rows' FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id WHERE m.name = 'v1' AND k.kind = 'backfill'") || st_end='?'
+            say "the backfill ran during $(fmt "${MIX_DELAY_ACTIVE[$d]}") of the window; at its end: $st_end (rolled back next)"
+        done
+    fi
+    reset_state
+}
+
+# ---------------------------------------------------------------------------------------------------
+
+phase_on backfill && backfill_phase
+phase_on writes && writes_phase
+phase_on mixed && mixed_phase
+
+title "results"
+T_TOTAL=$(( ($(now_ms) - T_BEGIN) / 1000 ))
+
+if phase_on backfill; then
+    for lab in "$LAB_S" "$LAB_L"; do
+        section "1. backfill, $lab rows (baseline: one UPDATE)"
+        put "backfill_${lab}_update_ms" "$(median "${UPD_MS[$lab]:-}")"
+        if [[ $HAS_WORKER == t ]]; then
+            cmp "backfill_${lab}_ec_vs_update" "expand_contract: ec_start commit -> backfill seen done" "${EC_MS[$lab]:-}" " ms" "${UPD_MS[$lab]:-}" "<=" 1.15
+            cmp "backfill_${lab}_ec_worker_vs_update" "expand_contract: task started_at -> finished_at" "${EC_WORKER_MS[$lab]:-}" " ms" "${UPD_MS[$lab]:-}" "<=" 1.15
+            put "backfill_${lab}_ec_launch_ms" "$(median "${EC_LAUNCH_MS[$lab]:-}")"
+            if [[ $lab == "$LAB_S" ]]; then
+                for b in $BENCH_EC_BATCHES; do
+                    cmp "backfill_${lab}_ec_batch${b}_vs_update" "expand_contract, batch_size $b (once)" "${EC_BATCH_MS[$b]:-}" " ms" "${UPD_MS[$lab]:-}"
+                done
+            fi
+        else
+            cmp "backfill_${lab}_ec_inline_complete_vs_update" "expand_contract, no worker: ec_complete with the fill" "${EC_INLINE_MS[$lab]:-}" " ms" "${UPD_MS[$lab]:-}"
+        fi
+        cmp "backfill_${lab}_pgroll_vs_update" "pgroll-style: PL/pgSQL trigger, 1,000-id batches" "${PGROLL_MS[$lab]:-}" " ms" "${UPD_MS[$lab]:-}"
+        if [[ $HAS_WORKER == t ]]; then
+            cmp "backfill_${lab}_ec_vs_pgroll" "expand_contract against pgroll-style" "${EC_MS[$lab]:-}" " ms" "${PGROLL_MS[$lab]:-}" "<=" 0.8
+            cmp "backfill_${lab}_ec_size_vs_update" "table size after: expand_contract" "${EC_MB[$lab]:-}" " MB" "${UPD_MB[$lab]:-}"
+        fi
+        cmp "backfill_${lab}_pgroll_size_vs_update" "table size after: pgroll-style" "${PGROLL_MB[$lab]:-}" " MB" "${UPD_MB[$lab]:-}"
+    done
+fi
+
+if phase_on writes; then
+    section "2. writes, $LAB_S rows (baseline: no trigger, no extra column)"
+    put "insert_bulk_${LAB_S}_plain_ms" "$(median "${INS_MS[plain]:-}")"
+    cmp "insert_bulk_${LAB_S}_extra_column_vs_plain" "INSERT..SELECT, extra column, no trigger" "${INS_MS[extra_column]:-}" " ms" "${INS_MS[plain]:-}"
+    cmp "insert_bulk_${LAB_S}_ec_trigger_vs_plain" "INSERT..SELECT, expand_contract C trigger" "${INS_MS[ec]:-}" " ms" "${INS_MS[plain]:-}" "<=" 1.25
+    cmp "insert_bulk_${LAB_S}_plpgsql_trigger_vs_plain" "INSERT..SELECT, PL/pgSQL trigger" "${INS_MS[plpgsql]:-}" " ms" "${INS_MS[plain]:-}"
+    put "insert_single_plain_tps" "$(median "${INS_TPS[plain]:-}")"
+    cmp "insert_single_extra_column_tps_vs_plain" "single-row INSERTs (tps), extra column, no trigger" "${INS_TPS[extra_column]:-}" "" "${INS_TPS[plain]:-}"
+    cmp "insert_single_ec_trigger_tps_vs_plain" "single-row INSERTs (tps), expand_contract C trigger" "${INS_TPS[ec]:-}" "" "${INS_TPS[plain]:-}"
+    cmp "insert_single_plpgsql_trigger_tps_vs_plain" "single-row INSERTs (tps), PL/pgSQL trigger" "${INS_TPS[plpgsql]:-}" "" "${INS_TPS[plain]:-}"
+fi
+
+# lock_rows OP SMALL_MS LARGE_MS PROBE_SMALL PROBE_LARGE
+lock_rows() {
+    local op=$1 ms_s=$2 ms_l=$3 pr_s=$4 pr_l=$5
+    put "lock_ec_${op}_${LAB_S}_ms" "$ms_s"
+    put "lock_ec_${op}_${LAB_L}_ms" "$ms_l"
+    info "ec_$op, $LAB_S rows" "$(fmt "$ms_s" " ms")" "<= 100 ms" "$(meets "$ms_s" "<=" 100)"
+    info "ec_$op, $LAB_L rows" "$(fmt "$ms_l" " ms")" "<= 100 ms" "$(meets "$ms_l" "<=" 100)"
+    cmp "lock_ec_${op}_${LAB_L}_vs_${LAB_S}" "ec_$op, $LAB_L rows against $LAB_S rows" "$ms_l" " ms" "$ms_s"
+    put "probe_select_max_ms_ec_${op}_${LAB_S}" "$pr_s"
+    put "probe_select_max_ms_ec_${op}_${LAB_L}" "$pr_l"
+    info "worst concurrent select, ec_$op rolled back, $LAB_S / $LAB_L" "$(fmt "$pr_s" " ms") / $(fmt "$pr_l" " ms")"
+}
+
+if phase_on backfill; then
+    section "3. reads by pk, $LAB_S rows (baseline: public.t)"
+    put "read_pk_base_tps" "$(median "$READ_BASE_TPS")"
+    cmp "read_pk_view_tps_vs_base" "select by pk through public_v1.t (tps, $BENCH_PGBENCH_MODE protocol)" "$READ_VIEW_TPS" "" "$READ_BASE_TPS"
+    if [[ $BENCH_PGBENCH_MODE != prepared ]]; then
+        put "read_pk_base_prepared_tps" "$(median "$READ_BASE_PREP_TPS")"
+        cmp "read_pk_view_prepared_tps_vs_base" "the same with prepared statements" "$READ_VIEW_PREP_TPS" "" "$READ_BASE_PREP_TPS"
+    fi
+
+    section "4. lock hold: ACCESS EXCLUSIVE for the whole call (baseline: the $LAB_S-row table)"
+    lock_rows start "${START_MS[$LAB_S]:-}" "${START_MS[$LAB_L]:-}" "${PROBE_START[$LAB_S]:-}" "${PROBE_START[$LAB_L]:-}"
+    lock_rows complete "${COMPLETE_MS[$LAB_S]:-}" "${COMPLETE_MS[$LAB_L]:-}" "${PROBE_COMPLETE[$LAB_S]:-}" "${PROBE_COMPLETE[$LAB_L]:-}"
+fi
+
+if phase_on mixed; then
+    section "5. selects+updates during a $LAB_L-row backfill, ${BENCH_MIXED_SECS}s, $BENCH_CLIENTS clients (baseline: no migration)"
+    put "mixed_idle_tps" "$MIX_IDLE_TPS"
+    if [[ $HAS_PAUSE == t ]]; then
+        cmp "mixed_trigger_only_${LAB_L}_tps_vs_idle" "throughput, migration started, backfill paused" "$MIX_TRIG_TPS" "" "$MIX_IDLE_TPS"
+        cmp "mixed_trigger_only_${LAB_L}_p99_vs_idle" "p99 latency, migration started, backfill paused" "$MIX_TRIG_P99" " ms" "$MIX_IDLE_P99"
+    fi
+    cmp "mixed_backfill_${LAB_L}_tps_vs_idle" "throughput (tps)" "$MIX_BF_TPS" "" "$MIX_IDLE_TPS" ">=" 0.8
+    cmp "mixed_backfill_${LAB_L}_p99_vs_idle" "p99 latency" "$MIX_BF_P99" " ms" "$MIX_IDLE_P99" "<=" 2
+    put "mixed_backfill_${LAB_L}_errors" "$MIX_ERRORS"
+    info "client errors" "$(fmt "$MIX_ERRORS")" "== 0" "$(meets "$MIX_ERRORS" "==" 0)"
+    put "mixed_backfill_${LAB_L}_active_share" "$MIX_ACTIVE"
+    info "share of the window with the backfill running" "$(fmt "$MIX_ACTIVE")"
+    put "mixed_backfill_${LAB_L}_backfill_s" "$MIX_BF_SECS"
+    info "backfill under traffic: ec_start commit -> done" "$(fmt "$MIX_BF_SECS" " s")"
+    for d in $BENCH_MIXED_DELAYS; do
+        cmp "mixed_backfill_${LAB_L}_delay${d}_tps_vs_idle" "throughput, backfill throttled (batch_delay_ms $d)" "${MIX_DELAY_TPS[$d]:-}" "" "$MIX_IDLE_TPS" ">=" 0.8
+        cmp "mixed_backfill_${LAB_L}_delay${d}_p99_vs_idle" "p99 latency, backfill throttled (batch_delay_ms $d)" "${MIX_DELAY_P99[$d]:-}" " ms" "$MIX_IDLE_P99" "<=" 2
+        put "mixed_backfill_${LAB_L}_delay${d}_errors" "${MIX_DELAY_ERRORS[$d]:-}"
+        info "client errors, throttled" "$(fmt "${MIX_DELAY_ERRORS[$d]:-}")" "== 0" "$(meets "${MIX_DELAY_ERRORS[$d]:-}" "==" 0)"
+        put "mixed_backfill_${LAB_L}_delay${d}_active_share" "${MIX_DELAY_ACTIVE[$d]:-}"
+        info "share of the window with the throttled backfill running" "$(fmt "${MIX_DELAY_ACTIVE[$d]:-}")"
+    done
+fi
+
+put anomalies "${#ANOMALIES[@]}"
+put load_avg_end "$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo null)"
+put runtime_s "$T_TOTAL"
+
+misses=0
+printf '\n  %-58s %15s %15s %7s %10s %-5s %s\n' "measurement" "value" "baseline" "ratio" "target" "" "rounds"
+for line in "${TABLE[@]}"; do
+    if [[ $line == \#* ]]; then
+        printf '\n%s\n' "${line#\#}"
+        continue
+    fi
+    IFS='|' read -r label value base r target verdict note <<<"$line"
+    [[ $verdict == MISS ]] && misses=$((misses + 1))
+    printf '  %-58s %15s %15s %7s %10s %-5s %s\n' "$label" "$value" "$base" "${r:--}" "$target" "$verdict" "$note"
+done
+echo
+if ((${#ANOMALIES[@]})); then
+    echo "anomalies:"
+    printf '  - %s\n' "${ANOMALIES[@]}"
+fi
+echo "runtime: ${T_TOTAL}s; targets missed: $misses; anomalies: ${#ANOMALIES[@]}; load average before/after: $LOAD_START / ${JSON_VAL[load_avg_end]}"
+
+json="{"
+sep=""
+for k in "${JSON_KEYS[@]}"; do
+    json+="$sep\"$k\": ${JSON_VAL[$k]}"
+    sep=", "
+done
+json+="}"
+printf '%s\n' "$json" >"$work/results.json"
+if [[ -n $BENCH_OUT ]]; then printf '%s\n' "$json" >"$BENCH_OUT"; fi
+echo "results: $work/results.json (removed on exit unless EC_KEEP_TMP=1)${BENCH_OUT:+, copied to $BENCH_OUT}"
+echo "BENCH $json"
+# Missed targets are results; anomalies (failures, wrong rows, stalled or failed backfills) are errors.
+((${#ANOMALIES[@]} == 0)) || exit 2
