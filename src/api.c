@@ -242,7 +242,7 @@ worker_waits_for_us(int64 id)
 	values[0] = ObjectIdGetDatum((Oid) (uint32) (id >> 32));
 	values[1] = ObjectIdGetDatum((Oid) (uint32) id);
 	values[2] = Int32GetDatum(MyProcPid);
-	if (SPI_execute_with_args("SELECT FROM pg_catalog.pg_locks w"
+	return ec_spi("SELECT FROM pg_catalog.pg_locks w"
 							  "  JOIN pg_catalog.pg_locks worker ON worker.pid = w.pid"
 							  "   AND worker.locktype = 'advisory' AND worker.classid = $1"
 							  "   AND worker.objid = $2 AND worker.objsubid = 4 AND worker.granted"
@@ -250,10 +250,8 @@ worker_waits_for_us(int64 id)
 							  "   AND h.virtualxid IS NOT DISTINCT FROM w.virtualxid"
 							  "   AND h.transactionid IS NOT DISTINCT FROM w.transactionid"
 							  "   AND h.granted AND h.pid = $3"
-							  " WHERE NOT w.granted AND w.locktype IN ('virtualxid', 'transactionid')",
-							  3, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_locks");
-	return SPI_processed > 0;
+							  " WHERE NOT w.granted AND w.locktype IN ('virtualxid', 'transactionid')"
+							  " LIMIT 1", 3, types, values, NULL, SPI_OK_SELECT) > 0;
 }
 
 /*

@@ -136,11 +136,10 @@ describe(int64 migration_id, Oid *login_roleid, Oid *roleid)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(migration_id)};
 
-	if (SPI_execute_with_args("SELECT format('migration %I of schema %I', name, schema_name),"
-							  "       started_by::text, login_role::text"
-							  "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the migration");
+	(void) ec_spi("SELECT format('migration %I of schema %I', name, schema_name),"
+				  "       started_by::text, login_role::text"
+				  "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+				  1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	*roleid = get_role_oid(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), false);
@@ -212,11 +211,10 @@ ensure_all(void)
 	List	   *ids = NIL;
 	ListCell   *lc;
 
-	if (SPI_execute("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
-					" WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
-					".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
-					" ORDER BY m.id", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read unfinished migrations");
+	(void) ec_spi("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
+				  " WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
+				  ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
+				  " ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -260,11 +258,10 @@ ec_stop_worker(int64 migration_id)
 	{
 		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 			return;
-		if (SPI_execute_with_args("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_locks"
-								  " WHERE locktype = 'advisory' AND database = $1 AND classid = $2"
-								  "   AND objid = $3 AND objsubid = $4 AND granted",
-								  4, types, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not signal the migration's worker");
+		(void) ec_spi("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_locks"
+					  " WHERE locktype = 'advisory' AND database = $1 AND classid = $2"
+					  "   AND objid = $3 AND objsubid = $4 AND granted",
+					  4, types, values, NULL, SPI_OK_SELECT);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 50,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

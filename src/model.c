@@ -28,16 +28,13 @@ ec_schema_relations(Oid nspid, bool views)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(nspid)};
 	List	   *result = NIL;
-	int			rc;
 
-	rc = SPI_execute_with_args(views ?
+	(void) ec_spi(views ?
 							   "SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1"
 							   " AND relkind IN ('v', 'm') ORDER BY relname COLLATE \"C\"" :
 							   "SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1"
 							   " AND relkind IN ('r', 'p') ORDER BY relname COLLATE \"C\"",
-							   1, types, values, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
+				  1, types, values, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;

@@ -467,13 +467,12 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 {
 	Oid			types[4] = {OIDOID, INT2OID, OIDOID, BOOLOID};
 	Datum		values[4];
-	int			rc;
 
 	values[0] = ObjectIdGetDatum(table->relid);
 	values[1] = Int16GetDatum(attnum);
 	values[2] = ObjectIdGetDatum(cxt->old_version_nspid);
 	values[3] = BoolGetDatum(dropping);
-	rc = SPI_execute_with_args("SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)"
+	(void) ec_spi("SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)"
 							   "  FROM pg_catalog.pg_depend d"
 							   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 							   "   AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype IN ('n', 'a')"
@@ -488,9 +487,7 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 							   "        OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
 							   "            (SELECT conrelid FROM pg_catalog.pg_constraint WHERE oid = d.objid) <> $1))"
 							   " ORDER BY 1 LIMIT 1",
-							   4, types, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
+				  4, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -503,16 +500,13 @@ owned_sequences(EcTable *table, AttrNumber attnum)
 	Oid			types[2] = {OIDOID, INT2OID};
 	Datum		values[2] = {ObjectIdGetDatum(table->relid), Int16GetDatum(attnum)};
 	List	   *result = NIL;
-	int			rc;
 
-	rc = SPI_execute_with_args("SELECT d.objid FROM pg_catalog.pg_depend d"
+	(void) ec_spi("SELECT d.objid FROM pg_catalog.pg_depend d"
 							   "  JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S'"
 							   " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 							   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 							   "   AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'a'",
-							   2, types, values, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
+				  2, types, values, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;

@@ -62,13 +62,29 @@ ec_temp_name(const char *prefix, const char *name)
 	return result;
 }
 
+/*
+ * Runs a query with bound parameters (nulls as in SPI: 'n' for null) and returns SPI_processed.  A
+ * result code other than `expected` is an internal error: the queries are ours.
+ */
+uint64
+ec_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args returned %s, not %s, for: %s",
+			 SPI_result_code_string(rc), SPI_result_code_string(expected), sql);
+	return SPI_processed;
+}
+
+/* Runs SQL text (DDL, or several statements); any error is the statement's own. */
 void
 ec_exec(const char *sql)
 {
 	int			rc = SPI_execute(sql, false, 0);
 
 	if (rc < 0)
-		elog(ERROR, "SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
+		elog(ERROR, "SPI_execute returned %s for: %s", SPI_result_code_string(rc), sql);
 }
 
 void
@@ -193,15 +209,10 @@ ec_lock_with_retry(List *relids, List *modes)
 static void
 exec_generated(const char *query, int nargs, Oid *types, Datum *values)
 {
-	int			rc = SPI_execute_with_args(query, nargs, types, values, NULL, false, 0);
-	SPITupleTable *tuptable;
-	uint64		n;
+	uint64		n = ec_spi(query, nargs, types, values, NULL, SPI_OK_SELECT);
+	SPITupleTable *tuptable = SPI_tuptable;
 	List	   *statements = NIL;
 
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed (%s)", SPI_result_code_string(rc));
-	tuptable = SPI_tuptable;
-	n = SPI_processed;
 	for (uint64 i = 0; i < n; i++)
 		statements = lappend(statements, SPI_getvalue(tuptable->vals[i], tuptable->tupdesc, 1));
 	ec_exec_list(statements);

@@ -35,15 +35,6 @@ ec_lock_schema(Oid nspid)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-static void
-spi_run(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute_with_args failed (%s): %s", SPI_result_code_string(rc), sql);
-}
-
 static List *
 text_array_to_list(Datum d)
 {
@@ -111,7 +102,7 @@ fetch_migration(const char *where, const char *schema)
 	EcMigrationRow *row;
 	bool		isnull;
 
-	spi_run(psprintf("SELECT id, name, parent, version_schema::text, done, validate_steps,"
+	(void) ec_spi(psprintf("SELECT id, name, parent, version_schema::text, done, validate_steps,"
 					 "       complete_steps, rollback_steps, relids, paused"
 					 "  FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND %s"
 					 " ORDER BY id DESC LIMIT 1", where),
@@ -156,7 +147,7 @@ ec_migration_exists(const char *schema, const char *name)
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2] = {CStringGetTextDatum(schema), CStringGetTextDatum(name)};
 
-	spi_run("SELECT 1 FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND name = $2",
+	(void) ec_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND name = $2",
 			2, types, values, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0;
 }
@@ -177,7 +168,7 @@ ec_insert_migration(const char *schema, const char *name, const char *parent,
 	values[4] = JsonbPGetDatum(doc);
 	values[5] = TransactionIdGetDatum(trigger_xid);
 	values[6] = BoolGetDatum(ec_start_paused);
-	spi_run("INSERT INTO " EC_STATE_SCHEMA ".migrations"
+	(void) ec_spi("INSERT INTO " EC_STATE_SCHEMA ".migrations"
 			" (schema_name, name, parent, version_schema, migration, trigger_xid, paused)"
 			" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
 			7, types, values, nulls, SPI_OK_INSERT_RETURNING);
@@ -196,7 +187,7 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 	values[2] = list_to_text_array(complete_steps);
 	values[3] = list_to_text_array(rollback_steps);
 	values[4] = list_to_oid_array(relids);
-	spi_run("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
+	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
 			" rollback_steps = $4, relids = $5 WHERE id = $1",
 			5, types, values, NULL, SPI_OK_UPDATE);
 }
@@ -240,7 +231,7 @@ ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char 
 	values[7] = PointerGetDatum(construct_array(new_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
 	values[8] = PointerGetDatum(construct_array(ups, npairs, TEXTOID, -1, false, TYPALIGN_INT));
 	values[9] = PointerGetDatum(construct_array(downs, npairs, TEXTOID, -1, false, TYPALIGN_INT));
-	spi_run("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
+	(void) ec_spi("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
 			" new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
 			" down_exprs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 			10, types, values, nulls, SPI_OK_INSERT);
@@ -261,7 +252,7 @@ ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns, const
 	values[3] = ObjectIdGetDatum(relid);
 	values[4] = columns ? list_to_text_array(columns) : (Datum) 0;
 	values[5] = sql ? CStringGetTextDatum(sql) : (Datum) 0;
-	spi_run("INSERT INTO " EC_STATE_SCHEMA ".tasks"
+	(void) ec_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks"
 			" (migration_id, seq, kind, relid, table_name, columns, sql, rows_estimated)"
 			" SELECT $1, $2, $3, $4, $4::regclass::text, $5::name[], $6,"
 			"        CASE WHEN $3 = 'backfill' THEN"
@@ -281,7 +272,7 @@ ec_task_summary(int64 id, char **failure, int64 *progress)
 	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
-	spi_run("SELECT count(*) FILTER (WHERE state <> 'done'),"
+	(void) ec_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
 			"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
 			"       (SELECT coalesce(table_name || ': ', '') || last_error"
 			"               || coalesce(' (row ' || error_row || ')', '')"
@@ -303,9 +294,9 @@ ec_finish_migration(int64 id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	spi_run("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+	(void) ec_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
 			1, types, values, NULL, SPI_OK_DELETE);
-	spi_run("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
+	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
 			" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
 }
 
@@ -315,6 +306,6 @@ ec_delete_migration(int64 id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	spi_run("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+	(void) ec_spi("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
 			1, types, values, NULL, SPI_OK_DELETE);
 }

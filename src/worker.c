@@ -89,15 +89,6 @@ static char *batch_sql = NULL;
 static TransactionId batch_trigger_xid = InvalidTransactionId;
 
 static void
-spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute_with_args failed (%s): %s", SPI_result_code_string(rc), sql);
-}
-
-static void
 begin_step(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
@@ -141,7 +132,7 @@ read_migration(int64 id, Settings *s)
 	bool		isnull;
 	Jsonb	   *settings;
 
-	spi_exec("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
+	(void) ec_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
 			 " WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
@@ -165,7 +156,7 @@ next_task(int64 id)
 	bool		isnull;
 	Datum		d;
 
-	spi_exec("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
+	(void) ec_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
 			 "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
 			 " ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -197,7 +188,7 @@ set_task_state(int64 id, int seq, const char *state, const char *detail)
 	values[1] = Int32GetDatum(seq);
 	values[2] = CStringGetTextDatum(state);
 	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
-	spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
+	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
 			 " updated_at = pg_catalog.clock_timestamp(),"
 			 " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
 			 " finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
@@ -211,7 +202,7 @@ replication_lag_ms(void)
 	bool		isnull;
 	Datum		d;
 
-	spi_exec("SELECT (max(extract(epoch FROM replay_lag)) * 1000)::bigint"
+	(void) ec_spi("SELECT (max(extract(epoch FROM replay_lag)) * 1000)::bigint"
 			 "  FROM pg_catalog.pg_stat_replication", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetInt64(d);
@@ -235,7 +226,7 @@ batch_statement(Oid relid)
 	List	   *context;
 	bool		first = true;
 
-	spi_exec("SELECT new_attnums, up_exprs FROM " EC_STATE_SCHEMA ".dual_writes WHERE relid = $1",
+	(void) ec_spi("SELECT new_attnums, up_exprs FROM " EC_STATE_SCHEMA ".dual_writes WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -289,7 +280,7 @@ blocks_per_batch(Task *task, int batch_size)
 		per_block = (double) task->rows_done / task->next_block;
 	else
 	{
-		spi_exec("SELECT CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END"
+		(void) ec_spi("SELECT CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END"
 				 "  FROM pg_catalog.pg_class WHERE oid = $1", 1, types, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
@@ -327,7 +318,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		task->total_blocks = RelationGetNumberOfBlocks(rel);
 		table_close(rel, AccessShareLock);
 		/* The clock starts before the first batch, for rate and ETA. */
-		spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
+		(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
 				 " WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
 				 2, (Oid[]) {INT8OID, INT4OID},
 				 (Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
@@ -338,7 +329,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		Datum		v[3] = {Int64GetDatum(id), Int32GetDatum(task->seq),
 		Int64GetDatum(task->total_blocks)};
 
-		spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
+		(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
 				 " WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
 		set_task_state(id, task->seq, "done", NULL);
 		return STEP_NEXT;
@@ -364,7 +355,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	values[0] = Int64GetDatum(task->next_block);
 	values[1] = Int64GetDatum(end);
 	values[2] = TransactionIdGetDatum(s->trigger_xid);
-	spi_exec(sql, 3, types, values, NULL, SPI_OK_UPDATE);
+	(void) ec_spi(sql, 3, types, values, NULL, SPI_OK_UPDATE);
 	processed = SPI_processed;
 
 	pvalues[0] = Int64GetDatum(id);
@@ -373,7 +364,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	pvalues[3] = Int64GetDatum((int64) processed);
 	pvalues[4] = Int64GetDatum(task->total_blocks);
 	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
-	spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
+	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
 			 " rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
 			 "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
 			 "   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
@@ -515,7 +506,7 @@ row_key(const char *tsql, char *ctid)
 	StringInfoData names;
 	StringInfoData texts;
 
-	spi_exec("SELECT a.attname FROM pg_catalog.pg_index i"
+	(void) ec_spi("SELECT a.attname FROM pg_catalog.pg_index i"
 			 " CROSS JOIN LATERAL unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(attnum, n)"
 			 "  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
 			 " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.n",
@@ -534,7 +525,7 @@ row_key(const char *tsql, char *ctid)
 		appendStringInfo(&texts, ", %s::text", name);
 	}
 	kvalues[0] = DirectFunctionCall1(tidin, CStringGetDatum(ctid));
-	spi_exec(psprintf("SELECT '(' || %s || ')=(' || pg_catalog.concat_ws(', '%s) || ')'"
+	(void) ec_spi(psprintf("SELECT '(' || %s || ')=(' || pg_catalog.concat_ws(', '%s) || ')'"
 					  "  FROM ONLY %s WHERE ctid = $1",
 					  quote_literal_cstr(names.data), texts.data, tsql),
 			 1, ktypes, kvalues, NULL, SPI_OK_SELECT);
@@ -562,7 +553,7 @@ failing_row(void)
 	values[0] = Int64GetDatum(batch_first_block);
 	values[1] = Int64GetDatum(batch_end_block);
 	values[2] = TransactionIdGetDatum(batch_trigger_xid);
-	spi_exec(psprintf("SELECT ctid FROM ONLY %s"
+	(void) ec_spi(psprintf("SELECT ctid FROM ONLY %s"
 					  " WHERE ctid >= pg_catalog.format('(%%s,0)', $1::bigint)::pg_catalog.tid"
 					  "   AND ctid < pg_catalog.format('(%%s,0)', $2::bigint)::pg_catalog.tid"
 					  "   AND pg_catalog.age(xmin) > pg_catalog.age($3::pg_catalog.xid)", tsql),
@@ -580,7 +571,7 @@ failing_row(void)
 		PG_TRY();
 		{
 			values[3] = ctid;
-			spi_exec(psprintf("%s AND ctid = $4", batch_sql), 4, types, values, NULL, SPI_OK_UPDATE);
+			(void) ec_spi(psprintf("%s AND ctid = $4", batch_sql), 4, types, values, NULL, SPI_OK_UPDATE);
 		}
 		PG_CATCH();
 		{
@@ -626,7 +617,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 		values[1] = Int32GetDatum(batch_seq);
 		values[2] = CStringGetTextDatum(edata->message);
 		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
-		spi_exec("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
+		(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
 				 " error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
 				 " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
 	}
