@@ -15,6 +15,8 @@ SELECT ec_start('v1', '{"operations": [
   {"drop_column": {"table": "users", "column": "legacy", "down": "length(full_name)"}},
   {"rename_table": {"from": "users", "to": "members"}}]}', 'app');
 \d app_v1.members
+-- The type change and the added column move data on the same table: one backfill pass fills both.
+SELECT seq, kind, table_name, columns FROM expand_contract.tasks ORDER BY seq;
 INSERT INTO app.users (id, name, age) VALUES (3, 'cat', '40');
 SET search_path = app_v1;
 INSERT INTO app_v1.members (id, full_name, age) VALUES (4, 'dave', 50);
