@@ -334,6 +334,24 @@ wait_for_worker(int64 id, const char *name, const char *schema)
 	}
 }
 
+/*
+ * Settings for running complete or rollback steps, until ec_guc_pop of the returned level: lock
+ * waits bounded, the schema as search_path (for "sql" operations), and no NOTICE for each view that
+ * DROP SCHEMA ... CASCADE drops: that is our business, not the caller's.
+ */
+static int
+push_step_settings(const char *schema)
+{
+	char		timeout[32];
+	int			nestlevel;
+
+	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	nestlevel = ec_guc_push("lock_timeout", timeout);
+	(void) ec_guc_push("search_path", quote_identifier(schema));
+	(void) ec_guc_push("client_min_messages", "warning");
+	return nestlevel;
+}
+
 static EcMigrationRow *
 require_active(const char *schema, Oid nspid)
 {
@@ -359,9 +377,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	EcMigrationRow *parent;
 	List	   *relids;
 	List	   *modes;
-	char		timeout[32];
-	int			lock_level;
-	int			path_level;
+	int			nestlevel;
 
 	SPI_connect();
 	if (wait)
@@ -388,11 +404,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	/* Its work is done; keep a late or lingering worker from running a step while we contract. */
 	ec_stop_worker(m->id);
 
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
-	lock_level = ec_guc_push("lock_timeout", timeout);
-	path_level = ec_guc_push("search_path", quote_identifier(schema));
-	/* DROP SCHEMA ... CASCADE lists every view it drops; that is our business, not the caller's. */
-	(void) ec_guc_push("client_min_messages", "warning");
+	nestlevel = push_step_settings(schema);
 
 	parent = ec_latest_completed_migration(schema);
 	relids = list_copy(m->relids);
@@ -408,8 +420,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	ec_exec_list(m->complete_steps);
 	ec_finish_migration(m->id);
 
-	ec_guc_pop(path_level);
-	ec_guc_pop(lock_level);
+	ec_guc_pop(nestlevel);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -422,20 +433,14 @@ ec_rollback(PG_FUNCTION_ARGS)
 	EcMigrationRow *m;
 	List	   *relids;
 	List	   *modes;
-	char		timeout[32];
-	int			lock_level;
-	int			path_level;
+	int			nestlevel;
 
 	SPI_connect();
 	m = require_active(schema, nspid);
 	/* Its batches hold row locks on the tables and on its tasks; stop it before touching either. */
 	ec_stop_worker(m->id);
 
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
-	lock_level = ec_guc_push("lock_timeout", timeout);
-	path_level = ec_guc_push("search_path", quote_identifier(schema));
-	/* DROP SCHEMA ... CASCADE lists every view it drops; that is our business, not the caller's. */
-	(void) ec_guc_push("client_min_messages", "warning");
+	nestlevel = push_step_settings(schema);
 
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
@@ -445,8 +450,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 	ec_exec_steps_reverse(m->rollback_steps);
 	ec_delete_migration(m->id);
 
-	ec_guc_pop(path_level);
-	ec_guc_pop(lock_level);
+	ec_guc_pop(nestlevel);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

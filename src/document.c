@@ -176,52 +176,9 @@ jobj_bool(JObj *o, const char *key, bool default_value, bool *present)
 	return v->val.boolean;
 }
 
-/* An array of identifiers, e.g. the columns of a constraint. */
-static List *
-jobj_identifier_array(JObj *o, const char *key, bool required)
-{
-	JsonbValue *v = jobj_get(o, key);
-	JsonbIterator *it;
-	JsonbValue	jv;
-	JsonbIteratorToken tok;
-	List	   *result = NIL;
-
-	if (v == NULL)
-	{
-		if (required)
-			missing_field(o, key);
-		return NIL;
-	}
-	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
-		JsonContainerIsScalar(v->val.binary.data))
-		wrong_type(o, key, "an array of strings");
-
-	it = JsonbIteratorInit(v->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &jv, true)) != WJB_DONE)
-	{
-		char	   *s;
-
-		if (tok != WJB_ELEM)
-			continue;
-		if (jv.type != jbvString)
-			wrong_type(o, key, "an array of strings");
-		s = pnstrdup(jv.val.string.val, jv.val.string.len);
-		if (s[0] == '\0' || strlen(s) >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_NAME),
-					 errmsg("invalid identifier \"%s\" in field \"%s\" of %s", s, key, o->what)));
-		result = lappend(result, s);
-	}
-	if (required && result == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("field \"%s\" in %s must not be empty", key, o->what)));
-	return result;
-}
-
 /* The elements of an array field, as JsonbValues (objects stay jbvBinary). */
 static List *
-jobj_array(JObj *o, const char *key, bool required)
+jobj_array(JObj *o, const char *key, bool required, const char *type)
 {
 	JsonbValue *v = jobj_get(o, key);
 	JsonbIterator *it;
@@ -237,7 +194,7 @@ jobj_array(JObj *o, const char *key, bool required)
 	}
 	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
 		JsonContainerIsScalar(v->val.binary.data))
-		wrong_type(o, key, "an array");
+		wrong_type(o, key, type);
 
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &jv, true)) != WJB_DONE)
@@ -250,6 +207,34 @@ jobj_array(JObj *o, const char *key, bool required)
 			result = lappend(result, copy);
 		}
 	}
+	return result;
+}
+
+/* An array of identifiers, e.g. the columns of a constraint. */
+static List *
+jobj_identifier_array(JObj *o, const char *key, bool required)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, jobj_array(o, key, required, "an array of strings"))
+	{
+		JsonbValue *jv = lfirst(lc);
+		char	   *s;
+
+		if (jv->type != jbvString)
+			wrong_type(o, key, "an array of strings");
+		s = pnstrdup(jv->val.string.val, jv->val.string.len);
+		if (s[0] == '\0' || strlen(s) >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("invalid identifier \"%s\" in field \"%s\" of %s", s, key, o->what)));
+		result = lappend(result, s);
+	}
+	if (required && result == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("field \"%s\" in %s must not be empty", key, o->what)));
 	return result;
 }
 
@@ -426,13 +411,13 @@ read_operation_body(EcOperation *op, JsonbValue *body)
 				ListCell   *lc;
 
 				op->name = jobj_identifier(&o, "name", true);
-				foreach(lc, jobj_array(&o, "columns", true))
+				foreach(lc, jobj_array(&o, "columns", true, "an array"))
 					op->columns = lappend(op->columns, read_column(lfirst(lc)));
 				if (op->columns == NIL)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("table \"%s\" must have at least one column", op->name)));
-				foreach(lc, jobj_array(&o, "constraints", false))
+				foreach(lc, jobj_array(&o, "constraints", false, "an array"))
 					op->constraints = lappend(op->constraints, read_constraint(lfirst(lc)));
 				op->comment = jobj_string(&o, "comment", false, false, &op->has_comment);
 				break;
@@ -591,7 +576,7 @@ ec_read_migration(Jsonb *doc)
 	/* pgroll's documents may carry their own name; the name passed to ec_start is the one used. */
 	(void) jobj_string(&o, "name", false, false, NULL);
 	m->version_schema = jobj_identifier(&o, "version_schema", false);
-	ops = jobj_array(&o, "operations", true);
+	ops = jobj_array(&o, "operations", true, "an array");
 	jobj_finish(&o);
 
 	if (ops == NIL)

@@ -27,23 +27,13 @@ ec_schema_relations(Oid nspid, bool views)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(nspid)};
-	List	   *result = NIL;
 
-	(void) ec_spi(views ?
-							   "SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1"
-							   " AND relkind IN ('v', 'm') ORDER BY relname COLLATE \"C\"" :
-							   "SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1"
-							   " AND relkind IN ('r', 'p') ORDER BY relname COLLATE \"C\"",
-				  1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		result = lappend_oid(result, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																	SPI_tuptable->tupdesc, 1,
-																	&isnull)));
-	}
-	return result;
+	return ec_spi_oids(views ?
+					   "SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1"
+					   " AND relkind IN ('v', 'm') ORDER BY relname COLLATE \"C\"" :
+					   "SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = $1"
+					   " AND relkind IN ('r', 'p') ORDER BY relname COLLATE \"C\"",
+					   1, types, values);
 }
 
 EcColumn *

@@ -499,23 +499,13 @@ owned_sequences(EcTable *table, AttrNumber attnum)
 {
 	Oid			types[2] = {OIDOID, INT2OID};
 	Datum		values[2] = {ObjectIdGetDatum(table->relid), Int16GetDatum(attnum)};
-	List	   *result = NIL;
 
-	(void) ec_spi("SELECT d.objid FROM pg_catalog.pg_depend d"
-							   "  JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S'"
-							   " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-							   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-							   "   AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'a'",
-				  2, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		result = lappend_oid(result, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																	SPI_tuptable->tupdesc, 1,
-																	&isnull)));
-	}
-	return result;
+	return ec_spi_oids("SELECT d.objid FROM pg_catalog.pg_depend d"
+					   "  JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S'"
+					   " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+					   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+					   "   AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'a'",
+					   2, types, values);
 }
 
 static void

@@ -77,6 +77,24 @@ ec_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 	return SPI_processed;
 }
 
+/* The first column of a query's rows, as Oids. */
+List *
+ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	List	   *result = NIL;
+	uint64		n = ec_spi(sql, nargs, types, values, NULL, SPI_OK_SELECT);
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		result = lappend_oid(result, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 1,
+																	&isnull)));
+	}
+	return result;
+}
+
 /* Runs SQL text (DDL, or several statements); any error is the statement's own. */
 void
 ec_exec(const char *sql)
