@@ -41,6 +41,7 @@ typedef struct PendingLaunch
 {
 	EcWorkerArgs args;
 	char	   *description;	/* migration "v2" of schema "public", for messages */
+	SubTransactionId subxid;	/* queued in this subtransaction: dropped if it aborts */
 } PendingLaunch;
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */
@@ -125,8 +126,44 @@ launch_xact_callback(XactEvent event, void *arg)
 	}
 	foreach(lc, pending_launches)
 		pfree(((PendingLaunch *) lfirst(lc))->description);
-	list_free_deep(pending_launches);
+	list_free_deep(pending_launches);	/* frees the PendingLaunch structs too */
 	pending_launches = NIL;
+}
+
+/*
+ * A launch queued in a subtransaction that aborts (an EXCEPTION block around ec_start, a savepoint
+ * rolled back) must not happen; one queued in a subtransaction that commits belongs to its parent.
+ */
+static void
+launch_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+						void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_launches)
+		{
+			PendingLaunch *p = lfirst(lc);
+
+			if (p->subxid >= mySubid)
+			{
+				pfree(p->description);
+				pending_launches = foreach_delete_current(pending_launches, lc);
+				pfree(p);
+			}
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_launches)
+		{
+			PendingLaunch *p = lfirst(lc);
+
+			if (p->subxid == mySubid)
+				p->subxid = parentSubid;
+		}
+	}
 }
 
 /* "migration "v2" of schema "public"", read from the migration's row (SPI connected). */
@@ -170,11 +207,13 @@ ec_launch_after_commit(int64 migration_id)
 	p->args.roleid = roleid;
 	p->args.migration_id = migration_id;
 	p->description = pstrdup(description);
+	p->subxid = GetCurrentSubTransactionId();
 	pending_launches = lappend(pending_launches, p);
 	MemoryContextSwitchTo(old);
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(launch_xact_callback, NULL);
+		RegisterSubXactCallback(launch_subxact_callback, NULL);
 		xact_callback_registered = true;
 	}
 }
