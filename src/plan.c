@@ -252,9 +252,14 @@ ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps
 	foreach(lc, cxt->model->tables)
 	{
 		EcTable    *table = lfirst(lc);
+		int			before = list_length(steps);
 
-		if (table->new_name != NULL)
-			plan_table(table, &steps);
+		if (table->new_name == NULL)
+			continue;
+		plan_table(table, &steps);
+		/* Complete locks (with retries) every table it has a step for, renames included. */
+		if (list_length(steps) > before && !list_member_oid(*relids, table->relid))
+			*relids = lappend_oid(*relids, table->relid);
 	}
 	*complete_steps = list_concat(list_concat(steps, renames), cxt->complete_tail);
 }

@@ -201,8 +201,9 @@ ec_lock_with_retry(List *relids, List *modes)
 
 				ereport(ERROR,
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-						 errmsg("could not lock relation \"%s\" after %d attempts",
-								relname ? relname : "?", attempt + 1),
+						 errmsg_plural("could not lock relation \"%s\" after %d attempt",
+									   "could not lock relation \"%s\" after %d attempts",
+									   attempt + 1, relname ? relname : "?", attempt + 1),
 						 errdetail("Each attempt waited %d ms (expand_contract.lock_timeout); another "
 								   "transaction holds a conflicting lock.", ec_lock_timeout_ms),
 						 errhint("Retry when long-running transactions on the table have finished, or "
