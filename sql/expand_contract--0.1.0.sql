@@ -138,6 +138,7 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                    batches bigint, rows_per_second numeric, eta interval, detail text,
                    started_at timestamptz, completed_at timestamptz)
     LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT pg_catalog.ec_ensure_workers();
     SELECT m.schema_name, m.name, m.parent, m.version_schema,

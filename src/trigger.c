@@ -217,6 +217,7 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(plan->relid)};
 	int			rc;
+	int			nestlevel;
 
 	if (plan->cxt)
 		MemoryContextDelete(plan->cxt);
@@ -228,6 +229,8 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 									   get_namespace_name(RelationGetNamespace(rel)));
 
 	SPI_connect();
+	/* The writer's search_path must not choose what "=" means here. */
+	nestlevel = ec_guc_push("search_path", "pg_catalog");
 	rc = SPI_execute_with_args("SELECT new_version_schema::text, new_migration,"
 							   "       old_version_schema::text, old_migration,"
 							   "       old_attnums, new_attnums, up_exprs, down_exprs"
@@ -286,6 +289,7 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		plan->new_nspid = get_namespace_oid(plan->new_schema, true);
 		plan->old_nspid = plan->old_schema ? get_namespace_oid(plan->old_schema, true) : InvalidOid;
 	}
+	ec_guc_pop(nestlevel);
 	SPI_finish();
 }
 

@@ -680,6 +680,8 @@ ec_worker_main(Datum main_arg)
 	 * is done again: no need to wait for each one's WAL flush.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_OVERRIDE);
+	/* Everything the worker runs is schema-qualified; nothing a role put on its path may intervene. */
+	SetConfigOption("search_path", "pg_catalog", PGC_USERSET, PGC_S_OVERRIDE);
 	/* Never make the application wait on our row locks for long: a blocked batch retries. */
 	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "expand_contract backfill", PGC_USERSET, PGC_S_SESSION);
