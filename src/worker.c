@@ -14,7 +14,8 @@
  *				any transaction block (CREATE INDEX CONCURRENTLY), run as a top-level statement.
  *
  * Progress is committed with each batch, so a crash, a restart or a kill loses at most the batch in
- * flight.  Pause, batch size, delay and replication-lag limit are read before every batch.  A batch
+ * flight.  Pause, batch size, delay and replication-lag limit are read before every batch; a paused
+ * worker exits, freeing its slot, and ec_resume() launches another.  A batch
  * that fails on data (an "up" that raises) marks the task failed, with the error and the key of the
  * offending row, and stops the worker; ec_resume() retries it.  Lock timeouts, deadlocks and
  * cancels only retry the batch: row locks are held for one batch at most.
@@ -85,7 +86,9 @@ static int	batch_seq = 0;
 static Oid	batch_relid = InvalidOid;
 static int64 batch_first_block = 0;
 static int64 batch_end_block = 0;
-static char *batch_sql = NULL;
+static char *batch_sql = NULL;	/* the batch statement, kept for the table's next batches */
+static int64 statement_migration = 0;
+static Oid	statement_relid = InvalidOid;
 static TransactionId batch_trigger_xid = InvalidTransactionId;
 
 static void
@@ -336,7 +339,16 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	}
 
 	end = Min(task->total_blocks, task->next_block + blocks_per_batch(task, s->batch_size));
-	sql = batch_statement(task->relid);
+	/* The statement is the same for every batch of a table: built once, on its first batch. */
+	if (batch_sql == NULL || statement_migration != id || statement_relid != task->relid)
+	{
+		if (batch_sql)
+			pfree(batch_sql);
+		batch_sql = MemoryContextStrdup(TopMemoryContext, batch_statement(task->relid));
+		statement_migration = id;
+		statement_relid = task->relid;
+	}
+	sql = batch_sql;
 
 	batch_migration = id;
 	batch_seq = task->seq;
@@ -344,9 +356,6 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	batch_first_block = task->next_block;
 	batch_end_block = end;
 	batch_trigger_xid = s->trigger_xid;
-	if (batch_sql)
-		pfree(batch_sql);
-	batch_sql = MemoryContextStrdup(TopMemoryContext, sql);
 
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("expand_contract backfill of %s: blocks %lld to %lld of %lld",
@@ -444,11 +453,11 @@ do_step(int64 id, long *wait_ms)
 	}
 	if (s.paused)
 	{
+		/* Free the worker slot while paused: ec_resume() launches a worker again. */
 		if (strcmp(task->state, "paused") != 0)
 			set_task_state(id, task->seq, "paused", "paused; ec_resume() continues");
 		end_step();
-		*wait_ms = 1000;
-		return STEP_NEXT;
+		return STEP_FINISHED;
 	}
 	if (s.max_lag_ms > 0 && (lag = replication_lag_ms()) > s.max_lag_ms)
 	{
