@@ -91,9 +91,14 @@ SELECT pg_catalog.pg_extension_config_dump('expand_contract.migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.dual_writes', '');
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.tasks', '');
 
--- Every writing session's trigger reads its table's row (once per relation, then cached).
+-- Privileges.  Only the extension's C functions change these tables, as the tables' owner, after
+-- checking that the calling role owns what it migrates (ec_start) or has the privileges of the role
+-- that started the migration (everything else): a grant of INSERT or UPDATE here would let a role
+-- plant expressions that other roles' writes evaluate.  Reading is open, like the system catalogs:
+-- every writing session's trigger reads its table's dual_writes row, and ec_status() and ec_wait()
+-- read the rest as the caller.
 GRANT USAGE ON SCHEMA expand_contract TO PUBLIC;
-GRANT SELECT ON expand_contract.dual_writes TO PUBLIC;
+GRANT SELECT ON expand_contract.migrations, expand_contract.dual_writes, expand_contract.tasks TO PUBLIC;
 
 CREATE FUNCTION expand_contract.dual_write() RETURNS trigger
     AS 'MODULE_PATHNAME', 'ec_dual_write' LANGUAGE C;
@@ -167,40 +172,48 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
 COMMENT ON FUNCTION pg_catalog.ec_status(text) IS
     'state of the latest migration of each schema, one row per table being backfilled';
 
+-- What ec_wait polls: the active migration's unfinished tasks, its first failure, and whether it is
+-- paused.  A function of its own so that its search_path is pinned; ec_wait, a procedure that
+-- commits, cannot have a SET clause.
+CREATE FUNCTION expand_contract.wait_state(schema text, OUT unfinished bigint, OUT failure text,
+                                           OUT paused boolean)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT count(*) FILTER (WHERE t.state <> 'done'),
+           min(t.table_name || ': ' || t.last_error || coalesce(' (row ' || t.error_row || ')', ''))
+               FILTER (WHERE t.state = 'failed'),
+           bool_or(m.paused)
+      FROM expand_contract.migrations m
+      LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id
+     WHERE m.schema_name = $1 AND NOT m.done
+    $$;
+
 -- Waits for the active migration's background work, committing between polls so that it holds no
 -- snapshot: CREATE INDEX CONCURRENTLY, which the worker may be running, waits for every transaction
--- that does.  Run it with CALL outside a transaction block, then ec_complete().
+-- that does.  Run it with CALL outside a transaction block, then ec_complete().  Every operator is
+-- spelled with its schema: the caller's search_path may put other schemas before pg_catalog.
 CREATE PROCEDURE pg_catalog.ec_wait(schema text DEFAULT 'public', timeout interval DEFAULT NULL)
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    deadline timestamptz := pg_catalog.clock_timestamp() + timeout;
-    unfinished bigint;
-    failure text;
-    paused boolean;
+    deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
+    state record;
 BEGIN
     LOOP
         PERFORM pg_catalog.ec_ensure_workers();
-        SELECT count(*) FILTER (WHERE t.state <> 'done'),
-               pg_catalog.min(t.table_name || ': ' || t.last_error
-                              || coalesce(' (row ' || t.error_row || ')', ''))
-                   FILTER (WHERE t.state = 'failed'),
-               pg_catalog.bool_or(m.paused)
-          INTO unfinished, failure, paused
-          FROM expand_contract.migrations m
-          LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id
-         WHERE m.schema_name = schema AND NOT m.done;
-        IF failure IS NOT NULL THEN
+        state := expand_contract.wait_state(schema);
+        IF state.failure IS NOT NULL THEN
             RAISE EXCEPTION 'background work of the migration of schema "%" failed', schema
-                USING DETAIL = failure, ERRCODE = 'object_not_in_prerequisite_state',
+                USING DETAIL = state.failure, ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Fix the cause, then call ec_resume(), or ec_rollback().';
         END IF;
-        EXIT WHEN coalesce(unfinished, 0) = 0;
-        IF paused THEN
+        EXIT WHEN state.unfinished IS NULL OR state.unfinished OPERATOR(pg_catalog.=) 0;
+        IF state.paused THEN
             RAISE EXCEPTION 'background work of the migration of schema "%" is paused', schema
                 USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Resume it with ec_resume().';
         END IF;
-        IF pg_catalog.clock_timestamp() > deadline THEN
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.>) deadline THEN
             RAISE EXCEPTION 'background work of the migration of schema "%" did not finish within %',
                 schema, timeout USING ERRCODE = 'query_canceled';
         END IF;

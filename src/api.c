@@ -12,12 +12,14 @@
 #include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "pgstat.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -51,6 +53,30 @@ target_schema(const char *schema)
 				 errmsg("cannot migrate schema \"%s\"", schema),
 				 errdetail("System schemas and expand_contract's own schema are not migrated.")));
 	return nspid;
+}
+
+/*
+ * Only the owner of a table (or a member of its owning role, or a superuser) may change it; the
+ * check comes before any lock, so that a role that may not migrate a table cannot even queue for
+ * it.  Everything else a migration does is checked by PostgreSQL itself as its DDL runs as the
+ * caller (CREATE on the schema and the database, REFERENCES on referenced tables, "sql").
+ */
+static void
+check_owns_tables(Oid nspid, List *operations)
+{
+	ListCell   *lc;
+
+	foreach(lc, operations)
+	{
+		EcOperation *op = lfirst(lc);
+		const char *name = op->kind == EC_OP_RENAME_TABLE ? op->from :
+			op->kind == EC_OP_DROP_TABLE ? op->name :
+			op->kind == EC_OP_CREATE_TABLE ? NULL : op->table;
+		Oid			relid = name ? get_relname_relid(name, nspid) : InvalidOid;
+
+		if (OidIsValid(relid) && !ec_class_ownercheck(relid, GetUserId()))
+			aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)), name);
+	}
 }
 
 typedef struct OperationContext
@@ -167,8 +193,14 @@ ec_start(PG_FUNCTION_ARGS)
 	if (parent && OidIsValid(get_namespace_oid(parent->version_schema, true)))
 		old_schema = parent->version_schema;
 
+	check_owns_tables(nspid, migration->operations);
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	nestlevel = ec_guc_push("lock_timeout", timeout);
+	/*
+	 * Names in the migration (types, functions in expressions, "sql") mean what they mean in the
+	 * schema being migrated, pg_catalog first, whatever the caller's search_path.
+	 */
+	(void) ec_guc_push("search_path", quote_identifier(schema));
 	relids = ec_relations_to_lock(nspid, migration->operations, &modes);
 	ec_lock_with_retry(relids, modes);
 
@@ -223,9 +255,8 @@ changed_in_this_transaction(int64 id)
 	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-							  1, types, values, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed == 0)
+	if (ec_state_spi("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+					 1, types, values, NULL, SPI_OK_SELECT) == 0)
 		return false;
 	return TransactionIdIsCurrentTransactionId(
 		DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -377,6 +408,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	EcMigrationRow *parent;
 	List	   *relids;
 	List	   *modes;
+	List	   *steps;
 	int			nestlevel;
 
 	SPI_connect();
@@ -385,9 +417,13 @@ ec_complete(PG_FUNCTION_ARGS)
 		/* Wait first, without the schema's migration lock, so the worker can still be steered. */
 		m = ec_active_migration(schema);
 		if (m != NULL)
+		{
+			ec_check_migration_privilege(m, "complete");
 			wait_for_worker(m->id, m->name, schema);
+		}
 	}
 	m = require_active(schema, nspid);
+	ec_check_migration_privilege(m, "complete");
 	{
 		char	   *failure;
 		int			unfinished = ec_task_summary(m->id, &failure, NULL);
@@ -413,11 +449,12 @@ ec_complete(PG_FUNCTION_ARGS)
 	ec_lock_with_retry(relids, modes);
 
 	/* The worker validated already; this is a no-op unless something invalidated them since. */
-	ec_exec_list(m->validate_steps);
-
+	steps = list_copy(m->validate_steps);
 	if (parent && OidIsValid(get_namespace_oid(parent->version_schema, true)))
-		ec_exec(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(parent->version_schema)));
-	ec_exec_list(m->complete_steps);
+		steps = lappend(steps, psprintf("DROP SCHEMA %s CASCADE",
+										quote_identifier(parent->version_schema)));
+	steps = list_concat(steps, m->complete_steps);
+	ec_exec_steps_as(m->started_by, quote_identifier(schema), steps, false);
 	ec_finish_migration(m->id);
 
 	ec_guc_pop(nestlevel);
@@ -437,6 +474,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	m = require_active(schema, nspid);
+	ec_check_migration_privilege(m, "roll back");
 	/* Its batches hold row locks on the tables and on its tasks; stop it before touching either. */
 	ec_stop_worker(m->id);
 
@@ -447,7 +485,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 	version_schema_views(m->version_schema, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 
-	ec_exec_steps_reverse(m->rollback_steps);
+	ec_exec_steps_as(m->started_by, quote_identifier(schema), m->rollback_steps, true);
 	ec_delete_migration(m->id);
 
 	ec_guc_pop(nestlevel);

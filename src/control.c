@@ -22,7 +22,7 @@ PG_FUNCTION_INFO_V1(ec_resume);
 PG_FUNCTION_INFO_V1(ec_configure);
 
 static EcMigrationRow *
-active_for(FunctionCallInfo fcinfo)
+active_for(FunctionCallInfo fcinfo, const char *action)
 {
 	char	   *schema;
 	Oid			nspid;
@@ -40,6 +40,7 @@ active_for(FunctionCallInfo fcinfo)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("schema \"%s\" has no active migration", schema)));
+	ec_check_migration_privilege(m, action);
 	return m;
 }
 
@@ -49,7 +50,7 @@ update_migration(const char *set, int64 id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	(void) ec_spi(psprintf("UPDATE " EC_STATE_SCHEMA ".migrations SET %s WHERE id = $1", set),
+	(void) ec_state_spi(psprintf("UPDATE " EC_STATE_SCHEMA ".migrations SET %s WHERE id = $1", set),
 				  1, types, values, NULL, SPI_OK_UPDATE);
 }
 
@@ -59,7 +60,7 @@ ec_pause(PG_FUNCTION_ARGS)
 	EcMigrationRow *m;
 
 	SPI_connect();
-	m = active_for(fcinfo);
+	m = active_for(fcinfo, "pause");
 	update_migration("paused = true", m->id);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -74,10 +75,10 @@ ec_resume(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	SPI_connect();
-	m = active_for(fcinfo);
+	m = active_for(fcinfo, "resume");
 	values[0] = Int64GetDatum(m->id);
 	update_migration("paused = false", m->id);
-	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
 				  " last_error = NULL, error_row = NULL"
 				  " WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
 				  1, types, values, NULL, SPI_OK_UPDATE);
@@ -151,10 +152,10 @@ ec_configure(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
-	m = active_for(fcinfo);
+	m = active_for(fcinfo, "configure");
 	values[0] = Int64GetDatum(m->id);
 	values[1] = JsonbPGetDatum(settings);
-	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".migrations"
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations"
 				  " SET settings = pg_catalog.jsonb_strip_nulls(settings || $2)"
 				  " WHERE id = $1 RETURNING settings",
 				  2, types, values, NULL, SPI_OK_UPDATE_RETURNING);

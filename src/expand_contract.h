@@ -213,6 +213,10 @@ extern char *ec_temp_name(const char *prefix, const char *name);
 extern uint64 ec_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 					 int expected);
 extern List *ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values);
+extern uint64 ec_state_spi(const char *sql, int nargs, Oid *types, Datum *values,
+						   const char *nulls, int expected);
+extern void ec_run_as(Oid roleid, const char *search_path, void (*fn) (void *), void *arg);
+extern void ec_exec_steps_as(Oid roleid, const char *search_path, List *steps, bool reverse);
 extern void ec_exec(const char *sql);
 extern void ec_exec_list(List *steps);
 extern void ec_exec_steps_reverse(List *steps);
@@ -221,6 +225,7 @@ extern void ec_guc_pop(int nestlevel);
 extern void ec_lock_with_retry(List *relids, List *modes);
 extern void ec_copy_privileges(Oid from_relid, const char *to_qualified, char **column_map,
 							   int ncolumns);
+extern void ec_copy_column_privileges(Oid relid, AttrNumber from_attnum, const char *to_column);
 extern void ec_copy_schema_privileges(Oid from_nspid, const char *to_schema);
 extern char *ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *ref_table_sql,
 						  List *ref_columns_sql);
@@ -267,11 +272,13 @@ typedef struct EcMigrationRow
 	List	   *complete_steps;
 	List	   *rollback_steps;
 	List	   *relids;			/* Oid list */
+	Oid			started_by;		/* the role that started it; its steps and worker run as it */
 } EcMigrationRow;
 
 extern void ec_lock_schema(Oid nspid);
 extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
+extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
 extern bool ec_migration_exists(const char *schema, const char *name);
 extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
 								 const char *version_schema, Jsonb *doc,
@@ -289,7 +296,7 @@ extern void ec_delete_migration(int64 id);
 
 /* ---- the dual-write trigger (trigger.c) ---- */
 
-extern bool ec_dual_write_bypass;
+extern Oid	ec_backfill_relid;
 extern void ec_trigger_init(void);
 
 /* ---- the background worker (worker.c) and its launching (launcher.c) ---- */

@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -27,6 +29,7 @@
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -173,7 +176,7 @@ describe(int64 migration_id, Oid *login_roleid, Oid *roleid)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(migration_id)};
 
-	(void) ec_spi("SELECT format('migration %I of schema %I', name, schema_name),"
+	(void) ec_state_spi("SELECT format('migration %I of schema %I', name, schema_name),"
 				  "       started_by::text, login_role::text"
 				  "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
 				  1, types, values, NULL, SPI_OK_SELECT);
@@ -250,7 +253,7 @@ ensure_all(void)
 	List	   *ids = NIL;
 	ListCell   *lc;
 
-	(void) ec_spi("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
+	(void) ec_state_spi("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
 				  " WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
 				  ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
 				  " ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
@@ -295,12 +298,29 @@ ec_stop_worker(int64 migration_id)
 	ec_worker_lock_tag(&tag, MyDatabaseId, migration_id);
 	for (int attempt = 0; attempt < 200; attempt++)
 	{
+		uint64		n;
+
 		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 			return;
-		(void) ec_spi("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_locks"
-					  " WHERE locktype = 'advisory' AND database = $1 AND classid = $2"
-					  "   AND objid = $3 AND objsubid = $4 AND granted",
-					  4, types, values, NULL, SPI_OK_SELECT);
+		/*
+		 * Signalled directly rather than with pg_terminate_backend(): the caller's right to stop
+		 * it is the right to steer its migration, checked already, not a right over the role the
+		 * worker logged in as.
+		 */
+		n = ec_spi("SELECT pid FROM pg_catalog.pg_locks"
+				   " WHERE locktype = 'advisory' AND database = $1 AND classid = $2"
+				   "   AND objid = $3 AND objsubid = $4 AND granted",
+				   4, types, values, NULL, SPI_OK_SELECT);
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			int			pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+			if (!isnull && pid != MyProcPid && BackendPidGetProc(pid) != NULL)
+				(void) kill(pid, SIGTERM);
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 50,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -628,6 +628,7 @@ op_alter_column(EcStartContext *cxt, EcOperation *op)
 		col->new_attnum = add_new_column(cxt, table, tmpname, type_sql, NULL);
 		col->created = true;
 		col->moves_data = true;
+		ec_copy_column_privileges(table->relid, col->old_attnum, tmpname);
 
 		/* Set after ADD COLUMN so that no default, however volatile, rewrites the table. */
 		if (op->has_default)

@@ -11,6 +11,7 @@
 #include "nodes/nodes.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -102,8 +103,8 @@ fetch_migration(const char *where, const char *schema)
 	EcMigrationRow *row;
 	bool		isnull;
 
-	(void) ec_spi(psprintf("SELECT id, name, parent, version_schema::text, done, validate_steps,"
-					 "       complete_steps, rollback_steps, relids, paused"
+	(void) ec_state_spi(psprintf("SELECT id, name, parent, version_schema::text, done, validate_steps,"
+					 "       complete_steps, rollback_steps, relids, paused, started_by::text"
 					 "  FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND %s"
 					 " ORDER BY id DESC LIMIT 1", where),
 			1, types, values, NULL, SPI_OK_SELECT);
@@ -126,6 +127,7 @@ fetch_migration(const char *where, const char *schema)
 												  &isnull));
 	row->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10,
 											 &isnull));
+	row->started_by = get_role_oid(getstring(11), false);
 	return row;
 }
 
@@ -141,13 +143,28 @@ ec_latest_completed_migration(const char *schema)
 	return fetch_migration("done", schema);
 }
 
+/*
+ * Only a role with the privileges of the role that started a migration may steer, complete or roll
+ * it back: its stored steps and its worker act with that role's rights.
+ */
+void
+ec_check_migration_privilege(EcMigrationRow *m, const char *action)
+{
+	if (!has_privs_of_role(GetUserId(), m->started_by))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s migration \"%s\"", action, m->name),
+				 errdetail("Only roles with the privileges of role \"%s\", which started it, may %s it.",
+						   GetUserNameFromId(m->started_by, false), action)));
+}
+
 bool
 ec_migration_exists(const char *schema, const char *name)
 {
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2] = {CStringGetTextDatum(schema), CStringGetTextDatum(name)};
 
-	(void) ec_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND name = $2",
+	(void) ec_state_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND name = $2",
 			2, types, values, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0;
 }
@@ -156,9 +173,10 @@ int64
 ec_insert_migration(const char *schema, const char *name, const char *parent,
 					const char *version_schema, Jsonb *doc, TransactionId trigger_xid)
 {
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID, BOOLOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID, BOOLOID,
+	NAMEOID, NAMEOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(schema);
@@ -168,10 +186,15 @@ ec_insert_migration(const char *schema, const char *name, const char *parent,
 	values[4] = JsonbPGetDatum(doc);
 	values[5] = TransactionIdGetDatum(trigger_xid);
 	values[6] = BoolGetDatum(ec_start_paused);
-	(void) ec_spi("INSERT INTO " EC_STATE_SCHEMA ".migrations"
-			" (schema_name, name, parent, version_schema, migration, trigger_xid, paused)"
-			" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-			7, types, values, nulls, SPI_OK_INSERT_RETURNING);
+	/* Who we are now, not who runs the INSERT (the tables' owner). */
+	values[7] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[8] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".migrations"
+						" (schema_name, name, parent, version_schema, migration, trigger_xid, paused,"
+						"  started_by, login_role)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+						9, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -187,7 +210,7 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 	values[2] = list_to_text_array(complete_steps);
 	values[3] = list_to_text_array(rollback_steps);
 	values[4] = list_to_oid_array(relids);
-	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
 			" rollback_steps = $4, relids = $5 WHERE id = $1",
 			5, types, values, NULL, SPI_OK_UPDATE);
 }
@@ -231,7 +254,7 @@ ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char 
 	values[7] = PointerGetDatum(construct_array(new_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
 	values[8] = PointerGetDatum(construct_array(ups, npairs, TEXTOID, -1, false, TYPALIGN_INT));
 	values[9] = PointerGetDatum(construct_array(downs, npairs, TEXTOID, -1, false, TYPALIGN_INT));
-	(void) ec_spi("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
 			" new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
 			" down_exprs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 			10, types, values, nulls, SPI_OK_INSERT);
@@ -252,9 +275,9 @@ ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns, const
 	values[3] = ObjectIdGetDatum(relid);
 	values[4] = columns ? list_to_text_array(columns) : (Datum) 0;
 	values[5] = sql ? CStringGetTextDatum(sql) : (Datum) 0;
-	(void) ec_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks"
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks"
 			" (migration_id, seq, kind, relid, table_name, columns, sql, rows_estimated)"
-			" SELECT $1, $2, $3, $4, $4::regclass::text, $5::name[], $6,"
+			" SELECT $1, $2, $3, $4, (SELECT pg_catalog.quote_ident(relname) FROM pg_catalog.pg_class WHERE oid = $4), $5::name[], $6,"
 			"        CASE WHEN $3 = 'backfill' THEN"
 			"             (SELECT nullif(GREATEST(reltuples, 0), 0)::bigint FROM pg_catalog.pg_class WHERE oid = $4)"
 			"        END",
@@ -272,7 +295,7 @@ ec_task_summary(int64 id, char **failure, int64 *progress)
 	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
-	(void) ec_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
+	(void) ec_state_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
 			"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
 			"       (SELECT coalesce(table_name || ': ', '') || last_error"
 			"               || coalesce(' (row ' || error_row || ')', '')"
@@ -294,9 +317,9 @@ ec_finish_migration(int64 id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	(void) ec_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
 			1, types, values, NULL, SPI_OK_DELETE);
-	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
 			" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
 }
 
@@ -306,6 +329,6 @@ ec_delete_migration(int64 id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	(void) ec_spi("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
 			1, types, values, NULL, SPI_OK_DELETE);
 }

@@ -37,8 +37,12 @@
 
 PG_FUNCTION_INFO_V1(ec_dual_write);
 
-/* Set in the backfill worker, which writes both columns itself: the trigger leaves its rows alone. */
-bool		ec_dual_write_bypass = false;
+/*
+ * Set in the backfill worker to the table it is filling: its batch statement writes both columns
+ * itself, so the trigger leaves that table's rows alone.  Writes that the migration's expressions
+ * make to other tables still go through their triggers.
+ */
+Oid			ec_backfill_relid = InvalidOid;
 
 typedef struct EcTriggerPlan
 {
@@ -428,7 +432,7 @@ ec_dual_write(PG_FUNCTION_ARGS)
 		slot = trigdata->tg_trigslot;
 	}
 
-	if (ec_dual_write_bypass)
+	if (RelationGetRelid(trigdata->tg_relation) == ec_backfill_relid)
 		return PointerGetDatum(tuple);
 	plan = get_plan(trigdata->tg_relation);
 	if (plan->npairs == 0)

@@ -135,7 +135,7 @@ read_migration(int64 id, Settings *s)
 	bool		isnull;
 	Jsonb	   *settings;
 
-	(void) ec_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
+	(void) ec_state_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
 			 " WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
@@ -159,7 +159,7 @@ next_task(int64 id)
 	bool		isnull;
 	Datum		d;
 
-	(void) ec_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
+	(void) ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
 			 "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
 			 " ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -191,7 +191,7 @@ set_task_state(int64 id, int seq, const char *state, const char *detail)
 	values[1] = Int32GetDatum(seq);
 	values[2] = CStringGetTextDatum(state);
 	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
-	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
 			 " updated_at = pg_catalog.clock_timestamp(),"
 			 " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
 			 " finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
@@ -229,7 +229,7 @@ batch_statement(Oid relid)
 	List	   *context;
 	bool		first = true;
 
-	(void) ec_spi("SELECT new_attnums, up_exprs FROM " EC_STATE_SCHEMA ".dual_writes WHERE relid = $1",
+	(void) ec_state_spi("SELECT new_attnums, up_exprs FROM " EC_STATE_SCHEMA ".dual_writes WHERE relid = $1",
 			 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -321,7 +321,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		task->total_blocks = RelationGetNumberOfBlocks(rel);
 		table_close(rel, AccessShareLock);
 		/* The clock starts before the first batch, for rate and ETA. */
-		(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
+		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
 				 " WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
 				 2, (Oid[]) {INT8OID, INT4OID},
 				 (Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
@@ -332,7 +332,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		Datum		v[3] = {Int64GetDatum(id), Int32GetDatum(task->seq),
 		Int64GetDatum(task->total_blocks)};
 
-		(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
+		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
 				 " WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
 		set_task_state(id, task->seq, "done", NULL);
 		return STEP_NEXT;
@@ -349,6 +349,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		statement_relid = task->relid;
 	}
 	sql = batch_sql;
+	ec_backfill_relid = task->relid;
 
 	batch_migration = id;
 	batch_seq = task->seq;
@@ -373,7 +374,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	pvalues[3] = Int64GetDatum((int64) processed);
 	pvalues[4] = Int64GetDatum(task->total_blocks);
 	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
-	(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
 			 " rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
 			 "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
 			 "   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
@@ -516,7 +517,7 @@ row_key(const char *tsql, char *ctid)
 	StringInfoData texts;
 
 	(void) ec_spi("SELECT a.attname FROM pg_catalog.pg_index i"
-			 " CROSS JOIN LATERAL unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(attnum, n)"
+			 " CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(attnum, n)"
 			 "  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
 			 " WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.n",
 			 1, types, values, NULL, SPI_OK_SELECT);
@@ -626,7 +627,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 		values[1] = Int32GetDatum(batch_seq);
 		values[2] = CStringGetTextDatum(edata->message);
 		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
-		(void) ec_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
+		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
 				 " error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
 				 " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
 	}
@@ -677,14 +678,13 @@ ec_worker_main(Datum main_arg)
 		proc_exit(0);
 
 	act_as(args.login_roleid, args.roleid);
-	ec_dual_write_bypass = true;
 	/*
-	 * A backfill rewrites rows without changing what they mean: the table's ordinary triggers
-	 * (updated_at, audit) must not fire for it.  Its foreign keys on the new columns are NOT VALID
-	 * and validated by a later task, so skipping their per-row checks loses nothing.
-	 */
-	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_OVERRIDE);
-	/*
+	 * The table's ordinary triggers fire for the batch rows as for any UPDATE.  The worker does not
+	 * set session_replication_role = replica to skip them: that would also skip the foreign-key
+	 * checks and triggers of whatever the migration's expressions write, which its role could not
+	 * do by itself.
+	 *
+	 * A batch and its progress commit together
 	 * A batch and its progress commit together, so a commit lost in a crash only means that batch
 	 * is done again: no need to wait for each one's WAL flush.
 	 */
