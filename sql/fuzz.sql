@@ -1,5 +1,5 @@
--- Fuzzing ec_start with generated documents: malformed, type-confused, deeply nested, huge, with
--- hostile strings in every field.  Each call runs in a subtransaction that is rolled back; the test
+-- Fuzzing ec_start with a corpus and generated documents: malformed, type-confused, deeply nested,
+-- huge, with hostile strings and injection attempts in every field.  Each call runs in a subtransaction that is rolled back; the test
 -- passes if the server survives every one (a crash fails it) and every failure is a clean ERROR.  The
 -- random sequence is seeded, so the tally of outcomes is deterministic.
 \set ECHO none
@@ -54,6 +54,9 @@ DECLARE
 BEGIN
   FOR step IN 1..1 + floor(random() * 3)::int LOOP
     i := floor(random() * jsonb_array_length(doc->'operations'))::int;
+    IF jsonb_typeof(doc->'operations'->i) <> 'object' THEN
+      CONTINUE;
+    END IF;
     SELECT key INTO opname FROM jsonb_object_keys(doc->'operations'->i) key LIMIT 1;
     body := doc->'operations'->i->opname;
     IF jsonb_typeof(body) <> 'object' THEN
@@ -116,14 +119,40 @@ BEGIN
   RETURN jsonb_build_object('operations', list);
 END $$;
 
-SELECT setseed(0.4242);
+-- The corpus (test/fuzz/corpus.jsonl, one document per line): hand-written hostile documents and
+-- the ones that found bugs.  Each runs as is and mutated.  For a long run, by hand:
+--   psql -v fuzz_count=30000 -v fuzz_seed=0.1717 -f sql/fuzz.sql   (in a scratch database, at the root)
+\if :{?fuzz_count}
+\else
+\set fuzz_count 1500
+\endif
+\if :{?fuzz_seed}
+\else
+\set fuzz_seed 0.4242
+\endif
+CREATE TEMP TABLE corpus (n serial, doc jsonb);
+\copy corpus (doc) FROM 'test/fuzz/corpus.jsonl' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02')
+SELECT count(*) AS corpus_documents FROM corpus;
+SELECT setseed(:fuzz_seed);
+SELECT set_config('ec_test.fuzz_count', :'fuzz_count', false) IS NOT NULL AS configured;
 CREATE TEMP TABLE outcome (sqlstate text);
 DO $$
 DECLARE
   doc jsonb;
+  ncorpus int := (SELECT count(*) FROM corpus);
 BEGIN
-  FOR i IN 1..1500 LOOP
-    doc := ec_test.gen_doc();
+  FOR i IN 1..ncorpus * 4 + current_setting('ec_test.fuzz_count')::int LOOP
+    IF i <= ncorpus THEN
+      doc := (SELECT c.doc FROM corpus c WHERE n = i);
+    ELSIF i <= ncorpus * 4 THEN
+      doc := (SELECT c.doc FROM corpus c WHERE n = 1 + i % ncorpus);
+      IF jsonb_typeof(doc->'operations') = 'array' AND jsonb_array_length(doc->'operations') > 0
+         AND jsonb_typeof(doc->'operations'->0) = 'object' THEN
+        doc := ec_test.mutate(doc);
+      END IF;
+    ELSE
+      doc := ec_test.gen_doc();
+    END IF;
     BEGIN
       PERFORM ec_start('f' || i, doc, 'public');
       RAISE EXCEPTION USING ERRCODE = 'EC000', MESSAGE = 'accepted';   -- roll it back
