@@ -136,7 +136,7 @@ read_migration(int64 id, Settings *s)
 	Jsonb	   *settings;
 
 	(void) ec_state_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
-			 " WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
+			       " WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	s->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -160,8 +160,8 @@ next_task(int64 id)
 	Datum		d;
 
 	(void) ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
-			 "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
-			 " ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
+			       "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
+			       " ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	task = palloc0(sizeof(Task));
@@ -192,10 +192,10 @@ set_task_state(int64 id, int seq, const char *state, const char *detail)
 	values[2] = CStringGetTextDatum(state);
 	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
-			 " updated_at = pg_catalog.clock_timestamp(),"
-			 " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-			 " finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
-			 " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+			       " updated_at = pg_catalog.clock_timestamp(),"
+			       " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+			       " finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
+			       " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
 }
 
 /* Replication lag of the slowest standby in ms, or 0 (none, or not visible to this role). */
@@ -230,7 +230,7 @@ batch_statement(Oid relid)
 	bool		first = true;
 
 	(void) ec_state_spi("SELECT new_attnums, up_exprs FROM " EC_STATE_SCHEMA ".dual_writes WHERE relid = $1",
-			 1, types, values, NULL, SPI_OK_SELECT);
+			       1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -322,9 +322,9 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		table_close(rel, AccessShareLock);
 		/* The clock starts before the first batch, for rate and ETA. */
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
-				 " WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
-				 2, (Oid[]) {INT8OID, INT4OID},
-				 (Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
+				       " WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
+				       2, (Oid[]) {INT8OID, INT4OID},
+				       (Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
 	}
 	if (task->next_block >= task->total_blocks)
 	{
@@ -333,7 +333,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		Int64GetDatum(task->total_blocks)};
 
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
-				 " WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
+				       " WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
 		set_task_state(id, task->seq, "done", NULL);
 		return STEP_NEXT;
 	}
@@ -375,14 +375,14 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	pvalues[4] = Int64GetDatum(task->total_blocks);
 	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
-			 " rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
-			 "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
-			 "   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
-			 " batches = batches + 1, total_blocks = $5, state = 'running', detail = NULL,"
-			 " last_error = NULL, error_row = NULL,"
-			 " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-			 " updated_at = pg_catalog.clock_timestamp()"
-			 " WHERE migration_id = $1 AND seq = $2", 5, ptypes, pvalues, NULL, SPI_OK_UPDATE);
+			       " rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
+			       "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
+			       "   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
+			       " batches = batches + 1, total_blocks = $5, state = 'running', detail = NULL,"
+			       " last_error = NULL, error_row = NULL,"
+			       " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+			       " updated_at = pg_catalog.clock_timestamp()"
+			       " WHERE migration_id = $1 AND seq = $2", 5, ptypes, pvalues, NULL, SPI_OK_UPDATE);
 	*wait_ms = s->batch_delay_ms;
 	return STEP_NEXT;
 }
@@ -628,8 +628,8 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 		values[2] = CStringGetTextDatum(edata->message);
 		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
-				 " error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
-				 " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+				       " error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
+				       " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
 	}
 	end_step();
 	return STEP_FINISHED;
