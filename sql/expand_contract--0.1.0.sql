@@ -200,6 +200,11 @@ DECLARE
     deadline timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) timeout;
     state record;
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'cannot execute ec_wait() during recovery'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  HINT = 'The background work runs on the primary; wait there.';
+    END IF;
     LOOP
         PERFORM pg_catalog.ec_ensure_workers();
         state := expand_contract.wait_state(schema);

@@ -147,6 +147,7 @@ ec_start(PG_FUNCTION_ARGS)
 	int			nestlevel;
 	TransactionId trigger_xid;
 
+	PreventCommandDuringRecovery("ec_start()");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -411,6 +412,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	List	   *steps;
 	int			nestlevel;
 
+	PreventCommandDuringRecovery("ec_complete()");
 	SPI_connect();
 	if (wait)
 	{
@@ -472,6 +474,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 	List	   *modes;
 	int			nestlevel;
 
+	PreventCommandDuringRecovery("ec_rollback()");
 	SPI_connect();
 	m = require_active(schema, nspid);
 	ec_check_migration_privilege(m, "roll back");

@@ -11,6 +11,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -28,6 +29,7 @@ active_for(FunctionCallInfo fcinfo, const char *action)
 	Oid			nspid;
 	EcMigrationRow *m;
 
+	PreventCommandDuringRecovery(psprintf("ec_%s()", action));
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

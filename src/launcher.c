@@ -18,6 +18,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -231,7 +232,8 @@ ec_ensure_worker(int64 migration_id, bool error_if_no_slot)
 	EcWorkerArgs args;
 	char	   *description;
 
-	if (ec_worker_alive(migration_id))
+	/* A standby cannot run the work; after promotion, the next call starts it. */
+	if (RecoveryInProgress() || ec_worker_alive(migration_id))
 		return false;
 	description = describe(migration_id, &args.login_roleid, &args.roleid);
 	if (description == NULL)
