@@ -25,6 +25,9 @@ CREATE TABLE expand_contract.migrations (
     -- Every transaction from this xid on writes through the dual-write trigger: rows whose xmin
     -- precedes it are the only ones the backfill must fill.
     trigger_xid     xid         NOT NULL,
+    -- Transactions in progress at trigger_xid (and their subtransactions): they had not written the
+    -- tables, and whatever they write later goes through the trigger, so the backfill skips their rows.
+    in_progress_xids xid[]      NOT NULL DEFAULT '{}',
     completed_at    timestamptz,
     done            boolean     NOT NULL DEFAULT false,
     -- What ec_complete and ec_rollback run, computed by ec_start when it knew every name.

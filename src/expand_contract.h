@@ -280,9 +280,16 @@ extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
 extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
 extern bool ec_migration_exists(const char *schema, const char *name);
+/* Transactions in progress when a migration started (see write_horizon in api.c). */
+typedef struct EcXidList
+{
+	int			n;
+	TransactionId *xids;
+} EcXidList;
+
 extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
 								 const char *version_schema, Jsonb *doc,
-								 TransactionId trigger_xid);
+								 TransactionId trigger_xid, EcXidList *in_progress);
 extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
 						 List *rollback_steps, List *relids);
 extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,

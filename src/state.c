@@ -171,12 +171,14 @@ ec_migration_exists(const char *schema, const char *name)
 
 int64
 ec_insert_migration(const char *schema, const char *name, const char *parent,
-					const char *version_schema, Jsonb *doc, TransactionId trigger_xid)
+					const char *version_schema, Jsonb *doc, TransactionId trigger_xid,
+					EcXidList *in_progress)
 {
-	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID, BOOLOID,
-	NAMEOID, NAMEOID};
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID, BOOLOID,
+	NAMEOID, NAMEOID, XIDARRAYOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum	   *xids = palloc(sizeof(Datum) * (in_progress->n + 1));
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(schema);
@@ -190,11 +192,15 @@ ec_insert_migration(const char *schema, const char *name, const char *parent,
 	values[7] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
 	values[8] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
+	for (int i = 0; i < in_progress->n; i++)
+		xids[i] = TransactionIdGetDatum(in_progress->xids[i]);
+	values[9] = PointerGetDatum(construct_array(xids, in_progress->n, XIDOID, sizeof(TransactionId),
+												true, TYPALIGN_INT));
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".migrations"
 						" (schema_name, name, parent, version_schema, migration, trigger_xid, paused,"
-						"  started_by, login_role)"
-						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-						9, types, values, nulls, SPI_OK_INSERT_RETURNING);
+						"  started_by, login_role, in_progress_xids)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+						10, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 

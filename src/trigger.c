@@ -57,6 +57,9 @@ typedef struct EcTriggerPlan
 	char	   *old_migration;
 	Oid			new_nspid;
 	Oid			old_nspid;
+	TransactionId horizon;		/* rows last written before it are not filled yet, */
+	int			nin_progress;	/* unless by one of these (sorted): they wrote through us */
+	TransactionId *in_progress;
 
 	int			npairs;
 	AttrNumber *old_attnums;	/* 0: no old column */
@@ -69,6 +72,7 @@ typedef struct EcTriggerPlan
 	ExprState **up_state;
 	ExprState **down_state;
 	ExprContext *econtext;
+	TupleTableSlot *filled;		/* a row after its new columns were filled */
 	int		   *columns;		/* scratch for heap_modify_tuple_by_cols */
 	Datum	   *values;
 	bool	   *nulls;
@@ -235,10 +239,13 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 	SPI_connect();
 	/* The writer's search_path must not choose what "=" means here. */
 	nestlevel = ec_guc_push("search_path", "pg_catalog");
-	rc = SPI_execute_with_args("SELECT new_version_schema::text, new_migration,"
-							   "       old_version_schema::text, old_migration,"
-							   "       old_attnums, new_attnums, up_exprs, down_exprs"
-							   "  FROM expand_contract.dual_writes WHERE relid = $1",
+	rc = SPI_execute_with_args("SELECT d.new_version_schema::text, d.new_migration,"
+							   "       d.old_version_schema::text, d.old_migration,"
+							   "       d.old_attnums, d.new_attnums, d.up_exprs, d.down_exprs,"
+							   "       m.trigger_xid, m.in_progress_xids"
+							   "  FROM expand_contract.dual_writes d"
+							   "  JOIN expand_contract.migrations m ON m.id = d.migration_id"
+							   " WHERE d.relid = $1",
 							   1, types, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read expand_contract.dual_writes: %s", SPI_result_code_string(rc));
@@ -259,6 +266,19 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		plan->new_migration = text_datum_or_null(tuple, desc, 2, plan->cxt);
 		plan->old_schema = text_datum_or_null(tuple, desc, 3, plan->cxt);
 		plan->old_migration = text_datum_or_null(tuple, desc, 4, plan->cxt);
+		{
+			bool		isnull;
+
+			Datum	   *xids;
+
+			plan->horizon = DatumGetTransactionId(SPI_getbinval(tuple, desc, 9, &isnull));
+			xids = array_elements(tuple, desc, 10, XIDOID, &plan->nin_progress);
+			plan->in_progress = MemoryContextAlloc(plan->cxt,
+												   sizeof(TransactionId) * (plan->nin_progress + 1));
+			for (int i = 0; i < plan->nin_progress; i++)
+				plan->in_progress[i] = DatumGetTransactionId(xids[i]);
+			qsort(plan->in_progress, plan->nin_progress, sizeof(TransactionId), xidComparator);
+		}
 		old_attnums = array_elements(tuple, desc, 5, INT2OID, &n1);
 		new_attnums = array_elements(tuple, desc, 6, INT2OID, &n2);
 		ups = array_elements(tuple, desc, 7, TEXTOID, &n3);
@@ -371,7 +391,7 @@ writer_is_new(EcTriggerPlan *plan)
 }
 
 static void
-prepare_execution(EcTriggerPlan *plan)
+prepare_execution(EcTriggerPlan *plan, Relation rel)
 {
 	MemoryContext cxt;
 	MemoryContext old;
@@ -392,11 +412,23 @@ prepare_execution(EcTriggerPlan *plan)
 			plan->down_state[i] = ExecInitExpr(plan->down[i], NULL);
 	}
 	plan->econtext = CreateStandaloneExprContext();
+	/* A copy: a slot on the relation's own descriptor would pin it past this transaction. */
+	plan->filled = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+											&TTSOpsHeapTuple);
 	plan->columns = palloc(sizeof(int) * plan->npairs);
 	plan->values = palloc(sizeof(Datum) * plan->npairs);
 	plan->nulls = palloc(sizeof(bool) * plan->npairs);
 	MemoryContextSwitchTo(old);
 	plan->lxid = EC_CURRENT_LXID;
+}
+
+/* Has the backfill still to fill a row last written by xmin?  The worker's test, in C. */
+static bool
+row_unfilled(EcTriggerPlan *plan, TransactionId xmin)
+{
+	return TransactionIdPrecedes(xmin, plan->horizon) &&
+		bsearch(&xmin, plan->in_progress, plan->nin_progress, sizeof(TransactionId),
+				xidComparator) == NULL;
 }
 
 Datum
@@ -439,7 +471,36 @@ ec_dual_write(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 
 	from_new = writer_is_new(plan);
-	prepare_execution(plan);
+	prepare_execution(plan, trigdata->tg_relation);
+
+	/*
+	 * A write through the new version to a row that the backfill has not reached: its new columns
+	 * hold nothing yet, and "down" must not turn that nothing into the old columns.  Fill the ones
+	 * the statement does not set, as the backfill would have, first.
+	 */
+	if (from_new && TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+		row_unfilled(plan, HeapTupleHeaderGetXmin(trigdata->tg_trigtuple->t_data)))
+	{
+		plan->econtext->ecxt_scantuple = slot;
+		for (int i = 0; i < plan->npairs; i++)
+		{
+			if (plan->up_state[i] == NULL ||
+				bms_is_member(plan->new_attnums[i] - FirstLowInvalidHeapAttributeNumber,
+							  trigdata->tg_updatedcols))
+				continue;
+			plan->columns[n] = plan->new_attnums[i];
+			plan->values[n] = ExecEvalExprSwitchContext(plan->up_state[i], plan->econtext,
+														&plan->nulls[n]);
+			n++;
+		}
+		if (n > 0)
+		{
+			tuple = heap_modify_tuple_by_cols(tuple, RelationGetDescr(trigdata->tg_relation), n,
+											  plan->columns, plan->values, plan->nulls);
+			slot = ExecStoreHeapTuple(tuple, plan->filled, false);
+			n = 0;
+		}
+	}
 	plan->econtext->ecxt_scantuple = slot;
 
 	for (int i = 0; i < plan->npairs; i++)
@@ -452,12 +513,11 @@ ec_dual_write(PG_FUNCTION_ARGS)
 		plan->values[n] = ExecEvalExprSwitchContext(state, plan->econtext, &plan->nulls[n]);
 		n++;
 	}
-	if (n == 0)
-		return PointerGetDatum(tuple);
-
-	result = heap_modify_tuple_by_cols(tuple, RelationGetDescr(trigdata->tg_relation), n,
-									   plan->columns, plan->values, plan->nulls);
+	result = n == 0 ? tuple :
+		heap_modify_tuple_by_cols(tuple, RelationGetDescr(trigdata->tg_relation), n,
+								  plan->columns, plan->values, plan->nulls);
 	ResetExprContext(plan->econtext);
 	plan->econtext->ecxt_scantuple = NULL;
+	ExecClearTuple(plan->filled);
 	return PointerGetDatum(result);
 }

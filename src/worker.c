@@ -87,6 +87,7 @@ static Oid	batch_relid = InvalidOid;
 static int64 batch_first_block = 0;
 static int64 batch_end_block = 0;
 static char *batch_sql = NULL;	/* the batch statement, kept for the table's next batches */
+static char *batch_unfilled = NULL; /* its condition for the rows to fill */
 static int64 statement_migration = 0;
 static Oid	statement_relid = InvalidOid;
 static TransactionId batch_trigger_xid = InvalidTransactionId;
@@ -212,6 +213,22 @@ replication_lag_ms(void)
 }
 
 /*
+ * The rows the backfill fills, given the horizon as $3: written before it, and not by a transaction
+ * that was in progress at the horizon (those write through the trigger).  in_progress is the
+ * migration's in_progress_xids as text.
+ */
+static char *
+unfilled_condition(const char *in_progress)
+{
+	char	   *condition = "pg_catalog.age(xmin) > pg_catalog.age($3::pg_catalog.xid)";
+
+	if (in_progress == NULL || strcmp(in_progress, "{}") == 0)
+		return condition;
+	return psprintf("%s AND xmin OPERATOR(pg_catalog.<>) ALL (%s::pg_catalog.xid[])", condition,
+					quote_literal_cstr(in_progress));
+}
+
+/*
  * The batch statement for a table: SET each new column from its "up", deparsed from the node
  * tree ec_start stored (so it means what ec_start analysed, whatever the worker's search_path),
  * over a block range, for the rows the trigger has not written.
@@ -229,8 +246,11 @@ batch_statement(Oid relid)
 	List	   *context;
 	bool		first = true;
 
-	(void) ec_state_spi("SELECT new_attnums, up_exprs FROM " EC_STATE_SCHEMA ".dual_writes WHERE relid = $1",
-			       1, types, values, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi("SELECT d.new_attnums, d.up_exprs, m.in_progress_xids::text"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes d"
+						"  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
+						" WHERE d.relid = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -242,6 +262,11 @@ batch_statement(Oid relid)
 													   2, &isnull)),
 					  TEXTOID, -1, false, TYPALIGN_INT, &ups, NULL, &n);
 
+	if (batch_unfilled)
+		pfree(batch_unfilled);
+	batch_unfilled = MemoryContextStrdup(TopMemoryContext,
+										 unfilled_condition(SPI_getvalue(SPI_tuptable->vals[0],
+																		 SPI_tuptable->tupdesc, 3)));
 	context = deparse_context_for(get_rel_name(relid), relid);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "UPDATE ONLY %s SET ", ec_rel_qualified(relid));
@@ -260,9 +285,9 @@ batch_statement(Oid relid)
 		ec_guc_pop(nestlevel);
 		first = false;
 	}
-	appendStringInfoString(&sql, " WHERE ctid >= pg_catalog.format('(%s,0)', $1::bigint)::pg_catalog.tid"
-						   " AND ctid < pg_catalog.format('(%s,0)', $2::bigint)::pg_catalog.tid"
-						   " AND pg_catalog.age(xmin) > pg_catalog.age($3::pg_catalog.xid)");
+	appendStringInfo(&sql, " WHERE ctid >= pg_catalog.format('(%%s,0)', $1::bigint)::pg_catalog.tid"
+					 " AND ctid < pg_catalog.format('(%%s,0)', $2::bigint)::pg_catalog.tid AND %s",
+					 batch_unfilled);
 	return sql.data;
 }
 
@@ -564,10 +589,10 @@ failing_row(void)
 	values[1] = Int64GetDatum(batch_end_block);
 	values[2] = TransactionIdGetDatum(batch_trigger_xid);
 	(void) ec_spi(psprintf("SELECT ctid FROM ONLY %s"
-					  " WHERE ctid >= pg_catalog.format('(%%s,0)', $1::bigint)::pg_catalog.tid"
-					  "   AND ctid < pg_catalog.format('(%%s,0)', $2::bigint)::pg_catalog.tid"
-					  "   AND pg_catalog.age(xmin) > pg_catalog.age($3::pg_catalog.xid)", tsql),
-			 3, types, values, NULL, SPI_OK_SELECT);
+						   " WHERE ctid >= pg_catalog.format('(%%s,0)', $1::bigint)::pg_catalog.tid"
+						   "   AND ctid < pg_catalog.format('(%%s,0)', $2::bigint)::pg_catalog.tid"
+						   "   AND %s", tsql, batch_unfilled),
+				  3, types, values, NULL, SPI_OK_SELECT);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
 
