@@ -3,6 +3,7 @@
 #   make && make install        build and install into the pg_config in PATH (or PG_CONFIG=...)
 #   make test                   install what is missing, build, run every suite (scripts/test.sh)
 #   make demo                   throwaway cluster, live migration under traffic (scripts/demo.sh)
+#   make sanitize               regress + isolation under an ASan/UBSan build (scripts/sanitize.sh)
 #   make installcheck           pg_regress (sql/), isolation (test/specs) and TAP (test/t) suites,
 #                               each on its own temporary instance; run as a non-root user
 
@@ -35,10 +36,12 @@ include $(PGXS)
 # Every object depends on the shared headers (PGXS only tracks the .c files).
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench
+.PHONY: test demo bench sanitize
 test:
 	bash scripts/test.sh
 demo:
 	bash scripts/demo.sh
 bench:
 	bash scripts/bench.sh
+sanitize:
+	bash scripts/sanitize.sh

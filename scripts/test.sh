@@ -9,11 +9,13 @@
 #        isolation  make installcheck REGRESS= TAP_TESTS=        (pg_isolation_regress, test/specs/*.spec)
 #        tap        make installcheck REGRESS= ISOLATION=        (prove, test/t/*.pl)
 #      i.e. `make installcheck` split in three so that one failing suite does not hide the others.
-#      A suite with no test files is skipped.
+#      A suite with no test files is skipped.  Then "sanitize": scripts/sanitize.sh builds the extension
+#      with -fsanitize=address,undefined into a private copy of PostgreSQL and runs regress and
+#      isolation there; any sanitizer report fails it.
 #   4. on failure print every regression.diffs, the temp instances' server logs and the TAP logs
 #   5. print "N passed, N failed" as the last line; exit non-zero if anything failed
 #
-# Knobs: EC_SUITES="regress isolation tap" (which suites), EC_SUITE_TIMEOUT=900 (seconds per suite),
+# Knobs: EC_SUITES="regress isolation tap sanitize" (which suites), EC_SUITE_TIMEOUT=900 (seconds per suite),
 # EC_DIFF_LINES=3000 (max lines printed per diff file), EC_KEEP_TMP=1, EC_SKIP_INSTALL=1, PG_CONFIG.
 set -euo pipefail
 
@@ -21,7 +23,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ec_setup_traps
 
-EC_SUITES=${EC_SUITES:-regress isolation tap}
+EC_SUITES=${EC_SUITES:-regress isolation tap sanitize}
 EC_SUITE_TIMEOUT=${EC_SUITE_TIMEOUT:-900}
 EC_DIFF_LINES=${EC_DIFF_LINES:-3000}
 
@@ -173,6 +175,17 @@ for suite in $EC_SUITES; do
                 run_suite tap count_prove "$(count_words "$tap_tests")" REGRESS= ISOLATION=
             else
                 skip_suite tap "no test/t/*.pl"
+            fi ;;
+        sanitize)
+            echo
+            say "suite sanitize: scripts/sanitize.sh (ASan+UBSan build of the extension; regress + isolation)"
+            if timeout -k 30 "$EC_SUITE_TIMEOUT" bash "$EC_ROOT/scripts/sanitize.sh" 2>&1 | tee "$work/sanitize.log"; then
+                summary_lines+=("$(printf '%-10s ok (no sanitizer reports)' sanitize)")
+                total_pass=$((total_pass + 1))
+            else
+                summary_lines+=("$(printf '%-10s FAILED (sanitizer reports or failures above)' sanitize)")
+                failed_suites+=(sanitize)
+                total_fail=$((total_fail + 1))
             fi ;;
         *) die "unknown suite in EC_SUITES: $suite" ;;
     esac

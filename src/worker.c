@@ -32,6 +32,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/bufmgr.h"
 #include "storage/ipc.h"
+#include "storage/pmsignal.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "tcop/pquery.h"
@@ -291,35 +292,50 @@ batch_statement(Oid relid)
 	return sql.data;
 }
 
+/* The previous batch of the task being filled, to size the next one. */
+static int64 prev_migration = 0;
+static int	prev_seq = 0;
+static int64 prev_blocks = 0;
+static uint64 prev_rows = 0;
+
 /*
- * Blocks per batch for about batch_size rows to fill: from the density the task has measured so
- * far (rows it filled per block scanned), else from the planner's statistics, else one block.
+ * Blocks per batch for about batch_size rows to fill.  The density (rows to fill per block) is the
+ * highest of what the previous batch found and what the planner's statistics say: a table's density
+ * varies (a previous migration's backfill moved every row to its second half, say), and an estimate
+ * that is too low makes a batch that fills far more rows than asked, holding their locks all along.
+ * It never more than doubles from one batch to the next.
  */
 static int64
-blocks_per_batch(Task *task, int batch_size)
+blocks_per_batch(int64 id, Task *task, int batch_size)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(task->relid)};
 	bool		isnull;
 	Datum		d;
-	double		per_block = 0;
+	double		density = 0;
+	bool		have_prev = prev_migration == id && prev_seq == task->seq && prev_blocks > 0;
+	int64		blocks;
 
-	if (task->next_block > 0 && task->rows_done > 0)
-		per_block = (double) task->rows_done / task->next_block;
-	else
+	/* Live rows per block, from the planner's statistics or, before any ANALYZE, the activity ones. */
+	(void) ec_spi("SELECT GREATEST(CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END,"
+				  "       pg_catalog.pg_stat_get_live_tuples(oid)::float8"
+				  "       / NULLIF(pg_catalog.pg_relation_size(oid)"
+				  "                / pg_catalog.current_setting('block_size')::int, 0))"
+				  "  FROM pg_catalog.pg_class WHERE oid = $1", 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
 	{
-		(void) ec_spi("SELECT CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END"
-				 "  FROM pg_catalog.pg_class WHERE oid = $1", 1, types, values, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 1)
-		{
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			if (!isnull)
-				per_block = DatumGetFloat8(d);
-		}
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			density = DatumGetFloat8(d);
 	}
-	if (per_block <= 0)
-		return 1;
-	return Max(1, (int64) (batch_size / per_block));
+	if (have_prev && prev_rows > 0)
+		density = Max(density, (double) prev_rows / prev_blocks);
+
+	/* Knowing nothing, assume a table of small rows, about 100 to a block. */
+	blocks = (int64) (batch_size / (density > 0 ? density : 100));
+	if (have_prev)
+		blocks = Min(blocks, prev_blocks * 2);
+	return Max(1, blocks);
 }
 
 static StepResult
@@ -363,7 +379,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		return STEP_NEXT;
 	}
 
-	end = Min(task->total_blocks, task->next_block + blocks_per_batch(task, s->batch_size));
+	end = Min(task->total_blocks, task->next_block + blocks_per_batch(id, task, s->batch_size));
 	/* The statement is the same for every batch of a table: built once, on its first batch. */
 	if (batch_sql == NULL || statement_migration != id || statement_relid != task->relid)
 	{
@@ -392,6 +408,10 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	values[2] = TransactionIdGetDatum(s->trigger_xid);
 	(void) ec_spi(sql, 3, types, values, NULL, SPI_OK_UPDATE);
 	processed = SPI_processed;
+	prev_migration = id;
+	prev_seq = task->seq;
+	prev_blocks = end - task->next_block;
+	prev_rows = processed;
 
 	pvalues[0] = Int64GetDatum(id);
 	pvalues[1] = Int32GetDatum(task->seq);
@@ -729,6 +749,9 @@ ec_worker_main(Datum main_arg)
 		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
+		/* Without a delay the loop never sleeps on the latch, which would notice this. */
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
