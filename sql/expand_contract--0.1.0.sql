@@ -106,6 +106,11 @@ GRANT SELECT ON expand_contract.migrations, expand_contract.dual_writes, expand_
 CREATE FUNCTION expand_contract.dual_write() RETURNS trigger
     AS 'MODULE_PATHNAME', 'ec_dual_write' LANGUAGE C;
 
+-- The backfill worker's list of rows to fill in a block range (it checks the table's ownership).
+CREATE FUNCTION expand_contract.unfilled_rows(rel oid, first_block bigint, end_block bigint,
+                                              horizon xid, in_progress xid[])
+    RETURNS tid[] AS 'MODULE_PATHNAME', 'ec_unfilled_rows' LANGUAGE C VOLATILE STRICT;
+
 CREATE FUNCTION pg_catalog.ec_start(name text, migration jsonb, schema text DEFAULT 'public')
     RETURNS text AS 'MODULE_PATHNAME', 'ec_start' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION pg_catalog.ec_start(text, jsonb, text) IS

@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "access/htup.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
@@ -304,6 +305,8 @@ extern void ec_delete_migration(int64 id);
 /* ---- the dual-write trigger (trigger.c) ---- */
 
 extern Oid	ec_backfill_relid;
+extern bool ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next,
+							TransactionId *in_progress, int nin_progress);
 extern void ec_trigger_init(void);
 
 /* ---- the background worker (worker.c) and its launching (launcher.c) ---- */

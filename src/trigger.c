@@ -422,13 +422,15 @@ prepare_execution(EcTriggerPlan *plan, Relation rel)
 	plan->lxid = EC_CURRENT_LXID;
 }
 
-/* Has the backfill still to fill a row last written by xmin?  The worker's test, in C. */
+/*
+ * Has the backfill still to fill this row version?  The same test as the worker's
+ * (ec_row_unfilled), with the plan's horizon and in-progress list.
+ */
 static bool
-row_unfilled(EcTriggerPlan *plan, TransactionId xmin)
+row_unfilled(EcTriggerPlan *plan, HeapTupleHeader tuple)
 {
-	return TransactionIdPrecedes(xmin, plan->horizon) &&
-		bsearch(&xmin, plan->in_progress, plan->nin_progress, sizeof(TransactionId),
-				xidComparator) == NULL;
+	return ec_row_unfilled(tuple, plan->horizon, InvalidTransactionId, plan->in_progress,
+						   plan->nin_progress);
 }
 
 Datum
@@ -479,9 +481,10 @@ ec_dual_write(PG_FUNCTION_ARGS)
 	 * the statement does not set, as the backfill would have, first.
 	 */
 	if (from_new && TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-		row_unfilled(plan, HeapTupleHeaderGetXmin(trigdata->tg_trigtuple->t_data)))
+		row_unfilled(plan, trigdata->tg_trigtuple->t_data))
 	{
-		plan->econtext->ecxt_scantuple = slot;
+		/* From the row as it was, as the backfill would have; not from what this write sets. */
+		plan->econtext->ecxt_scantuple = trigdata->tg_trigslot;
 		for (int i = 0; i < plan->npairs; i++)
 		{
 			if (plan->up_state[i] == NULL ||

@@ -21,6 +21,14 @@
  * cancels only retry the batch: row locks are held for one batch at most.
  */
 #include "postgres.h"
+#include "access/htup_details.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "utils/array.h"
+#include "catalog/pg_class.h"
+#include "catalog/objectaddress.h"
+#include "access/transam.h"
+#include "access/tableam.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -214,19 +222,111 @@ replication_lag_ms(void)
 }
 
 /*
- * The rows the backfill fills, given the horizon as $3: written before it, and not by a transaction
- * that was in progress at the horizon (those write through the trigger).  in_progress is the
- * migration's in_progress_xids as text.
+ * The rows of a batch to fill, given its block range as $1 and $2 and the horizon as $3: the
+ * ctids that ec_unfilled_rows lists, evaluated once per statement (an InitPlan), so that a row
+ * a concurrent writer updated meanwhile (a new version, at a new ctid) is skipped: that writer
+ * went through the trigger.  in_progress is the migration's in_progress_xids as text.
  */
 static char *
-unfilled_condition(const char *in_progress)
+unfilled_condition(Oid relid, const char *in_progress)
 {
-	char	   *condition = "pg_catalog.age(xmin) > pg_catalog.age($3::pg_catalog.xid)";
+	return psprintf("ctid OPERATOR(pg_catalog.=) ANY ((SELECT " EC_STATE_SCHEMA ".unfilled_rows(%u,"
+					" $1::bigint, $2::bigint, $3::pg_catalog.xid, %s::pg_catalog.xid[]))::pg_catalog.tid[])",
+					relid, quote_literal_cstr(in_progress ? in_progress : "{}"));
+}
 
-	if (in_progress == NULL || strcmp(in_progress, "{}") == 0)
-		return condition;
-	return psprintf("%s AND xmin OPERATOR(pg_catalog.<>) ALL (%s::pg_catalog.xid[])", condition,
-					quote_literal_cstr(in_progress));
+/*
+ * Has the backfill still to fill this row version?  It has if the version was written before the
+ * horizon by a transaction that was not in progress at the horizon (in_progress, sorted: those
+ * write through the trigger).  Freezing keeps the raw xmin, which for a version frozen long ago no
+ * longer compares as a recent xid would: a frozen version counts as written since the horizon
+ * only if its raw xmin lies between the horizon and next (the next xid to be assigned, or invalid
+ * to read it now).  Shared with the trigger.
+ */
+bool
+ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next,
+				TransactionId *in_progress, int nin_progress)
+{
+	TransactionId xmin = HeapTupleHeaderGetRawXmin(tuple);
+
+	if (HeapTupleHeaderXminFrozen(tuple))
+	{
+		if (!TransactionIdIsValid(next))
+			next = XidFromFullTransactionId(ReadNextFullTransactionId());
+		return !TransactionIdIsNormal(xmin) || TransactionIdPrecedes(xmin, horizon) ||
+			!TransactionIdPrecedes(xmin, next);
+	}
+	return TransactionIdPrecedes(xmin, horizon) &&
+		bsearch(&xmin, in_progress, nin_progress, sizeof(TransactionId), xidComparator) == NULL;
+}
+
+PG_FUNCTION_INFO_V1(ec_unfilled_rows);
+
+/*
+ * expand_contract.unfilled_rows(rel, first_block, end_block, horizon, in_progress): the ctids of
+ * the rows in blocks [first_block, end_block) that the backfill has still to fill, as the
+ * statement's snapshot sees them.  Only the table's owner may list them.
+ */
+Datum
+ec_unfilled_rows(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	int64		first = PG_GETARG_INT64(1);
+	int64		end = PG_GETARG_INT64(2);
+	TransactionId horizon = DatumGetTransactionId(PG_GETARG_DATUM(3));
+	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(4);
+	TransactionId next = XidFromFullTransactionId(ReadNextFullTransactionId());
+	Datum	   *elems;
+	int			n;
+	TransactionId *in_progress;
+	Relation	rel;
+	ArrayBuildState *rows = initArrayResult(TIDOID, CurrentMemoryContext, false);
+
+	rel = table_open(relid, AccessShareLock);
+	if (!ec_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(rel->rd_rel->relkind),
+					   RelationGetRelationName(rel));
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_tableam->scan_set_tidrange == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table that can be scanned by block range",
+						RelationGetRelationName(rel))));
+
+	deconstruct_array(array, XIDOID, sizeof(TransactionId), true, TYPALIGN_INT, &elems, NULL, &n);
+	in_progress = palloc(sizeof(TransactionId) * (n + 1));
+	for (int i = 0; i < n; i++)
+		in_progress[i] = DatumGetTransactionId(elems[i]);
+	qsort(in_progress, n, sizeof(TransactionId), xidComparator);
+
+	first = Max(first, 0);
+	end = Min(end, (int64) MaxBlockNumber + 1);
+	if (first < end)
+	{
+		ItemPointerData mintid;
+		ItemPointerData maxtid;
+		TableScanDesc scan;
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+
+		ItemPointerSet(&mintid, (BlockNumber) first, FirstOffsetNumber);
+		ItemPointerSet(&maxtid, (BlockNumber) (end - 1), MaxOffsetNumber);
+		scan = table_beginscan_tidrange(rel, GetActiveSnapshot(), &mintid, &maxtid);
+		while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
+		{
+			bool		should_free;
+			HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+			CHECK_FOR_INTERRUPTS();
+			if (ec_row_unfilled(tuple->t_data, horizon, next, in_progress, n))
+				accumArrayResult(rows, PointerGetDatum(&tuple->t_self), false, TIDOID,
+								 CurrentMemoryContext);
+			if (should_free)
+				heap_freetuple(tuple);
+		}
+		table_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	table_close(rel, AccessShareLock);
+	PG_RETURN_DATUM(makeArrayResult(rows, CurrentMemoryContext));
 }
 
 /*
@@ -266,7 +366,8 @@ batch_statement(Oid relid)
 	if (batch_unfilled)
 		pfree(batch_unfilled);
 	batch_unfilled = MemoryContextStrdup(TopMemoryContext,
-										 unfilled_condition(SPI_getvalue(SPI_tuptable->vals[0],
+										 unfilled_condition(relid,
+															SPI_getvalue(SPI_tuptable->vals[0],
 																		 SPI_tuptable->tupdesc, 3)));
 	context = deparse_context_for(get_rel_name(relid), relid);
 	initStringInfo(&sql);
@@ -286,9 +387,7 @@ batch_statement(Oid relid)
 		ec_guc_pop(nestlevel);
 		first = false;
 	}
-	appendStringInfo(&sql, " WHERE ctid >= pg_catalog.format('(%%s,0)', $1::bigint)::pg_catalog.tid"
-					 " AND ctid < pg_catalog.format('(%%s,0)', $2::bigint)::pg_catalog.tid AND %s",
-					 batch_unfilled);
+	appendStringInfo(&sql, " WHERE %s", batch_unfilled);
 	return sql.data;
 }
 
@@ -608,10 +707,7 @@ failing_row(void)
 	values[0] = Int64GetDatum(batch_first_block);
 	values[1] = Int64GetDatum(batch_end_block);
 	values[2] = TransactionIdGetDatum(batch_trigger_xid);
-	(void) ec_spi(psprintf("SELECT ctid FROM ONLY %s"
-						   " WHERE ctid >= pg_catalog.format('(%%s,0)', $1::bigint)::pg_catalog.tid"
-						   "   AND ctid < pg_catalog.format('(%%s,0)', $2::bigint)::pg_catalog.tid"
-						   "   AND %s", tsql, batch_unfilled),
+	(void) ec_spi(psprintf("SELECT ctid FROM ONLY %s WHERE %s", tsql, batch_unfilled),
 				  3, types, values, NULL, SPI_OK_SELECT);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;

@@ -1,0 +1,562 @@
+# Soak test: real pgbench clients write through the old version (the base table) and the new version
+# (search_path public_v2) at the same time, inserting, updating (the columns under migration, some of
+# them only, the key, and none), deleting and upserting, while ec_start runs, the backfill worker fills
+# the table in small batches and a maintenance client runs VACUUM (FREEZE); then ec_complete while
+# new-version clients keep writing (database soak_complete), or ec_rollback while old-version clients
+# keep writing (database soak_rollback).
+#
+# The migration has three operations on one table accounts(id, owner, cents, writer, nw):
+#   rename_column owner -> holder;
+#   alter_column  cents int -> amount numeric(12,2), up cents / 100.0, down (amount * 100)::int;
+#   add_column    label text, up owner || ':' || cents (NULL when cents is NULL); with
+#                 EC_SOAK_LABEL_NOT_NULL=1: label text NOT NULL (pgroll's default: a NOT VALID check
+#                 until complete), up owner || ':' || coalesce(cents::text, '-').
+#
+# Every client owns a band of logical keys (k - 1) % nslots = its slot; a row of key k lives at id k
+# or, after a key update, at id k + koff, so no two clients ever touch one row and key updates never
+# collide.  Each write, in the same statement (a data-modifying CTE), appends what it did and the row
+# it returned to aux.ledger, only if it changed a row; a trigger on the ledger keeps aux.model, the
+# expected state of every row computed by the test's own up/down (not by the extension), and compares
+# the returned row with it at once: a row's new columns are up(old) as of its last old-version write
+# (or of its initial value, as if the backfill had filled it at ec_start), its old columns down(new)
+# as of its last new-version write, and what a write did not set keeps its value.  So a wrong value
+# is caught at the write that produced it, even if a later write overwrites it.
+#
+# Proves, for each database:
+#   - no client saw an error: every pgbench exits 0, reports 0 failed transactions, no "aborted";
+#   - every write returned the row the model expected (in the writing transaction; a delete's row is
+#     the one before it);
+#   - the backfill was really running while both kinds of client committed writes (ec_status sampled:
+#     two samples, both mid-backfill, with writes of both versions committed between them);
+#   - with traffic stopped before the contract phase: count(*) = the ledger's sum = rows in the model;
+#     every row equals its model row in every column of both versions (exact, NULL-safe); amount =
+#     up(cents) for every row, label = up(owner, cents) for rows last written through the old version;
+#   - every kind of write (incl. upsert inserts and upsert updates) took effect at least once;
+#   - complete: clients of the new version wrote before and after ec_complete, which succeeded; the
+#     table then has its final shape and no helper object left; count and model match again; rows not
+#     written meanwhile equal the snapshot of the new version taken before ec_complete;
+#   - rollback: clients of the old version wrote before and after ec_rollback; the schema's catalog is
+#     exactly as before ec_start; count and model (old columns) match; rows not written meanwhile equal
+#     the snapshot of the old version taken before ec_rollback.
+#
+# Short form by default (about a minute on 2 cores).  Environment, for a longer soak:
+#   EC_SOAK_SECONDS           how long the clients write during the backfill (default 12)
+#   EC_SOAK_ROWS              rows in the table at ec_start (default 100000)
+#   EC_SOAK_CLIENTS           pgbench clients per version (default 2)
+#   EC_SOAK_CONTRACT_SECONDS  how long clients write around ec_complete/ec_rollback (default max(8, S/3))
+#   EC_SOAK_BATCH_SIZE        expand_contract.batch_size (default 1000)
+#   EC_SOAK_BATCH_DELAY_MS    expand_contract.batch_delay_ms (default: the backfill spans about half of
+#                             EC_SOAK_SECONDS)
+#   EC_SOAK_PROTOCOL          pgbench -M (default prepared)
+#   EC_SOAK_NEW_PARTIAL       0 leaves out the new-version updates that set only some new columns
+#                             (test/soak/new_key.sql, new_amount.sql, new_holder.sql, new_touch.sql)
+#   EC_SOAK_VACUUM            0 leaves out the client that runs VACUUM (FREEZE) accounts every second
+#                             during the backfill (test/soak/vacuum.sql; default 1)
+#   EC_SOAK_LABEL_NOT_NULL    1 makes the added column label NOT NULL (see above; default 0)
+#   EC_SOAK_VARIANTS          complete,rollback (default both)
+# e.g. EC_SOAK_SECONDS=120 EC_SOAK_ROWS=500000 make installcheck PROVE_TESTS=test/t/009_soak.pl
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+use File::Basename qw(dirname);
+use IPC::Run;
+
+my $seconds = $ENV{EC_SOAK_SECONDS} // 12;
+my $rows = $ENV{EC_SOAK_ROWS} // 100000;
+my $clients = $ENV{EC_SOAK_CLIENTS} // 2;
+my $contract_seconds = $ENV{EC_SOAK_CONTRACT_SECONDS} // ($seconds / 3 > 8 ? int($seconds / 3) : 8);
+my $batch_size = $ENV{EC_SOAK_BATCH_SIZE} // 1000;
+my $nbatches = $rows / $batch_size > 1 ? $rows / $batch_size : 1;
+my $batch_delay = $ENV{EC_SOAK_BATCH_DELAY_MS} // int(500 * $seconds / $nbatches);
+my $protocol = $ENV{EC_SOAK_PROTOCOL} // 'prepared';
+my $partial = $ENV{EC_SOAK_NEW_PARTIAL} // 1;
+my $not_null = $ENV{EC_SOAK_LABEL_NOT_NULL} // 0;
+my $vacuum = $ENV{EC_SOAK_VACUUM} // 1;
+my @variants = split /,/, ($ENV{EC_SOAK_VARIANTS} // 'complete,rollback');
+
+# Key space: 5/4 of the rows, a multiple of the number of client slots; keys with k % 5 = 0 start free.
+my $nslots = 2 * $clients;
+my $nkeys = $nslots * int(($rows * 5 / 4 + $nslots - 1) / $nslots);
+my $koff = 10 * $nkeys;
+my $soak = dirname(__FILE__) . '/../soak';
+
+my @old_scripts = qw(old_insert@3 old_update@4 old_upsert@3 old_keymove@2 old_delete@1 old_touch@1);
+my @new_scripts = qw(new_insert@3 new_update@3 new_upsert@3 new_keymove@2 new_delete@1);
+push @new_scripts, qw(new_key@1 new_amount@1 new_holder@1 new_touch@1) if $partial;
+
+note "soak: ${seconds}s of traffic on $rows rows, $clients clients per version, batches of $batch_size "
+  . "rows with ${batch_delay} ms between them, ${contract_seconds}s around the contract phase, "
+  . "pgbench -M $protocol, partial new-version updates " . ($partial ? 'on' : 'off')
+  . ', VACUUM (FREEZE) ' . ($vacuum ? 'on' : 'off') . ', label ' . ($not_null ? 'NOT NULL' : 'nullable');
+
+my $label_up = $not_null ? q{owner || ':' || coalesce(cents::text, '-')} : q{owner || ':' || cents};
+my $label_nullable = $not_null ? 'false' : 'true';
+my $migration = qq[{"operations": [
+  {"rename_column": {"table": "accounts", "from": "owner", "to": "holder"}},
+  {"alter_column": {"table": "accounts", "column": "cents", "name": "amount", "type": "numeric(12,2)",
+                    "up": "cents / 100.0", "down": "(amount * 100)::int"}},
+  {"add_column": {"table": "accounts", "up": "$label_up",
+                  "column": {"name": "label", "type": "text", "nullable": $label_nullable}}}]}];
+
+my $node = PostgreSQL::Test::Cluster->new('soak');
+$node->init(allows_streaming => 1);
+$node->append_conf('postgresql.conf', qq{
+expand_contract.batch_size = $batch_size
+expand_contract.batch_delay_ms = $batch_delay
+lc_messages = 'C'
+log_lock_waits = on
+});
+$node->start;
+
+# Poll $query until it returns $expected, for at most $secs seconds.
+sub wait_for
+{
+	my ($db, $query, $expected, $secs, $what) = @_;
+	my $deadline = time() + $secs;
+	my ($ret, $out, $err) = (0, '', '');
+	while (time() < $deadline)
+	{
+		($ret, $out, $err) = $node->psql($db, $query);
+		return 1 if $ret == 0 && $out eq $expected;
+		usleep(100_000);
+	}
+	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
+		  . ($err ne '' ? "\nstderr: $err" : ''));
+	return 0;
+}
+
+sub setup
+{
+	my ($db) = @_;
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, qq{
+	  CREATE EXTENSION expand_contract;
+	  CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, cents int,
+	                         writer text NOT NULL, nw int NOT NULL);
+	  CREATE SCHEMA aux;
+	  -- One row per write that changed a row: logical key, the row's id after it, +1/-1/0, and the
+	  -- row the write returned (the columns its version has; a delete returns the row before it).
+	  CREATE TABLE aux.ledger (id bigserial PRIMARY KEY, k bigint NOT NULL, rid bigint NOT NULL,
+	                           delta int NOT NULL, how text NOT NULL, v int NOT NULL, phase int NOT NULL,
+	                           r_owner text, r_cents int, r_amount numeric(12,2), r_label text,
+	                           r_writer text, r_nw int, at timestamptz NOT NULL DEFAULT clock_timestamp());
+	  -- The expected state of each row, both versions' columns (owner is holder).
+	  CREATE TABLE aux.model (k bigint PRIMARY KEY, id bigint NOT NULL UNIQUE, owner text NOT NULL,
+	                          cents int, amount numeric(12,2), label text, writer text NOT NULL,
+	                          nw int NOT NULL, how text NOT NULL);
+	  -- Writes whose returned row differed from the model, or that the model could not apply.
+	  CREATE TABLE aux.anomalies (ledger_id bigint, k bigint, how text, problem text);
+	  -- The test's own up and down: up(cents) = cents / 100.0, up(owner, cents) = aux.up_label(),
+	  -- down(amount) = (amount * 100)::int.  v = 1000001 means the client wrote NULL.
+	  CREATE FUNCTION aux.up_label(owner text, cents int) RETURNS text LANGUAGE sql IMMUTABLE
+	    AS \$\$ SELECT $label_up \$\$;
+	  CREATE FUNCTION aux.apply() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	  DECLARE
+	    val int := nullif(NEW.v, 1000001);
+	    n int;
+	    m aux.model;
+	  BEGIN
+	    IF NEW.how LIKE '%delete' THEN
+	      SELECT * INTO m FROM aux.model WHERE k = NEW.k;
+	    END IF;
+	    IF NEW.how = 'old_insert' OR (NEW.how = 'old_upsert' AND NEW.delta = 1) THEN
+	      INSERT INTO aux.model VALUES (NEW.k, NEW.rid, 'o' || NEW.v, val, val / 100.0,
+	                                    aux.up_label('o' || NEW.v, val), 'old', 0, NEW.how);
+	    ELSIF NEW.how = 'new_insert' OR (NEW.how = 'new_upsert' AND NEW.delta = 1) THEN
+	      INSERT INTO aux.model VALUES (NEW.k, NEW.rid, 'n' || NEW.v, (val / 100.0 * 100)::int,
+	                                    val / 100.0, 'N:' || NEW.v, 'new', 0, NEW.how);
+	    ELSIF NEW.how IN ('old_delete', 'new_delete') THEN
+	      DELETE FROM aux.model WHERE k = NEW.k AND id = NEW.rid;
+	    ELSIF NEW.how IN ('old_update', 'old_upsert') THEN
+	      UPDATE aux.model SET owner = 'o' || NEW.v, cents = val, amount = val / 100.0,
+	                           label = aux.up_label('o' || NEW.v, val), writer = 'old', nw = nw + 1, how = NEW.how
+	       WHERE k = NEW.k AND id = NEW.rid;
+	    ELSIF NEW.how IN ('old_touch', 'old_keymove') THEN
+	      -- an old-version write recomputes every new column from the old ones
+	      UPDATE aux.model SET id = NEW.rid, amount = cents / 100.0, label = aux.up_label(owner, cents),
+	                           writer = 'old', nw = nw + 1, how = NEW.how
+	       WHERE k = NEW.k;
+	    ELSIF NEW.how IN ('new_update', 'new_upsert', 'new_keymove') THEN
+	      UPDATE aux.model SET id = NEW.rid, owner = 'n' || NEW.v, amount = val / 100.0,
+	                           cents = (val / 100.0 * 100)::int, label = 'N:' || NEW.v,
+	                           writer = 'new', nw = nw + 1, how = NEW.how
+	       WHERE k = NEW.k;
+	    ELSIF NEW.how = 'new_amount' THEN
+	      UPDATE aux.model SET amount = val / 100.0, cents = (val / 100.0 * 100)::int,
+	                           writer = 'new', nw = nw + 1, how = NEW.how
+	       WHERE k = NEW.k AND id = NEW.rid;
+	    ELSIF NEW.how = 'new_holder' THEN
+	      UPDATE aux.model SET owner = 'n' || NEW.v, cents = (amount * 100)::int, writer = 'new', nw = nw + 1,
+	                           how = NEW.how
+	       WHERE k = NEW.k AND id = NEW.rid;
+	    ELSIF NEW.how IN ('new_key', 'new_touch') THEN
+	      -- a new-version write recomputes the old column from the new one, which keeps its value
+	      UPDATE aux.model SET id = NEW.rid, cents = (amount * 100)::int, writer = 'new', nw = nw + 1,
+	                           how = NEW.how
+	       WHERE k = NEW.k;
+	    ELSE
+	      RAISE EXCEPTION 'aux.apply: unknown write %', NEW.how;
+	    END IF;
+	    GET DIAGNOSTICS n = ROW_COUNT;
+	    IF n <> 1 THEN
+	      INSERT INTO aux.anomalies VALUES (NEW.id, NEW.k, NEW.how, 'model rows changed: ' || n);
+	    END IF;
+	    -- The row the write returned, against the model (a delete's: the row before it).
+	    IF NEW.how NOT LIKE '%delete' THEN
+	      SELECT * INTO m FROM aux.model WHERE k = NEW.k;
+	    END IF;
+	    IF NEW.how LIKE 'old%' THEN
+	      IF (NEW.rid, NEW.r_owner, NEW.r_cents, NEW.r_writer, NEW.r_nw)
+	         IS DISTINCT FROM (m.id, m.owner, m.cents, m.writer, m.nw) THEN
+	        INSERT INTO aux.anomalies VALUES (NEW.id, NEW.k, NEW.how, format(
+	          'returned (id, owner, cents, writer, nw) = (%s, %s, %s, %s, %s), expected (%s, %s, %s, %s, %s)',
+	          NEW.rid, NEW.r_owner, NEW.r_cents, NEW.r_writer, NEW.r_nw, m.id, m.owner, m.cents, m.writer, m.nw));
+	      END IF;
+	    ELSIF NEW.how = 'new_delete' THEN
+	      -- a row the backfill has not reached yet reads NULL in the new columns: no amount, label here
+	      IF (NEW.rid, NEW.r_owner, NEW.r_writer, NEW.r_nw) IS DISTINCT FROM (m.id, m.owner, m.writer, m.nw) THEN
+	        INSERT INTO aux.anomalies VALUES (NEW.id, NEW.k, NEW.how, format(
+	          'returned (id, holder, writer, nw) = (%s, %s, %s, %s), expected (%s, %s, %s, %s)',
+	          NEW.rid, NEW.r_owner, NEW.r_writer, NEW.r_nw, m.id, m.owner, m.writer, m.nw));
+	      END IF;
+	    ELSIF (NEW.rid, NEW.r_owner, NEW.r_amount, NEW.r_label, NEW.r_writer, NEW.r_nw)
+	          IS DISTINCT FROM (m.id, m.owner, m.amount, m.label, m.writer, m.nw) THEN
+	      INSERT INTO aux.anomalies VALUES (NEW.id, NEW.k, NEW.how, format(
+	        'returned (id, holder, amount, label, writer, nw) = (%s, %s, %s, %s, %s, %s), expected (%s, %s, %s, %s, %s, %s)',
+	        NEW.rid, NEW.r_owner, NEW.r_amount, NEW.r_label, NEW.r_writer, NEW.r_nw,
+	        m.id, m.owner, m.amount, m.label, m.writer, m.nw));
+	    END IF;
+	    RETURN NULL;
+	  END \$\$;
+	  CREATE TRIGGER apply AFTER INSERT ON aux.ledger FOR EACH ROW WHEN (NEW.how <> 'init')
+	    EXECUTE FUNCTION aux.apply();
+
+	  CREATE TEMP TABLE init AS
+	    SELECT k, CASE WHEN k % 8 = 0 THEN 1000001 ELSE (k * 7919) % 2000001 - 1000000 END::int AS v
+	      FROM generate_series(1::bigint, $nkeys) k WHERE k % 5 <> 0;
+	  INSERT INTO accounts SELECT k, 'i' || v, nullif(v, 1000001), 'init', 0 FROM init ORDER BY k;
+	  INSERT INTO aux.ledger (k, rid, delta, how, v, phase) SELECT k, k, 1, 'init', v, 0 FROM init;
+	  INSERT INTO aux.model SELECT k, k, 'i' || v, nullif(v, 1000001), nullif(v, 1000001) / 100.0,
+	                               aux.up_label('i' || v, nullif(v, 1000001)), 'init', 0, 'init' FROM init;
+	  VACUUM ANALYZE accounts;
+	});
+}
+
+# The schema's catalog, as rollback must leave it (columns, constraints, relations, indexes,
+# triggers, version schemas).
+my $catalog_query = q{
+  SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+    SELECT format('column %s.%s %s %s %s default %s', c.relname, a.attnum, a.attname,
+                  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid)) x
+      FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+     WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL SELECT format('constraint %s %s %s', conname, pg_get_constraintdef(oid), convalidated)
+      FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+    UNION ALL SELECT format('relation %s %s', relname, relkind) FROM pg_class
+     WHERE relnamespace = 'public'::regnamespace
+    UNION ALL SELECT format('index %s', pg_get_indexdef(indexrelid)) FROM pg_index
+     WHERE indrelid = 'public.accounts'::regclass
+    UNION ALL SELECT format('trigger %s', tgname) FROM pg_trigger
+     WHERE tgrelid = 'public.accounts'::regclass AND NOT tgisinternal
+    UNION ALL SELECT format('schema %s', nspname) FROM pg_namespace WHERE nspname LIKE 'public\_%') s};
+
+# Helper objects only an active migration may have.
+my $leftovers_query = q{
+  SELECT coalesce(string_agg(x, ', '), '') FROM (
+    SELECT format('column %s.%s', attrelid::regclass, attname) x FROM pg_attribute
+     WHERE attrelid = 'public.accounts'::regclass AND attname LIKE '\_ec\_%' AND NOT attisdropped
+    UNION ALL SELECT format('trigger %s', tgname) FROM pg_trigger
+     WHERE tgrelid = 'public.accounts'::regclass AND NOT tgisinternal
+    UNION ALL SELECT format('constraint %s', conname) FROM pg_constraint WHERE conname LIKE '\_ec\_%'
+    UNION ALL SELECT format('dual_write %s', relid) FROM expand_contract.dual_writes
+    UNION ALL SELECT format('active migration %s', name) FROM expand_contract.migrations WHERE NOT done) s};
+
+# Start pgbench in the background: clients of version $ver ('old' or 'new') writing for $secs s, or
+# ('vacuum') one client freezing the table every second.
+sub start_clients
+{
+	my ($db, $ver, $phase, $secs) = @_;
+	my $scripts = $ver eq 'old' ? \@old_scripts : $ver eq 'new' ? \@new_scripts : ['vacuum@1'];
+	my $h = { ver => $ver, phase => $phase, out => '', err => '', db => $db };
+	my @cmd = (
+		'pgbench', '-n', '-M', ($ver eq 'vacuum' ? 'simple' : $protocol),
+		'-c', ($ver eq 'vacuum' ? 1 : $clients), '-j', 1, '-T', $secs,
+		'-D', "nkeys=$nkeys", '-D', "nslots=$nslots", '-D', "koff=$koff", '-D', "phase=$phase",
+		'-D', 'slot0=' . ($ver eq 'old' ? 0 : $clients),
+		(map { ('-f', "$soak/$_") } map { s/@/.sql@/r } @$scripts),
+		'-h', $node->host, '-p', $node->port, $db);
+	# The new version's clients set search_path for their whole session, as an application would
+	# in its connection string.
+	local $ENV{PGOPTIONS} = $ver eq 'new' ? '-c search_path=public_v2' : '';
+	$h->{run} = IPC::Run::start(\@cmd, '>', \$h->{out}, '2>', \$h->{err});
+	$h->{started} = time();
+	return $h;
+}
+
+sub running
+{
+	my ($h) = @_;
+	return 0 if $h->{done} || !$h->{run}->pumpable;
+	eval { $h->{run}->pump_nb; };    # "process ended prematurely" when it has just exited
+	return $h->{run}->pumpable;
+}
+
+# Wait for pgbench to end and check that no client saw an error.
+sub finish_clients
+{
+	my ($h, $what) = @_;
+	$h->{run}->finish;
+	$h->{done} = 1;
+	my $rc = $h->{run}->result(0);
+	my ($n) = $h->{out} =~ /number of transactions actually processed: (\d+)/;
+	my ($failed) = $h->{out} =~ /number of failed transactions: (\d+)/;
+	my ($tps) = $h->{out} =~ /tps = ([\d.]+)/;
+	note sprintf("%s: %s transactions, %s tps, %.0f s", $what, $n // '?', $tps // '?', time() - $h->{started});
+	my $ok = is($rc, 0, "$what: pgbench exits 0");
+	$ok &&= is($failed, '0', "$what: pgbench reports 0 failed transactions");
+	$ok &&= unlike($h->{err}, qr/aborted|error/i, "$what: no client was aborted by an error");
+	$ok &&= cmp_ok($n // 0, '>', 0, "$what: clients committed transactions");
+	diag("pgbench stderr:\n$h->{err}\npgbench stdout:\n$h->{out}") unless $ok;
+}
+
+# What the ledger says each kind of write did (effective writes only), per phase.
+sub write_counts
+{
+	my ($db, $phase) = @_;
+	my %c = map { split /=/ } split /\n/, $node->safe_psql($db, qq{
+	  SELECT kind || '=' || count(*) FROM (
+	    SELECT how || CASE WHEN how LIKE '%upsert' THEN CASE delta WHEN 1 THEN '(insert)' ELSE '(update)' END
+	                       ELSE '' END AS kind
+	      FROM aux.ledger WHERE phase = $phase) s GROUP BY kind ORDER BY kind});
+	return \%c;
+}
+
+# Compare every row with its model row; $select gives the table's columns as (id, owner, cents, amount,
+# label, writer, nw) with NULL for those the version does not have, $model_cols the model's.
+sub check_model
+{
+	my ($db, $select, $model_cols, $what) = @_;
+	my $diff = qq{
+	  FROM (SELECT $model_cols, how, k FROM aux.model) m (id, owner, cents, amount, label, writer, nw, how, k)
+	  FULL JOIN ($select) r (id, owner, cents, amount, label, writer, nw) ON r.id = m.id
+	 WHERE m.id IS NULL OR r.id IS NULL
+	    OR (r.owner, r.cents, r.amount, r.label, r.writer, r.nw)
+	       IS DISTINCT FROM (m.owner, m.cents, m.amount, m.label, m.writer, m.nw)};
+	my $bad = $node->safe_psql($db, "SELECT count(*) $diff");
+	is($bad, '0', "$what: every row equals the model (expected state from the ledger) in every column")
+	  or diag("mismatching rows by last write: "
+		  . $node->safe_psql($db, qq{SELECT string_agg(how || ': ' || n, ', ')
+		       FROM (SELECT coalesce(m.how, 'row not in the model') how, count(*) n $diff GROUP BY 1) s})
+		  . "\nexamples (actual | expected | ledger of the key):\n"
+		  . $node->safe_psql($db, qq{SELECT format('%s | %s | %s', row(r.*), row(m.*),
+		         (SELECT string_agg(format('%s %s rid=%s v=%s phase=%s', l.id, l.how, l.rid, l.v, l.phase),
+		                  '; ' ORDER BY l.id) FROM aux.ledger l WHERE l.k = coalesce(m.k, r.id % $koff)))
+		       $diff ORDER BY coalesce(m.id, r.id) LIMIT 8}));
+}
+
+sub check_ledger
+{
+	my ($db, $what) = @_;
+	my ($count, $ledger, $model) = split /\|/, $node->safe_psql($db, q{
+	  SELECT (SELECT count(*) FROM public.accounts) || '|' || (SELECT sum(delta) FROM aux.ledger)
+	         || '|' || (SELECT count(*) FROM aux.model)});
+	is($count, $ledger, "$what: count(*) ($count) = what the clients committed (ledger sum $ledger)");
+	is($model, $ledger, "$what: the model has as many rows as the ledger");
+	is($node->safe_psql($db, q{SELECT count(*) FROM aux.anomalies}), '0',
+		"$what: every write returned the row the model expected (checked in the writing transaction)")
+	  or diag("keys with a wrong write, by the kind of their first wrong write: "
+		  . $node->safe_psql($db, q{SELECT string_agg(how || ': ' || n, ', ')
+		       FROM (SELECT how, count(*) n FROM (SELECT DISTINCT ON (k) * FROM aux.anomalies ORDER BY k, ledger_id) f
+		              GROUP BY how ORDER BY how) s})
+		  . "\nfirst example of each kind, with the key's earlier writes:\n"
+		  . $node->safe_psql($db, q{SELECT format('ledger %s, key %s, %s: %s; earlier: %s', a.ledger_id, a.k, a.how,
+		         a.problem, (SELECT string_agg(format('%s %s v=%s', l.id, l.how, l.v), '; ' ORDER BY l.id)
+		                       FROM aux.ledger l WHERE l.k = a.k AND l.id < a.ledger_id))
+		       FROM (SELECT DISTINCT ON (how) * FROM (SELECT DISTINCT ON (k) * FROM aux.anomalies ORDER BY k, ledger_id) f
+		              ORDER BY how, ledger_id) a}));
+}
+
+############################################################################
+# One variant: traffic of both versions over ec_start and the backfill, then the contract phase.
+############################################################################
+
+sub soak
+{
+	my ($variant) = @_;
+	my $db = "soak_$variant";
+	my $t0 = time();
+	setup($db);
+	my $initial = $node->safe_psql($db, 'SELECT count(*) FROM accounts');
+	my $catalog_before = $node->safe_psql($db, $catalog_query);
+	note "$variant: $initial rows loaded in " . sprintf('%.1f', time() - $t0) . ' s';
+
+	# Old-version clients first; ec_start under their writes; then the new version's clients.
+	my $old = start_clients($db, 'old', 1, $seconds + 2);
+	ok(wait_for($db, q{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 1}, 't', 30, 'old clients'),
+		"$variant: old-version clients are writing before ec_start");
+	is($node->safe_psql($db, "SELECT ec_start('v2', \$doc\$$migration\$doc\$)"), 'public_v2',
+		"$variant: ec_start under old-version traffic");
+	my $new = start_clients($db, 'new', 1, $seconds);
+	my $vacuumer = $vacuum ? start_clients($db, 'vacuum', 1, $seconds) : undef;
+
+	# Sample the backfill's progress and the last write each version committed (its ledger id).
+	my $sampler = $node->background_psql($db);
+	my @samples;
+	while (running($old) || running($new))
+	{
+		my $both = running($old) && running($new);
+		my $s = $sampler->query_safe(q{
+		  SELECT s.backfill_state || '|' || s.rows_done || '|' || s.batches || '|'
+		         || (SELECT coalesce(max(id), 0) FROM aux.ledger WHERE phase = 1 AND how LIKE 'old%') || '|'
+		         || (SELECT coalesce(max(id), 0) FROM aux.ledger WHERE phase = 1 AND how LIKE 'new%')
+		    FROM ec_status('public') s});
+		my %s;
+		@s{qw(state rows batches old new)} = split /\|/, $s;
+		push @samples, \%s if $both;
+		usleep(250_000);
+	}
+	$sampler->quit;
+	finish_clients($old, "$variant, old-version clients during the backfill");
+	finish_clients($new, "$variant, new-version clients during the backfill");
+	finish_clients($vacuumer, "$variant, VACUUM (FREEZE) client during the backfill") if $vacuum;
+
+	my $overlap;
+	for my $i (0 .. $#samples)
+	{
+		my $a = $samples[$i];
+		next unless $a->{state} eq 'running' && $a->{rows} > 0;
+		for my $j ($i + 1 .. $#samples)
+		{
+			my $b = $samples[$j];
+			$overlap = [ $a, $b ]
+			  if $b->{state} eq 'running' && $b->{rows} > $a->{rows}
+			  && $b->{old} > $a->{old} && $b->{new} > $a->{new};
+		}
+	}
+	note sprintf('%s: %d samples while both versions wrote; backfill states seen: %s', $variant,
+		scalar @samples, join(',', map { "$_->{state}:$_->{rows}" } @samples[0 .. ($#samples < 5 ? $#samples : 5)]));
+	ok($overlap, "$variant: the backfill was running while clients of both versions committed writes")
+	  and note sprintf('  between samples: rows_done %d -> %d, last old-version write %d -> %d, new %d -> %d',
+		$overlap->[0]{rows}, $overlap->[1]{rows}, $overlap->[0]{old}, $overlap->[1]{old},
+		$overlap->[0]{new}, $overlap->[1]{new});
+
+	ok(wait_for($db, q{SELECT backfill_state FROM ec_status('public')}, 'done', 60 + 2 * $seconds,
+			'the backfill'),
+		"$variant: the backfill finishes");
+	my ($rows_done, $batches) = split /\|/,
+	  $node->safe_psql($db, q{SELECT rows_done || '|' || batches FROM ec_status('public')});
+	note "$variant: backfill filled $rows_done rows in $batches batches";
+	cmp_ok($batches, '>', 1, "$variant: the backfill took several batches");
+	cmp_ok($rows_done, '<=', $initial, "$variant: the backfill filled no more than the rows present at start");
+
+	############################################################################
+	# Traffic stopped, before the contract phase: every row right, the count right.
+	############################################################################
+
+	check_ledger($db, "$variant, before contract");
+	check_model($db, q{SELECT b.id, b.owner, b.cents, n.amount, n.label, b.writer, b.nw
+	                     FROM public.accounts b JOIN public_v2.accounts n USING (id)},
+		'id, owner, cents, amount, label, writer, nw', "$variant, before contract");
+	is($node->safe_psql($db, q{SELECT count(*) FROM public.accounts b JOIN public_v2.accounts n USING (id)
+	                          WHERE n.holder IS DISTINCT FROM b.owner
+	                             OR n.amount IS DISTINCT FROM b.cents / 100.0
+	                             OR b.cents IS DISTINCT FROM (n.amount * 100)::int}),
+		'0', "$variant: every row has holder = owner and amount = up(cents) (and cents = down(amount))");
+	is($node->safe_psql($db, q{SELECT count(*) FROM public.accounts b JOIN public_v2.accounts n USING (id)
+	                          WHERE b.writer IN ('init', 'old') AND n.label IS DISTINCT FROM aux.up_label(b.owner, b.cents)}),
+		'0', "$variant: every row last written through the old version (or never) has label = up(owner, cents)");
+	is($node->safe_psql($db, q{SELECT count(*) FROM public.accounts b FULL JOIN public_v2.accounts n USING (id)
+	                          WHERE b.id IS NULL OR n.id IS NULL}),
+		'0', "$variant: both versions show the same rows");
+
+	my $w = write_counts($db, 1);
+	note "$variant: effective writes during the backfill: " . join(', ', map { "$_ $w->{$_}" } sort keys %$w);
+	my @kinds = ((map { s/@.*//r } @old_scripts, @new_scripts),
+		qw(old_upsert(insert) old_upsert(update) new_upsert(insert) new_upsert(update)));
+	my @missing = grep { !/_upsert$/ && !$w->{$_} } @kinds;
+	is("@missing", '', "$variant: every kind of write took effect at least once during the backfill");
+
+	$node->safe_psql($db, q{
+	  CREATE TABLE aux.snap_new AS SELECT id, holder, amount, label, writer, nw FROM public_v2.accounts;
+	  CREATE TABLE aux.snap_old AS SELECT id, owner, cents, writer, nw FROM public.accounts;
+	});
+
+	############################################################################
+	# Contract phase under the traffic of the version that stays.
+	############################################################################
+
+	my $ver = $variant eq 'complete' ? 'new' : 'old';
+	my $clients3 = start_clients($db, $ver, 3, $contract_seconds);
+	ok(wait_for($db, q{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 3}, 't', 30, "$ver clients"),
+		"$variant: $ver-version clients are writing before ec_$variant");
+	my $c0 = time();
+	my ($ret, $out, $err) = $node->psql($db, "SELECT ec_$variant()", timeout => 60 + $contract_seconds);
+	my $took = time() - $c0;
+	is($ret, 0, "$variant: ec_$variant succeeds while $ver-version clients write") or diag($err);
+	note sprintf('%s: ec_%s took %.2f s', $variant, $variant, $took);
+	my $after = $node->safe_psql($db, 'SELECT coalesce(max(id), 0) FROM aux.ledger');
+	my $kept_on = wait_for($db, qq{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 3 AND id > $after},
+		't', 30, "$ver writes after ec_$variant");
+	finish_clients($clients3, "$variant, $ver-version clients around ec_$variant");
+	ok($kept_on, "$variant: $ver-version clients committed writes after ec_$variant returned");
+	$w = write_counts($db, 3);
+	note "$variant: effective writes around ec_$variant: " . join(', ', map { "$_ $w->{$_}" } sort keys %$w);
+
+	############################################################################
+	# After the contract phase.
+	############################################################################
+
+	check_ledger($db, "$variant, after ec_$variant");
+	is($node->safe_psql($db, $leftovers_query), '', "$variant: no helper object left");
+	if ($variant eq 'complete')
+	{
+		is( $node->safe_psql($db, q{
+			  SELECT string_agg(format('%s %s%s', attname, format_type(atttypid, atttypmod),
+			                           CASE WHEN attnotnull THEN ' not null' ELSE '' END), ', ' ORDER BY attnum)
+			    FROM pg_attribute WHERE attrelid = 'public.accounts'::regclass AND attnum > 0 AND NOT attisdropped}),
+			'id bigint not null, holder text not null, writer text not null, nw integer not null, '
+			  . 'amount numeric(12,2), label text' . ($not_null ? ' not null' : ''),
+			'complete: the table has its final shape');
+		is($node->safe_psql($db, q{SELECT phase FROM ec_status('public')}), 'complete',
+			'complete: ec_status shows the migration complete');
+		is($node->safe_psql($db, q{SELECT (SELECT count(*) FROM public_v2.accounts) = (SELECT count(*) FROM public.accounts)}),
+			't', 'complete: the version schema still serves the table');
+		check_model($db, q{SELECT id, holder, NULL::int, amount, label, writer, nw FROM public.accounts},
+			'id, owner, NULL::int, amount, label, writer, nw', 'complete, after ec_complete');
+		is( $node->safe_psql($db, q{
+			  WITH untouched AS (SELECT * FROM public.accounts t WHERE NOT EXISTS
+			           (SELECT FROM aux.ledger l WHERE l.phase = 3 AND l.k = t.id % } . $koff . q{)),
+			       snap AS (SELECT * FROM aux.snap_new s WHERE NOT EXISTS
+			           (SELECT FROM aux.ledger l WHERE l.phase = 3 AND l.k = s.id % } . $koff . q{))
+			  SELECT count(*) FROM ((SELECT id, holder, amount, label, writer, nw FROM untouched EXCEPT ALL
+			                         SELECT * FROM snap)
+			                        UNION ALL (SELECT * FROM snap EXCEPT ALL
+			                         SELECT id, holder, amount, label, writer, nw FROM untouched)) d}),
+			'0', 'complete: rows not written around ec_complete equal the new version before it');
+	}
+	else
+	{
+		is($node->safe_psql($db, $catalog_query), $catalog_before,
+			'rollback: the schema\'s catalog is exactly as before ec_start');
+		check_model($db, q{SELECT id, owner, cents, NULL::numeric, NULL, writer, nw FROM public.accounts},
+			'id, owner, cents, NULL::numeric, NULL, writer, nw', 'rollback, after ec_rollback');
+		is( $node->safe_psql($db, q{
+			  WITH untouched AS (SELECT * FROM public.accounts t WHERE NOT EXISTS
+			           (SELECT FROM aux.ledger l WHERE l.phase = 3 AND l.k = t.id % } . $koff . q{)),
+			       snap AS (SELECT * FROM aux.snap_old s WHERE NOT EXISTS
+			           (SELECT FROM aux.ledger l WHERE l.phase = 3 AND l.k = s.id % } . $koff . q{))
+			  SELECT count(*) FROM ((SELECT * FROM untouched EXCEPT ALL SELECT * FROM snap)
+			                        UNION ALL (SELECT * FROM snap EXCEPT ALL SELECT * FROM untouched)) d}),
+			'0', 'rollback: rows not written around ec_rollback equal the old version before it');
+	}
+	note sprintf('%s: %.0f s', $variant, time() - $t0);
+}
+
+soak($_) for @variants;
+
+$node->stop;
+done_testing();
