@@ -8,6 +8,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use ECTest;
 use Time::HiRes qw(time usleep);
 use IPC::Run;
 
@@ -20,24 +22,6 @@ expand_contract.batch_delay_ms = 50
 max_parallel_workers_per_gather = 0
 });
 $node->start;
-
-# Poll $query until it returns $expected, for at most $secs seconds (short, so a broken backfill
-# fails the test quickly instead of after the framework's 180 s).
-sub wait_for
-{
-	my ($db, $query, $expected, $secs, $what) = @_;
-	my $deadline = time() + $secs;
-	my ($ret, $out, $err) = (0, '', '');
-	while (time() < $deadline)
-	{
-		($ret, $out, $err) = $node->psql($db, $query);
-		return 1 if $ret == 0 && $out eq $expected;
-		usleep(100_000);
-	}
-	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
-		  . ($err ne '' ? "\nstderr: $err" : ''));
-	return 0;
-}
 
 sub status
 {
@@ -73,7 +57,7 @@ is( $node->safe_psql('postgres',
 $mig->query_safe('COMMIT');
 $mig->quit;
 
-ok( wait_for('postgres',
+ok( wait_for($node, 'postgres',
 		q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'},
 		't', 10, 'the backfill worker'),
 	'a backfill worker appears in pg_stat_activity after ec_start commits');
@@ -90,10 +74,10 @@ like($w_query // '', qr/orders/, 'the worker\'s query in pg_stat_activity names 
 # Progress grows; writers start (old-version inserts, new-version updates).
 ############################################################################
 
-ok(wait_for('postgres', q{SELECT batches > 0 FROM ec_status('public')}, 't', 10, 'first batch'),
+ok(wait_for($node, 'postgres', q{SELECT batches > 0 FROM ec_status('public')}, 't', 10, 'first batch'),
 	'ec_status shows batches after the worker started');
 my ($rows1) = status('public', 'rows_done');
-ok(wait_for('postgres', qq{SELECT rows_done > $rows1 FROM ec_status('public')}, 't', 10, 'more rows'),
+ok(wait_for($node, 'postgres', qq{SELECT rows_done > $rows1 FROM ec_status('public')}, 't', 10, 'more rows'),
 	"rows_done increases (was $rows1)");
 
 # Constant writers for the rest of the backfill: one inserting through the old version, one updating
@@ -166,7 +150,7 @@ like($conf, qr/"batch_size":\s*10000/, 'ec_configure returns the migration\'s se
 
 $node->safe_psql('postgres', q{SELECT ec_resume('public')});
 isnt(status('public', 'backfill_state'), 'paused', 'ec_status no longer shows paused after ec_resume');
-ok(wait_for('postgres', q{SELECT backfill_state FROM ec_status('public')}, 'done', 40, 'backfill done'),
+ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('public')}, 'done', 40, 'backfill done'),
 	'the backfill terminates while clients write constantly');
 $inserter->pump_nb;
 $updater->pump_nb;
@@ -230,7 +214,7 @@ $node->safe_psql('postgres', q{
     "name": "amount", "type": "numeric(12,2)", "up": "100000 / (cents - 500)",
     "down": "(amount * 100)::int"}}]}', 'bad');
 });
-ok(wait_for('postgres', q{SELECT backfill_state FROM ec_status('bad')}, 'failed', 30, 'failed backfill'),
+ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('bad')}, 'failed', 30, 'failed backfill'),
 	'a failing up puts the backfill in state failed');
 my $detail = status('bad', 'detail');
 note "detail: $detail";
@@ -249,7 +233,7 @@ is(status('bad', 'phase'), 'active', 'the migration is still active after the re
 # Fix the row through the old version: the trigger computes its new column.
 $node->safe_psql('postgres', q{UPDATE bad.items SET cents = 600 WHERE id = 31337});
 $node->safe_psql('postgres', q{SELECT ec_resume('bad')});
-ok(wait_for('postgres', q{SELECT backfill_state FROM ec_status('bad')}, 'done', 30, 'resumed backfill'),
+ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('bad')}, 'done', 30, 'resumed backfill'),
 	'ec_resume retries the failed backfill and it completes');
 is( $node->safe_psql('postgres', q{
 	  SELECT count(*) FROM bad.items o JOIN bad_b1.items n USING (id)
@@ -274,7 +258,7 @@ $node->safe_psql('postgres', q{
     "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0",
     "down": "(amount * 100)::int"}}]}', 'nopk');
 });
-ok(wait_for('postgres', q{SELECT backfill_state FROM ec_status('nopk')}, 'done', 30, 'no-PK backfill'),
+ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('nopk')}, 'done', 30, 'no-PK backfill'),
 	'a table without a primary key is backfilled by the worker');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM nopk_n1.events WHERE amount IS DISTINCT FROM k / 100.0}),
 	'0', 'every row of the table without a primary key has up(old)');
@@ -304,7 +288,7 @@ $node->safe_psql('postgres', q{
     "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0",
     "down": "(amount * 100)::int"}}]}', 'own');
 });
-ok(wait_for('postgres', q{SELECT backfill_state FROM ec_status('own')}, 'done', 15, 'NOLOGIN owner backfill'),
+ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('own')}, 'done', 15, 'NOLOGIN owner backfill'),
 	'a migration started under SET ROLE to a NOLOGIN role is backfilled')
   or diag('server log: ' . join('', grep { /FATAL|ERROR/ }
 		  split /^/, slurp_file($node->logfile, $log_offset)) =~ s/(.{0,600}).*/$1/sr);

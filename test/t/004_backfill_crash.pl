@@ -8,28 +8,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use ECTest;
 use Time::HiRes qw(time usleep);
 
 my $nrows = 150000;
 my $migration = q{'{"operations": [{"alter_column": {"table": "orders", "column": "cents",
     "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}]}'};
-
-# Poll $query until it returns $expected, for at most $secs seconds.
-sub wait_for
-{
-	my ($node, $query, $expected, $secs, $what) = @_;
-	my $deadline = time() + $secs;
-	my ($ret, $out, $err) = (0, '', '');
-	while (time() < $deadline)
-	{
-		($ret, $out, $err) = $node->psql('postgres', $query);
-		return 1 if $ret == 0 && $out eq $expected;
-		usleep(100_000);
-	}
-	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
-		  . ($err ne '' ? "\nstderr: $err" : ''));
-	return 0;
-}
 
 # The backfill task's progress, read from the table (no function call: that could start a worker).
 my $task_from = q{FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
@@ -67,7 +52,7 @@ sub setup
 sub progress_past
 {
 	my ($node, $blocks, $what) = @_;
-	ok(wait_for($node, qq{SELECT next_block >= $blocks $task_from}, 't', 30, "progress past block $blocks"),
+	ok(wait_for($node, 'postgres', qq{SELECT next_block >= $blocks $task_from}, 't', 30, "progress past block $blocks"),
 		"$what: the backfill got past block $blocks");
 	return task($node);
 }
@@ -88,7 +73,7 @@ sub check_resumed
 sub check_continues
 {
 	my ($node, $at_restart, $what) = @_;
-	ok( wait_for($node, qq{SELECT batches > $at_restart->{batches} $task_from}, 't', 20,
+	ok( wait_for($node, 'postgres', qq{SELECT batches > $at_restart->{batches} $task_from}, 't', 20,
 			"$what: a batch after the restart"),
 		"$what: the backfill makes progress again");
 	my $now = task($node);
@@ -130,7 +115,7 @@ ok($pid =~ /^\d+$/, "the worker is running (pid $pid)");
 $before = task($node);
 kill 'KILL', $pid;
 # The postmaster treats this as a crash: every backend is terminated and shared memory reinitialised.
-ok(wait_for($node, 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
+ok(wait_for($node, 'postgres', 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
 ok($node->log_contains(qr/terminated by signal 9/), 'the server log shows the killed worker');
 my $at_restart = check_resumed($node, $before, 'kill -9');
 usleep(1_000_000);
@@ -151,7 +136,7 @@ $at_restart = check_resumed($node, $before, 'fast shutdown');
 $node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
 check_continues($node, $at_restart, 'fast shutdown') if $at_restart;
 
-ok(wait_for($node, q{SELECT backfill_state FROM ec_status()}, 'done', 40, 'backfill done'),
+ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status()}, 'done', 40, 'backfill done'),
 	'(a) the backfill completes after the interruptions');
 check_result($node, '(a)');
 $node->safe_psql('postgres', q{SELECT ec_complete()});
@@ -172,7 +157,7 @@ expand_contract.batch_delay_ms = 50
 restart_after_crash = on
 });
 $node->start;
-ok(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract launcher'},
+ok(wait_for($node, 'postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract launcher'},
 		'1', 10, 'launcher'),
 	'the launcher runs at server start');
 setup($node);
@@ -183,7 +168,7 @@ $pid = worker_pid($node);
 ok($pid =~ /^\d+$/, "the worker is running (pid $pid)");
 $before = task($node);
 kill 'KILL', $pid;
-ok(wait_for($node, 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
+ok(wait_for($node, 'postgres', 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
 $at_restart = check_resumed($node, $before, 'preload kill -9');
 check_continues($node, $at_restart, 'preload kill -9') if $at_restart;
 
@@ -195,10 +180,10 @@ $node->start;
 $at_restart = check_resumed($node, $before, 'preload crash');
 check_continues($node, $at_restart, 'preload crash') if $at_restart;
 
-ok(wait_for($node, qq{SELECT t.state $task_from}, 'done', 40, 'backfill done'),
+ok(wait_for($node, 'postgres', qq{SELECT t.state $task_from}, 'done', 40, 'backfill done'),
 	'(b) the backfill completes without any function call');
 check_result($node, '(b)');
-ok(wait_for($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'},
+ok(wait_for($node, 'postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'},
 		'0', 10, 'worker exit'),
 	'(b) the worker exits when its work is done');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract launcher'}),

@@ -7,27 +7,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use ECTest;
 use Time::HiRes qw(time usleep);
 
 my $migration = q{'{"operations": [{"alter_column": {"table": "orders", "column": "cents",
     "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}]}'};
-
-# Poll $query in $db until it returns $expected, for at most $secs seconds.
-sub wait_for
-{
-	my ($node, $db, $query, $expected, $secs, $what) = @_;
-	my $deadline = time() + $secs;
-	my ($ret, $out, $err) = (0, '', '');
-	while (time() < $deadline)
-	{
-		($ret, $out, $err) = $node->psql($db, $query);
-		return 1 if $ret == 0 && $out eq $expected;
-		usleep(100_000);
-	}
-	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
-		  . ($err ne '' ? "\nstderr: $err" : ''));
-	return 0;
-}
 
 sub setup_db
 {

@@ -24,6 +24,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use ECTest;
 use Time::HiRes qw(time usleep);
 
 my $seed = $ENV{EC_CRASH_SEED} // (int(time() * 1000) ^ $$) % 1_000_000_000;
@@ -60,23 +62,6 @@ EOF
 ############################################################################
 # Helpers
 ############################################################################
-
-# Poll $query until it returns $expected, for at most $secs seconds.
-sub wait_for
-{
-	my ($node, $query, $expected, $secs, $what) = @_;
-	my $deadline = time() + $secs;
-	my ($ret, $out, $err) = (0, '', '');
-	while (time() < $deadline)
-	{
-		($ret, $out, $err) = $node->psql('postgres', $query);
-		return 1 if $ret == 0 && $out eq $expected;
-		usleep(100_000);
-	}
-	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
-		  . ($err ne '' ? "\nstderr: $err" : ''));
-	return 0;
-}
 
 # psql running a script in the background; bg_finish returns (exit code, stdout, stderr).
 my $jobs = 0;
@@ -444,7 +429,7 @@ sub drive_on
 {
 	my ($node, $s, $acked, $what, $exact_rows_done) = @_;
 	q1($node, "SELECT count(*) FROM ec_status('$s')");
-	ok(wait_for($node, "SELECT count(*) FROM ec_status('$s') WHERE backfill_state <> 'done'", '0', 180,
+	ok(wait_for($node, 'postgres', "SELECT count(*) FROM ec_status('$s') WHERE backfill_state <> 'done'", '0', 180,
 			"$what: backfill done"),
 		"$what: the backfill resumes and finishes");
 	if ($exact_rows_done)
@@ -481,7 +466,7 @@ sub lock_holder
 	my $t = (qw(t1 t2 t3 t4))[ int(rand(4)) ];
 	my $hold = sprintf('%.2f', 0.3 + rand(1.5));
 	my $job = bg_psql($node, "BEGIN;\nLOCK TABLE $s.$t IN ACCESS SHARE MODE;\nSELECT pg_sleep($hold);\nCOMMIT;\n");
-	wait_for($node, qq{SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	wait_for($node, 'postgres', qq{SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
 	    WHERE c.relname = '$t' AND c.relnamespace = '$s'::regnamespace AND l.granted}, 't', 30, 'lock holder')
 	  or die 'the lock holder did not get its lock';
 	return ($job, $hold, $t);
@@ -636,7 +621,7 @@ for my $i (1 .. $iterations)
 	if ($pending)
 	{
 		# Only wait for the unique index: ec_complete refuses to wait while it is built.
-		ok(wait_for($node, qq{SELECT state FROM expand_contract.tasks t JOIN expand_contract.migrations m
+		ok(wait_for($node, 'postgres', qq{SELECT state FROM expand_contract.tasks t JOIN expand_contract.migrations m
 		      ON m.id = t.migration_id WHERE m.schema_name = '$s' AND t.seq = 1}, 'done', 60, 'unique index'),
 			"$what: the worker built the unique index");
 	}
@@ -700,7 +685,7 @@ for my $i (1 .. $iterations)
 	    "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}]}', '$s');
 	  SELECT ec_configure('$s', '{"batch_size": 100, "batch_delay_ms": 0}');
 	  COMMIT;});
-	ok(wait_for($node, "SELECT batches >= 10 FROM ec_status('$s')", 't', 60, 'some batches'),
+	ok(wait_for($node, 'postgres', "SELECT batches >= 10 FROM ec_status('$s')", 't', 60, 'some batches'),
 		"$what: the backfill is under way");
 	my $pid = q1($node, q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'});
 	like($pid, qr/^\d+$/, "$what: the worker runs (pid $pid)");

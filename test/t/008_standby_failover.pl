@@ -10,24 +10,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use ECTest;
 use Time::HiRes qw(time usleep);
-
-# Poll $query until it returns $expected, for at most $secs seconds.
-sub wait_for
-{
-	my ($node, $query, $expected, $secs, $what) = @_;
-	my $deadline = time() + $secs;
-	my ($ret, $out, $err) = (0, '', '');
-	while (time() < $deadline)
-	{
-		($ret, $out, $err) = $node->psql('postgres', $query);
-		return 1 if $ret == 0 && $out eq $expected;
-		usleep(100_000);
-	}
-	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
-		  . ($err ne '' ? "\nstderr: $err" : ''));
-	return 0;
-}
 
 # Wait until the standby has replayed everything committed on the primary.  The worker commits
 # asynchronously: pg_current_wal_lsn() (wait_for_catchup's target) may not cover its last commits
@@ -217,7 +202,7 @@ q1($primary, q{
   SELECT ec_configure('public', '{"batch_size": 100, "batch_delay_ms": 200}');
   COMMIT;
 });
-ok(wait_for($primary, q{SELECT backfill_state FROM ec_status()}, 'running', 60, 'v2 backfill under way'),
+ok(wait_for($primary, 'postgres', q{SELECT backfill_state FROM ec_status()}, 'running', 60, 'v2 backfill under way'),
 	'v2: the backfill runs on the primary');
 catchup($primary, $standby);
 # (Read from the table: ec_status() would try to start a worker, see below.)
@@ -249,7 +234,7 @@ fails_on_standby($standby, q{SET statement_timeout = '5s'; CALL ec_wait('public'
 
 # Pause the backfill half-way, then write through both versions.
 q1($primary, q{SELECT ec_pause()});
-ok(wait_for($primary, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'},
+ok(wait_for($primary, 'postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'},
 		'0', 30, 'worker exit'),
 	'v2: the worker exits when paused');
 my $v2_done_at_pause = q1($primary, q{SELECT rows_done FROM ec_status()});
@@ -289,7 +274,7 @@ is(q1($standby, q{SELECT phase || ' ' || backfill_state FROM ec_status()}), 'act
 	'promoted: v2 active, its backfill paused');
 q1($standby, q{SELECT ec_configure('public', '{"batch_delay_ms": null}')});
 q1($standby, q{SELECT ec_resume()});
-ok(wait_for($standby, q{SELECT backfill_state FROM ec_status()}, 'done', 120, 'backfill on the promoted node'),
+ok(wait_for($standby, 'postgres', q{SELECT backfill_state FROM ec_status()}, 'done', 120, 'backfill on the promoted node'),
 	'promoted: the backfill goes on and finishes');
 # Rows 30 and 31, written through the versions while paused, are the trigger's if the backfill had
 # not reached them; every other row that predates v2 is filled once, before or after the failover.
@@ -365,7 +350,7 @@ q1($primary2, q{
   UPDATE items SET quantity = 100 WHERE id = 6;
   DELETE FROM items WHERE id = 7;
 });
-ok(wait_for($primary2, q{SELECT rows_done > 0 AND backfill_state = 'running' FROM ec_status()}, 't', 60,
+ok(wait_for($primary2, 'postgres', q{SELECT rows_done > 0 AND backfill_state = 'running' FROM ec_status()}, 't', 60,
 		'r1 backfill under way'),
 	'r1: the backfill runs on the primary');
 catchup($primary2, $standby2);
@@ -377,7 +362,7 @@ $standby2->promote;
 ok($standby2->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'), 'the second standby is promoted');
 is(q1($standby2, q{SELECT backfill_state FROM ec_status()}), 'running',
 	'promoted: r1 active, its backfill unfinished');
-ok(wait_for($standby2, qq{SELECT rows_done > $done_before FROM ec_status()}, 't', 60, 'progress after failover'),
+ok(wait_for($standby2, 'postgres', qq{SELECT rows_done > $done_before FROM ec_status()}, 't', 60, 'progress after failover'),
 	'promoted: ec_status() relaunched the worker, the backfill goes on');
 is(q1($standby2, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'}), '1',
 	'promoted: one worker runs');

@@ -60,6 +60,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use ECTest;
 use Time::HiRes qw(time usleep);
 use File::Basename qw(dirname);
 use IPC::Run;
@@ -110,23 +112,6 @@ lc_messages = 'C'
 log_lock_waits = on
 });
 $node->start;
-
-# Poll $query until it returns $expected, for at most $secs seconds.
-sub wait_for
-{
-	my ($db, $query, $expected, $secs, $what) = @_;
-	my $deadline = time() + $secs;
-	my ($ret, $out, $err) = (0, '', '');
-	while (time() < $deadline)
-	{
-		($ret, $out, $err) = $node->psql($db, $query);
-		return 1 if $ret == 0 && $out eq $expected;
-		usleep(100_000);
-	}
-	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
-		  . ($err ne '' ? "\nstderr: $err" : ''));
-	return 0;
-}
 
 sub setup
 {
@@ -396,7 +381,7 @@ sub soak
 
 	# Old-version clients first; ec_start under their writes; then the new version's clients.
 	my $old = start_clients($db, 'old', 1, $seconds + 2);
-	ok(wait_for($db, q{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 1}, 't', 30, 'old clients'),
+	ok(wait_for($node, $db, q{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 1}, 't', 30, 'old clients'),
 		"$variant: old-version clients are writing before ec_start");
 	is($node->safe_psql($db, "SELECT ec_start('v2', \$doc\$$migration\$doc\$)"), 'public_v2',
 		"$variant: ec_start under old-version traffic");
@@ -444,7 +429,7 @@ sub soak
 		$overlap->[0]{rows}, $overlap->[1]{rows}, $overlap->[0]{old}, $overlap->[1]{old},
 		$overlap->[0]{new}, $overlap->[1]{new});
 
-	ok(wait_for($db, q{SELECT backfill_state FROM ec_status('public')}, 'done', 60 + 2 * $seconds,
+	ok(wait_for($node, $db, q{SELECT backfill_state FROM ec_status('public')}, 'done', 60 + 2 * $seconds,
 			'the backfill'),
 		"$variant: the backfill finishes");
 	my ($rows_done, $batches) = split /\|/,
@@ -491,7 +476,7 @@ sub soak
 
 	my $ver = $variant eq 'complete' ? 'new' : 'old';
 	my $clients3 = start_clients($db, $ver, 3, $contract_seconds);
-	ok(wait_for($db, q{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 3}, 't', 30, "$ver clients"),
+	ok(wait_for($node, $db, q{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 3}, 't', 30, "$ver clients"),
 		"$variant: $ver-version clients are writing before ec_$variant");
 	my $c0 = time();
 	my ($ret, $out, $err) = $node->psql($db, "SELECT ec_$variant()", timeout => 60 + $contract_seconds);
@@ -499,7 +484,7 @@ sub soak
 	is($ret, 0, "$variant: ec_$variant succeeds while $ver-version clients write") or diag($err);
 	note sprintf('%s: ec_%s took %.2f s', $variant, $variant, $took);
 	my $after = $node->safe_psql($db, 'SELECT coalesce(max(id), 0) FROM aux.ledger');
-	my $kept_on = wait_for($db, qq{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 3 AND id > $after},
+	my $kept_on = wait_for($node, $db, qq{SELECT count(*) > 0 FROM aux.ledger WHERE phase = 3 AND id > $after},
 		't', 30, "$ver writes after ec_$variant");
 	finish_clients($clients3, "$variant, $ver-version clients around ec_$variant");
 	ok($kept_on, "$variant: $ver-version clients committed writes after ec_$variant returned");
