@@ -206,11 +206,35 @@ SELECT count(*) AS hijacked_calls FROM public.hijacked;
 SELECT count(*) FILTER (WHERE amount = id / 100.0 AND tag = upper(full_name)) AS consistent, count(*)
   FROM public.accounts WHERE id <= 50;
 
+-- 7. The role that ran a schema's migrations is dropped (after REASSIGN OWNED): the history keeps its
+-- name, later migrations start as usual, and only a superuser may finish one it left active.
+CREATE ROLE regress_ec_gone LOGIN;
+DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO regress_ec_gone', current_database()); END $$;
+CREATE SCHEMA depot AUTHORIZATION regress_ec_gone;
+SET ROLE regress_ec_gone;
+CREATE TABLE depot.bins (id int PRIMARY KEY, label text);
+SELECT ec_start('d1', '{"operations": [{"rename_column": {"table": "bins", "from": "label", "to": "tag"}}]}', 'depot');
+SELECT ec_complete('depot');
+SELECT ec_start('d2', '{"operations": [{"rename_column": {"table": "bins", "from": "tag", "to": "name"}}]}', 'depot');
+RESET ROLE;
+REASSIGN OWNED BY regress_ec_gone TO regress_ec_owner;
+DROP OWNED BY regress_ec_gone;
+DROP ROLE regress_ec_gone;
+SET ROLE regress_ec_owner;
+SELECT ec_rollback('depot');
+RESET ROLE;
+SELECT ec_rollback('depot');
+SET ROLE regress_ec_owner;
+SELECT ec_start('d3', '{"operations": [{"rename_column": {"table": "bins", "from": "tag", "to": "name"}}]}', 'depot');
+SELECT ec_complete('depot');
+RESET ROLE;
+SELECT name, started_by, done FROM expand_contract.migrations WHERE schema_name = 'depot' ORDER BY id;
+
 -- Clean up the roles (the regression database is shared by the suite).
 SET client_min_messages = warning;
-DROP SCHEMA IF EXISTS shop, shop_v2, public_h1 CASCADE;
+DROP SCHEMA IF EXISTS shop, shop_v2, public_h1, depot, depot_d1, depot_d3 CASCADE;
 DROP TABLE public.accounts, public.private_notes, public.hijacked;
-DELETE FROM expand_contract.migrations WHERE schema_name IN ('shop', 'public');
+DELETE FROM expand_contract.migrations WHERE schema_name IN ('shop', 'public', 'depot');
 REVOKE USAGE ON SCHEMA ec_test FROM PUBLIC;
 DROP OWNED BY regress_ec_mallory, regress_ec_member, regress_ec_other, regress_ec_reader, regress_ec_colreader,
   regress_ec_owner;

@@ -18,9 +18,6 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
-#include "storage/proc.h"
-#include "storage/procarray.h"
-#include "storage/standby.h"
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -80,55 +77,6 @@ check_owns_tables(Oid nspid, List *operations)
 		if (OidIsValid(relid) && !ec_class_ownercheck(relid, GetUserId()))
 			aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)), name);
 	}
-}
-
-/*
- * The backfill's horizon, taken once the tables are locked.  Every transaction that wrote them
- * without the dual-write trigger held a lock that we have now waited for, so its xid is below the
- * next xid to be assigned, which is the horizon; every later writer goes through the trigger.  So do
- * the transactions in progress now (returned in *in_progress, with their subtransactions): they
- * cannot have written the tables yet, but may later, through the trigger, with xids below the
- * horizon.  The backfill fills the rows whose xmin is below the horizon and not in that list, and
- * nothing else.  Our own xid is taken first, so that rows written by this start's "sql"
- * operations count as ones to fill.
- */
-static TransactionId
-write_horizon(EcXidList *in_progress)
-{
-	RunningTransactions running;
-	TransactionId horizon;
-	TransactionId overflowed = InvalidTransactionId;
-
-	(void) GetTopTransactionId();
-	/* Returns with ProcArrayLock and XidGenLock held: nothing starts or ends meanwhile. */
-	running = GetRunningTransactionData();
-	horizon = running->nextXid;
-	in_progress->xids = palloc(sizeof(TransactionId) * (running->xcnt + 1));
-	in_progress->n = 0;
-	for (int i = 0; i < running->xcnt; i++)
-		if (!TransactionIdIsCurrentTransactionId(running->xids[i]))
-			in_progress->xids[in_progress->n++] = running->xids[i];
-	/* A transaction with more subtransactions than PGPROC caches is listed without them. */
-	for (int i = 0; i < ProcGlobal->allProcCount; i++)
-	{
-		PGPROC	   *proc = &ProcGlobal->allProcs[i];
-
-		if (TransactionIdIsValid(proc->xid) && proc->subxidStatus.overflowed &&
-			proc != MyProc)
-			overflowed = proc->xid;
-	}
-	LWLockRelease(XidGenLock);
-	LWLockRelease(ProcArrayLock);
-
-	if (TransactionIdIsValid(overflowed))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("cannot start a migration while transaction %u has more than %d subtransactions",
-						overflowed, PGPROC_MAX_CACHED_SUBXIDS),
-				 errdetail("The backfill must know every transaction in progress when the migration "
-						   "starts."),
-				 errhint("Retry once that transaction has ended.")));
-	return horizon;
 }
 
 typedef struct OperationContext
@@ -258,7 +206,7 @@ ec_start(PG_FUNCTION_ARGS)
 	relids = ec_relations_to_lock(nspid, migration->operations, &modes);
 	ec_lock_with_retry(relids, modes);
 
-	trigger_xid = write_horizon(&in_progress);
+	trigger_xid = ec_write_horizon(&in_progress);
 
 	memset(&cxt, 0, sizeof(cxt));
 	cxt.migration_name = name;

@@ -53,7 +53,7 @@ update_migration(const char *set, int64 id)
 	Datum		values[1] = {Int64GetDatum(id)};
 
 	(void) ec_state_spi(psprintf("UPDATE " EC_STATE_SCHEMA ".migrations SET %s WHERE id = $1", set),
-				        1, types, values, NULL, SPI_OK_UPDATE);
+						1, types, values, NULL, SPI_OK_UPDATE);
 }
 
 Datum
@@ -81,9 +81,9 @@ ec_resume(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(m->id);
 	update_migration("paused = false", m->id);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
-				        " last_error = NULL, error_row = NULL"
-				        " WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
-				        1, types, values, NULL, SPI_OK_UPDATE);
+						" last_error = NULL, error_row = NULL"
+						" WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
+						1, types, values, NULL, SPI_OK_UPDATE);
 	/* A worker that stopped on a failure is gone; a paused one notices by itself. */
 	ec_launch_after_commit(m->id);
 	SPI_finish();
@@ -158,9 +158,9 @@ ec_configure(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(m->id);
 	values[1] = JsonbPGetDatum(settings);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations"
-				        " SET settings = pg_catalog.jsonb_strip_nulls(settings || $2)"
-				        " WHERE id = $1 RETURNING settings",
-				        2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+						" SET settings = pg_catalog.jsonb_strip_nulls(settings || $2)"
+						" WHERE id = $1 RETURNING settings",
+						2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
 	result = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											 &isnull), false, -1);
 	SPI_finish();

@@ -12,6 +12,7 @@
  *	  views.c		the version schema of views
  *	  sqlbuild.c	every piece of SQL text the extension builds, and running it
  *	  state.c		the extension's own tables: history, dual-write plans, backfill work
+ *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger and its per-relation cache
  */
 #ifndef EXPAND_CONTRACT_H
@@ -259,6 +260,19 @@ extern void ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema,
 extern void ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps,
 						   List **relids);
 
+/* ---- which rows the backfill must fill (horizon.c) ---- */
+
+/* The transactions in progress when a migration started. */
+typedef struct EcXidList
+{
+	int			n;
+	TransactionId *xids;
+} EcXidList;
+
+extern TransactionId ec_write_horizon(EcXidList *in_progress);
+extern bool ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next,
+							TransactionId *in_progress, int nin_progress);
+
 /* ---- the extension's tables (state.c) ---- */
 
 typedef struct EcMigrationRow
@@ -281,13 +295,6 @@ extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
 extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
 extern bool ec_migration_exists(const char *schema, const char *name);
-/* Transactions in progress when a migration started (see write_horizon in api.c). */
-typedef struct EcXidList
-{
-	int			n;
-	TransactionId *xids;
-} EcXidList;
-
 extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
 								 const char *version_schema, Jsonb *doc,
 								 TransactionId trigger_xid, EcXidList *in_progress);
@@ -305,8 +312,7 @@ extern void ec_delete_migration(int64 id);
 /* ---- the dual-write trigger (trigger.c) ---- */
 
 extern Oid	ec_backfill_relid;
-extern bool ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next,
-							TransactionId *in_progress, int nin_progress);
+
 extern void ec_trigger_init(void);
 
 /* ---- the background worker (worker.c) and its launching (launcher.c) ---- */

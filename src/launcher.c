@@ -178,9 +178,9 @@ describe(int64 migration_id, Oid *login_roleid, Oid *roleid)
 	Datum		values[1] = {Int64GetDatum(migration_id)};
 
 	(void) ec_state_spi("SELECT format('migration %I of schema %I', name, schema_name),"
-				        "       started_by::text, login_role::text"
-				        "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-				        1, types, values, NULL, SPI_OK_SELECT);
+						"       started_by::text, login_role::text"
+						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	*roleid = get_role_oid(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), false);
@@ -256,9 +256,9 @@ ensure_all(void)
 	ListCell   *lc;
 
 	(void) ec_state_spi("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
-				        " WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
+						" WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
 				        ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
-				        " ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+						" ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;

@@ -177,6 +177,9 @@ run_steps_reverse(void *arg)
 void
 ec_exec_steps_as(Oid roleid, const char *search_path, List *steps, bool reverse)
 {
+	/* A dropped role's migration is a superuser's to finish (ec_check_migration_privilege). */
+	if (!OidIsValid(roleid))
+		roleid = GetUserId();
 	ec_run_as(roleid, search_path, reverse ? run_steps_reverse : run_steps, steps);
 }
 

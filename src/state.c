@@ -103,11 +103,12 @@ fetch_migration(const char *where, const char *schema)
 	EcMigrationRow *row;
 	bool		isnull;
 
-	(void) ec_state_spi(psprintf("SELECT id, name, parent, version_schema::text, done, validate_steps,"
-					       "       complete_steps, rollback_steps, relids, paused, started_by::text"
-					       "  FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND %s"
-					       " ORDER BY id DESC LIMIT 1", where),
-			      1, types, values, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi(psprintf("SELECT id, name, parent, version_schema::text, done,"
+								 "       validate_steps, complete_steps, rollback_steps, relids,"
+								 "       paused, started_by::text"
+								 "  FROM " EC_STATE_SCHEMA ".migrations"
+								 " WHERE schema_name = $1 AND %s ORDER BY id DESC LIMIT 1", where),
+						1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 
@@ -127,7 +128,8 @@ fetch_migration(const char *where, const char *schema)
 												  &isnull));
 	row->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10,
 											 &isnull));
-	row->started_by = get_role_oid(getstring(11), false);
+	/* InvalidOid once that role has been dropped (after REASSIGN OWNED, say). */
+	row->started_by = get_role_oid(getstring(11), true);
 	return row;
 }
 
@@ -150,12 +152,21 @@ ec_latest_completed_migration(const char *schema)
 void
 ec_check_migration_privilege(EcMigrationRow *m, const char *action)
 {
+	if (!OidIsValid(m->started_by))
+	{
+		if (!superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to %s migration \"%s\"", action, m->name),
+					 errdetail("The role that started it no longer exists; only a superuser may do so.")));
+		return;
+	}
 	if (!has_privs_of_role(GetUserId(), m->started_by))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s migration \"%s\"", action, m->name),
-				 errdetail("Only roles with the privileges of role \"%s\", which started it, may %s it.",
-						   GetUserNameFromId(m->started_by, false), action)));
+				 errdetail("Only roles with the privileges of role \"%s\", which started it, may do so.",
+						   GetUserNameFromId(m->started_by, false))));
 }
 
 bool
@@ -165,7 +176,7 @@ ec_migration_exists(const char *schema, const char *name)
 	Datum		values[2] = {CStringGetTextDatum(schema), CStringGetTextDatum(name)};
 
 	(void) ec_state_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND name = $2",
-			      2, types, values, NULL, SPI_OK_SELECT);
+						2, types, values, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0;
 }
 
@@ -217,8 +228,8 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 	values[3] = list_to_text_array(rollback_steps);
 	values[4] = list_to_oid_array(relids);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
-			      " rollback_steps = $4, relids = $5 WHERE id = $1",
-			      5, types, values, NULL, SPI_OK_UPDATE);
+						" rollback_steps = $4, relids = $5 WHERE id = $1",
+						5, types, values, NULL, SPI_OK_UPDATE);
 }
 
 void
@@ -263,7 +274,7 @@ ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char 
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
 			      " new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
 			      " down_exprs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-			      10, types, values, nulls, SPI_OK_INSERT);
+						10, types, values, nulls, SPI_OK_INSERT);
 }
 
 /* Appends a task to the migration's work queue, done in seq order by its background worker. */
@@ -282,12 +293,14 @@ ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns, const
 	values[4] = columns ? list_to_text_array(columns) : (Datum) 0;
 	values[5] = sql ? CStringGetTextDatum(sql) : (Datum) 0;
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks"
-			      " (migration_id, seq, kind, relid, table_name, columns, sql, rows_estimated)"
-			      " SELECT $1, $2, $3, $4, (SELECT pg_catalog.quote_ident(relname) FROM pg_catalog.pg_class WHERE oid = $4), $5::name[], $6,"
-			      "        CASE WHEN $3 = 'backfill' THEN"
-			      "             (SELECT nullif(GREATEST(reltuples, 0), 0)::bigint FROM pg_catalog.pg_class WHERE oid = $4)"
-			      "        END",
-			      6, types, values, nulls, SPI_OK_INSERT);
+						" (migration_id, seq, kind, relid, table_name, columns, sql, rows_estimated)"
+						" SELECT $1, $2, $3, $4,"
+						"        (SELECT pg_catalog.quote_ident(relname) FROM pg_catalog.pg_class WHERE oid = $4),"
+						"        $5::name[], $6,"
+						"        CASE WHEN $3 = 'backfill' THEN"
+						"             (SELECT nullif(GREATEST(reltuples, 0), 0)::bigint FROM pg_catalog.pg_class WHERE oid = $4)"
+						"        END",
+						6, types, values, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -302,13 +315,13 @@ ec_task_summary(int64 id, char **failure, int64 *progress)
 	bool		isnull;
 
 	(void) ec_state_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
-			      "       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
-			      "       (SELECT coalesce(table_name || ': ', '') || last_error"
+						"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
+						"       (SELECT coalesce(table_name || ': ', '') || last_error"
 			      "               || coalesce(' (row ' || error_row || ')', '')"
 			      "          FROM " EC_STATE_SCHEMA ".tasks f"
 			      "         WHERE f.migration_id = $1 AND f.state = 'failed' ORDER BY seq LIMIT 1)"
-			      "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1",
-			      1, types, values, NULL, SPI_OK_SELECT);
+						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
 	*failure = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	if (progress)
 		*progress = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
@@ -324,9 +337,9 @@ ec_finish_migration(int64 id)
 	Datum		values[1] = {Int64GetDatum(id)};
 
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-			      1, types, values, NULL, SPI_OK_DELETE);
+						1, types, values, NULL, SPI_OK_DELETE);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
-			      " WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+						" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
 }
 
 void
@@ -336,5 +349,5 @@ ec_delete_migration(int64 id)
 	Datum		values[1] = {Int64GetDatum(id)};
 
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-			      1, types, values, NULL, SPI_OK_DELETE);
+						1, types, values, NULL, SPI_OK_DELETE);
 }

@@ -21,14 +21,6 @@
  * cancels only retry the batch: row locks are held for one batch at most.
  */
 #include "postgres.h"
-#include "access/htup_details.h"
-#include "executor/executor.h"
-#include "executor/tuptable.h"
-#include "utils/array.h"
-#include "catalog/pg_class.h"
-#include "catalog/objectaddress.h"
-#include "access/transam.h"
-#include "access/tableam.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -146,7 +138,7 @@ read_migration(int64 id, Settings *s)
 	Jsonb	   *settings;
 
 	(void) ec_state_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
-			       " WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
+						" WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	s->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -170,8 +162,8 @@ next_task(int64 id)
 	Datum		d;
 
 	(void) ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
-			       "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
-			       " ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
+						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
+						" ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	task = palloc0(sizeof(Task));
@@ -202,10 +194,10 @@ set_task_state(int64 id, int seq, const char *state, const char *detail)
 	values[2] = CStringGetTextDatum(state);
 	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
-			       " updated_at = pg_catalog.clock_timestamp(),"
-			       " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-			       " finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
-			       " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+						" updated_at = pg_catalog.clock_timestamp(),"
+						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+						" finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
+						" WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
 }
 
 /* Replication lag of the slowest standby in ms, or 0 (none, or not visible to this role). */
@@ -233,100 +225,6 @@ unfilled_condition(Oid relid, const char *in_progress)
 	return psprintf("ctid OPERATOR(pg_catalog.=) ANY ((SELECT " EC_STATE_SCHEMA ".unfilled_rows(%u,"
 					" $1::bigint, $2::bigint, $3::pg_catalog.xid, %s::pg_catalog.xid[]))::pg_catalog.tid[])",
 					relid, quote_literal_cstr(in_progress ? in_progress : "{}"));
-}
-
-/*
- * Has the backfill still to fill this row version?  It has if the version was written before the
- * horizon by a transaction that was not in progress at the horizon (in_progress, sorted: those
- * write through the trigger).  Freezing keeps the raw xmin, which for a version frozen long ago no
- * longer compares as a recent xid would: a frozen version counts as written since the horizon
- * only if its raw xmin lies between the horizon and next (the next xid to be assigned, or invalid
- * to read it now).  Shared with the trigger.
- */
-bool
-ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next,
-				TransactionId *in_progress, int nin_progress)
-{
-	TransactionId xmin = HeapTupleHeaderGetRawXmin(tuple);
-
-	if (HeapTupleHeaderXminFrozen(tuple))
-	{
-		if (!TransactionIdIsValid(next))
-			next = XidFromFullTransactionId(ReadNextFullTransactionId());
-		return !TransactionIdIsNormal(xmin) || TransactionIdPrecedes(xmin, horizon) ||
-			!TransactionIdPrecedes(xmin, next);
-	}
-	return TransactionIdPrecedes(xmin, horizon) &&
-		bsearch(&xmin, in_progress, nin_progress, sizeof(TransactionId), xidComparator) == NULL;
-}
-
-PG_FUNCTION_INFO_V1(ec_unfilled_rows);
-
-/*
- * expand_contract.unfilled_rows(rel, first_block, end_block, horizon, in_progress): the ctids of
- * the rows in blocks [first_block, end_block) that the backfill has still to fill, as the
- * statement's snapshot sees them.  Only the table's owner may list them.
- */
-Datum
-ec_unfilled_rows(PG_FUNCTION_ARGS)
-{
-	Oid			relid = PG_GETARG_OID(0);
-	int64		first = PG_GETARG_INT64(1);
-	int64		end = PG_GETARG_INT64(2);
-	TransactionId horizon = DatumGetTransactionId(PG_GETARG_DATUM(3));
-	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(4);
-	TransactionId next = XidFromFullTransactionId(ReadNextFullTransactionId());
-	Datum	   *elems;
-	int			n;
-	TransactionId *in_progress;
-	Relation	rel;
-	ArrayBuildState *rows = initArrayResult(TIDOID, CurrentMemoryContext, false);
-
-	rel = table_open(relid, AccessShareLock);
-	if (!ec_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(rel->rd_rel->relkind),
-					   RelationGetRelationName(rel));
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_tableam->scan_set_tidrange == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table that can be scanned by block range",
-						RelationGetRelationName(rel))));
-
-	deconstruct_array(array, XIDOID, sizeof(TransactionId), true, TYPALIGN_INT, &elems, NULL, &n);
-	in_progress = palloc(sizeof(TransactionId) * (n + 1));
-	for (int i = 0; i < n; i++)
-		in_progress[i] = DatumGetTransactionId(elems[i]);
-	qsort(in_progress, n, sizeof(TransactionId), xidComparator);
-
-	first = Max(first, 0);
-	end = Min(end, (int64) MaxBlockNumber + 1);
-	if (first < end)
-	{
-		ItemPointerData mintid;
-		ItemPointerData maxtid;
-		TableScanDesc scan;
-		TupleTableSlot *slot = table_slot_create(rel, NULL);
-
-		ItemPointerSet(&mintid, (BlockNumber) first, FirstOffsetNumber);
-		ItemPointerSet(&maxtid, (BlockNumber) (end - 1), MaxOffsetNumber);
-		scan = table_beginscan_tidrange(rel, GetActiveSnapshot(), &mintid, &maxtid);
-		while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
-		{
-			bool		should_free;
-			HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-
-			CHECK_FOR_INTERRUPTS();
-			if (ec_row_unfilled(tuple->t_data, horizon, next, in_progress, n))
-				accumArrayResult(rows, PointerGetDatum(&tuple->t_self), false, TIDOID,
-								 CurrentMemoryContext);
-			if (should_free)
-				heap_freetuple(tuple);
-		}
-		table_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-	}
-	table_close(rel, AccessShareLock);
-	PG_RETURN_DATUM(makeArrayResult(rows, CurrentMemoryContext));
 }
 
 /*
@@ -462,9 +360,9 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		table_close(rel, AccessShareLock);
 		/* The clock starts before the first batch, for rate and ETA. */
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
-				       " WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
-				       2, (Oid[]) {INT8OID, INT4OID},
-				       (Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
+							" WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
+							2, (Oid[]) {INT8OID, INT4OID},
+							(Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
 	}
 	if (task->next_block >= task->total_blocks)
 	{
@@ -473,7 +371,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		Int64GetDatum(task->total_blocks)};
 
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
-				       " WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
+							" WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
 		set_task_state(id, task->seq, "done", NULL);
 		return STEP_NEXT;
 	}
@@ -519,14 +417,14 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	pvalues[4] = Int64GetDatum(task->total_blocks);
 	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
-			       " rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
+						" rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
 			       "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
-			       "   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
-			       " batches = batches + 1, total_blocks = $5, state = 'running', detail = NULL,"
-			       " last_error = NULL, error_row = NULL,"
-			       " started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-			       " updated_at = pg_catalog.clock_timestamp()"
-			       " WHERE migration_id = $1 AND seq = $2", 5, ptypes, pvalues, NULL, SPI_OK_UPDATE);
+						"   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
+						" batches = batches + 1, total_blocks = $5, state = 'running', detail = NULL,"
+						" last_error = NULL, error_row = NULL,"
+						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+						" updated_at = pg_catalog.clock_timestamp()"
+						" WHERE migration_id = $1 AND seq = $2", 5, ptypes, pvalues, NULL, SPI_OK_UPDATE);
 	*wait_ms = s->batch_delay_ms;
 	return STEP_NEXT;
 }
@@ -769,8 +667,8 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 		values[2] = CStringGetTextDatum(edata->message);
 		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
-				       " error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
-				       " WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+							" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
+							" WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
 	}
 	end_step();
 	return STEP_FINISHED;
