@@ -25,6 +25,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "expand_contract.h"
@@ -291,6 +292,7 @@ ec_lock_with_retry(List *relids, List *modes)
 		{
 			ErrorData  *edata;
 			long		delay_ms;
+			TimestampTz deadline;
 
 			MemoryContextSwitchTo(oldcxt);
 			edata = CopyErrorData();
@@ -317,12 +319,29 @@ ec_lock_with_retry(List *relids, List *modes)
 			}
 			FreeErrorData(edata);
 
+			/*
+			 * Sleep until the deadline, not until the first wakeup: the latch is set by more than
+			 * the end of the delay.  A lock wait that lock_timeout ends before deadlock_timeout
+			 * leaves one behind: the deadlock check's SIGALRM stays scheduled for deadlock_timeout
+			 * after the wait began, and its handler sets the latch.  A single WaitLatch therefore
+			 * cut every pause to at most deadlock_timeout - lock_timeout (500 ms by default).
+			 */
 			delay_ms = Min(50L << Min(attempt, 10), 2000L);
 			delay_ms += random() % (delay_ms / 2 + 1);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 delay_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
+			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+			for (;;)
+			{
+				/* rounds up, so 0 only once the deadline has passed */
+				long		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																		   deadline);
+
+				if (remaining_ms <= 0)
+					break;
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 remaining_ms, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
 		}
 		PG_END_TRY();
 		if (done)

@@ -62,6 +62,30 @@ cmp_ok($elapsed, '<', 30, 'ec_start gave up instead of waiting for the transacti
 is($node->safe_psql('postgres', q{SELECT count(*) FROM expand_contract.migrations WHERE name = 'v3'}),
 	'0', 'failed start left no migration behind');
 
+# Each attempt waits its whole lock_timeout and each pause its whole backoff (50 ms doubling, plus
+# jitter), even when the latch is set meanwhile.  A lock wait ended by lock_timeout leaves such a
+# wakeup behind: the deadlock check's SIGALRM stays scheduled for deadlock_timeout after the wait
+# began and sets the latch when it goes off.  A pause that ended at the first wakeup lasted at most
+# deadlock_timeout - lock_timeout, here 50 ms.  5 attempts of 100 ms and pauses of at least 50, 100,
+# 200 and 400 ms take at least 1250 ms; only a lower bound, a slow machine takes longer.
+($ret, $stdout, $stderr) = $node->psql(
+	'postgres', q{
+  \set VERBOSITY verbose
+  SET expand_contract.lock_timeout = '100ms';
+  SET expand_contract.lock_retries = 4;
+  SET deadlock_timeout = '150ms';
+  SELECT clock_timestamp() AS before_start \gset
+  SELECT ec_start('v3', '{"operations": [{"add_column": {"table": "accounts",
+    "column": {"name": "note", "type": "text", "nullable": true}}}]}');
+  SELECT extract(epoch FROM clock_timestamp() - :'before_start'::timestamptz) * 1000;
+},
+	on_error_stop => 0);
+like($stderr, qr/ERROR:  55P03: could not lock relation "accounts" after 5 attempts/,
+	'ec_start fails with SQLSTATE 55P03 after lock_retries + 1 attempts');
+like($stdout, qr/^\d+(\.\d+)?$/, 'time spent in ec_start measured');
+note(sprintf('ec_start waited %.0f ms for the lock (lower bound 1250 ms)', $stdout));
+cmp_ok($stdout, '>=', 1250, 'ec_start waited every attempt and every pause in full');
+
 # While ec_start is waiting for the lock, a reader of the table gets through between attempts.
 my $migrator = $node->background_psql('postgres', on_error_stop => 0);
 $migrator->query_until(qr/started/, q{
