@@ -14,7 +14,7 @@ DATA        = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC  = "expand_contract - zero-downtime schema migrations"
 
 REGRESS     = api create_table add_column drop_column rename_column alter_column \
-              rename_table drop_table raw_sql compose new_version_writes errors privileges fuzz
+              rename_table drop_table raw_sql compose new_version_writes user_triggers errors privileges fuzz
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

@@ -17,14 +17,20 @@ CREATE TABLE expand_contract.migrations (
     parent          text,
     version_schema  name        NOT NULL,
     migration       jsonb       NOT NULL,
-    started_by      name        NOT NULL DEFAULT current_user,
+    -- Roles and relations are stored as regrole/regclass: they dump as names and restore as the
+    -- restored database's objects (raw OIDs would point at nothing after pg_dump/pg_restore).
+    started_by      regrole     NOT NULL,
     -- The worker connects as the session user (started_by may be a role that cannot log in, used
     -- through SET ROLE) and then acts as started_by.
-    login_role      name        NOT NULL DEFAULT session_user,
+    login_role      regrole     NOT NULL,
     started_at      timestamptz NOT NULL DEFAULT now(),
     -- Every transaction from this xid on writes through the dual-write trigger: rows whose xmin
     -- precedes it are the only ones the backfill must fill.
     trigger_xid     xid         NOT NULL,
+    -- Where trigger_xid, in_progress_xids and the node trees of dual_writes mean something: the
+    -- cluster's system identifier, the database's OID and the catalog version they were taken in
+    -- (see restore.c).  A restored database, another cluster or another major version differs.
+    origin          text        NOT NULL,
     -- Transactions in progress at trigger_xid (and their subtransactions): they had not written the
     -- tables, and whatever they write later goes through the trigger, so the backfill skips their rows.
     in_progress_xids xid[]      NOT NULL DEFAULT '{}',
@@ -35,7 +41,7 @@ CREATE TABLE expand_contract.migrations (
     complete_steps  text[]      NOT NULL DEFAULT '{}',
     rollback_steps  text[]      NOT NULL DEFAULT '{}',
     -- Tables whose structure the migration changes: locked (with retries) by ec_complete and ec_rollback.
-    relids          oid[]       NOT NULL DEFAULT '{}',
+    relids          regclass[]  NOT NULL DEFAULT '{}',
     -- Per-migration overrides of the expand_contract.batch_* settings (ec_configure), and pause.
     settings        jsonb       NOT NULL DEFAULT '{}',
     paused          boolean     NOT NULL DEFAULT false,
@@ -46,10 +52,13 @@ CREATE UNIQUE INDEX migrations_one_active ON expand_contract.migrations (schema_
 
 -- Per table with data to move: what the dual-write trigger computes.  One row per table; the arrays are
 -- parallel, one element per column pair.  Expressions are stored as node trees (like pg_attrdef.adbin), so
--- they do not depend on the writer's search_path or on column names.
+-- they do not depend on the writer's search_path or on column names; beside them, the same expressions
+-- as SQL text over the physical column names with every object outside pg_catalog schema-qualified
+-- (like pg_get_expr), and the columns by name: what a restored database or another major version
+-- re-analyses, since node trees hold OIDs and attribute numbers that do not travel.
 CREATE TABLE expand_contract.dual_writes (
     migration_id        bigint NOT NULL REFERENCES expand_contract.migrations ON DELETE CASCADE,
-    relid               oid    NOT NULL,
+    relid               regclass NOT NULL,
     new_version_schema  name   NOT NULL,
     new_migration       text   NOT NULL,
     old_version_schema  name,
@@ -58,6 +67,10 @@ CREATE TABLE expand_contract.dual_writes (
     new_attnums         int2[] NOT NULL,
     up_exprs            text[] NOT NULL,
     down_exprs          text[] NOT NULL,
+    old_columns         name[] NOT NULL,
+    new_columns         name[] NOT NULL,
+    up_sources          text[] NOT NULL,
+    down_sources        text[] NOT NULL,
     PRIMARY KEY (relid)
 );
 
@@ -70,7 +83,7 @@ CREATE TABLE expand_contract.tasks (
     migration_id   bigint NOT NULL REFERENCES expand_contract.migrations ON DELETE CASCADE,
     seq            int    NOT NULL,
     kind           text   NOT NULL CHECK (kind IN ('backfill', 'sql')),
-    relid          oid,
+    relid          regclass,
     table_name     text,
     columns        name[],
     sql            text,
@@ -93,6 +106,8 @@ CREATE TABLE expand_contract.tasks (
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.migrations', '');
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.dual_writes', '');
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.tasks', '');
+-- Without its sequence, a restored history would hand out ids it already has.
+SELECT pg_catalog.pg_extension_config_dump('expand_contract.migrations_id_seq', '');
 
 -- Privileges.  Only the extension's C functions change these tables, as the tables' owner, after
 -- checking that the calling role owns what it migrates (ec_start) or has the privileges of the role

@@ -14,6 +14,7 @@
  *	  state.c		the extension's own tables: history, dual-write plans, backfill work
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger and its per-relation cache
+ *	  restore.c		migrations carried into another database by pg_dump/pg_restore
  */
 #ifndef EXPAND_CONTRACT_H
 #define EXPAND_CONTRACT_H
@@ -22,6 +23,7 @@
 
 #include "access/attnum.h"
 #include "access/htup.h"
+#include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
@@ -30,7 +32,15 @@
 #include "compat.h"
 
 #define EC_STATE_SCHEMA		"expand_contract"
-#define EC_TRIGGER_NAME		"zz_ec_dual_write"	/* BEFORE triggers fire by name: run last */
+/*
+ * The two dual-write triggers of a table, on the same function, told apart by their argument.
+ * BEFORE triggers fire in the order of their names (byte order): '!' sorts before any letter, digit,
+ * '_' or quote that an ordinary name starts with, '~' after all of them.
+ */
+#define EC_TRIGGER_FIRST_NAME	"!ec_dual_write_first"
+#define EC_TRIGGER_FIRST_ARG	"first"
+#define EC_TRIGGER_LAST_NAME	"~ec_dual_write_last"
+#define EC_TRIGGER_LAST_ARG		"last"
 #define EC_NEW_COLUMN_PREFIX "_ec_new_"
 
 /* ---- settings (init.c) ---- */
@@ -307,7 +317,17 @@ extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *co
 						const char *sql);
 extern int	ec_task_summary(int64 id, char **failure, int64 *progress);
 extern void ec_finish_migration(int64 id);
+extern Datum ec_xid_array(EcXidList *xids);
+extern Oid	ec_existing_role(HeapTuple tuple, TupleDesc desc, int column, bool missing_ok);
 extern void ec_delete_migration(int64 id);
+
+/* ---- migrations restored into another database (restore.c) ---- */
+
+extern char *ec_current_origin(void);
+extern bool ec_origin_is_current(const char *origin);
+extern Node *ec_reanalyze(Oid relid, const char *source, AttrNumber target, const char *what);
+extern AttrNumber ec_restored_attnum(Oid relid, const char *name);
+extern void ec_adopt_restored(int64 migration_id);
 
 /* ---- the dual-write trigger (trigger.c) ---- */
 

@@ -178,14 +178,13 @@ describe(int64 migration_id, Oid *login_roleid, Oid *roleid)
 	Datum		values[1] = {Int64GetDatum(migration_id)};
 
 	(void) ec_state_spi("SELECT format('migration %I of schema %I', name, schema_name),"
-						"       started_by::text, login_role::text"
+						"       started_by::pg_catalog.oid, login_role::pg_catalog.oid"
 						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
 						1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
-	*roleid = get_role_oid(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), false);
-	*login_roleid = get_role_oid(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3),
-								 false);
+	*roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, false);
+	*login_roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, false);
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
@@ -255,6 +254,8 @@ ensure_all(void)
 	List	   *ids = NIL;
 	ListCell   *lc;
 
+	/* A restored migration's backfill must start again before any worker works on it. */
+	ec_adopt_restored(0);
 	(void) ec_state_spi("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
 						" WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
 				        ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"

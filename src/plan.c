@@ -47,6 +47,24 @@ queue_backfill(EcStartContext *cxt, EcTable *table)
 		ec_add_task(cxt->migration_id, ++cxt->ntasks, "backfill", table->relid, columns, NULL);
 }
 
+/*
+ * One of a table's two dual-write triggers (see trigger.c): the first fires before the table's other
+ * BEFORE triggers, the last after them.
+ */
+static void
+create_dual_write_trigger(EcStartContext *cxt, const char *tsql, const char *name, const char *arg)
+{
+	const char *qname = quote_identifier(name);
+
+	ec_exec(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s FOR EACH ROW "
+					 "EXECUTE FUNCTION %s.dual_write(%s)",
+					 qname, tsql, EC_STATE_SCHEMA, quote_literal_cstr(arg)));
+	/* Also under session_replication_role = replica: logical apply and restores write too. */
+	ec_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", tsql, qname));
+	cxt->rollback_steps = lappend(cxt->rollback_steps,
+								  psprintf("DROP TRIGGER %s ON %s", qname, tsql));
+}
+
 void
 ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *old_schema,
 					 const char *old_migration)
@@ -69,13 +87,8 @@ ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *ol
 					 errdetail("Dual-write triggers on partitioned tables are not supported yet.")));
 
 		tsql = ec_rel_qualified(table->relid);
-		ec_exec(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s FOR EACH ROW "
-						 "EXECUTE FUNCTION %s.dual_write()",
-						 EC_TRIGGER_NAME, tsql, EC_STATE_SCHEMA));
-		/* Also under session_replication_role = replica: logical apply and restores write too. */
-		ec_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", tsql, EC_TRIGGER_NAME));
-		cxt->rollback_steps = lappend(cxt->rollback_steps,
-									  psprintf("DROP TRIGGER %s ON %s", EC_TRIGGER_NAME, tsql));
+		create_dual_write_trigger(cxt, tsql, EC_TRIGGER_FIRST_NAME, EC_TRIGGER_FIRST_ARG);
+		create_dual_write_trigger(cxt, tsql, EC_TRIGGER_LAST_NAME, EC_TRIGGER_LAST_ARG);
 		table->changed = true;
 		ec_save_dual_write(cxt->migration_id, table, new_schema, cxt->migration_name, old_schema,
 						   old_migration);
@@ -221,8 +234,12 @@ ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps
 			strcmp(current, table->new_name) != 0)
 			*relids = lappend_oid(*relids, table->relid);
 		if (table_moves_data(table))
-			steps = lappend(steps, psprintf("DROP TRIGGER IF EXISTS %s ON %s", EC_TRIGGER_NAME,
-											tsql));
+		{
+			steps = lappend(steps, psprintf("DROP TRIGGER IF EXISTS %s ON %s",
+											quote_identifier(EC_TRIGGER_FIRST_NAME), tsql));
+			steps = lappend(steps, psprintf("DROP TRIGGER IF EXISTS %s ON %s",
+											quote_identifier(EC_TRIGGER_LAST_NAME), tsql));
+		}
 		if (table->new_name == NULL)
 			continue;
 		/*

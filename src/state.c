@@ -16,6 +16,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "expand_contract.h"
 
@@ -58,7 +59,7 @@ oid_array_to_list(Datum d)
 	int			n;
 	List	   *result = NIL;
 
-	deconstruct_array(DatumGetArrayTypeP(d), OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems,
+	deconstruct_array(DatumGetArrayTypeP(d), REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT, &elems,
 					  &nulls, &n);
 	for (int i = 0; i < n; i++)
 		result = lappend_oid(result, DatumGetObjectId(elems[i]));
@@ -95,6 +96,25 @@ getstring(int column)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column);
 }
 
+/*
+ * The role in a regrole column, read as its OID: InvalidOid (or an error, unless missing_ok) when
+ * that role no longer exists.
+ */
+Oid
+ec_existing_role(HeapTuple tuple, TupleDesc desc, int column, bool missing_ok)
+{
+	bool		isnull;
+	Oid			roleid = DatumGetObjectId(SPI_getbinval(tuple, desc, column, &isnull));
+
+	if (!isnull && SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(roleid)))
+		return roleid;
+	if (!missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u of the migration does not exist", roleid)));
+	return InvalidOid;
+}
+
 static EcMigrationRow *
 fetch_migration(const char *where, const char *schema)
 {
@@ -105,7 +125,7 @@ fetch_migration(const char *where, const char *schema)
 
 	(void) ec_state_spi(psprintf("SELECT id, name, parent, version_schema::text, done,"
 								 "       validate_steps, complete_steps, rollback_steps, relids,"
-								 "       paused, started_by::text"
+								 "       paused, started_by::pg_catalog.oid"
 								 "  FROM " EC_STATE_SCHEMA ".migrations"
 								 " WHERE schema_name = $1 AND %s ORDER BY id DESC LIMIT 1", where),
 						1, types, values, NULL, SPI_OK_SELECT);
@@ -129,7 +149,7 @@ fetch_migration(const char *where, const char *schema)
 	row->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10,
 											 &isnull));
 	/* InvalidOid once that role has been dropped (after REASSIGN OWNED, say). */
-	row->started_by = get_role_oid(getstring(11), true);
+	row->started_by = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 11, true);
 	return row;
 }
 
@@ -185,11 +205,10 @@ ec_insert_migration(const char *schema, const char *name, const char *parent,
 					const char *version_schema, Jsonb *doc, TransactionId trigger_xid,
 					EcXidList *in_progress)
 {
-	Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID, BOOLOID,
-	NAMEOID, NAMEOID, XIDARRAYOID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Datum	   *xids = palloc(sizeof(Datum) * (in_progress->n + 1));
+	Oid			types[11] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, XIDOID, BOOLOID,
+	OIDOID, OIDOID, XIDARRAYOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', parent ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(schema);
@@ -200,19 +219,29 @@ ec_insert_migration(const char *schema, const char *name, const char *parent,
 	values[5] = TransactionIdGetDatum(trigger_xid);
 	values[6] = BoolGetDatum(ec_start_paused);
 	/* Who we are now, not who runs the INSERT (the tables' owner). */
-	values[7] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	values[8] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false)));
-	for (int i = 0; i < in_progress->n; i++)
-		xids[i] = TransactionIdGetDatum(in_progress->xids[i]);
-	values[9] = PointerGetDatum(construct_array(xids, in_progress->n, XIDOID, sizeof(TransactionId),
-												true, TYPALIGN_INT));
+	values[7] = ObjectIdGetDatum(GetUserId());
+	values[8] = ObjectIdGetDatum(GetSessionUserId());
+	values[9] = ec_xid_array(in_progress);
+	values[10] = CStringGetTextDatum(ec_current_origin());
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".migrations"
 						" (schema_name, name, parent, version_schema, migration, trigger_xid, paused,"
-						"  started_by, login_role, in_progress_xids)"
-						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-						10, types, values, nulls, SPI_OK_INSERT_RETURNING);
+						"  started_by, login_role, in_progress_xids, origin)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8::pg_catalog.regrole,"
+						"         $9::pg_catalog.regrole, $10, $11) RETURNING id",
+						11, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A list of transaction ids as an xid[] datum. */
+Datum
+ec_xid_array(EcXidList *xids)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (xids->n + 1));
+
+	for (int i = 0; i < xids->n; i++)
+		elems[i] = TransactionIdGetDatum(xids->xids[i]);
+	return PointerGetDatum(construct_array(elems, xids->n, XIDOID, sizeof(TransactionId), true,
+										   TYPALIGN_INT));
 }
 
 void
@@ -228,24 +257,46 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 	values[3] = list_to_text_array(rollback_steps);
 	values[4] = list_to_oid_array(relids);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
-						" rollback_steps = $4, relids = $5 WHERE id = $1",
+						" rollback_steps = $4, relids = $5::pg_catalog.regclass[] WHERE id = $1",
 						5, types, values, NULL, SPI_OK_UPDATE);
 }
 
+static Datum
+name_array(Datum *elems, int n)
+{
+	return PointerGetDatum(construct_array(elems, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+}
+
+static Datum
+column_name(Oid relid, AttrNumber attnum)
+{
+	return DirectFunctionCall1(namein, CStringGetDatum(attnum ? get_attname(relid, attnum, false) : ""));
+}
+
+/*
+ * The table's dual-write plan: per column pair the physical columns and the "up"/"down" expressions,
+ * each both as a node tree (what the trigger runs) and as SQL text over the columns' names (what a
+ * restored database re-analyses, see restore.c).
+ */
 void
 ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char *new_migration,
 				   const char *old_schema, const char *old_migration)
 {
-	Oid			types[10] = {INT8OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', old_schema ? ' ' : 'n', old_migration ? ' ' : 'n',
-	' ', ' ', ' ', ' '};
+	Oid			types[14] = {INT8OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	NAMEARRAYOID, NAMEARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[14];
+	char		nulls[14] = {' ', ' ', ' ', ' ', old_schema ? ' ' : 'n', old_migration ? ' ' : 'n',
+	' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			n = list_length(table->columns);
 	Datum	   *old_attnums = palloc(sizeof(Datum) * (n + 1));
 	Datum	   *new_attnums = palloc(sizeof(Datum) * (n + 1));
 	Datum	   *ups = palloc(sizeof(Datum) * (n + 1));
 	Datum	   *downs = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *old_names = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *new_names = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *up_sources = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *down_sources = palloc(sizeof(Datum) * (n + 1));
 	int			npairs = 0;
 	ListCell   *lc;
 
@@ -259,6 +310,10 @@ ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char 
 		new_attnums[npairs] = Int16GetDatum(col->new_attnum);
 		ups[npairs] = CStringGetTextDatum(col->up ? nodeToString(col->up) : "");
 		downs[npairs] = CStringGetTextDatum(col->down ? nodeToString(col->down) : "");
+		old_names[npairs] = column_name(table->relid, col->old_attnum);
+		new_names[npairs] = column_name(table->relid, col->new_attnum);
+		up_sources[npairs] = CStringGetTextDatum(col->up ? ec_deparse(col->up, table->relid) : "");
+		down_sources[npairs] = CStringGetTextDatum(col->down ? ec_deparse(col->down, table->relid) : "");
 		npairs++;
 	}
 	values[0] = Int64GetDatum(id);
@@ -271,10 +326,15 @@ ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char 
 	values[7] = PointerGetDatum(construct_array(new_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
 	values[8] = PointerGetDatum(construct_array(ups, npairs, TEXTOID, -1, false, TYPALIGN_INT));
 	values[9] = PointerGetDatum(construct_array(downs, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[10] = name_array(old_names, npairs);
+	values[11] = name_array(new_names, npairs);
+	values[12] = PointerGetDatum(construct_array(up_sources, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[13] = PointerGetDatum(construct_array(down_sources, npairs, TEXTOID, -1, false, TYPALIGN_INT));
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
-			      " new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
-			      " down_exprs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-						10, types, values, nulls, SPI_OK_INSERT);
+						" new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
+						" down_exprs, old_columns, new_columns, up_sources, down_sources)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+						14, types, values, nulls, SPI_OK_INSERT);
 }
 
 /* Appends a task to the migration's work queue, done in seq order by its background worker. */

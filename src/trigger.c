@@ -2,11 +2,19 @@
  * trigger.c
  *	  The dual-write trigger: keeps a migrating table's old and new columns in step.
  *
- * One BEFORE INSERT OR UPDATE row trigger per table with data to move.  A write that comes from the
- * old version gets each new column computed from "up"; a write from the new version gets each old
- * column computed from "down".  Which version a write comes from: the setting
- * expand_contract.version if set, else the first version schema of the table's schema on the
- * session's effective search_path, else the old version.
+ * Two BEFORE INSERT OR UPDATE row triggers per table with data to move, both on this function, told
+ * apart by their argument.  BEFORE triggers fire in the order of their names:
+ *
+ *	  EC_TRIGGER_FIRST_NAME ('first') fires before the table's other BEFORE triggers.  A write that
+ *		comes from the old version gets each new column computed from "up"; a write from the new
+ *		version gets each old column computed from "down".  So user triggers see both columns of
+ *		each pair agree.  It stands aside for the backfill, whose statement sets the new columns.
+ *	  EC_TRIGGER_LAST_NAME ('last') fires after them, and only when there are any: it carries what
+ *		they changed to the other column of each pair (restore_pairs), so that the row written, and
+ *		what AFTER triggers see, agree too.
+ *
+ * Which version a write comes from: the setting expand_contract.version if set, else the first
+ * version schema of the table's schema on the session's effective search_path, else the old version.
  *
  * Per relation, the plan (expressions planned once, from the node trees ec_start stored) is cached
  * in CacheMemoryContext and dropped on relcache invalidation of the table (CREATE/DROP TRIGGER
@@ -17,6 +25,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -26,6 +35,7 @@
 #include "optimizer/optimizer.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -44,6 +54,13 @@ PG_FUNCTION_INFO_V1(ec_dual_write);
  */
 Oid			ec_backfill_relid = InvalidOid;
 
+typedef enum EcFillTest
+{
+	EC_FILL_XMIN,				/* those written before the horizon (ec_row_unfilled) */
+	EC_FILL_ALL,				/* restored, not adopted yet, backfill unfinished: every row */
+	EC_FILL_NONE				/* the backfill has finished */
+} EcFillTest;
+
 typedef struct EcTriggerPlan
 {
 	Oid			relid;			/* hash key */
@@ -57,7 +74,8 @@ typedef struct EcTriggerPlan
 	char	   *old_migration;
 	Oid			new_nspid;
 	Oid			old_nspid;
-	TransactionId horizon;		/* rows last written before it are not filled yet, */
+	EcFillTest	fill_test;		/* which rows the backfill has still to fill: */
+	TransactionId horizon;		/* EC_FILL_XMIN: rows last written before it, */
 	int			nin_progress;	/* unless by one of these (sorted): they wrote through us */
 	TransactionId *in_progress;
 
@@ -204,17 +222,24 @@ check_target(Relation rel, AttrNumber attnum, Expr *expr)
 		changed_since_start(rel, NameStr(att->attname));
 }
 
+/*
+ * The stored node tree as the executor runs it; or, for a restored plan (stored_fits false), the
+ * expression analysed again from its SQL text (restore.c).  NULL where there is none.
+ */
 static Expr *
-plan_expression(Datum stored, MemoryContext cxt)
+plan_expression(Datum stored, Datum source, bool stored_fits, Oid relid, AttrNumber target,
+				const char *what, MemoryContext cxt)
 {
-	char	   *source = TextDatumGetCString(stored);
+	char	   *form = TextDatumGetCString(stored_fits ? stored : source);
+	Node	   *node;
 	MemoryContext old;
 	Expr	   *expr;
 
-	if (source[0] == '\0')
+	if (form[0] == '\0' || target == InvalidAttrNumber)
 		return NULL;
+	node = stored_fits ? stringToNode(form) : ec_reanalyze(relid, form, target, what);
 	old = MemoryContextSwitchTo(cxt);
-	expr = expression_planner((Expr *) stringToNode(source));
+	expr = expression_planner((Expr *) copyObject(node));
 	MemoryContextSwitchTo(old);
 	return expr;
 }
@@ -242,10 +267,14 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 	rc = SPI_execute_with_args("SELECT d.new_version_schema::text, d.new_migration,"
 							   "       d.old_version_schema::text, d.old_migration,"
 							   "       d.old_attnums, d.new_attnums, d.up_exprs, d.down_exprs,"
-							   "       m.trigger_xid, m.in_progress_xids"
+							   "       m.trigger_xid, m.in_progress_xids, m.origin,"
+							   "       d.old_columns, d.new_columns, d.up_sources, d.down_sources,"
+							   "       EXISTS (SELECT FROM expand_contract.tasks t"
+							   "                WHERE t.migration_id = d.migration_id AND t.relid = d.relid"
+							   "                  AND t.kind = 'backfill' AND t.state <> 'done')"
 							   "  FROM expand_contract.dual_writes d"
 							   "  JOIN expand_contract.migrations m ON m.id = d.migration_id"
-							   " WHERE d.relid = $1",
+							   " WHERE d.relid = $1::regclass",
 							   1, types, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read expand_contract.dual_writes: %s", SPI_result_code_string(rc));
@@ -256,19 +285,32 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		Datum	   *old_attnums,
 				   *new_attnums,
 				   *ups,
-				   *downs;
+				   *downs,
+				   *old_columns,
+				   *new_columns,
+				   *up_sources,
+				   *down_sources;
 		int			n1,
 					n2,
 					n3,
-					n4;
+					n4,
+					n5,
+					n6,
+					n7,
+					n8;
+		bool		isnull;
+		bool		stored_fits;
+		bool		unfinished;
 
 		plan->new_schema = text_datum_or_null(tuple, desc, 1, plan->cxt);
 		plan->new_migration = text_datum_or_null(tuple, desc, 2, plan->cxt);
 		plan->old_schema = text_datum_or_null(tuple, desc, 3, plan->cxt);
 		plan->old_migration = text_datum_or_null(tuple, desc, 4, plan->cxt);
+		stored_fits = ec_origin_is_current(SPI_getvalue(tuple, desc, 11));
+		unfinished = DatumGetBool(SPI_getbinval(tuple, desc, 16, &isnull));
+		/* A restored migration's xids belong to another history: see restore.c. */
+		plan->fill_test = !unfinished ? EC_FILL_NONE : stored_fits ? EC_FILL_XMIN : EC_FILL_ALL;
 		{
-			bool		isnull;
-
 			Datum	   *xids;
 
 			plan->horizon = DatumGetTransactionId(SPI_getbinval(tuple, desc, 9, &isnull));
@@ -283,7 +325,11 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		new_attnums = array_elements(tuple, desc, 6, INT2OID, &n2);
 		ups = array_elements(tuple, desc, 7, TEXTOID, &n3);
 		downs = array_elements(tuple, desc, 8, TEXTOID, &n4);
-		if (n1 != n2 || n2 != n3 || n3 != n4)
+		old_columns = array_elements(tuple, desc, 12, NAMEOID, &n5);
+		new_columns = array_elements(tuple, desc, 13, NAMEOID, &n6);
+		up_sources = array_elements(tuple, desc, 14, TEXTOID, &n7);
+		down_sources = array_elements(tuple, desc, 15, TEXTOID, &n8);
+		if (n1 != n2 || n2 != n3 || n3 != n4 || n4 != n5 || n5 != n6 || n6 != n7 || n7 != n8)
 			elog(ERROR, "expand_contract.dual_writes arrays for relation %u differ in length",
 				 plan->relid);
 
@@ -293,10 +339,22 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		plan->down = MemoryContextAlloc(plan->cxt, sizeof(Expr *) * n1);
 		for (int i = 0; i < n1; i++)
 		{
-			plan->old_attnums[i] = DatumGetInt16(old_attnums[i]);
-			plan->new_attnums[i] = DatumGetInt16(new_attnums[i]);
-			plan->up[i] = plan_expression(ups[i], plan->cxt);
-			plan->down[i] = plan_expression(downs[i], plan->cxt);
+			if (stored_fits)
+			{
+				plan->old_attnums[i] = DatumGetInt16(old_attnums[i]);
+				plan->new_attnums[i] = DatumGetInt16(new_attnums[i]);
+			}
+			else
+			{
+				plan->old_attnums[i] = ec_restored_attnum(plan->relid,
+														  NameStr(*DatumGetName(old_columns[i])));
+				plan->new_attnums[i] = ec_restored_attnum(plan->relid,
+														  NameStr(*DatumGetName(new_columns[i])));
+			}
+			plan->up[i] = plan_expression(ups[i], up_sources[i], stored_fits, plan->relid,
+										  plan->new_attnums[i], "up expression", plan->cxt);
+			plan->down[i] = plan_expression(downs[i], down_sources[i], stored_fits, plan->relid,
+											plan->old_attnums[i], "down expression", plan->cxt);
 		}
 		for (int i = 0; i < n1; i++)
 		{
@@ -429,51 +487,82 @@ prepare_execution(EcTriggerPlan *plan, Relation rel)
 static bool
 row_unfilled(EcTriggerPlan *plan, HeapTupleHeader tuple)
 {
+	if (plan->fill_test != EC_FILL_XMIN)
+		return plan->fill_test == EC_FILL_ALL;
 	return ec_row_unfilled(tuple, plan->horizon, InvalidTransactionId, plan->in_progress,
 						   plan->nin_progress);
 }
 
-Datum
-ec_dual_write(PG_FUNCTION_ARGS)
+/*
+ * Which of the table's two dual-write triggers this is (see the file header).  A trigger created
+ * without an argument, as before there were two, acts as the first.
+ */
+static bool
+trigger_is_last(TriggerData *trigdata)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	HeapTuple	tuple;
-	TupleTableSlot *slot;
-	EcTriggerPlan *plan;
-	bool		from_new;
+	Trigger    *trigger = trigdata->tg_trigger;
+
+	if (trigger->tgnargs == 0 ||
+		(trigger->tgnargs == 1 && strcmp(trigger->tgargs[0], EC_TRIGGER_FIRST_ARG) == 0))
+		return false;
+	if (trigger->tgnargs == 1 && strcmp(trigger->tgargs[0], EC_TRIGGER_LAST_ARG) == 0)
+		return true;
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("trigger \"%s\" of function \"%s\" has a wrong argument",
+					trigger->tgname, "expand_contract.dual_write"),
+			 errdetail("The argument must be '%s' or '%s'.", EC_TRIGGER_FIRST_ARG,
+					   EC_TRIGGER_LAST_ARG)));
+	return false;				/* keep the compiler quiet */
+}
+
+/*
+ * Has the table a BEFORE ROW trigger for this event, other than our two, that may fire?  Only then
+ * has the last trigger something to put right.  The relcache's trigger array is short, and rebuilt
+ * on CREATE, DROP and ALTER TRIGGER, so this scans it on each call instead of caching the answer.
+ * A WHEN clause or a column list is not looked at: such a trigger counts, fire or not.
+ */
+static bool
+user_before_row_triggers(TriggerData *trigdata)
+{
+	TriggerDesc *trigdesc = trigdata->tg_relation->trigdesc;
+	Oid			self = trigdata->tg_trigger->tgfoid;
+	int16		event = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		TRIGGER_TYPE_UPDATE : TRIGGER_TYPE_INSERT;
+
+	if (trigdesc == NULL)
+		return false;
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (!TRIGGER_TYPE_MATCHES(trigger->tgtype, TRIGGER_TYPE_ROW, TRIGGER_TYPE_BEFORE, event))
+			continue;
+		/* As the executor's TriggerEnabled() decides. */
+		if (trigger->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA ?
+			trigger->tgenabled == TRIGGER_FIRES_ON_ORIGIN :
+			trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA)
+			continue;
+		if (trigger->tgfoid == self &&
+			(strcmp(trigger->tgname, EC_TRIGGER_FIRST_NAME) == 0 ||
+			 strcmp(trigger->tgname, EC_TRIGGER_LAST_NAME) == 0))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The first trigger: the other version's columns of the row as the statement wrote it, from "up"
+ * for an old-version write and from "down" for a new-version one.
+ */
+static HeapTuple
+write_counterparts(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple,
+				   TupleTableSlot *slot, bool from_new)
+{
 	int			n = 0;
-	HeapTuple	result;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired by a trigger", "expand_contract.dual_write")));
-	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) || TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired BEFORE INSERT OR UPDATE FOR EACH ROW",
-						"expand_contract.dual_write")));
-
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-	{
-		tuple = trigdata->tg_newtuple;
-		slot = trigdata->tg_newslot;
-	}
-	else
-	{
-		tuple = trigdata->tg_trigtuple;
-		slot = trigdata->tg_trigslot;
-	}
-
-	if (RelationGetRelid(trigdata->tg_relation) == ec_backfill_relid)
-		return PointerGetDatum(tuple);
-	plan = get_plan(trigdata->tg_relation);
-	if (plan->npairs == 0)
-		return PointerGetDatum(tuple);
-
-	from_new = writer_is_new(plan);
-	prepare_execution(plan, trigdata->tg_relation);
 
 	/*
 	 * A write through the new version to a row that the backfill has not reached: its new columns
@@ -516,9 +605,120 @@ ec_dual_write(PG_FUNCTION_ARGS)
 		plan->values[n] = ExecEvalExprSwitchContext(state, plan->econtext, &plan->nulls[n]);
 		n++;
 	}
-	result = n == 0 ? tuple :
-		heap_modify_tuple_by_cols(tuple, RelationGetDescr(trigdata->tg_relation), n,
-								  plan->columns, plan->values, plan->nulls);
+	if (n == 0)
+		return tuple;
+	return heap_modify_tuple_by_cols(tuple, RelationGetDescr(trigdata->tg_relation), n,
+									 plan->columns, plan->values, plan->nulls);
+}
+
+/*
+ * The last trigger, after the table's other BEFORE triggers: the pairs again, from the row as they
+ * left it.  User triggers are written against the base table, whose columns are the old version's,
+ * so a change they make is taken to be to an old column.  An old-version write (and a backfill
+ * update) gets every new column from "up" again.  A new-version write keeps its new columns where
+ * "down" of them still gives the old column; where it does not, a user trigger changed the old column
+ * (or the helper column, which belongs to the extension), and the new column is taken from "up" of
+ * the row.  Everything is evaluated on the row as this trigger received it.
+ */
+static HeapTuple
+restore_pairs(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple, TupleTableSlot *slot,
+			  bool from_new)
+{
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+	int			n = 0;
+
+	plan->econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < plan->npairs; i++)
+	{
+		if (plan->up_state[i] == NULL)
+			continue;
+		if (from_new)
+		{
+			Form_pg_attribute att;
+			Datum		current;
+			Datum		expected;
+			bool		current_null;
+			bool		expected_null;
+
+			/* No old column from "down": the new column is the writer's alone. */
+			if (plan->down_state[i] == NULL)
+				continue;
+			current = slot_getattr(slot, plan->old_attnums[i], &current_null);
+			expected = ExecEvalExprSwitchContext(plan->down_state[i], plan->econtext,
+												 &expected_null);
+			att = TupleDescAttr(desc, plan->old_attnums[i] - 1);
+			/*
+			 * By image, not datumIsEqual(): a varlena stored in a tuple has a short header where
+			 * the freshly computed one has a long one.
+			 */
+			if (current_null == expected_null &&
+				(current_null || datum_image_eq(current, expected, att->attbyval, att->attlen)))
+				continue;
+		}
+		plan->columns[n] = plan->new_attnums[i];
+		plan->values[n] = ExecEvalExprSwitchContext(plan->up_state[i], plan->econtext,
+													&plan->nulls[n]);
+		n++;
+	}
+	if (n == 0)
+		return tuple;
+	return heap_modify_tuple_by_cols(tuple, desc, n, plan->columns, plan->values, plan->nulls);
+}
+
+Datum
+ec_dual_write(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleTableSlot *slot;
+	EcTriggerPlan *plan;
+	bool		last;
+	bool		backfill;
+	bool		from_new;
+	HeapTuple	result;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired by a trigger", "expand_contract.dual_write")));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) || TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired BEFORE INSERT OR UPDATE FOR EACH ROW",
+						"expand_contract.dual_write")));
+	last = trigger_is_last(trigdata);
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		tuple = trigdata->tg_newtuple;
+		slot = trigdata->tg_newslot;
+	}
+	else
+	{
+		tuple = trigdata->tg_trigtuple;
+		slot = trigdata->tg_trigslot;
+	}
+
+	/*
+	 * The backfill's batch statement sets the new columns itself, so the first trigger stands
+	 * aside; the last one carries what user triggers changed, as for an old-version write.  With
+	 * no user trigger in between, the last one has nothing to do.
+	 */
+	backfill = RelationGetRelid(trigdata->tg_relation) == ec_backfill_relid;
+	if (last ? !user_before_row_triggers(trigdata) : backfill)
+		return PointerGetDatum(tuple);
+	plan = get_plan(trigdata->tg_relation);
+	if (plan->npairs == 0)
+		return PointerGetDatum(tuple);
+
+	from_new = !backfill && writer_is_new(plan);
+	prepare_execution(plan, trigdata->tg_relation);
+
+	if (last)
+		result = restore_pairs(plan, trigdata, tuple, slot, from_new);
+	else
+		result = write_counterparts(plan, trigdata, tuple, slot, from_new);
 	ResetExprContext(plan->econtext);
 	plan->econtext->ecxt_scantuple = NULL;
 	ExecClearTuple(plan->filled);

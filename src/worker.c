@@ -228,27 +228,26 @@ unfilled_condition(Oid relid, const char *in_progress)
 }
 
 /*
- * The batch statement for a table: SET each new column from its "up", deparsed from the node
- * tree ec_start stored (so it means what ec_start analysed, whatever the worker's search_path),
- * over a block range, for the rows the trigger has not written.
+ * The batch statement for a table: SET each new column from its "up", as the SQL text that
+ * ec_start deparsed from the analysed expression (so it means what ec_start analysed, whatever the
+ * worker's search_path), over a block range, for the rows the trigger has not written.
  */
 static char *
 batch_statement(Oid relid)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
-	Datum	   *new_attnums;
+	Datum	   *new_columns;
 	Datum	   *ups;
 	int			n;
 	bool		isnull;
 	StringInfoData sql;
-	List	   *context;
 	bool		first = true;
 
-	(void) ec_state_spi("SELECT d.new_attnums, d.up_exprs, m.in_progress_xids::text"
+	(void) ec_state_spi("SELECT d.new_columns, d.up_sources, m.in_progress_xids::text"
 						"  FROM " EC_STATE_SCHEMA ".dual_writes d"
 						"  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
-						" WHERE d.relid = $1",
+						" WHERE d.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 						1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -256,7 +255,7 @@ batch_statement(Oid relid)
 				 errmsg("no dual-write plan for table \"%s\"", get_rel_name(relid))));
 	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 													   1, &isnull)),
-					  INT2OID, 2, true, TYPALIGN_SHORT, &new_attnums, NULL, &n);
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &new_columns, NULL, &n);
 	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 													   2, &isnull)),
 					  TEXTOID, -1, false, TYPALIGN_INT, &ups, NULL, &n);
@@ -267,22 +266,17 @@ batch_statement(Oid relid)
 										 unfilled_condition(relid,
 															SPI_getvalue(SPI_tuptable->vals[0],
 																		 SPI_tuptable->tupdesc, 3)));
-	context = deparse_context_for(get_rel_name(relid), relid);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "UPDATE ONLY %s SET ", ec_rel_qualified(relid));
 	for (int i = 0; i < n; i++)
 	{
 		char	   *up = TextDatumGetCString(ups[i]);
-		AttrNumber	attnum = DatumGetInt16(new_attnums[i]);
-		int			nestlevel;
+		char	   *column = NameStr(*DatumGetName(new_columns[i]));
 
-		if (up[0] == '\0' || attnum == 0)
+		if (up[0] == '\0' || column[0] == '\0')
 			continue;
-		nestlevel = ec_guc_push("search_path", "pg_catalog");
-		appendStringInfo(&sql, "%s%s = %s", first ? "" : ", ",
-						 quote_identifier(get_attname(relid, attnum, false)),
-						 deparse_expression(stringToNode(up), context, false, false));
-		ec_guc_pop(nestlevel);
+		/* SQL over the physical column names, everything outside pg_catalog qualified. */
+		appendStringInfo(&sql, "%s%s = %s", first ? "" : ", ", quote_identifier(column), up);
 		first = false;
 	}
 	appendStringInfo(&sql, " WHERE %s", batch_unfilled);
@@ -346,10 +340,13 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	Datum		pvalues[5];
 	uint64		processed;
 
+	/* Fails the task (batch_seq), visibly and once, without diagnosing rows (batch_migration). */
+	batch_seq = task->seq;
 	if (get_rel_name(task->relid) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table with OID %u of the backfill no longer exists", task->relid)));
+				 errmsg("the table of the backfill no longer exists"),
+				 errdetail("It was dropped while the migration was active (OID %u).", task->relid)));
 
 	/* The bound: rows in blocks added after this point went through the trigger. */
 	if (task->total_blocks < 0)
@@ -736,6 +733,11 @@ ec_worker_main(Datum main_arg)
 
 	step_cxt = AllocSetContextCreate(TopMemoryContext, "expand_contract worker step",
 									 ALLOCSET_DEFAULT_SIZES);
+
+	/* A migration restored from another database needs a new horizon before any batch. */
+	begin_step("expand_contract: checking for a restored migration");
+	ec_adopt_restored(args.migration_id);
+	end_step();
 	for (;;)
 	{
 		long		wait_ms = 0;

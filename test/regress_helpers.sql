@@ -40,7 +40,7 @@ CREATE OR REPLACE FUNCTION ec_test.leftovers() RETURNS SETOF text LANGUAGE sql A
    WHERE attname LIKE '\_ec\_%' AND NOT attisdropped
   UNION ALL SELECT format('constraint %s', conname) FROM pg_constraint WHERE conname LIKE '\_ec\_%'
   UNION ALL SELECT format('trigger %s on %s', tgname, tgrelid::regclass) FROM pg_trigger
-   WHERE tgname LIKE 'zz\_ec%'
+   WHERE tgname LIKE '%ec\_dual\_write%'
   UNION ALL SELECT format('dual_write %s', relid) FROM expand_contract.dual_writes
   UNION ALL SELECT format('active migration %s', name) FROM expand_contract.migrations WHERE NOT done
 $$;

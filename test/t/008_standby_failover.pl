@@ -185,7 +185,7 @@ is( q1($standby, q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attri
 	    WHERE attrelid = 'public.orders'::regclass AND attnum > 0 AND NOT attisdropped}),
 	'id,customer,amount', 'v1 complete: the standby has the final columns');
 is( q1($standby, q{SELECT count(*) FROM pg_attribute WHERE attname LIKE '\_ec\_%' AND NOT attisdropped}) . ' '
-	  . q1($standby, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zz\_ec%'}),
+	  . q1($standby, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%ec\_dual\_write%'}),
 	'0 0', 'v1 complete: no helper column or trigger on the standby');
 
 ############################################################################

@@ -1,0 +1,322 @@
+/*
+ * restore.c
+ *	  Migrations that pg_dump and pg_restore (or pg_upgrade) carried into another database.
+ *
+ * Two things that ec_start stores only mean something in the database it ran in: the backfill's
+ * horizon (migrations.trigger_xid and in_progress_xids) is a point in that database's history of
+ * transaction ids, and the dual-write expressions' node trees (dual_writes.up_exprs, down_exprs,
+ * old_attnums, new_attnums) hold OIDs and attribute numbers, which a dump does not keep (a restored
+ * table has no dropped columns, a restored function has a new OID) and another major version may not
+ * read.  migrations.origin says where they were taken: the cluster's system identifier, the
+ * database's OID and the catalog version.  Everything else travels as names (regclass, regrole, SQL
+ * text), so the stored steps of complete and rollback still apply.
+ *
+ * A migration whose origin is not the current one was restored.  Until it is adopted, the trigger
+ * re-analyses the expressions from their SQL text (dual_writes.up_sources, down_sources, over the
+ * column names in old_columns, new_columns) and takes every row of a table whose backfill had not
+ * finished for one still to fill.  Adopting it (the first ec_status(), ec_resume(), ec_complete(),
+ * ec_rollback() or worker after the restore) rewrites the node trees and attribute numbers, takes a
+ * new horizon, and starts unfinished backfills again from the first block: every restored row was
+ * written before that horizon, so none is skipped.  A backfill that had finished stays finished.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/catversion.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/resowner.h"
+
+#include "expand_contract.h"
+
+/* "<system identifier>/<database OID>/<catalog version>" of where we run now. */
+char *
+ec_current_origin(void)
+{
+	return psprintf(UINT64_FORMAT "/%u/%u", GetSystemIdentifier(), MyDatabaseId,
+					(unsigned) CATALOG_VERSION_NO);
+}
+
+bool
+ec_origin_is_current(const char *origin)
+{
+	return origin != NULL && strcmp(origin, ec_current_origin()) == 0;
+}
+
+/* The column a restored plan names, by name; "" (no column) is 0. */
+AttrNumber
+ec_restored_attnum(Oid relid, const char *name)
+{
+	AttrNumber	attnum;
+
+	if (name[0] == '\0')
+		return InvalidAttrNumber;
+	attnum = get_attnum(relid, name);
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("column \"%s\" of table \"%s\" under migration does not exist", name,
+						get_rel_name(relid)),
+				 errdetail("The migration was restored from another database, whose table had it."),
+				 errhint("Restore the column, or roll the migration back with ec_rollback().")));
+	return attnum;
+}
+
+/*
+ * An expression of a restored plan, analysed again from its SQL text: column references are the
+ * table's physical names and every object outside pg_catalog is schema-qualified (ec_deparse), so
+ * nothing but pg_catalog needs to be on the search_path.  Coerced to the type of column target.
+ */
+Node *
+ec_reanalyze(Oid relid, const char *source, AttrNumber target, const char *what)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	Node	   *expr;
+	int			nestlevel;
+
+	get_atttypetypmodcoll(relid, target, &typid, &typmod, &collid);
+	nestlevel = ec_guc_push("search_path", "pg_catalog");
+	expr = ec_analyze_row_expression(source, what, relid, NULL, 0, typid, typmod, false);
+	ec_guc_pop(nestlevel);
+	return expr;
+}
+
+static List *
+text_elements(Datum array)
+{
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+static List *
+name_elements(Datum array)
+{
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(array), NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems,
+					  NULL, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend(result, pstrdup(NameStr(*DatumGetName(elems[i]))));
+	return result;
+}
+
+/* One table's plan as stored, read before it is rewritten. */
+typedef struct StoredPlan
+{
+	Oid			relid;
+	List	   *old_columns;
+	List	   *new_columns;
+	List	   *up_sources;
+	List	   *down_sources;
+} StoredPlan;
+
+/* Node trees and attribute numbers for one table, from the names and SQL text of its plan. */
+static void
+rewrite_plan(int64 id, StoredPlan *plan)
+{
+	int			n = list_length(plan->old_columns);
+	Datum	   *old_attnums = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *new_attnums = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *ups = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *downs = palloc(sizeof(Datum) * (n + 1));
+	Oid			types[6] = {INT8OID, OIDOID, INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[6];
+
+	for (int i = 0; i < n; i++)
+	{
+		AttrNumber	old_attnum = ec_restored_attnum(plan->relid, list_nth(plan->old_columns, i));
+		AttrNumber	new_attnum = ec_restored_attnum(plan->relid, list_nth(plan->new_columns, i));
+		char	   *up = list_nth(plan->up_sources, i);
+		char	   *down = list_nth(plan->down_sources, i);
+
+		old_attnums[i] = Int16GetDatum(old_attnum);
+		new_attnums[i] = Int16GetDatum(new_attnum);
+		ups[i] = CStringGetTextDatum(up[0] && new_attnum ?
+									 nodeToString(ec_reanalyze(plan->relid, up, new_attnum,
+															   "up expression")) : "");
+		downs[i] = CStringGetTextDatum(down[0] && old_attnum ?
+									   nodeToString(ec_reanalyze(plan->relid, down, old_attnum,
+																 "down expression")) : "");
+	}
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(plan->relid);
+	values[2] = PointerGetDatum(construct_array(old_attnums, n, INT2OID, 2, true, TYPALIGN_SHORT));
+	values[3] = PointerGetDatum(construct_array(new_attnums, n, INT2OID, 2, true, TYPALIGN_SHORT));
+	values[4] = PointerGetDatum(construct_array(ups, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(downs, n, TEXTOID, -1, false, TYPALIGN_INT));
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".dual_writes SET old_attnums = $3, new_attnums = $4,"
+						" up_exprs = $5, down_exprs = $6"
+						" WHERE migration_id = $1 AND relid OPERATOR(pg_catalog.=) $2::pg_catalog.regclass",
+						6, types, values, NULL, SPI_OK_UPDATE);
+	/* Writers drop the plan they re-analysed and read the stored one. */
+	CacheInvalidateRelcacheByRelid(plan->relid);
+}
+
+/* Makes migration id, restored from a database at origin, one of this database. */
+static void
+adopt(int64 id, const char *schema, const char *origin)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, XIDOID, XIDARRAYOID};
+	Datum		values[4];
+	List	   *plans = NIL;
+	ListCell   *lc;
+	EcXidList	in_progress;
+	TransactionId horizon;
+
+	values[0] = Int64GetDatum(id);
+	(void) ec_state_spi("SELECT relid::pg_catalog.oid, old_columns, new_columns, up_sources, down_sources"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		StoredPlan *plan = palloc0(sizeof(StoredPlan));
+		bool		isnull;
+
+		plan->relid = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
+		plan->old_columns = name_elements(SPI_getbinval(tuple, desc, 2, &isnull));
+		plan->new_columns = name_elements(SPI_getbinval(tuple, desc, 3, &isnull));
+		plan->up_sources = text_elements(SPI_getbinval(tuple, desc, 4, &isnull));
+		plan->down_sources = text_elements(SPI_getbinval(tuple, desc, 5, &isnull));
+		plans = lappend(plans, plan);
+	}
+	foreach(lc, plans)
+	{
+		StoredPlan *plan = lfirst(lc);
+
+		/* A table dropped since: its backfill fails, visibly, when the worker reaches it. */
+		if (get_rel_name(plan->relid) != NULL)
+			rewrite_plan(id, plan);
+	}
+
+	/*
+	 * The restore wrote every row without the trigger, and has finished: the horizon taken now is
+	 * above all of them, and every later writer goes through the trigger.
+	 */
+	horizon = ec_write_horizon(&in_progress);
+	values[1] = CStringGetTextDatum(ec_current_origin());
+	values[2] = TransactionIdGetDatum(horizon);
+	values[3] = ec_xid_array(&in_progress);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET origin = $2, trigger_xid = $3,"
+						" in_progress_xids = $4 WHERE id = $1", 4, types, values, NULL, SPI_OK_UPDATE);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = 0, total_blocks = NULL,"
+						" rows_done = 0, batches = 0, started_at = NULL, finished_at = NULL,"
+						" updated_at = pg_catalog.clock_timestamp(),"
+						" state = CASE WHEN state = 'failed' THEN state ELSE 'pending' END,"
+						" detail = 'restored from another database: every row is filled again'"
+						" WHERE migration_id = $1 AND kind = 'backfill' AND state <> 'done'",
+						1, types, values, NULL, SPI_OK_UPDATE);
+	ereport(NOTICE,
+			(errmsg("migration of schema \"%s\" was restored from another database", schema),
+			 errdetail("It was started in database %s; its unfinished backfills start again from "
+					   "the first row.", origin)));
+}
+
+/*
+ * adopt() in a subtransaction: a migration that cannot be adopted (an expression whose function
+ * the restore lacks, say) must not make ec_status() fail for every schema.  Its writes fail with
+ * the same error, so it does not go unnoticed.
+ */
+static void
+adopt_or_warn(int64 id, const char *schema, const char *origin)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		adopt(id, schema, origin);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not adopt the restored migration of schema \"%s\": %s", schema,
+						edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Adopts migration_id (0: every active migration of this database) if it was restored from another
+ * database.  Cheap when there is nothing to do: one indexed look-up.
+ */
+void
+ec_adopt_restored(int64 migration_id)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2] = {CStringGetTextDatum(ec_current_origin()), Int64GetDatum(migration_id)};
+	List	   *ids = NIL;
+	List	   *schemas = NIL;
+	ListCell   *lc1,
+			   *lc2;
+
+	if (RecoveryInProgress())
+		return;
+	(void) ec_state_spi("SELECT id, schema_name::text FROM " EC_STATE_SCHEMA ".migrations"
+						" WHERE NOT done AND origin <> $1 AND ($2 = 0 OR id = $2) ORDER BY id",
+						2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		ids = lappend(ids, id);
+		schemas = lappend(schemas, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+	}
+	forboth(lc1, ids, lc2, schemas)
+	{
+		int64		id = *(int64 *) lfirst(lc1);
+		Oid			nspid = get_namespace_oid(lfirst(lc2), true);
+		Oid			t[1] = {INT8OID};
+		Datum		v[1] = {Int64GetDatum(id)};
+		char	   *origin;
+
+		if (!OidIsValid(nspid))
+			continue;
+		/* Against another adopter, and against ec_start/complete/rollback of the schema. */
+		ec_lock_schema(nspid);
+		(void) ec_state_spi("SELECT origin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1 AND NOT done",
+							1, t, v, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			continue;
+		origin = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (!ec_origin_is_current(origin))
+			adopt_or_warn(id, lfirst(lc2), origin);
+	}
+}
