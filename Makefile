@@ -9,7 +9,7 @@
 
 EXTENSION   = expand_contract
 MODULE_big  = expand_contract
-OBJS        = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS        = $(patsubst %.c,%.o,$(wildcard src/*.c src/ops/*.c))
 DATA        = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC  = "expand_contract - zero-downtime schema migrations"
 

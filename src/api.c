@@ -55,30 +55,6 @@ target_schema(const char *schema)
 	return nspid;
 }
 
-/*
- * Only the owner of a table (or a member of its owning role, or a superuser) may change it; the
- * check comes before any lock, so that a role that may not migrate a table cannot even queue for
- * it.  Everything else a migration does is checked by PostgreSQL itself as its DDL runs as the
- * caller (CREATE on the schema and the database, REFERENCES on referenced tables, "sql").
- */
-static void
-check_owns_tables(Oid nspid, List *operations)
-{
-	ListCell   *lc;
-
-	foreach(lc, operations)
-	{
-		EcOperation *op = lfirst(lc);
-		const char *name = op->kind == EC_OP_RENAME_TABLE ? op->from :
-			op->kind == EC_OP_DROP_TABLE ? op->name :
-			op->kind == EC_OP_CREATE_TABLE ? NULL : op->table;
-		Oid			relid = name ? get_relname_relid(name, nspid) : InvalidOid;
-
-		if (OidIsValid(relid) && !ec_class_ownercheck(relid, GetUserId()))
-			aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)), name);
-	}
-}
-
 typedef struct OperationContext
 {
 	const char *migration;
@@ -195,7 +171,7 @@ ec_start(PG_FUNCTION_ARGS)
 	if (parent && OidIsValid(get_namespace_oid(parent->version_schema, true)))
 		old_schema = parent->version_schema;
 
-	check_owns_tables(nspid, migration->operations);
+	ec_check_operation_owners(nspid, migration->operations);
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	nestlevel = ec_guc_push("lock_timeout", timeout);
 	/*

@@ -12,20 +12,10 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "expand_contract.h"
+#include "operations.h"
 
-/* The fields of one JSON object, with a flag per field saying whether the reader asked for it. */
-typedef struct JObj
-{
-	const char *what;			/* "add_column" operation, column definition, ... */
-	int			n;
-	char	  **keys;
-	JsonbValue *vals;
-	bool	   *used;
-} JObj;
-
-static void
-jobj_load(JObj *o, JsonbValue *v, const char *what)
+void
+ec_doc_load(EcDocObject *o, JsonbValue *v, const char *what)
 {
 	JsonbIterator *it;
 	JsonbValue	jv;
@@ -63,8 +53,8 @@ jobj_load(JObj *o, JsonbValue *v, const char *what)
 	}
 }
 
-static JsonbValue *
-jobj_get(JObj *o, const char *key)
+JsonbValue *
+ec_doc_get(EcDocObject *o, const char *key)
 {
 	for (int i = 0; i < o->n; i++)
 	{
@@ -78,8 +68,8 @@ jobj_get(JObj *o, const char *key)
 }
 
 /* Rejects every field that no reader asked for. */
-static void
-jobj_finish(JObj *o)
+void
+ec_doc_finish(EcDocObject *o)
 {
 	for (int i = 0; i < o->n; i++)
 	{
@@ -90,8 +80,8 @@ jobj_finish(JObj *o)
 	}
 }
 
-static void
-missing_field(JObj *o, const char *key)
+void
+ec_doc_missing(EcDocObject *o, const char *key)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -99,7 +89,7 @@ missing_field(JObj *o, const char *key)
 }
 
 static void
-wrong_type(JObj *o, const char *key, const char *type)
+wrong_type(EcDocObject *o, const char *key, const char *type)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -107,17 +97,17 @@ wrong_type(JObj *o, const char *key, const char *type)
 }
 
 /* A string field; NULL when absent (or JSON null when null_ok). */
-static char *
-jobj_string(JObj *o, const char *key, bool required, bool null_ok, bool *present)
+char *
+ec_doc_string(EcDocObject *o, const char *key, bool required, bool null_ok, bool *present)
 {
-	JsonbValue *v = jobj_get(o, key);
+	JsonbValue *v = ec_doc_get(o, key);
 
 	if (present)
 		*present = (v != NULL);
 	if (v == NULL)
 	{
 		if (required)
-			missing_field(o, key);
+			ec_doc_missing(o, key);
 		return NULL;
 	}
 	if (v->type == jbvNull && null_ok)
@@ -128,10 +118,10 @@ jobj_string(JObj *o, const char *key, bool required, bool null_ok, bool *present
 }
 
 /* An SQL identifier: a non-empty string that fits in NAMEDATALEN without truncation. */
-static char *
-jobj_identifier(JObj *o, const char *key, bool required)
+char *
+ec_doc_identifier(EcDocObject *o, const char *key, bool required)
 {
-	char	   *s = jobj_string(o, key, required, false, NULL);
+	char	   *s = ec_doc_string(o, key, required, false, NULL);
 
 	if (s == NULL)
 		return NULL;
@@ -148,24 +138,24 @@ jobj_identifier(JObj *o, const char *key, bool required)
 }
 
 /* An expression or SQL text: absent and "" both mean none, as in pgroll. */
-static char *
-jobj_sql(JObj *o, const char *key, bool required)
+char *
+ec_doc_sql(EcDocObject *o, const char *key, bool required)
 {
-	char	   *s = jobj_string(o, key, required, false, NULL);
+	char	   *s = ec_doc_string(o, key, required, false, NULL);
 
 	if (s != NULL && s[0] == '\0')
 	{
 		if (required)
-			missing_field(o, key);
+			ec_doc_missing(o, key);
 		return NULL;
 	}
 	return s;
 }
 
-static bool
-jobj_bool(JObj *o, const char *key, bool default_value, bool *present)
+bool
+ec_doc_bool(EcDocObject *o, const char *key, bool default_value, bool *present)
 {
-	JsonbValue *v = jobj_get(o, key);
+	JsonbValue *v = ec_doc_get(o, key);
 
 	if (present)
 		*present = (v != NULL);
@@ -177,10 +167,10 @@ jobj_bool(JObj *o, const char *key, bool default_value, bool *present)
 }
 
 /* The elements of an array field, as JsonbValues (objects stay jbvBinary). */
-static List *
-jobj_array(JObj *o, const char *key, bool required, const char *type)
+List *
+ec_doc_array(EcDocObject *o, const char *key, bool required, const char *type)
 {
-	JsonbValue *v = jobj_get(o, key);
+	JsonbValue *v = ec_doc_get(o, key);
 	JsonbIterator *it;
 	JsonbValue	jv;
 	JsonbIteratorToken tok;
@@ -189,7 +179,7 @@ jobj_array(JObj *o, const char *key, bool required, const char *type)
 	if (v == NULL)
 	{
 		if (required)
-			missing_field(o, key);
+			ec_doc_missing(o, key);
 		return NIL;
 	}
 	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
@@ -212,12 +202,12 @@ jobj_array(JObj *o, const char *key, bool required, const char *type)
 
 /* An array of identifiers, e.g. the columns of a constraint. */
 static List *
-jobj_identifier_array(JObj *o, const char *key, bool required)
+jobj_identifier_array(EcDocObject *o, const char *key, bool required)
 {
 	List	   *result = NIL;
 	ListCell   *lc;
 
-	foreach(lc, jobj_array(o, key, required, "an array of strings"))
+	foreach(lc, ec_doc_array(o, key, required, "an array of strings"))
 	{
 		JsonbValue *jv = lfirst(lc);
 		char	   *s;
@@ -240,9 +230,9 @@ jobj_identifier_array(JObj *o, const char *key, bool required)
 
 /* Maps a pgroll keyword (any case) to the SQL keyword, or errors listing the allowed ones. */
 static char *
-keyword_field(JObj *o, const char *key, const char *const *allowed, const char *default_value)
+keyword_field(EcDocObject *o, const char *key, const char *const *allowed, const char *default_value)
 {
-	char	   *s = jobj_string(o, key, false, false, NULL);
+	char	   *s = ec_doc_string(o, key, false, false, NULL);
 
 	if (s == NULL)
 		return pstrdup(default_value);
@@ -261,22 +251,22 @@ static const char *const fk_actions[] = {"NO ACTION", "RESTRICT", "CASCADE", "SE
 "SET DEFAULT", NULL};
 static const char *const fk_match_types[] = {"SIMPLE", "FULL", NULL};
 
-static EcCheckDef *
-read_check(JsonbValue *v)
+EcCheckDef *
+ec_doc_check(JsonbValue *v)
 {
-	JObj		o;
+	EcDocObject o;
 	EcCheckDef *c = palloc0(sizeof(EcCheckDef));
 
-	jobj_load(&o, v, "check constraint definition");
-	c->name = jobj_identifier(&o, "name", true);
-	c->expr = jobj_sql(&o, "constraint", true);
-	c->no_inherit = jobj_bool(&o, "no_inherit", false, NULL);
-	jobj_finish(&o);
+	ec_doc_load(&o, v, "check constraint definition");
+	c->name = ec_doc_identifier(&o, "name", true);
+	c->expr = ec_doc_sql(&o, "constraint", true);
+	c->no_inherit = ec_doc_bool(&o, "no_inherit", false, NULL);
+	ec_doc_finish(&o);
 	return c;
 }
 
 static void
-read_fk_actions(JObj *o, EcForeignKeyDef *fk)
+read_fk_actions(EcDocObject *o, EcForeignKeyDef *fk)
 {
 	fk->match_type = keyword_field(o, "match_type", fk_match_types, "SIMPLE");
 	fk->on_delete = keyword_field(o, "on_delete", fk_actions, "NO ACTION");
@@ -284,20 +274,20 @@ read_fk_actions(JObj *o, EcForeignKeyDef *fk)
 }
 
 /* A column's "references": one referenced column. */
-static EcForeignKeyDef *
-read_column_fk(JsonbValue *v)
+EcForeignKeyDef *
+ec_doc_column_fk(JsonbValue *v)
 {
-	JObj		o;
+	EcDocObject o;
 	EcForeignKeyDef *fk = palloc0(sizeof(EcForeignKeyDef));
 
-	jobj_load(&o, v, "foreign key reference");
-	fk->name = jobj_identifier(&o, "name", true);
-	fk->table = jobj_identifier(&o, "table", true);
-	fk->columns = list_make1(jobj_identifier(&o, "column", true));
+	ec_doc_load(&o, v, "foreign key reference");
+	fk->name = ec_doc_identifier(&o, "name", true);
+	fk->table = ec_doc_identifier(&o, "table", true);
+	fk->columns = list_make1(ec_doc_identifier(&o, "column", true));
 	read_fk_actions(&o, fk);
-	fk->deferrable = jobj_bool(&o, "deferrable", false, NULL);
-	fk->initially_deferred = jobj_bool(&o, "initially_deferred", false, NULL);
-	jobj_finish(&o);
+	fk->deferrable = ec_doc_bool(&o, "deferrable", false, NULL);
+	fk->initially_deferred = ec_doc_bool(&o, "initially_deferred", false, NULL);
+	ec_doc_finish(&o);
 	return fk;
 }
 
@@ -305,60 +295,60 @@ read_column_fk(JsonbValue *v)
 static EcForeignKeyDef *
 read_table_fk(JsonbValue *v)
 {
-	JObj		o;
+	EcDocObject o;
 	EcForeignKeyDef *fk = palloc0(sizeof(EcForeignKeyDef));
 
-	jobj_load(&o, v, "foreign key reference");
-	fk->table = jobj_identifier(&o, "table", true);
+	ec_doc_load(&o, v, "foreign key reference");
+	fk->table = ec_doc_identifier(&o, "table", true);
 	fk->columns = jobj_identifier_array(&o, "columns", true);
 	read_fk_actions(&o, fk);
-	if (jobj_get(&o, "on_delete_set_columns") != NULL)
+	if (ec_doc_get(&o, "on_delete_set_columns") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("field \"on_delete_set_columns\" is not supported")));
-	jobj_finish(&o);
+	ec_doc_finish(&o);
 	return fk;
 }
 
-static EcColumnDef *
-read_column(JsonbValue *v)
+EcColumnDef *
+ec_doc_column(JsonbValue *v)
 {
-	JObj		o;
+	EcDocObject o;
 	JsonbValue *sub;
 	EcColumnDef *c = palloc0(sizeof(EcColumnDef));
 
-	jobj_load(&o, v, "column definition");
-	c->name = jobj_identifier(&o, "name", true);
-	c->type = jobj_sql(&o, "type", true);
-	c->pk = jobj_bool(&o, "pk", false, NULL);
-	c->unique = jobj_bool(&o, "unique", false, NULL);
-	c->nullable = jobj_bool(&o, "nullable", false, NULL);
-	c->default_expr = jobj_sql(&o, "default", false);
-	c->comment = jobj_string(&o, "comment", false, false, NULL);
-	if ((sub = jobj_get(&o, "check")) != NULL)
-		c->check = read_check(sub);
-	if ((sub = jobj_get(&o, "references")) != NULL)
-		c->references = read_column_fk(sub);
-	if (jobj_get(&o, "generated") != NULL)
+	ec_doc_load(&o, v, "column definition");
+	c->name = ec_doc_identifier(&o, "name", true);
+	c->type = ec_doc_sql(&o, "type", true);
+	c->pk = ec_doc_bool(&o, "pk", false, NULL);
+	c->unique = ec_doc_bool(&o, "unique", false, NULL);
+	c->nullable = ec_doc_bool(&o, "nullable", false, NULL);
+	c->default_expr = ec_doc_sql(&o, "default", false);
+	c->comment = ec_doc_string(&o, "comment", false, false, NULL);
+	if ((sub = ec_doc_get(&o, "check")) != NULL)
+		c->check = ec_doc_check(sub);
+	if ((sub = ec_doc_get(&o, "references")) != NULL)
+		c->references = ec_doc_column_fk(sub);
+	if (ec_doc_get(&o, "generated") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("generated columns are not supported"),
 				 errdetail("Column \"%s\" has field \"generated\".", c->name)));
-	jobj_finish(&o);
+	ec_doc_finish(&o);
 	return c;
 }
 
-static EcConstraintDef *
-read_constraint(JsonbValue *v)
+EcConstraintDef *
+ec_doc_constraint(JsonbValue *v)
 {
 	static const char *const types[] = {"unique", "check", "primary_key", "foreign_key", NULL};
-	JObj		o;
+	EcDocObject o;
 	JsonbValue *sub;
 	EcConstraintDef *c = palloc0(sizeof(EcConstraintDef));
 
-	jobj_load(&o, v, "constraint definition");
-	c->name = jobj_identifier(&o, "name", true);
-	c->type = jobj_string(&o, "type", true, false, NULL);
+	ec_doc_load(&o, v, "constraint definition");
+	c->name = ec_doc_identifier(&o, "name", true);
+	c->type = ec_doc_string(&o, "type", true, false, NULL);
 	if (strcmp(c->type, "exclude") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -374,12 +364,12 @@ read_constraint(JsonbValue *v)
 			break;
 	}
 	c->columns = jobj_identifier_array(&o, "columns", strcmp(c->type, "check") != 0);
-	c->deferrable = jobj_bool(&o, "deferrable", false, NULL);
-	c->initially_deferred = jobj_bool(&o, "initially_deferred", false, NULL);
-	c->nulls_not_distinct = jobj_bool(&o, "nulls_not_distinct", false, NULL);
-	c->no_inherit = jobj_bool(&o, "no_inherit", false, NULL);
-	c->check = jobj_sql(&o, "check", strcmp(c->type, "check") == 0);
-	if ((sub = jobj_get(&o, "references")) != NULL)
+	c->deferrable = ec_doc_bool(&o, "deferrable", false, NULL);
+	c->initially_deferred = ec_doc_bool(&o, "initially_deferred", false, NULL);
+	c->nulls_not_distinct = ec_doc_bool(&o, "nulls_not_distinct", false, NULL);
+	c->no_inherit = ec_doc_bool(&o, "no_inherit", false, NULL);
+	c->check = ec_doc_sql(&o, "check", strcmp(c->type, "check") == 0);
+	if ((sub = ec_doc_get(&o, "references")) != NULL)
 	{
 		c->references = read_table_fk(sub);
 		c->references->name = c->name;
@@ -387,125 +377,14 @@ read_constraint(JsonbValue *v)
 		c->references->initially_deferred = c->initially_deferred;
 	}
 	else if (strcmp(c->type, "foreign_key") == 0)
-		missing_field(&o, "references");
-	if (jobj_get(&o, "exclude") != NULL || jobj_get(&o, "index_parameters") != NULL)
+		ec_doc_missing(&o, "references");
+	if (ec_doc_get(&o, "exclude") != NULL || ec_doc_get(&o, "index_parameters") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("fields \"exclude\" and \"index_parameters\" of constraints are not supported")));
-	jobj_finish(&o);
+	ec_doc_finish(&o);
 	return c;
 }
-
-static void
-read_operation_body(EcOperation *op, JsonbValue *body)
-{
-	JObj		o;
-	JsonbValue *sub;
-	char	   *what = psprintf("\"%s\" operation", op->kind_name);
-
-	jobj_load(&o, body, what);
-	switch (op->kind)
-	{
-		case EC_OP_CREATE_TABLE:
-			{
-				ListCell   *lc;
-
-				op->name = jobj_identifier(&o, "name", true);
-				foreach(lc, jobj_array(&o, "columns", true, "an array"))
-					op->columns = lappend(op->columns, read_column(lfirst(lc)));
-				if (op->columns == NIL)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("table \"%s\" must have at least one column", op->name)));
-				foreach(lc, jobj_array(&o, "constraints", false, "an array"))
-					op->constraints = lappend(op->constraints, read_constraint(lfirst(lc)));
-				op->comment = jobj_string(&o, "comment", false, false, &op->has_comment);
-				break;
-			}
-		case EC_OP_ADD_COLUMN:
-			op->table = jobj_identifier(&o, "table", true);
-			if ((sub = jobj_get(&o, "column")) == NULL)
-				missing_field(&o, "column");
-			op->coldef = read_column(sub);
-			op->column = op->coldef->name;
-			op->up = jobj_sql(&o, "up", false);
-			break;
-		case EC_OP_DROP_COLUMN:
-			op->table = jobj_identifier(&o, "table", true);
-			op->column = jobj_identifier(&o, "column", true);
-			op->down = jobj_sql(&o, "down", false);
-			break;
-		case EC_OP_RENAME_COLUMN:
-			op->table = jobj_identifier(&o, "table", true);
-			op->from = jobj_identifier(&o, "from", true);
-			op->to = jobj_identifier(&o, "to", true);
-			break;
-		case EC_OP_ALTER_COLUMN:
-			op->table = jobj_identifier(&o, "table", true);
-			op->column = jobj_identifier(&o, "column", true);
-			op->new_name = jobj_identifier(&o, "name", false);
-			op->type = jobj_sql(&o, "type", false);
-			op->nullable = jobj_bool(&o, "nullable", false, &op->has_nullable);
-			op->default_expr = jobj_string(&o, "default", false, true, &op->has_default);
-			op->comment = jobj_string(&o, "comment", false, true, &op->has_comment);
-			if ((sub = jobj_get(&o, "check")) != NULL)
-				op->check = read_check(sub);
-			if ((sub = jobj_get(&o, "unique")) != NULL)
-			{
-				JObj		u;
-
-				jobj_load(&u, sub, "unique constraint definition");
-				op->unique_name = jobj_identifier(&u, "name", true);
-				jobj_finish(&u);
-			}
-			if ((sub = jobj_get(&o, "references")) != NULL)
-				op->references = read_column_fk(sub);
-			op->up = jobj_sql(&o, "up", false);
-			op->down = jobj_sql(&o, "down", false);
-			if (op->new_name == NULL && op->type == NULL && !op->has_nullable &&
-				!op->has_default && !op->has_comment && op->check == NULL &&
-				op->unique_name == NULL && op->references == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("\"alter_column\" operation on column \"%s\" changes nothing", op->column),
-						 errhint("Set at least one of \"name\", \"type\", \"nullable\", \"default\", "
-								 "\"comment\", \"check\", \"unique\" or \"references\".")));
-			break;
-		case EC_OP_RENAME_TABLE:
-			op->from = jobj_identifier(&o, "from", true);
-			op->to = jobj_identifier(&o, "to", true);
-			break;
-		case EC_OP_DROP_TABLE:
-			op->name = jobj_identifier(&o, "name", true);
-			break;
-		case EC_OP_SQL:
-			op->up = jobj_sql(&o, "up", true);
-			op->down = jobj_sql(&o, "down", false);
-			op->on_complete = jobj_bool(&o, "onComplete", false, NULL);
-			if (op->on_complete && op->down != NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("\"sql\" operation cannot have both \"down\" and \"onComplete\"")));
-			break;
-	}
-	jobj_finish(&o);
-}
-
-static const struct
-{
-	const char *name;
-	EcOpKind	kind;
-}			known_operations[] =
-{
-	{"create_table", EC_OP_CREATE_TABLE},
-	{"add_column", EC_OP_ADD_COLUMN},
-	{"drop_column", EC_OP_DROP_COLUMN},
-	{"rename_column", EC_OP_RENAME_COLUMN},
-	{"alter_column", EC_OP_ALTER_COLUMN},
-	{"rename_table", EC_OP_RENAME_TABLE},
-	{"drop_table", EC_OP_DROP_TABLE},
-	{"sql", EC_OP_SQL},
-};
 
 /* pgroll operations that this version does not implement yet: named as such, not as unknown. */
 static const char *const unsupported_operations[] = {
@@ -516,27 +395,31 @@ static const char *const unsupported_operations[] = {
 static EcOperation *
 read_operation(JsonbValue *v, int position)
 {
-	JObj		o;
-	EcOperation *op = palloc0(sizeof(EcOperation));
+	EcDocObject o;
+	EcOperation *op;
+	const EcOpRoutine *routine;
 	char	   *what = psprintf("operation %d", position);
 
-	jobj_load(&o, v, what);
+	ec_doc_load(&o, v, what);
 	if (o.n != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("operation %d must have exactly one key, the operation's name", position),
 				 errdetail("It has %d keys.", o.n)));
 
-	op->position = position;
-	op->kind_name = o.keys[0];
-	for (int i = 0; i < lengthof(known_operations); i++)
+	routine = ec_find_operation(o.keys[0]);
+	if (routine != NULL)
 	{
-		if (strcmp(o.keys[0], known_operations[i].name) == 0)
-		{
-			op->kind = known_operations[i].kind;
-			read_operation_body(op, &o.vals[0]);
-			return op;
-		}
+		EcDocObject body;
+
+		op = palloc0(routine->size);
+		op->routine = routine;
+		op->position = position;
+		op->kind_name = o.keys[0];
+		ec_doc_load(&body, &o.vals[0], psprintf("\"%s\" operation", op->kind_name));
+		routine->read(op, &body);
+		ec_doc_finish(&body);
+		return op;
 	}
 	for (int i = 0; unsupported_operations[i] != NULL; i++)
 	{
@@ -558,7 +441,7 @@ EcMigration *
 ec_read_migration(Jsonb *doc)
 {
 	JsonbValue	root;
-	JObj		o;
+	EcDocObject o;
 	ListCell   *lc;
 	List	   *ops;
 	EcMigration *m = palloc0(sizeof(EcMigration));
@@ -572,12 +455,12 @@ ec_read_migration(Jsonb *doc)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("migration must be a JSON object with an \"operations\" array")));
 
-	jobj_load(&o, &root, "migration");
+	ec_doc_load(&o, &root, "migration");
 	/* pgroll's documents may carry their own name; the name passed to ec_start is the one used. */
-	(void) jobj_string(&o, "name", false, false, NULL);
-	m->version_schema = jobj_identifier(&o, "version_schema", false);
-	ops = jobj_array(&o, "operations", true, "an array");
-	jobj_finish(&o);
+	(void) ec_doc_string(&o, "name", false, false, NULL);
+	m->version_schema = ec_doc_identifier(&o, "version_schema", false);
+	ops = ec_doc_array(&o, "operations", true, "an array");
+	ec_doc_finish(&o);
 
 	if (ops == NIL)
 		ereport(ERROR,

@@ -5,9 +5,10 @@
  * The pieces, one file each:
  *	  init.c		module load, settings
  *	  api.c			SQL entry points ec_start, ec_complete, ec_rollback
- *	  document.c	the pgroll migration document, read into EcOperation structs
+ *	  document.c	the pgroll migration document, read into the operations' structs
  *	  model.c		the table/column model of the old and the new version of a schema
- *	  operations.c	expand: what each operation does at start, and what complete/rollback must do
+ *	  operations.c	the operation table (operations.h; one file per operation in ops/), the
+ *					tables operations touch and the locks they need
  *	  expr.c		user expressions and types, parsed and analysed with PostgreSQL's parser
  *	  views.c		the version schema of views
  *	  sqlbuild.c	every piece of SQL text the extension builds, and running it
@@ -50,18 +51,6 @@ extern int	ec_lock_retries;
 extern bool ec_start_paused;
 
 /* ---- the migration document (document.c) ---- */
-
-typedef enum EcOpKind
-{
-	EC_OP_CREATE_TABLE,
-	EC_OP_ADD_COLUMN,
-	EC_OP_DROP_COLUMN,
-	EC_OP_RENAME_COLUMN,
-	EC_OP_ALTER_COLUMN,
-	EC_OP_RENAME_TABLE,
-	EC_OP_DROP_TABLE,
-	EC_OP_SQL
-} EcOpKind;
 
 typedef struct EcCheckDef
 {
@@ -109,42 +98,17 @@ typedef struct EcConstraintDef
 	EcForeignKeyDef *references;
 } EcConstraintDef;
 
+struct EcOpRoutine;
+
+/*
+ * One operation of the document.  Each operation's own struct (in its file under src/ops/) begins
+ * with this; its routine (operations.h) says what it is and does.
+ */
 typedef struct EcOperation
 {
-	EcOpKind	kind;
+	const struct EcOpRoutine *routine;
 	const char *kind_name;		/* as spelled in the document */
 	int			position;		/* 1-based, for error context */
-
-	char	   *table;			/* every operation but create_table/rename_table/drop_table/sql */
-	char	   *column;
-	char	   *from;			/* rename_column, rename_table */
-	char	   *to;
-
-	/* create_table */
-	char	   *name;
-	List	   *columns;		/* EcColumnDef * */
-	List	   *constraints;	/* EcConstraintDef * */
-
-	/* add_column */
-	EcColumnDef *coldef;
-
-	/* up/down: expressions, or SQL for the sql operation */
-	char	   *up;
-	char	   *down;
-	bool		on_complete;
-
-	/* alter_column */
-	char	   *new_name;
-	char	   *type;
-	bool		has_nullable;
-	bool		nullable;
-	bool		has_default;
-	char	   *default_expr;	/* NULL with has_default: drop the default */
-	bool		has_comment;
-	char	   *comment;		/* NULL with has_comment: drop the comment; create_table's too */
-	EcCheckDef *check;
-	char	   *unique_name;
-	EcForeignKeyDef *references;
 } EcOperation;
 
 typedef struct EcMigration
@@ -247,7 +211,7 @@ extern char *ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *re
 extern void ec_create_version_schema(EcModel *model, const char *version_schema);
 extern List *ec_schema_relations(Oid nspid, bool views);
 
-/* ---- operations (operations.c) ---- */
+/* ---- operations (operations.c, ops/) ---- */
 
 typedef struct EcStartContext
 {
@@ -261,6 +225,7 @@ typedef struct EcStartContext
 } EcStartContext;
 
 extern void ec_apply_operation(EcStartContext *cxt, EcOperation *op);
+extern void ec_check_operation_owners(Oid nspid, List *operations);
 extern List *ec_relations_to_lock(Oid nspid, List *operations, List **modes);
 
 /* ---- after the operations: triggers and the complete plan (plan.c) ---- */

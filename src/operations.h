@@ -1,0 +1,106 @@
+/*
+ * operations.h
+ *	  The operation table: what a migration operation is to the rest of expand_contract.
+ *
+ * Each pgroll operation is one EcOpRoutine, defined in its own file under src/ops/ and listed once in
+ * ec_operations[] (operations.c), much as an index access method is one IndexAmRoutine.  A routine
+ * reads its fields from the document into its own struct (which begins with EcOperation), names the
+ * tables it touches with the lock each needs, and does its part of ec_start: the DDL that expands the
+ * schema, the edits to the model of the two versions (from which the version views and the complete
+ * steps are read off), the rollback steps that undo its DDL, and the tasks it leaves to the worker.
+ * Adding an operation is one file, one row in the table, its tests and its README row.
+ *
+ * Also here: the document reader the routines use (document.c) and the helpers they share
+ * (ops/common.c).
+ */
+#ifndef EC_OPERATIONS_H
+#define EC_OPERATIONS_H
+
+#include "expand_contract.h"
+
+/* ---- reading the document (document.c) ---- */
+
+/* The fields of one JSON object, with a flag per field saying whether a reader asked for it. */
+typedef struct EcDocObject
+{
+	const char *what;			/* "add_column" operation, column definition, ... */
+	int			n;
+	char	  **keys;
+	JsonbValue *vals;
+	bool	   *used;
+} EcDocObject;
+
+extern void ec_doc_load(EcDocObject *o, JsonbValue *v, const char *what);
+extern JsonbValue *ec_doc_get(EcDocObject *o, const char *key);
+extern void ec_doc_finish(EcDocObject *o);
+extern void ec_doc_missing(EcDocObject *o, const char *key) pg_attribute_noreturn();
+extern char *ec_doc_string(EcDocObject *o, const char *key, bool required, bool null_ok,
+						   bool *present);
+extern char *ec_doc_identifier(EcDocObject *o, const char *key, bool required);
+extern char *ec_doc_sql(EcDocObject *o, const char *key, bool required);
+extern bool ec_doc_bool(EcDocObject *o, const char *key, bool default_value, bool *present);
+extern List *ec_doc_array(EcDocObject *o, const char *key, bool required, const char *type);
+extern EcCheckDef *ec_doc_check(JsonbValue *v);
+extern EcForeignKeyDef *ec_doc_column_fk(JsonbValue *v);
+extern EcColumnDef *ec_doc_column(JsonbValue *v);
+extern EcConstraintDef *ec_doc_constraint(JsonbValue *v);
+
+/* ---- the tables an operation touches (operations.c) ---- */
+
+typedef struct EcTouches EcTouches;
+
+/*
+ * The operation touches table (a name of the new version as the operations before it left it) and
+ * needs mode on it before ec_start runs any DDL; must_own: only its owner may do that.
+ */
+extern void ec_touch(EcTouches *touches, const char *table, LOCKMODE mode, bool must_own);
+
+/* ---- the operation table (operations.c) ---- */
+
+typedef struct EcOpRoutine
+{
+	const char *name;			/* as in pgroll's documents */
+	Size		size;			/* of the operation's struct, which begins with EcOperation */
+	/* Reads the operation's fields from its JSON object; ec_doc_finish follows. */
+	void		(*read) (EcOperation *op, EcDocObject *doc);
+	/* Names the tables it touches, with the lock each needs (NULL: none). */
+	void		(*touches) (EcOperation *op, EcTouches *touches);
+	/* Its part of ec_start. */
+	void		(*start) (EcStartContext *cxt, EcOperation *op);
+} EcOpRoutine;
+
+extern const EcOpRoutine ec_op_create_table;
+extern const EcOpRoutine ec_op_add_column;
+extern const EcOpRoutine ec_op_drop_column;
+extern const EcOpRoutine ec_op_rename_column;
+extern const EcOpRoutine ec_op_alter_column;
+extern const EcOpRoutine ec_op_rename_table;
+extern const EcOpRoutine ec_op_drop_table;
+extern const EcOpRoutine ec_op_sql;
+
+extern const EcOpRoutine *ec_find_operation(const char *name);
+
+/* ---- what operations share (ops/common.c) ---- */
+
+extern void ec_op_run(EcStartContext *cxt, const char *sql, const char *undo);
+extern void ec_op_require_owner(EcTable *table);
+extern char *ec_op_table_sql(EcTable *table);
+extern char *ec_op_attname(EcTable *table, AttrNumber attnum);
+extern char *ec_op_analyze(EcTable *table, bool new_version, const char *source, const char *what,
+						   Oid typid, int32 typmod, bool is_check, Node **result);
+extern AttrNumber ec_op_add_new_column(EcStartContext *cxt, EcTable *table, const char *tmpname,
+									   const char *type_sql, const char *extra);
+extern void ec_op_add_not_valid_check(EcStartContext *cxt, EcTable *table, const char *name,
+									  const char *expr_sql);
+extern void ec_op_add_check(EcStartContext *cxt, EcTable *table, EcCheckDef *check);
+extern void ec_op_add_foreign_key(EcStartContext *cxt, EcTable *table, List *columns,
+								  EcForeignKeyDef *fk);
+extern void ec_op_queue_unique(EcStartContext *cxt, EcTable *table, AttrNumber attnum,
+							   const char *constraint);
+extern void ec_op_comment_on_column(EcTable *table, AttrNumber attnum, const char *comment);
+extern char *ec_op_default_sql(const char *source, const char *column, Oid typid, int32 typmod,
+							   bool *is_volatile);
+extern char *ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum,
+									  bool dropping);
+
+#endif							/* EC_OPERATIONS_H */
