@@ -15,6 +15,12 @@ PGFILEDESC  = "expand_contract - zero-downtime schema migrations"
 
 REGRESS     = api create_table add_column drop_column rename_column alter_column \
               rename_table drop_table raw_sql compose new_version_writes user_triggers errors privileges fuzz
+REGRESS     += create_index drop_index
+REGRESS     += rename_constraint set_replica_identity pgroll_compat
+REGRESS     += expressions
+REGRESS     += create_constraint drop_constraint
+REGRESS     += carry_constraints
+REGRESS     += carry_indexes
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

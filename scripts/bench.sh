@@ -20,7 +20,11 @@
 #      and the table's size afterwards (bloat) against the UPDATE's.
 #   2. the dual-write trigger on writes: INSERT ... SELECT of BENCH_ROWS_SMALL rows and pgbench single-row
 #      INSERTs, into a plain table (baseline), a table with the extra column only, with the expand_contract
-#      trigger (old-version writes: it computes "up") and with the PL/pgSQL trigger of pgroll_style.sql
+#      trigger (old-version writes: it computes "up") and with the PL/pgSQL trigger of pgroll_style.sql;
+#      and both triggers again with an "up" that looks its divisor up in another table by key,
+#      cents / (SELECT u.divisor FROM bench.units u WHERE u.code = cents % 1000) (the same values): the
+#      expand_contract trigger runs such an expression through SPI instead of compiled, and the figure
+#      ec_subquery_vs_ec is what that costs
 #   3. reads by primary key through the version view public_v1.t against public.t (pgbench, alternated),
 #      in BENCH_PGBENCH_MODE and with prepared statements
 #   4. how long ec_start and ec_complete (backfill done) hold their ACCESS EXCLUSIVE lock, at both sizes,
@@ -49,6 +53,8 @@
 #   BENCH_EC_BATCHES=20000   extra batch sizes measured once at the small size ("" for none)
 #   BENCH_MIXED_DELAYS=50    batch_delay_ms values for throttled runs of phase 5 ("" for none)
 #   BENCH_PHASES="backfill writes mixed"   which parts to run (backfill includes 3 and 4)
+#   BENCH_WRITE_VARIANTS="plain extra_column ec ec_subquery plpgsql plpgsql_subquery"   which variants
+#                            phase 2 measures (plain is every ratio's baseline, ec the subquery's)
 #   BENCH_BACKFILL_TIMEOUT   seconds to wait for a backfill (default max(120, 10 x the UPDATE's time))
 #   BENCH_STALL_TIMEOUT=30   give up on a migration's tasks after this many seconds without any progress
 #   BENCH_BUILD=0            do not build/install; benchmark the copy already installed
@@ -86,6 +92,7 @@ BENCH_PGBENCH_MODE=${BENCH_PGBENCH_MODE:-simple}
 BENCH_EC_BATCHES=${BENCH_EC_BATCHES-20000}
 BENCH_MIXED_DELAYS=${BENCH_MIXED_DELAYS-50}
 BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed}
+BENCH_WRITE_VARIANTS=${BENCH_WRITE_VARIANTS:-plain extra_column ec ec_subquery plpgsql plpgsql_subquery}
 BENCH_BACKFILL_TIMEOUT=${BENCH_BACKFILL_TIMEOUT:-}
 BENCH_STALL_TIMEOUT=${BENCH_STALL_TIMEOUT:-30}
 BENCH_BUILD=${BENCH_BUILD:-1}
@@ -104,10 +111,13 @@ done
 for b in $BENCH_EC_BATCHES; do [[ $b =~ ^[0-9]+$ && $b -gt 0 ]] || die "BENCH_EC_BATCHES: '$b' is not a positive integer"; done
 for b in $BENCH_MIXED_DELAYS; do [[ $b =~ ^[0-9]+$ ]] || die "BENCH_MIXED_DELAYS: '$b' is not a number of milliseconds"; done
 for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed)"; done
+for v in $BENCH_WRITE_VARIANTS; do [[ $v =~ ^(plain|extra_column|ec|ec_subquery|plpgsql|plpgsql_subquery)$ ]] || die "BENCH_WRITE_VARIANTS: unknown variant '$v'"; done
 [[ $BENCH_PGBENCH_MODE =~ ^(simple|extended|prepared)$ ]] || die "BENCH_PGBENCH_MODE must be simple, extended or prepared"
 phase_on() { [[ " $BENCH_PHASES " == *" $1 "* ]]; }
 
 MIGRATION='{"operations":[{"alter_column":{"table":"t","column":"cents","name":"amount","type":"numeric(12,2)","up":"cents / 100.0","down":"(amount * 100)::int"}}]}'
+# The same migration with an "up" that reads another table (test/bench/setup.sql: every divisor is 100.0).
+MIGRATION_SUBQUERY='{"operations":[{"alter_column":{"table":"t","column":"cents","name":"amount","type":"numeric(12,2)","up":"cents / (SELECT u.divisor FROM bench.units u WHERE u.code = cents % 1000)","down":"(amount * 100)::int"}}]}'
 
 now_ms() { date +%s%3N; }
 T_BEGIN=$(now_ms)
@@ -623,12 +633,14 @@ declare -A INS_MS=() INS_TPS=()
 writes_phase() {
     local n=$BENCH_ROWS_SMALL v setup r st
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
-        for v in plain extra_column ec plpgsql; do
+        for v in $BENCH_WRITE_VARIANTS; do
             case $v in
                 plain)        setup="SELECT 1" ;;
                 extra_column) setup="ALTER TABLE public.t ADD COLUMN extra numeric(12,2)" ;;
                 ec)           setup="SELECT ec_start('v1', '$MIGRATION')" ;;
+                ec_subquery)  setup="SELECT ec_start('v1', '$MIGRATION_SUBQUERY')" ;;
                 plpgsql)      setup="CALL bench.pgroll_start()" ;;
+                plpgsql_subquery) setup="CALL bench.pgroll_start(true)" ;;
             esac
             title "2. writes, $v, round $r of $BENCH_ROUNDS: INSERT ... SELECT of $n rows, then ${BENCH_PGBENCH_SECS}s of single-row INSERTs"
             reset_state
@@ -637,7 +649,7 @@ writes_phase() {
                 anomaly "setting up the $v write variant failed"
                 continue
             fi
-            if [[ $v == ec ]]; then
+            if [[ $v == ec || $v == ec_subquery ]]; then
                 st=$(q -c "CALL bench.wait_tasks('v1', '{backfill,sql}', 60, $BENCH_STALL_TIMEOUT, NULL, NULL, NULL)" | awk '{ print $1 }') || st=error
                 if [[ $st != "done" && $st != no_tasks_table ]]; then
                     anomaly "the tasks of a migration of an empty table are '$st' after 60s"
@@ -654,7 +666,7 @@ writes_phase() {
             pgb "insert_${v}_$r" public "$BENCH_PGBENCH_SECS" "$BENCH_CLIENTS" pgb_insert_one.sql
             INS_TPS[$v]+=" ${PGB_TPS:-}"
             ((PGB_RC == 0 && ${PGB_FAILED:-0} == 0)) || anomaly "pgbench inserts ($v): exit $PGB_RC, failed ${PGB_FAILED:-?}"
-            if [[ $v == ec ]]; then mismatch_check "rows inserted through the old version with the trigger"; fi
+            if [[ $v == ec || $v == ec_subquery ]]; then mismatch_check "rows inserted through the old version with the trigger ($v)"; fi
         done
     done
     reset_state
@@ -814,10 +826,16 @@ if phase_on writes; then
     cmp "insert_bulk_${LAB_S}_extra_column_vs_plain" "INSERT..SELECT, extra column, no trigger" "${INS_MS[extra_column]:-}" " ms" "${INS_MS[plain]:-}"
     cmp "insert_bulk_${LAB_S}_ec_trigger_vs_plain" "INSERT..SELECT, expand_contract C trigger" "${INS_MS[ec]:-}" " ms" "${INS_MS[plain]:-}" "<=" 1.25
     cmp "insert_bulk_${LAB_S}_plpgsql_trigger_vs_plain" "INSERT..SELECT, PL/pgSQL trigger" "${INS_MS[plpgsql]:-}" " ms" "${INS_MS[plain]:-}"
+    cmp "insert_bulk_${LAB_S}_ec_subquery_vs_plain" "INSERT..SELECT, C trigger, up with a subquery (SPI)" "${INS_MS[ec_subquery]:-}" " ms" "${INS_MS[plain]:-}"
+    cmp "insert_bulk_${LAB_S}_plpgsql_subquery_vs_plain" "INSERT..SELECT, PL/pgSQL trigger, up with a subquery" "${INS_MS[plpgsql_subquery]:-}" " ms" "${INS_MS[plain]:-}"
+    cmp "insert_bulk_${LAB_S}_ec_subquery_vs_ec" "INSERT..SELECT, C trigger: subquery (SPI) against compiled" "${INS_MS[ec_subquery]:-}" " ms" "${INS_MS[ec]:-}"
+    cmp "insert_bulk_${LAB_S}_ec_subquery_vs_plpgsql_subquery" "INSERT..SELECT, subquery up: C trigger against PL/pgSQL" "${INS_MS[ec_subquery]:-}" " ms" "${INS_MS[plpgsql_subquery]:-}"
     put "insert_single_plain_tps" "$(median "${INS_TPS[plain]:-}")"
     cmp "insert_single_extra_column_tps_vs_plain" "single-row INSERTs (tps), extra column, no trigger" "${INS_TPS[extra_column]:-}" "" "${INS_TPS[plain]:-}"
     cmp "insert_single_ec_trigger_tps_vs_plain" "single-row INSERTs (tps), expand_contract C trigger" "${INS_TPS[ec]:-}" "" "${INS_TPS[plain]:-}"
     cmp "insert_single_plpgsql_trigger_tps_vs_plain" "single-row INSERTs (tps), PL/pgSQL trigger" "${INS_TPS[plpgsql]:-}" "" "${INS_TPS[plain]:-}"
+    cmp "insert_single_ec_subquery_tps_vs_plain" "single-row INSERTs (tps), C trigger, up with a subquery" "${INS_TPS[ec_subquery]:-}" "" "${INS_TPS[plain]:-}"
+    cmp "insert_single_ec_subquery_tps_vs_ec" "single-row INSERTs (tps): subquery (SPI) against compiled" "${INS_TPS[ec_subquery]:-}" "" "${INS_TPS[ec]:-}"
 fi
 
 # lock_rows OP SMALL_MS LARGE_MS PROBE_SMALL PROBE_LARGE

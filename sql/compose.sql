@@ -11,7 +11,7 @@ SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('app') x \gset
 SELECT ec_start('v1', '{"operations": [
   {"rename_column": {"table": "users", "from": "name", "to": "full_name"}},
   {"alter_column": {"table": "users", "column": "age", "type": "int", "up": "age::int", "down": "age::text"}},
-  {"add_column": {"table": "users", "up": "upper(name)", "column": {"name": "name_upper", "type": "text", "nullable": true}}},
+  {"add_column": {"table": "users", "up": "upper(full_name)", "column": {"name": "name_upper", "type": "text", "nullable": true}}},
   {"drop_column": {"table": "users", "column": "legacy", "down": "length(full_name)"}},
   {"rename_table": {"from": "users", "to": "members"}}]}', 'app');
 \d app_v1.members
@@ -29,7 +29,7 @@ SELECT * FROM app.users ORDER BY id;
 SELECT ec_start('v1', '{"operations": [
   {"rename_column": {"table": "users", "from": "name", "to": "full_name"}},
   {"alter_column": {"table": "users", "column": "age", "type": "int", "up": "age::int", "down": "age::text"}},
-  {"add_column": {"table": "users", "up": "upper(name)", "column": {"name": "name_upper", "type": "text", "nullable": true}}},
+  {"add_column": {"table": "users", "up": "upper(full_name)", "column": {"name": "name_upper", "type": "text", "nullable": true}}},
   {"drop_column": {"table": "users", "column": "legacy", "down": "length(full_name)"}},
   {"rename_table": {"from": "users", "to": "members"}}]}', 'app');
 SELECT ec_resume('app');

@@ -58,7 +58,7 @@ DROP SCHEMA app_v1;
 SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "name; DROP TABLE app.t", "column": {"name": "x", "type": "text", "nullable": true}}}]}', 'app');
 SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "1) FROM app.t; DROP TABLE app.t; --", "column": {"name": "x", "type": "text", "nullable": true}}}]}', 'app');
 SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "name FROM app.t", "column": {"name": "x", "type": "text", "nullable": true}}}]}', 'app');
-SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "(SELECT 1)", "column": {"name": "x", "type": "int", "nullable": true}}}]}', 'app');
+SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "(SELECT 1, 2)", "column": {"name": "x", "type": "int", "nullable": true}}}]}', 'app');
 SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "count(*)", "column": {"name": "x", "type": "int", "nullable": true}}}]}', 'app');
 SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "no_such_column", "column": {"name": "x", "type": "int", "nullable": true}}}]}', 'app');
 SELECT ec_start('v1', '{"operations": [{"add_column": {"table": "t", "up": "name", "column": {"name": "x", "type": "int", "nullable": true}}}]}', 'app');
@@ -93,7 +93,7 @@ DELETE FROM expand_contract.migrations;
 CREATE TABLE app."Robert'); DROP TABLE app.t; --" ("a""b" int);
 SELECT ec_start('v1', '{"operations": [
   {"rename_column": {"table": "Robert''); DROP TABLE app.t; --", "from": "a\"b", "to": "x\"; DROP TABLE app.t; --"}},
-  {"add_column": {"table": "Robert''); DROP TABLE app.t; --", "up": "\"a\"\"b\" * 2",
+  {"add_column": {"table": "Robert''); DROP TABLE app.t; --", "up": "\"x\"\"; DROP TABLE app.t; --\" * 2",
                   "column": {"name": "select", "type": "int", "nullable": true, "comment": "it''s"}}}]}', 'app');
 INSERT INTO app."Robert'); DROP TABLE app.t; --" VALUES (21);
 SELECT * FROM app_v1."Robert'); DROP TABLE app.t; --";

@@ -78,7 +78,9 @@ CREATE TABLE expand_contract.dual_writes (
 -- transaction: first a "backfill" per table (existing rows get their new columns from "up", in batches
 -- of blocks), then "sql" tasks that must run outside a transaction block or outside the caller's
 -- transaction (VALIDATE CONSTRAINT, CREATE INDEX CONCURRENTLY).  Progress is committed with each batch,
--- so the work resumes where it stopped after a crash or restart.
+-- so the work resumes where it stopped after a crash or restart.  An "sql" task's cleanup undoes what a
+-- failed attempt leaves behind (the INVALID index of a failed CREATE INDEX CONCURRENTLY): the worker
+-- runs it after the task failed, and before it tries a task again that it tried before.
 CREATE TABLE expand_contract.tasks (
     migration_id   bigint NOT NULL REFERENCES expand_contract.migrations ON DELETE CASCADE,
     seq            int    NOT NULL,
@@ -87,6 +89,7 @@ CREATE TABLE expand_contract.tasks (
     table_name     text,
     columns        name[],
     sql            text,
+    cleanup        text,
     state          text   NOT NULL DEFAULT 'pending'
                    CHECK (state IN ('pending', 'running', 'paused', 'throttled', 'failed', 'done')),
     detail         text,
@@ -189,11 +192,13 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
               FROM expand_contract.migrations
              WHERE $1 IS NULL OR schema_name = $1
              ORDER BY schema_name, id DESC) m
-      LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id AND t.kind = 'backfill'
+      -- Other tasks (index builds, validations) once they failed: the worker stopped at them.
+      LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id
+                                       AND (t.kind = 'backfill' OR t.state = 'failed')
      ORDER BY m.schema_name, t.seq
     $$;
 COMMENT ON FUNCTION pg_catalog.ec_status(text) IS
-    'state of the latest migration of each schema, one row per table being backfilled';
+    'state of the latest migration of each schema, one row per table being backfilled and per failed background task';
 
 -- What ec_wait polls: the active migration's unfinished tasks, its first failure, and whether it is
 -- paused.  A function of its own so that its search_path is pinned; ec_wait, a procedure that

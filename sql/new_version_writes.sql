@@ -4,10 +4,11 @@
 SET expand_contract.start_paused = on;
 CREATE TABLE t (id int PRIMARY KEY, cents int NOT NULL, note text);
 INSERT INTO t VALUES (1, 1250, 'a'), (2, 700, 'b'), (3, 300, 'c'), (4, 400, 'd');
+-- The second "up" reads the old version's value of the column that the first renames to amount.
 SELECT ec_start('v2', '{"operations": [
   {"alter_column": {"table": "t", "column": "cents", "name": "amount", "type": "numeric(12,2)",
                     "up": "cents / 100.0", "down": "(amount * 100)::int"}},
-  {"add_column": {"table": "t", "up": "note || cents", "column": {"name": "label", "type": "text", "nullable": true}}}]}');
+  {"add_column": {"table": "t", "up": "note || amount", "column": {"name": "label", "type": "text", "nullable": true}}}]}');
 
 -- Before the backfill (paused): an update that sets neither new column keeps cents (NOT NULL: it
 -- would fail with down(NULL)), and one that sets amount only gets label from the row as it was.

@@ -200,6 +200,7 @@ ec_start(PG_FUNCTION_ARGS)
 	foreach(lc, migration->operations)
 	{
 		oc.op = lfirst(lc);
+		ec_model_begin_operation(cxt.model);
 		ec_apply_operation(&cxt, oc.op);
 	}
 	error_context_stack = callback.previous;
@@ -369,6 +370,20 @@ require_active(const char *schema, Oid nspid)
 	return m;
 }
 
+typedef struct CompleteViews
+{
+	Oid			nspid;
+	const char *version_schema;
+} CompleteViews;
+
+static void
+complete_version_schema(void *arg)
+{
+	CompleteViews *cv = arg;
+
+	ec_complete_version_schema(cv->nspid, cv->version_schema);
+}
+
 Datum
 ec_complete(PG_FUNCTION_ARGS)
 {
@@ -380,6 +395,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	List	   *relids;
 	List	   *modes;
 	List	   *steps;
+	CompleteViews cv;
 	int			nestlevel;
 
 	PreventCommandDuringRecovery("ec_complete()");
@@ -427,6 +443,11 @@ ec_complete(PG_FUNCTION_ARGS)
 										quote_identifier(parent->version_schema)));
 	steps = list_concat(steps, m->complete_steps);
 	ec_exec_steps_as(m->started_by, quote_identifier(schema), steps, false);
+	/* Views for what the steps created ("onComplete" sql), owned like the others. */
+	cv.nspid = nspid;
+	cv.version_schema = m->version_schema;
+	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
+			  complete_version_schema, &cv);
 	ec_finish_migration(m->id);
 
 	ec_guc_pop(nestlevel);

@@ -9,10 +9,21 @@
  */
 #include "postgres.h"
 
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 #include "operations.h"
+
+/* A Float node's text; a boolean option's value (PostgreSQL 14 gives it as an Integer). */
+#if PG_VERSION_NUM >= 150000
+#define EC_FLOAT_TEXT(n)	(castNode(Float, (n))->fval)
+#define EC_DEFELEM_TRUE(n)	((n) == NULL || (IsA((n), Boolean) ? boolVal(n) : intVal(n) != 0))
+#else
+#define EC_FLOAT_TEXT(n)	strVal(n)
+#define EC_DEFELEM_TRUE(n)	((n) == NULL || intVal(n) != 0)
+#endif
 
 void
 ec_doc_load(EcDocObject *o, JsonbValue *v, const char *what)
@@ -249,7 +260,7 @@ keyword_field(EcDocObject *o, const char *key, const char *const *allowed, const
 
 static const char *const fk_actions[] = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL",
 "SET DEFAULT", NULL};
-static const char *const fk_match_types[] = {"SIMPLE", "FULL", NULL};
+static const char *const fk_match_types[] = {"SIMPLE", "FULL", "PARTIAL", NULL};
 
 EcCheckDef *
 ec_doc_check(JsonbValue *v)
@@ -269,6 +280,13 @@ static void
 read_fk_actions(EcDocObject *o, EcForeignKeyDef *fk)
 {
 	fk->match_type = keyword_field(o, "match_type", fk_match_types, "SIMPLE");
+	/* pgroll's schema allows it; PostgreSQL has the keyword but not the feature. */
+	if (strcmp(fk->match_type, "PARTIAL") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"match_type\" PARTIAL in %s is not supported", o->what),
+				 errdetail("PostgreSQL does not implement MATCH PARTIAL."),
+				 errhint("Use SIMPLE or FULL.")));
 	fk->on_delete = keyword_field(o, "on_delete", fk_actions, "NO ACTION");
 	fk->on_update = keyword_field(o, "on_update", fk_actions, "NO ACTION");
 }
@@ -302,12 +320,215 @@ read_table_fk(JsonbValue *v)
 	fk->table = ec_doc_identifier(&o, "table", true);
 	fk->columns = jobj_identifier_array(&o, "columns", true);
 	read_fk_actions(&o, fk);
-	if (ec_doc_get(&o, "on_delete_set_columns") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("field \"on_delete_set_columns\" is not supported")));
+	fk->on_delete_set_columns = jobj_identifier_array(&o, "on_delete_set_columns", false);
 	ec_doc_finish(&o);
 	return fk;
+}
+
+/*
+ * A string of SQL that we parse inside a statement we build around it (sequence options, the
+ * elements of an exclusion constraint, storage parameters): a syntax error points into that
+ * statement, shown as an internal query, and names the field, not the ec_start call.
+ */
+typedef struct FragmentError
+{
+	const char *sql;
+	const char *key;
+	const char *what;
+} FragmentError;
+
+static void
+fragment_error_callback(void *arg)
+{
+	FragmentError *f = arg;
+	int			position = geterrposition();
+
+	if (position > 0)
+	{
+		errposition(0);
+		internalerrposition(position);
+		internalerrquery(f->sql);
+	}
+	errcontext("field \"%s\" of %s", f->key, f->what);
+}
+
+static void
+invalid_fragment(EcDocObject *o, const char *key, const char *text, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for field \"%s\" in %s", key, o->what),
+			 errdetail("%s", detail),
+			 errhint("The text given was: %s", text)));
+}
+
+/*
+ * Parses sql, a statement we built with the field's text in one place, as exactly one statement
+ * (a semicolon in the text makes two, and is refused).  The callers then check that every part of
+ * the parse tree is where they put it: only the part that the text fills may differ.
+ */
+static Node *
+parse_fragment(EcDocObject *o, const char *key, const char *text, const char *sql, NodeTag tag)
+{
+	FragmentError f = {sql, key, o->what};
+	ErrorContextCallback callback;
+	List	   *raw;
+
+	callback.callback = fragment_error_callback;
+	callback.arg = &f;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	error_context_stack = callback.previous;
+
+	if (list_length(raw) != 1 || nodeTag(linitial_node(RawStmt, raw)->stmt) != tag)
+		invalid_fragment(o, key, text, "It must not end the statement it is part of.");
+	return linitial_node(RawStmt, raw)->stmt;
+}
+
+/*
+ * The one constraint of "ALTER TABLE ec_t ADD CONSTRAINT ec_c ...", checked to be just that (an
+ * exclusion constraint with "USING ec_m").
+ */
+static Constraint *
+fragment_constraint(EcDocObject *o, const char *key, const char *text, const char *sql,
+					ConstrType contype)
+{
+	AlterTableStmt *stmt = (AlterTableStmt *) parse_fragment(o, key, text, sql, T_AlterTableStmt);
+	AlterTableCmd *cmd;
+	Constraint *con;
+
+	if (stmt->relation->schemaname != NULL || strcmp(stmt->relation->relname, "ec_t") != 0 ||
+		list_length(stmt->cmds) != 1)
+		invalid_fragment(o, key, text, "It must not change the statement it is part of.");
+	cmd = linitial_node(AlterTableCmd, stmt->cmds);
+	con = (Constraint *) cmd->def;
+	if (cmd->subtype != AT_AddConstraint || con == NULL || !IsA(con, Constraint) ||
+		con->contype != contype || con->conname == NULL || strcmp(con->conname, "ec_c") != 0 ||
+		con->deferrable || con->initdeferred || con->skip_validation || con->is_no_inherit ||
+		con->indexspace != NULL || con->where_clause != NULL ||
+		(contype == CONSTR_EXCLUSION ? con->access_method == NULL ||
+		 strcmp(con->access_method, "ec_m") != 0 : con->access_method != NULL) ||
+		con->including != NIL || con->nulls_not_distinct)
+		invalid_fragment(o, key, text, "It must not change the statement it is part of.");
+	return con;
+}
+
+/* A whole number of sequence option d, as SQL text. */
+static char *
+sequence_number(EcDocObject *o, const char *text, DefElem *d, const char *keyword)
+{
+	if (d->arg != NULL && IsA(d->arg, Integer))
+		return psprintf("%d", intVal(d->arg));
+	if (d->arg != NULL && IsA(d->arg, Float))
+	{
+		const char *s = EC_FLOAT_TEXT(d->arg);
+		const char *p = s[0] == '-' ? s + 1 : s;
+
+		if (p[0] != '\0' && strspn(p, "0123456789") == strlen(p))
+			return pstrdup(s);
+	}
+	invalid_fragment(o, "sequence_options", text,
+					 psprintf("The value of %s must be a whole number.", keyword));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * "sequence_options", as in CREATE SEQUENCE ("START WITH 10 INCREMENT BY 5"): parsed by
+ * PostgreSQL's parser as the options of a CREATE SEQUENCE statement, and rebuilt from the parse
+ * tree, so that the text itself never reaches SQL.  AS, OWNED BY, SEQUENCE NAME and RESTART are
+ * refused: an identity's sequence takes the column's type, belongs to it and is named after it.
+ * "" for none.
+ */
+static char *
+read_sequence_options(EcDocObject *o)
+{
+	char	   *text = ec_doc_string(o, "sequence_options", false, false, NULL);
+	CreateSeqStmt *stmt;
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (text == NULL || strspn(text, " \t\n\r") == strlen(text))
+		return pstrdup("");
+	stmt = (CreateSeqStmt *) parse_fragment(o, "sequence_options", text,
+											psprintf("CREATE SEQUENCE ec_s %s", text),
+											T_CreateSeqStmt);
+	if (stmt->sequence->schemaname != NULL || strcmp(stmt->sequence->relname, "ec_s") != 0 ||
+		stmt->if_not_exists || stmt->for_identity)
+		invalid_fragment(o, "sequence_options", text,
+						 "It must not change the statement it is part of.");
+
+	initStringInfo(&buf);
+	foreach(lc, stmt->options)
+	{
+		DefElem    *d = lfirst_node(DefElem, lc);
+		const char *name = d->defname;
+
+		if (buf.len > 0)
+			appendStringInfoChar(&buf, ' ');
+		if (strcmp(name, "start") == 0)
+			appendStringInfo(&buf, "START WITH %s", sequence_number(o, text, d, "START"));
+		else if (strcmp(name, "increment") == 0)
+			appendStringInfo(&buf, "INCREMENT BY %s", sequence_number(o, text, d, "INCREMENT"));
+		else if (strcmp(name, "cache") == 0)
+			appendStringInfo(&buf, "CACHE %s", sequence_number(o, text, d, "CACHE"));
+		else if ((strcmp(name, "minvalue") == 0 || strcmp(name, "maxvalue") == 0) && d->arg == NULL)
+			appendStringInfo(&buf, "NO %s", name[1] == 'i' ? "MINVALUE" : "MAXVALUE");
+		else if (strcmp(name, "minvalue") == 0)
+			appendStringInfo(&buf, "MINVALUE %s", sequence_number(o, text, d, "MINVALUE"));
+		else if (strcmp(name, "maxvalue") == 0)
+			appendStringInfo(&buf, "MAXVALUE %s", sequence_number(o, text, d, "MAXVALUE"));
+		else if (strcmp(name, "cycle") == 0)
+			appendStringInfoString(&buf, EC_DEFELEM_TRUE(d->arg) ? "CYCLE" : "NO CYCLE");
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("sequence option %s is not allowed in field \"sequence_options\" of %s",
+							strcmp(name, "as") == 0 ? "AS" :
+							strcmp(name, "owned_by") == 0 ? "OWNED BY" :
+							strcmp(name, "sequence_name") == 0 ? "SEQUENCE NAME" :
+							strcmp(name, "restart") == 0 ? "RESTART" : name, o->what),
+					 errdetail("An identity column's sequence has the column's type, belongs to the "
+							   "column and is named after it."),
+					 errhint("Use START, INCREMENT, MINVALUE, MAXVALUE, CACHE and CYCLE, or their NO "
+							 "forms.")));
+	}
+	return buf.data;
+}
+
+static const char *const identity_kinds[] = {"ALWAYS", "BY DEFAULT", NULL};
+
+/* A column's "generated": a stored generated column from "expression", or an identity column. */
+static void
+read_generated(JsonbValue *v, EcColumnDef *c)
+{
+	EcDocObject g;
+	JsonbValue *sub;
+
+	ec_doc_load(&g, v, psprintf("\"generated\" of column \"%s\"", c->name));
+	c->generated_expr = ec_doc_sql(&g, "expression", false);
+	if ((sub = ec_doc_get(&g, "identity")) != NULL)
+	{
+		EcDocObject id;
+
+		ec_doc_load(&id, sub, psprintf("\"identity\" of column \"%s\"", c->name));
+		c->identity = true;
+		c->identity_always = strcmp(keyword_field(&id, "user_specified_values", identity_kinds,
+												  "ALWAYS"), "ALWAYS") == 0;
+		c->identity_options = read_sequence_options(&id);
+		ec_doc_finish(&id);
+	}
+	ec_doc_finish(&g);
+	if (c->generated_expr && c->identity)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" cannot have both \"expression\" and \"identity\" in \"generated\"",
+						c->name)));
+	if (!c->generated_expr && !c->identity)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"generated\" of column \"%s\" must set \"expression\" or \"identity\"",
+						c->name)));
 }
 
 EcColumnDef *
@@ -329,31 +550,150 @@ ec_doc_column(JsonbValue *v)
 		c->check = ec_doc_check(sub);
 	if ((sub = ec_doc_get(&o, "references")) != NULL)
 		c->references = ec_doc_column_fk(sub);
-	if (ec_doc_get(&o, "generated") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("generated columns are not supported"),
-				 errdetail("Column \"%s\" has field \"generated\".", c->name)));
+	if ((sub = ec_doc_get(&o, "generated")) != NULL)
+	{
+		read_generated(sub, c);
+		if (c->default_expr)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" cannot have both \"default\" and \"generated\"",
+							c->name)));
+	}
 	ec_doc_finish(&o);
 	return c;
+}
+
+/*
+ * "index_parameters" of a unique, primary key or exclusion constraint.  "storage_parameters"
+ * ("fillfactor=70, deduplicate_items=off") is parsed as the WITH clause of such a constraint and
+ * rebuilt from the parse tree: each name quoted, each value a number or a quoted literal.
+ */
+static void
+read_index_parameters(JsonbValue *v, EcConstraintDef *c)
+{
+	EcDocObject p;
+	char	   *text;
+
+	ec_doc_load(&p, v, psprintf("\"index_parameters\" of constraint \"%s\"", c->name));
+	c->tablespace = ec_doc_string(&p, "tablespace", false, false, NULL);
+	if (c->tablespace && c->tablespace[0] == '\0')
+		c->tablespace = NULL;
+	if (c->tablespace && strlen(c->tablespace) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("identifier \"%s\" in field \"tablespace\" of %s is too long", c->tablespace,
+						p.what)));
+	c->include_columns = jobj_identifier_array(&p, "include_columns", false);
+	text = ec_doc_string(&p, "storage_parameters", false, false, NULL);
+	if (text && strspn(text, " \t\n\r") != strlen(text))
+	{
+		Constraint *con = fragment_constraint(&p, "storage_parameters", text,
+											  psprintf("ALTER TABLE ec_t ADD CONSTRAINT ec_c UNIQUE "
+													   "(ec_a) WITH (%s)", text),
+											  CONSTR_UNIQUE);
+		StringInfoData buf;
+		ListCell   *lc;
+
+		if (list_length(con->keys) != 1 || strcmp(strVal(linitial(con->keys)), "ec_a") != 0)
+			invalid_fragment(&p, "storage_parameters", text,
+							 "It must not change the statement it is part of.");
+		initStringInfo(&buf);
+		foreach(lc, con->options)
+		{
+			DefElem    *d = lfirst_node(DefElem, lc);
+			Node	   *arg = d->arg;
+
+			if (buf.len > 0)
+				appendStringInfoString(&buf, ", ");
+			if (d->defnamespace != NULL)
+				invalid_fragment(&p, "storage_parameters", text,
+								 "Parameter names must not be qualified.");
+			appendStringInfoString(&buf, quote_identifier(d->defname));
+			if (arg == NULL)
+				continue;
+			if (IsA(arg, Integer))
+				appendStringInfo(&buf, " = %d", intVal(arg));
+			else if (IsA(arg, Float))
+				appendStringInfo(&buf, " = %s", quote_literal_cstr(EC_FLOAT_TEXT(arg)));
+			else if (IsA(arg, String))
+				appendStringInfo(&buf, " = %s", quote_literal_cstr(strVal(arg)));
+			else if (IsA(arg, TypeName) && list_length(((TypeName *) arg)->names) == 1 &&
+					 ((TypeName *) arg)->typmods == NIL && ((TypeName *) arg)->arrayBounds == NIL &&
+					 !((TypeName *) arg)->setof && !((TypeName *) arg)->pct_type)
+				/* A bare word (off, on): the parser reads it as a type name. */
+				appendStringInfo(&buf, " = %s",
+								 quote_literal_cstr(strVal(linitial(((TypeName *) arg)->names))));
+			else
+				invalid_fragment(&p, "storage_parameters", text,
+								 psprintf("The value of parameter \"%s\" must be a number, a word "
+										  "or a quoted string.", d->defname));
+		}
+		c->storage_parameters = buf.data;
+	}
+	ec_doc_finish(&p);
+}
+
+/*
+ * "exclude": the index method, the elements ("col WITH =, during WITH &&") and a predicate.  The
+ * elements are parsed as the element list of an EXCLUDE constraint, "(" + elements + ")", and the
+ * parse tree checked to hold nothing else: the text is then known to be one element list, which
+ * create_table puts between the same two parentheses.  The predicate is an expression, analysed
+ * against the table when the constraint is made.
+ */
+static void
+read_exclude(JsonbValue *v, EcConstraintDef *c)
+{
+	EcDocObject x;
+	Constraint *con;
+
+	ec_doc_load(&x, v, psprintf("\"exclude\" of constraint \"%s\"", c->name));
+	c->index_method = ec_doc_string(&x, "index_method", false, false, NULL);
+	if (c->index_method && c->index_method[0] == '\0')
+		c->index_method = NULL;
+	if (c->index_method && strlen(c->index_method) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("identifier \"%s\" in field \"index_method\" of %s is too long",
+						c->index_method, x.what)));
+	c->exclude_elements = ec_doc_sql(&x, "elements", true);
+	con = fragment_constraint(&x, "elements", c->exclude_elements,
+							  psprintf("ALTER TABLE ec_t ADD CONSTRAINT ec_c EXCLUDE USING ec_m (%s)",
+									   c->exclude_elements),
+							  CONSTR_EXCLUSION);
+	if (con->exclusions == NIL || con->options != NIL)
+		invalid_fragment(&x, "elements", c->exclude_elements,
+						 "It must not change the statement it is part of.");
+	c->exclude_predicate = ec_doc_sql(&x, "predicate", false);
+	ec_doc_finish(&x);
+}
+
+/* A field that pgroll's schema allows only for some types of constraint. */
+static void
+not_for_type(EcConstraintDef *c, const char *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("field \"%s\" does not apply to constraint \"%s\" of type \"%s\"", key, c->name,
+					c->type)));
 }
 
 EcConstraintDef *
 ec_doc_constraint(JsonbValue *v)
 {
-	static const char *const types[] = {"unique", "check", "primary_key", "foreign_key", NULL};
+	static const char *const types[] = {"unique", "check", "primary_key", "foreign_key", "exclude",
+	NULL};
 	EcDocObject o;
 	JsonbValue *sub;
 	EcConstraintDef *c = palloc0(sizeof(EcConstraintDef));
+	bool		is_check,
+				is_fk,
+				is_exclude,
+				is_unique;
+	ListCell   *lc;
 
 	ec_doc_load(&o, v, "constraint definition");
 	c->name = ec_doc_identifier(&o, "name", true);
 	c->type = ec_doc_string(&o, "type", true, false, NULL);
-	if (strcmp(c->type, "exclude") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("exclusion constraints are not supported"),
-				 errdetail("Constraint \"%s\" has type \"exclude\".", c->name)));
 	for (int i = 0;; i++)
 	{
 		if (types[i] == NULL)
@@ -363,34 +703,79 @@ ec_doc_constraint(JsonbValue *v)
 		if (strcmp(c->type, types[i]) == 0)
 			break;
 	}
-	c->columns = jobj_identifier_array(&o, "columns", strcmp(c->type, "check") != 0);
+	is_check = strcmp(c->type, "check") == 0;
+	is_fk = strcmp(c->type, "foreign_key") == 0;
+	is_exclude = strcmp(c->type, "exclude") == 0;
+	is_unique = strcmp(c->type, "unique") == 0;
+
+	/* What pgroll's schema allows for each type (its "allOf"), field by field. */
+	c->columns = jobj_identifier_array(&o, "columns", !is_check && !is_exclude);
+	if (is_exclude && c->columns != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("exclusion constraint \"%s\" takes its columns from \"exclude\", not from "
+						"\"columns\"", c->name)));
 	c->deferrable = ec_doc_bool(&o, "deferrable", false, NULL);
 	c->initially_deferred = ec_doc_bool(&o, "initially_deferred", false, NULL);
+	if (is_check && (c->deferrable || c->initially_deferred))
+		not_for_type(c, c->deferrable ? "deferrable" : "initially_deferred");
 	c->nulls_not_distinct = ec_doc_bool(&o, "nulls_not_distinct", false, NULL);
+	if (c->nulls_not_distinct && !is_unique)
+		not_for_type(c, "nulls_not_distinct");
 	c->no_inherit = ec_doc_bool(&o, "no_inherit", false, NULL);
-	c->check = ec_doc_sql(&o, "check", strcmp(c->type, "check") == 0);
+	if (c->no_inherit && !is_check)
+		not_for_type(c, "no_inherit");
+	c->check = ec_doc_sql(&o, "check", is_check);
+	if (c->check && !is_check)
+		not_for_type(c, "check");
 	if ((sub = ec_doc_get(&o, "references")) != NULL)
 	{
+		if (!is_fk)
+			not_for_type(c, "references");
 		c->references = read_table_fk(sub);
 		c->references->name = c->name;
 		c->references->deferrable = c->deferrable;
 		c->references->initially_deferred = c->initially_deferred;
+		foreach(lc, c->references->on_delete_set_columns)
+		{
+			ListCell   *lc2;
+			bool		found = false;
+
+			foreach(lc2, c->columns)
+				found |= strcmp(lfirst(lc2), lfirst(lc)) == 0;
+			if (strcmp(c->references->on_delete, "SET NULL") != 0 &&
+				strcmp(c->references->on_delete, "SET DEFAULT") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("field \"on_delete_set_columns\" of constraint \"%s\" needs "
+								"\"on_delete\" SET NULL or SET DEFAULT", c->name)));
+			if (!found)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("column \"%s\" in field \"on_delete_set_columns\" of constraint \"%s\" "
+								"is not one of its \"columns\"", (char *) lfirst(lc), c->name)));
+		}
 	}
-	else if (strcmp(c->type, "foreign_key") == 0)
+	else if (is_fk)
 		ec_doc_missing(&o, "references");
-	if (ec_doc_get(&o, "exclude") != NULL || ec_doc_get(&o, "index_parameters") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("fields \"exclude\" and \"index_parameters\" of constraints are not supported")));
+	if ((sub = ec_doc_get(&o, "exclude")) != NULL)
+	{
+		if (!is_exclude)
+			not_for_type(c, "exclude");
+		read_exclude(sub, c);
+	}
+	else if (is_exclude)
+		ec_doc_missing(&o, "exclude");
+	if ((sub = ec_doc_get(&o, "index_parameters")) != NULL)
+	{
+		read_index_parameters(sub, c);
+		if ((is_check || is_fk) &&
+			(c->tablespace || c->storage_parameters || c->include_columns != NIL))
+			not_for_type(c, "index_parameters");
+	}
 	ec_doc_finish(&o);
 	return c;
 }
-
-/* pgroll operations that this version does not implement yet: named as such, not as unknown. */
-static const char *const unsupported_operations[] = {
-	"create_index", "drop_index", "create_constraint", "drop_constraint",
-	"drop_multicolumn_constraint", "rename_constraint", "set_replica_identity", NULL
-};
 
 static EcOperation *
 read_operation(JsonbValue *v, int position)
@@ -420,15 +805,6 @@ read_operation(JsonbValue *v, int position)
 		routine->read(op, &body);
 		ec_doc_finish(&body);
 		return op;
-	}
-	for (int i = 0; unsupported_operations[i] != NULL; i++)
-	{
-		if (strcmp(o.keys[0], unsupported_operations[i]) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("operation \"%s\" is not supported", o.keys[0]),
-					 errdetail("Operation %d of the migration uses it.", position),
-					 errhint("A \"sql\" operation with \"up\" and \"down\" can do the same.")));
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -70,6 +70,7 @@ typedef struct EcForeignKeyDef
 	char	   *on_update;
 	bool		deferrable;
 	bool		initially_deferred;
+	List	   *on_delete_set_columns;	/* ON DELETE SET NULL/DEFAULT (these), char * */
 } EcForeignKeyDef;
 
 typedef struct EcColumnDef
@@ -83,12 +84,16 @@ typedef struct EcColumnDef
 	EcCheckDef *check;
 	EcForeignKeyDef *references;
 	char	   *comment;
+	char	   *generated_expr; /* "generated": {"expression"}: stored generated; NULL: none */
+	bool		identity;		/* "generated": {"identity"} */
+	bool		identity_always;	/* ALWAYS, else BY DEFAULT */
+	char	   *identity_options;	/* sequence options, rebuilt from their parse tree; "" if none */
 } EcColumnDef;
 
 typedef struct EcConstraintDef
 {
 	char	   *name;
-	char	   *type;			/* unique, check, primary_key, foreign_key */
+	char	   *type;			/* unique, check, primary_key, foreign_key, exclude */
 	List	   *columns;		/* char * */
 	bool		deferrable;
 	bool		initially_deferred;
@@ -96,6 +101,12 @@ typedef struct EcConstraintDef
 	bool		no_inherit;
 	char	   *check;
 	EcForeignKeyDef *references;
+	char	   *index_method;	/* exclude: NULL for the default */
+	char	   *exclude_elements;	/* exclude: the element list, checked by the parser */
+	char	   *exclude_predicate;	/* exclude: WHERE expression; NULL: none */
+	List	   *include_columns;	/* index_parameters (unique, primary_key, exclude) */
+	char	   *storage_parameters; /* rebuilt from their parse tree; NULL: none */
+	char	   *tablespace;
 } EcConstraintDef;
 
 struct EcOpRoutine;
@@ -137,6 +148,10 @@ typedef struct EcColumn
 	bool		comment_changed;
 	char	   *new_comment;
 	List	   *owned_sequences;	/* Oids of sequences the old column owns (serial) */
+	char	   *identity_when;	/* "ALWAYS"/"BY DEFAULT": made an identity column at complete */
+	char	   *identity_options;	/* its sequence options, " (...)" or "" */
+	Oid			identity_filler;	/* the sequence that numbers it until then */
+	char	   *op_name;		/* new_name before the current operation: the name "up" uses */
 } EcColumn;
 
 typedef struct EcTable
@@ -150,6 +165,13 @@ typedef struct EcTable
 	List	   *validate;		/* constraint names added NOT VALID, validated at complete */
 	List	   *unique_indexes; /* built concurrently by the worker ... */
 	List	   *unique_names;	/* ... and attached as these constraints at complete */
+	List	   *renamed_constraints_from;	/* constraints renamed at complete, in order: ... */
+	List	   *renamed_constraints_to; /* ... to these names */
+	char	   *primary_key_index;	/* built concurrently by the worker ... */
+	char	   *primary_key_name;	/* ... and attached as this primary key at complete */
+	List	   *dropped_constraints;	/* Oids: dropped with their old column, never carried */
+	List	   *after_drop_steps;	/* complete steps once old columns are dropped and new
+									 * ones renamed (carried indexes and constraints) */
 } EcTable;
 
 typedef struct EcModel
@@ -167,6 +189,8 @@ extern EcColumn *ec_model_column(EcTable *table, const char *new_name, bool miss
 extern EcColumn *ec_model_add_column(EcTable *table, AttrNumber attnum, const char *old_name,
 									 const char *new_name, bool created);
 extern char **ec_model_names(EcTable *table, bool new_version, int *natts);
+extern void ec_model_begin_operation(EcModel *model);
+extern EcTable *ec_model_add_table(EcModel *model, Oid relid);
 
 /* ---- user expressions and types (expr.c) ---- */
 
@@ -209,6 +233,7 @@ extern char *ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *re
 /* ---- versioned views (views.c) ---- */
 
 extern void ec_create_version_schema(EcModel *model, const char *version_schema);
+extern void ec_complete_version_schema(Oid nspid, const char *version_schema);
 extern List *ec_schema_relations(Oid nspid, bool views);
 
 /* ---- operations (operations.c, ops/) ---- */
@@ -283,6 +308,8 @@ extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *co
 extern int	ec_task_summary(int64 id, char **failure, int64 *progress);
 extern void ec_finish_migration(int64 id);
 extern Datum ec_xid_array(EcXidList *xids);
+extern List *ec_text_array_to_list(Datum d);
+extern List *ec_name_array_to_list(Datum d);
 extern Oid	ec_existing_role(HeapTuple tuple, TupleDesc desc, int column, bool missing_ok);
 extern void ec_delete_migration(int64 id);
 

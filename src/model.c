@@ -44,6 +44,7 @@ ec_model_add_column(EcTable *table, AttrNumber attnum, const char *old_name,
 
 	col->old_name = old_name ? pstrdup(old_name) : NULL;
 	col->new_name = new_name ? pstrdup(new_name) : NULL;
+	col->op_name = col->new_name;
 	col->old_attnum = created ? 0 : attnum;
 	col->new_attnum = attnum;
 	col->created = created;
@@ -97,6 +98,13 @@ add_table(EcModel *model, Oid relid)
 	load_columns(table);
 	model->tables = lappend(model->tables, table);
 	return table;
+}
+
+/* Adds one table to the model, its columns under their own names. */
+EcTable *
+ec_model_add_table(EcModel *model, Oid relid)
+{
+	return add_table(model, relid);
 }
 
 EcModel *
@@ -234,8 +242,34 @@ ec_model_column(EcTable *table, const char *new_name, bool missing_ok)
 }
 
 /*
+ * Before each operation: the names the operations before it left, which its "up" expressions use
+ * (as pgroll's do).
+ */
+void
+ec_model_begin_operation(EcModel *model)
+{
+	ListCell   *lc;
+
+	foreach(lc, model->tables)
+	{
+		ListCell   *lc2;
+
+		foreach(lc2, ((EcTable *) lfirst(lc))->columns)
+		{
+			EcColumn   *col = lfirst(lc2);
+
+			col->op_name = col->new_name;
+		}
+	}
+}
+
+/*
  * The names one version gives each non-dropped attribute of the table, in attribute order, ""
  * where that version does not see the attribute: the column aliases for analysing expressions.
+ * The new version's are its names now.  The old version's ("up" expressions) are its physical
+ * columns, the values an old-version write stores, under the names the operations before the
+ * current one gave them: a column renamed earlier in the migration goes by its new name, one
+ * dropped earlier is not seen, nor is one added by this migration.
  */
 char	  **
 ec_model_names(EcTable *table, bool new_version, int *nnames)
@@ -259,8 +293,8 @@ ec_model_names(EcTable *table, bool new_version, int *nnames)
 
 			if (new_version && col->new_attnum == att->attnum && col->new_name)
 				name = col->new_name;
-			else if (!new_version && col->old_attnum == att->attnum && col->old_name)
-				name = col->old_name;
+			else if (!new_version && col->old_attnum == att->attnum && col->op_name)
+				name = col->op_name;
 		}
 		names[n++] = name;
 	}

@@ -25,6 +25,13 @@ static const EcOpRoutine *const ec_operations[] = {
 	&ec_op_rename_table,
 	&ec_op_drop_table,
 	&ec_op_sql,
+	&ec_op_rename_constraint,
+	&ec_op_set_replica_identity,
+	&ec_op_create_constraint,
+	&ec_op_drop_constraint,
+	&ec_op_drop_multicolumn_constraint,
+	&ec_op_create_index,
+	&ec_op_drop_index,
 };
 
 /* The routine of the operation called name in pgroll's documents, or NULL. */

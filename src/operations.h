@@ -17,6 +17,7 @@
 #define EC_OPERATIONS_H
 
 #include "expand_contract.h"
+#include "nodes/bitmapset.h"
 
 /* ---- reading the document (document.c) ---- */
 
@@ -77,6 +78,13 @@ extern const EcOpRoutine ec_op_alter_column;
 extern const EcOpRoutine ec_op_rename_table;
 extern const EcOpRoutine ec_op_drop_table;
 extern const EcOpRoutine ec_op_sql;
+extern const EcOpRoutine ec_op_create_constraint;
+extern const EcOpRoutine ec_op_drop_constraint;
+extern const EcOpRoutine ec_op_drop_multicolumn_constraint;
+extern const EcOpRoutine ec_op_rename_constraint;
+extern const EcOpRoutine ec_op_set_replica_identity;
+extern const EcOpRoutine ec_op_create_index;
+extern const EcOpRoutine ec_op_drop_index;
 
 extern const EcOpRoutine *ec_find_operation(const char *name);
 
@@ -102,5 +110,62 @@ extern char *ec_op_default_sql(const char *source, const char *column, Oid typid
 							   bool *is_volatile);
 extern char *ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum,
 									  bool dropping);
+
+/* How ec_op_rebuild_column builds a column's new version; zeroed: exactly as the old one. */
+typedef struct EcColumnRebuild
+{
+	const char *type;			/* document text; NULL: the old column's type */
+	bool		has_nullable;
+	bool		nullable;		/* with has_nullable */
+	bool		not_null;		/* NOT NULL in the new version whatever the old one is */
+	bool		has_default;
+	const char *default_expr;	/* with has_default; NULL: no default */
+	bool		has_comment;
+	const char *comment;		/* with has_comment; NULL: no comment */
+	Oid			dropped_constraint; /* goes with the old column, so it does not block it */
+} EcColumnRebuild;
+
+/* One entry of a multi-column "up" or "down" object: a column and its SQL expression. */
+typedef struct EcColumnExpr
+{
+	char	   *column;
+	char	   *expr;			/* NULL: "" in the document, the column itself */
+} EcColumnExpr;
+
+extern void ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col,
+								 const char *column, const EcColumnRebuild *how);
+extern void ec_op_rebuild_expressions(EcTable *table, EcColumn *col, const char *up,
+									  const char *down);
+extern void ec_op_new_column_not_null(EcStartContext *cxt, EcTable *table, EcColumn *col);
+extern void ec_op_queue_unique_index(EcStartContext *cxt, EcTable *table, List *attnums,
+									 const char *constraint, const char *options_sql,
+									 bool primary_key);
+extern List *ec_op_read_column_map(EcDocObject *o, const char *key);
+extern EcColumnExpr *ec_op_column_expr(List *map, const char *column);
+
+/* ---- shared by drop_constraint and drop_multicolumn_constraint (ops/drop_multicolumn_constraint.c) ---- */
+
+extern void ec_op_drop_constraint_columns(EcStartContext *cxt, const char *table, const char *name,
+										  List *up, List *down, bool single_column);
+
+/* ---- what hangs on a rebuilt column, carried to its replacement (carry*.c) ---- */
+
+/*
+ * For each attribute number of a table, the column that replaces it at complete: new_attnum[i - 1]
+ * for attribute i, itself where it is not rebuilt.  One map per table, covering every column the
+ * migration rebuilds, so a multi-column index or constraint is carried once.
+ */
+typedef struct EcRebuildMap
+{
+	int			natts;
+	AttrNumber *new_attnum;
+	Bitmapset  *rebuilt;		/* attribute numbers that are rebuilt */
+} EcRebuildMap;
+
+extern EcRebuildMap *ec_rebuild_map(EcTable *table);
+extern void ec_carry_dependents(EcStartContext *cxt, EcTable *table, bool before_backfill);
+extern void ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map,
+							 bool before_backfill);
+extern void ec_carry_constraints(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
 
 #endif							/* EC_OPERATIONS_H */

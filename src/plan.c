@@ -14,7 +14,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
-#include "expand_contract.h"
+#include "operations.h"
 
 static bool
 table_moves_data(EcTable *table)
@@ -92,7 +92,10 @@ ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *ol
 		table->changed = true;
 		ec_save_dual_write(cxt->migration_id, table, new_schema, cxt->migration_name, old_schema,
 						   old_migration);
+		/* What hangs on rebuilt columns: unique indexes before the backfill, the rest after. */
+		ec_carry_dependents(cxt, table, true);
 		queue_backfill(cxt, table);
+		ec_carry_dependents(cxt, table, false);
 	}
 }
 
@@ -148,6 +151,15 @@ plan_table(EcTable *table, List **steps)
 	char	   *tsql = ec_rel_qualified(table->relid);
 	ListCell   *lc,
 			   *lc2;
+
+	/*
+	 * Constraint renames first, in the order of their operations: a constraint on a column that
+	 * complete drops goes with the column afterwards, under its new name.
+	 */
+	forboth(lc, table->renamed_constraints_from, lc2, table->renamed_constraints_to)
+		*steps = lappend(*steps, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+										  quote_identifier(lfirst(lc)),
+										  quote_identifier(lfirst(lc2))));
 
 	/* Sequences owned by a column that is replaced move to its replacement before it goes. */
 	foreach(lc, table->columns)
@@ -208,12 +220,41 @@ plan_table(EcTable *table, List **steps)
 			*steps = lappend(*steps, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
 											  quote_identifier(col->not_null_check)));
 		}
+		if (col->identity_when)
+		{
+			/*
+			 * An added identity column (add_column): NOT NULL now, it becomes one, a catalog
+			 * change; its sequence continues from the one that numbered it, no longer the
+			 * column's (pg_get_serial_sequence must find the identity's).  Dropping that one takes
+			 * the new version view's default on it along (CASCADE): the view must now leave the
+			 * column to the identity.
+			 */
+			char	   *filler = ec_rel_qualified(col->identity_filler);
+
+			*steps = lappend(*steps, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT", tsql,
+											  final));
+			*steps = lappend(*steps, psprintf("ALTER SEQUENCE %s OWNED BY NONE", filler));
+			*steps = lappend(*steps, psprintf("ALTER TABLE %s ALTER COLUMN %s ADD GENERATED %s AS IDENTITY%s",
+											  tsql, final, col->identity_when,
+											  col->identity_options));
+			*steps = lappend(*steps, psprintf("SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(%s, %s), last_value, is_called) FROM %s",
+											  quote_literal_cstr(tsql),
+											  quote_literal_cstr(col->new_name), filler));
+			*steps = lappend(*steps, psprintf("DROP SEQUENCE %s CASCADE", filler));
+		}
 	}
 	/* The worker built these concurrently; attaching one is a catalog change. */
 	forboth(lc, table->unique_indexes, lc2, table->unique_names)
 		*steps = lappend(*steps, psprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s",
 										  tsql, quote_identifier(lfirst(lc2)),
 										  quote_identifier(lfirst(lc))));
+	/* After SET NOT NULL above: a primary key's columns must be NOT NULL already. */
+	if (table->primary_key_name)
+		*steps = lappend(*steps, psprintf("ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY USING INDEX %s",
+										  tsql, quote_identifier(table->primary_key_name),
+										  quote_identifier(table->primary_key_index)));
+	/* Carried indexes and constraints take their names once the old ones went with their column. */
+	*steps = list_concat(*steps, table->after_drop_steps);
 }
 
 void

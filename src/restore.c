@@ -90,33 +90,6 @@ ec_reanalyze(Oid relid, const char *source, AttrNumber target, const char *what)
 	return expr;
 }
 
-static List *
-text_elements(Datum array)
-{
-	Datum	   *elems;
-	int			n;
-	List	   *result = NIL;
-
-	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
-	for (int i = 0; i < n; i++)
-		result = lappend(result, TextDatumGetCString(elems[i]));
-	return result;
-}
-
-static List *
-name_elements(Datum array)
-{
-	Datum	   *elems;
-	int			n;
-	List	   *result = NIL;
-
-	deconstruct_array(DatumGetArrayTypeP(array), NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems,
-					  NULL, &n);
-	for (int i = 0; i < n; i++)
-		result = lappend(result, pstrdup(NameStr(*DatumGetName(elems[i]))));
-	return result;
-}
-
 /* One table's plan as stored, read before it is rewritten. */
 typedef struct StoredPlan
 {
@@ -192,10 +165,10 @@ adopt(int64 id, const char *schema, const char *origin)
 		bool		isnull;
 
 		plan->relid = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
-		plan->old_columns = name_elements(SPI_getbinval(tuple, desc, 2, &isnull));
-		plan->new_columns = name_elements(SPI_getbinval(tuple, desc, 3, &isnull));
-		plan->up_sources = text_elements(SPI_getbinval(tuple, desc, 4, &isnull));
-		plan->down_sources = text_elements(SPI_getbinval(tuple, desc, 5, &isnull));
+		plan->old_columns = ec_name_array_to_list(SPI_getbinval(tuple, desc, 2, &isnull));
+		plan->new_columns = ec_name_array_to_list(SPI_getbinval(tuple, desc, 3, &isnull));
+		plan->up_sources = ec_text_array_to_list(SPI_getbinval(tuple, desc, 4, &isnull));
+		plan->down_sources = ec_text_array_to_list(SPI_getbinval(tuple, desc, 5, &isnull));
 		plans = lappend(plans, plan);
 	}
 	foreach(lc, plans)

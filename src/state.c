@@ -37,8 +37,9 @@ ec_lock_schema(Oid nspid)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-static List *
-text_array_to_list(Datum d)
+/* The elements of a text[] datum as a List of C strings. */
+List *
+ec_text_array_to_list(Datum d)
 {
 	Datum	   *elems;
 	bool	   *nulls;
@@ -48,6 +49,21 @@ text_array_to_list(Datum d)
 	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
 		result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+/* The elements of a name[] datum as a List of C strings. */
+List *
+ec_name_array_to_list(Datum d)
+{
+	Datum	   *elems;
+	int			n;
+	List	   *result = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(d), NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems,
+					  NULL, &n);
+	for (int i = 0; i < n; i++)
+		result = lappend(result, pstrdup(NameStr(*DatumGetName(elems[i]))));
 	return result;
 }
 
@@ -138,11 +154,11 @@ fetch_migration(const char *where, const char *schema)
 	row->parent = getstring(3);
 	row->version_schema = getstring(4);
 	row->done = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-	row->validate_steps = text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+	row->validate_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 6, &isnull));
-	row->complete_steps = text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+	row->complete_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 7, &isnull));
-	row->rollback_steps = text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+	row->rollback_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 8, &isnull));
 	row->relids = oid_array_to_list(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9,
 												  &isnull));

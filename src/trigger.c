@@ -19,10 +19,17 @@
  * Per relation, the plan (expressions planned once, from the node trees ec_start stored) is cached
  * in CacheMemoryContext and dropped on relcache invalidation of the table (CREATE/DROP TRIGGER
  * sends one) or on any change to pg_namespace.  Executable state is rebuilt once per transaction,
- * like PL/pgSQL's simple expressions.  No SPI per row: SPI runs only to (re)build a plan.
+ * like PL/pgSQL's simple expressions.  An expression without a subquery is compiled
+ * (ExecInitExpr) and runs without SPI.  One with a subquery cannot be: a SubPlan needs the
+ * planner's PlannerInfo.  It runs through SPI, as a statement "SELECT $1" whose $1 a parser hook
+ * replaces with the stored node tree, the row's columns turned into parameters: no text is
+ * parsed and no name looked up again, so no search_path can change what it means, as for the
+ * compiled path.  Prepared on first use and kept; SPI's plan cache locks what it reads, applies
+ * the writer's row security, and replans it when a table it reads changes.
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_trigger.h"
@@ -33,6 +40,11 @@
 #include "fmgr.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "parser/parse_node.h"
+#include "parser/parsetree.h"
+#include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteManip.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -82,19 +94,49 @@ typedef struct EcTriggerPlan
 	int			npairs;
 	AttrNumber *old_attnums;	/* 0: no old column */
 	AttrNumber *new_attnums;	/* 0: no new column */
-	Expr	  **up;				/* planned; NULL: none */
+	Expr	  **up;				/* planned (analysed only, where up_sub); NULL: none */
 	Expr	  **down;
+	struct EcSubquery **up_sub; /* non-NULL: the expression has a subquery, run by SPI */
+	struct EcSubquery **down_sub;
+	List	   *spi_plans;		/* every SPIPlanPtr kept for this plan, freed with it */
+	bool		in_use;			/* an expression of this plan is being evaluated */
 
 	/* Execution state, valid in transaction lxid only; lives in a child of TopTransactionContext. */
 	LocalTransactionId lxid;
-	ExprState **up_state;
-	ExprState **down_state;
+	struct EcEval **up_eval;	/* NULL: no expression */
+	struct EcEval **down_eval;
 	ExprContext *econtext;
 	TupleTableSlot *filled;		/* a row after its new columns were filled */
 	int		   *columns;		/* scratch for heap_modify_tuple_by_cols */
 	Datum	   *values;
 	bool	   *nulls;
+	bool		spi_connected;	/* SPI connected during this call */
 } EcTriggerPlan;
+
+/*
+ * An expression with a subquery: the analysed tree, with parameters $1..$n that stand for the
+ * row's columns in place of its Vars, run as "SELECT $1" (see the file header).
+ */
+typedef struct EcSubquery
+{
+	Node	   *expr;
+	int			nparams;
+	AttrNumber *attnums;		/* parameter $i is the row's column attnums[i - 1] */
+	Oid		   *types;
+	Oid			target_type;	/* of the column it computes, as expr is */
+	int16		target_len;
+	bool		target_byval;
+	char	   *what;			/* "up expression for column ..." for the error context */
+	SPIPlanPtr	spiplan;		/* prepared on first use */
+} EcSubquery;
+
+/* One up or down expression, ready to run in this transaction. */
+typedef struct EcEval
+{
+	ExprState  *state;			/* compiled; NULL for a subquery */
+	EcSubquery *sub;
+	ParamListInfo params;		/* sub's parameters: the row's columns */
+} EcEval;
 
 static HTAB *plan_cache = NULL;
 
@@ -172,6 +214,7 @@ typedef struct VarCheck
 {
 	TupleDesc	desc;
 	Relation	rel;
+	int			depth;			/* subquery levels between here and the row */
 } VarCheck;
 
 static void
@@ -187,18 +230,30 @@ changed_since_start(Relation rel, const char *column)
 
 /*
  * The stored expressions name columns by number and type; a column dropped or retyped since
- * ec_start would have the executor read a datum as the wrong type.  Refuse instead.
+ * ec_start would have the executor read a datum as the wrong type.  Refuse instead.  Only the
+ * row's columns are checked: a subquery's own tables are looked up by name again when SPI plans it.
  */
 static bool
 check_vars_walker(Node *node, VarCheck *check)
 {
 	if (node == NULL)
 		return false;
+	if (IsA(node, Query))
+	{
+		bool		result;
+
+		check->depth++;
+		result = query_tree_walker((Query *) node, check_vars_walker, check, 0);
+		check->depth--;
+		return result;
+	}
 	if (IsA(node, Var))
 	{
 		Var		   *var = (Var *) node;
 		Form_pg_attribute att;
 
+		if (var->varlevelsup != check->depth)
+			return false;
 		if (var->varattno <= 0 || var->varattno > check->desc->natts)
 			changed_since_start(check->rel, "?");
 		att = TupleDescAttr(check->desc, var->varattno - 1);
@@ -222,24 +277,250 @@ check_target(Relation rel, AttrNumber attnum, Expr *expr)
 		changed_since_start(rel, NameStr(att->attname));
 }
 
+typedef struct ParamsBuild
+{
+	int			depth;			/* subquery levels between here and the row */
+	EcSubquery *sub;			/* the parameters so far */
+	int			max;
+} ParamsBuild;
+
+/* Replaces each Var of the row with its parameter, one per column, numbered as first met. */
+static Node *
+vars_to_params(Node *node, ParamsBuild *build)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Query))
+	{
+		Node	   *result;
+
+		build->depth++;
+		result = (Node *) query_tree_mutator((Query *) node, vars_to_params, build, 0);
+		build->depth--;
+		return result;
+	}
+	if (IsA(node, Var) && ((Var *) node)->varlevelsup == build->depth)
+	{
+		Var		   *var = (Var *) node;
+		EcSubquery *sub = build->sub;
+		Param	   *param = makeNode(Param);
+		int			n;
+
+		for (n = 0; n < sub->nparams && sub->attnums[n] != var->varattno; n++)
+			;
+		if (n == sub->nparams)
+		{
+			if (n == build->max)
+			{
+				build->max *= 2;
+				sub->attnums = repalloc(sub->attnums, sizeof(AttrNumber) * build->max);
+				sub->types = repalloc(sub->types, sizeof(Oid) * build->max);
+			}
+			sub->attnums[n] = var->varattno;
+			sub->types[n] = var->vartype;
+			sub->nparams++;
+		}
+		param->paramkind = PARAM_EXTERN;
+		param->paramid = n + 1;
+		param->paramtype = var->vartype;
+		param->paramtypmod = var->vartypmod;
+		param->paramcollid = var->varcollid;
+		param->location = -1;
+		return (Node *) param;
+	}
+	return expression_tree_mutator(node, vars_to_params, build);
+}
+
+/* The analysed expression over parameters, for the trigger to run through SPI when first needed. */
+static EcSubquery *
+make_subquery(Node *expr, Oid relid, AttrNumber target, const char *what)
+{
+	EcSubquery *sub = palloc0(sizeof(EcSubquery));
+	ParamsBuild build = {0, sub, 8};
+
+	sub->attnums = palloc(sizeof(AttrNumber) * build.max);
+	sub->types = palloc(sizeof(Oid) * build.max);
+	sub->expr = vars_to_params(copyObject(expr), &build);
+	sub->target_type = exprType(expr);
+	get_typlenbyval(sub->target_type, &sub->target_len, &sub->target_byval);
+	sub->what = psprintf("%s for column \"%s\" of table \"%s\"", what,
+						 get_attname(relid, target, false), get_rel_name(relid));
+	return sub;
+}
+
+typedef struct TreeCheck
+{
+	EcSubquery *sub;
+	List	   *rtables;		/* of the queries around here, innermost first */
+} TreeCheck;
+
+static void
+read_table_changed(EcSubquery *sub, Oid relid, AttrNumber attnum)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("column %d of table \"%s\", which the %s reads, changed since its migration "
+					"started", attnum, get_rel_name(relid), sub->what),
+			 errdetail("The expression was analysed for the table as it was."),
+			 errhint("Restore the column, or roll the migration back with ec_rollback().")));
+}
+
+/*
+ * What the parser would have done had it read the expression: lock each table a subquery reads
+ * (AccessShareLock, as its range table entry says), and find it still there.  Also each column a
+ * subquery reads must still be there with its type: the tree names them by number.
+ */
+static bool
+check_tree_walker(Node *node, TreeCheck *check)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *query = (Query *) node;
+		ListCell   *lc;
+		bool		result;
+
+		foreach(lc, query->rtable)
+		{
+			RangeTblEntry *rte = lfirst(lc);
+
+			if (rte->rtekind != RTE_RELATION)
+				continue;
+			LockRelationOid(rte->relid, rte->rellockmode);
+			if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rte->relid)))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("a table that the %s reads no longer exists", check->sub->what),
+						 errdetail("It was dropped after the migration started (OID %u).",
+								   rte->relid),
+						 errhint("Roll the migration back with ec_rollback().")));
+		}
+		check->rtables = lcons(query->rtable, check->rtables);
+		result = query_tree_walker(query, check_tree_walker, check, 0);
+		check->rtables = list_delete_first(check->rtables);
+		return result;
+	}
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+		RangeTblEntry *rte;
+		HeapTuple	tuple;
+		bool		fits;
+
+		if (var->varlevelsup >= list_length(check->rtables) || var->varattno <= 0)
+			return false;
+		rte = rt_fetch(var->varno, (List *) list_nth(check->rtables, var->varlevelsup));
+		if (rte->rtekind != RTE_RELATION)
+			return false;
+		tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(rte->relid), Int16GetDatum(var->varattno));
+		fits = HeapTupleIsValid(tuple) &&
+			!((Form_pg_attribute) GETSTRUCT(tuple))->attisdropped &&
+			((Form_pg_attribute) GETSTRUCT(tuple))->atttypid == var->vartype;
+		if (HeapTupleIsValid(tuple))
+			ReleaseSysCache(tuple);
+		if (!fits)
+			read_table_changed(check->sub, rte->relid, var->varattno);
+		return false;
+	}
+	return expression_tree_walker(node, check_tree_walker, check);
+}
+
+/* The rest of the parser's locking (views' own tables, joins), for each outermost subquery. */
+static bool
+rewrite_locks_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		AcquireRewriteLocks((Query *) node, true, false);
+		return false;
+	}
+	return expression_tree_walker(node, rewrite_locks_walker, context);
+}
+
+/*
+ * "$1" of the statement "SELECT $1": the stored expression itself, checked and locked as the
+ * parser would have, each time SPI analyses the statement (first, and after an invalidation).
+ */
+static Node *
+subquery_param_ref(ParseState *pstate, ParamRef *pref)
+{
+	EcSubquery *sub = pstate->p_ref_hook_state;
+	TreeCheck	check = {sub, NIL};
+	Node	   *expr;
+
+	if (pref->number != 1 || pstate->parentParseState != NULL)
+		return NULL;
+	/* A copy: the rewriter and the planner scribble on what they get. */
+	expr = copyObject(sub->expr);
+	(void) check_tree_walker(expr, &check);
+	(void) rewrite_locks_walker(expr, NULL);
+	/* The parser sets this when it meets a subquery; the planner then plans it. */
+	pstate->p_hasSubLinks = true;
+	return expr;
+}
+
+static void
+subquery_parser_setup(ParseState *pstate, void *arg)
+{
+	pstate->p_paramref_hook = subquery_param_ref;
+	pstate->p_ref_hook_state = arg;
+}
+
+/* Prepares sub's statement and keeps it in plan.  With SPI connected. */
+static void
+prepare_subquery(EcTriggerPlan *plan, EcSubquery *sub)
+{
+	SPIPrepareOptions options;
+	MemoryContext old = CurrentMemoryContext;
+	SPIPlanPtr	spiplan;
+
+	memset(&options, 0, sizeof(options));
+	options.parserSetup = subquery_parser_setup;
+	options.parserSetupArg = sub;
+	options.parseMode = RAW_PARSE_DEFAULT;
+	options.cursorOptions = 0;
+	spiplan = SPI_prepare_extended("SELECT $1", &options);
+	MemoryContextSwitchTo(old);
+	if (spiplan == NULL)
+		elog(ERROR, "could not prepare the %s: %s", sub->what, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(spiplan) != 0)
+		elog(ERROR, "could not keep the plan of the %s", sub->what);
+	/* Until this plan is rebuilt (build_plan frees it). */
+	old = MemoryContextSwitchTo(plan->cxt);
+	plan->spi_plans = lappend(plan->spi_plans, spiplan);
+	MemoryContextSwitchTo(old);
+	sub->spiplan = spiplan;
+}
+
 /*
  * The stored node tree as the executor runs it; or, for a restored plan (stored_fits false), the
- * expression analysed again from its SQL text (restore.c).  NULL where there is none.
+ * expression analysed again from its SQL text (restore.c).  NULL where there is none.  An
+ * expression with a subquery is returned analysed, not planned, and *sub is what SPI runs of it.
  */
 static Expr *
-plan_expression(Datum stored, Datum source, bool stored_fits, Oid relid, AttrNumber target,
-				const char *what, MemoryContext cxt)
+plan_expression(EcTriggerPlan *plan, Datum stored, Datum source, bool stored_fits, Oid relid,
+				AttrNumber target, const char *what, EcSubquery **sub)
 {
 	char	   *form = TextDatumGetCString(stored_fits ? stored : source);
 	Node	   *node;
 	MemoryContext old;
 	Expr	   *expr;
 
+	*sub = NULL;
 	if (form[0] == '\0' || target == InvalidAttrNumber)
 		return NULL;
 	node = stored_fits ? stringToNode(form) : ec_reanalyze(relid, form, target, what);
-	old = MemoryContextSwitchTo(cxt);
-	expr = expression_planner((Expr *) copyObject(node));
+	old = MemoryContextSwitchTo(plan->cxt);
+	if (checkExprHasSubLink(node))
+	{
+		expr = (Expr *) copyObject(node);
+		*sub = make_subquery(node, relid, target, what);
+	}
+	else
+		expr = expression_planner((Expr *) copyObject(node));
 	MemoryContextSwitchTo(old);
 	return expr;
 }
@@ -253,7 +534,14 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 	int			nestlevel;
 
 	if (plan->cxt)
+	{
+		ListCell   *lc;
+
+		foreach(lc, plan->spi_plans)
+			SPI_freeplan(lfirst(lc));
 		MemoryContextDelete(plan->cxt);
+	}
+	plan->spi_plans = NIL;
 	plan->cxt = AllocSetContextCreate(CacheMemoryContext, "expand_contract trigger plan",
 									  ALLOCSET_SMALL_SIZES);
 	plan->npairs = 0;
@@ -337,6 +625,8 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		plan->new_attnums = MemoryContextAlloc(plan->cxt, sizeof(AttrNumber) * n1);
 		plan->up = MemoryContextAlloc(plan->cxt, sizeof(Expr *) * n1);
 		plan->down = MemoryContextAlloc(plan->cxt, sizeof(Expr *) * n1);
+		plan->up_sub = MemoryContextAllocZero(plan->cxt, sizeof(EcSubquery *) * n1);
+		plan->down_sub = MemoryContextAllocZero(plan->cxt, sizeof(EcSubquery *) * n1);
 		for (int i = 0; i < n1; i++)
 		{
 			if (stored_fits)
@@ -351,14 +641,16 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 				plan->new_attnums[i] = ec_restored_attnum(plan->relid,
 														  NameStr(*DatumGetName(new_columns[i])));
 			}
-			plan->up[i] = plan_expression(ups[i], up_sources[i], stored_fits, plan->relid,
-										  plan->new_attnums[i], "up expression", plan->cxt);
-			plan->down[i] = plan_expression(downs[i], down_sources[i], stored_fits, plan->relid,
-											plan->old_attnums[i], "down expression", plan->cxt);
+			plan->up[i] = plan_expression(plan, ups[i], up_sources[i], stored_fits, plan->relid,
+										  plan->new_attnums[i], "up expression",
+										  &plan->up_sub[i]);
+			plan->down[i] = plan_expression(plan, downs[i], down_sources[i], stored_fits,
+											plan->relid, plan->old_attnums[i], "down expression",
+											&plan->down_sub[i]);
 		}
 		for (int i = 0; i < n1; i++)
 		{
-			VarCheck	check = {RelationGetDescr(rel), rel};
+			VarCheck	check = {RelationGetDescr(rel), rel, 0};
 
 			if (plan->up[i])
 				check_target(rel, plan->new_attnums[i], plan->up[i]);
@@ -385,8 +677,19 @@ get_plan(Relation rel)
 	if (!found)
 	{
 		plan->cxt = NULL;
+		plan->spi_plans = NIL;
 		plan->valid = false;
+		plan->in_use = false;
+		plan->spi_connected = false;
 	}
+	if (plan->in_use)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the dual-write expressions of table \"%s\" cannot write to it",
+						RelationGetRelationName(rel)),
+				 errdetail("An up or down expression wrote a row of the table it is computed for, "
+						   "which would run the expressions again while they are running."),
+				 errhint("Write to the table in a trigger of your own instead.")));
 	if (!plan->valid)
 	{
 		/* Marked valid first: an invalidation arriving while we build must win. */
@@ -448,6 +751,26 @@ writer_is_new(EcTriggerPlan *plan)
 	return false;
 }
 
+static EcEval *
+prepare_eval(Expr *expr, EcSubquery *sub)
+{
+	EcEval	   *eval = palloc0(sizeof(EcEval));
+
+	eval->sub = sub;
+	if (sub == NULL)
+		eval->state = ExecInitExpr(expr, NULL);
+	else
+	{
+		eval->params = makeParamList(sub->nparams);
+		for (int i = 0; i < sub->nparams; i++)
+		{
+			eval->params->params[i].ptype = sub->types[i];
+			eval->params->params[i].pflags = PARAM_FLAG_CONST;
+		}
+	}
+	return eval;
+}
+
 static void
 prepare_execution(EcTriggerPlan *plan, Relation rel)
 {
@@ -460,14 +783,14 @@ prepare_execution(EcTriggerPlan *plan, Relation rel)
 	cxt = AllocSetContextCreate(TopTransactionContext, "expand_contract trigger state",
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	plan->up_state = palloc0(sizeof(ExprState *) * plan->npairs);
-	plan->down_state = palloc0(sizeof(ExprState *) * plan->npairs);
+	plan->up_eval = palloc0(sizeof(EcEval *) * plan->npairs);
+	plan->down_eval = palloc0(sizeof(EcEval *) * plan->npairs);
 	for (int i = 0; i < plan->npairs; i++)
 	{
 		if (plan->up[i] && plan->new_attnums[i])
-			plan->up_state[i] = ExecInitExpr(plan->up[i], NULL);
+			plan->up_eval[i] = prepare_eval(plan->up[i], plan->up_sub[i]);
 		if (plan->down[i] && plan->old_attnums[i])
-			plan->down_state[i] = ExecInitExpr(plan->down[i], NULL);
+			plan->down_eval[i] = prepare_eval(plan->down[i], plan->down_sub[i]);
 	}
 	plan->econtext = CreateStandaloneExprContext();
 	/* A copy: a slot on the relation's own descriptor would pin it past this transaction. */
@@ -478,6 +801,103 @@ prepare_execution(EcTriggerPlan *plan, Relation rel)
 	plan->nulls = palloc(sizeof(bool) * plan->npairs);
 	MemoryContextSwitchTo(old);
 	plan->lxid = EC_CURRENT_LXID;
+}
+
+static void
+subquery_error_context(void *arg)
+{
+	errcontext("%s", ((EcSubquery *) arg)->what);
+}
+
+/*
+ * Runs an expression with a subquery for the row in plan->econtext's scan slot.  SPI is connected
+ * once per trigger call, on first need; ec_dual_write disconnects.  The statement is read-only and
+ * runs on the writing statement's snapshot, as a subquery written in that statement would, and as
+ * the backfill's UPDATE evaluates the same subquery.
+ */
+static Datum
+evaluate_subquery(EcTriggerPlan *plan, EcEval *eval, bool *isnull)
+{
+	EcSubquery *sub = eval->sub;
+	TupleTableSlot *slot = plan->econtext->ecxt_scantuple;
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback errcallback;
+	SPIExecuteOptions options;
+	Datum		value;
+	int			rc;
+
+	errcallback.callback = subquery_error_context;
+	errcallback.arg = sub;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	if (!plan->spi_connected)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		plan->spi_connected = true;
+		MemoryContextSwitchTo(cxt);
+	}
+	if (sub->spiplan == NULL)
+		prepare_subquery(plan, sub);
+	for (int i = 0; i < sub->nparams; i++)
+	{
+		ParamExternData *param = &eval->params->params[i];
+
+		param->value = slot_getattr(slot, sub->attnums[i], &param->isnull);
+	}
+	memset(&options, 0, sizeof(options));
+	options.params = eval->params;
+	options.read_only = true;
+	options.tcount = 2;
+	rc = SPI_execute_plan_extended(sub->spiplan, &options);
+	MemoryContextSwitchTo(cxt);
+	/* "SELECT <expression>": one row, whatever the subqueries in it return (they raise). */
+	if (rc != SPI_OK_SELECT || SPI_processed != 1 ||
+		TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid != sub->target_type)
+		elog(ERROR, "the %s returned %llu rows of type %u (%s)", sub->what,
+			 (unsigned long long) SPI_processed,
+			 SPI_tuptable ? TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid : InvalidOid,
+			 SPI_result_code_string(rc));
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+	error_context_stack = errcallback.previous;
+
+	/*
+	 * Into the per-row memory: SPI's goes at SPI_finish.  A value read from another table may be
+	 * a TOAST pointer into it; the row gets the value itself.
+	 */
+	if (!*isnull)
+	{
+		MemoryContext old = MemoryContextSwitchTo(plan->econtext->ecxt_per_tuple_memory);
+
+		if (sub->target_len == -1 && VARATT_IS_EXTERNAL(DatumGetPointer(value)))
+			value = PointerGetDatum(detoast_external_attr((struct varlena *)
+														  DatumGetPointer(value)));
+		else
+			value = datumCopy(value, sub->target_byval, sub->target_len);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return value;
+}
+
+/* The value of an up or down expression for the row in plan->econtext's scan slot. */
+static Datum
+evaluate(EcTriggerPlan *plan, EcEval *eval, bool *isnull)
+{
+	if (eval->sub == NULL)
+		return ExecEvalExprSwitchContext(eval->state, plan->econtext, isnull);
+	return evaluate_subquery(plan, eval, isnull);
+}
+
+/* After a trigger call that evaluated a subquery. */
+static void
+finish_subqueries(EcTriggerPlan *plan)
+{
+	if (!plan->spi_connected)
+		return;
+	plan->spi_connected = false;
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
 }
 
 /*
@@ -576,13 +996,12 @@ write_counterparts(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple,
 		plan->econtext->ecxt_scantuple = trigdata->tg_trigslot;
 		for (int i = 0; i < plan->npairs; i++)
 		{
-			if (plan->up_state[i] == NULL ||
+			if (plan->up_eval[i] == NULL ||
 				bms_is_member(plan->new_attnums[i] - FirstLowInvalidHeapAttributeNumber,
 							  trigdata->tg_updatedcols))
 				continue;
 			plan->columns[n] = plan->new_attnums[i];
-			plan->values[n] = ExecEvalExprSwitchContext(plan->up_state[i], plan->econtext,
-														&plan->nulls[n]);
+			plan->values[n] = evaluate(plan, plan->up_eval[i], &plan->nulls[n]);
 			n++;
 		}
 		if (n > 0)
@@ -597,12 +1016,12 @@ write_counterparts(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple,
 
 	for (int i = 0; i < plan->npairs; i++)
 	{
-		ExprState  *state = from_new ? plan->down_state[i] : plan->up_state[i];
+		EcEval	   *eval = from_new ? plan->down_eval[i] : plan->up_eval[i];
 
-		if (state == NULL)
+		if (eval == NULL)
 			continue;
 		plan->columns[n] = from_new ? plan->old_attnums[i] : plan->new_attnums[i];
-		plan->values[n] = ExecEvalExprSwitchContext(state, plan->econtext, &plan->nulls[n]);
+		plan->values[n] = evaluate(plan, eval, &plan->nulls[n]);
 		n++;
 	}
 	if (n == 0)
@@ -630,7 +1049,7 @@ restore_pairs(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple, Tuple
 	plan->econtext->ecxt_scantuple = slot;
 	for (int i = 0; i < plan->npairs; i++)
 	{
-		if (plan->up_state[i] == NULL)
+		if (plan->up_eval[i] == NULL)
 			continue;
 		if (from_new)
 		{
@@ -641,11 +1060,10 @@ restore_pairs(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple, Tuple
 			bool		expected_null;
 
 			/* No old column from "down": the new column is the writer's alone. */
-			if (plan->down_state[i] == NULL)
+			if (plan->down_eval[i] == NULL)
 				continue;
 			current = slot_getattr(slot, plan->old_attnums[i], &current_null);
-			expected = ExecEvalExprSwitchContext(plan->down_state[i], plan->econtext,
-												 &expected_null);
+			expected = evaluate(plan, plan->down_eval[i], &expected_null);
 			att = TupleDescAttr(desc, plan->old_attnums[i] - 1);
 			/*
 			 * By image, not datumIsEqual(): a varlena stored in a tuple has a short header where
@@ -656,8 +1074,7 @@ restore_pairs(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple, Tuple
 				continue;
 		}
 		plan->columns[n] = plan->new_attnums[i];
-		plan->values[n] = ExecEvalExprSwitchContext(plan->up_state[i], plan->econtext,
-													&plan->nulls[n]);
+		plan->values[n] = evaluate(plan, plan->up_eval[i], &plan->nulls[n]);
 		n++;
 	}
 	if (n == 0)
@@ -715,10 +1132,27 @@ ec_dual_write(PG_FUNCTION_ARGS)
 	from_new = !backfill && writer_is_new(plan);
 	prepare_execution(plan, trigdata->tg_relation);
 
-	if (last)
-		result = restore_pairs(plan, trigdata, tuple, slot, from_new);
-	else
-		result = write_counterparts(plan, trigdata, tuple, slot, from_new);
+	/*
+	 * The expressions' values live in the plan's per-row state until the row is built: an
+	 * expression that writes to this table (a function it calls) would re-enter the trigger and
+	 * reset that state underneath (see get_plan).
+	 */
+	plan->in_use = true;
+	PG_TRY();
+	{
+		if (last)
+			result = restore_pairs(plan, trigdata, tuple, slot, from_new);
+		else
+			result = write_counterparts(plan, trigdata, tuple, slot, from_new);
+		finish_subqueries(plan);
+	}
+	PG_FINALLY();
+	{
+		/* After an error, the (sub)transaction's abort disconnects SPI. */
+		plan->in_use = false;
+		plan->spi_connected = false;
+	}
+	PG_END_TRY();
 	ResetExprContext(plan->econtext);
 	plan->econtext->ecxt_scantuple = NULL;
 	ExecClearTuple(plan->filled);

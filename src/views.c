@@ -12,13 +12,16 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "commands/comment.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "expand_contract.h"
 
@@ -64,9 +67,22 @@ create_view(EcTable *table, const char *version_schema)
 		first = false;
 		column_map[col->new_attnum - 1] = col->new_name;
 
-		/* A dropped default must hide the table's: a view without one would fall back to it. */
-		dflt = col->default_changed ? (col->new_default ? col->new_default : "NULL") :
-			column_default(rel, col->new_attnum);
+		dflt = col->default_changed ? col->new_default : column_default(rel, col->new_attnum);
+
+		/*
+		 * A dropped default must hide the table's: an insert through a view without one gets the
+		 * table's.  SET DEFAULT NULL would not do: PostgreSQL stores no default for a bare null
+		 * constant.  A COALESCE of it is stored, and is null.
+		 */
+		if (col->default_changed && dflt == NULL && column_default(rel, col->new_attnum) != NULL)
+		{
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), col->new_attnum - 1);
+
+			dflt = psprintf("COALESCE(NULL::%s)",
+							format_type_extended(att->atttypid, att->atttypmod,
+												 FORMAT_TYPE_TYPEMOD_GIVEN |
+												 FORMAT_TYPE_FORCE_QUALIFY));
+		}
 		if (dflt)
 			after = lappend(after, psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT %s", view,
 											name, dflt));
@@ -104,5 +120,58 @@ ec_create_version_schema(EcModel *model, const char *version_schema)
 
 		if (table->new_name != NULL)
 			create_view(table, version_schema);
+	}
+}
+
+/* Was relid created by this transaction (the complete steps)? */
+static bool
+created_here(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data));
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+/*
+ * After complete, the version schema is the current version: it gets a view for each table that
+ * the complete steps created ("onComplete" sql operations).  Only those: a table created outside
+ * any migration gets its view from the next ec_start, and complete must not wait for its lock.
+ */
+void
+ec_complete_version_schema(Oid nspid, const char *version_schema)
+{
+	Oid			version_nspid = get_namespace_oid(version_schema, true);
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+	EcModel    *model;
+	List	   *missing;
+	ListCell   *lc;
+
+	if (!OidIsValid(version_nspid))
+		return;
+	values[0] = ObjectIdGetDatum(nspid);
+	values[1] = ObjectIdGetDatum(version_nspid);
+	/* By name, without locking the tables that have their view. */
+	missing = ec_spi_oids("SELECT c.oid FROM pg_catalog.pg_class c"
+						  " WHERE c.relnamespace = $1 AND c.relkind IN ('r', 'p')"
+						  "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_class v"
+						  "                    WHERE v.relnamespace = $2 AND v.relname = c.relname)"
+						  " ORDER BY c.relname COLLATE \"C\"",
+						  2, types, values);
+	if (missing == NIL)
+		return;
+	model = palloc0(sizeof(EcModel));
+	model->nspid = nspid;
+	model->schema = get_namespace_name(nspid);
+	foreach(lc, missing)
+	{
+		if (created_here(lfirst_oid(lc)))
+			create_view(ec_model_add_table(model, lfirst_oid(lc)), version_schema);
 	}
 }

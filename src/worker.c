@@ -11,7 +11,13 @@
  *				ends even under constant inserts and never rewrites what the trigger wrote.  Every
  *				column of the table is filled in the same pass.
  *	  sql		a statement that must not run in the caller's transaction (VALIDATE CONSTRAINT) or in
- *				any transaction block (CREATE INDEX CONCURRENTLY), run as a top-level statement.
+ *				any transaction block (CREATE INDEX CONCURRENTLY), run as a top-level statement.  Its
+ *				cleanup, if it has one, undoes what a failed attempt left (the INVALID index of a
+ *				failed CREATE INDEX CONCURRENTLY, which every write would otherwise keep up to
+ *				date): the worker runs it after the task failed, before it records the failure, and
+ *				before it tries a task again that it tried before (after a crash, a stop, a retried
+ *				deadlock or ec_resume()).  These statements wait for locks and for older
+ *				transactions without lock_timeout (see run_toplevel).
  *
  * Progress is committed with each batch, so a crash, a restart or a kill loses at most the batch in
  * flight.  Pause, batch size, delay and replication-lag limit are read before every batch; a paused
@@ -66,6 +72,8 @@ typedef struct Task
 	char	   *kind;
 	Oid			relid;
 	char	   *sql;
+	char	   *cleanup;		/* NULL: none */
+	bool		attempted;		/* the worker took it up before */
 	int64		next_block;
 	int64		total_blocks;	/* -1: not started */
 	int64		rows_done;
@@ -161,7 +169,8 @@ next_task(int64 id)
 	bool		isnull;
 	Datum		d;
 
-	(void) ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done"
+	(void) ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
+						"       cleanup, started_at IS NOT NULL"
 						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
 						" ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -179,6 +188,9 @@ next_task(int64 id)
 	task->state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
 	task->rows_done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8,
 												  &isnull));
+	task->cleanup = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9);
+	task->attempted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10,
+												 &isnull));
 	return task;
 }
 
@@ -426,24 +438,31 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	return STEP_NEXT;
 }
 
-/*
- * Runs a statement the way a client's would run, as a top-level command in its own transaction,
- * so that commands which refuse transaction blocks (CREATE INDEX CONCURRENTLY) work.
- */
+/* The worker's lock_timeout, for the batches: they hold row locks, and never wait long. */
+#define BATCH_LOCK_TIMEOUT	"1s"
+
 static void
-run_toplevel(const char *sql)
+run_statements(const char *sql)
 {
 	/*
 	 * The statements and their parse trees must outlive transactions: CREATE INDEX CONCURRENTLY
 	 * commits and starts transactions of its own while it runs (exec_simple_query keeps them in
-	 * MessageContext for the same reason).
+	 * MessageContext for the same reason).  A run that failed left its context behind: it goes
+	 * now, so that a task tried again and again does not leak one per attempt.
 	 */
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "expand_contract task statement",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	char	   *text = pstrdup(sql);
-	List	   *parsetrees = pg_parse_query(text);
+	static MemoryContext cxt = NULL;
+	MemoryContext old;
+	char	   *text;
+	List	   *parsetrees;
 	ListCell   *lc;
+
+	if (cxt != NULL)
+		MemoryContextDelete(cxt);
+	cxt = AllocSetContextCreate(TopMemoryContext, "expand_contract task statement",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	text = pstrdup(sql);
+	parsetrees = pg_parse_query(text);
 
 	foreach(lc, parsetrees)
 	{
@@ -475,11 +494,35 @@ run_toplevel(const char *sql)
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
+	cxt = NULL;
+}
+
+/*
+ * Runs a statement the way a client's would run, as a top-level command in its own transaction,
+ * so that commands which refuse transaction blocks (CREATE INDEX CONCURRENTLY) work.
+ *
+ * Without lock_timeout: the statements of "sql" tasks (CREATE INDEX CONCURRENTLY, DROP INDEX
+ * CONCURRENTLY, VALIDATE CONSTRAINT) take SHARE UPDATE EXCLUSIVE on their table, which no read or
+ * write of the application waits for, even while the request is queued, and then wait for the
+ * transactions that predate them.  Bounded by the batches' second, any transaction older than that
+ * at one of those waits would cancel a CREATE INDEX CONCURRENTLY after its whole build, and the
+ * retry would build it again, as long as the workload has such transactions.  ec_rollback still
+ * interrupts the wait (it stops the worker); ec_complete notices when it is the one waited for.
+ * Set outside any transaction, so that it lasts; after a failure the main loop sets the batches'
+ * value back before the next step.
+ */
+static void
+run_toplevel(const char *sql)
+{
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	run_statements(sql);
+	SetConfigOption("lock_timeout", BATCH_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 static StepResult
 do_step(int64 id, long *wait_ms)
 {
+	MemoryContext step_cxt = CurrentMemoryContext;	/* reset before the next step */
 	Settings	s;
 	Task	   *task;
 	int64		lag;
@@ -517,14 +560,25 @@ do_step(int64 id, long *wait_ms)
 		return result;
 	}
 
-	/* An "sql" task: mark it running, run it top-level, mark it done. */
+	/*
+	 * An "sql" task: mark it running, run it top-level, mark it done.  One taken up before may have
+	 * left something behind (a crash or a stop during a CREATE INDEX CONCURRENTLY leaves its
+	 * INVALID index, and a second CREATE would fail on the name): its cleanup runs first.
+	 */
 	{
 		int			seq = task->seq;
-		char	   *sql = MemoryContextStrdup(TopMemoryContext, task->sql);	/* SPI's is gone soon */
+		char	   *sql = MemoryContextStrdup(step_cxt, task->sql);	/* SPI's is gone soon */
+		char	   *cleanup = task->cleanup && task->attempted ?
+			MemoryContextStrdup(step_cxt, task->cleanup) : NULL;
 
 		batch_seq = seq;
 		set_task_state(id, seq, "running", NULL);
 		end_step();
+		if (cleanup)
+		{
+			pgstat_report_activity(STATE_RUNNING, cleanup);
+			run_toplevel(cleanup);
+		}
 		pgstat_report_activity(STATE_RUNNING, sql);
 		run_toplevel(sql);
 		pfree(sql);
@@ -635,11 +689,84 @@ failing_row(void)
 	return key;
 }
 
-/* After a failed step: retry later if it was contention, else mark the task failed and stop. */
+/* How often a failed task's cleanup is tried, a second apart, while it meets contention. */
+#define CLEANUP_ATTEMPTS	30
+
+/*
+ * Runs a failed "sql" task's cleanup (without lock_timeout, see run_toplevel), retrying a deadlock
+ * for a while.  Returns NULL when it ran, else the error that stopped it.
+ */
+static char *
+run_cleanup(const char *cleanup)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	for (int attempt = 1;; attempt++)
+	{
+		ErrorData  *edata = NULL;
+
+		PG_TRY();
+		{
+			pgstat_report_activity(STATE_RUNNING, cleanup);
+			run_toplevel(cleanup);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			MemoryContextSwitchTo(cxt);
+		}
+		PG_END_TRY();
+		if (edata == NULL)
+			return NULL;
+		if (!transient(edata->sqlerrcode) || attempt >= CLEANUP_ATTEMPTS)
+			return edata->message;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * The statement and the cleanup (NULL: none) of the failed task seq when it is an "sql" task, in the
+ * caller's memory context; false if it is not one.
+ */
+static bool
+failed_sql_task(int64 id, int seq, char **sql, char **cleanup)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *s;
+
+	(void) ec_state_spi("SELECT sql, cleanup FROM " EC_STATE_SCHEMA ".tasks"
+						" WHERE migration_id = $1 AND seq = $2 AND kind = 'sql'",
+						2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*sql = MemoryContextStrdup(cxt, s ? s : "");
+	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*cleanup = s ? MemoryContextStrdup(cxt, s) : NULL;
+	return true;
+}
+
+/*
+ * After a failed step: retry later if it was contention, else mark the task failed and stop.  A
+ * failed "sql" task's cleanup runs first, so that once ec_status() and ec_wait() report the
+ * failure, nothing of the attempt is left.  Its error is recorded with its detail (for a unique
+ * index: which key is duplicated) and the statement, since an error such as "division by zero"
+ * in an index predicate does not say which of the migration's tasks it comes from.
+ */
 static StepResult
 record_failure(int64 id, ErrorData *edata, long *wait_ms)
 {
 	char	   *row = NULL;
+	char	   *message = edata->message;
+	MemoryContext cxt = GetMemoryChunkContext(edata);	/* the step's, reset before the next */
 
 	begin_step("expand_contract: recording a failure");
 	if (transient(edata->sqlerrcode))
@@ -653,6 +780,29 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 	}
 	if (batch_seq > 0 && batch_migration == id && batch_sql)
 		row = failing_row();
+	else if (batch_seq > 0)
+	{
+		char	   *sql;
+		char	   *cleanup = NULL;
+
+		MemoryContextSwitchTo(cxt);
+		if (failed_sql_task(id, batch_seq, &sql, &cleanup))
+			message = psprintf("%s%s%s (in: %s)", edata->message, edata->detail ? ": " : "",
+							   edata->detail ? edata->detail : "", sql);
+		if (cleanup)
+		{
+			char	   *error;
+
+			set_task_state(id, batch_seq, "running", psprintf("cleaning up after: %s", message));
+			end_step();
+			MemoryContextSwitchTo(cxt);
+			error = run_cleanup(cleanup);
+			if (error)
+				message = psprintf("%s (and its cleanup failed: %s; ec_resume() tries it again, "
+								   "ec_rollback() undoes it)", message, error);
+			begin_step("expand_contract: recording a failure");
+		}
+	}
 	if (batch_seq > 0)
 	{
 		Oid			types[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
@@ -661,7 +811,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 
 		values[0] = Int64GetDatum(id);
 		values[1] = Int32GetDatum(batch_seq);
-		values[2] = CStringGetTextDatum(edata->message);
+		values[2] = CStringGetTextDatum(message);
 		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
 							" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
@@ -728,7 +878,7 @@ ec_worker_main(Datum main_arg)
 	/* Everything the worker runs is schema-qualified; nothing a role put on its path may intervene. */
 	SetConfigOption("search_path", "pg_catalog", PGC_USERSET, PGC_S_OVERRIDE);
 	/* Never make the application wait on our row locks for long: a blocked batch retries. */
-	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", BATCH_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "expand_contract backfill", PGC_USERSET, PGC_S_SESSION);
 
 	step_cxt = AllocSetContextCreate(TopMemoryContext, "expand_contract worker step",
@@ -756,6 +906,8 @@ ec_worker_main(Datum main_arg)
 
 		MemoryContextReset(step_cxt);
 		old = MemoryContextSwitchTo(step_cxt);
+		/* A failed "sql" task may have left the statements' setting (see run_toplevel). */
+		SetConfigOption("lock_timeout", BATCH_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
 		batch_seq = 0;
 		batch_migration = 0;	/* set by a backfill batch: only those are diagnosed row by row */
 		PG_TRY();

@@ -13,13 +13,21 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/comment.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/parse_coerce.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "operations.h"
 
@@ -104,9 +112,12 @@ ec_op_add_check(EcStartContext *cxt, EcTable *table, EcCheckDef *check)
 		ec_exec(psprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s)%s", ec_op_table_sql(table),
 						 quote_identifier(check->name), sql, check->no_inherit ? " NO INHERIT" : ""));
 	else if (check->no_inherit)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("NO INHERIT check constraints can only be added to new tables")));
+	{
+		/* NOT VALID like any check on an existing table; NO INHERIT keeps it off its children. */
+		ec_exec(psprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NO INHERIT NOT VALID",
+						 ec_op_table_sql(table), quote_identifier(check->name), sql));
+		table->validate = lappend(table->validate, pstrdup(check->name));
+	}
 	else
 		ec_op_add_not_valid_check(cxt, table, check->name, sql);
 }
@@ -127,6 +138,28 @@ ec_op_add_foreign_key(EcStartContext *cxt, EcTable *table, List *columns, EcFore
 	foreach(lc, fk->columns)
 		ref_sql = lappend(ref_sql, (char *) quote_identifier(
 									 ec_op_attname(ref, ec_model_column(ref, lfirst(lc), false)->new_attnum)));
+	if (fk->on_delete_set_columns != NIL)
+	{
+		/* ON DELETE SET NULL (a, b): the action names physical columns of this table. */
+		EcForeignKeyDef *copy = palloc(sizeof(EcForeignKeyDef));
+		StringInfoData action;
+
+#if PG_VERSION_NUM < 150000
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"on_delete_set_columns\" requires PostgreSQL 15 or later")));
+#endif
+		*copy = *fk;
+		initStringInfo(&action);
+		appendStringInfo(&action, "%s (", fk->on_delete);
+		foreach(lc, fk->on_delete_set_columns)
+			appendStringInfo(&action, "%s%s", lc == list_head(fk->on_delete_set_columns) ? "" : ", ",
+							 quote_identifier(ec_op_attname(table, ec_model_column(table, lfirst(lc),
+																				  false)->new_attnum)));
+		appendStringInfoChar(&action, ')');
+		copy->on_delete = action.data;
+		fk = copy;
+	}
 	clause = ec_fk_clause(fk, cols_sql, ec_op_table_sql(ref), ref_sql);
 	ec_exec(psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s%s", ec_op_table_sql(table),
 					 quote_identifier(fk->name), clause, table->created ? "" : " NOT VALID"));
@@ -143,25 +176,7 @@ ec_op_add_foreign_key(EcStartContext *cxt, EcTable *table, List *columns, EcFore
 void
 ec_op_queue_unique(EcStartContext *cxt, EcTable *table, AttrNumber attnum, const char *constraint)
 {
-	char	   *index = ec_temp_name("_ec_unique_", constraint);
-	Oid			nspid = get_rel_namespace(table->relid);
-	char	   *schema = get_namespace_name(nspid);
-
-	if (OidIsValid(get_relname_relid(constraint, nspid)) || OidIsValid(get_relname_relid(index, nspid)))
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("relation \"%s\" already exists in schema \"%s\"",
-						OidIsValid(get_relname_relid(constraint, nspid)) ? constraint : index, schema),
-				 errdetail("The unique constraint's index needs that name.")));
-	ec_add_task(cxt->migration_id, ++cxt->ntasks, "sql", table->relid, NIL,
-				psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s; "
-						 "CREATE UNIQUE INDEX CONCURRENTLY %s ON %s (%s)",
-						 ec_qualified(schema, index), quote_identifier(index), ec_op_table_sql(table),
-						 quote_identifier(ec_op_attname(table, attnum))));
-	cxt->rollback_steps = lappend(cxt->rollback_steps,
-								  psprintf("DROP INDEX IF EXISTS %s", ec_qualified(schema, index)));
-	table->unique_indexes = lappend(table->unique_indexes, index);
-	table->unique_names = lappend(table->unique_names, pstrdup(constraint));
+	ec_op_queue_unique_index(cxt, table, list_make1_int(attnum), constraint, NULL, false);
 }
 
 void
@@ -187,18 +202,22 @@ ec_op_default_sql(const char *source, const char *column, Oid typid, int32 typmo
  * The first object that would block, or silently lose, a column at complete: for a column being
  * rebuilt beside the old one, any index, constraint or view on it; for a dropped column, views and
  * other tables' foreign keys (its own indexes and checks go with it, as DROP COLUMN does).  Views of
- * the old version schema do not count: complete drops them first.  NULL if none.
+ * the old version schema do not count: complete drops them first.  Nor does the constraint
+ * "except" (InvalidOid: none), nor the index that implements it: the operation drops it with the
+ * old column.  NULL if none.
  */
-char *
-ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool dropping)
+static char *
+blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool dropping,
+				   Oid except)
 {
-	Oid			types[4] = {OIDOID, INT2OID, OIDOID, BOOLOID};
-	Datum		values[4];
+	Oid			types[5] = {OIDOID, INT2OID, OIDOID, BOOLOID, OIDOID};
+	Datum		values[5];
 
 	values[0] = ObjectIdGetDatum(table->relid);
 	values[1] = Int16GetDatum(attnum);
 	values[2] = ObjectIdGetDatum(cxt->old_version_nspid);
 	values[3] = BoolGetDatum(dropping);
+	values[4] = ObjectIdGetDatum(except);
 	(void) ec_spi("SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)"
 							   "  FROM pg_catalog.pg_depend d"
 							   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
@@ -213,9 +232,346 @@ ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum,
 							   "   AND (NOT $4 OR d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
 							   "        OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
 							   "            (SELECT conrelid FROM pg_catalog.pg_constraint WHERE oid = d.objid) <> $1))"
+							   "   AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
+							   "            d.objid = $5)"
+							   "   AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND"
+							   "            d.objid IS NOT DISTINCT FROM"
+							   "            (SELECT nullif(conindid, 0) FROM pg_catalog.pg_constraint"
+							   "              WHERE oid = $5 AND contype IN ('u', 'p', 'x')))"
+	/* Carried by carry_constraints.c: the table's own checks, and its outbound foreign keys. */
+							   "   AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
+							   "            EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid"
+							   "              AND c.conrelid = $1 AND c.conname !~ '^_ec_'"
+							   "              AND (c.contype = 'c' OR (c.contype = 'f' AND $2 = ANY (c.conkey)"
+							   "                   AND NOT (c.confrelid = $1 AND $2 = ANY (c.confkey))))))"
+	/*
+	 * Carried by carry_indexes.c: the table's indexes, and the unique and primary key constraints
+	 * they back (an exclusion constraint's index cannot be attached, and another table's foreign
+	 * key on the column still blocks, naming itself).
+	 */
+							   "   AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND"
+							   "            (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'i')"
+							   "   AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
+							   "            EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid"
+							   "              AND c.conrelid = $1 AND c.contype IN ('u', 'p')))"
 							   " ORDER BY 1 LIMIT 1",
-				  4, types, values, NULL, SPI_OK_SELECT);
+				  5, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+char *
+ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool dropping)
+{
+	return blocking_dependent(cxt, table, attnum, dropping, InvalidOid);
+}
+
+/*
+ * A unique index on one or more columns of an existing table, for a unique constraint or a primary
+ * key: built by the worker with CREATE UNIQUE INDEX CONCURRENTLY before the backfill (so duplicates
+ * the backfill would make fail it with the row's key), attached at complete as the constraint
+ * (ADD CONSTRAINT ... UNIQUE / PRIMARY KEY USING INDEX, which renames the index after it).
+ * options_sql follows the column list (INCLUDE, WITH, TABLESPACE), built by the caller from quoted
+ * names and literals.  ec_start itself never builds an index under its ACCESS EXCLUSIVE lock.
+ */
+void
+ec_op_queue_unique_index(EcStartContext *cxt, EcTable *table, List *attnums, const char *constraint,
+						 const char *options_sql, bool primary_key)
+{
+	char	   *index = ec_temp_name(primary_key ? "_ec_pkey_" : "_ec_unique_", constraint);
+	Oid			nspid = get_rel_namespace(table->relid);
+	char	   *schema = get_namespace_name(nspid);
+	StringInfoData columns;
+	ListCell   *lc;
+
+	if (OidIsValid(get_relname_relid(constraint, nspid)) || OidIsValid(get_relname_relid(index, nspid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("relation \"%s\" already exists in schema \"%s\"",
+						OidIsValid(get_relname_relid(constraint, nspid)) ? constraint : index, schema),
+				 primary_key ? errdetail("The primary key's index needs that name.") :
+				 errdetail("The unique constraint's index needs that name.")));
+	initStringInfo(&columns);
+	foreach(lc, attnums)
+		appendStringInfo(&columns, "%s%s", lc == list_head(attnums) ? "" : ", ",
+						 quote_identifier(ec_op_attname(table, (AttrNumber) lfirst_int(lc))));
+	ec_add_task(cxt->migration_id, ++cxt->ntasks, "sql", table->relid, NIL,
+				psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s; "
+						 "CREATE UNIQUE INDEX CONCURRENTLY %s ON %s (%s)%s",
+						 ec_qualified(schema, index), quote_identifier(index), ec_op_table_sql(table),
+						 columns.data, options_sql ? options_sql : ""));
+	cxt->rollback_steps = lappend(cxt->rollback_steps,
+								  psprintf("DROP INDEX IF EXISTS %s", ec_qualified(schema, index)));
+	if (primary_key)
+	{
+		table->primary_key_index = index;
+		table->primary_key_name = pstrdup(constraint);
+	}
+	else
+	{
+		table->unique_indexes = lappend(table->unique_indexes, index);
+		table->unique_names = lappend(table->unique_names, pstrdup(constraint));
+	}
+}
+
+/* Sequences owned by a column (serial): they must follow the column that replaces it. */
+static List *
+owned_sequences(EcTable *table, AttrNumber attnum)
+{
+	Oid			types[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(table->relid), Int16GetDatum(attnum)};
+
+	return ec_spi_oids("SELECT d.objid FROM pg_catalog.pg_depend d"
+					   "  JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S'"
+					   " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+					   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+					   "   AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'a'",
+					   2, types, values);
+}
+
+static void
+check_duplicable(EcStartContext *cxt, EcTable *table, AttrNumber attnum, const char *column,
+				 Oid dropped_constraint)
+{
+	Form_pg_attribute att;
+	HeapTuple	tuple;
+	char	   *dependent;
+
+	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table->relid), Int16GetDatum(attnum));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for attribute %d of relation %u", attnum, table->relid);
+	att = (Form_pg_attribute) GETSTRUCT(tuple);
+	if (att->attidentity || att->attgenerated)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot change identity or generated column \"%s\"", column)));
+	ReleaseSysCache(tuple);
+
+	dependent = blocking_dependent(cxt, table, attnum, false, dropped_constraint);
+	if (dependent)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot change column \"%s\" of table \"%s\": %s depends on it", column,
+						get_rel_name(table->relid), dependent),
+				 errdetail("The column is rebuilt beside the old one; its indexes, unique, primary key, "
+						   "check and foreign key constraints are carried to the new one, but views, "
+						   "triggers, exclusion constraints and other tables' foreign keys are not."),
+				 errhint("Drop the dependent object in a \"sql\" operation first and recreate it on "
+						 "the new column after completing.")));
+}
+
+static bool
+attribute_not_null(Oid relid, AttrNumber attnum)
+{
+	HeapTuple	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+	bool		result;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for attribute %d of relation %u", attnum, relid);
+	result = ((Form_pg_attribute) GETSTRUCT(tuple))->attnotnull;
+	ReleaseSysCache(tuple);
+	return result;
+}
+
+/* The old column's default, cast to the new type when it can be; NULL if none or not castable. */
+static char *
+carried_default(EcTable *table, AttrNumber attnum, Oid typid, int32 typmod)
+{
+	Relation	rel = table_open(table->relid, AccessShareLock);
+	Node	   *expr = build_column_default(rel, attnum);
+	Node	   *coerced = NULL;
+
+	table_close(rel, NoLock);
+	if (expr == NULL)
+		return NULL;
+	coerced = coerce_to_target_type(NULL, expr, exprType(expr), typid, typmod, COERCION_ASSIGNMENT,
+									COERCE_IMPLICIT_CAST, -1);
+	return coerced ? ec_deparse(coerced, table->relid) : NULL;
+}
+
+/*
+ * Makes the new version's column NOT NULL by complete, without a scan under ACCESS EXCLUSIVE: a
+ * NOT VALID check now (enforced for every write from now on), validated by the worker, turned into
+ * SET NOT NULL at complete.  Nothing to do if it is NOT NULL already or has its check.
+ */
+void
+ec_op_new_column_not_null(EcStartContext *cxt, EcTable *table, EcColumn *col)
+{
+	if (col->not_null_check || attribute_not_null(table->relid, col->new_attnum))
+		return;
+	col->not_null_check = ec_temp_name("_ec_not_null_",
+									   col->old_attnum ? ec_op_attname(table, col->old_attnum) :
+									   col->new_name);
+	ec_op_add_not_valid_check(cxt, table, col->not_null_check,
+							  psprintf("%s IS NOT NULL",
+									   quote_identifier(ec_op_attname(table, col->new_attnum))));
+}
+
+/*
+ * Duplicates a column of an existing table beside the old one, for the new version: _ec_new_<name>,
+ * with the old column's type, nullability, default, comment and column privileges unless "how"
+ * says otherwise; a serial's sequence moves to it at complete, when it replaces the old one.  The
+ * caller gives it "up" and "down" with ec_op_rebuild_expressions once every column it rebuilds is
+ * in place (a "down" may read another rebuilt column's new version).  Refuses columns that
+ * something other than how->dropped_constraint depends on: it would not follow.  column names it
+ * in errors.
+ */
+void
+ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const char *column,
+					 const EcColumnRebuild *how)
+{
+	Oid			old_type,
+				new_type,
+				collid;
+	int32		old_typmod,
+				new_typmod;
+	char	   *type_sql;
+	char	   *tmpname;
+	char	   *dflt;
+	bool		new_not_null;
+
+	check_duplicable(cxt, table, col->old_attnum, column, how->dropped_constraint);
+	/* Goes with the old column: carry*.c must not rebuild it on the new one. */
+	if (OidIsValid(how->dropped_constraint))
+		table->dropped_constraints = list_append_unique_oid(table->dropped_constraints,
+															how->dropped_constraint);
+	col->owned_sequences = owned_sequences(table, col->old_attnum);
+
+	get_atttypetypmodcoll(table->relid, col->old_attnum, &old_type, &old_typmod, &collid);
+	if (how->type)
+	{
+		type_sql = ec_resolve_type(how->type, &new_type, &new_typmod);
+		if (ec_is_serial(type_sql))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot change column \"%s\" to a serial type", column)));
+	}
+	else
+	{
+		new_type = old_type;
+		new_typmod = old_typmod;
+		type_sql = format_type_extended(old_type, old_typmod,
+										FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+	}
+	new_not_null = how->has_nullable ? !how->nullable :
+		attribute_not_null(table->relid, col->old_attnum);
+
+	tmpname = ec_temp_name(EC_NEW_COLUMN_PREFIX, ec_op_attname(table, col->old_attnum));
+	col->new_attnum = ec_op_add_new_column(cxt, table, tmpname, type_sql, NULL);
+	col->created = true;
+	col->moves_data = true;
+	ec_copy_column_privileges(table->relid, col->old_attnum, tmpname);
+
+	/* Set after ADD COLUMN so that no default, however volatile, rewrites the table. */
+	if (how->has_default)
+		dflt = how->default_expr ? ec_op_default_sql(how->default_expr, column, new_type,
+													 new_typmod, NULL) : NULL;
+	else
+		dflt = carried_default(table, col->old_attnum, new_type, new_typmod);
+	if (dflt)
+		ec_exec(psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", ec_op_table_sql(table),
+						 quote_identifier(tmpname), dflt));
+	if (new_not_null || how->not_null)
+		ec_op_new_column_not_null(cxt, table, col);
+	if (how->has_comment)
+		ec_op_comment_on_column(table, col->new_attnum, how->comment);
+	else
+	{
+		char	   *old_comment = GetComment(table->relid, RelationRelationId, col->old_attnum);
+
+		if (old_comment)
+			ec_op_comment_on_column(table, col->new_attnum, old_comment);
+	}
+}
+
+/*
+ * "up" (over the old version's names, to the new column's type) and "down" (over the new version's
+ * names, to the old column's type) of a column rebuilt by ec_op_rebuild_column, for the dual-write
+ * trigger and the backfill.  NULL: the column itself, carried by assignment cast.
+ */
+void
+ec_op_rebuild_expressions(EcTable *table, EcColumn *col, const char *up, const char *down)
+{
+	Oid			old_type,
+				new_type,
+				collid;
+	int32		old_typmod,
+				new_typmod;
+
+	get_atttypetypmodcoll(table->relid, col->old_attnum, &old_type, &old_typmod, &collid);
+	get_atttypetypmodcoll(table->relid, col->new_attnum, &new_type, &new_typmod, &collid);
+	(void) ec_op_analyze(table, false, up ? up : quote_identifier(col->op_name),
+						 psprintf("up expression of column \"%s\"", col->new_name),
+						 new_type, new_typmod, false, &col->up);
+	(void) ec_op_analyze(table, true, down ? down : quote_identifier(col->new_name),
+						 psprintf("down expression of column \"%s\"", col->old_name),
+						 old_type, old_typmod, false, &col->down);
+}
+
+/*
+ * A multi-column "up" or "down" field (pgroll's MultiColumnUpSQL/MultiColumnDownSQL): an object
+ * from column names (of the new version) to SQL expressions, as EcColumnExpr; "" is the column
+ * itself, as in pgroll.  NIL when absent.  Which names it may hold is the operation's to check.
+ */
+List *
+ec_op_read_column_map(EcDocObject *o, const char *key)
+{
+	JsonbValue *v = ec_doc_get(o, key);
+	EcDocObject map;
+	List	   *result = NIL;
+
+	if (v == NULL)
+		return NIL;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("field \"%s\" in %s must be an object mapping column names to SQL expressions",
+						key, o->what)));
+	ec_doc_load(&map, v, psprintf("field \"%s\" of %s", key, o->what));
+	for (int i = 0; i < map.n; i++)
+	{
+		EcColumnExpr *entry = palloc0(sizeof(EcColumnExpr));
+		char	   *name = map.keys[i];
+		JsonbValue *val = &map.vals[i];
+
+		map.used[i] = true;
+		if (name[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("field \"%s\" in %s must not map an empty column name", key, o->what)));
+		if (strlen(name) >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("identifier \"%s\" in field \"%s\" of %s is too long", name, key,
+							o->what),
+					 errdetail("Identifiers are limited to %d bytes.", NAMEDATALEN - 1)));
+		if (val->type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("field \"%s\" in %s must be an object mapping column names to SQL expressions",
+							key, o->what),
+					 errdetail("The value for column \"%s\" is not a string.", name)));
+		entry->column = pstrdup(name);
+		entry->expr = val->val.string.len > 0 ?
+			pnstrdup(val->val.string.val, val->val.string.len) : NULL;
+		result = lappend(result, entry);
+	}
+	return result;
+}
+
+/* The entry for column in a list of EcColumnExpr, or NULL. */
+EcColumnExpr *
+ec_op_column_expr(List *map, const char *column)
+{
+	ListCell   *lc;
+
+	foreach(lc, map)
+	{
+		EcColumnExpr *entry = lfirst(lc);
+
+		if (strcmp(entry->column, column) == 0)
+			return entry;
+	}
+	return NULL;
 }

@@ -23,13 +23,33 @@ BEGIN
 END
 $$;
 
--- Expand: the new column and the trigger (instant: no default, no rewrite).
-CREATE OR REPLACE PROCEDURE bench.pgroll_start()
+-- The same with scripts/bench.sh's MIGRATION_SUBQUERY: "up" looks the divisor up in bench.units.
+CREATE OR REPLACE FUNCTION bench.pgroll_dual_write_subquery() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('search_path') = 'public_v1' THEN
+        NEW.cents := (NEW._pgroll_new_cents * 100)::int;
+    ELSE
+        NEW._pgroll_new_cents := NEW.cents / (SELECT u.divisor FROM bench.units u
+                                               WHERE u.code = NEW.cents % 1000);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- Expand: the new column and the trigger (instant: no default, no rewrite).  subquery: the trigger
+-- whose "up" reads bench.units.
+CREATE OR REPLACE PROCEDURE bench.pgroll_start(subquery boolean DEFAULT false)
 LANGUAGE plpgsql AS $$
 BEGIN
     ALTER TABLE public.t ADD COLUMN _pgroll_new_cents numeric(12,2);
-    CREATE TRIGGER _pgroll_trigger_t_cents BEFORE INSERT OR UPDATE ON public.t
-        FOR EACH ROW EXECUTE FUNCTION bench.pgroll_dual_write();
+    IF subquery THEN
+        CREATE TRIGGER _pgroll_trigger_t_cents BEFORE INSERT OR UPDATE ON public.t
+            FOR EACH ROW EXECUTE FUNCTION bench.pgroll_dual_write_subquery();
+    ELSE
+        CREATE TRIGGER _pgroll_trigger_t_cents BEFORE INSERT OR UPDATE ON public.t
+            FOR EACH ROW EXECUTE FUNCTION bench.pgroll_dual_write();
+    END IF;
 END
 $$;
 

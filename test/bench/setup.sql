@@ -8,6 +8,12 @@ CREATE SCHEMA IF NOT EXISTS bench;
 -- Ids for pgbench's single-row inserts, above any loaded id.
 CREATE SEQUENCE IF NOT EXISTS bench.ins_seq START 1000000000;
 
+-- The lookup table that MIGRATION_SUBQUERY's "up" reads by key (scripts/bench.sh): 1,000 codes, each
+-- divisor 100.0, so that its values are those of "cents / 100.0" and the mismatch check holds.
+CREATE TABLE IF NOT EXISTS bench.units (code int PRIMARY KEY, divisor numeric NOT NULL);
+INSERT INTO bench.units SELECT g, 100.0 FROM generate_series(0, 999) g ON CONFLICT DO NOTHING;
+ANALYZE bench.units;
+
 -- Waits, polling every 50 ms, until every task of KINDS of migration MIG (on schema public) is done.
 -- status: done | failed | timeout (not done after TIMEOUT_S) | stalled (no progress at all, neither a
 -- batch nor a state change, for STALL_S: worker not launched, paused, stuck or dead) | none (no such

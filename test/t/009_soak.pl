@@ -5,12 +5,20 @@
 # new-version clients keep writing (database soak_complete), or ec_rollback while old-version clients
 # keep writing (database soak_rollback).
 #
-# The migration has three operations on one table accounts(id, owner, cents, writer, nw):
-#   rename_column owner -> holder;
-#   alter_column  cents int -> amount numeric(12,2), up cents / 100.0, down (amount * 100)::int;
-#   add_column    label text, up owner || ':' || cents (NULL when cents is NULL); with
-#                 EC_SOAK_LABEL_NOT_NULL=1: label text NOT NULL (pgroll's default: a NOT VALID check
-#                 until complete), up owner || ':' || coalesce(cents::text, '-').
+# The migration has five operations on one table accounts(id, owner, cents, writer, nw):
+#   rename_column     owner -> holder;
+#   alter_column      cents int -> amount numeric(12,2), up cents / 100.0, down (amount * 100)::int;
+#   add_column        label text, up holder || ':' || amount (the renamed owner and cents: NULL when
+#                     cents is NULL); with EC_SOAK_LABEL_NOT_NULL=1: label text NOT NULL (pgroll's
+#                     default: a NOT VALID check until complete), up holder || ':' ||
+#                     coalesce(amount::text, '-');
+#   create_constraint accounts_writer_check CHECK (writer IN ('init', 'old', 'new')): writer is
+#                     duplicated (_ec_new_writer, up and down the column itself) and the copy
+#                     carries the check, NOT VALID until the worker validates it;
+#   create_index      accounts_holder_amount_idx on (holder, amount), the new version's names of
+#                     owner and of the helper column of amount, built by the worker with CREATE
+#                     INDEX CONCURRENTLY after the backfill, usually while the clients still write
+#                     (the test notes how many writes of each version committed during the build).
 #
 # Every client owns a band of logical keys (k - 1) % nslots = its slot; a row of key k lives at id k
 # or, after a key update, at id k + koff, so no two clients ever touch one row and key updates never
@@ -32,12 +40,15 @@
 #     every row equals its model row in every column of both versions (exact, NULL-safe); amount =
 #     up(cents) for every row, label = up(owner, cents) for rows last written through the old version;
 #   - every kind of write (incl. upsert inserts and upsert updates) took effect at least once;
+#   - the worker's index build and validation end (CALL ec_wait) with the index valid;
 #   - complete: clients of the new version wrote before and after ec_complete, which succeeded; the
-#     table then has its final shape and no helper object left; count and model match again; rows not
-#     written meanwhile equal the snapshot of the new version taken before ec_complete;
+#     table then has its final shape and no helper object left, the check validated on the final
+#     writer column, the index valid and, by amcheck's bt_index_check(heapallindexed), holding exactly
+#     the table's rows; count and model match again; rows not written meanwhile equal the snapshot of
+#     the new version taken before ec_complete;
 #   - rollback: clients of the old version wrote before and after ec_rollback; the schema's catalog is
-#     exactly as before ec_start; count and model (old columns) match; rows not written meanwhile equal
-#     the snapshot of the old version taken before ec_rollback.
+#     exactly as before ec_start (the index gone); count and model (old columns) match; rows not
+#     written meanwhile equal the snapshot of the old version taken before ec_rollback.
 #
 # Short form by default (about a minute on 2 cores).  Environment, for a longer soak:
 #   EC_SOAK_SECONDS           how long the clients write during the backfill (default 12)
@@ -94,14 +105,20 @@ note "soak: ${seconds}s of traffic on $rows rows, $clients clients per version, 
   . "pgbench -M $protocol, partial new-version updates " . ($partial ? 'on' : 'off')
   . ', VACUUM (FREEZE) ' . ($vacuum ? 'on' : 'off') . ', label ' . ($not_null ? 'NOT NULL' : 'nullable');
 
-my $label_up = $not_null ? q{owner || ':' || coalesce(cents::text, '-')} : q{owner || ':' || cents};
+# "up" names the columns as the operations before it left them: holder, and amount (the old
+# version's cents, which the alter_column before it renames).
+my $label_up = $not_null ? q{holder || ':' || coalesce(amount::text, '-')} : q{holder || ':' || amount};
 my $label_nullable = $not_null ? 'false' : 'true';
 my $migration = qq[{"operations": [
   {"rename_column": {"table": "accounts", "from": "owner", "to": "holder"}},
   {"alter_column": {"table": "accounts", "column": "cents", "name": "amount", "type": "numeric(12,2)",
                     "up": "cents / 100.0", "down": "(amount * 100)::int"}},
   {"add_column": {"table": "accounts", "up": "$label_up",
-                  "column": {"name": "label", "type": "text", "nullable": $label_nullable}}}]}];
+                  "column": {"name": "label", "type": "text", "nullable": $label_nullable}}},
+  {"create_constraint": {"table": "accounts", "name": "accounts_writer_check", "type": "check",
+                         "columns": ["writer"], "check": "writer IN ('init', 'old', 'new')"}},
+  {"create_index": {"table": "accounts", "name": "accounts_holder_amount_idx",
+                    "columns": [{"column": "holder"}, {"column": "amount"}]}}]}];
 
 my $node = PostgreSQL::Test::Cluster->new('soak');
 $node->init(allows_streaming => 1);
@@ -136,7 +153,7 @@ sub setup
 	  CREATE TABLE aux.anomalies (ledger_id bigint, k bigint, how text, problem text);
 	  -- The test's own up and down: up(cents) = cents / 100.0, up(owner, cents) = aux.up_label(),
 	  -- down(amount) = (amount * 100)::int.  v = 1000001 means the client wrote NULL.
-	  CREATE FUNCTION aux.up_label(owner text, cents int) RETURNS text LANGUAGE sql IMMUTABLE
+	  CREATE FUNCTION aux.up_label(holder text, amount int) RETURNS text LANGUAGE sql IMMUTABLE
 	    AS \$\$ SELECT $label_up \$\$;
 	  CREATE FUNCTION aux.apply() RETURNS trigger LANGUAGE plpgsql AS \$\$
 	  DECLARE
@@ -201,8 +218,10 @@ sub setup
 	          NEW.rid, NEW.r_owner, NEW.r_cents, NEW.r_writer, NEW.r_nw, m.id, m.owner, m.cents, m.writer, m.nw));
 	      END IF;
 	    ELSIF NEW.how = 'new_delete' THEN
-	      -- a row the backfill has not reached yet reads NULL in the new columns: no amount, label here
-	      IF (NEW.rid, NEW.r_owner, NEW.r_writer, NEW.r_nw) IS DISTINCT FROM (m.id, m.owner, m.writer, m.nw) THEN
+	      -- a row the backfill has not reached yet reads NULL in the new columns: no amount, label
+	      -- here, and writer (rebuilt by create_constraint) only once filled
+	      IF (NEW.rid, NEW.r_owner, NEW.r_nw) IS DISTINCT FROM (m.id, m.owner, m.nw)
+	         OR coalesce(NEW.r_writer, m.writer) IS DISTINCT FROM m.writer THEN
 	        INSERT INTO aux.anomalies VALUES (NEW.id, NEW.k, NEW.how, format(
 	          'returned (id, holder, writer, nw) = (%s, %s, %s, %s), expected (%s, %s, %s, %s)',
 	          NEW.rid, NEW.r_owner, NEW.r_writer, NEW.r_nw, m.id, m.owner, m.writer, m.nw));
@@ -437,6 +456,23 @@ sub soak
 	note "$variant: backfill filled $rows_done rows in $batches batches";
 	cmp_ok($batches, '>', 1, "$variant: the backfill took several batches");
 	cmp_ok($rows_done, '<=', $initial, "$variant: the backfill filled no more than the rows present at start");
+	# After the backfill the worker validates the check and builds the index (CREATE INDEX
+	# CONCURRENTLY, which waits for every snapshot, ec_complete's included: hence ec_wait first).
+	my ($wret, $wout, $werr) = $node->psql($db, q{CALL ec_wait('public', '120s')}, timeout => 180);
+	is($wret, 0, "$variant: CALL ec_wait returns: the check validated, the index built") or diag($werr);
+	is( $node->safe_psql($db, q{
+		  SELECT format('%s %s %s', i.indisvalid, i.indisready,
+		                (SELECT convalidated FROM pg_constraint WHERE conrelid = 'public.accounts'::regclass
+		                    AND conname = 'accounts_writer_check'))
+		    FROM pg_index i WHERE i.indexrelid = to_regclass('public.accounts_holder_amount_idx')}),
+		't t t', "$variant: the index is valid and ready, the check validated, before the contract phase");
+	note "$variant: index build " . $node->safe_psql($db, q{
+	  SELECT format('%s s, writes committed meanwhile: old %s, new %s',
+	                round(extract(epoch FROM t.finished_at - t.started_at), 2),
+	                count(*) FILTER (WHERE l.how LIKE 'old%'), count(*) FILTER (WHERE l.how LIKE 'new%'))
+	    FROM expand_contract.tasks t LEFT JOIN aux.ledger l ON l.phase = 1 AND l.at BETWEEN t.started_at AND t.finished_at
+	   WHERE t.sql LIKE '%CREATE INDEX CONCURRENTLY%accounts_holder_amount_idx%'
+	   GROUP BY t.started_at, t.finished_at});
 
 	############################################################################
 	# Traffic stopped, before the contract phase: every row right, the count right.
@@ -449,8 +485,10 @@ sub soak
 	is($node->safe_psql($db, q{SELECT count(*) FROM public.accounts b JOIN public_v2.accounts n USING (id)
 	                          WHERE n.holder IS DISTINCT FROM b.owner
 	                             OR n.amount IS DISTINCT FROM b.cents / 100.0
-	                             OR b.cents IS DISTINCT FROM (n.amount * 100)::int}),
-		'0', "$variant: every row has holder = owner and amount = up(cents) (and cents = down(amount))");
+	                             OR b.cents IS DISTINCT FROM (n.amount * 100)::int
+	                             OR n.writer IS DISTINCT FROM b.writer}),
+		'0', "$variant: every row has holder = owner, amount = up(cents) (and cents = down(amount)), "
+		  . 'and the same writer in both versions');
 	is($node->safe_psql($db, q{SELECT count(*) FROM public.accounts b JOIN public_v2.accounts n USING (id)
 	                          WHERE b.writer IN ('init', 'old') AND n.label IS DISTINCT FROM aux.up_label(b.owner, b.cents)}),
 		'0', "$variant: every row last written through the old version (or never) has label = up(owner, cents)");
@@ -503,9 +541,27 @@ sub soak
 			  SELECT string_agg(format('%s %s%s', attname, format_type(atttypid, atttypmod),
 			                           CASE WHEN attnotnull THEN ' not null' ELSE '' END), ', ' ORDER BY attnum)
 			    FROM pg_attribute WHERE attrelid = 'public.accounts'::regclass AND attnum > 0 AND NOT attisdropped}),
-			'id bigint not null, holder text not null, writer text not null, nw integer not null, '
-			  . 'amount numeric(12,2), label text' . ($not_null ? ' not null' : ''),
+			'id bigint not null, holder text not null, nw integer not null, '
+			  . 'amount numeric(12,2), label text' . ($not_null ? ' not null' : '') . ', writer text not null',
 			'complete: the table has its final shape');
+		is( $node->safe_psql($db, q{
+			  SELECT format('%s %s', convalidated, pg_get_constraintdef(oid)) FROM pg_constraint
+			   WHERE conrelid = 'public.accounts'::regclass AND conname = 'accounts_writer_check'}),
+			q{t CHECK ((writer = ANY (ARRAY['init'::text, 'old'::text, 'new'::text])))},
+			'complete: create_constraint left its check, validated, on the final writer column');
+		is( $node->safe_psql($db, q{
+			  SELECT format('%s %s', i.indisvalid, pg_get_indexdef(i.indexrelid)) FROM pg_index i
+			   WHERE i.indexrelid = to_regclass('public.accounts_holder_amount_idx')}),
+			't CREATE INDEX accounts_holder_amount_idx ON public.accounts USING btree (holder, amount)',
+			'complete: the index is valid, on the final columns');
+		is($node->safe_psql($db, q{SELECT count(*) FROM pg_index WHERE NOT indisvalid}), '0',
+			'complete: no invalid index');
+		my ($aret, $aout, $aerr) = $node->psql($db, q{
+		  CREATE EXTENSION amcheck;
+		  SELECT bt_index_check('public.accounts_holder_amount_idx', heapallindexed => true);
+		  SELECT bt_index_check('public.accounts_pkey', heapallindexed => true);});
+		is($aret == 0 ? $aerr : "psql exit $aret: $aerr", '',
+			'complete: amcheck finds the index (and the primary key) consistent, every row in it');
 		is($node->safe_psql($db, q{SELECT phase FROM ec_status('public')}), 'complete',
 			'complete: ec_status shows the migration complete');
 		is($node->safe_psql($db, q{SELECT (SELECT count(*) FROM public_v2.accounts) = (SELECT count(*) FROM public.accounts)}),
@@ -527,6 +583,9 @@ sub soak
 	{
 		is($node->safe_psql($db, $catalog_query), $catalog_before,
 			'rollback: the schema\'s catalog is exactly as before ec_start');
+		is( $node->safe_psql($db, q{SELECT (SELECT count(*) FROM pg_class WHERE relname = 'accounts_holder_amount_idx')
+			                              || ' ' || (SELECT count(*) FROM pg_index WHERE NOT indisvalid)}),
+			'0 0', 'rollback: the index is gone, no invalid index left');
 		check_model($db, q{SELECT id, owner, cents, NULL::numeric, NULL, writer, nw FROM public.accounts},
 			'id, owner, cents, NULL::numeric, NULL, writer, nw', 'rollback, after ec_rollback');
 		is( $node->safe_psql($db, q{

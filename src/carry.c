@@ -1,0 +1,64 @@
+/*
+ * carry.c
+ *	  What hangs on a column that the migration rebuilds beside the old one (alter_column with a type
+ *	  or nullability change, create_constraint, drop_constraint, ...): carried to the new column so
+ *	  that after complete the rebuilt column has each of them under its original name.
+ *
+ * The operations only refuse what nothing here carries (common.c's check_duplicable).  Once every
+ * operation has run, ec_setup_dual_writes (plan.c) calls ec_carry_dependents for each table with
+ * data to move: first for what must exist before the backfill (unique indexes: a duplicate fails the
+ * build, not a batch), then for the rest.  Each kind has its own file:
+ *	  carry_indexes.c		indexes, and the unique and primary key constraints they back
+ *	  carry_constraints.c	check and foreign key constraints
+ * Each builds its new object under a temporary name without a long lock (a worker task, or NOT VALID
+ * validated by the worker), and leaves complete the steps that give it the original name once the old
+ * column, and with it the old object, is gone (EcTable.after_drop_steps, unique_indexes).
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "utils/rel.h"
+
+#include "operations.h"
+
+/* The rebuild map of table, or NULL when it rebuilds no column. */
+EcRebuildMap *
+ec_rebuild_map(EcTable *table)
+{
+	Relation	rel = table_open(table->relid, AccessShareLock);
+	EcRebuildMap *map = palloc0(sizeof(EcRebuildMap));
+	ListCell   *lc;
+
+	map->natts = RelationGetDescr(rel)->natts;
+	table_close(rel, NoLock);
+	map->new_attnum = palloc(sizeof(AttrNumber) * (map->natts + 1));
+	for (int i = 0; i < map->natts; i++)
+		map->new_attnum[i] = i + 1;
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+
+		/* Rebuilt: an old column replaced by a new physical one (not an added column). */
+		if (col->old_attnum && col->new_attnum && col->new_attnum != col->old_attnum &&
+			col->old_attnum <= map->natts)
+		{
+			map->new_attnum[col->old_attnum - 1] = col->new_attnum;
+			map->rebuilt = bms_add_member(map->rebuilt, col->old_attnum);
+		}
+	}
+	if (bms_is_empty(map->rebuilt))
+		return NULL;
+	return map;
+}
+
+void
+ec_carry_dependents(EcStartContext *cxt, EcTable *table, bool before_backfill)
+{
+	EcRebuildMap *map = ec_rebuild_map(table);
+
+	if (map == NULL)
+		return;
+	ec_carry_indexes(cxt, table, map, before_backfill);
+	if (!before_backfill)
+		ec_carry_constraints(cxt, table, map);
+}
