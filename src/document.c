@@ -212,8 +212,8 @@ ec_doc_array(EcDocObject *o, const char *key, bool required, const char *type)
 }
 
 /* An array of identifiers, e.g. the columns of a constraint. */
-static List *
-jobj_identifier_array(EcDocObject *o, const char *key, bool required)
+List *
+ec_doc_identifier_array(EcDocObject *o, const char *key, bool required)
 {
 	List	   *result = NIL;
 	ListCell   *lc;
@@ -310,17 +310,17 @@ ec_doc_column_fk(JsonbValue *v)
 }
 
 /* A table constraint's "references": the constraint carries name, deferrability and columns. */
-static EcForeignKeyDef *
-read_table_fk(JsonbValue *v)
+EcForeignKeyDef *
+ec_doc_table_fk(JsonbValue *v)
 {
 	EcDocObject o;
 	EcForeignKeyDef *fk = palloc0(sizeof(EcForeignKeyDef));
 
 	ec_doc_load(&o, v, "foreign key reference");
 	fk->table = ec_doc_identifier(&o, "table", true);
-	fk->columns = jobj_identifier_array(&o, "columns", true);
+	fk->columns = ec_doc_identifier_array(&o, "columns", true);
 	read_fk_actions(&o, fk);
-	fk->on_delete_set_columns = jobj_identifier_array(&o, "on_delete_set_columns", false);
+	fk->on_delete_set_columns = ec_doc_identifier_array(&o, "on_delete_set_columns", false);
 	ec_doc_finish(&o);
 	return fk;
 }
@@ -583,7 +583,7 @@ read_index_parameters(JsonbValue *v, EcConstraintDef *c)
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("identifier \"%s\" in field \"tablespace\" of %s is too long", c->tablespace,
 						p.what)));
-	c->include_columns = jobj_identifier_array(&p, "include_columns", false);
+	c->include_columns = ec_doc_identifier_array(&p, "include_columns", false);
 	text = ec_doc_string(&p, "storage_parameters", false, false, NULL);
 	if (text && strspn(text, " \t\n\r") != strlen(text))
 	{
@@ -709,7 +709,7 @@ ec_doc_constraint(JsonbValue *v)
 	is_unique = strcmp(c->type, "unique") == 0;
 
 	/* What pgroll's schema allows for each type (its "allOf"), field by field. */
-	c->columns = jobj_identifier_array(&o, "columns", !is_check && !is_exclude);
+	c->columns = ec_doc_identifier_array(&o, "columns", !is_check && !is_exclude);
 	if (is_exclude && c->columns != NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -732,7 +732,7 @@ ec_doc_constraint(JsonbValue *v)
 	{
 		if (!is_fk)
 			not_for_type(c, "references");
-		c->references = read_table_fk(sub);
+		c->references = ec_doc_table_fk(sub);
 		c->references->name = c->name;
 		c->references->deferrable = c->deferrable;
 		c->references->initially_deferred = c->initially_deferred;

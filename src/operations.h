@@ -42,7 +42,9 @@ extern char *ec_doc_sql(EcDocObject *o, const char *key, bool required);
 extern bool ec_doc_bool(EcDocObject *o, const char *key, bool default_value, bool *present);
 extern List *ec_doc_array(EcDocObject *o, const char *key, bool required, const char *type);
 extern EcCheckDef *ec_doc_check(JsonbValue *v);
+extern List *ec_doc_identifier_array(EcDocObject *o, const char *key, bool required);
 extern EcForeignKeyDef *ec_doc_column_fk(JsonbValue *v);
+extern EcForeignKeyDef *ec_doc_table_fk(JsonbValue *v);
 extern EcColumnDef *ec_doc_column(JsonbValue *v);
 extern EcConstraintDef *ec_doc_constraint(JsonbValue *v);
 

@@ -70,87 +70,44 @@ typedef struct CreateConstraintOp
 	List	   *down;
 } CreateConstraintOp;
 
+/* Each column named once in field key of what. */
+static void
+reject_duplicates(List *names, const char *key, const char *what)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		for (ListCell *lc2 = list_head(names); lc2 != lc; lc2 = lnext(names, lc2))
+		{
+			if (strcmp(lfirst(lc2), lfirst(lc)) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("column \"%s\" appears twice in field \"%s\" of %s",
+								(char *) lfirst(lc), key, what)));
+		}
+	}
+}
+
 /* An array of identifiers, each named once; NIL when absent. */
 static List *
 read_names(EcDocObject *o, const char *key, bool required)
 {
-	List	   *result = NIL;
-	ListCell   *lc;
+	List	   *result = ec_doc_identifier_array(o, key, required);
 
-	foreach(lc, ec_doc_array(o, key, required, "an array of strings"))
-	{
-		JsonbValue *jv = lfirst(lc);
-		char	   *s;
-		ListCell   *lc2;
-
-		if (jv->type != jbvString)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("field \"%s\" in %s must be an array of strings", key, o->what)));
-		s = pnstrdup(jv->val.string.val, jv->val.string.len);
-		if (s[0] == '\0' || strlen(s) >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_NAME),
-					 errmsg("invalid identifier \"%s\" in field \"%s\" of %s", s, key, o->what)));
-		foreach(lc2, result)
-		{
-			if (strcmp(lfirst(lc2), s) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("column \"%s\" appears twice in field \"%s\" of %s", s, key, o->what)));
-		}
-		result = lappend(result, s);
-	}
-	if (required && result == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("field \"%s\" in %s must not be empty", key, o->what)));
+	reject_duplicates(result, key, o->what);
 	return result;
 }
 
-/* A foreign key action or match type: one of allowed (any case, as pgroll), as the SQL keyword. */
-static char *
-read_keyword(EcDocObject *o, const char *key, const char *const *allowed, const char *default_value)
-{
-	char	   *s = ec_doc_string(o, key, false, false, NULL);
-
-	if (s == NULL)
-		return pstrdup(default_value);
-	for (int i = 0; allowed[i] != NULL; i++)
-	{
-		if (pg_strcasecmp(s, allowed[i]) == 0)
-			return pstrdup(allowed[i]);
-	}
-	if (strcmp(key, "match_type") == 0 && pg_strcasecmp(s, "PARTIAL") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("MATCH PARTIAL foreign keys are not implemented by PostgreSQL"),
-				 errhint("Use \"SIMPLE\" or \"FULL\".")));
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid value \"%s\" for field \"%s\" in %s", s, key, o->what)));
-	return NULL;				/* keep compiler quiet */
-}
-
-/* pgroll's TableForeignKeyReference; the constraint's own name is the foreign key's. */
+/* pgroll's TableForeignKeyReference (document.c); the constraint's own name is the foreign key's. */
 static void
 read_references(CreateConstraintOp *op, JsonbValue *v)
 {
-	static const char *const actions[] = {"NO ACTION", "RESTRICT", "CASCADE", "SET NULL",
-	"SET DEFAULT", NULL};
-	static const char *const match_types[] = {"SIMPLE", "FULL", NULL};
-	EcDocObject o;
-	EcForeignKeyDef *fk = palloc0(sizeof(EcForeignKeyDef));
+	EcForeignKeyDef *fk = ec_doc_table_fk(v);
 
-	ec_doc_load(&o, v, "foreign key reference");
 	fk->name = op->name;
-	fk->table = ec_doc_identifier(&o, "table", true);
-	fk->columns = read_names(&o, "columns", true);
-	fk->match_type = read_keyword(&o, "match_type", match_types, "SIMPLE");
-	fk->on_delete = read_keyword(&o, "on_delete", actions, "NO ACTION");
-	fk->on_update = read_keyword(&o, "on_update", actions, "NO ACTION");
-	op->set_columns = read_names(&o, "on_delete_set_columns", false);
-	ec_doc_finish(&o);
+	reject_duplicates(fk->columns, "columns", "foreign key reference");
+	op->set_columns = fk->on_delete_set_columns;
 	if (op->set_columns != NIL && strcmp(fk->on_delete, "SET NULL") != 0 &&
 		strcmp(fk->on_delete, "SET DEFAULT") != 0)
 		ereport(ERROR,
