@@ -21,6 +21,8 @@ REGRESS     += expressions
 REGRESS     += create_constraint drop_constraint
 REGRESS     += carry_constraints
 REGRESS     += carry_indexes
+REGRESS     += carry_views
+REGRESS     += carry_foreign_keys
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

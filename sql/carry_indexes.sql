@@ -277,8 +277,10 @@ ALTER TABLE cx.ident REPLICA IDENTITY USING INDEX ident_id_key;
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('cx') x \gset
 -- An exclusion constraint.
 SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "slots", "column": "during", "type": "int8range"}}]}', 'cx');
--- Another table's foreign key on the column needs the unique index.
+-- Another table's foreign key on the column needs the unique index: it is re-pointed at the new
+-- one (sql/carry_foreign_keys.sql), so the start goes through.
 SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "slots", "column": "room", "type": "bigint"}}]}', 'cx');
+SELECT ec_rollback('cx');
 -- An explicit operator class that does not take the new type.
 SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "slots", "column": "ref", "type": "bigint"}}]}', 'cx');
 -- Nulls in the replica identity's column, and in the primary key's, as offline DROP NOT NULL.

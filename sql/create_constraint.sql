@@ -288,7 +288,7 @@ SELECT * FROM ec_test.leftovers();
 -- ---- refused at start, with nothing left behind.
 CREATE TABLE app.docs (id int PRIMARY KEY, body json, tag text, ref int);
 CREATE INDEX docs_tag_idx ON app.docs (tag);
-CREATE VIEW app.docs_tags AS SELECT id, tag FROM app.docs;
+CREATE MATERIALIZED VIEW app.docs_tags AS SELECT id, tag FROM app.docs;
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('app') x \gset
 -- unknown table, unknown column, a name the table uses, or an index would need
 SELECT ec_start('e1', '{"operations": [{"create_constraint": {"table": "nope", "name": "c", "type": "unique", "columns": ["id"]}}]}', 'app');

@@ -153,7 +153,7 @@ CREATE TABLE app.items (id int PRIMARY KEY, code text CONSTRAINT items_code_key 
                         sku text CONSTRAINT items_sku_key UNIQUE,
                         CONSTRAINT items_ab_check CHECK (a < b), CONSTRAINT items_any CHECK (random() < 2));
 CREATE TABLE app.parts (item_sku text CONSTRAINT parts_item_sku_fkey REFERENCES app.items (sku));
-CREATE VIEW app.item_codes AS SELECT id, code FROM app.items;
+CREATE MATERIALIZED VIEW app.item_codes AS SELECT id, code FROM app.items;
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('app') x \gset
 -- unknown table or constraint; missing or malformed "down"
 SELECT ec_start('e1', '{"operations": [{"drop_constraint": {"table": "nope", "name": "items_code_check", "down": "code"}}]}', 'app');

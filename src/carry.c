@@ -10,6 +10,8 @@
  * build, not a batch), then for the rest.  Each kind has its own file:
  *	  carry_indexes.c		indexes, and the unique and primary key constraints they back
  *	  carry_constraints.c	check and foreign key constraints
+ *	  carry_foreign_keys.c	foreign keys of any table that reference a rebuilt column
+ *	  carry_views.c		user views over the column, and user triggers naming it
  * Each builds its new object under a temporary name without a long lock (a worker task, or NOT VALID
  * validated by the worker), and leaves complete the steps that give it the original name once the old
  * column, and with it the old object, is gone (EcTable.after_drop_steps, unique_indexes).
@@ -60,5 +62,20 @@ ec_carry_dependents(EcStartContext *cxt, EcTable *table, bool before_backfill)
 		return;
 	ec_carry_indexes(cxt, table, map, before_backfill);
 	if (!before_backfill)
+	{
+		/*
+		 * Foreign keys to a rebuilt column of a table of the migration are carried by that table's
+		 * ec_carry_foreign_keys, from this table's new columns: hidden from carry_constraints.c
+		 * as if dropped, for this call only.
+		 */
+		int			ndropped = list_length(table->dropped_constraints);
+
+		table->dropped_constraints = list_concat(table->dropped_constraints,
+												 ec_carry_foreign_keys_claimed(cxt, table));
 		ec_carry_constraints(cxt, table, map);
+		table->dropped_constraints = list_truncate(table->dropped_constraints, ndropped);
+		ec_carry_foreign_keys(cxt, table, map);
+	}
+	if (!before_backfill)
+		ec_carry_views(cxt, table, map);
 }

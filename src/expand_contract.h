@@ -172,6 +172,9 @@ typedef struct EcTable
 	List	   *dropped_constraints;	/* Oids: dropped with their old column, never carried */
 	List	   *after_drop_steps;	/* complete steps once old columns are dropped and new
 									 * ones renamed (carried indexes and constraints) */
+	List	   *before_drop_steps;	/* complete steps before old columns are dropped (the
+									 * user views and triggers carried by carry_views.c) */
+	List	   *carried_views;	/* Oids of those views: complete locks them up front */
 } EcTable;
 
 typedef struct EcModel

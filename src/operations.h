@@ -110,6 +110,8 @@ extern void ec_op_queue_unique(EcStartContext *cxt, EcTable *table, AttrNumber a
 extern void ec_op_comment_on_column(EcTable *table, AttrNumber attnum, const char *comment);
 extern char *ec_op_default_sql(const char *source, const char *column, Oid typid, int32 typmod,
 							   bool *is_volatile);
+extern List *ec_op_parse_parameters(const char *source, const char *what);
+extern char *ec_op_parameters_sql(List *params);
 extern char *ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum,
 									  bool dropping);
 
@@ -169,5 +171,9 @@ extern void ec_carry_dependents(EcStartContext *cxt, EcTable *table, bool before
 extern void ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map,
 							 bool before_backfill);
 extern void ec_carry_constraints(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
+extern void ec_carry_views(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
+extern List *ec_carry_foreign_keys_claimed(EcStartContext *cxt, EcTable *table);
+extern void ec_carry_foreign_keys(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
+extern List *ec_carry_foreign_keys_tables(EcStartContext *cxt, EcTable *table);
 
 #endif							/* EC_OPERATIONS_H */

@@ -176,6 +176,8 @@ plan_table(EcTable *table, List **steps)
 																		   col->new_attnum,
 																		   false))));
 	}
+	/* User views and triggers on rebuilt columns would block DROP COLUMN; carry_views.c */
+	*steps = list_concat(*steps, table->before_drop_steps);
 	foreach(lc, table->columns)
 	{
 		EcColumn   *col = lfirst(lc);
@@ -311,6 +313,7 @@ ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps
 	{
 		EcTable    *table = lfirst(lc);
 		int			before = list_length(steps);
+		ListCell   *lcv;
 
 		if (table->new_name == NULL)
 			continue;
@@ -318,6 +321,12 @@ ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps
 		/* Complete locks (with retries) every table it has a step for, renames included. */
 		if (list_length(steps) > before && !list_member_oid(*relids, table->relid))
 			*relids = lappend_oid(*relids, table->relid);
+		/* The user views complete drops and re-creates (carry_views.c), also with retries. */
+		foreach(lcv, table->carried_views)
+			*relids = list_append_unique_oid(*relids, lfirst_oid(lcv));
+		/* Tables whose foreign keys complete re-points (carry_foreign_keys.c), in any schema. */
+		foreach(lcv, ec_carry_foreign_keys_tables(cxt, table))
+			*relids = list_append_unique_oid(*relids, lfirst_oid(lcv));
 	}
 	*complete_steps = list_concat(list_concat(steps, renames), cxt->complete_tail);
 }

@@ -17,7 +17,8 @@
  *				date): the worker runs it after the task failed, before it records the failure, and
  *				before it tries a task again that it tried before (after a crash, a stop, a retried
  *				deadlock or ec_resume()).  These statements wait for locks and for older
- *				transactions without lock_timeout (see run_toplevel).
+ *				transactions without lock_timeout (see run_toplevel), except ADD CONSTRAINT,
+ *				which blocks writers while it waits (see adds_constraint).
  *
  * Progress is committed with each batch, so a crash, a restart or a kill loses at most the batch in
  * flight.  Pause, batch size, delay and replication-lag limit are read before every batch; a paused
@@ -29,6 +30,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -441,6 +444,65 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 /* The worker's lock_timeout, for the batches: they hold row locks, and never wait long. */
 #define BATCH_LOCK_TIMEOUT	"1s"
 
+/*
+ * ADD CONSTRAINT (a foreign key re-pointed at a rebuilt column, carry_foreign_keys.c) takes SHARE
+ * ROW EXCLUSIVE on the referencing and the referenced table: unlike the other statements of "sql"
+ * tasks, it blocks their writers while it waits.  So it waits expand_contract.lock_timeout at most,
+ * and a timeout only retries the task a second later (transient).
+ */
+static bool
+adds_constraint(Node *parsetree)
+{
+	ListCell   *lc;
+
+	if (!IsA(parsetree, AlterTableStmt))
+		return false;
+	foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+	{
+		if (IsA(lfirst(lc), AlterTableCmd) &&
+			((AlterTableCmd *) lfirst(lc))->subtype == AT_AddConstraint)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The constraint that ADD CONSTRAINT parsetree adds exists already: an attempt committed it before
+ * a crash or a stop kept the task from being marked done.  The task's names are the extension's
+ * own (_ec_con_...), so it is that attempt's, and running the statement again is skipped instead of
+ * failing the task on the name.
+ */
+static bool
+constraint_added(Node *parsetree)
+{
+	AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+	Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return false;
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst(lc);
+		Constraint *con = (Constraint *) cmd->def;
+
+		if (cmd->subtype != AT_AddConstraint || con == NULL || !IsA(con, Constraint) ||
+			con->conname == NULL ||
+			!OidIsValid(get_relation_constraint_oid(relid, con->conname, true)))
+			return false;
+	}
+	return true;
+}
+
+static const char *
+lock_timeout_text(void)
+{
+	static char buf[32];
+
+	snprintf(buf, sizeof(buf), "%d", ec_lock_timeout_ms);
+	return buf;
+}
+
 static void
 run_statements(const char *sql)
 {
@@ -469,6 +531,7 @@ run_statements(const char *sql)
 		RawStmt    *raw = lfirst_node(RawStmt, lc);
 		PlannedStmt *stmt;
 		bool		snapshot;
+		bool		bounded;
 
 		if (!IsA(raw->stmt, IndexStmt) && !IsA(raw->stmt, AlterTableStmt) &&
 			!IsA(raw->stmt, DropStmt))
@@ -486,7 +549,14 @@ run_statements(const char *sql)
 		snapshot = PlannedStmtRequiresSnapshot(stmt);
 		if (snapshot)
 			PushActiveSnapshot(GetTransactionSnapshot());
-		ProcessUtility(stmt, text, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver, NULL);
+		bounded = adds_constraint(raw->stmt);
+		if (bounded)
+			SetConfigOption("lock_timeout", lock_timeout_text(), PGC_SUSET, PGC_S_OVERRIDE);
+		if (!bounded || !constraint_added(raw->stmt))
+			ProcessUtility(stmt, text, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver,
+						   NULL);
+		if (bounded)
+			SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 		if (snapshot && ActiveSnapshotSet())
 			PopActiveSnapshot();
 		CommitTransactionCommand();

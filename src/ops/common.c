@@ -20,6 +20,8 @@
 #include "commands/comment.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/scansup.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parse_coerce.h"
 #include "rewrite/rewriteHandler.h"
@@ -245,12 +247,36 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 							   "              AND (c.contype = 'c' OR (c.contype = 'f' AND $2 = ANY (c.conkey)"
 							   "                   AND NOT (c.confrelid = $1 AND $2 = ANY (c.confkey))))))"
 	/*
+	 * Carried by carry_foreign_keys.c: foreign keys of any table (this one too) that reference the
+	 * column.  A dropped column still cannot take them along, nor can a foreign key whose unique
+	 * index goes with the constraint being dropped ($5): the new column has none for it.
+	 */
+							   "   AND NOT (NOT $4 AND d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
+							   "            EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid"
+							   "              AND c.contype = 'f' AND c.confrelid = $1 AND $2 = ANY (c.confkey)"
+							   "              AND c.conname !~ '^_ec_'"
+							   "              AND c.conindid IS DISTINCT FROM"
+							   "                  (SELECT nullif(x.conindid, 0) FROM pg_catalog.pg_constraint x"
+							   "                    WHERE x.oid = $5)))"
+	/*
 	 * Carried by carry_indexes.c: the table's indexes, and the unique and primary key constraints
 	 * they back (an exclusion constraint's index cannot be attached, and another table's foreign
 	 * key on the column still blocks, naming itself).
 	 */
 							   "   AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND"
 							   "            (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'i')"
+	/*
+	 * Carried by carry_views.c when the column is rebuilt (a dropped column takes them along, so
+	 * they still block): user views, which it also refuses when it cannot carry them, naming them,
+	 * and the table's user triggers.  Materialized views and other rules still block here.
+	 */
+							   "   AND NOT (NOT $4 AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND"
+							   "            EXISTS (SELECT FROM pg_catalog.pg_rewrite r"
+							   "               JOIN pg_catalog.pg_class c ON c.oid = r.ev_class"
+							   "              WHERE r.oid = d.objid AND r.rulename = '_RETURN' AND c.relkind = 'v'))"
+							   "   AND NOT (NOT $4 AND d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND"
+							   "            EXISTS (SELECT FROM pg_catalog.pg_trigger t"
+							   "              WHERE t.oid = d.objid AND t.tgrelid = $1 AND NOT t.tgisinternal))"
 							   "   AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
 							   "            EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid"
 							   "              AND c.conrelid = $1 AND c.contype IN ('u', 'p')))"
@@ -354,9 +380,10 @@ check_duplicable(EcStartContext *cxt, EcTable *table, AttrNumber attnum, const c
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot change column \"%s\" of table \"%s\": %s depends on it", column,
 						get_rel_name(table->relid), dependent),
-				 errdetail("The column is rebuilt beside the old one; its indexes, unique, primary key, "
-						   "check and foreign key constraints are carried to the new one, but views, "
-						   "triggers, exclusion constraints and other tables' foreign keys are not."),
+				 errdetail("The column is rebuilt beside the old one; its indexes, constraints (unique, "
+						   "primary key, check, foreign keys either way), views and triggers are "
+						   "carried to the new one, but materialized views, rules, policies and "
+						   "exclusion constraints are not."),
 				 errhint("Drop the dependent object in a \"sql\" operation first and recreate it on "
 						 "the new column after completing.")));
 }
@@ -574,4 +601,128 @@ ec_op_column_expr(List *map, const char *column)
 			return entry;
 	}
 	return NULL;
+}
+
+static bool
+param_name_char(char c, bool first)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+		(!first && c >= '0' && c <= '9');
+}
+
+static bool
+param_value_char(char c)
+{
+	return param_name_char(c, false) || c == '.' || c == '+' || c == '-';
+}
+
+static void
+bad_parameters(const char *what, const char *source, const char *p, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("invalid %s \"%s\"", what, source),
+			 *p ? errdetail("Expected %s at \"%s\".", expected, p) :
+			 errdetail("Expected %s at the end.", expected),
+			 errhint("Write a comma-separated list of name=value pairs, such as "
+					 "\"fillfactor=70, deduplicate_items=off\"; quote a value with single "
+					 "quotes.")));
+}
+
+/*
+ * Parses a parameter list such as "fillfactor = 70, deduplicate_items=off" strictly, as the
+ * reloptions grammar of CREATE INDEX would read it: a name (folded to lower case, as an unquoted
+ * identifier is), optionally "=" and a value, which is a number, a word (folded) or a string in
+ * single quotes.  A name alone means true, as in SQL.  Returns DefElem nodes with String values;
+ * anything else in the text is an error, so nothing can ride along into the statement.
+ */
+List *
+ec_op_parse_parameters(const char *source, const char *what)
+{
+	const char *p = source;
+	List	   *result = NIL;
+
+	for (;;)
+	{
+		StringInfoData name;
+		StringInfoData value;
+		bool		has_value = false;
+
+		while (scanner_isspace(*p))
+			p++;
+		if (!param_name_char(*p, true))
+			bad_parameters(what, source, p, "a parameter name");
+		initStringInfo(&name);
+		while (param_name_char(*p, false))
+			appendStringInfoChar(&name, pg_ascii_tolower((unsigned char) *p++));
+		if (name.len >= NAMEDATALEN)
+			bad_parameters(what, source, p, "a shorter parameter name");
+		while (scanner_isspace(*p))
+			p++;
+		initStringInfo(&value);
+		if (*p == '=')
+		{
+			p++;
+			while (scanner_isspace(*p))
+				p++;
+			has_value = true;
+			if (*p == '\'')
+			{
+				for (p++;; p++)
+				{
+					if (*p == '\0')
+						bad_parameters(what, source, p, "a closing quote");
+					if (*p == '\'' && p[1] == '\'')
+						p++;
+					else if (*p == '\'')
+						break;
+					appendStringInfoChar(&value, *p);
+				}
+				p++;
+			}
+			else
+			{
+				/* A word folds to lower case, a number stays as written. */
+				bool		word = param_name_char(*p, true);
+
+				if (!param_value_char(*p))
+					bad_parameters(what, source, p, "a value");
+				while (param_value_char(*p))
+				{
+					appendStringInfoChar(&value, word ? pg_ascii_tolower((unsigned char) *p) : *p);
+					p++;
+				}
+			}
+			while (scanner_isspace(*p))
+				p++;
+		}
+		result = lappend(result, makeDefElem(pstrdup(name.data),
+											 has_value ? (Node *) makeString(pstrdup(value.data)) : NULL,
+											 -1));
+		if (*p == '\0')
+			return result;
+		if (*p != ',')
+			bad_parameters(what, source, p, "a comma or \"=\"");
+		p++;
+	}
+}
+
+/* name = 'value', ... for a statement: quoted, whatever the document said. */
+char *
+ec_op_parameters_sql(List *params)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, params)
+	{
+		DefElem    *def = lfirst(lc);
+
+		appendStringInfo(&buf, "%s%s", lc == list_head(params) ? "" : ", ",
+						 quote_identifier(def->defname));
+		if (def->arg)
+			appendStringInfo(&buf, " = %s", quote_literal_cstr(strVal(def->arg)));
+	}
+	return buf.data;
 }

@@ -33,9 +33,7 @@
 #include "commands/tablespace.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
-#include "parser/scansup.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -123,91 +121,6 @@ read_references(CreateConstraintOp *op, JsonbValue *v)
 	op->references = fk;
 }
 
-static void bad_storage_parameters(const char *text) pg_attribute_noreturn();
-
-static void
-bad_storage_parameters(const char *text)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid \"storage_parameters\": \"%s\"", text),
-			 errdetail("Expected name = value pairs separated by commas, each value a word, a number "
-					   "or a quoted string.")));
-}
-
-/*
- * index_parameters.storage_parameters, the text pgroll puts inside WITH (...): read here as
- * name [= value] pairs, never pasted.  Names are folded to lower case as the parser would; values
- * are bare words (numbers, on, off) or single-quoted strings.
- */
-static List *
-read_storage_parameters(const char *text)
-{
-	const char *p = text;
-	List	   *result = NIL;
-
-	for (;;)
-	{
-		const char *start;
-		char	   *name;
-		char	   *value = NULL;
-
-		while (scanner_isspace(*p))
-			p++;
-		start = p;
-		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
-			   (p > start && *p >= '0' && *p <= '9'))
-			p++;
-		if (p == start)
-			bad_storage_parameters(text);
-		name = downcase_identifier(start, p - start, false, false);
-		while (scanner_isspace(*p))
-			p++;
-		if (*p == '=')
-		{
-			StringInfoData buf;
-
-			p++;
-			while (scanner_isspace(*p))
-				p++;
-			initStringInfo(&buf);
-			if (*p == '\'')
-			{
-				for (p++;; p++)
-				{
-					if (*p == '\0')
-						bad_storage_parameters(text);
-					if (*p == '\'' && p[1] == '\'')
-						p++;
-					else if (*p == '\'')
-						break;
-					appendStringInfoChar(&buf, *p);
-				}
-				p++;
-			}
-			else
-			{
-				while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-					   (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' || *p == '-' ||
-					   *p == '+')
-					appendStringInfoChar(&buf, *p++);
-				if (buf.len == 0)
-					bad_storage_parameters(text);
-			}
-			value = buf.data;
-			while (scanner_isspace(*p))
-				p++;
-		}
-		result = lappend(result, makeDefElem(name, value ? (Node *) makeString(value) : NULL, -1));
-		if (*p == '\0')
-			break;
-		if (*p != ',')
-			bad_storage_parameters(text);
-		p++;
-	}
-	return result;
-}
-
 static void
 read_index_parameters(CreateConstraintOp *op, JsonbValue *v)
 {
@@ -223,7 +136,7 @@ read_index_parameters(CreateConstraintOp *op, JsonbValue *v)
 				 errdetail("Identifiers are limited to %d bytes.", NAMEDATALEN - 1)));
 	op->storage_text = ec_doc_sql(&o, "storage_parameters", false);
 	if (op->storage_text)
-		op->storage = read_storage_parameters(op->storage_text);
+		op->storage = ec_op_parse_parameters(op->storage_text, "storage parameters");
 	op->include = read_names(&o, "include_columns", false);
 	ec_doc_finish(&o);
 }

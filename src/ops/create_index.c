@@ -45,9 +45,7 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
-#include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
-#include "parser/scansup.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
@@ -114,130 +112,6 @@ keyword(EcDocObject *o, const char *key, const char *const *allowed, const char 
 	return NULL;				/* keep compiler quiet */
 }
 
-static bool
-param_name_char(char c, bool first)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-		(!first && c >= '0' && c <= '9');
-}
-
-static bool
-param_value_char(char c)
-{
-	return param_name_char(c, false) || c == '.' || c == '+' || c == '-';
-}
-
-static void
-bad_parameters(const char *what, const char *source, const char *p, const char *expected)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_SYNTAX_ERROR),
-			 errmsg("invalid %s \"%s\"", what, source),
-			 *p ? errdetail("Expected %s at \"%s\".", expected, p) :
-			 errdetail("Expected %s at the end.", expected),
-			 errhint("Write a comma-separated list of name=value pairs, such as "
-					 "\"fillfactor=70, deduplicate_items=off\"; quote a value with single "
-					 "quotes.")));
-}
-
-/*
- * Parses a parameter list such as "fillfactor = 70, deduplicate_items=off" strictly, as the
- * reloptions grammar of CREATE INDEX would read it: a name (folded to lower case, as an unquoted
- * identifier is), optionally "=" and a value, which is a number, a word (folded) or a string in
- * single quotes.  A name alone means true, as in SQL.  Returns DefElem nodes with String values;
- * anything else in the text is an error, so nothing can ride along into the statement.
- */
-static List *
-parse_parameters(const char *source, const char *what)
-{
-	const char *p = source;
-	List	   *result = NIL;
-
-	for (;;)
-	{
-		StringInfoData name;
-		StringInfoData value;
-		bool		has_value = false;
-
-		while (scanner_isspace(*p))
-			p++;
-		if (!param_name_char(*p, true))
-			bad_parameters(what, source, p, "a parameter name");
-		initStringInfo(&name);
-		while (param_name_char(*p, false))
-			appendStringInfoChar(&name, pg_ascii_tolower((unsigned char) *p++));
-		if (name.len >= NAMEDATALEN)
-			bad_parameters(what, source, p, "a shorter parameter name");
-		while (scanner_isspace(*p))
-			p++;
-		initStringInfo(&value);
-		if (*p == '=')
-		{
-			p++;
-			while (scanner_isspace(*p))
-				p++;
-			has_value = true;
-			if (*p == '\'')
-			{
-				for (p++;; p++)
-				{
-					if (*p == '\0')
-						bad_parameters(what, source, p, "a closing quote");
-					if (*p == '\'' && p[1] == '\'')
-						p++;
-					else if (*p == '\'')
-						break;
-					appendStringInfoChar(&value, *p);
-				}
-				p++;
-			}
-			else
-			{
-				/* A word folds to lower case, a number stays as written. */
-				bool		word = param_name_char(*p, true);
-
-				if (!param_value_char(*p))
-					bad_parameters(what, source, p, "a value");
-				while (param_value_char(*p))
-				{
-					appendStringInfoChar(&value, word ? pg_ascii_tolower((unsigned char) *p) : *p);
-					p++;
-				}
-			}
-			while (scanner_isspace(*p))
-				p++;
-		}
-		result = lappend(result, makeDefElem(pstrdup(name.data),
-											 has_value ? (Node *) makeString(pstrdup(value.data)) : NULL,
-											 -1));
-		if (*p == '\0')
-			return result;
-		if (*p != ',')
-			bad_parameters(what, source, p, "a comma or \"=\"");
-		p++;
-	}
-}
-
-/* name = 'value', ... for a statement: quoted, whatever the document said. */
-static char *
-parameters_sql(List *params)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, params)
-	{
-		DefElem    *def = lfirst(lc);
-
-		appendStringInfo(&buf, "%s%s", lc == list_head(params) ? "" : ", ",
-						 quote_identifier(def->defname));
-		if (def->arg)
-			appendStringInfo(&buf, " = %s", quote_literal_cstr(strVal(def->arg)));
-	}
-	return buf.data;
-}
-
 static IndexField *
 read_index_field(JsonbValue *v, int position)
 {
@@ -272,7 +146,7 @@ read_index_field(JsonbValue *v, int position)
 						 errmsg("field \"params\" in %s must be an array of strings", oc.what)));
 			field->opclass_params =
 				list_concat(field->opclass_params,
-							parse_parameters(pnstrdup(p->val.string.val, p->val.string.len),
+							ec_op_parse_parameters(pnstrdup(p->val.string.val, p->val.string.len),
 											 "operator class parameters"));
 		}
 		if (field->opclass == NULL && field->opclass_params != NIL)
@@ -335,7 +209,7 @@ create_index_read(EcOperation *base, EcDocObject *o)
 	op->predicate = ec_doc_sql(o, "predicate", false);
 	op->storage_source = ec_doc_string(o, "storage_parameters", false, false, NULL);
 	if (op->storage_source && op->storage_source[0] != '\0')
-		op->storage = parse_parameters(op->storage_source, "storage parameters");
+		op->storage = ec_op_parse_parameters(op->storage_source, "storage parameters");
 }
 
 /* ---- start ---- */
@@ -492,7 +366,7 @@ append_element(StringInfo buf, EcTable *table, IndexField *field, const char *me
 		if (field->opclass_params != NIL)
 		{
 			check_opclass_options(am, opclassid, field->opclass, field->opclass_params);
-			appendStringInfo(buf, " (%s)", parameters_sql(field->opclass_params));
+			appendStringInfo(buf, " (%s)", ec_op_parameters_sql(field->opclass_params));
 		}
 	}
 
@@ -587,7 +461,7 @@ create_index_start(EcStartContext *cxt, EcOperation *base)
 								transformRelOptions((Datum) 0, op->storage, NULL, NULL, false,
 													false),
 								true);
-		appendStringInfo(&tail, " WITH (%s)", parameters_sql(op->storage));
+		appendStringInfo(&tail, " WITH (%s)", ec_op_parameters_sql(op->storage));
 	}
 	if (op->predicate)
 		appendStringInfo(&tail, " WHERE %s", predicate_sql(table, op->name, op->predicate));
