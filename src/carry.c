@@ -19,7 +19,11 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "operations.h"
 
@@ -78,4 +82,63 @@ ec_carry_dependents(EcStartContext *cxt, EcTable *table, bool before_backfill)
 	}
 	if (!before_backfill)
 		ec_carry_views(cxt, table, map);
+}
+
+/* The constraint's conkey (or confkey) as a palloc'd array of attribute numbers. */
+AttrNumber *
+ec_carry_constraint_attnums(HeapTuple tuple, AttrNumber attribute, int *n)
+{
+	bool		isnull;
+	Datum		d = SysCacheGetAttr(CONSTROID, tuple, attribute, &isnull);
+	ArrayType  *arr;
+	AttrNumber *result;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	arr = DatumGetArrayTypeP(d);
+	if (ARR_NDIM(arr) != 1 || ARR_HASNULL(arr) || ARR_ELEMTYPE(arr) != INT2OID)
+		elog(ERROR, "constraint key is not a one-dimensional int2 array");
+	*n = ARR_DIMS(arr)[0];
+	result = palloc(sizeof(AttrNumber) * Max(*n, 1));
+	memcpy(result, ARR_DATA_PTR(arr), sizeof(AttrNumber) * *n);
+	return result;
+}
+
+/* pg_constraint's confupdtype/confdeltype as SQL. */
+const char *
+ec_carry_fk_action(char action)
+{
+	switch (action)
+	{
+		case FKCONSTR_ACTION_NOACTION:
+			return "NO ACTION";
+		case FKCONSTR_ACTION_RESTRICT:
+			return "RESTRICT";
+		case FKCONSTR_ACTION_CASCADE:
+			return "CASCADE";
+		case FKCONSTR_ACTION_SETNULL:
+			return "SET NULL";
+		case FKCONSTR_ACTION_SETDEFAULT:
+			return "SET DEFAULT";
+	}
+	elog(ERROR, "unrecognized foreign key action \"%c\"", action);
+	return NULL;				/* keep compiler quiet */
+}
+
+/* pg_constraint's confmatchtype as SQL. */
+const char *
+ec_carry_fk_match(char match)
+{
+	switch (match)
+	{
+		case FKCONSTR_MATCH_SIMPLE:
+			return "SIMPLE";
+		case FKCONSTR_MATCH_FULL:
+			return "FULL";
+		case FKCONSTR_MATCH_PARTIAL:
+			return "PARTIAL";
+	}
+	elog(ERROR, "unrecognized foreign key match type \"%c\"", match);
+	return NULL;				/* keep compiler quiet */
 }

@@ -56,27 +56,6 @@ typedef struct RemapContext
 	const char *table;
 } RemapContext;
 
-/* The constraint's conkey (or confkey) as a palloc'd array of attribute numbers. */
-static AttrNumber *
-constraint_attnums(HeapTuple tuple, AttrNumber attribute, int *n)
-{
-	bool		isnull;
-	Datum		d = SysCacheGetAttr(CONSTROID, tuple, attribute, &isnull);
-	ArrayType  *arr;
-	AttrNumber *result;
-
-	*n = 0;
-	if (isnull)
-		return NULL;
-	arr = DatumGetArrayTypeP(d);
-	if (ARR_NDIM(arr) != 1 || ARR_HASNULL(arr) || ARR_ELEMTYPE(arr) != INT2OID)
-		elog(ERROR, "constraint key is not a one-dimensional int2 array");
-	*n = ARR_DIMS(arr)[0];
-	result = palloc(sizeof(AttrNumber) * Max(*n, 1));
-	memcpy(result, ARR_DATA_PTR(arr), sizeof(AttrNumber) * *n);
-	return result;
-}
-
 static AttrNumber
 mapped(EcRebuildMap *map, AttrNumber attnum)
 {
@@ -116,42 +95,6 @@ remap_vars_mutator(Node *node, RemapContext *rc)
 	return expression_tree_mutator(node, remap_vars_mutator, (void *) rc);
 }
 
-static const char *
-fk_action(char action)
-{
-	switch (action)
-	{
-		case FKCONSTR_ACTION_NOACTION:
-			return "NO ACTION";
-		case FKCONSTR_ACTION_RESTRICT:
-			return "RESTRICT";
-		case FKCONSTR_ACTION_CASCADE:
-			return "CASCADE";
-		case FKCONSTR_ACTION_SETNULL:
-			return "SET NULL";
-		case FKCONSTR_ACTION_SETDEFAULT:
-			return "SET DEFAULT";
-	}
-	elog(ERROR, "unrecognized foreign key action \"%c\"", action);
-	return NULL;				/* keep compiler quiet */
-}
-
-static const char *
-fk_match(char match)
-{
-	switch (match)
-	{
-		case FKCONSTR_MATCH_SIMPLE:
-			return "SIMPLE";
-		case FKCONSTR_MATCH_FULL:
-			return "FULL";
-		case FKCONSTR_MATCH_PARTIAL:
-			return "PARTIAL";
-	}
-	elog(ERROR, "unrecognized foreign key match type \"%c\"", match);
-	return NULL;				/* keep compiler quiet */
-}
-
 static char *
 check_definition(EcTable *table, HeapTuple tuple, EcRebuildMap *map)
 {
@@ -182,19 +125,19 @@ foreign_key_definition(EcTable *table, HeapTuple tuple, EcRebuildMap *map)
 	AttrNumber *keys;
 	int			n;
 
-	keys = constraint_attnums(tuple, Anum_pg_constraint_conkey, &n);
+	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_conkey, &n);
 	for (int i = 0; i < n; i++)
 		columns = lappend(columns, (char *) quote_identifier(ec_op_attname(table, mapped(map, keys[i]))));
-	keys = constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
+	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 	for (int i = 0; i < n; i++)
 		ref_columns = lappend(ref_columns,
 							  (char *) quote_identifier(get_attname(con->confrelid, keys[i], false)));
 
 	memset(&fk, 0, sizeof(fk));
 	fk.name = NameStr(con->conname);
-	fk.match_type = (char *) fk_match(con->confmatchtype);
-	fk.on_delete = (char *) fk_action(con->confdeltype);
-	fk.on_update = (char *) fk_action(con->confupdtype);
+	fk.match_type = (char *) ec_carry_fk_match(con->confmatchtype);
+	fk.on_delete = (char *) ec_carry_fk_action(con->confdeltype);
+	fk.on_update = (char *) ec_carry_fk_action(con->confupdtype);
 	fk.deferrable = con->condeferrable;
 	fk.initially_deferred = con->condeferred;
 	return ec_fk_clause(&fk, columns, ec_rel_qualified(con->confrelid), ref_columns);
@@ -210,11 +153,11 @@ refuse_writing_action(EcTable *table, Form_pg_constraint con)
 	const char *writes = NULL;
 
 	if (con->confdeltype == FKCONSTR_ACTION_SETNULL || con->confdeltype == FKCONSTR_ACTION_SETDEFAULT)
-		writes = psprintf("ON DELETE %s", fk_action(con->confdeltype));
+		writes = psprintf("ON DELETE %s", ec_carry_fk_action(con->confdeltype));
 	else if (con->confupdtype == FKCONSTR_ACTION_CASCADE ||
 			 con->confupdtype == FKCONSTR_ACTION_SETNULL ||
 			 con->confupdtype == FKCONSTR_ACTION_SETDEFAULT)
-		writes = psprintf("ON UPDATE %s", fk_action(con->confupdtype));
+		writes = psprintf("ON UPDATE %s", ec_carry_fk_action(con->confupdtype));
 	if (writes)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -297,7 +240,7 @@ ec_carry_constraints(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 			ReleaseSysCache(tuple);
 			continue;
 		}
-		keys = constraint_attnums(tuple, Anum_pg_constraint_conkey, &n);
+		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_conkey, &n);
 		for (int i = 0; i < n; i++)
 			rebuilt |= bms_is_member(keys[i], map->rebuilt);
 		if (!rebuilt)

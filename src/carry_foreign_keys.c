@@ -56,63 +56,6 @@
  */
 #define SEQ_AFTER_BACKFILLS	1000000
 
-/* The constraint's conkey/confkey (attribute) as a palloc'd array; *n = 0 when null. */
-static AttrNumber *
-key_attnums(HeapTuple tuple, AttrNumber attribute, int *n)
-{
-	bool		isnull;
-	Datum		d = SysCacheGetAttr(CONSTROID, tuple, attribute, &isnull);
-	ArrayType  *arr;
-	AttrNumber *result;
-
-	*n = 0;
-	if (isnull)
-		return NULL;
-	arr = DatumGetArrayTypeP(d);
-	if (ARR_NDIM(arr) != 1 || ARR_HASNULL(arr) || ARR_ELEMTYPE(arr) != INT2OID)
-		elog(ERROR, "constraint key is not a one-dimensional int2 array");
-	*n = ARR_DIMS(arr)[0];
-	result = palloc(sizeof(AttrNumber) * Max(*n, 1));
-	memcpy(result, ARR_DATA_PTR(arr), sizeof(AttrNumber) * *n);
-	return result;
-}
-
-static const char *
-action_sql(char action)
-{
-	switch (action)
-	{
-		case FKCONSTR_ACTION_NOACTION:
-			return "NO ACTION";
-		case FKCONSTR_ACTION_RESTRICT:
-			return "RESTRICT";
-		case FKCONSTR_ACTION_CASCADE:
-			return "CASCADE";
-		case FKCONSTR_ACTION_SETNULL:
-			return "SET NULL";
-		case FKCONSTR_ACTION_SETDEFAULT:
-			return "SET DEFAULT";
-	}
-	elog(ERROR, "unrecognized foreign key action \"%c\"", action);
-	return NULL;				/* keep compiler quiet */
-}
-
-static const char *
-match_sql(char match)
-{
-	switch (match)
-	{
-		case FKCONSTR_MATCH_SIMPLE:
-			return "SIMPLE";
-		case FKCONSTR_MATCH_FULL:
-			return "FULL";
-		case FKCONSTR_MATCH_PARTIAL:
-			return "PARTIAL";
-	}
-	elog(ERROR, "unrecognized foreign key match type \"%c\"", match);
-	return NULL;				/* keep compiler quiet */
-}
-
 static EcTable *
 model_table(EcStartContext *cxt, Oid relid)
 {
@@ -177,7 +120,7 @@ ec_carry_foreign_keys_claimed(EcStartContext *cxt, EcTable *table)
 		if (!HeapTupleIsValid(tuple))
 			elog(ERROR, "cache lookup failed for constraint %u", conoid);
 		referenced = model_table(cxt, ((Form_pg_constraint) GETSTRUCT(tuple))->confrelid);
-		keys = key_attnums(tuple, Anum_pg_constraint_confkey, &n);
+		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 		if (referenced && referenced->new_name &&
 			any_rebuilt(ec_rebuild_map(referenced), keys, n))
 			claimed = lappend_oid(claimed, conoid);
@@ -255,7 +198,7 @@ ec_carry_foreign_keys_tables(EcStartContext *cxt, EcTable *table)
 
 		if (!HeapTupleIsValid(tuple))
 			elog(ERROR, "cache lookup failed for constraint %u", lfirst_oid(lc));
-		keys = key_attnums(tuple, Anum_pg_constraint_confkey, &n);
+		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 		if (any_rebuilt(map, keys, n))
 			result = list_append_unique_oid(result,
 											((Form_pg_constraint) GETSTRUCT(tuple))->conrelid);
@@ -362,17 +305,17 @@ read_inbound(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, HeapTuple t
 		ref_map = map;
 	else if (ik->referencing && ik->referencing->new_name)
 		ref_map = ec_rebuild_map(ik->referencing);
-	keys = key_attnums(tuple, Anum_pg_constraint_conkey, &n);
+	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_conkey, &n);
 	if (any_rebuilt(ref_map, keys, n))
 	{
 		const char *writes = NULL;
 
 		if (con->confdeltype == FKCONSTR_ACTION_SETNULL || con->confdeltype == FKCONSTR_ACTION_SETDEFAULT)
-			writes = psprintf("ON DELETE %s", action_sql(con->confdeltype));
+			writes = psprintf("ON DELETE %s", ec_carry_fk_action(con->confdeltype));
 		else if (con->confupdtype == FKCONSTR_ACTION_CASCADE ||
 				 con->confupdtype == FKCONSTR_ACTION_SETNULL ||
 				 con->confupdtype == FKCONSTR_ACTION_SETDEFAULT)
-			writes = psprintf("ON UPDATE %s", action_sql(con->confupdtype));
+			writes = psprintf("ON UPDATE %s", ec_carry_fk_action(con->confupdtype));
 		if (writes)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -392,7 +335,7 @@ read_inbound(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, HeapTuple t
 		AttrNumber *fkeys = keys;
 		int			nf = n;
 
-		keys = key_attnums(tuple, Anum_pg_constraint_confkey, &n);
+		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 		for (int i = 0; i < n && i < nf; i++)
 			check_comparable(con->conrelid, mapped(ref_map, fkeys[i]), fkeys[i], table->relid,
 							 mapped(map, keys[i]), keys[i], ik->name);
@@ -403,9 +346,9 @@ read_inbound(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, HeapTuple t
 																	false)));
 	memset(&fk, 0, sizeof(fk));
 	fk.name = ik->name;
-	fk.match_type = (char *) match_sql(con->confmatchtype);
-	fk.on_delete = (char *) action_sql(con->confdeltype);
-	fk.on_update = (char *) action_sql(con->confupdtype);
+	fk.match_type = (char *) ec_carry_fk_match(con->confmatchtype);
+	fk.on_delete = (char *) ec_carry_fk_action(con->confdeltype);
+	fk.on_update = (char *) ec_carry_fk_action(con->confupdtype);
 	fk.deferrable = con->condeferrable;
 	fk.initially_deferred = con->condeferred;
 	ik->definition = ec_fk_clause(&fk, columns, ec_rel_qualified(table->relid), ref_columns);
@@ -439,7 +382,7 @@ ec_carry_foreign_keys(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 
 		if (!HeapTupleIsValid(tuple))
 			elog(ERROR, "cache lookup failed for constraint %u", conoid);
-		keys = key_attnums(tuple, Anum_pg_constraint_confkey, &n);
+		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 		if (any_rebuilt(map, keys, n))
 			inbound = lappend(inbound, read_inbound(cxt, table, map, tuple));
 		ReleaseSysCache(tuple);

@@ -168,6 +168,9 @@ typedef struct EcRebuildMap
 
 extern EcRebuildMap *ec_rebuild_map(EcTable *table);
 extern void ec_carry_dependents(EcStartContext *cxt, EcTable *table, bool before_backfill);
+extern AttrNumber *ec_carry_constraint_attnums(HeapTuple tuple, AttrNumber attribute, int *n);
+extern const char *ec_carry_fk_action(char action);
+extern const char *ec_carry_fk_match(char match);
 extern void ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map,
 							 bool before_backfill);
 extern void ec_carry_constraints(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
