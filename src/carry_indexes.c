@@ -158,39 +158,6 @@ options_sql(Datum options)
 	return buf.data;
 }
 
-static char *
-qualified_collation(Oid collid)
-{
-	HeapTuple	tuple = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
-	Form_pg_collation form;
-	char	   *result;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for collation %u", collid);
-	form = (Form_pg_collation) GETSTRUCT(tuple);
-	result = ec_qualified(get_namespace_name(form->collnamespace), NameStr(form->collname));
-	ReleaseSysCache(tuple);
-	return result;
-}
-
-/* The operator class's qualified name, its name and its input type. */
-static char *
-qualified_opclass(Oid opclassid, char **name, Oid *intype)
-{
-	HeapTuple	tuple = SearchSysCache1(CLAOID, ObjectIdGetDatum(opclassid));
-	Form_pg_opclass form;
-	char	   *result;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for operator class %u", opclassid);
-	form = (Form_pg_opclass) GETSTRUCT(tuple);
-	result = ec_qualified(get_namespace_name(form->opcnamespace), NameStr(form->opcname));
-	*name = pstrdup(NameStr(form->opcname));
-	*intype = form->opcintype;
-	ReleaseSysCache(tuple);
-	return result;
-}
-
 /*
  * The CREATE INDEX CONCURRENTLY statement that builds index on the new columns, as temp.  Each key
  * column is printed as pg_get_indexdef prints it, from the old definition: its collation when it is
@@ -291,10 +258,10 @@ build_sql(EcTable *table, Relation index, EcRebuildMap *map, const char *temp)
 						 errdetail("Index column %d has an explicit collation.", i + 1),
 						 errhint("Drop the index in a \"sql\" operation first and recreate it on "
 								 "the new column after completing.")));
-			appendStringInfo(buf, " COLLATE %s", qualified_collation(indcollation->values[i]));
+			appendStringInfo(buf, " COLLATE %s", ec_op_qualified_collation(indcollation->values[i]));
 		}
 
-		opclass = qualified_opclass(indclass->values[i], &opclass_name, &opclass_type);
+		opclass = ec_op_qualified_opclass(indclass->values[i], &opclass_name, &opclass_type);
 		attoptions = get_attoptions(indexoid, i + 1);
 		if (attoptions != (Datum) 0 && options_sql(attoptions)[0] == '\0')
 			attoptions = (Datum) 0;

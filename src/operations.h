@@ -110,6 +110,8 @@ extern void ec_op_queue_unique(EcStartContext *cxt, EcTable *table, AttrNumber a
 extern void ec_op_comment_on_column(EcTable *table, AttrNumber attnum, const char *comment);
 extern char *ec_op_default_sql(const char *source, const char *column, Oid typid, int32 typmod,
 							   bool *is_volatile);
+extern char *ec_op_qualified_collation(Oid collid);
+extern char *ec_op_qualified_opclass(Oid opclassid, char **name, Oid *intype);
 extern List *ec_op_parse_parameters(const char *source, const char *what);
 extern char *ec_op_parameters_sql(List *params);
 extern char *ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum,

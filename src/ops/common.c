@@ -16,14 +16,16 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_opclass.h"
 #include "catalog/pg_type.h"
 #include "commands/comment.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "parser/scansup.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parse_coerce.h"
+#include "parser/scansup.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -725,4 +727,40 @@ ec_op_parameters_sql(List *params)
 			appendStringInfo(&buf, " = %s", quote_literal_cstr(strVal(def->arg)));
 	}
 	return buf.data;
+}
+
+/* A collation's schema-qualified name, for DDL. */
+char *
+ec_op_qualified_collation(Oid collid)
+{
+	HeapTuple	tuple = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
+	Form_pg_collation form;
+	char	   *result;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for collation %u", collid);
+	form = (Form_pg_collation) GETSTRUCT(tuple);
+	result = ec_qualified(get_namespace_name(form->collnamespace), NameStr(form->collname));
+	ReleaseSysCache(tuple);
+	return result;
+}
+
+/* An operator class's schema-qualified name, for DDL; and, when asked, its name and input type. */
+char *
+ec_op_qualified_opclass(Oid opclassid, char **name, Oid *intype)
+{
+	HeapTuple	tuple = SearchSysCache1(CLAOID, ObjectIdGetDatum(opclassid));
+	Form_pg_opclass form;
+	char	   *result;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for operator class %u", opclassid);
+	form = (Form_pg_opclass) GETSTRUCT(tuple);
+	result = ec_qualified(get_namespace_name(form->opcnamespace), NameStr(form->opcname));
+	if (name)
+		*name = pstrdup(NameStr(form->opcname));
+	if (intype)
+		*intype = form->opcintype;
+	ReleaseSysCache(tuple);
+	return result;
 }

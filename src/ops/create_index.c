@@ -272,36 +272,6 @@ check_name_free(EcStartContext *cxt, const char *name)
 						   "of that name.")));
 }
 
-static char *
-qualified_collation(Oid collid)
-{
-	HeapTuple	tuple = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
-	Form_pg_collation form;
-	char	   *result;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for collation %u", collid);
-	form = (Form_pg_collation) GETSTRUCT(tuple);
-	result = ec_qualified(get_namespace_name(form->collnamespace), NameStr(form->collname));
-	ReleaseSysCache(tuple);
-	return result;
-}
-
-static char *
-qualified_opclass(Oid opclassid)
-{
-	HeapTuple	tuple = SearchSysCache1(CLAOID, ObjectIdGetDatum(opclassid));
-	Form_pg_opclass form;
-	char	   *result;
-
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for operator class %u", opclassid);
-	form = (Form_pg_opclass) GETSTRUCT(tuple);
-	result = ec_qualified(get_namespace_name(form->opcnamespace), NameStr(form->opcname));
-	ReleaseSysCache(tuple);
-	return result;
-}
-
 /*
  * Validates an operator class's parameters as CREATE INDEX does once it has built the index's
  * catalog entry: through the operator family's options support function, which declares them.
@@ -354,7 +324,7 @@ append_element(StringInfo buf, EcTable *table, IndexField *field, const char *me
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("collations are not supported by type %s", format_type_be(typid)),
 					 errdetail("Index field \"%s\" has \"collate\".", field->column)));
-		appendStringInfo(buf, " COLLATE %s", qualified_collation(collid));
+		appendStringInfo(buf, " COLLATE %s", ec_op_qualified_collation(collid));
 	}
 
 	/* Also for the default: a type without one for this method is an error now, not in the worker. */
@@ -362,7 +332,7 @@ append_element(StringInfo buf, EcTable *table, IndexField *field, const char *me
 							   typid, method, amoid);
 	if (field->opclass)
 	{
-		appendStringInfo(buf, " %s", qualified_opclass(opclassid));
+		appendStringInfo(buf, " %s", ec_op_qualified_opclass(opclassid, NULL, NULL));
 		if (field->opclass_params != NIL)
 		{
 			check_opclass_options(am, opclassid, field->opclass, field->opclass_params);
