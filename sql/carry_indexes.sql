@@ -8,14 +8,6 @@
 \set ECHO all
 -- Background work waits for ec_resume(), so that what each version shows before it is deterministic.
 SET expand_contract.start_paused = on;
--- A statement's outcome: ok, or its SQLSTATE and message.
-CREATE FUNCTION ec_test.cx_try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 -- What a table's indexes and constraints are, its schema left out: to compare a migrated table with
 -- its twin changed offline (in another schema, so that the names can be the same).
 CREATE FUNCTION ec_test.cx_catalog(t regclass) RETURNS SETOF text LANGUAGE sql AS $$
@@ -103,16 +95,16 @@ SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid)
 -- Both versions enforce the unique constraint, now also on the new column: a duplicate written
 -- through either version fails with 23505 (a session's search_path says which version it uses).
 SET search_path = cx_v1;
-SELECT ec_test.cx_try('INSERT INTO cx_v1.items (id, a) VALUES (4, 10)') AS new_dup;
+SELECT ec_test.try('INSERT INTO cx_v1.items (id, a) VALUES (4, 10)') AS new_dup;
 RESET search_path;
-SELECT ec_test.cx_try('INSERT INTO cx.items (id, a) VALUES (4, 10)') AS old_dup;
+SELECT ec_test.try('INSERT INTO cx.items (id, a) VALUES (4, 10)') AS old_dup;
 SET search_path = cx_v1;
-SELECT ec_test.cx_try('INSERT INTO cx_v1.items (id, a, b) VALUES (4, 40, 1)') AS new_nnd_ok;
+SELECT ec_test.try('INSERT INTO cx_v1.items (id, a, b) VALUES (4, 40, 1)') AS new_nnd_ok;
 RESET search_path;
 SET search_path = cx_v1;
-SELECT ec_test.cx_try('INSERT INTO cx_v1.items (id, a, b) VALUES (5, 50, NULL)') AS new_ok;
+SELECT ec_test.try('INSERT INTO cx_v1.items (id, a, b) VALUES (5, 50, NULL)') AS new_ok;
 RESET search_path;
-SELECT ec_test.cx_try('INSERT INTO cx.items (id, a, b) VALUES (6, 60, NULL)') AS old_ok;
+SELECT ec_test.try('INSERT INTO cx.items (id, a, b) VALUES (6, 60, NULL)') AS old_ok;
 SELECT id, a, b FROM cx_v1.items ORDER BY id;
 DELETE FROM cx.items WHERE id > 3;
 
@@ -133,7 +125,7 @@ SELECT * FROM ec_test.cx_twin_diff('cx.items', 'twin_cx.items');
 SELECT * FROM ec_test.leftovers();
 SELECT relname FROM pg_class WHERE relname LIKE '\_ec\_%';
 -- Still enforced.
-SELECT ec_test.cx_try('INSERT INTO cx.items (id, a) VALUES (4, 10)') AS dup;
+SELECT ec_test.try('INSERT INTO cx.items (id, a) VALUES (4, 10)') AS dup;
 
 -- A primary key column, and a nullability change of a column with indexes: the offline twin
 -- gets ALTER COLUMN ... TYPE and DROP NOT NULL.
@@ -157,18 +149,18 @@ SELECT table_name, backfill_state, detail FROM ec_status('cx');
 -- The old version keeps NOT NULL, so a null from the new version fails in the old column (its "down"
 -- would have to give a value); the primary key and the unique constraint hold in both versions.
 SET search_path = cx_v2;
-SELECT ec_test.cx_try('INSERT INTO cx_v2.tags (id, label) VALUES (3, NULL)') AS new_null;
+SELECT ec_test.try('INSERT INTO cx_v2.tags (id, label) VALUES (3, NULL)') AS new_null;
 RESET search_path;
-SELECT ec_test.cx_try('INSERT INTO cx.tags (id, label) VALUES (4, NULL)') AS old_null;
+SELECT ec_test.try('INSERT INTO cx.tags (id, label) VALUES (4, NULL)') AS old_null;
 SET search_path = cx_v2;
-SELECT ec_test.cx_try('INSERT INTO cx_v2.tags (id, label) VALUES (1, ''c'')') AS new_pk_dup;
+SELECT ec_test.try('INSERT INTO cx_v2.tags (id, label) VALUES (1, ''c'')') AS new_pk_dup;
 RESET search_path;
-SELECT ec_test.cx_try('INSERT INTO cx.tags (id, label) VALUES (5, ''a'')') AS old_unique_dup;
+SELECT ec_test.try('INSERT INTO cx.tags (id, label) VALUES (5, ''a'')') AS old_unique_dup;
 SET search_path = cx_v2;
-SELECT ec_test.cx_try('INSERT INTO cx_v2.tags (id, label) VALUES (5, ''a'')') AS new_unique_dup;
+SELECT ec_test.try('INSERT INTO cx_v2.tags (id, label) VALUES (5, ''a'')') AS new_unique_dup;
 RESET search_path;
 SET search_path = cx_v2;
-SELECT ec_test.cx_try('INSERT INTO cx_v2.tags (id, label) VALUES (6, ''f'')') AS new_ok;
+SELECT ec_test.try('INSERT INTO cx_v2.tags (id, label) VALUES (6, ''f'')') AS new_ok;
 RESET search_path;
 DELETE FROM cx.tags WHERE id > 2;
 SELECT ec_rollback('cx');
@@ -201,16 +193,16 @@ SELECT ec_resume('cx');
 CALL ec_wait('cx');
 SELECT table_name, backfill_state, detail FROM ec_status('cx');
 SET search_path = cx_v3;
-SELECT ec_test.cx_try('INSERT INTO cx_v3.scores VALUES (3, -1)') AS new_check;
+SELECT ec_test.try('INSERT INTO cx_v3.scores VALUES (3, -1)') AS new_check;
 RESET search_path;
 SET search_path = cx_v3;
-SELECT ec_test.cx_try('INSERT INTO cx_v3.scores VALUES (3, 1)') AS new_ok;
+SELECT ec_test.try('INSERT INTO cx_v3.scores VALUES (3, 1)') AS new_ok;
 RESET search_path;
 SET search_path = cx_v3;
-SELECT ec_test.cx_try('INSERT INTO cx_v3.scores VALUES (4, 105)') AS new_unique_dup;
+SELECT ec_test.try('INSERT INTO cx_v3.scores VALUES (4, 105)') AS new_unique_dup;
 RESET search_path;
-SELECT ec_test.cx_try('INSERT INTO cx.scores VALUES (4, 5)') AS old_unique_dup;
-SELECT ec_test.cx_try('INSERT INTO cx.scores VALUES (4, -5)') AS old_dup_through_up;
+SELECT ec_test.try('INSERT INTO cx.scores VALUES (4, 5)') AS old_unique_dup;
+SELECT ec_test.try('INSERT INTO cx.scores VALUES (4, -5)') AS old_dup_through_up;
 SELECT * FROM cx_v3.scores ORDER BY id;
 DELETE FROM cx.scores WHERE id > 2;
 SELECT ec_rollback('cx');
@@ -239,12 +231,12 @@ CREATE TABLE twin_cx.seats (id int PRIMARY KEY, pos int NOT NULL,
 SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "seats", "column": "pos", "type": "bigint"}}]}', 'cx');
 SELECT ec_resume('cx');
 CALL ec_wait('cx');
-SELECT ec_test.cx_try('UPDATE cx.seats SET pos = pos + 1') AS shift_during;
+SELECT ec_test.try('UPDATE cx.seats SET pos = pos + 1') AS shift_during;
 SELECT ec_complete('cx');
 ALTER TABLE twin_cx.seats ALTER COLUMN pos TYPE bigint;
 SELECT * FROM ec_test.cx_twin_diff('cx.seats', 'twin_cx.seats');
-SELECT ec_test.cx_try('UPDATE cx.seats SET pos = pos + 1') AS shift_after;
-SELECT ec_test.cx_try('INSERT INTO cx.seats VALUES (4, 2)') AS dup_after;
+SELECT ec_test.try('UPDATE cx.seats SET pos = pos + 1') AS shift_after;
+SELECT ec_test.try('INSERT INTO cx.seats VALUES (4, 2)') AS dup_after;
 
 -- A carried unique index whose build fails: duplicates that "up" made in the new column before the
 -- build.  ec_status() shows why, no INVALID index is left, and ec_resume() builds it once fixed.
@@ -257,7 +249,7 @@ SELECT ec_resume('cx');
 CALL ec_wait('cx');
 SELECT table_name, backfill_state, detail FROM ec_status('cx');
 SELECT count(*) AS invalid_indexes FROM pg_index WHERE NOT indisvalid;
-SELECT ec_test.cx_try('SELECT ec_complete(''cx'')') AS complete;
+SELECT ec_test.try('SELECT ec_complete(''cx'')') AS complete;
 DELETE FROM cx.codes WHERE id = 4;
 SELECT ec_resume('cx');
 CALL ec_wait('cx');
@@ -265,7 +257,7 @@ SELECT table_name, backfill_state, detail FROM ec_status('cx');
 SELECT ec_complete('cx');
 SELECT x AS final FROM ec_test.cx_catalog('cx.codes') x ORDER BY 1;
 SELECT * FROM cx.codes ORDER BY id;
-SELECT ec_test.cx_try('INSERT INTO cx.codes VALUES (5, 3)') AS dup;
+SELECT ec_test.try('INSERT INTO cx.codes VALUES (5, 3)') AS dup;
 
 -- Refused at start, naming what cannot be carried, leaving nothing behind.
 CREATE TABLE cx.slots (id int PRIMARY KEY, room int, during int4range, ref int,

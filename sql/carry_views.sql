@@ -10,14 +10,6 @@
 SET expand_contract.start_paused = on;
 CREATE ROLE cv_owner;
 CREATE ROLE cv_reader;
--- A statement's outcome: ok, or its SQLSTATE and message.
-CREATE FUNCTION ec_test.cv_try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 -- Everything about a schema's views and triggers that complete re-creates, the schema's name
 -- replaced by "_" so that a migrated schema compares with its twin.
 CREATE FUNCTION ec_test.cv_catalog(nsp text) RETURNS SETOF text LANGUAGE sql AS $$
@@ -128,10 +120,10 @@ SELECT id, amount, note FROM cv.big_accounts ORDER BY id;
 -- a new-version update names the new column (known gap, see carry_views.c).
 SELECT what, val FROM cv.log ORDER BY 1, 2;
 -- The check option of the view is still enforced (44000), through the old column.
-SELECT ec_test.cv_try('INSERT INTO cv.big_accounts (id, amount) VALUES (9, 1)') AS check_option;
+SELECT ec_test.try('INSERT INTO cv.big_accounts (id, amount) VALUES (9, 1)') AS check_option;
 SET ROLE cv_reader;
 SELECT count(*) AS reader_sees FROM cv.big_accounts;
-SELECT ec_test.cv_try('SELECT count(*) FROM cv.doubled') AS reader_doubled;
+SELECT ec_test.try('SELECT count(*) FROM cv.doubled') AS reader_doubled;
 RESET ROLE;
 DELETE FROM cv.accounts WHERE id > 2;
 UPDATE cv.accounts SET amount = 50 WHERE id = 2;
@@ -163,14 +155,14 @@ UPDATE cv.accounts SET amount = 70 WHERE id = 2;
 SELECT * FROM cv.doubled ORDER BY id;
 SELECT id, amount, note FROM cv.big_accounts ORDER BY id;
 SELECT what, val FROM cv.log ORDER BY 1, 2;
-SELECT ec_test.cv_try('INSERT INTO cv.big_accounts (id, amount) VALUES (9, 1)') AS check_option;
+SELECT ec_test.try('INSERT INTO cv.big_accounts (id, amount) VALUES (9, 1)') AS check_option;
 INSERT INTO cv.big_accounts (id, amount) VALUES (10, 20);
 SELECT note FROM cv.accounts WHERE id = 10;
 SET ROLE cv_reader;
 SELECT count(*) AS reader_sees FROM cv.big_accounts;
-SELECT ec_test.cv_try('SELECT count(*) FROM cv.doubled') AS reader_doubled;
-SELECT ec_test.cv_try('UPDATE cv.big_accounts SET note = ''r'' WHERE id = 10') AS reader_updates_note;
-SELECT ec_test.cv_try('UPDATE cv.big_accounts SET amount = 11 WHERE id = 10') AS reader_updates_amount;
+SELECT ec_test.try('SELECT count(*) FROM cv.doubled') AS reader_doubled;
+SELECT ec_test.try('UPDATE cv.big_accounts SET note = ''r'' WHERE id = 10') AS reader_updates_note;
+SELECT ec_test.try('UPDATE cv.big_accounts SET amount = 11 WHERE id = 10') AS reader_updates_amount;
 RESET ROLE;
 
 -- Refused at start, naming the object, with nothing left behind.
@@ -181,7 +173,7 @@ SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('cr') x \gset
 \set n_bigint '{"operations": [{"alter_column": {"table": "t", "column": "n", "type": "bigint"}}]}'
 -- A materialized view on the column, or on a view of it.
 CREATE MATERIALIZED VIEW cr.mat AS SELECT id, n FROM cr.t;
-SELECT ec_test.cv_try(format('SELECT ec_start(%L, %L, %L)', 'r1', :'n_bigint', 'cr')) AS matview;
+SELECT ec_test.try(format('SELECT ec_start(%L, %L, %L)', 'r1', :'n_bigint', 'cr')) AS matview;
 DROP MATERIALIZED VIEW cr.mat;
 CREATE MATERIALIZED VIEW cr.mat AS SELECT id, n FROM cr.plain;
 SELECT ec_start('r1', :'n_bigint', 'cr');
@@ -200,14 +192,14 @@ DROP FUNCTION cr.keep();
 CREATE VIEW cr.on_plain AS SELECT id, n FROM cr.plain;
 CREATE FUNCTION cr.nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE TRIGGER instead INSTEAD OF INSERT ON cr.on_plain FOR EACH ROW EXECUTE FUNCTION cr.nothing();
-SELECT ec_test.cv_try(format('SELECT ec_start(%L, %L, %L)', 'r3', :'n_bigint', 'cr')) AS view_trigger;
+SELECT ec_test.try(format('SELECT ec_start(%L, %L, %L)', 'r3', :'n_bigint', 'cr')) AS view_trigger;
 DROP TRIGGER instead ON cr.on_plain;
 DROP FUNCTION cr.nothing();
 CREATE RULE no_delete AS ON DELETE TO cr.on_plain DO INSTEAD NOTHING;
-SELECT ec_test.cv_try(format('SELECT ec_start(%L, %L, %L)', 'r4', :'n_bigint', 'cr')) AS view_rule;
+SELECT ec_test.try(format('SELECT ec_start(%L, %L, %L)', 'r4', :'n_bigint', 'cr')) AS view_rule;
 DROP RULE no_delete ON cr.on_plain;
 CREATE FUNCTION cr.count_plain() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM cr.on_plain; END;
-SELECT ec_test.cv_try(format('SELECT ec_start(%L, %L, %L)', 'r5', :'n_bigint', 'cr')) AS view_function;
+SELECT ec_test.try(format('SELECT ec_start(%L, %L, %L)', 'r5', :'n_bigint', 'cr')) AS view_function;
 DROP FUNCTION cr.count_plain();
 DROP VIEW cr.on_plain;
 SELECT ec_start('r6', '{"operations": [{"rename_column": {"table": "t", "from": "n", "to": "m"}}, {"alter_column": {"table": "t", "column": "m", "type": "bigint"}}]}', 'cr');
@@ -235,7 +227,7 @@ DO $$ BEGIN EXECUTE format('REVOKE CREATE ON DATABASE %I FROM cv_mig', current_d
 DROP ROLE cv_mig;
 DROP ROLE cv_stranger;
 -- Dropping the column still refuses its views: they would be lost.
-SELECT ec_test.cv_try(format('SELECT ec_start(%L, %L, %L)', 'r7',
+SELECT ec_test.try(format('SELECT ec_start(%L, %L, %L)', 'r7',
   '{"operations": [{"drop_column": {"table": "t", "column": "n"}}]}', 'cr')) AS dropped;
 SELECT * FROM ec_test.diff(:'before', 'cr');
 SELECT * FROM ec_test.leftovers();
@@ -243,7 +235,7 @@ SELECT * FROM ec_test.leftovers();
 SET client_min_messages = warning;
 DROP SCHEMA cv, cv_v1, twin_cv, cr CASCADE;
 RESET client_min_messages;
-DROP FUNCTION ec_test.cv_try(text), ec_test.cv_catalog(text), ec_test.cv_twin_diff(text, text),
+DROP FUNCTION ec_test.try(text), ec_test.cv_catalog(text), ec_test.cv_twin_diff(text, text),
   ec_test.cv_objects(text);
 DELETE FROM expand_contract.migrations;
 DROP OWNED BY cv_owner, cv_reader;

@@ -7,14 +7,6 @@
 \set ECHO all
 -- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
 SET expand_contract.start_paused = on;
--- A statement's outcome: ok, or its SQLSTATE and message (the trigger sees the caller's version).
-CREATE FUNCTION ec_test.cc_try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 -- A table's constraints and indexes, table names left out: to compare a migrated table with its
 -- twin built offline.
 CREATE FUNCTION ec_test.cc_catalog(t regclass) RETURNS SETOF text LANGUAGE sql AS $$
@@ -73,16 +65,16 @@ SELECT * FROM app_v1.tickets ORDER BY id;
 SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'app.tickets'::regclass ORDER BY 1;
 -- The old version keeps its old rules: a row the check refuses is written, its new version
 -- rewritten by "up" ...
-SELECT ec_test.cc_try($$INSERT INTO app.tickets VALUES (4, 'zed', -1, 'd')$$);
+SELECT ec_test.try($$INSERT INTO app.tickets VALUES (4, 'zed', -1, 'd')$$);
 -- ... unless "up" (here the column itself) gives a value the new version's check refuses.
-SELECT ec_test.cc_try($$INSERT INTO app.tickets VALUES (5, 'alice', 1, 'bad')$$);
+SELECT ec_test.try($$INSERT INTO app.tickets VALUES (5, 'alice', 1, 'bad')$$);
 -- The new version is bound by both checks.
 SET search_path = app_v1;
-SELECT ec_test.cc_try($$INSERT INTO tickets VALUES (6, 'zed', -1, 'e')$$);
-SELECT ec_test.cc_try($$INSERT INTO tickets VALUES (6, 'alice', -1, 'bad')$$);
-SELECT ec_test.cc_try($$INSERT INTO tickets VALUES (6, 'zed', 9, 'e')$$);
-SELECT ec_test.cc_try($$UPDATE tickets SET sellers_zip = 0 WHERE id = 6$$);
-SELECT ec_test.cc_try($$UPDATE tickets SET sellers_zip = 10 WHERE id = 6$$);
+SELECT ec_test.try($$INSERT INTO tickets VALUES (6, 'zed', -1, 'e')$$);
+SELECT ec_test.try($$INSERT INTO tickets VALUES (6, 'alice', -1, 'bad')$$);
+SELECT ec_test.try($$INSERT INTO tickets VALUES (6, 'zed', 9, 'e')$$);
+SELECT ec_test.try($$UPDATE tickets SET sellers_zip = 0 WHERE id = 6$$);
+SELECT ec_test.try($$UPDATE tickets SET sellers_zip = 10 WHERE id = 6$$);
 RESET search_path;
 SELECT id, sellers_name, sellers_zip, note FROM app.tickets ORDER BY id;
 SELECT * FROM app_v1.tickets ORDER BY id;
@@ -100,8 +92,8 @@ CALL ec_wait('app');
 SELECT ec_complete('app');
 SELECT * FROM app.tickets ORDER BY id;
 SET search_path = app_v1;
-SELECT ec_test.cc_try($$INSERT INTO tickets VALUES (7, 'zed', -1, 'f')$$);
-SELECT ec_test.cc_try($$INSERT INTO tickets VALUES (7, 'zed', 1, 'bad')$$);
+SELECT ec_test.try($$INSERT INTO tickets VALUES (7, 'zed', -1, 'f')$$);
+SELECT ec_test.try($$INSERT INTO tickets VALUES (7, 'zed', 1, 'bad')$$);
 RESET search_path;
 -- The same as adding the checks offline.
 CREATE TABLE twin.tickets (id int NOT NULL, note text, sellers_name text DEFAULT 'alice',
@@ -131,17 +123,17 @@ CALL ec_wait('app');
 SELECT * FROM app_v2.orders ORDER BY id;
 SELECT conname, convalidated FROM pg_constraint WHERE conrelid = 'app.orders'::regclass ORDER BY 1;
 -- The old version writes a seller that does not exist (its new version gets NULL from "up") ...
-SELECT ec_test.cc_try($$INSERT INTO app.orders VALUES (4, 'nobody', -7)$$);
+SELECT ec_test.try($$INSERT INTO app.orders VALUES (4, 'nobody', -7)$$);
 -- ... but not one whose new version the foreign key or the unique index refuses.
-SELECT ec_test.cc_try($$INSERT INTO app.orders VALUES (5, 'nobody', 7)$$);
-SELECT ec_test.cc_try($$INSERT INTO app.orders VALUES (5, 'alice', 1)$$);
+SELECT ec_test.try($$INSERT INTO app.orders VALUES (5, 'nobody', 7)$$);
+SELECT ec_test.try($$INSERT INTO app.orders VALUES (5, 'alice', 1)$$);
 SET search_path = app_v2;
-SELECT ec_test.cc_try($$INSERT INTO orders VALUES (6, 'alice', 1)$$);
-SELECT ec_test.cc_try($$INSERT INTO orders VALUES (6, 'nobody', 7)$$);
-SELECT ec_test.cc_try($$INSERT INTO orders VALUES (6, 'carl', 3)$$);
+SELECT ec_test.try($$INSERT INTO orders VALUES (6, 'alice', 1)$$);
+SELECT ec_test.try($$INSERT INTO orders VALUES (6, 'nobody', 7)$$);
+SELECT ec_test.try($$INSERT INTO orders VALUES (6, 'carl', 3)$$);
 RESET search_path;
 -- The new version's rules act on the referenced table: ON UPDATE RESTRICT and ON DELETE CASCADE.
-SELECT ec_test.cc_try($$UPDATE app.sellers SET zip = 22 WHERE name = 'bob'$$);
+SELECT ec_test.try($$UPDATE app.sellers SET zip = 22 WHERE name = 'bob'$$);
 DELETE FROM app.sellers WHERE name = 'carl';
 SELECT * FROM app_v2.orders ORDER BY id;
 INSERT INTO app.sellers VALUES ('carl', 3);
@@ -156,8 +148,8 @@ CALL ec_wait('app');
 SELECT ec_complete('app');
 SELECT * FROM app.orders ORDER BY id;
 SET search_path = app_v2;
-SELECT ec_test.cc_try($$INSERT INTO orders VALUES (7, 'alice', 1)$$);
-SELECT ec_test.cc_try($$INSERT INTO orders VALUES (7, 'nobody', 7)$$);
+SELECT ec_test.try($$INSERT INTO orders VALUES (7, 'alice', 1)$$);
+SELECT ec_test.try($$INSERT INTO orders VALUES (7, 'nobody', 7)$$);
 RESET search_path;
 CREATE TABLE twin.orders (id int NOT NULL, sellers_name text, sellers_zip int);
 ALTER TABLE twin.orders ADD CONSTRAINT orders_seller_key UNIQUE (sellers_name, sellers_zip);
@@ -180,13 +172,13 @@ CALL ec_wait('app');
 SELECT * FROM app_v3.tasks ORDER BY id;
 -- The old version has no key: it writes NULL and duplicate ids, as long as "up" keeps its new
 -- version a key.
-SELECT ec_test.cc_try($$INSERT INTO app.tasks VALUES (NULL, 'four')$$);
-SELECT ec_test.cc_try($$INSERT INTO app.tasks VALUES (1, 'five')$$);
-SELECT ec_test.cc_try($$INSERT INTO app.tasks VALUES (5, 'five')$$);
+SELECT ec_test.try($$INSERT INTO app.tasks VALUES (NULL, 'four')$$);
+SELECT ec_test.try($$INSERT INTO app.tasks VALUES (1, 'five')$$);
+SELECT ec_test.try($$INSERT INTO app.tasks VALUES (5, 'five')$$);
 SET search_path = app_v3;
-SELECT ec_test.cc_try($$INSERT INTO tasks VALUES (NULL, 'six')$$);
-SELECT ec_test.cc_try($$INSERT INTO tasks VALUES (5, 'six')$$);
-SELECT ec_test.cc_try($$INSERT INTO tasks VALUES (6, 'six')$$);
+SELECT ec_test.try($$INSERT INTO tasks VALUES (NULL, 'six')$$);
+SELECT ec_test.try($$INSERT INTO tasks VALUES (5, 'six')$$);
+SELECT ec_test.try($$INSERT INTO tasks VALUES (6, 'six')$$);
 RESET search_path;
 SELECT ec_rollback('app');
 SELECT * FROM ec_test.diff(:'before', 'app');
@@ -199,8 +191,8 @@ SELECT complete_steps FROM expand_contract.migrations WHERE NOT done;
 SELECT ec_complete('app');
 SELECT * FROM app.tasks ORDER BY id;
 SET search_path = app_v3;
-SELECT ec_test.cc_try($$INSERT INTO tasks VALUES (NULL, 'seven')$$);
-SELECT ec_test.cc_try($$INSERT INTO tasks VALUES (6, 'seven')$$);
+SELECT ec_test.try($$INSERT INTO tasks VALUES (NULL, 'seven')$$);
+SELECT ec_test.try($$INSERT INTO tasks VALUES (6, 'seven')$$);
 RESET search_path;
 CREATE TABLE twin.tasks (title text, id int);
 ALTER TABLE twin.tasks ADD CONSTRAINT tasks_pkey PRIMARY KEY (id) INCLUDE (title)
@@ -237,15 +229,15 @@ SELECT ec_resume('app');
 CALL ec_wait('app');
 SELECT * FROM app_v4.tasks ORDER BY id;
 -- The added column's "up" must give values its constraints accept.
-SELECT ec_test.cc_try($$INSERT INTO app.tasks (id, title) VALUES (7, 'bad')$$);
-SELECT ec_test.cc_try($$INSERT INTO app.tasks (id, title) VALUES (7, 'one')$$);
-SELECT ec_test.cc_try($$INSERT INTO app.tasks (id, title) VALUES (7, 'seven')$$);
+SELECT ec_test.try($$INSERT INTO app.tasks (id, title) VALUES (7, 'bad')$$);
+SELECT ec_test.try($$INSERT INTO app.tasks (id, title) VALUES (7, 'one')$$);
+SELECT ec_test.try($$INSERT INTO app.tasks (id, title) VALUES (7, 'seven')$$);
 SET search_path = app_v4;
-SELECT ec_test.cc_try($$INSERT INTO tasks (id, title, code) VALUES (8, 'eight', 'BAD')$$);
-SELECT ec_test.cc_try($$INSERT INTO tasks (id, title, code) VALUES (8, 'eight', 'SEVEN')$$);
+SELECT ec_test.try($$INSERT INTO tasks (id, title, code) VALUES (8, 'eight', 'BAD')$$);
+SELECT ec_test.try($$INSERT INTO tasks (id, title, code) VALUES (8, 'eight', 'SEVEN')$$);
 INSERT INTO jobs VALUES (1, 'j', 'bob', 2), (2, 'k', 'carl', 3);
-SELECT ec_test.cc_try($$INSERT INTO jobs VALUES (3, 'j', 'carl', 3)$$);
-SELECT ec_test.cc_try($$INSERT INTO jobs VALUES (3, 'l', 'dora', 4)$$);
+SELECT ec_test.try($$INSERT INTO jobs VALUES (3, 'j', 'carl', 3)$$);
+SELECT ec_test.try($$INSERT INTO jobs VALUES (3, 'l', 'dora', 4)$$);
 RESET search_path;
 -- ON DELETE SET NULL (zip) of the new table's foreign key.
 DELETE FROM app.sellers WHERE name = 'carl';
@@ -268,10 +260,10 @@ SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
 SELECT ec_resume('app');
 CALL ec_wait('app');
 SET search_path = app_v5;
-SELECT ec_test.cc_try($$INSERT INTO tix (ticket_id, sellers_name, sellers_zip) VALUES (1, 'alice', 1)$$);
-SELECT ec_test.cc_try($$INSERT INTO tix (ticket_id, sellers_name, sellers_zip) VALUES (NULL, 'alice', 1)$$);
-SELECT ec_test.cc_try($$INSERT INTO memos VALUES (2, 'z')$$);
-SELECT ec_test.cc_try($$INSERT INTO memos VALUES (3, 'z')$$);
+SELECT ec_test.try($$INSERT INTO tix (ticket_id, sellers_name, sellers_zip) VALUES (1, 'alice', 1)$$);
+SELECT ec_test.try($$INSERT INTO tix (ticket_id, sellers_name, sellers_zip) VALUES (NULL, 'alice', 1)$$);
+SELECT ec_test.try($$INSERT INTO memos VALUES (2, 'z')$$);
+SELECT ec_test.try($$INSERT INTO memos VALUES (3, 'z')$$);
 RESET search_path;
 SELECT ec_rollback('app');
 SELECT * FROM ec_test.diff(:'before', 'app');
@@ -342,5 +334,5 @@ SELECT * FROM ec_test.leftovers();
 SELECT count(*) AS migrations_left FROM expand_contract.migrations WHERE NOT done;
 
 DROP SCHEMA app, app_v5, twin CASCADE;
-DROP FUNCTION ec_test.cc_try(text), ec_test.cc_same(regclass, regclass), ec_test.cc_catalog(regclass);
+DROP FUNCTION ec_test.try(text), ec_test.cc_same(regclass, regclass), ec_test.cc_catalog(regclass);
 DELETE FROM expand_contract.migrations;

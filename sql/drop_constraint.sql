@@ -7,14 +7,6 @@
 \set ECHO all
 -- Backfills wait for ec_resume(), so that what each version shows before it is deterministic.
 SET expand_contract.start_paused = on;
--- A statement's outcome: ok, or its SQLSTATE and message (the trigger sees the caller's version).
-CREATE FUNCTION ec_test.dc_try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 -- What a table's columns are, and the constraints and indexes on it.
 CREATE FUNCTION ec_test.dc_catalog(t regclass) RETURNS SETOF text LANGUAGE sql AS $$
   SELECT format('column %s %s%s default %s comment %s acl %s', a.attname,
@@ -59,14 +51,14 @@ SELECT ec_resume('app');
 CALL ec_wait('app');
 SELECT * FROM app_v1.posts ORDER BY id;
 SET search_path = app_v1;
-SELECT ec_test.dc_try($$INSERT INTO posts (title) VALUES ('a')$$);
-SELECT ec_test.dc_try($$INSERT INTO posts (user_id) VALUES (1)$$);
-SELECT ec_test.dc_try($$INSERT INTO posts (title) VALUES (NULL)$$);
-SELECT ec_test.dc_try($$UPDATE posts SET title = 'b' WHERE id = 1$$);
+SELECT ec_test.try($$INSERT INTO posts (title) VALUES ('a')$$);
+SELECT ec_test.try($$INSERT INTO posts (user_id) VALUES (1)$$);
+SELECT ec_test.try($$INSERT INTO posts (title) VALUES (NULL)$$);
+SELECT ec_test.try($$UPDATE posts SET title = 'b' WHERE id = 1$$);
 RESET search_path;
 -- The old version keeps the check.
-SELECT ec_test.dc_try($$INSERT INTO app.posts (title) VALUES ('c')$$);
-SELECT ec_test.dc_try($$INSERT INTO app.posts (title) VALUES ('long enough')$$);
+SELECT ec_test.try($$INSERT INTO app.posts (title) VALUES ('c')$$);
+SELECT ec_test.try($$INSERT INTO app.posts (title) VALUES ('long enough')$$);
 SELECT id, title, user_id, review FROM app.posts ORDER BY id;
 SELECT * FROM app_v1.posts ORDER BY id;
 SELECT ec_rollback('app');
@@ -81,8 +73,8 @@ SELECT ec_complete('app');
 SELECT * FROM ec_test.dc_catalog('app.posts') x ORDER BY x;
 SELECT * FROM app.posts ORDER BY id;
 SET search_path = app_v1;
-SELECT ec_test.dc_try($$INSERT INTO posts (title) VALUES ('d')$$);
-SELECT ec_test.dc_try($$INSERT INTO posts (title) VALUES (NULL)$$);
+SELECT ec_test.try($$INSERT INTO posts (title) VALUES ('d')$$);
+SELECT ec_test.try($$INSERT INTO posts (title) VALUES (NULL)$$);
 RESET search_path;
 SELECT * FROM ec_test.leftovers();
 
@@ -97,19 +89,19 @@ SELECT relids::regclass[] AS complete_locks FROM expand_contract.migrations WHER
 SELECT ec_resume('app');
 CALL ec_wait('app');
 SET search_path = app_v2;
-SELECT ec_test.dc_try($$INSERT INTO posts (title, user_id, review) VALUES ('free', 99, 'good')$$);
+SELECT ec_test.try($$INSERT INTO posts (title, user_id, review) VALUES ('free', 99, 'good')$$);
 RESET search_path;
-SELECT ec_test.dc_try($$INSERT INTO app.posts (title, user_id) VALUES ('fkey', 99)$$);
-SELECT ec_test.dc_try($$INSERT INTO app.posts (title, review) VALUES ('uniq', 'good')$$);
+SELECT ec_test.try($$INSERT INTO app.posts (title, user_id) VALUES ('fkey', 99)$$);
+SELECT ec_test.try($$INSERT INTO app.posts (title, review) VALUES ('uniq', 'good')$$);
 SELECT id, title, user_id, review FROM app.posts ORDER BY id;
 SELECT * FROM app_v2.posts ORDER BY id;
 -- The new version's rows do not hold users back; the old version's still do.
-SELECT ec_test.dc_try($$DELETE FROM app.users WHERE id = 2$$);
+SELECT ec_test.try($$DELETE FROM app.users WHERE id = 2$$);
 INSERT INTO app.users VALUES (3, 'cat');
 SET search_path = app_v2;
-SELECT ec_test.dc_try($$INSERT INTO posts (title, user_id) VALUES ('cats', 3)$$);
+SELECT ec_test.try($$INSERT INTO posts (title, user_id) VALUES ('cats', 3)$$);
 RESET search_path;
-SELECT ec_test.dc_try($$DELETE FROM app.users WHERE id = 3$$);
+SELECT ec_test.try($$DELETE FROM app.users WHERE id = 3$$);
 SELECT ec_rollback('app');
 SELECT * FROM ec_test.diff(:'before', 'app');
 SELECT * FROM ec_test.leftovers();
@@ -122,7 +114,7 @@ SELECT * FROM ec_test.dc_catalog('app.posts') x ORDER BY x;
 SELECT * FROM app.posts ORDER BY id;
 -- The serial's sequence is untouched (id was not rebuilt) and users is free.
 INSERT INTO app.posts (title, user_id, review) VALUES ('after', 42, 'good') RETURNING id, user_id, review;
-SELECT ec_test.dc_try($$DELETE FROM app.users WHERE id = 3$$);
+SELECT ec_test.try($$DELETE FROM app.users WHERE id = 3$$);
 SELECT * FROM ec_test.leftovers();
 
 -- ---- a multi-column check (pgroll's example 48): "down" for every column.
@@ -132,9 +124,9 @@ SELECT ec_start('v3', :'multi_doc', 'app');
 SELECT ec_resume('app');
 CALL ec_wait('app');
 SET search_path = app_v3;
-SELECT ec_test.dc_try($$INSERT INTO tickets VALUES (3, 'bob', -3)$$);
+SELECT ec_test.try($$INSERT INTO tickets VALUES (3, 'bob', -3)$$);
 RESET search_path;
-SELECT ec_test.dc_try($$INSERT INTO app.tickets VALUES (4, 'bob', -4)$$);
+SELECT ec_test.try($$INSERT INTO app.tickets VALUES (4, 'bob', -4)$$);
 SELECT id, sellers_name, sellers_zip FROM app.tickets ORDER BY id;
 SELECT * FROM app_v3.tickets ORDER BY id;
 SELECT ec_rollback('app');
@@ -183,5 +175,5 @@ SELECT count(*) AS migrations_left FROM expand_contract.migrations WHERE NOT don
 
 DROP SCHEMA app, app_v3 CASCADE;
 DROP ROLE dc_reader;
-DROP FUNCTION ec_test.dc_try(text), ec_test.dc_catalog(regclass);
+DROP FUNCTION ec_test.try(text), ec_test.dc_catalog(regclass);
 DELETE FROM expand_contract.migrations;

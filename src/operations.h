@@ -110,6 +110,7 @@ extern void ec_op_queue_unique(EcStartContext *cxt, EcTable *table, AttrNumber a
 extern void ec_op_comment_on_column(EcTable *table, AttrNumber attnum, const char *comment);
 extern char *ec_op_default_sql(const char *source, const char *column, Oid typid, int32 typmod,
 							   bool *is_volatile);
+extern void ec_op_refuse_subquery(const char *source, const char *what, const char *kind);
 extern char *ec_op_qualified_collation(Oid collid);
 extern char *ec_op_qualified_opclass(Oid opclassid, char **name, Oid *intype);
 extern List *ec_op_parse_parameters(const char *source, const char *what);

@@ -45,6 +45,15 @@ CREATE OR REPLACE FUNCTION ec_test.leftovers() RETURNS SETOF text LANGUAGE sql A
   UNION ALL SELECT format('active migration %s', name) FROM expand_contract.migrations WHERE NOT done
 $$;
 
+-- A statement's outcome: ok, or its SQLSTATE and message (the trigger sees the caller's version).
+CREATE OR REPLACE FUNCTION ec_test.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE stmt;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
 -- Symmetric difference between a saved snapshot and the schema now: empty means identical.
 CREATE OR REPLACE FUNCTION ec_test.diff(saved text[], nsp text) RETURNS SETOF text LANGUAGE sql AS $$
   (SELECT '- ' || x FROM unnest(saved) x EXCEPT SELECT '- ' || y FROM ec_test.snapshot(nsp) y)

@@ -71,31 +71,6 @@ add_column_touches(EcOperation *base, EcTouches *touches)
 		ec_touch(touches, op->coldef->references->table, ShareRowExclusiveLock, false);
 }
 
-/* Does a raw parse tree hold a subquery? */
-static bool
-has_sublink_walker(Node *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, SubLink))
-		return true;
-	return raw_expression_tree_walker(node, has_sublink_walker, context);
-}
-
-/*
- * PostgreSQL refuses subqueries in generation expressions and index predicates.  Say so from the
- * parse tree, before analysis, which lets them through elsewhere ("up" may read other tables).
- */
-static void
-refuse_subquery(const char *source, const char *what, const char *kind)
-{
-	if (has_sublink_walker(ec_parse_expression(source, what), NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot use subquery in %s", kind),
-				 errdetail("It is the %s.", what)));
-}
-
 /*
  * A sequence for the column, of its type and with the given options, owned by the table's owner
  * (a member of the owning role may run the migration; OWNED BY needs the same owner).  Returns its
@@ -234,7 +209,7 @@ add_column_start(EcStartContext *cxt, EcOperation *base)
 			char	   *what = psprintf("generation expression of column \"%s\"", c->name);
 			Node	   *expr;
 
-			refuse_subquery(c->generated_expr, what, "column generation expression");
+			ec_op_refuse_subquery(c->generated_expr, what, "column generation expression");
 			appendStringInfo(&extra, " GENERATED ALWAYS AS (%s) STORED",
 							 ec_op_analyze(table, true, c->generated_expr, what, typid, typmod,
 										   false, &expr));

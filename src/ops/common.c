@@ -764,3 +764,28 @@ ec_op_qualified_opclass(Oid opclassid, char **name, Oid *intype)
 	ReleaseSysCache(tuple);
 	return result;
 }
+
+/* Does a raw parse tree hold a subquery? */
+static bool
+has_sublink_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, SubLink))
+		return true;
+	return raw_expression_tree_walker(node, has_sublink_walker, context);
+}
+
+/*
+ * PostgreSQL refuses subqueries in generation expressions and index predicates.  Say so from the
+ * parse tree, before analysis, which lets them through elsewhere ("up" may read other tables).
+ */
+void
+ec_op_refuse_subquery(const char *source, const char *what, const char *kind)
+{
+	if (has_sublink_walker(ec_parse_expression(source, what), NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot use subquery in %s", kind),
+				 errdetail("It is the %s.", what)));
+}

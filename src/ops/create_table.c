@@ -100,31 +100,6 @@ create_table_touches(EcOperation *base, EcTouches *touches)
 	}
 }
 
-/* Does a raw parse tree hold a subquery? */
-static bool
-has_sublink_walker(Node *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, SubLink))
-		return true;
-	return raw_expression_tree_walker(node, has_sublink_walker, context);
-}
-
-/*
- * PostgreSQL refuses subqueries in generation expressions and index predicates.  Say so from the
- * parse tree, before analysis, which lets them through elsewhere ("up" may read other tables).
- */
-static void
-refuse_subquery(const char *source, const char *what, const char *kind)
-{
-	if (has_sublink_walker(ec_parse_expression(source, what), NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot use subquery in %s", kind),
-				 errdetail("It is the %s.", what)));
-}
-
 /* The table being created: where, and under which name until complete. */
 typedef struct NewTable
 {
@@ -303,7 +278,7 @@ generation_expressions(NewTable *nt)
 			char	   *what = psprintf("generation expression of column \"%s\"", c->name);
 			Node	   *expr;
 
-			refuse_subquery(c->generated_expr, what, "column generation expression");
+			ec_op_refuse_subquery(c->generated_expr, what, "column generation expression");
 			expr = ec_analyze_row_expression(c->generated_expr, what, relid, NULL, 0,
 											 nt->typids[i], nt->typmods[i], false);
 			result[i] = ec_deparse(expr, relid);
@@ -374,7 +349,7 @@ add_table_constraint(NewTable *nt, EcTable *table, EcConstraintDef *c)
 			Node	   *expr;
 			char	   *what = psprintf("predicate of exclusion constraint \"%s\"", c->name);
 
-			refuse_subquery(c->exclude_predicate, what, "index predicate");
+			ec_op_refuse_subquery(c->exclude_predicate, what, "index predicate");
 			appendStringInfo(&csql, " WHERE (%s)",
 							 ec_op_analyze(table, true, c->exclude_predicate, what, InvalidOid, -1,
 										   true, &expr));
