@@ -4,6 +4,7 @@
 -- catalog equals a twin table changed offline with plain ALTER TABLE.
 \set ECHO none
 \i test/regress_helpers.sql
+\i test/regress_catalog.sql
 \set ECHO all
 -- A statement's outcome: ok, or its SQLSTATE and the constraint it broke (deferred ones included).
 CREATE FUNCTION ec_test.carry_try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
@@ -26,31 +27,6 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE;
 END $$;
--- A table's constraints, indexes and columns, its own name left out: a migrated table against its
--- twin changed offline.
-CREATE FUNCTION ec_test.carry_catalog(t regclass) RETURNS SETOF text LANGUAGE sql AS $$
-  SELECT format('constraint %s %s: %s%s%s', conname, contype, pg_get_constraintdef(oid),
-                CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END,
-                CASE WHEN conislocal THEN '' ELSE ' inherited' END)
-    FROM pg_constraint WHERE conrelid = t
-  UNION ALL
-  SELECT format('index %s', replace(pg_get_indexdef(indexrelid), ' ON ' || t::text || ' ', ' ON _ '))
-    FROM pg_index WHERE indrelid = t
-  UNION ALL
-  SELECT format('column %s %s%s', attname, format_type(atttypid, atttypmod),
-                CASE WHEN attnotnull THEN ' not null' ELSE '' END)
-    FROM pg_attribute WHERE attrelid = t AND attnum > 0 AND NOT attisdropped
-  UNION ALL
-  SELECT format('replica identity %s', relreplident) FROM pg_class WHERE oid = t
-$$;
-CREATE FUNCTION ec_test.carry_same(a regclass, b regclass) RETURNS SETOF text LANGUAGE sql AS $$
-  (SELECT 'migrated only: ' || x FROM ec_test.carry_catalog(a) x
-   EXCEPT SELECT 'migrated only: ' || y FROM ec_test.carry_catalog(b) y)
-  UNION ALL
-  (SELECT 'offline only: ' || y FROM ec_test.carry_catalog(b) y
-   EXCEPT SELECT 'offline only: ' || x FROM ec_test.carry_catalog(a) x)
-  ORDER BY 1
-$$;
 -- The constraints of a table as they stand, for reading.
 CREATE FUNCTION ec_test.carry_constraints(t regclass) RETURNS TABLE (conname name, def text, valid boolean)
 LANGUAGE sql AS $$
@@ -286,6 +262,6 @@ SELECT * FROM ec_test.leftovers();
 SET client_min_messages = warning;
 DROP SCHEMA carrycon, twin_carrycon, carrycon_m6 CASCADE;
 RESET client_min_messages;
-DROP FUNCTION ec_test.carry_try(text), ec_test.carry_state(text), ec_test.carry_catalog(regclass),
-  ec_test.carry_same(regclass, regclass), ec_test.carry_constraints(regclass);
+DROP FUNCTION ec_test.carry_try(text), ec_test.carry_state(text),
+  ec_test.carry_constraints(regclass);
 DELETE FROM expand_contract.migrations;

@@ -37,9 +37,11 @@ SELECT ec_complete('app');
 \d app.members
 SELECT * FROM app.members ORDER BY id;
 SELECT * FROM ec_test.leftovers();
--- Two data-moving changes of one column must be one alter_column.
+-- Two data-moving changes of one column compose into one rebuild (more in compose_column.sql).
 SELECT ec_start('v2', '{"operations": [
   {"alter_column": {"table": "members", "column": "age", "type": "bigint"}},
-  {"alter_column": {"table": "members", "column": "age", "nullable": false}}]}', 'app');
+  {"alter_column": {"table": "members", "column": "age", "nullable": false, "up": "coalesce(age, 0)"}}]}', 'app');
+SELECT table_name, columns FROM expand_contract.tasks WHERE kind = 'backfill' AND state <> 'done';
+SELECT ec_rollback('app');
 DROP SCHEMA app, app_v1 CASCADE;
 DELETE FROM expand_contract.migrations;

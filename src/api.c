@@ -186,6 +186,7 @@ ec_start(PG_FUNCTION_ARGS)
 
 	memset(&cxt, 0, sizeof(cxt));
 	cxt.migration_name = name;
+	cxt.version_schema = version_schema;
 	cxt.migration_id = ec_insert_migration(schema, name, parent ? parent->name : NULL,
 										   version_schema, doc, trigger_xid, &in_progress);
 	cxt.model = ec_model_load(nspid);

@@ -151,7 +151,16 @@ typedef struct EcColumn
 	char	   *identity_when;	/* "ALWAYS"/"BY DEFAULT": made an identity column at complete */
 	char	   *identity_options;	/* its sequence options, " (...)" or "" */
 	Oid			identity_filler;	/* the sequence that numbers it until then */
+	Oid			identity_source;	/* rebuilt identity column: the old one's sequence, which
+									 * numbers both versions until complete */
+	char	   *identity_sequence;	/* ... and the new one's name until then */
+	char	   *identity_grants;	/* the old one's privileges, granted on the new one */
+	char	   *view_default;	/* the new version view's default when the column has none */
 	char	   *op_name;		/* new_name before the current operation: the name "up" uses */
+	struct EcColumnRebuild *rebuild;	/* how an operation rebuilt it: later ones compose */
+	AttrNumber	prev_new_attnum;	/* while an operation composes: the earlier new column ... */
+	Node	   *prev_up;		/* ... and the earlier operations' "up" and "down" */
+	Node	   *prev_down;
 } EcColumn;
 
 typedef struct EcTable
@@ -192,6 +201,7 @@ extern EcColumn *ec_model_column(EcTable *table, const char *new_name, bool miss
 extern EcColumn *ec_model_add_column(EcTable *table, AttrNumber attnum, const char *old_name,
 									 const char *new_name, bool created);
 extern char **ec_model_names(EcTable *table, bool new_version, int *natts);
+extern char **ec_model_names_before_operation(EcTable *table, int *natts);
 extern void ec_model_begin_operation(EcModel *model);
 extern EcTable *ec_model_add_table(EcModel *model, Oid relid);
 
@@ -245,6 +255,7 @@ typedef struct EcStartContext
 {
 	int64		migration_id;
 	const char *migration_name;
+	const char *version_schema;
 	EcModel    *model;
 	Oid			old_version_nspid;	/* InvalidOid: the old version is the base tables */
 	List	   *rollback_steps; /* char *, run in reverse */

@@ -271,8 +271,28 @@ ec_model_begin_operation(EcModel *model)
  * current one gave them: a column renamed earlier in the migration goes by its new name, one
  * dropped earlier is not seen, nor is one added by this migration.
  */
+static char **model_names(EcTable *table, bool new_version, bool before_operation, int *nnames);
+
 char	  **
 ec_model_names(EcTable *table, bool new_version, int *nnames)
+{
+	return model_names(table, new_version, false, nnames);
+}
+
+/*
+ * The new version's columns under the names the operations before the current one gave them: what
+ * a later operation's "up" reads when it changes a column an earlier one already rebuilt (the
+ * column as the earlier operations leave it).  A column being recomposed goes by its earlier new
+ * column (prev_new_attnum).
+ */
+char	  **
+ec_model_names_before_operation(EcTable *table, int *nnames)
+{
+	return model_names(table, true, true, nnames);
+}
+
+static char **
+model_names(EcTable *table, bool new_version, bool before_operation, int *nnames)
 {
 	Relation	rel = table_open(table->relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -291,7 +311,14 @@ ec_model_names(EcTable *table, bool new_version, int *nnames)
 		{
 			EcColumn   *col = lfirst(lc);
 
-			if (new_version && col->new_attnum == att->attnum && col->new_name)
+			if (before_operation)
+			{
+				AttrNumber	attnum = col->prev_new_attnum ? col->prev_new_attnum : col->new_attnum;
+
+				if (attnum == att->attnum && col->op_name)
+					name = col->op_name;
+			}
+			else if (new_version && col->new_attnum == att->attnum && col->new_name)
 				name = col->new_name;
 			else if (!new_version && col->old_attnum == att->attnum && col->op_name)
 				name = col->op_name;

@@ -146,7 +146,7 @@ plan_column_renames(EcTable *table, const char *tsql, List **steps)
 }
 
 static void
-plan_table(EcTable *table, List **steps)
+plan_table(EcStartContext *cxt, EcTable *table, List **steps)
 {
 	char	   *tsql = ec_rel_qualified(table->relid);
 	ListCell   *lc,
@@ -176,6 +176,33 @@ plan_table(EcTable *table, List **steps)
 																		   col->new_attnum,
 																		   false))));
 	}
+	/*
+	 * A rebuilt identity column: the new one becomes the identity while the old one's sequence,
+	 * which goes with the old column, still holds the value to continue from.  The new version's
+	 * view stops drawing from it (its default would block the drop, and the identity numbers now).
+	 */
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		const char *current;
+
+		if (!OidIsValid(col->identity_source) || col->new_name == NULL || col->new_attnum == 0)
+			continue;
+		current = quote_identifier(get_attname(table->relid, col->new_attnum, false));
+		*steps = lappend(*steps, psprintf("ALTER VIEW %s ALTER COLUMN %s DROP DEFAULT",
+										  ec_qualified(cxt->version_schema, table->new_name),
+										  quote_identifier(col->new_name)));
+		*steps = lappend(*steps, psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", tsql,
+										  current));
+		*steps = lappend(*steps, psprintf("ALTER TABLE %s ALTER COLUMN %s ADD GENERATED %s AS IDENTITY%s",
+										  tsql, current, col->identity_when,
+										  col->identity_options));
+		*steps = lappend(*steps, psprintf("SELECT pg_catalog.setval(%s, last_value, is_called) FROM %s",
+										  quote_literal_cstr(col->identity_sequence),
+										  ec_rel_qualified(col->identity_source)));
+		if (col->identity_grants)
+			*steps = lappend(*steps, col->identity_grants);
+	}
 	/* User views and triggers on rebuilt columns would block DROP COLUMN; carry_views.c */
 	*steps = list_concat(*steps, table->before_drop_steps);
 	foreach(lc, table->columns)
@@ -196,6 +223,15 @@ plan_table(EcTable *table, List **steps)
 																		   false))));
 	}
 	plan_column_renames(table, tsql, steps);
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+
+		if (OidIsValid(col->identity_source) && col->new_name && col->new_attnum)
+			*steps = lappend(*steps, psprintf("ALTER SEQUENCE %s RENAME TO %s",
+											  col->identity_sequence,
+											  quote_identifier(get_rel_name(col->identity_source))));
+	}
 
 	foreach(lc, table->columns)
 	{
@@ -222,7 +258,7 @@ plan_table(EcTable *table, List **steps)
 			*steps = lappend(*steps, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
 											  quote_identifier(col->not_null_check)));
 		}
-		if (col->identity_when)
+		if (col->identity_when && OidIsValid(col->identity_filler))
 		{
 			/*
 			 * An added identity column (add_column): NOT NULL now, it becomes one, a catalog
@@ -317,7 +353,7 @@ ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps
 
 		if (table->new_name == NULL)
 			continue;
-		plan_table(table, &steps);
+		plan_table(cxt, table, &steps);
 		/* Complete locks (with retries) every table it has a step for, renames included. */
 		if (list_length(steps) > before && !list_member_oid(*relids, table->relid))
 			*relids = lappend_oid(*relids, table->relid);

@@ -68,6 +68,8 @@ create_view(EcTable *table, const char *version_schema)
 		column_map[col->new_attnum - 1] = col->new_name;
 
 		dflt = col->default_changed ? col->new_default : column_default(rel, col->new_attnum);
+		if (dflt == NULL && !col->default_changed)
+			dflt = col->view_default;
 
 		/*
 		 * A dropped default must hide the table's: an insert through a view without one gets the

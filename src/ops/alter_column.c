@@ -164,7 +164,8 @@ alter_column_start(EcStartContext *cxt, EcOperation *base)
 	{
 		EcColumnRebuild how = {0};
 
-		if (col->created || col->moves_data || col->old_attnum == 0)
+		/* An earlier rebuild of the column composes with this one (ec_op_rebuild_column). */
+		if (col->old_attnum == 0 || ((col->created || col->moves_data) && !ec_op_column_rebuilt(col)))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("column \"%s\" of table \"%s\" is already changed by an earlier operation "

@@ -15,6 +15,7 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_opclass.h"
@@ -370,10 +371,11 @@ check_duplicable(EcStartContext *cxt, EcTable *table, AttrNumber attnum, const c
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for attribute %d of relation %u", attnum, table->relid);
 	att = (Form_pg_attribute) GETSTRUCT(tuple);
-	if (att->attidentity || att->attgenerated)
+	if (att->attgenerated)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot change identity or generated column \"%s\"", column)));
+				 errmsg("cannot change generated column \"%s\"", column),
+				 errhint("Drop it and add it again with \"drop_column\" and \"add_column\".")));
 	ReleaseSysCache(tuple);
 
 	dependent = blocking_dependent(cxt, table, attnum, false, dropped_constraint);
@@ -410,9 +412,11 @@ carried_default(EcTable *table, AttrNumber attnum, Oid typid, int32 typmod)
 	Relation	rel = table_open(table->relid, AccessShareLock);
 	Node	   *expr = build_column_default(rel, attnum);
 	Node	   *coerced = NULL;
+	bool		identity = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attidentity != '\0';
 
 	table_close(rel, NoLock);
-	if (expr == NULL)
+	/* An identity's numbering is not a default: carry_identity gives the new version its own. */
+	if (expr == NULL || identity)
 		return NULL;
 	coerced = coerce_to_target_type(NULL, expr, exprType(expr), typid, typmod, COERCION_ASSIGNMENT,
 									COERCE_IMPLICIT_CAST, -1);
@@ -446,6 +450,10 @@ ec_op_new_column_not_null(EcStartContext *cxt, EcTable *table, EcColumn *col)
  * something other than how->dropped_constraint depends on: it would not follow.  column names it
  * in errors.
  */
+static void carry_identity(EcTable *table, EcColumn *col, Oid old_type, Oid new_type);
+static void recompose_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const char *column,
+							 const EcColumnRebuild *how);
+
 void
 ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const char *column,
 					 const EcColumnRebuild *how)
@@ -460,6 +468,11 @@ ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const c
 	char	   *dflt;
 	bool		new_not_null;
 
+	if (ec_op_column_rebuilt(col))
+	{
+		recompose_column(cxt, table, col, column, how);
+		return;
+	}
 	check_duplicable(cxt, table, col->old_attnum, column, how->dropped_constraint);
 	/* Goes with the old column: carry*.c must not rebuild it on the new one. */
 	if (OidIsValid(how->dropped_constraint))
@@ -512,6 +525,249 @@ ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const c
 		if (old_comment)
 			ec_op_comment_on_column(table, col->new_attnum, old_comment);
 	}
+	carry_identity(table, col, old_type, new_type);
+	col->rebuild = palloc(sizeof(EcColumnRebuild));
+	*col->rebuild = *how;
+}
+
+/*
+ * An identity column rebuilt beside the old one: until complete, the old column's sequence numbers
+ * both versions (the old one through the identity, the new one through its view's default, so the
+ * new version inserts as BY DEFAULT would); at complete the new column becomes the identity, with
+ * a sequence of the old one's options (its bounds widened with the type where they were the old
+ * type's defaults, as ALTER COLUMN TYPE does), value, name and privileges.
+ */
+static void
+carry_identity(EcTable *table, EcColumn *col, Oid old_type, Oid new_type)
+{
+	HeapTuple	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table->relid),
+										Int16GetDatum(col->old_attnum));
+	char		identity;
+	Oid			seq;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+	char	   *temp_name;
+	int64		increment,
+				minv,
+				maxv,
+				start,
+				cache;
+	bool		cycle,
+				isnull;
+	Oid			seqtype;
+	StringInfoData opts;
+	TupleDesc	desc;
+	HeapTuple	row;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for attribute %d of relation %u", col->old_attnum,
+			 table->relid);
+	identity = ((Form_pg_attribute) GETSTRUCT(tuple))->attidentity;
+	ReleaseSysCache(tuple);
+	if (!identity)
+		return;
+	if (new_type != INT2OID && new_type != INT4OID && new_type != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("identity column \"%s\" can only change to smallint, integer or bigint",
+						col->old_name),
+				 errdetail("Identity columns must be of an integer type.")));
+	seq = getIdentitySequence(table->relid, col->old_attnum, false);
+	temp_name = ec_qualified(get_namespace_name(get_rel_namespace(table->relid)),
+							 ec_temp_name("_ec_identity_", get_rel_name(seq)));
+	values[0] = ObjectIdGetDatum(seq);
+	values[1] = CStringGetTextDatum(temp_name);
+	(void) ec_spi("SELECT s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache, s.seqcycle,"
+				  "       s.seqtypid,"
+				  "       (SELECT pg_catalog.string_agg(pg_catalog.format('GRANT %s ON SEQUENCE %s TO %s%s',"
+				  "                 a.privilege_type, $2,"
+				  "                 CASE a.grantee WHEN 0 THEN 'PUBLIC'"
+				  "                      ELSE pg_catalog.quote_ident(r.rolname) END,"
+				  "                 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '; '"
+				  "                 ORDER BY a.privilege_type, a.grantee)"
+				  "          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a"
+				  "          LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+				  "         WHERE c.oid = s.seqrelid AND a.grantee <> c.relowner)"
+				  "  FROM pg_catalog.pg_sequence s WHERE s.seqrelid = $1",
+				  2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "sequence %u of identity column not found", seq);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	increment = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+	minv = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	maxv = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	start = DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
+	cache = DatumGetInt64(SPI_getbinval(row, desc, 5, &isnull));
+	cycle = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+	seqtype = DatumGetObjectId(SPI_getbinval(row, desc, 7, &isnull));
+	col->identity_grants = SPI_getvalue(row, desc, 8);
+
+	initStringInfo(&opts);
+	appendStringInfo(&opts, " (SEQUENCE NAME %s INCREMENT BY " INT64_FORMAT " START WITH " INT64_FORMAT
+					 " CACHE " INT64_FORMAT "%s",
+					 temp_name, increment, start, cache, cycle ? " CYCLE" : " NO CYCLE");
+	/* The old type's default bounds become the new type's, as ALTER COLUMN TYPE makes them. */
+	{
+		int64		type_max = seqtype == INT2OID ? PG_INT16_MAX :
+			seqtype == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
+		int64		type_min = seqtype == INT2OID ? PG_INT16_MIN :
+			seqtype == INT4OID ? PG_INT32_MIN : PG_INT64_MIN;
+
+		if (!(increment > 0 ? minv == 1 : minv == type_min))
+			appendStringInfo(&opts, " MINVALUE " INT64_FORMAT, minv);
+		if (!(increment > 0 ? maxv == type_max : maxv == -1))
+			appendStringInfo(&opts, " MAXVALUE " INT64_FORMAT, maxv);
+	}
+	appendStringInfoChar(&opts, ')');
+	col->identity_source = seq;
+	col->identity_sequence = temp_name;
+	col->identity_when = identity == ATTRIBUTE_IDENTITY_ALWAYS ? "ALWAYS" : "BY DEFAULT";
+	col->identity_options = opts.data;
+	col->view_default = psprintf("pg_catalog.nextval(%s::pg_catalog.regclass)",
+								 quote_literal_cstr(ec_rel_qualified(seq)));
+}
+
+bool
+ec_op_column_rebuilt(EcColumn *col)
+{
+	return col->rebuild != NULL && col->moves_data && col->old_attnum != 0 && col->new_attnum != 0 &&
+		col->new_attnum != col->old_attnum;
+}
+
+/* Removes the first string equal to str from list (the undo of a step made again). */
+static List *
+list_delete_string(List *list, const char *str)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		if (strcmp(lfirst(lc), str) == 0)
+			return list_delete_cell(list, lc);
+	}
+	return list;
+}
+
+/*
+ * A later operation's change to a column an earlier one of the migration already rebuilt: the two
+ * compose into one rebuild (one new column, one backfill, "up" and "down" chained by
+ * ec_op_rebuild_expressions).  A new type needs a new column (ALTER COLUMN TYPE would rewrite the
+ * table under ACCESS EXCLUSIVE): the earlier one is renamed aside until the expressions are analysed,
+ * then dropped, which only works while nothing but its stand-in NOT NULL check hangs on it.
+ */
+static void
+recompose_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const char *column,
+				 const EcColumnRebuild *how)
+{
+	EcColumnRebuild merged = *col->rebuild;
+	char	   *tsql = ec_op_table_sql(table);
+	char	   *current = ec_op_attname(table, col->new_attnum);
+	Oid			cur_type,
+				new_type,
+				collid;
+	int32		cur_typmod,
+				new_typmod;
+
+	if (how->type)
+		merged.type = how->type;
+	if (how->has_nullable)
+	{
+		merged.has_nullable = true;
+		merged.nullable = how->nullable;
+	}
+	merged.not_null |= how->not_null;
+	if (how->has_default)
+	{
+		merged.has_default = true;
+		merged.default_expr = how->default_expr;
+	}
+	if (how->has_comment)
+	{
+		merged.has_comment = true;
+		merged.comment = how->comment;
+	}
+	if (OidIsValid(how->dropped_constraint))
+		table->dropped_constraints = list_append_unique_oid(table->dropped_constraints,
+															how->dropped_constraint);
+	col->prev_new_attnum = col->new_attnum;
+	col->prev_up = col->up;
+	col->prev_down = col->down;
+
+	get_atttypetypmodcoll(table->relid, col->new_attnum, &cur_type, &cur_typmod, &collid);
+	new_type = cur_type;
+	new_typmod = cur_typmod;
+	if (how->type)
+	{
+		if (ec_is_serial(ec_resolve_type(how->type, &new_type, &new_typmod)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cannot change column \"%s\" to a serial type", column)));
+	}
+	if (new_type != cur_type || new_typmod != cur_typmod)
+	{
+		Oid			types[3] = {OIDOID, INT2OID, TEXTOID};
+		Datum		values[3];
+		char	   *aside;
+
+		values[0] = ObjectIdGetDatum(table->relid);
+		values[1] = Int16GetDatum(col->new_attnum);
+		values[2] = CStringGetTextDatum(col->not_null_check ? col->not_null_check : "");
+		(void) ec_spi("SELECT conname FROM pg_catalog.pg_constraint"
+					  " WHERE conrelid = $1 AND $2 = ANY (conkey) AND conname <> $3"
+					  " ORDER BY 1 LIMIT 1", 3, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot change the type of column \"%s\" of table \"%s\" after an earlier "
+							"operation of this migration gave it constraint \"%s\"", column,
+							get_rel_name(table->relid),
+							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+					 errhint("Put the operation that changes the type first.")));
+		if (col->not_null_check)
+		{
+			table->validate = list_delete_string(table->validate, col->not_null_check);
+			ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+							 quote_identifier(col->not_null_check)));
+			col->not_null_check = NULL;
+		}
+		aside = ec_temp_name("_ec_prev_", column);
+		ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql, quote_identifier(current),
+						 quote_identifier(aside)));
+		/* Made again under the same name: its undo is already there once. */
+		cxt->rollback_steps = list_delete_string(cxt->rollback_steps,
+												 psprintf("ALTER TABLE %s DROP COLUMN %s", tsql,
+														  quote_identifier(current)));
+		col->rebuild = NULL;
+		col->new_attnum = col->old_attnum;
+		ec_op_rebuild_column(cxt, table, col, column, &merged);
+		return;
+	}
+
+	/* Same type: the change goes to the new column itself. */
+	if (how->has_nullable || how->not_null)
+	{
+		if (!merged.nullable || merged.not_null ||
+			(!merged.has_nullable && attribute_not_null(table->relid, col->old_attnum)))
+			ec_op_new_column_not_null(cxt, table, col);
+		else if (col->not_null_check)
+		{
+			table->validate = list_delete_string(table->validate, col->not_null_check);
+			ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+							 quote_identifier(col->not_null_check)));
+			col->not_null_check = NULL;
+		}
+	}
+	if (how->has_default)
+		ec_exec(psprintf("ALTER TABLE %s ALTER COLUMN %s %s", tsql, quote_identifier(current),
+						 how->default_expr ?
+						 psprintf("SET DEFAULT %s", ec_op_default_sql(how->default_expr, column,
+																	  new_type, new_typmod, NULL)) :
+						 "DROP DEFAULT"));
+	if (how->has_comment)
+		ec_op_comment_on_column(table, col->new_attnum, how->comment);
+	col->rebuild = palloc(sizeof(EcColumnRebuild));
+	*col->rebuild = merged;
 }
 
 /*
@@ -519,6 +775,90 @@ ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const c
  * names, to the old column's type) of a column rebuilt by ec_op_rebuild_column, for the dual-write
  * trigger and the backfill.  NULL: the column itself, carried by assignment cast.
  */
+typedef struct SubstituteContext
+{
+	int			n;
+	AttrNumber *attnums;
+	Node	  **exprs;
+} SubstituteContext;
+
+/* Replaces each Var of one of cxt's attributes by its expression (once: not inside those). */
+static Node *
+substitute_vars(Node *node, SubstituteContext *cxt)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Var) && ((Var *) node)->varlevelsup == 0)
+	{
+		for (int i = 0; i < cxt->n; i++)
+		{
+			if (((Var *) node)->varattno == cxt->attnums[i])
+				return copyObject(cxt->exprs[i]);
+		}
+		return node;
+	}
+	return expression_tree_mutator(node, substitute_vars, cxt);
+}
+
+/*
+ * "up" and "down" of a column that this operation changes after an earlier one rebuilt it: this
+ * operation's "up" reads the new version as the earlier operations leave it (a rebuilt column is
+ * its "up", so the chain starts from the old row), and the earlier "down" reads this operation's
+ * column through this operation's "down".
+ */
+static void
+compose_expressions(EcTable *table, EcColumn *col, const char *up, const char *down)
+{
+	Oid			mid_type,
+				new_type,
+				collid;
+	int32		mid_typmod,
+				new_typmod;
+	int			nnames;
+	char	  **names;
+	Node	   *expr;
+	SubstituteContext subst = {0};
+	ListCell   *lc;
+
+	get_atttypetypmodcoll(table->relid, col->prev_new_attnum, &mid_type, &mid_typmod, &collid);
+	get_atttypetypmodcoll(table->relid, col->new_attnum, &new_type, &new_typmod, &collid);
+
+	names = ec_model_names_before_operation(table, &nnames);
+	expr = ec_analyze_row_expression(up ? up : quote_identifier(col->op_name),
+									 psprintf("up expression of column \"%s\"", col->new_name),
+									 table->relid, names, nnames, new_type, new_typmod, false);
+	subst.attnums = palloc(sizeof(AttrNumber) * (list_length(table->columns) + 1));
+	subst.exprs = palloc(sizeof(Node *) * (list_length(table->columns) + 1));
+	foreach(lc, table->columns)
+	{
+		EcColumn   *c = lfirst(lc);
+		AttrNumber	attnum = c == col ? c->prev_new_attnum : c->new_attnum;
+		Node	   *c_up = c == col ? c->prev_up : c->up;
+
+		if (c_up && attnum && attnum != c->old_attnum)
+		{
+			subst.attnums[subst.n] = attnum;
+			subst.exprs[subst.n++] = c_up;
+		}
+	}
+	col->up = substitute_vars(expr, &subst);
+
+	(void) ec_op_analyze(table, true, down ? down : quote_identifier(col->new_name),
+						 psprintf("down expression of column \"%s\"", col->new_name),
+						 mid_type, mid_typmod, false, &expr);
+	subst.n = 1;
+	subst.attnums[0] = col->prev_new_attnum;
+	subst.exprs[0] = expr;
+	col->down = col->prev_down ? substitute_vars(col->prev_down, &subst) : NULL;
+
+	if (col->prev_new_attnum != col->new_attnum)
+		ec_exec(psprintf("ALTER TABLE %s DROP COLUMN %s", ec_op_table_sql(table),
+						 quote_identifier(ec_op_attname(table, col->prev_new_attnum))));
+	col->prev_new_attnum = 0;
+	col->prev_up = NULL;
+	col->prev_down = NULL;
+}
+
 void
 ec_op_rebuild_expressions(EcTable *table, EcColumn *col, const char *up, const char *down)
 {
@@ -528,6 +868,11 @@ ec_op_rebuild_expressions(EcTable *table, EcColumn *col, const char *up, const c
 	int32		old_typmod,
 				new_typmod;
 
+	if (col->prev_up || col->prev_down)
+	{
+		compose_expressions(table, col, up, down);
+		return;
+	}
 	get_atttypetypmodcoll(table->relid, col->old_attnum, &old_type, &old_typmod, &collid);
 	get_atttypetypmodcoll(table->relid, col->new_attnum, &new_type, &new_typmod, &collid);
 	(void) ec_op_analyze(table, false, up ? up : quote_identifier(col->op_name),

@@ -545,7 +545,7 @@ create_constraint_start(EcStartContext *cxt, EcOperation *base)
 		EcColumn   *col = ec_model_column(table, name, false);
 		EcColumnRebuild how = {0};
 
-		if (table->created || col->created)
+		if (table->created || (col->created && !ec_op_column_rebuilt(col)))
 		{
 			if (!is_the_column(ec_op_column_expr(op->up, name), name) ||
 				!is_the_column(ec_op_column_expr(op->down, name), name))
@@ -557,7 +557,7 @@ create_constraint_start(EcStartContext *cxt, EcOperation *base)
 								   "and the operation that made it fills it.")));
 			continue;
 		}
-		if (col->moves_data || col->old_attnum == 0)
+		if (col->old_attnum == 0 || (col->moves_data && !ec_op_column_rebuilt(col)))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("column \"%s\" of table \"%s\" is already changed by an earlier operation "

@@ -97,6 +97,11 @@ ec_op_drop_constraint_columns(EcStartContext *cxt, const char *table_name, const
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("constraint \"%s\" of table \"%s\" does not exist", name, table_name)));
 	conoid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (list_member_oid(table->dropped_constraints, conoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("constraint \"%s\" of table \"%s\" is already dropped by an earlier operation "
+						"of this migration", name, table_name)));
 	contype = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	confrelid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3,
 											   &isnull));
@@ -128,7 +133,9 @@ ec_op_drop_constraint_columns(EcStartContext *cxt, const char *table_name, const
 		{
 			EcColumn   *c = lfirst(lc);
 
-			if (c->new_attnum == attnum && c->new_name != NULL)
+			/* A column an earlier operation rebuilt: the constraint is still on its old one. */
+			if ((c->new_attnum == attnum || (ec_op_column_rebuilt(c) && c->old_attnum == attnum)) &&
+				c->new_name != NULL)
 				col = c;
 		}
 		if (col == NULL)
@@ -137,13 +144,13 @@ ec_op_drop_constraint_columns(EcStartContext *cxt, const char *table_name, const
 					 errmsg("constraint \"%s\" of table \"%s\" is on column \"%s\", which an earlier "
 							"operation of this migration changes or drops", name, table_name,
 							get_attname(table->relid, attnum, false))));
-		if (col->created)
+		if (col->created && !ec_op_column_rebuilt(col))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("constraint \"%s\" of table \"%s\" is on column \"%s\", which is new in "
 							"this migration", name, table_name, col->new_name),
 					 errhint("Leave the constraint out of the operation that adds it instead.")));
-		if (col->moves_data)
+		if (col->moves_data && !ec_op_column_rebuilt(col))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("column \"%s\" of table \"%s\" is already changed by an earlier operation "
