@@ -167,7 +167,7 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
     RETURNS TABLE (schema_name name, migration text, parent text, version_schema name, phase text,
                    table_name text, backfill_state text, rows_done bigint, rows_estimated bigint,
                    batches bigint, rows_per_second numeric, eta interval, detail text,
-                   started_at timestamptz, completed_at timestamptz)
+                   started_at timestamptz, completed_at timestamptz, tasks text)
     LANGUAGE sql VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -187,7 +187,35 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                      * ((t.total_blocks - t.next_block)::float8 / t.next_block) END,
            coalesce(t.detail, CASE WHEN t.last_error IS NOT NULL THEN t.last_error
                                    || coalesce(' (row ' || t.error_row || ')', '') END),
-           m.started_at, m.completed_at
+           m.started_at, m.completed_at,
+           -- The worker's other unfinished work on the table, index builds with their progress,
+           -- constraints added and validated; tables without a backfill have theirs shown on the
+           -- first row.
+           (SELECT string_agg(pg_catalog.concat_ws(' ',
+                       coalesce((SELECT CASE WHEN x[1] LIKE 'CREATE%' THEN 'index ' || x[2]
+                                             WHEN x[1] LIKE 'VALIDATE%' THEN 'validate ' || x[2]
+                                             ELSE 'add ' || x[2] END
+                                   FROM regexp_match(o.sql,
+                                          '(CREATE (?:UNIQUE )?INDEX CONCURRENTLY|VALIDATE CONSTRAINT|ADD CONSTRAINT) (\S+)') x),
+                                left(o.sql, 60)),
+                       CASE WHEN m.paused AND o.state IN ('pending', 'running', 'throttled') THEN 'paused'
+                            WHEN o.state = 'pending' THEN 'queued'
+                            ELSE o.state END,
+                       (SELECT '(' || lower(p.phase)
+                               || coalesce(', ' || round(100.0 * p.blocks_done / nullif(p.blocks_total, 0))
+                                  || '% of blocks', '') || ')'
+                          FROM pg_catalog.pg_stat_progress_create_index p
+                         WHERE o.state = 'running' AND p.relid = o.relid
+                           AND p.command LIKE 'CREATE INDEX CONCURRENTLY' LIMIT 1)), '; ' ORDER BY o.seq)
+              FROM expand_contract.tasks o
+             WHERE o.migration_id = m.id AND o.kind <> 'backfill' AND o.state <> 'done'
+               AND o.seq IS DISTINCT FROM t.seq
+               AND (t.seq IS NULL OR o.relid = t.relid
+                    OR (t.seq = (SELECT min(b.seq) FROM expand_contract.tasks b
+                                  WHERE b.migration_id = m.id AND b.kind = 'backfill')
+                        AND NOT EXISTS (SELECT FROM expand_contract.tasks b
+                                         WHERE b.migration_id = m.id AND b.kind = 'backfill'
+                                           AND b.relid = o.relid))))
       FROM (SELECT DISTINCT ON (schema_name) *
               FROM expand_contract.migrations
              WHERE $1 IS NULL OR schema_name = $1
@@ -198,7 +226,7 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
      ORDER BY m.schema_name, t.seq
     $$;
 COMMENT ON FUNCTION pg_catalog.ec_status(text) IS
-    'state of the latest migration of each schema, one row per table being backfilled and per failed background task';
+    'state of the latest migration of each schema, one row per table being backfilled and per failed background task, with the worker''s other unfinished tasks';
 
 -- What ec_wait polls: the active migration's unfinished tasks, its first failure, and whether it is
 -- paused.  A function of its own so that its search_path is pinned; ec_wait, a procedure that

@@ -25,11 +25,13 @@
  * a plain index is renamed, and the table's replica identity, clustering and the comments follow.
  * Rollback drops the new index (the helper column's DROP would too).
  *
- * A deferrable unique or primary key constraint is attached as deferrable at complete; until then
- * its new index is a plain unique index, which checks each row at once: a write that the old
- * constraint lets make a duplicate until the end of the statement or transaction (renumbering
- * positions with one UPDATE) fails on the new column.  Attaching it right after the build would
- * take ACCESS EXCLUSIVE on the table in the worker, whose tasks run without lock_timeout.
+ * A deferrable unique constraint gets a constraint of its own on the new index (deferrable as the
+ * old one) right after the worker built it: ADD CONSTRAINT ... USING INDEX takes ACCESS EXCLUSIVE
+ * for a catalog change, which the worker bounds by lock_timeout and retries; complete renames it.
+ * Until then, during the build, the index checks each row at once.  A deferrable primary key is
+ * attached at complete (it needs NOT NULL first), so until then its new index checks each row at
+ * once: a write that the old constraint lets make a duplicate until the end of the statement or
+ * transaction (renumbering keys with one UPDATE) fails on the new column.
  *
  * Not carried, refused at ec_start instead: the index of an exclusion constraint (ADD CONSTRAINT
  * cannot attach an existing index to one), and indexes with a whole-row reference.  An index that
@@ -67,12 +69,6 @@
 #include "utils/syscache.h"
 
 #include "operations.h"
-
-/*
- * Tasks from this sequence number on run after every task that plan.c queues once all operations
- * have run (backfills, validations); the same offset as create_index's indexes.
- */
-#define EC_SEQ_AFTER_BACKFILL	1000000
 
 /* Gives the rebuilt columns' Vars their new attribute numbers; their types stay, see build_sql. */
 static Node *
@@ -556,11 +552,31 @@ ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, bool be
 				table->unique_names = lappend(table->unique_names, conname);
 			}
 		}
-		else if (contype == CONSTRAINT_UNIQUE || contype == CONSTRAINT_PRIMARY)
+		else if (contype == CONSTRAINT_UNIQUE)
 		{
 			/*
-			 * Deferrable: plan.c's attachment does not say so, this one does.  Until complete the
-			 * new index checks each row at once (see the file header).
+			 * Deferrable unique: a constraint of its own on the new index as soon as the worker has
+			 * built it (a catalog change under lock_timeout, retried), so that the new version
+			 * defers its checks as the old one does; complete only renames it.
+			 */
+			char	   *attached = ec_temp_name("_ec_con_", conname);
+			int			seq = ++cxt->ntasks + (before_backfill ? 0 : EC_SEQ_AFTER_BACKFILL);
+
+			ec_add_task(cxt->migration_id, seq, "sql", table->relid, NIL,
+						psprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s "
+								 "DEFERRABLE INITIALLY %s", tsql, quote_identifier(attached),
+								 quote_identifier(temp), deferred ? "DEFERRED" : "IMMEDIATE"));
+			table->after_drop_steps =
+				lappend(table->after_drop_steps,
+						psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+								 quote_identifier(attached), quote_identifier(conname)));
+		}
+		else if (contype == CONSTRAINT_PRIMARY)
+		{
+			/*
+			 * Deferrable primary key: plan.c's attachment does not say so, this one does.  Until
+			 * complete the new index checks each row at once (a primary key needs NOT NULL, which
+			 * the new column only gets at complete).
 			 */
 			table->after_drop_steps =
 				lappend(table->after_drop_steps,

@@ -119,6 +119,12 @@ extern char *ec_op_blocking_dependent(EcStartContext *cxt, EcTable *table, AttrN
 									  bool dropping);
 
 /* How ec_op_rebuild_column builds a column's new version; zeroed: exactly as the old one. */
+/*
+ * Worker tasks from this sequence number on run after every task that plan.c queues once all
+ * operations have run (backfills, validations); seq is an int4, and a migration queues a handful.
+ */
+#define EC_SEQ_AFTER_BACKFILL	1000000
+
 typedef struct EcColumnRebuild
 {
 	const char *type;			/* document text; NULL: the old column's type */

@@ -210,7 +210,9 @@ set_task_state(int64 id, int seq, const char *state, const char *detail)
 	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
 						" updated_at = pg_catalog.clock_timestamp(),"
-						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+	/* Found paused or held back, a task has not started: its rate and ETA would count the wait. */
+						" started_at = CASE WHEN $3 IN ('paused', 'pending', 'throttled') THEN started_at"
+						"              ELSE coalesce(started_at, pg_catalog.clock_timestamp()) END,"
 						" finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
 						" WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
 }

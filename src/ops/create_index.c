@@ -53,12 +53,6 @@
 
 #include "operations.h"
 
-/*
- * Tasks from this sequence number on run after every task that plan.c queues once all operations
- * have run (backfills, validations); seq is an int4, and a migration queues a handful of tasks.
- */
-#define EC_SEQ_AFTER_BACKFILL	1000000
-
 /* One element of "columns": pgroll's IndexField. */
 typedef struct IndexField
 {
