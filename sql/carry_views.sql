@@ -94,8 +94,8 @@ SELECT array_agg(x ORDER BY x) AS before_views FROM ec_test.cv_catalog('cv') x \
 
 \set type_doc '{"operations": [{"alter_column": {"table": "accounts", "column": "amount", "type": "bigint"}}]}'
 SELECT ec_start('v1', :'type_doc', 'cv');
--- Start changed none of them (only the dual-write triggers are new): the views still read the old
--- column, the triggers still name it.
+-- Start changed none of them (the dual-write triggers are new, and the UPDATE OF triggers' stand-ins
+-- for new-version updates): the views still read the old column, the triggers still name it.
 SELECT x AS changed FROM ec_test.cv_catalog('cv') x EXCEPT SELECT unnest(:'before_views'::text[]);
 -- What complete will do for them: drop them before the old column goes, create them again after.
 SELECT s AS step FROM expand_contract.migrations m, unnest(m.complete_steps) s
@@ -116,8 +116,9 @@ RESET search_path;
 INSERT INTO cv.accounts VALUES (4, 400, 'old');
 UPDATE cv.accounts SET amount = 450 WHERE id = 4;
 SELECT id, amount, note FROM cv.big_accounts ORDER BY id;
--- Until complete, UPDATE OF amount fires for updates naming the old column (the old version's);
--- a new-version update names the new column (known gap, see carry_views.c).
+-- Until complete, UPDATE OF amount fires for updates naming the old column (the old version's),
+-- and its stand-in "_ec_new_amount_changed" (UPDATE OF the new column, see carry_views.c) for
+-- new-version updates; neither for the backfill.
 SELECT what, val FROM cv.log ORDER BY 1, 2;
 -- The check option of the view is still enforced (44000), through the old column.
 SELECT ec_test.try('INSERT INTO cv.big_accounts (id, amount) VALUES (9, 1)') AS check_option;

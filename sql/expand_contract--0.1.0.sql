@@ -124,6 +124,12 @@ GRANT SELECT ON expand_contract.migrations, expand_contract.dual_writes, expand_
 CREATE FUNCTION expand_contract.dual_write() RETURNS trigger
     AS 'MODULE_PATHNAME', 'ec_dual_write' LANGUAGE C;
 
+-- Whether the current write to the table comes from the new version of its active migration, as the
+-- dual-write trigger decides it (never for the backfill): the WHEN of the stand-ins that fire a
+-- user's UPDATE OF trigger for new-version updates of a rebuilt column (carry_views.c).
+CREATE FUNCTION expand_contract.writes_new_version(rel regclass) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'ec_writes_new_version' LANGUAGE C STABLE STRICT;
+
 -- The backfill worker's list of rows to fill in a block range (it checks the table's ownership).
 CREATE FUNCTION expand_contract.unfilled_rows(rel oid, first_block bigint, end_block bigint,
                                               horizon xid, in_progress xid[])

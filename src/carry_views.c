@@ -19,9 +19,12 @@
  * Until complete a trigger's UPDATE OF list names the old column, so it fires for updates that set
  * the old column (the old version's, and direct ones), not for new-version updates, which set the
  * new one (the dual-write trigger then fills the old column, but UPDATE OF looks at the statement's
- * target list).  A copy on the new column would also fire for every backfill batch, which updates
- * the new column only; so it is left so.  WHEN clauses see both columns filled, as every BEFORE
- * trigger between the two dual-write triggers does.
+ * target list).  So start adds a stand-in, "_ec_new_<name>": the same trigger for UPDATE OF the new
+ * columns, with its WHEN and-ed with expand_contract.writes_new_version(table), which keeps it off
+ * the backfill's batches (they set the new columns too) and off old-version writes.  A new-version
+ * update that also sets a column of the list that is not rebuilt fires both.  Complete and rollback
+ * drop the stand-in.  WHEN clauses see both columns filled, as every BEFORE trigger between the two
+ * dual-write triggers does.
  *
  * Each carried definition is tried at ec_start: in a subtransaction that is always rolled back, the
  * drops run, the old and new columns swap names and the definitions run again, so that a view whose
@@ -49,6 +52,8 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -147,10 +152,94 @@ refuse_renamed_columns(EcStartContext *cxt, Oid classid, Oid objid, const char *
 	}
 }
 
+/*
+ * The stand-in of an UPDATE OF trigger for new-version updates of the rebuilt columns of its list
+ * (see the file header), made from its definition's parse tree.  Nothing for constraint triggers,
+ * which have no column list that PostgreSQL lets a second one share.
+ */
+static void
+add_update_of_stand_in(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, const char *name,
+					   const char *def, const char *enabled, const char *tgattr, List **before)
+{
+	List	   *raw = raw_parser(def, RAW_PARSE_DEFAULT);
+	CreateTrigStmt *stmt;
+	char	   *tsql = ec_rel_qualified(table->relid);
+	char	   *stand_in = ec_temp_name("_ec_new_", name);
+	const char *qstand_in = quote_identifier(stand_in);
+	List	   *columns = NIL;
+	FuncCall   *only_new;
+	A_Const    *relname = makeNode(A_Const);
+	TypeCast   *cast = makeNode(TypeCast);
+	char	   *copy = pstrdup(tgattr);
+	char	   *tok;
+	char	   *save;
+
+	if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, CreateTrigStmt))
+		elog(ERROR, "unexpected definition of trigger \"%s\"", name);
+	stmt = (CreateTrigStmt *) linitial_node(RawStmt, raw)->stmt;
+	if (stmt->isconstraint || !(stmt->events & TRIGGER_TYPE_UPDATE))
+		return;
+	for (tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+	{
+		AttrNumber	attnum = (AttrNumber) atoi(tok);
+
+		if (attnum > 0 && attnum <= map->natts && bms_is_member(attnum, map->rebuilt))
+			columns = lappend(columns,
+							  makeString(get_attname(table->relid, map->new_attnum[attnum - 1], false)));
+	}
+	if (columns == NIL)
+		return;
+	if (OidIsValid(get_trigger_oid(table->relid, stand_in, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("trigger \"%s\" for relation \"%s\" already exists", stand_in,
+						get_rel_name(table->relid)),
+				 errdetail("expand_contract needs that name for the new version's copy of trigger \"%s\".",
+						   name),
+				 errhint("Drop or rename the trigger left behind, then start the migration again.")));
+
+	relname->val.sval.type = T_String;
+	relname->val.sval.sval = tsql;
+	relname->location = -1;
+	cast->arg = (Node *) relname;
+	cast->typeName = makeTypeNameFromNameList(list_make2(makeString("pg_catalog"),
+														 makeString("regclass")));
+	cast->location = -1;
+	only_new = makeFuncCall(list_make2(makeString(EC_STATE_SCHEMA), makeString("writes_new_version")),
+							list_make1(cast), COERCE_EXPLICIT_CALL, -1);
+	stmt->trigname = stand_in;
+	stmt->events = TRIGGER_TYPE_UPDATE;
+	stmt->columns = columns;
+	stmt->whenClause = stmt->whenClause ?
+		(Node *) makeBoolExpr(AND_EXPR, list_make2(stmt->whenClause, only_new), -1) :
+		(Node *) only_new;
+	(void) CreateTrigger(stmt, def, table->relid, InvalidOid, InvalidOid, InvalidOid, InvalidOid,
+						 InvalidOid, NULL, false, false);
+	CommandCounterIncrement();
+	switch (enabled[0])
+	{
+		case TRIGGER_DISABLED:
+			ec_exec(psprintf("ALTER TABLE %s DISABLE TRIGGER %s", tsql, qstand_in));
+			break;
+		case TRIGGER_FIRES_ON_REPLICA:
+			ec_exec(psprintf("ALTER TABLE %s ENABLE REPLICA TRIGGER %s", tsql, qstand_in));
+			break;
+		case TRIGGER_FIRES_ALWAYS:
+			ec_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", tsql, qstand_in));
+			break;
+		default:
+			break;
+	}
+	/* It depends on the new columns: it must go before they do at rollback, and at complete. */
+	cxt->rollback_steps = lappend(cxt->rollback_steps,
+								  psprintf("DROP TRIGGER IF EXISTS %s ON %s", qstand_in, tsql));
+	*before = lappend(*before, psprintf("DROP TRIGGER IF EXISTS %s ON %s", qstand_in, tsql));
+}
+
 /* User triggers whose UPDATE OF list or WHEN clause reads a rebuilt column. */
 static void
-carry_triggers(EcStartContext *cxt, EcTable *table, Datum attnums, List **before, List **after,
-			   List **whats)
+carry_triggers(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Datum attnums, List **before,
+			   List **after, List **whats)
 {
 	Oid			types[2] = {OIDOID, INT2ARRAYOID};
 	Datum		values[2] = {ObjectIdGetDatum(table->relid), attnums};
@@ -158,7 +247,7 @@ carry_triggers(EcStartContext *cxt, EcTable *table, Datum attnums, List **before
 	uint64		n;
 
 	n = ec_spi("SELECT t.oid, t.tgname, pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled,"
-			   "       pg_catalog.obj_description(t.oid, 'pg_trigger')"
+			   "       pg_catalog.obj_description(t.oid, 'pg_trigger'), t.tgattr::pg_catalog.text"
 			   "  FROM pg_catalog.pg_trigger t"
 			   " WHERE t.tgrelid = $1 AND NOT t.tgisinternal"
 			   "   AND EXISTS (SELECT FROM pg_catalog.pg_depend d"
@@ -177,6 +266,7 @@ carry_triggers(EcStartContext *cxt, EcTable *table, Datum attnums, List **before
 		char	  **defs = palloc(sizeof(char *) * n);
 		char	  **enabled = palloc(sizeof(char *) * n);
 		char	  **comments = palloc(sizeof(char *) * n);
+		char	  **columns = palloc(sizeof(char *) * n);
 
 		for (uint64 i = 0; i < n; i++)
 		{
@@ -185,6 +275,7 @@ carry_triggers(EcStartContext *cxt, EcTable *table, Datum attnums, List **before
 			defs[i] = value(i, 3);
 			enabled[i] = value(i, 4);
 			comments[i] = value(i, 5);
+			columns[i] = value(i, 6);
 		}
 		for (uint64 i = 0; i < n; i++)
 		{
@@ -194,6 +285,9 @@ carry_triggers(EcStartContext *cxt, EcTable *table, Datum attnums, List **before
 			int			first = list_length(*after);
 
 			refuse_renamed_columns(cxt, TriggerRelationId, (Oid) strtoul(oids[i], NULL, 10), what);
+			if (columns[i] && columns[i][0])
+				add_update_of_stand_in(cxt, table, map, names[i], defs[i], enabled[i], columns[i],
+									   before);
 			*before = lappend(*before, psprintf("DROP TRIGGER %s ON %s", qname, tsql));
 			*after = lappend(*after, defs[i]);
 			switch (enabled[i][0])
@@ -501,7 +595,7 @@ ec_carry_views(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 	values[1] = rebuilt_array(map);
 	values[2] = ObjectIdGetDatum(cxt->old_version_nspid);
 
-	carry_triggers(cxt, table, values[1], &before, &after, &what);
+	carry_triggers(cxt, table, map, values[1], &before, &after, &what);
 
 	/*
 	 * The views reading a rebuilt column, and those reading them, outermost last: each at the depth

@@ -31,6 +31,7 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
@@ -58,6 +59,7 @@
 #include "expand_contract.h"
 
 PG_FUNCTION_INFO_V1(ec_dual_write);
+PG_FUNCTION_INFO_V1(ec_writes_new_version);
 
 /*
  * Set in the backfill worker to the table it is filling: its batch statement writes both columns
@@ -1157,4 +1159,27 @@ ec_dual_write(PG_FUNCTION_ARGS)
 	plan->econtext->ecxt_scantuple = NULL;
 	ExecClearTuple(plan->filled);
 	return PointerGetDatum(result);
+}
+
+/*
+ * expand_contract.writes_new_version(rel): for a trigger's WHEN on rel, during a write to it.  False
+ * for a table without data to move, and for the backfill's batches.
+ */
+Datum
+ec_writes_new_version(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	EcTriggerPlan *plan;
+	bool		result;
+
+	if (relid == ec_backfill_relid)
+		PG_RETURN_BOOL(false);
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		PG_RETURN_BOOL(false);
+	plan = get_plan(rel);
+	result = plan->npairs > 0 && writer_is_new(plan);
+	relation_close(rel, AccessShareLock);
+	PG_RETURN_BOOL(result);
 }
