@@ -31,11 +31,12 @@
  * query does not parse over the new type (say "a + 1" when "a" becomes text) fails ec_start, naming
  * the view, instead of complete.
  *
- * Refused at ec_start, naming the object: materialized views (re-creating one re-runs its query
- * while complete holds ACCESS EXCLUSIVE locks, which on big data is a long outage, also when it reads
- * the column through other views; drop it in a "sql" operation and create it again after complete,
- * WITH NO DATA if it should be filled later by REFRESH outside complete's locks), rules other
- * than a view's own, triggers on the views, other objects depending on the views (such as SQL
+ * A materialized view cannot simply be re-created at complete: that re-runs its query while
+ * complete holds ACCESS EXCLUSIVE locks.  So one that reads the table is built again beside the old
+ * one at start and filled by the worker (carry_matview).
+ *
+ * Refused at ec_start, naming the object: materialized views that read a view (their copy would
+ * read the view's old column), rules other than a view's own, triggers on the views, other objects depending on the views (such as SQL
  * functions with a BEGIN ATOMIC body), grants made by a role other than the view's owner (they would
  * come back from the owner), views reading rebuilt columns of two tables, views and triggers reading
  * a column this migration renames (the captured text names the old name), and views owned by a role
@@ -54,6 +55,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parser.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -313,6 +315,48 @@ carry_triggers(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Datum att
 	}
 }
 
+/*
+ * The grants on relid and its columns, for target (the same relation made again, or its copy), and
+ * the ALTER <kind> that gives target relid's owner: grants made by the owner, issued while the role
+ * running them owns target, and changing the owner afterwards makes the owner their grantor again,
+ * as they were.
+ */
+static List *
+privilege_statements(Oid relid, const char *target, const char *kind, const char *owner)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+	List	   *result = NIL;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(target);
+	result = list_concat(result,
+						 generated("SELECT pg_catalog.format('GRANT %s ON TABLE %s TO %s%s', a.privilege_type, $2,"
+								   "       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END,"
+								   "       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)"
+								   "  FROM pg_catalog.pg_class c"
+								   "  CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a"
+								   "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+								   " WHERE c.oid = $1 AND a.grantee <> c.relowner"
+								   " ORDER BY 1",
+								   2, types, values));
+	result = list_concat(result,
+						 generated("SELECT pg_catalog.format('GRANT %s (%I) ON TABLE %s TO %s%s', a.privilege_type,"
+								   "       att.attname, $2,"
+								   "       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END,"
+								   "       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)"
+								   "  FROM pg_catalog.pg_attribute att"
+								   "  JOIN pg_catalog.pg_class c ON c.oid = att.attrelid"
+								   "  CROSS JOIN LATERAL pg_catalog.aclexplode(att.attacl) a"
+								   "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+								   " WHERE att.attrelid = $1 AND att.attnum > 0 AND NOT att.attisdropped"
+								   "   AND a.grantee <> c.relowner"
+								   " ORDER BY 1",
+								   2, types, values));
+	result = lappend(result, psprintf("ALTER %s %s OWNER TO %s", kind, target, owner));
+	return result;
+}
+
 /* The statements that re-create one view as it is now, but for its query's columns. */
 static List *
 view_statements(Oid viewid)
@@ -391,35 +435,7 @@ view_statements(Oid viewid)
 								   " ORDER BY a.attnum",
 								   2, types, values));
 
-	/*
-	 * Grants made by the owner, issued while the role running complete owns the new view: changing
-	 * the owner afterwards makes the owner their grantor again, as they were.
-	 */
-	result = list_concat(result,
-						 generated("SELECT pg_catalog.format('GRANT %s ON TABLE %s TO %s%s', a.privilege_type, $2,"
-								   "       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END,"
-								   "       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)"
-								   "  FROM pg_catalog.pg_class c"
-								   "  CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a"
-								   "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
-								   " WHERE c.oid = $1 AND a.grantee <> c.relowner"
-								   " ORDER BY 1",
-								   2, types, values));
-	result = list_concat(result,
-						 generated("SELECT pg_catalog.format('GRANT %s (%I) ON TABLE %s TO %s%s', a.privilege_type,"
-								   "       att.attname, $2,"
-								   "       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END,"
-								   "       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)"
-								   "  FROM pg_catalog.pg_attribute att"
-								   "  JOIN pg_catalog.pg_class c ON c.oid = att.attrelid"
-								   "  CROSS JOIN LATERAL pg_catalog.aclexplode(att.attacl) a"
-								   "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
-								   " WHERE att.attrelid = $1 AND att.attnum > 0 AND NOT att.attisdropped"
-								   "   AND a.grantee <> c.relowner"
-								   " ORDER BY 1",
-								   2, types, values));
-	result = lappend(result, psprintf("ALTER VIEW %s OWNER TO %s", qview, owner));
-	return result;
+	return list_concat(result, privilege_statements(viewid, qview, "VIEW", owner));
 }
 
 /* Refuses what cannot be carried with view viewid; what names it. */
@@ -431,17 +447,7 @@ check_view(EcStartContext *cxt, EcTable *table, Oid viewid, char relkind, const 
 	Oid			owner;
 	ListCell   *lc;
 
-	if (relkind == RELKIND_MATVIEW)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot carry materialized view \"%s\" to the rebuilt columns of table \"%s\"",
-						get_rel_name(viewid), get_rel_name(table->relid)),
-				 errdetail("Re-creating a materialized view runs its query again while complete holds "
-						   "its locks, which on a large table blocks reads and writes for long."),
-				 errhint("Drop the materialized view in a \"sql\" operation first and create it again "
-						 "after completing (WITH NO DATA, then REFRESH MATERIALIZED VIEW, to fill it "
-						 "outside complete's locks).")));
-	if (relkind != RELKIND_VIEW)
+	if (relkind != RELKIND_VIEW && relkind != RELKIND_MATVIEW)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot change column of table \"%s\": a rule on relation \"%s\" depends on it",
@@ -510,6 +516,203 @@ check_view(EcStartContext *cxt, EcTable *table, Oid viewid, char relkind, const 
 }
 
 /*
+ * Gives the rebuilt columns the old columns' names (the old ones "_ec_dry_<name>"), so that a
+ * definition captured by name binds to the new columns; returns what undoes it.  With undo (what an
+ * earlier call returned), undoes it.
+ */
+static List *
+swap_rebuilt_names(EcTable *table, EcRebuildMap *map, List *undo)
+{
+	char	   *tsql = ec_rel_qualified(table->relid);
+	List	   *result = NIL;
+	int			attnum = -1;
+
+	if (undo != NIL)
+	{
+		ec_exec_list(undo);
+		return NIL;
+	}
+	while ((attnum = bms_next_member(map->rebuilt, attnum)) >= 0)
+	{
+		char	   *old_name = get_attname(table->relid, attnum, false);
+		char	   *new_name = get_attname(table->relid, map->new_attnum[attnum - 1], false);
+		char	   *aside = ec_temp_name("_ec_dry_", old_name);
+
+		ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql, quote_identifier(old_name),
+						 quote_identifier(aside)));
+		ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql, quote_identifier(new_name),
+						 quote_identifier(old_name)));
+		result = lappend(result, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+										  quote_identifier(old_name), quote_identifier(new_name)));
+		result = lappend(result, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+										  quote_identifier(aside), quote_identifier(old_name)));
+	}
+	return result;
+}
+
+/*
+ * A materialized view reading rebuilt columns of the table (directly: through a view it would read
+ * the view's old columns) is built again beside the old one at start, "_ec_mv_<name>", WITH NO
+ * DATA, with its access method, options, tablespace, indexes ("_ec_idx_<name>"), comments, grants
+ * and owner, its query bound to the new columns (parsed while they have the old names); the worker
+ * fills it with REFRESH MATERIALIZED VIEW after the backfill, outside anyone's locks.  Complete
+ * drops the old one and gives the copy and its indexes their names; rollback drops the copy.  The
+ * copy holds the rows as of the worker's refresh: a REFRESH of the old one after that is not
+ * carried over.
+ */
+static void
+carry_matview(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Oid mvid, const char *what,
+			  List **before, List **after, List **whats)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+	char	   *qmv = ec_rel_qualified(mvid);
+	char	   *mvname = get_rel_name(mvid);
+	char	   *schema = get_namespace_name(get_rel_namespace(mvid));
+	char	   *shadow = ec_temp_name("_ec_mv_", mvname);
+	char	   *qshadow = ec_qualified(schema, shadow);
+	char	   *def,
+			   *am,
+			   *options,
+			   *tablespace,
+			   *owner;
+	int			len;
+	uint64		n;
+	List	   *undo;
+	List	   *statements = NIL;
+	char	  **index_defs;
+	char	  **index_names;
+	StringInfoData sql;
+
+	values[0] = ObjectIdGetDatum(mvid);
+	values[1] = ObjectIdGetDatum(table->relid);
+	types[1] = OIDOID;
+	if (ec_spi("SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+			   "  JOIN pg_catalog.pg_class c ON c.oid = d.refobjid"
+			   " WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.ev_class = $1"
+			   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "   AND c.relkind IN ('v', 'm') AND c.oid <> $1",
+			   1, types, values, NULL, SPI_OK_SELECT) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot carry %s to the rebuilt columns of table \"%s\"", what,
+						get_rel_name(table->relid)),
+				 errdetail("It reads a view; only a materialized view that reads tables alone is "
+						   "built again over the new columns."),
+				 errhint("Drop the materialized view in a \"sql\" operation first and create it again "
+						 "after completing.")));
+	if (OidIsValid(get_relname_relid(shadow, get_rel_namespace(mvid))))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"%s\" already exists in schema \"%s\"", shadow, schema),
+				 errdetail("expand_contract needs that name to build %s again.", what),
+				 errhint("Drop or rename the relation left behind, then start the migration again.")));
+
+	types[1] = TEXTOID;
+	values[1] = CStringGetTextDatum(qshadow);
+	(void) ec_spi("SELECT pg_catalog.pg_get_viewdef(c.oid, true),"
+				  "       CASE WHEN am.amname <> 'heap' THEN pg_catalog.quote_ident(am.amname) END,"
+				  "       (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(split_part(o, '=', 1)) || ' = ' ||"
+				  "               pg_catalog.quote_literal(substr(o, strpos(o, '=') + 1)), ', ')"
+				  "          FROM pg_catalog.unnest(c.reloptions) o),"
+				  "       (SELECT pg_catalog.quote_ident(spcname) FROM pg_catalog.pg_tablespace"
+				  "         WHERE oid = c.reltablespace),"
+				  "       pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(c.relowner))"
+				  "  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_am am ON am.oid = c.relam"
+				  " WHERE c.oid = $1",
+				  1, types, values, NULL, SPI_OK_SELECT);
+	def = value(0, 1);
+	am = value(0, 2);
+	options = value(0, 3);
+	tablespace = value(0, 4);
+	owner = value(0, 5);
+	len = strlen(def);
+	while (len > 0 && (def[len - 1] == ';' || def[len - 1] == ' ' || def[len - 1] == '\n'))
+		def[--len] = '\0';
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE MATERIALIZED VIEW %s", qshadow);
+	if (am)
+		appendStringInfo(&sql, " USING %s", am);
+	if (options)
+		appendStringInfo(&sql, " WITH (%s)", options);
+	if (tablespace)
+		appendStringInfo(&sql, " TABLESPACE %s", tablespace);
+	appendStringInfo(&sql, " AS %s WITH NO DATA", def);
+
+	n = ec_spi("SELECT pg_catalog.pg_get_indexdef(i.indexrelid), c.relname"
+			   "  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+			   " WHERE i.indrelid = $1 ORDER BY c.relname",
+			   1, types, values, NULL, SPI_OK_SELECT);
+	index_defs = palloc(sizeof(char *) * (n + 1));
+	index_names = palloc(sizeof(char *) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		index_defs[i] = value(i, 1);
+		index_names[i] = value(i, 2);
+	}
+	/* Grants, comments and owner of the old one, for the copy. */
+	statements = list_concat(statements,
+							 generated("SELECT pg_catalog.format('COMMENT ON MATERIALIZED VIEW %s IS %L', $2,"
+									   "       pg_catalog.obj_description($1, 'pg_class'))"
+									   " WHERE pg_catalog.obj_description($1, 'pg_class') IS NOT NULL"
+									   " UNION ALL"
+									   " SELECT pg_catalog.format('COMMENT ON COLUMN %s.%I IS %L', $2, a.attname,"
+									   "       pg_catalog.col_description(a.attrelid, a.attnum))"
+									   "  FROM pg_catalog.pg_attribute a"
+									   " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped"
+									   "   AND pg_catalog.col_description(a.attrelid, a.attnum) IS NOT NULL",
+									   2, types, values));
+	statements = list_concat(statements,
+							 privilege_statements(mvid, qshadow, "MATERIALIZED VIEW", owner));
+
+	/* The query parsed while the new columns have the old names: it binds to them. */
+	undo = swap_rebuilt_names(table, map, NIL);
+	ec_exec(sql.data);
+	(void) swap_rebuilt_names(table, map, undo);
+	cxt->rollback_steps = lappend(cxt->rollback_steps,
+								  psprintf("DROP MATERIALIZED VIEW IF EXISTS %s", qshadow));
+	for (uint64 i = 0; i < n; i++)
+	{
+		List	   *raw = raw_parser(index_defs[i], RAW_PARSE_DEFAULT);
+		IndexStmt  *stmt;
+		PlannedStmt *wrapper = makeNode(PlannedStmt);
+		char	   *temp = ec_temp_name("_ec_idx_", index_names[i]);
+
+		if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, IndexStmt))
+			elog(ERROR, "unexpected definition of index \"%s\"", index_names[i]);
+		if (OidIsValid(get_relname_relid(temp, get_rel_namespace(mvid))))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_TABLE),
+					 errmsg("relation \"%s\" already exists in schema \"%s\"", temp, schema),
+					 errdetail("expand_contract needs that name to build index \"%s\" again.",
+							   index_names[i]),
+					 errhint("Drop or rename the relation left behind, then start the migration "
+							 "again.")));
+		stmt = (IndexStmt *) linitial_node(RawStmt, raw)->stmt;
+		stmt->idxname = temp;
+		stmt->relation = makeRangeVar(schema, shadow, -1);
+		wrapper->commandType = CMD_UTILITY;
+		wrapper->canSetTag = false;
+		wrapper->utilityStmt = (Node *) stmt;
+		wrapper->stmt_location = -1;
+		ProcessUtility(wrapper, index_defs[i], false, PROCESS_UTILITY_QUERY, NULL, NULL,
+					   None_Receiver, NULL);
+		CommandCounterIncrement();
+		*after = lappend(*after, psprintf("ALTER INDEX %s RENAME TO %s", ec_qualified(schema, temp),
+										  quote_identifier(index_names[i])));
+		*whats = lappend(*whats, (char *) what);
+	}
+	ec_exec_list(statements);
+
+	ec_add_task(cxt->migration_id, ++cxt->ntasks + EC_SEQ_AFTER_BACKFILL, "sql", table->relid, NIL,
+				psprintf("REFRESH MATERIALIZED VIEW %s", qshadow));
+	*before = lappend(*before, psprintf("DROP MATERIALIZED VIEW %s", qmv));
+	*after = lcons(psprintf("ALTER MATERIALIZED VIEW %s RENAME TO %s", qshadow,
+							quote_identifier(mvname)), *after);
+	*whats = lcons((char *) what, *whats);
+}
+
+/*
  * Runs the steps with the rebuilt columns under the old names, then undoes it all.  An error is
  * raised again once the subtransaction is gone, with the object it was about in its context.
  */
@@ -518,14 +721,12 @@ dry_run(EcTable *table, EcRebuildMap *map, List *before, List *after, List *what
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	char	   *tsql = ec_rel_qualified(table->relid);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
 		ErrorContextCallback callback;
-		int			attnum = -1;
 		ListCell   *lc,
 				   *lc2;
 
@@ -535,17 +736,7 @@ dry_run(EcTable *table, EcRebuildMap *map, List *before, List *after, List *what
 		error_context_stack = &callback;
 		dry_run_object = NULL;
 		ec_exec_list(before);
-		while ((attnum = bms_next_member(map->rebuilt, attnum)) >= 0)
-		{
-			char	   *old_name = get_attname(table->relid, attnum, false);
-			char	   *new_name = get_attname(table->relid, map->new_attnum[attnum - 1], false);
-
-			ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
-							 quote_identifier(old_name),
-							 quote_identifier(ec_temp_name("_ec_dry_", old_name))));
-			ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
-							 quote_identifier(new_name), quote_identifier(old_name)));
-		}
+		(void) swap_rebuilt_names(table, map, NIL);
 		forboth(lc, after, lc2, what)
 		{
 			dry_run_object = lfirst(lc2);
@@ -583,6 +774,7 @@ ec_carry_views(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 	List	   *what = NIL;
 	List	   *views = NIL;
 	List	   *kinds = NIL;
+	List	   *matview_drops = NIL;
 	StringInfoData drop;
 	ListCell   *lc,
 			   *lc2;
@@ -640,10 +832,18 @@ ec_carry_views(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 			check_view(cxt, table, lfirst_oid(lc), (char) lfirst_int(lc2),
 					   list_nth(names, foreach_current_index(lc)));
 		initStringInfo(&drop);
-		foreach(lc, views)
+		forboth(lc, views, lc2, kinds)
 		{
-			List	   *stmts = view_statements(lfirst_oid(lc));
+			List	   *stmts;
 
+			if ((char) lfirst_int(lc2) == RELKIND_MATVIEW)
+			{
+				carry_matview(cxt, table, map, lfirst_oid(lc),
+							  list_nth(names, foreach_current_index(lc)), &matview_drops, &after,
+							  &what);
+				continue;
+			}
+			stmts = view_statements(lfirst_oid(lc));
 			appendStringInfo(&drop, "%s%s", drop.len ? ", " : "DROP VIEW ",
 							 ec_rel_qualified(lfirst_oid(lc)));
 			after = list_concat(after, stmts);
@@ -654,6 +854,8 @@ ec_carry_views(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 	/* One statement: DROP resolves the dependencies among the views listed, and refuses others. */
 	if (drop.len)
 		before = lappend(before, drop.data);
+	/* After the views, which may read them. */
+	before = list_concat(before, matview_drops);
 
 	if (before != NIL)
 		dry_run(table, map, before, after, what);

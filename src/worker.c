@@ -536,10 +536,10 @@ run_statements(const char *sql)
 		bool		bounded;
 
 		if (!IsA(raw->stmt, IndexStmt) && !IsA(raw->stmt, AlterTableStmt) &&
-			!IsA(raw->stmt, DropStmt))
+			!IsA(raw->stmt, DropStmt) && !IsA(raw->stmt, RefreshMatViewStmt))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("background task statements must be CREATE INDEX, DROP INDEX or ALTER TABLE")));
+					 errmsg("background task statements must be CREATE INDEX, DROP INDEX, ALTER TABLE or REFRESH MATERIALIZED VIEW")));
 		StartTransactionCommand();
 		MemoryContextSwitchTo(cxt);
 		stmt = makeNode(PlannedStmt);

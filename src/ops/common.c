@@ -270,13 +270,13 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 							   "            (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'i')"
 	/*
 	 * Carried by carry_views.c when the column is rebuilt (a dropped column takes them along, so
-	 * they still block): user views, which it also refuses when it cannot carry them, naming them,
-	 * and the table's user triggers.  Materialized views and other rules still block here.
+	 * they still block): user views and materialized views, which it also refuses when it cannot
+	 * carry them, naming them, and the table's user triggers.  Other rules still block here.
 	 */
 							   "   AND NOT (NOT $4 AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND"
 							   "            EXISTS (SELECT FROM pg_catalog.pg_rewrite r"
 							   "               JOIN pg_catalog.pg_class c ON c.oid = r.ev_class"
-							   "              WHERE r.oid = d.objid AND r.rulename = '_RETURN' AND c.relkind = 'v'))"
+							   "              WHERE r.oid = d.objid AND r.rulename = '_RETURN' AND c.relkind IN ('v', 'm')))"
 							   "   AND NOT (NOT $4 AND d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND"
 							   "            EXISTS (SELECT FROM pg_catalog.pg_trigger t"
 							   "              WHERE t.oid = d.objid AND t.tgrelid = $1 AND NOT t.tgisinternal))"
@@ -385,8 +385,8 @@ check_duplicable(EcStartContext *cxt, EcTable *table, AttrNumber attnum, const c
 				 errmsg("cannot change column \"%s\" of table \"%s\": %s depends on it", column,
 						get_rel_name(table->relid), dependent),
 				 errdetail("The column is rebuilt beside the old one; its indexes, constraints (unique, "
-						   "primary key, check, foreign keys either way), views and triggers are "
-						   "carried to the new one, but materialized views, rules, policies and "
+						   "primary key, check, foreign keys either way), views, materialized views "
+						   "and triggers are carried to the new one, but rules, policies and "
 						   "exclusion constraints are not."),
 				 errhint("Drop the dependent object in a \"sql\" operation first and recreate it on "
 						 "the new column after completing.")));
