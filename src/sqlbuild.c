@@ -254,6 +254,15 @@ ec_guc_pop(int nestlevel)
  * its table; bounding each wait keeps a migration that waits for a long transaction from stalling
  * the application.  An attempt that times out releases what it took (subtransaction rollback), so
  * between attempts others proceed.
+ *
+ * An attempt waits for one relation only, holding none of the others: it waits for the first one
+ * (the one found busy last time), then takes the rest only if they are free at once.  Waiting for
+ * the second table while holding the first would queue every query on the first behind us, and
+ * with a transaction that holds the second and is about to read the first (an INSERT checking a
+ * foreign key reads the referenced table at the end of its statement) that is a lock cycle which
+ * only lock_timeout breaks: the application would stall for all of it.  When one of the rest is
+ * busy, the attempt gives back what it took and the next one waits for that relation first, at once
+ * (that wait is bounded too); only a timed-out wait counts against lock_retries and backs off.
  */
 void
 ec_lock_with_retry(List *relids, List *modes)
@@ -262,31 +271,42 @@ ec_lock_with_retry(List *relids, List *modes)
 	ResourceOwner oldowner = CurrentResourceOwner;
 	char		timeout[32];
 	int			nestlevel;
+	int			nrels = list_length(relids);
+	int			first = 0;
+	int			timeouts = 0;
+	int			bounces = 0;
 
 	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
 	nestlevel = ec_guc_push("lock_timeout", timeout);
 
-	for (int attempt = 0;; attempt++)
+	for (;;)
 	{
-		volatile Oid current = InvalidOid;
-		bool		done = false;
+		volatile int busy = -1;
+		volatile bool done = false;
 
+		if (nrels == 0)
+			break;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
 		PG_TRY();
 		{
-			ListCell   *lc1,
-					   *lc2;
-
-			forboth(lc1, relids, lc2, modes)
+			LockRelationOid(list_nth_oid(relids, first), (LOCKMODE) list_nth_int(modes, first));
+			for (int i = 0; i < nrels && busy < 0; i++)
 			{
-				current = lfirst_oid(lc1);
-				LockRelationOid(current, (LOCKMODE) lfirst_int(lc2));
+				if (i != first &&
+					!ConditionalLockRelationOid(list_nth_oid(relids, i),
+												(LOCKMODE) list_nth_int(modes, i)))
+					busy = i;
 			}
-			ReleaseCurrentSubTransaction();
+			if (busy < 0)
+			{
+				ReleaseCurrentSubTransaction();
+				done = true;
+			}
+			else
+				RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcxt);
 			CurrentResourceOwner = oldowner;
-			done = true;
 		}
 		PG_CATCH();
 		{
@@ -303,15 +323,15 @@ ec_lock_with_retry(List *relids, List *modes)
 
 			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
 				ReThrowError(edata);
-			if (attempt >= ec_lock_retries)
+			if (timeouts >= ec_lock_retries)
 			{
-				char	   *relname = get_rel_name(current);
+				char	   *relname = get_rel_name(list_nth_oid(relids, first));
 
 				ereport(ERROR,
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 						 errmsg_plural("could not lock relation \"%s\" after %d attempt",
 									   "could not lock relation \"%s\" after %d attempts",
-									   attempt + 1, relname ? relname : "?", attempt + 1),
+									   timeouts + 1, relname ? relname : "?", timeouts + 1),
 						 errdetail("Each attempt waited %d ms (expand_contract.lock_timeout); another "
 								   "transaction holds a conflicting lock.", ec_lock_timeout_ms),
 						 errhint("Retry when long-running transactions on the table have finished, or "
@@ -326,8 +346,9 @@ ec_lock_with_retry(List *relids, List *modes)
 			 * after the wait began, and its handler sets the latch.  A single WaitLatch therefore
 			 * cut every pause to at most deadlock_timeout - lock_timeout (500 ms by default).
 			 */
-			delay_ms = Min(50L << Min(attempt, 10), 2000L);
+			delay_ms = Min(50L << Min(timeouts, 10), 2000L);
 			delay_ms += random() % (delay_ms / 2 + 1);
+			timeouts++;
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
 			for (;;)
 			{
@@ -346,6 +367,27 @@ ec_lock_with_retry(List *relids, List *modes)
 		PG_END_TRY();
 		if (done)
 			break;
+		if (busy >= 0)
+		{
+			/*
+			 * Each bounce follows a wait that was granted, so the others are moving; the cap only
+			 * guarantees an end under a pathological workload, with the same error as timeouts.
+			 */
+			if (++bounces > 10 * (ec_lock_retries + 1))
+			{
+				char	   *relname = get_rel_name(list_nth_oid(relids, busy));
+
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("could not lock relation \"%s\" after %d attempts",
+								relname ? relname : "?", bounces + timeouts),
+						 errdetail("The relations to lock were never all free at once."),
+						 errhint("Retry when the load on the tables is lower, or raise "
+								 "expand_contract.lock_retries.")));
+			}
+			first = busy;
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
 	ec_guc_pop(nestlevel);
 }
