@@ -496,6 +496,36 @@ constraint_added(Node *parsetree)
 	return true;
 }
 
+/*
+ * Locks the tables an ADD CONSTRAINT of a foreign key takes (SHARE ROW EXCLUSIVE on the table and
+ * on the referenced one) before it runs, the way ec_start does: never waiting for one while holding
+ * the other, which with the application's writers of one that then check the other is a lock
+ * cycle (see ec_lock_with_retry).
+ */
+static void
+lock_constraint_tables(Node *parsetree)
+{
+	AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+	List	   *relids = list_make1_oid(RangeVarGetRelid(stmt->relation, NoLock, false));
+	List	   *modes = list_make1_int(ShareRowExclusiveLock);
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst(lc);
+		Constraint *con = (Constraint *) cmd->def;
+
+		if (cmd->subtype == AT_AddConstraint && con != NULL && IsA(con, Constraint) &&
+			con->contype == CONSTR_FOREIGN && con->pktable != NULL)
+		{
+			relids = lappend_oid(relids, RangeVarGetRelid(con->pktable, NoLock, false));
+			modes = lappend_int(modes, ShareRowExclusiveLock);
+		}
+	}
+	if (list_length(relids) > 1)
+		ec_lock_with_retry(relids, modes);
+}
+
 static const char *
 lock_timeout_text(void)
 {
@@ -555,8 +585,12 @@ run_statements(const char *sql)
 		if (bounded)
 			SetConfigOption("lock_timeout", lock_timeout_text(), PGC_SUSET, PGC_S_OVERRIDE);
 		if (!bounded || !constraint_added(raw->stmt))
+		{
+			if (bounded)
+				lock_constraint_tables(raw->stmt);
 			ProcessUtility(stmt, text, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver,
 						   NULL);
+		}
 		if (bounded)
 			SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 		if (snapshot && ActiveSnapshotSet())
