@@ -15,12 +15,25 @@
 #
 # Half of the kills take every server process down with the postmaster (see crash_restart).
 # Kill points are random: EC_CRASH_SEED=<n> replays a run (the seed is printed first),
-# EC_CRASH_ITERATIONS=<n> sets the iterations per phase (default 3).  Each iteration migrates its
-# own schema of four tables with an eighteen-operation migration (two create_index and two
-# create_constraint among them, so that the worker builds four indexes concurrently), with concurrent
-# writers, and in some iterations a transaction holding one of the tables so that the call sits in its
-# lock-retry loop.  With three iterations or more, one backfill kill lands in the middle of the first
-# index build (before the backfills) and one in the last (after them), each leaving an INVALID index.
+# EC_CRASH_ITERATIONS=<n> sets the iterations per phase (default 3; with three or more, the backfill
+# phase has three more, for its named points).  Each iteration migrates its own schema of six tables
+# with a twenty-operation migration, with concurrent writers, and in some iterations a transaction
+# holding one of the tables so that the call sits in its lock-retry loop.
+# Among the operations: two create_index and two create_constraint, so that the worker builds four
+# indexes concurrently; and the int -> bigint of a primary key referenced by another table's foreign
+# key (accounts.id, and transfers.account_id, which references it), with a unique and a secondary
+# index on each table: the worker builds the new key's unique index and transfers' unique
+# (account_id, id) before the backfills and the secondary indexes after them, then adds the
+# re-pointed foreign key NOT VALID and validates it; ec_complete swaps them in.  So after each
+# recovery the foreign key is also checked: in force (an orphan or the delete of a referenced
+# account fails in either version), no orphan row, and once complete exactly one, validated, under
+# its own name.
+# With three iterations or more, besides the random backfill kills, one lands in the middle of each
+# of: the first index build (before the backfills), the build of the new key's unique index (the
+# carried primary key), the first index build after the backfills (each leaving an INVALID index);
+# the window between the worker's ADD CONSTRAINT ... NOT VALID of the re-pointed foreign key and its
+# task being marked done; its VALIDATE CONSTRAINT; and one ec_complete kill lands while it holds its
+# locks, in the swap.
 use strict;
 use warnings;
 use Cwd qw(realpath);
@@ -40,6 +53,11 @@ my $iterations = $ENV{EC_CRASH_ITERATIONS} // 3;
 
 my $N = 20000;    # rows of t1, t2, t3
 my $N4 = 2000;    # rows of t4
+my $NA = 1000;    # rows of accounts
+my $NT = 5000;    # rows of transfers, each referencing account id % $NA + 1
+my %base_rows = (t1 => $N, t2 => $N, t3 => $N, t4 => $N4, t4_renamed => $N4, accounts => $NA, transfers => $NT);
+# The re-pointed foreign key, under the name the worker adds it with until complete.
+my $new_fk = '_ec_con_transfers_account_id_fkey';
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 
 my $doc = <<'EOF';
@@ -65,6 +83,8 @@ my $doc = <<'EOF';
  {"rename_table": {"from": "t4", "to": "t4_renamed"}},
  {"rename_constraint": {"table": "t4_renamed", "from": "t4_pkey", "to": "t4_renamed_pkey"}},
  {"set_replica_identity": {"table": "t2", "identity": {"type": "full"}}},
+ {"alter_column": {"table": "accounts", "column": "id", "type": "bigint"}},
+ {"alter_column": {"table": "transfers", "column": "account_id", "type": "bigint"}},
  {"create_table": {"name": "audit", "columns": [{"name": "id", "type": "bigint", "pk": true},
                                                 {"name": "what", "type": "text", "nullable": true}]}},
  {"sql": {"up": "SELECT count(*) FROM generate_series(1, 2000000)", "onComplete": true}}
@@ -198,20 +218,30 @@ sub make_schema
 	  CREATE TABLE $s.t2 (id bigint PRIMARY KEY, qty int NOT NULL, flag int);
 	  CREATE TABLE $s.t3 (id bigint PRIMARY KEY, v int NOT NULL, old_col text);
 	  CREATE TABLE $s.t4 (id bigint PRIMARY KEY, a int, b text);
+	  CREATE TABLE $s.accounts (id int PRIMARY KEY, name text NOT NULL CONSTRAINT accounts_name_key UNIQUE);
+	  CREATE INDEX accounts_name_id ON $s.accounts (name, id);
+	  CREATE TABLE $s.transfers (id int PRIMARY KEY, account_id int NOT NULL REFERENCES $s.accounts (id),
+	                             amount int NOT NULL, CONSTRAINT transfers_account_id_id_key UNIQUE (account_id, id));
+	  CREATE INDEX transfers_account_id_idx ON $s.transfers (account_id);
 	  INSERT INTO $s.t1 SELECT g, g % 1000 + 1, 'name ' || g FROM generate_series(1, $N) g;
 	  INSERT INTO $s.t2 SELECT g, g % 50, CASE WHEN g % 3 = 0 THEN NULL ELSE g % 7 END
 	    FROM generate_series(1, $N) g;
 	  INSERT INTO $s.t3 SELECT g, g % 100, 'old ' || g FROM generate_series(1, $N) g;
 	  INSERT INTO $s.t4 SELECT g, g, 'b' || g FROM generate_series(1, $N4) g;
-	  ANALYZE $s.t1, $s.t2, $s.t3, $s.t4;
+	  INSERT INTO $s.accounts SELECT g, 'a' || g FROM generate_series(1, $NA) g;
+	  INSERT INTO $s.transfers SELECT g, g % $NA + 1, g % 1000 FROM generate_series(1, $NT) g;
+	  ANALYZE $s.t1, $s.t2, $s.t3, $s.t4, $s.accounts, $s.transfers;
 	});
 }
 
+# With $paused, the worker waits for ec_resume() (expand_contract.start_paused).
 sub start_sql
 {
-	my ($s, $settings) = @_;
+	my ($s, $settings, $paused) = @_;
 	my $sql = "SELECT ec_start('v1', \$m\$$doc\$m\$, '$s');\n";
-	$sql = "BEGIN;\n$sql SELECT ec_configure('$s', '$settings');\nCOMMIT;\n" if $settings;
+	$sql = "SET LOCAL expand_contract.start_paused = on;\n$sql" if $paused;
+	$sql .= "SELECT ec_configure('$s', '$settings');\n" if $settings;
+	$sql = "BEGIN;\n${sql}COMMIT;\n" if $settings || $paused;
 	return "$sql\\echo STARTED\n";
 }
 
@@ -229,6 +259,9 @@ sub old_writer_sql
 		my $qty = $id % 50;
 		$sql .= "INSERT INTO $s.t1 (id, cents, name) VALUES ($id, $cents, 'name $id') RETURNING 't1:' || id;\n";
 		$sql .= "INSERT INTO $s.t2 (id, qty, flag) VALUES ($id, $qty, $flag) RETURNING 't2:' || id;\n";
+		$sql .= "INSERT INTO $s.accounts (id, name) VALUES ($id, 'a$id') RETURNING 'accounts:' || id;\n";
+		$sql .= "INSERT INTO $s.transfers (id, account_id, amount) VALUES ($id, $id, $id % 1000)"
+		  . " RETURNING 'transfers:' || id;\n";
 	}
 	return $sql;
 }
@@ -245,28 +278,36 @@ sub new_writer_sql
 		my $doubled = 2 * $qty;
 		$sql .= "INSERT INTO t1 (id, amount, label, code) VALUES ($id, $amount, 'name $id', 'c$id') RETURNING 't1:' || id;\n";
 		$sql .= "INSERT INTO t2 (id, qty, flag, doubled) VALUES ($id, $qty, $flag, $doubled) RETURNING 't2:' || id;\n";
+		$sql .= "INSERT INTO accounts (id, name) VALUES ($id, 'a$id') RETURNING 'accounts:' || id;\n";
+		$sql .= "INSERT INTO transfers (id, account_id, amount) VALUES ($id, $id, $id % 1000)"
+		  . " RETURNING 'transfers:' || id;\n";
 	}
 	return $sql;
 }
 
-# Rows a finished writer saw committed: {t1 => [ids], t2 => [ids]}.
+# Rows a finished writer saw committed: {t1 => [ids], t2 => [ids], accounts => [ids], transfers => [ids]}.
 sub acked
 {
 	my ($acked, $out) = @_;
 	for my $line (split /\n/, $out)
 	{
-		push @{ $acked->{$1} }, $2 if $line =~ /^(t[12]):(\d+)$/;
+		push @{ $acked->{$1} }, $2 if $line =~ /^(t[12]|accounts|transfers):(\d+)$/;
 	}
 }
 
-# Expected values, as functions of the id.
+# Expected values, as functions of the id.  A writer's transfer references the account it wrote.
 my $t2_flag = "CASE WHEN id <= $N AND id % 3 = 0 THEN NULL ELSE id % 7 END";
+my $accounts_bad = "name IS DISTINCT FROM 'a' || id";
+my $transfers_bad = "account_id IS DISTINCT FROM CASE WHEN id <= $NT THEN id % $NA + 1 ELSE id END"
+  . " OR amount IS DISTINCT FROM id % 1000";
 my %bad = (
 	old => {
 		t1 => "cents IS DISTINCT FROM id % 1000 + 1 OR name IS DISTINCT FROM 'name ' || id",
 		t2 => "qty IS DISTINCT FROM id % 50 OR flag IS DISTINCT FROM $t2_flag",
 		t3 => "v IS DISTINCT FROM id % 100 OR old_col IS DISTINCT FROM 'old ' || id",
 		t4 => "a IS DISTINCT FROM id OR b IS DISTINCT FROM 'b' || id",
+		accounts => $accounts_bad,
+		transfers => $transfers_bad,
 	},
 	new => {
 		t1 => "amount IS DISTINCT FROM (id % 1000 + 1) / 100.0 OR label IS DISTINCT FROM 'name ' || id"
@@ -275,6 +316,8 @@ my %bad = (
 		  . " OR doubled IS DISTINCT FROM (id % 50) * 2",
 		t3 => "v IS DISTINCT FROM id % 100 OR w IS DISTINCT FROM id % 100",
 		t4_renamed => "a IS DISTINCT FROM id OR b IS DISTINCT FROM 'b' || id",
+		accounts => $accounts_bad,
+		transfers => $transfers_bad,
 	});
 
 # Checks the rows of schema $s as version $version ('old': base tables before complete; 'new': the
@@ -284,37 +327,64 @@ my %bad = (
 sub check_rows
 {
 	my ($node, $s, $version, $nsp, $acked, $what, $only_written) = @_;
-	for my $t (sort keys %{ $bad{$version} })
+	my @tables = sort keys %{ $bad{$version} };
+	my (%expected, %query);
+	for my $t (@tables)
 	{
-		my $base = $t =~ /^t4/ ? $N4 : $N;
+		my $base = $base_rows{$t};
 		my $sum = $base * ($base + 1) / 2;
 		my $filter = $only_written ? "AND id > $N" : '';
-		is( q1($node, qq{
-			  SELECT count(*) FILTER (WHERE id <= $base) || ' ' || coalesce(sum(id) FILTER (WHERE id <= $base), 0)
-			         || ' ' || count(*) FILTER (WHERE ($bad{$version}{$t}) $filter)
-			    FROM $nsp.$t}),
-			"$base $sum 0",
-			"$what: $version version, $nsp.$t: all $base base rows there, "
-			  . ($only_written ? 'rows written since the start' : 'every row') . ' right');
+		my $ids = $acked->{ $t =~ s/_renamed//r } // [];
+		my $acked_there = @$ids ? "count(*) FILTER (WHERE id = ANY ('{" . join(',', @$ids) . "}'))" : '0';
+		if ($only_written && $t eq 'accounts')
+		{
+			# Its key is rebuilt: until the backfill fills it, the new version shows a base row's id
+			# as NULL, so there is no base row to tell apart yet.
+			$query{$t} = "count(*) FILTER (WHERE ($bad{$version}{$t}) $filter)";
+			$expected{$t} = '0';
+		}
+		else
+		{
+			$query{$t} = "count(*) FILTER (WHERE id <= $base) || ' ' || coalesce(sum(id) FILTER (WHERE id <= $base), 0)
+			              || ' ' || count(*) FILTER (WHERE ($bad{$version}{$t}) $filter)";
+			$expected{$t} = "$base $sum 0";
+		}
+		$query{$t} = "SELECT '$t|' || $query{$t} || '|' || $acked_there FROM $nsp.$t";
+	}
+	# One query for all the tables: the checks are many, each psql start costs.
+	my %got = map { my ($t, $rows, $acked_there) = split /\|/; ($t => [ $rows, $acked_there ]) }
+	  split /\n/, q1($node, join("\nUNION ALL ", map { $query{$_} } @tables));
+	for my $t (@tables)
+	{
+		my $base = $base_rows{$t};
+		is($got{$t}[0], $expected{$t},
+			"$what: $version version, $nsp.$t: "
+			  . ($only_written && $t eq 'accounts' ? 'rows written since the start right'
+				: "all $base base rows there, " . ($only_written ? 'rows written since the start' : 'every row') . ' right'));
 		my $ids = $acked->{ $t =~ s/_renamed//r } // [];
 		next unless @$ids;
-		is( q1($node, "SELECT count(*) FROM $nsp.$t WHERE id = ANY ('{" . join(',', @$ids) . "}')"),
-			scalar(@$ids), "$what: $version version, $nsp.$t: the " . scalar(@$ids)
-			  . ' rows the writers saw committed are there');
+		is($got{$t}[1], scalar(@$ids),
+			"$what: $version version, $nsp.$t: the " . scalar(@$ids) . ' rows the writers saw committed are there');
 	}
 }
 
 # Catalog snapshot of schema $s and its version schemas, schema names replaced by S.  Non-strict
 # leaves out what the backfill worker changes while the migration is active: the validity of NOT
-# VALID constraints and the indexes it builds concurrently (_ec_* for the unique column and
-# constraint, and the create_index ones, t1_label_key and t1_amount_idx; a kill during a build
-# leaves an invalid one that the next attempt replaces).
+# VALID constraints, the indexes it builds concurrently (_ec_* for the unique column and
+# constraint and the carried indexes, and the create_index ones, t1_label_key and t1_amount_idx; a
+# kill during a build leaves an invalid one that the next attempt replaces), and the re-pointed
+# foreign key it adds (checked by check_foreign_keys instead).
+# crashtest.try runs a statement and returns 'ok' or its SQLSTATE, in the caller's search_path (so,
+# for the dual-write trigger, in the caller's version); crashtest.flush is there to be written with
+# a synchronous commit, which flushes the WAL written before it.
 sub install_helpers
 {
 	my ($node) = @_;
 	q1($node, q{
 	  CREATE SCHEMA crashtest;
 	  CREATE TABLE crashtest.ref (kind text, x text);
+	  CREATE TABLE crashtest.flush (n int);
+	  INSERT INTO crashtest.flush VALUES (0);
 	  CREATE FUNCTION crashtest.snapshot(nsp text, strict boolean) RETURNS SETOF text LANGUAGE sql AS $f$
 	    SELECT replace(x, nsp, 'S') FROM (
 	    SELECT format('column %s.%s %s %s default %s', c.relname, a.attname,
@@ -329,6 +399,7 @@ sub install_helpers
 	                  replace(pg_get_constraintdef(k.oid), ' NOT VALID', ''),
 	                  CASE WHEN strict AND NOT convalidated THEN ' NOT VALID' ELSE '' END)
 	      FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid WHERE k.connamespace = nsp::regnamespace
+	       AND (strict OR conname NOT LIKE '\_ec\_con\_%')
 	    UNION ALL
 	    SELECT format('relation %s kind %s', relname, relkind)
 	      FROM pg_class WHERE relnamespace = nsp::regnamespace
@@ -366,6 +437,14 @@ sub install_helpers
 	    (SELECT '+ ' || y FROM crashtest.snapshot(nsp, strict) y EXCEPT SELECT '+ ' || x FROM crashtest.ref WHERE kind = k)
 	    ORDER BY 1
 	  $f$;
+	  CREATE FUNCTION crashtest.try(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
+	  BEGIN
+	    EXECUTE stmt;
+	    RETURN 'ok';
+	  EXCEPTION WHEN OTHERS THEN
+	    RETURN SQLSTATE;
+	  END
+	  $f$;
 	});
 }
 
@@ -397,8 +476,58 @@ sub state_rows
 	return q1($node, qq{
 	  SELECT (SELECT count(*) FROM expand_contract.dual_writes d WHERE d.migration_id = m.id) || ' '
 	      || (SELECT count(*) FROM expand_contract.tasks t WHERE t.migration_id = m.id) || ' '
-	      || (cardinality(complete_steps) > 0 AND cardinality(rollback_steps) > 0 AND cardinality(relids) = 5)
+	      || (cardinality(complete_steps) > 0 AND cardinality(rollback_steps) > 0 AND cardinality(relids) = 7)
 	    FROM expand_contract.migrations m WHERE schema_name = '$s' AND name = 'v1'});
+}
+
+# The foreign key of transfers, in the versions of phase $phase.  Its definitions, each
+# "name FOREIGN KEY (columns) REFERENCES table(columns)", " NOT VALID" when it is not validated: before
+# ec_start and after rollback the original one; while active the original one, validated, always
+# (it keeps both versions right until complete), and the re-pointed one on the new columns once the
+# worker added it: its ADD CONSTRAINT may have committed before a kill that kept its task from being
+# marked done, and its VALIDATE likewise; once complete exactly one, the re-pointed one under the
+# original name, validated.  Then in each version: no transfer whose account is missing (while
+# active, in the new version, among the transfers whose new account_id is filled), and the
+# constraint in force: an orphan transfer and the delete of a referenced account both fail with
+# 23503.
+sub check_foreign_keys
+{
+	my ($node, $s, $phase, $what) = @_;
+	my $old = 'transfers_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts(id)';
+	my $new = "$new_fk FOREIGN KEY (_ec_new_account_id) REFERENCES accounts(_ec_new_id)";
+	my $task = qq{SELECT t.state FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
+	    WHERE m.schema_name = '$s' AND m.name = 'v1' AND NOT m.done AND t.sql LIKE};
+	my ($fks, $added, $validated) = split /\|/, q1($node, qq{
+	  SELECT (SELECT string_agg(format('%s %s%s', conname,
+	                                   replace(replace(pg_get_constraintdef(oid), ' NOT VALID', ''), '$s.', ''),
+	                                   CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END), '; ' ORDER BY conname COLLATE "C")
+	            FROM pg_constraint WHERE conrelid = '$s.transfers'::regclass AND contype = 'f')
+	         || '|' || coalesce(($task '%ADD CONSTRAINT $new_fk %'), '')
+	         || '|' || coalesce(($task '%VALIDATE CONSTRAINT $new_fk'), '')}), -1;
+	my @allowed = ($old);
+	my $tasks = '';
+	if ($phase eq 'active')
+	{
+		$tasks = " (ADD CONSTRAINT task $added, VALIDATE task $validated)";
+		@allowed = $validated eq 'done' ? ("$new; $old")
+		  : $added eq 'done' ? ("$new NOT VALID; $old", "$new; $old")
+		  : ($old, "$new NOT VALID; $old");
+	}
+	ok((grep { $_ eq $fks } @allowed), "$what: $phase: the foreign keys of transfers are as they must be$tasks")
+	  or diag("foreign keys of transfers: $fks\nallowed:\n" . join("\nor\n", @allowed));
+	my @versions = $phase eq 'absent' ? ($s) : ($s, "${s}_v1");
+	for my $nsp (@versions)
+	{
+		my $version = $nsp eq $s && $phase ne 'complete' ? 'old version' : "$nsp";
+		my ($orphans, $in_force) = split /\|/, q1($node, qq{SET search_path TO $nsp;
+		  SELECT (SELECT count(*) FROM transfers t WHERE t.account_id IS NOT NULL
+		            AND NOT EXISTS (SELECT FROM accounts a WHERE a.id = t.account_id))
+		         || '|' || crashtest.try('INSERT INTO transfers (id, account_id, amount) VALUES (900001, 900001, 1)')
+		         || ' ' || crashtest.try('DELETE FROM accounts WHERE name = ''a1''')});
+		is($orphans, '0', "$what: $phase, $version: no transfer without its account");
+		is($in_force, '23503 23503', "$what: $phase, $version: the foreign key is in force (an orphan transfer, "
+			  . 'the delete of a referenced account fail)');
+	}
 }
 
 # Whatever the recovery left: exactly one of the three phases, each complete in itself.
@@ -417,19 +546,23 @@ sub check_consistent
 	elsif ($phase eq 'active')
 	{
 		same_shape($node, 'active', $s, 'false', $what);
-		# dual_writes: t1 to t4.  Tasks: the unique index builds (t1_label_key, column code, t4_b_key),
-		# the backfills of t1 to t4, the validations (t1 amount and t2 doubled and flag NOT NULL,
-		# w_pos, t4_a_positive), the build of t1_amount_idx.
-		is(state_rows($node, $s), '4 13 true', "$what: dual_writes, tasks and plan rows all there");
+		# dual_writes: t1 to t4, accounts, transfers.  Tasks: the unique index builds (t1_label_key,
+		# column code, t4_b_key, the new key's accounts_pkey, transfers_account_id_id_key), the
+		# backfills of the six tables, the validations (NOT NULL of t1 amount, t2 doubled and flag,
+		# accounts id, transfers account_id; w_pos, t4_a_positive), the builds of t1_amount_idx,
+		# accounts_name_id and transfers_account_id_idx, the re-pointed foreign key's ADD CONSTRAINT
+		# and VALIDATE.
+		is(state_rows($node, $s), '6 23 true', "$what: dual_writes, tasks and plan rows all there");
 		check_rows($node, $s, 'old', $s, $acked, $what);
 		check_rows($node, $s, 'new', "${s}_v1", $acked, $what, 1) if $written_through_trigger;
 	}
 	else
 	{
 		same_shape($node, 'complete', $s, 'true', $what);
-		is(state_rows($node, $s), '0 13 true', "$what: complete: no dual-write state left, history kept");
+		is(state_rows($node, $s), '0 23 true', "$what: complete: no dual-write state left, history kept");
 		check_rows($node, $s, 'new', $s, $acked, $what);
 	}
+	check_foreign_keys($node, $s, $phase, $what);
 	return $phase;
 }
 
@@ -464,7 +597,7 @@ sub drive_on
 	if ($exact_rows_done)
 	{
 		is(q1($node, "SELECT string_agg(rows_done::text, ' ' ORDER BY table_name) FROM ec_status('$s')"),
-			"$N $N $N $N4", "$what: rows_done is exactly the number of rows of each table (no batch counted twice)");
+			"$NA $N $N $N $N4 $NT", "$what: rows_done is exactly the number of rows of each table (no batch counted twice)");
 	}
 	my ($ret, $out, $err) = $node->psql('postgres', "CALL ec_wait('$s', '180s')");
 	is($ret, 0, "$what: every task of the worker done") or diag($err);
@@ -472,6 +605,7 @@ sub drive_on
 	same_shape($node, 'active_done', $s, 'true', "$what: backfilled");
 	check_rows($node, $s, 'old', $s, $acked, "$what: backfilled");
 	check_rows($node, $s, 'new', "${s}_v1", $acked, "$what: backfilled");
+	check_foreign_keys($node, $s, 'active', "$what: backfilled");
 	if ($drive++ % 2 == 0)
 	{
 		q1($node, "SELECT ec_complete('$s')");
@@ -480,6 +614,7 @@ sub drive_on
 		is(invalid_indexes($node, $s), '0', "$what: completed: no invalid index");
 		check_rows($node, $s, 'new', $s, $acked, "$what: completed");
 		check_rows($node, $s, 'new', "${s}_v1", $acked, "$what: completed, through the version schema");
+		check_foreign_keys($node, $s, 'complete', "$what: completed");
 	}
 	else
 	{
@@ -488,6 +623,7 @@ sub drive_on
 		same_shape($node, 'before', $s, 'true', "$what: rolled back");
 		is(invalid_indexes($node, $s), '0', "$what: rolled back: no invalid index");
 		check_rows($node, $s, 'old', $s, $acked, "$what: rolled back");
+		check_foreign_keys($node, $s, 'absent', "$what: rolled back");
 	}
 }
 
@@ -495,7 +631,7 @@ sub drive_on
 sub lock_holder
 {
 	my ($node, $s) = @_;
-	my $t = (qw(t1 t2 t3 t4))[ int(rand(4)) ];
+	my $t = (qw(t1 t2 t3 t4 accounts transfers))[ int(rand(6)) ];
 	my $hold = sprintf('%.2f', 0.3 + rand(1.5));
 	my $job = bg_psql($node, "BEGIN;\nLOCK TABLE $s.$t IN ACCESS SHARE MODE;\nSELECT pg_sleep($hold);\nCOMMIT;\n");
 	wait_for($node, 'postgres', qq{SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
@@ -545,11 +681,12 @@ my $t_complete = elapsed($node, "SELECT ec_complete('crash_ref')");
 save_ref($node, 'complete', 'crash_ref', 'true');
 note sprintf('reference run: ec_start %.2fs, backfill, validations and index builds %.2fs (batches of 100), '
 	  . 'ec_complete %.2fs', $t_start, $t_backfill, $t_complete);
-is(q1($node, q{SELECT count(*) FROM crashtest.ref WHERE kind = 'active' AND x LIKE 'trigger%'}), '8',
-	'reference: the active shape has the dual-write triggers, two on each of four tables');
+is(q1($node, q{SELECT count(*) FROM crashtest.ref WHERE kind = 'active' AND x LIKE 'trigger%'}), '12',
+	'reference: the active shape has the dual-write triggers, two on each of six tables');
 is(q1($node, q{SELECT count(*) FROM crashtest.ref WHERE kind = 'complete' AND x LIKE '%\_ec\_%'}), '0',
 	'reference: the complete shape has no helper object');
 check_rows($node, 'crash_ref', 'new', 'crash_ref', {}, 'reference');
+check_foreign_keys($node, 'crash_ref', 'complete', 'reference');
 
 ############################################################################
 # (a) kill during ec_start
@@ -595,14 +732,74 @@ for my $i (1 .. $iterations)
 ############################################################################
 
 # Where each iteration kills: once the backfill has done a random part of its blocks (a fraction),
-# or in the middle of the first or the last index build.  With three iterations or more, each index
-# build once and the rest at random parts of the blocks, in random order.
-my @bf_kills = map { my $r = rand(); $r < 0.2 ? 'first index build' : $r < 0.4 ? 'last index build' : rand() }
-  1 .. $iterations;
-@bf_kills = List::Util::shuffle('first index build', 'last index build', map { rand() } 3 .. $iterations)
-  if $iterations >= 3;
+# or at one of the named points below.  With three iterations or more, each named point once and
+# iterations - 2 kills at random parts of the blocks, in random order (so three more iterations than
+# the other phases); with fewer, a named point or a fraction at random.
+my @bf_points = ('first index build', 'key index build', 'index build after the backfills',
+	'foreign key added', 'foreign key validation');
+my @bf_kills = map { rand() < 0.5 ? $bf_points[ int(rand(@bf_points)) ] : rand() } 1 .. $iterations;
+@bf_kills = List::Util::shuffle(@bf_points, map { rand() } 3 .. $iterations) if $iterations >= 3;
 
-for my $i (1 .. $iterations)
+# A session of its own, named $name, in a transaction (BEGIN issued), for take() and release():
+# its locks are held, idle, until release() or the kill ends it.  Idle in a read committed
+# transaction it holds no snapshot, which every CREATE INDEX CONCURRENTLY in the database would
+# wait for (as they wait for the snapshot holder's), only its locks.  Connected beforehand, so that
+# taking and releasing take a millisecond or two: some windows below last 200 ms.
+sub holder
+{
+	my ($node, $name, $sql) = @_;
+	my $h = $node->background_psql('postgres');
+	$h->query_safe("SET application_name = '$name'");
+	$h->{pid} = $h->query_safe('SELECT pg_backend_pid()');
+	$h->query_safe('BEGIN');
+	take($h, $sql) if $sql;
+	return $h;
+}
+
+sub take
+{
+	my ($h, $sql) = @_;
+	$h->query_safe($sql);
+}
+
+# Ends its transaction, and begins the next one.
+sub release
+{
+	my ($h) = @_;
+	$h->query_safe('COMMIT');
+	$h->query_safe('BEGIN');
+}
+
+# After the kill: the holders' sessions are gone with the server.
+sub quit_holders
+{
+	eval { $_->quit } for @_;
+}
+
+# Is the migration's worker waiting for a lock that holder $h holds, while it runs a statement like
+# $like?
+sub worker_waits_for
+{
+	my ($node, $h, $like) = @_;
+	return qq{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'expand_contract backfill'
+	    AND $h->{pid} = ANY (pg_blocking_pids(pid)) AND query LIKE '$like'};
+}
+
+# Polls $sql every 10 ms (wait_for's 100 ms is too coarse for the one-second windows below) until it
+# returns $expected; returns whether it did within $secs seconds.
+sub poll
+{
+	my ($node, $sql, $expected, $secs) = @_;
+	my $deadline = time() + $secs;
+	while (time() < $deadline)
+	{
+		return 1 if q1($node, $sql) eq $expected;
+		usleep(10_000);
+	}
+	return 0;
+}
+
+for my $i (1 .. scalar @bf_kills)
 {
 	my $s = sprintf('crash_bf%03d', $i);
 	my $what = "backfill #$i";
@@ -611,12 +808,26 @@ for my $i (1 .. $iterations)
 	my %acked;
 	my $settings = sprintf('{"batch_size": 100, "batch_delay_ms": %d}', rand() < 0.5 ? 0 : 2);
 	# Where to kill: once the backfill has done a random part of its blocks, a few milliseconds
-	# later; or in the middle of an index build, the first one (t1_label_key, a unique create_index,
-	# before the backfills) or the last (t1_amount_idx, after the backfills and validations).  An
-	# index build is held there by a transaction with an older snapshot, which CREATE INDEX
-	# CONCURRENTLY waits for with the index already in the catalog, INVALID: the kill leaves it
-	# behind, for the worker to clean up and build again.
+	# later; or at a named point:
+	#  - in the middle of an index build: the first one (t1_label_key, a unique create_index, before
+	#    the backfills) or the first one after the backfills and validations (t1_amount_idx), held
+	#    there by a transaction with an older snapshot, which CREATE INDEX CONCURRENTLY waits for at
+	#    its end with the index already in the catalog, INVALID; or the build of the new key's unique
+	#    index (_ec_idx_accounts_pkey, the carried primary key), held at its start by a transaction
+	#    holding ROW EXCLUSIVE on accounts, as any writer's does (the migration starts paused until
+	#    it holds it).  The kill leaves the INVALID index behind, for the worker to clean up and
+	#    build again.
+	#  - foreign key added: between the worker's commit of ADD CONSTRAINT ... NOT VALID of the
+	#    re-pointed foreign key and the commit that marks its task done.  A transaction holding ROW
+	#    EXCLUSIVE on transfers holds up the ADD CONSTRAINT (which waits lock_timeout, 200 ms, and
+	#    tries again a second later); meanwhile the test locks the task's row and lets the ADD
+	#    CONSTRAINT through: marking the task done then waits for that row (the worker waits at
+	#    most its lock_timeout of one second, hence the fast polls).
+	#  - foreign key validation: from there, a transaction holding SHARE UPDATE EXCLUSIVE on transfers
+	#    before the row is let go: the next task, VALIDATE CONSTRAINT, waits for it; it is let go
+	#    in turn and the kill comes a few milliseconds later, in the validation or just after it.
 	my $part = $bf_kills[ $i - 1 ];
+	my $named = $part =~ /^[a-z]/;
 	my $snapshot_holder = sub {
 		my $job = bg_psql($node, "SET application_name = 'snapshot holder $s';\n"
 			  . "BEGIN ISOLATION LEVEL REPEATABLE READ;\nSELECT 1;\nSELECT pg_sleep(150);\nCOMMIT;\n");
@@ -625,62 +836,130 @@ for my $i (1 .. $iterations)
 		  or die 'the snapshot holder did not take its snapshot';
 		return $job;
 	};
-	my $snapshot = $part eq 'first index build' ? $snapshot_holder->() : undef;
-	q1($node, start_sql($s, $settings));
+	my @snapshots;  # bg_psql jobs holding a snapshot
+	my %holders;    # sessions of holder(), holding locks
+	push @snapshots, $snapshot_holder->() if $part eq 'first index build';
+	q1($node, start_sql($s, $settings, $part eq 'key index build'));
 
 	my $old = bg_psql($node, old_writer_sql($s, 100001, 3000));
 	my $new = bg_psql($node, new_writer_sql($s, 200001, 3000));
-	my $tasks_left = qq{SELECT count(*) FROM expand_contract.tasks t
-	    JOIN expand_contract.migrations m ON m.id = t.migration_id WHERE m.schema_name = '$s' AND t.state <> 'done'};
+	my $tasks = qq{FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
+	    WHERE m.schema_name = '$s'};
+	my $tasks_left = "SELECT count(*) $tasks AND t.state <> 'done'";
 	my $deadline = time() + 120;
 	my $blocks = q1($node, "SELECT sum(relpages) FROM pg_class WHERE relnamespace = '$s'::regnamespace
-	    AND relname IN ('t1', 't2', 't3', 't4')");
-	my $building = '';
-	if ($part =~ /index/)
+	    AND relname IN ('t1', 't2', 't3', 't4', 'accounts', 'transfers')");
+	my $invalid = qq{SELECT coalesce(string_agg(c.relname, ','), '') FROM pg_index i
+	    JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = '$s'::regnamespace AND NOT i.indisvalid};
+	my $reached = '';    # what shows that the kill came at the named point
+	if ($part eq 'first index build' || $part eq 'index build after the backfills')
 	{
-		if ($part eq 'last index build')
+		if ($part eq 'index build after the backfills')
 		{
-			# Once the unique indexes are built (the backfills then take seconds).
-			usleep(10_000) while q1($node, qq{SELECT count(*) FROM expand_contract.tasks t
-			    JOIN expand_contract.migrations m ON m.id = t.migration_id
-			   WHERE m.schema_name = '$s' AND t.kind = 'sql' AND t.sql LIKE '%UNIQUE INDEX CONCURRENTLY%'
-			     AND t.state <> 'done'}) ne '0' && time() < $deadline;
-			$snapshot = $snapshot_holder->();
+			# Once the unique indexes are built (the backfill of transfers, the validations then
+			# take a while).
+			usleep(10_000) while q1($node, qq{SELECT count(*) $tasks AND t.kind = 'sql'
+			    AND t.sql LIKE '%UNIQUE INDEX CONCURRENTLY%' AND t.state <> 'done'}) ne '0' && time() < $deadline;
+			push @snapshots, $snapshot_holder->();
 		}
-		my $invalid = qq{SELECT coalesce(string_agg(c.relname, ','), '') FROM pg_index i
-		    JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = '$s'::regnamespace AND NOT i.indisvalid};
 		usleep(10_000)
-		  while ($building = q1($node, $invalid)) eq '' && q1($node, $tasks_left) ne '0' && time() < $deadline;
+		  while ($reached = q1($node, $invalid)) eq '' && q1($node, $tasks_left) ne '0' && time() < $deadline;
 		usleep(int(rand(0.03) * 1e6));
+	}
+	elsif ($part eq 'key index build')
+	{
+		$holders{accounts} = holder($node, "writer of accounts $s", "LOCK TABLE $s.accounts IN ROW EXCLUSIVE MODE");
+		q1($node, "SELECT ec_resume('$s')");
+		usleep(10_000) while ($reached = q1($node, $invalid)) !~ /_ec_idx_accounts_pkey/ && time() < $deadline;
+		$reached = '' unless $reached =~ /_ec_idx_accounts_pkey/;
+	}
+	elsif ($part =~ /^foreign key/)
+	{
+		my $add = "t.sql LIKE '%ADD CONSTRAINT $new_fk %'";
+		my $lock_row = "SELECT FROM expand_contract.tasks t
+		    WHERE (t.migration_id, t.seq) = (SELECT t.migration_id, t.seq $tasks AND $add) FOR UPDATE";
+		$holders{row} = holder($node, "task row $s", $lock_row);
+		$holders{transfers} = holder($node, "writer of transfers $s");
+		$holders{validation} = holder($node, "validation blocker $s") if $part eq 'foreign key validation';
+		# The ADD CONSTRAINT's task row is locked from the start (nothing but the worker's marking
+		# of that task waits for it; a lock on transfers would hold up its index builds instead):
+		# when the worker comes to mark it running, it waits there, up to its lock_timeout of a
+		# second, while the writer of transfers takes its lock; then the row is let go.
+		poll($node, worker_waits_for($node, $holders{row}, '%'), '1', 60)
+		  or diag("$what: the worker did not come to the ADD CONSTRAINT: "
+			. q1($node, "SELECT t.state || ' ' || coalesce(t.detail, '') $tasks AND $add"));
+		take($holders{transfers}, "LOCK TABLE $s.transfers IN ROW EXCLUSIVE MODE");
+		release($holders{row});
+		# Each attempt of the ADD CONSTRAINT then waits 200 ms at most for the writer of transfers
+		# (lock_timeout), and the next comes a second later.  Meanwhile the task's row is locked
+		# again and the writer let go; when the row lock came too late (the attempt gave up, and
+		# will mark the task again before the next one), it is let go at once, for the next attempt.
+		my $attempts = 0;
+		while ($attempts++ < 20)
+		{
+			last unless poll($node, worker_waits_for($node, $holders{transfers}, '%ADD CONSTRAINT%'), '1', 30);
+			take($holders{row}, $lock_row);
+			if (q1($node, worker_waits_for($node, $holders{transfers}, '%ADD CONSTRAINT%')) eq '1')
+			{
+				release($holders{transfers});
+				last;
+			}
+			release($holders{row});
+		}
+		$reached = poll($node, qq{SELECT (SELECT count(*) FROM pg_constraint WHERE conrelid = '$s.transfers'::regclass
+		    AND conname = '$new_fk' AND NOT convalidated) || ' ' || (} . worker_waits_for($node, $holders{row}, '%') . ')',
+			'1 1', 5)
+		  ? "ADD CONSTRAINT committed, its task not marked done ($attempts attempts)" : '';
+		# The worker commits asynchronously (synchronous_commit = off), so a kill this soon after the
+		# ADD CONSTRAINT would often lose it, and the recovery would only find it not done yet.  The
+		# synchronous commit of a write flushes the WAL up to its own commit record, the ADD
+		# CONSTRAINT's commit included: the recovery finds the constraint there, its task not marked
+		# done, and the worker must not add it twice.
+		q1($node, 'UPDATE crashtest.flush SET n = n + 1') if $part eq 'foreign key added' && $reached;
+		if ($part eq 'foreign key validation' && $reached)
+		{
+			take($holders{validation}, "LOCK TABLE $s.transfers IN SHARE UPDATE EXCLUSIVE MODE");
+			release($holders{row});
+			$reached = poll($node, worker_waits_for($node, $holders{validation}, "%VALIDATE CONSTRAINT $new_fk"), '1', 10)
+			  ? 'VALIDATE CONSTRAINT under way' : '';
+			release($holders{validation});
+			usleep(int(rand(0.03) * 1e6));
+		}
 	}
 	else
 	{
-		my $progress = qq{SELECT coalesce(sum(t.next_block), 0) FROM expand_contract.tasks t
-		    JOIN expand_contract.migrations m ON m.id = t.migration_id WHERE m.schema_name = '$s'};
+		my $progress = "SELECT coalesce(sum(t.next_block), 0) $tasks";
 		usleep(20_000) while q1($node, $progress) < $part * $blocks && time() < $deadline;
 		usleep(int(rand(0.03) * 1e6));
 	}
-	my $before = q1($node, qq{SELECT string_agg(t.seq || ':' || t.state || ':' || t.next_block, ' ' ORDER BY t.seq)
-	    FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
-	   WHERE m.schema_name = '$s'});
+	my $before = q1($node, "SELECT string_agg(t.seq || ':' || t.state || ':' || t.next_block, ' ' ORDER BY t.seq) $tasks");
 	note sprintf('%s (%s): kill %s; tasks seq:state:next_block %s', $what, $settings,
-		$part =~ /index/ ? "during the $part (invalid: $building)" : sprintf('at %d%% of %d blocks', 100 * $part, $blocks),
-		$before);
+		$named ? "during the $part ($reached)" : sprintf('at %d%% of %d blocks', 100 * $part, $blocks), $before);
 	crash_restart($node, $what);
 	acked(\%acked, (bg_finish($old))[1]);
 	acked(\%acked, (bg_finish($new))[1]);
-	bg_finish($snapshot) if $snapshot;
-	ok($building ne '', "$what: the kill came during the $part (an INVALID index in the catalog)")
-	  if $part =~ /index/;
+	bg_finish($_) for @snapshots;
+	quit_holders(values %holders);
+	ok($reached ne '', "$what: the kill came during the $part"
+		  . ($part =~ /index/ ? ' (an INVALID index in the catalog)' : ''))
+	  if $named;
+	is( q1($node, qq{SELECT string_agg(conname || CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END, ', '
+	                                   ORDER BY conname COLLATE "C")
+	                      || ' ' || (SELECT t.state $tasks AND t.sql LIKE '%ADD CONSTRAINT $new_fk %')
+	      FROM pg_constraint WHERE conrelid = '$s.transfers'::regclass AND contype = 'f'}),
+		"$new_fk NOT VALID, transfers_account_id_fkey running",
+		"$what: after the recovery the re-pointed foreign key is there, NOT VALID, and its ADD CONSTRAINT task not done")
+	  if $part eq 'foreign key added' && $reached;
 
 	is(check_consistent($node, $s, \%acked, $what, 1), 'active', "$what: still active");
 	# The worker commits asynchronously (synchronous_commit = off): the last batches seen before
 	# the kill may be lost with their progress, and are then done again.  Hence no comparison here;
 	# rows_done, exact at the end, shows that no batch was counted twice.
-	note "$what: tasks after the recovery " . q1($node, qq{
-	  SELECT string_agg(t.seq || ':' || t.state || ':' || t.next_block, ' ' ORDER BY t.seq)
-	    FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
-	   WHERE m.schema_name = '$s'}) . '; invalid indexes: ' . invalid_indexes($node, $s);
+	note "$what: tasks after the recovery "
+	  . q1($node, "SELECT string_agg(t.seq || ':' || t.state || ':' || t.next_block, ' ' ORDER BY t.seq) $tasks")
+	  . '; invalid indexes: ' . invalid_indexes($node, $s) . '; foreign keys of transfers: '
+	  . q1($node, "SELECT string_agg(conname || CASE WHEN convalidated THEN '' ELSE ' (NOT VALID)' END, ', ' ORDER BY conname)
+	      FROM pg_constraint WHERE conrelid = '$s.transfers'::regclass AND contype = 'f'");
 	probe_writes($node, $s, \%acked, $what);
 	drive_on($node, $s, \%acked, $what, 1);
 }
@@ -689,31 +968,53 @@ for my $i (1 .. $iterations)
 # (c) kill during ec_complete
 ############################################################################
 
+# With three iterations or more, one of them (and with fewer, now and then one) kills in the swap:
+# once ec_complete holds every lock it takes up front, a random part of its reference time later,
+# while it drops the old key column and foreign key and puts the new ones in their place (or just
+# after it committed).
+my $swap_at = $iterations >= 3 || rand() < 0.3 ? 1 + int(rand($iterations)) : 0;
+
 for my $i (1 .. $iterations)
 {
 	my $s = sprintf('crash_co%03d', $i);
 	my $what = "ec_complete #$i";
 	make_schema($node, $s);
 	my %acked;
+	my $swap = $i == $swap_at;
 	# Half the time the worker is still busy when the call is made: the call is then CALL ec_wait()
 	# and ec_complete() (ec_complete cannot wait for the worker's CREATE INDEX CONCURRENTLY, which
 	# waits for ec_complete's own snapshot), so the kill lands in the backfill, a validation, an
-	# index build or ec_complete.
-	my $pending = rand() < 0.5;
+	# index build, the re-pointed foreign key's ADD CONSTRAINT or VALIDATE, or ec_complete.
+	my $pending = !$swap && rand() < 0.5;
 	q1($node, start_sql($s, '{"batch_size": 100, "batch_delay_ms": 2}'));
 	q1($node, "CALL ec_wait('$s', '180s')") unless $pending;
 	q1($node, 'CHECKPOINT');
 
 	my $old = bg_psql($node, old_writer_sql($s, 100001, 3000));
 	my $new = bg_psql($node, new_writer_sql($s, 200001, 3000));
-	my ($holder, $hold, $held) = rand() < 0.5 ? lock_holder($node, $s) : (undef, 0, '');
-	my $call = bg_psql($node,
-		($pending ? "CALL ec_wait('$s', '180s');\n" : '') . "SELECT ec_complete('$s');\n\\echo COMPLETED\n");
-	my $delay = rand(1.3 * $t_complete + $hold + ($pending ? $t_backfill : 0));
+	my ($holder, $hold, $held) = !$swap && rand() < 0.5 ? lock_holder($node, $s) : (undef, 0, '');
+	my $call = bg_psql($node, "SET application_name = 'complete $s';\n"
+		  . ($pending ? "CALL ec_wait('$s', '180s');\n" : '') . "SELECT ec_complete('$s');\n\\echo COMPLETED\n");
+	my $delay;
+	my $locked;
+	if ($swap)
+	{
+		$locked = poll($node, qq{SELECT count(*) = cardinality(m.relids) FROM expand_contract.migrations m, pg_locks l
+		    JOIN pg_stat_activity a ON a.pid = l.pid
+		   WHERE m.schema_name = '$s' AND m.name = 'v1' AND a.application_name = 'complete $s' AND l.granted
+		     AND l.mode = 'AccessExclusiveLock' AND l.relation = ANY (m.relids::oid[])
+		   GROUP BY m.relids}, 't', 60);
+		$delay = rand(0.2 * $t_complete);
+	}
+	else
+	{
+		$delay = rand(1.3 * $t_complete + $hold + ($pending ? $t_backfill : 0));
+	}
 	usleep(int($delay * 1e6));
-	note sprintf('%s: kill after %.3fs%s%s', $what, $delay, $pending ? ', worker busy at the call (ec_wait first)' : '',
-		$holder ? " ($held held for ${hold}s)" : '');
+	note sprintf('%s: kill %s%.3fs%s%s', $what, $swap ? 'in the swap, once it held its locks, ' : 'after ', $delay,
+		$pending ? ', worker busy at the call (ec_wait first)' : '', $holder ? " ($held held for ${hold}s)" : '');
 	crash_restart($node, $what);
+	ok($locked, "$what: the kill came once ec_complete held every lock it takes up front") if $swap;
 
 	my ($ret, $out, $err) = bg_finish($call);
 	acked(\%acked, (bg_finish($old))[1]);

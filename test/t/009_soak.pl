@@ -5,7 +5,7 @@
 # new-version clients keep writing (database soak_complete), or ec_rollback while old-version clients
 # keep writing (database soak_rollback).
 #
-# The migration has five operations on one table accounts(id, owner, cents, writer, nw):
+# The migration has five operations on the table accounts(id, owner, cents, writer, nw):
 #   rename_column     owner -> holder;
 #   alter_column      cents int -> amount numeric(12,2), up cents / 100.0, down (amount * 100)::int;
 #   add_column        label text, up holder || ':' || amount (the renamed owner and cents: NULL when
@@ -18,7 +18,24 @@
 #   create_index      accounts_holder_amount_idx on (holder, amount), the new version's names of
 #                     owner and of the helper column of amount, built by the worker with CREATE
 #                     INDEX CONCURRENTLY after the backfill, usually while the clients still write
-#                     (the test notes how many writes of each version committed during the build).
+#                     (the test notes how many writes of each version committed during the build);
+# and a sixth on a second pair of tables, the headline int -> bigint of a primary key that another
+# table's foreign key references:
+#   alter_column      customers.id int -> bigint, customers(id int PRIMARY KEY, name text UNIQUE,
+#                     writer) with a secondary index on (name, id), referenced by orders(id,
+#                     customer_id int REFERENCES customers ON UPDATE CASCADE ON DELETE CASCADE,
+#                     amount) with a unique index on (customer_id, id) and a secondary one on
+#                     customer_id: the worker builds the new key's unique index before the backfill
+#                     and the (name, id) index after it, adds the re-pointed foreign key NOT VALID
+#                     and validates it; ec_complete puts them in the old ones' places, names
+#                     included (ec_rollback drops them).
+# accounts.id itself stays bigint: the new version shows a rebuilt key as NULL until the backfill
+# reaches the row, so its clients could not address the rows not yet filled by key, and those writes
+# are the point of the accounts model.  The same clients write the pair too, through both versions:
+# old-version clients insert, delete (its orders go too) and re-key customers (its orders follow),
+# and insert and delete orders; new-version clients insert and delete customers (found by name) and
+# their orders.  Their writes go to aux.pledger, whose trigger keeps aux.cmodel and aux.omodel and
+# checks each returned row, as for accounts.
 #
 # Every client owns a band of logical keys (k - 1) % nslots = its slot; a row of key k lives at id k
 # or, after a key update, at id k + koff, so no two clients ever touch one row and key updates never
@@ -48,7 +65,14 @@
 #     the new version taken before ec_complete;
 #   - rollback: clients of the old version wrote before and after ec_rollback; the schema's catalog is
 #     exactly as before ec_start (the index gone); count and model (old columns) match; rows not
-#     written meanwhile equal the snapshot of the old version taken before ec_rollback.
+#     written meanwhile equal the snapshot of the old version taken before ec_rollback;
+#   - the pair, before the contract phase and after it: every kind of write took effect during the
+#     backfill; every write returned what the model expected (a customer's delete counted the orders
+#     its cascade deletes); customers and orders equal the model row for row (an order references
+#     its customer where the customer is now) and their counts the ledger's; no order without its
+#     customer in either version; both foreign keys there and validated before contract; after
+#     complete exactly one, validated, under its name, on the bigint key, with its actions, the
+#     carried indexes valid under their names (amcheck); after rollback the catalog as before.
 #
 # Short form by default (about a minute on 2 cores).  Environment, for a longer soak:
 #   EC_SOAK_SECONDS           how long the clients write during the backfill (default 12)
@@ -94,11 +118,17 @@ my @variants = split /,/, ($ENV{EC_SOAK_VARIANTS} // 'complete,rollback');
 my $nslots = 2 * $clients;
 my $nkeys = $nslots * int(($rows * 5 / 4 + $nslots - 1) / $nslots);
 my $koff = 10 * $nkeys;
+# The customers' likewise, with a tenth as many rows; about two orders each.
+my $ckeys = $nslots * int(($rows / 8 + $nslots - 1) / $nslots);
+my $ckoff = 10 * $ckeys;
 my $soak = dirname(__FILE__) . '/../soak';
 
 my @old_scripts = qw(old_insert@3 old_update@4 old_upsert@3 old_keymove@2 old_delete@1 old_touch@1);
 my @new_scripts = qw(new_insert@3 new_update@3 new_upsert@3 new_keymove@2 new_delete@1);
 push @new_scripts, qw(new_key@1 new_amount@1 new_holder@1 new_touch@1) if $partial;
+my @old_pair_scripts = qw(old_customer_insert@1 old_customer_delete@1 old_customer_keymove@1
+  old_order_insert@2 old_order_delete@1);
+my @new_pair_scripts = qw(new_customer_insert@1 new_customer_delete@1 new_order_insert@2 new_order_delete@1);
 
 note "soak: ${seconds}s of traffic on $rows rows, $clients clients per version, batches of $batch_size "
   . "rows with ${batch_delay} ms between them, ${contract_seconds}s around the contract phase, "
@@ -118,7 +148,8 @@ my $migration = qq[{"operations": [
   {"create_constraint": {"table": "accounts", "name": "accounts_writer_check", "type": "check",
                          "columns": ["writer"], "check": "writer IN ('init', 'old', 'new')"}},
   {"create_index": {"table": "accounts", "name": "accounts_holder_amount_idx",
-                    "columns": [{"column": "holder"}, {"column": "amount"}]}}]}];
+                    "columns": [{"column": "holder"}, {"column": "amount"}]}},
+  {"alter_column": {"table": "customers", "column": "id", "type": "bigint"}}]}];
 
 my $node = PostgreSQL::Test::Cluster->new('soak');
 $node->init(allows_streaming => 1);
@@ -246,6 +277,89 @@ sub setup
 	  INSERT INTO aux.model SELECT k, k, 'i' || v, nullif(v, 1000001), nullif(v, 1000001) / 100.0,
 	                               aux.up_label('i' || v, nullif(v, 1000001)), 'init', 0, 'init' FROM init;
 	  VACUUM ANALYZE accounts;
+
+	  -- The pair.  Each write of it appends what it did and the row it returned to aux.pledger, in
+	  -- the same statement; the trigger keeps aux.cmodel (customers, by key k: where the customer
+	  -- lives now) and aux.omodel (orders, by their customer's key), and checks the returned row.
+	  CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL CONSTRAINT customers_name_key UNIQUE,
+	                          writer text NOT NULL);
+	  CREATE INDEX customers_name_id_idx ON customers (name, id);
+	  CREATE TABLE orders (id bigint PRIMARY KEY,
+	                       customer_id int NOT NULL REFERENCES customers (id) ON UPDATE CASCADE ON DELETE CASCADE,
+	                       amount int NOT NULL, CONSTRAINT orders_customer_id_id_key UNIQUE (customer_id, id));
+	  CREATE INDEX orders_customer_id_idx ON orders (customer_id);
+	  CREATE SEQUENCE aux.order_ids;
+	  -- rid: the customer's id (NULL: a new-version delete of a row the backfill had not filled) or
+	  -- the order's; cid: the customer's id the order references; cascaded: the orders a
+	  -- customer's delete took with it; v: an order's amount, or a customer's other id k2.
+	  CREATE TABLE aux.pledger (id bigserial PRIMARY KEY, k bigint NOT NULL, how text NOT NULL, rid bigint,
+	                            cid bigint, delta int NOT NULL, v int NOT NULL, phase int NOT NULL,
+	                            r_name text, r_writer text, cascaded bigint,
+	                            at timestamptz NOT NULL DEFAULT clock_timestamp());
+	  CREATE TABLE aux.cmodel (k bigint PRIMARY KEY, id bigint NOT NULL UNIQUE, name text NOT NULL,
+	                           writer text NOT NULL);
+	  CREATE TABLE aux.omodel (id bigint PRIMARY KEY, k bigint NOT NULL, amount int NOT NULL);
+	  CREATE INDEX ON aux.omodel (k);
+	  CREATE TABLE aux.panomalies (pledger_id bigint, k bigint, how text, problem text);
+	  CREATE FUNCTION aux.papply() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	  DECLARE
+	    m aux.cmodel;
+	    problem text;
+	  BEGIN
+	    SELECT * INTO m FROM aux.cmodel WHERE k = NEW.k;
+	    IF NEW.how LIKE '%customer_insert' THEN
+	      IF m.k IS NOT NULL OR (NEW.rid, NEW.r_name, NEW.r_writer)
+	         IS DISTINCT FROM (NEW.k, 'c' || NEW.k, split_part(NEW.how, '_', 1)) THEN
+	        problem := format('inserted (%s, %s, %s), the model had %s', NEW.rid, NEW.r_name, NEW.r_writer, row(m.*));
+	      END IF;
+	      INSERT INTO aux.cmodel VALUES (NEW.k, NEW.k, 'c' || NEW.k, split_part(NEW.how, '_', 1))
+	        ON CONFLICT DO NOTHING;
+	    ELSIF NEW.how LIKE '%customer_delete' THEN
+	      IF m.k IS NULL OR coalesce(NEW.rid, m.id) <> m.id OR (NEW.rid IS NULL AND NEW.how LIKE 'old%')
+	         OR (NEW.r_name, NEW.r_writer) IS DISTINCT FROM (m.name, m.writer)
+	         OR NEW.cascaded IS DISTINCT FROM (SELECT count(*) FROM aux.omodel o WHERE o.k = NEW.k) THEN
+	        problem := format('deleted (%s, %s, %s) with %s orders, the model had %s with %s', NEW.rid, NEW.r_name,
+	                          NEW.r_writer, NEW.cascaded, row(m.*), (SELECT count(*) FROM aux.omodel o WHERE o.k = NEW.k));
+	      END IF;
+	      DELETE FROM aux.cmodel WHERE k = NEW.k;
+	      DELETE FROM aux.omodel WHERE k = NEW.k;
+	    ELSIF NEW.how = 'old_customer_keymove' THEN
+	      IF m.k IS NULL OR NEW.rid IS DISTINCT FROM (CASE WHEN m.id = NEW.k THEN NEW.v ELSE NEW.k END)
+	         OR (NEW.r_name, NEW.r_writer) IS DISTINCT FROM (m.name, m.writer) THEN
+	        problem := format('moved to (%s, %s, %s), the model had %s', NEW.rid, NEW.r_name, NEW.r_writer, row(m.*));
+	      END IF;
+	      UPDATE aux.cmodel SET id = NEW.rid WHERE k = NEW.k;
+	    ELSIF NEW.how LIKE '%order_insert' THEN
+	      IF m.k IS NULL OR NEW.cid IS DISTINCT FROM m.id THEN
+	        problem := format('order %s of customer %s, the model had %s', NEW.rid, NEW.cid, row(m.*));
+	      END IF;
+	      INSERT INTO aux.omodel VALUES (NEW.rid, NEW.k, NEW.v);
+	    ELSIF NEW.how LIKE '%order_delete' THEN
+	      IF m.k IS NULL OR NEW.cid IS DISTINCT FROM m.id
+	         OR NOT EXISTS (SELECT FROM aux.omodel o WHERE o.id = NEW.rid AND o.k = NEW.k AND o.amount = NEW.v) THEN
+	        problem := format('deleted order (%s, %s, %s), the model had %s', NEW.rid, NEW.cid, NEW.v, row(m.*));
+	      END IF;
+	      DELETE FROM aux.omodel WHERE id = NEW.rid;
+	    ELSE
+	      RAISE EXCEPTION 'aux.papply: unknown write %', NEW.how;
+	    END IF;
+	    IF problem IS NOT NULL THEN
+	      INSERT INTO aux.panomalies VALUES (NEW.id, NEW.k, NEW.how, problem);
+	    END IF;
+	    RETURN NULL;
+	  END \$\$;
+	  CREATE TRIGGER papply AFTER INSERT ON aux.pledger FOR EACH ROW WHEN (NEW.how NOT LIKE 'init%')
+	    EXECUTE FUNCTION aux.papply();
+	  INSERT INTO customers SELECT k, 'c' || k, 'init' FROM generate_series(1, $ckeys) k WHERE k % 5 <> 0;
+	  INSERT INTO orders SELECT nextval('aux.order_ids'), c.id, (c.id * 7919 + g) % 1000000 + 1
+	    FROM customers c CROSS JOIN generate_series(1, 2) g ORDER BY c.id, g;
+	  INSERT INTO aux.cmodel SELECT k, k, 'c' || k, 'init' FROM generate_series(1, $ckeys) k WHERE k % 5 <> 0;
+	  INSERT INTO aux.omodel SELECT id, customer_id, amount FROM orders;
+	  INSERT INTO aux.pledger (k, rid, cid, delta, how, v, phase)
+	    SELECT k, k, k, 1, 'init_customer', 0, 0 FROM aux.cmodel;
+	  INSERT INTO aux.pledger (k, rid, cid, delta, how, v, phase)
+	    SELECT k, id, k, 1, 'init_order', amount, 0 FROM aux.omodel;
+	  VACUUM ANALYZE customers, orders;
 	});
 }
 
@@ -262,19 +376,24 @@ my $catalog_query = q{
       FROM pg_constraint WHERE connamespace = 'public'::regnamespace
     UNION ALL SELECT format('relation %s %s', relname, relkind) FROM pg_class
      WHERE relnamespace = 'public'::regnamespace
-    UNION ALL SELECT format('index %s', pg_get_indexdef(indexrelid)) FROM pg_index
-     WHERE indrelid = 'public.accounts'::regclass
-    UNION ALL SELECT format('trigger %s', tgname) FROM pg_trigger
-     WHERE tgrelid = 'public.accounts'::regclass AND NOT tgisinternal
+    UNION ALL SELECT format('index %s %s', pg_get_indexdef(indexrelid), indisvalid) FROM pg_index
+     WHERE indrelid IN ('public.accounts'::regclass, 'public.customers'::regclass, 'public.orders'::regclass)
+    UNION ALL SELECT format('trigger %s on %s', tgname, tgrelid::regclass) FROM pg_trigger
+     WHERE tgrelid IN ('public.accounts'::regclass, 'public.customers'::regclass, 'public.orders'::regclass)
+       AND NOT tgisinternal
     UNION ALL SELECT format('schema %s', nspname) FROM pg_namespace WHERE nspname LIKE 'public\_%') s};
 
 # Helper objects only an active migration may have.
 my $leftovers_query = q{
   SELECT coalesce(string_agg(x, ', '), '') FROM (
     SELECT format('column %s.%s', attrelid::regclass, attname) x FROM pg_attribute
-     WHERE attrelid = 'public.accounts'::regclass AND attname LIKE '\_ec\_%' AND NOT attisdropped
-    UNION ALL SELECT format('trigger %s', tgname) FROM pg_trigger
-     WHERE tgrelid = 'public.accounts'::regclass AND NOT tgisinternal
+     WHERE attrelid IN ('public.accounts'::regclass, 'public.customers'::regclass)
+       AND attname LIKE '\_ec\_%' AND NOT attisdropped
+    UNION ALL SELECT format('trigger %s on %s', tgname, tgrelid::regclass) FROM pg_trigger
+     WHERE tgrelid IN ('public.accounts'::regclass, 'public.customers'::regclass, 'public.orders'::regclass)
+       AND NOT tgisinternal
+    UNION ALL SELECT format('relation %s', relname) FROM pg_class
+     WHERE relnamespace = 'public'::regnamespace AND relname LIKE '\_ec\_%'
     UNION ALL SELECT format('constraint %s', conname) FROM pg_constraint WHERE conname LIKE '\_ec\_%'
     UNION ALL SELECT format('dual_write %s', relid) FROM expand_contract.dual_writes
     UNION ALL SELECT format('active migration %s', name) FROM expand_contract.migrations WHERE NOT done) s};
@@ -284,12 +403,14 @@ my $leftovers_query = q{
 sub start_clients
 {
 	my ($db, $ver, $phase, $secs) = @_;
-	my $scripts = $ver eq 'old' ? \@old_scripts : $ver eq 'new' ? \@new_scripts : ['vacuum@1'];
+	my $scripts = $ver eq 'old' ? [ @old_scripts, @old_pair_scripts ]
+	  : $ver eq 'new' ? [ @new_scripts, @new_pair_scripts ] : ['vacuum@1'];
 	my $h = { ver => $ver, phase => $phase, out => '', err => '', db => $db };
 	my @cmd = (
 		'pgbench', '-n', '-M', ($ver eq 'vacuum' ? 'simple' : $protocol),
 		'-c', ($ver eq 'vacuum' ? 1 : $clients), '-j', 1, '-T', $secs,
 		'-D', "nkeys=$nkeys", '-D', "nslots=$nslots", '-D', "koff=$koff", '-D', "phase=$phase",
+		'-D', "ckeys=$ckeys", '-D', "ckoff=$ckoff",
 		'-D', 'slot0=' . ($ver eq 'old' ? 0 : $clients),
 		(map { ('-f', "$soak/$_") } map { s/@/.sql@/r } @$scripts),
 		'-h', $node->host, '-p', $node->port, $db);
@@ -327,7 +448,7 @@ sub finish_clients
 	diag("pgbench stderr:\n$h->{err}\npgbench stdout:\n$h->{out}") unless $ok;
 }
 
-# What the ledger says each kind of write did (effective writes only), per phase.
+# What the ledgers say each kind of write did (effective writes only), per phase.
 sub write_counts
 {
 	my ($db, $phase) = @_;
@@ -335,7 +456,8 @@ sub write_counts
 	  SELECT kind || '=' || count(*) FROM (
 	    SELECT how || CASE WHEN how LIKE '%upsert' THEN CASE delta WHEN 1 THEN '(insert)' ELSE '(update)' END
 	                       ELSE '' END AS kind
-	      FROM aux.ledger WHERE phase = $phase) s GROUP BY kind ORDER BY kind});
+	      FROM (SELECT how, delta FROM aux.ledger WHERE phase = $phase
+	            UNION ALL SELECT how, delta FROM aux.pledger WHERE phase = $phase) w) s GROUP BY kind ORDER BY kind});
 	return \%c;
 }
 
@@ -384,6 +506,52 @@ sub check_ledger
 		              ORDER BY how, ledger_id) a}));
 }
 
+# The pair against its model, with traffic stopped: the counts; every write returned what the model
+# expected; through each version schema in @nsps, every customer and order equal to its model row (an
+# order references its customer where the customer lives now), and no order without its customer.
+sub check_pair
+{
+	my ($db, $what, @nsps) = @_;
+	my ($customers, $cledger, $cmodel, $orders, $oledger, $omodel, $anomalies) = split /\|/,
+	  $node->safe_psql($db, q{
+	  SELECT (SELECT count(*) FROM public.customers) || '|'
+	      || (SELECT sum(delta) FROM aux.pledger WHERE how LIKE '%customer%') || '|'
+	      || (SELECT count(*) FROM aux.cmodel) || '|'
+	      || (SELECT count(*) FROM public.orders) || '|'
+	      || (SELECT sum(delta) FILTER (WHERE how LIKE '%order%') - coalesce(sum(cascaded), 0) FROM aux.pledger) || '|'
+	      || (SELECT count(*) FROM aux.omodel) || '|'
+	      || (SELECT count(*) FROM aux.panomalies)});
+	is($customers, $cledger, "$what: count(customers) ($customers) = what the clients committed (ledger sum $cledger)");
+	is($cmodel, $cledger, "$what: the customers' model has as many rows as the ledger");
+	is($orders, $oledger, "$what: count(orders) ($orders) = what the clients committed (ledger: inserts - deletes "
+		  . "- the orders that deleting customers cascaded to, $oledger)");
+	is($omodel, $oledger, "$what: the orders' model has as many rows as the ledger");
+	is($anomalies, '0', "$what: every write of the pair returned the row the model expected (a customer's "
+		  . 'delete, the count of orders it cascaded to)')
+	  or diag("first of them: " . $node->safe_psql($db, q{
+		SELECT string_agg(format('pledger %s, key %s, %s: %s', pledger_id, k, how, problem), E'\n' ORDER BY pledger_id)
+		  FROM (SELECT * FROM aux.panomalies ORDER BY pledger_id LIMIT 5) a}));
+	for my $nsp (@nsps)
+	{
+		my ($bad_customers, $bad_orders, $orphans) = split /\|/, $node->safe_psql($db, qq{
+		  SELECT (SELECT count(*) FROM $nsp.customers c FULL JOIN aux.cmodel m ON m.id = c.id
+		           WHERE c.id IS NULL OR m.id IS NULL OR (c.name, c.writer) IS DISTINCT FROM (m.name, m.writer)) || '|'
+		      || (SELECT count(*) FROM $nsp.orders o
+		            FULL JOIN (aux.omodel om JOIN aux.cmodel cm ON cm.k = om.k) ON om.id = o.id
+		           WHERE o.id IS NULL OR om.id IS NULL OR (o.customer_id, o.amount) IS DISTINCT FROM (cm.id, om.amount)) || '|'
+		      || (SELECT count(*) FROM $nsp.orders o WHERE NOT EXISTS (SELECT FROM $nsp.customers c WHERE c.id = o.customer_id))});
+		is($bad_customers, '0', "$what, $nsp: every customer equals its model row (id, name, writer)");
+		is($bad_orders, '0', "$what, $nsp: every order equals its model row (id, customer's id now, amount)");
+		is($orphans, '0', "$what, $nsp: no order without its customer");
+	}
+}
+
+# The foreign keys of orders: "name definition validated", by name.
+my $orders_fks_query = q{
+  SELECT string_agg(format('%s %s %s', conname, pg_get_constraintdef(oid), convalidated), '; ' ORDER BY conname COLLATE "C")
+    FROM pg_constraint WHERE conrelid = 'public.orders'::regclass AND contype = 'f'};
+my $orders_fk = 'FOREIGN KEY (customer_id) REFERENCES customers(id) ON UPDATE CASCADE ON DELETE CASCADE';
+
 ############################################################################
 # One variant: traffic of both versions over ec_start and the backfill, then the contract phase.
 ############################################################################
@@ -417,7 +585,7 @@ sub soak
 		  SELECT s.backfill_state || '|' || s.rows_done || '|' || s.batches || '|'
 		         || (SELECT coalesce(max(id), 0) FROM aux.ledger WHERE phase = 1 AND how LIKE 'old%') || '|'
 		         || (SELECT coalesce(max(id), 0) FROM aux.ledger WHERE phase = 1 AND how LIKE 'new%')
-		    FROM ec_status('public') s});
+		    FROM ec_status('public') s WHERE s.table_name = 'accounts'});
 		my %s;
 		@s{qw(state rows batches old new)} = split /\|/, $s;
 		push @samples, \%s if $both;
@@ -448,18 +616,27 @@ sub soak
 		$overlap->[0]{rows}, $overlap->[1]{rows}, $overlap->[0]{old}, $overlap->[1]{old},
 		$overlap->[0]{new}, $overlap->[1]{new});
 
-	ok(wait_for($node, $db, q{SELECT backfill_state FROM ec_status('public')}, 'done', 60 + 2 * $seconds,
-			'the backfill'),
-		"$variant: the backfill finishes");
-	my ($rows_done, $batches) = split /\|/,
-	  $node->safe_psql($db, q{SELECT rows_done || '|' || batches FROM ec_status('public')});
-	note "$variant: backfill filled $rows_done rows in $batches batches";
+	ok( wait_for($node, $db, q{SELECT string_agg(DISTINCT backfill_state, ',') FROM ec_status('public')}, 'done',
+			60 + 2 * $seconds, 'the backfills'),
+		"$variant: the backfills (accounts and customers) finish");
+	my ($rows_done, $batches, $customers_done) = split /\|/, $node->safe_psql($db, q{
+	  SELECT (SELECT rows_done || '|' || batches FROM ec_status('public') WHERE table_name = 'accounts') || '|'
+	      || (SELECT rows_done FROM ec_status('public') WHERE table_name = 'customers')});
+	note "$variant: backfill filled $rows_done rows of accounts in $batches batches, $customers_done of customers";
 	cmp_ok($batches, '>', 1, "$variant: the backfill took several batches");
 	cmp_ok($rows_done, '<=', $initial, "$variant: the backfill filled no more than the rows present at start");
 	# After the backfill the worker validates the check and builds the index (CREATE INDEX
-	# CONCURRENTLY, which waits for every snapshot, ec_complete's included: hence ec_wait first).
+	# CONCURRENTLY, which waits for every snapshot, ec_complete's included: hence ec_wait first);
+	# and for the pair, builds customers' (name, id) index on the new key, adds the re-pointed
+	# foreign key NOT VALID and validates it.
 	my ($wret, $wout, $werr) = $node->psql($db, q{CALL ec_wait('public', '120s')}, timeout => 180);
-	is($wret, 0, "$variant: CALL ec_wait returns: the check validated, the index built") or diag($werr);
+	is($wret, 0, "$variant: CALL ec_wait returns: the check validated, the indexes built, the foreign key "
+		  . 're-pointed and validated') or diag($werr);
+	is($node->safe_psql($db, $orders_fks_query),
+		"_ec_con_orders_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers(_ec_new_id) "
+		  . "ON UPDATE CASCADE ON DELETE CASCADE t; orders_customer_id_fkey $orders_fk t",
+		"$variant: before the contract phase, orders has both foreign keys, validated: the old one on "
+		  . 'the old key, the re-pointed one on the new key, with the same actions');
 	is( $node->safe_psql($db, q{
 		  SELECT format('%s %s %s', i.indisvalid, i.indisready,
 		                (SELECT convalidated FROM pg_constraint WHERE conrelid = 'public.accounts'::regclass
@@ -473,12 +650,25 @@ sub soak
 	    FROM expand_contract.tasks t LEFT JOIN aux.ledger l ON l.phase = 1 AND l.at BETWEEN t.started_at AND t.finished_at
 	   WHERE t.sql LIKE '%CREATE INDEX CONCURRENTLY%accounts_holder_amount_idx%'
 	   GROUP BY t.started_at, t.finished_at});
+	note "$variant: re-pointed foreign key " . $node->safe_psql($db, q{
+	  SELECT format('added NOT VALID in %s s, validated in %s s; writes of the pair committed after it was added: '
+	                || '%s, %s of them customers'' deletes, which cascaded to %s orders, and %s key moves',
+	                round(extract(epoch FROM a.finished_at - a.started_at), 2),
+	                round(extract(epoch FROM v.finished_at - v.started_at), 2), count(l.*),
+	                count(*) FILTER (WHERE l.how LIKE '%customer_delete'), coalesce(sum(l.cascaded), 0),
+	                count(*) FILTER (WHERE l.how LIKE '%keymove'))
+	    FROM expand_contract.tasks a JOIN expand_contract.tasks v ON v.migration_id = a.migration_id
+	    LEFT JOIN aux.pledger l ON l.phase = 1 AND l.at > a.finished_at
+	   WHERE a.sql LIKE '%ADD CONSTRAINT _ec_con_orders_customer_id_fkey %'
+	     AND v.sql LIKE '%VALIDATE CONSTRAINT _ec_con_orders_customer_id_fkey'
+	   GROUP BY a.started_at, a.finished_at, v.started_at, v.finished_at});
 
 	############################################################################
 	# Traffic stopped, before the contract phase: every row right, the count right.
 	############################################################################
 
 	check_ledger($db, "$variant, before contract");
+	check_pair($db, "$variant, before contract", 'public', 'public_v2');
 	check_model($db, q{SELECT b.id, b.owner, b.cents, n.amount, n.label, b.writer, b.nw
 	                     FROM public.accounts b JOIN public_v2.accounts n USING (id)},
 		'id, owner, cents, amount, label, writer, nw', "$variant, before contract");
@@ -498,7 +688,7 @@ sub soak
 
 	my $w = write_counts($db, 1);
 	note "$variant: effective writes during the backfill: " . join(', ', map { "$_ $w->{$_}" } sort keys %$w);
-	my @kinds = ((map { s/@.*//r } @old_scripts, @new_scripts),
+	my @kinds = ((map { s/@.*//r } @old_scripts, @new_scripts, @old_pair_scripts, @new_pair_scripts),
 		qw(old_upsert(insert) old_upsert(update) new_upsert(insert) new_upsert(update)));
 	my @missing = grep { !/_upsert$/ && !$w->{$_} } @kinds;
 	is("@missing", '', "$variant: every kind of write took effect at least once during the backfill");
@@ -534,6 +724,7 @@ sub soak
 	############################################################################
 
 	check_ledger($db, "$variant, after ec_$variant");
+	check_pair($db, "$variant, after ec_$variant", 'public', $variant eq 'complete' ? 'public_v2' : ());
 	is($node->safe_psql($db, $leftovers_query), '', "$variant: no helper object left");
 	if ($variant eq 'complete')
 	{
@@ -559,10 +750,32 @@ sub soak
 		my ($aret, $aout, $aerr) = $node->psql($db, q{
 		  CREATE EXTENSION amcheck;
 		  SELECT bt_index_check('public.accounts_holder_amount_idx', heapallindexed => true);
-		  SELECT bt_index_check('public.accounts_pkey', heapallindexed => true);});
+		  SELECT bt_index_check('public.accounts_pkey', heapallindexed => true);
+		  SELECT bt_index_check('public.customers_pkey', heapallindexed => true);
+		  SELECT bt_index_check('public.customers_name_id_idx', heapallindexed => true);});
 		is($aret == 0 ? $aerr : "psql exit $aret: $aerr", '',
-			'complete: amcheck finds the index (and the primary key) consistent, every row in it');
-		is($node->safe_psql($db, q{SELECT phase FROM ec_status('public')}), 'complete',
+			'complete: amcheck finds the index (and the primary key) consistent, every row in it; and '
+			  . 'the indexes of customers that the worker built on the new key');
+		is( $node->safe_psql($db, q{
+			  SELECT string_agg(format('%s %s%s', attname, format_type(atttypid, atttypmod),
+			                           CASE WHEN attnotnull THEN ' not null' ELSE '' END), ', ' ORDER BY attnum)
+			    FROM pg_attribute WHERE attrelid = 'public.customers'::regclass AND attnum > 0 AND NOT attisdropped}),
+			'name text not null, writer text not null, id bigint not null',
+			'complete: customers has its final shape, id bigint');
+		is( $node->safe_psql($db, q{
+			  SELECT string_agg(format('%s %s %s', c.relname, pg_get_indexdef(i.indexrelid), coalesce(k.contype::text, '-')),
+			                    '; ' ORDER BY c.relname)
+			    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			    LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+			   WHERE i.indrelid = 'public.customers'::regclass}),
+			'customers_name_id_idx CREATE INDEX customers_name_id_idx ON public.customers USING btree (name, id) -; '
+			  . 'customers_name_key CREATE UNIQUE INDEX customers_name_key ON public.customers USING btree (name) u; '
+			  . 'customers_pkey CREATE UNIQUE INDEX customers_pkey ON public.customers USING btree (id) p',
+			'complete: customers has its primary key, unique and secondary indexes under their names, on the bigint id');
+		is($node->safe_psql($db, $orders_fks_query), "orders_customer_id_fkey $orders_fk t",
+			'complete: orders has exactly one foreign key, under its name, validated, with its actions, '
+			  . 'on the bigint key');
+		is($node->safe_psql($db, q{SELECT string_agg(DISTINCT phase, ',') FROM ec_status('public')}), 'complete',
 			'complete: ec_status shows the migration complete');
 		is($node->safe_psql($db, q{SELECT (SELECT count(*) FROM public_v2.accounts) = (SELECT count(*) FROM public.accounts)}),
 			't', 'complete: the version schema still serves the table');
