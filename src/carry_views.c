@@ -97,6 +97,16 @@ value(int row, int col)
 	return v ? pstrdup(v) : NULL;
 }
 
+/* A view's definition as pg_get_viewdef gives it, without the trailing semicolon, to embed. */
+static void
+trim_definition(char *def)
+{
+	int			len = strlen(def);
+
+	while (len > 0 && (def[len - 1] == ';' || def[len - 1] == ' ' || def[len - 1] == '\n'))
+		def[--len] = '\0';
+}
+
 /* Every statement of a query's one text column, in its order. */
 static List *
 generated(const char *sql, int nargs, Oid *types, Datum *values)
@@ -373,7 +383,6 @@ view_statements(Oid viewid)
 	List	   *result = NIL;
 	List	   *options = NIL;
 	ListCell   *lc;
-	int			len;
 
 	values[0] = ObjectIdGetDatum(viewid);
 	values[1] = CStringGetTextDatum(qview);
@@ -388,9 +397,7 @@ view_statements(Oid viewid)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
 	if (!isnull)
 		options = ec_text_array_to_list(d);
-	len = strlen(def);
-	while (len > 0 && (def[len - 1] == ';' || def[len - 1] == ' ' || def[len - 1] == '\n'))
-		def[--len] = '\0';
+	trim_definition(def);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "CREATE VIEW %s (", qview);
@@ -576,7 +583,6 @@ carry_matview(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Oid mvid, 
 			   *options,
 			   *tablespace,
 			   *owner;
-	int			len;
 	uint64		n;
 	List	   *undo;
 	List	   *statements = NIL;
@@ -626,9 +632,7 @@ carry_matview(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Oid mvid, 
 	options = value(0, 3);
 	tablespace = value(0, 4);
 	owner = value(0, 5);
-	len = strlen(def);
-	while (len > 0 && (def[len - 1] == ';' || def[len - 1] == ' ' || def[len - 1] == '\n'))
-		def[--len] = '\0';
+	trim_definition(def);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "CREATE MATERIALIZED VIEW %s", qshadow);
 	if (am)

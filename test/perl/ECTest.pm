@@ -7,8 +7,9 @@ use warnings;
 use Exporter 'import';
 use Test::More;
 use Time::HiRes qw(time usleep);
+use IPC::Run;
 
-our @EXPORT = qw(wait_for);
+our @EXPORT = qw(wait_for start_pgbench running finish_clients);
 
 # Polls $query in database $db of $node until it returns $expected, for at most $secs seconds (short,
 # so that a broken backfill fails a test quickly instead of after the framework's 180 s).  Returns
@@ -27,6 +28,45 @@ sub wait_for
 	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
 		  . ($err ne '' ? "\nstderr: $err" : ''));
 	return 0;
+}
+
+# Starts pgbench (@$cmd) in the background with PGOPTIONS $pgoptions; returns a handle for running
+# and finish_clients, with %fields (the caller's own: version, phase, ...) in it.
+sub start_pgbench
+{
+	my ($cmd, $pgoptions, %fields) = @_;
+	my $h = { %fields, out => '', err => '' };
+	local $ENV{PGOPTIONS} = $pgoptions;
+	$h->{run} = IPC::Run::start($cmd, '>', \$h->{out}, '2>', \$h->{err});
+	$h->{started} = time();
+	return $h;
+}
+
+sub running
+{
+	my ($h) = @_;
+	return 0 if $h->{done} || !$h->{run}->pumpable;
+	eval { $h->{run}->pump_nb; };    # "process ended prematurely" when it has just exited
+	return $h->{run}->pumpable;
+}
+
+# Waits for pgbench to end and checks that no client saw an error.
+sub finish_clients
+{
+	my ($h, $what) = @_;
+	$h->{run}->finish;
+	$h->{done} = 1;
+	my $rc = $h->{run}->result(0);
+	my ($n) = $h->{out} =~ /number of transactions actually processed: (\d+)/;
+	my ($failed) = $h->{out} =~ /number of failed transactions: (\d+)/;
+	my ($tps) = $h->{out} =~ /tps = ([\d.]+)/;
+	note sprintf("%s: %s transactions, %s tps, %.0f s", $what, $n // '?', $tps // '?', time() - $h->{started});
+	my $ok = is($rc, 0, "$what: pgbench exits 0");
+	$ok &&= is($failed, '0', "$what: pgbench reports 0 failed transactions");
+	$ok &&= unlike($h->{err}, qr/aborted|error/i, "$what: no client was aborted by an error");
+	$ok &&= cmp_ok($n // 0, '>', 0, "$what: clients committed transactions");
+	diag("pgbench stderr:\n$h->{err}\npgbench stdout:\n$h->{out}") unless $ok;
+	return $ok;
 }
 
 1;

@@ -405,7 +405,6 @@ sub start_clients
 	my ($db, $ver, $phase, $secs) = @_;
 	my $scripts = $ver eq 'old' ? [ @old_scripts, @old_pair_scripts ]
 	  : $ver eq 'new' ? [ @new_scripts, @new_pair_scripts ] : ['vacuum@1'];
-	my $h = { ver => $ver, phase => $phase, out => '', err => '', db => $db };
 	my @cmd = (
 		'pgbench', '-n', '-M', ($ver eq 'vacuum' ? 'simple' : $protocol),
 		'-c', ($ver eq 'vacuum' ? 1 : $clients), '-j', 1, '-T', $secs,
@@ -416,36 +415,8 @@ sub start_clients
 		'-h', $node->host, '-p', $node->port, $db);
 	# The new version's clients set search_path for their whole session, as an application would
 	# in its connection string.
-	local $ENV{PGOPTIONS} = $ver eq 'new' ? '-c search_path=public_v2' : '';
-	$h->{run} = IPC::Run::start(\@cmd, '>', \$h->{out}, '2>', \$h->{err});
-	$h->{started} = time();
-	return $h;
-}
-
-sub running
-{
-	my ($h) = @_;
-	return 0 if $h->{done} || !$h->{run}->pumpable;
-	eval { $h->{run}->pump_nb; };    # "process ended prematurely" when it has just exited
-	return $h->{run}->pumpable;
-}
-
-# Wait for pgbench to end and check that no client saw an error.
-sub finish_clients
-{
-	my ($h, $what) = @_;
-	$h->{run}->finish;
-	$h->{done} = 1;
-	my $rc = $h->{run}->result(0);
-	my ($n) = $h->{out} =~ /number of transactions actually processed: (\d+)/;
-	my ($failed) = $h->{out} =~ /number of failed transactions: (\d+)/;
-	my ($tps) = $h->{out} =~ /tps = ([\d.]+)/;
-	note sprintf("%s: %s transactions, %s tps, %.0f s", $what, $n // '?', $tps // '?', time() - $h->{started});
-	my $ok = is($rc, 0, "$what: pgbench exits 0");
-	$ok &&= is($failed, '0', "$what: pgbench reports 0 failed transactions");
-	$ok &&= unlike($h->{err}, qr/aborted|error/i, "$what: no client was aborted by an error");
-	$ok &&= cmp_ok($n // 0, '>', 0, "$what: clients committed transactions");
-	diag("pgbench stderr:\n$h->{err}\npgbench stdout:\n$h->{out}") unless $ok;
+	return start_pgbench(\@cmd, $ver eq 'new' ? '-c search_path=public_v2' : '',
+		ver => $ver, phase => $phase, db => $db);
 }
 
 # What the ledgers say each kind of write did (effective writes only), per phase.
