@@ -33,10 +33,37 @@
 #      the backfill of a BENCH_ROWS_LARGE-row migration runs: throughput, p99 latency, errors; also with
 #      the migration started but its backfill paused (the dual-write trigger alone), and with the backfill
 #      throttled (ec_configure batch_delay_ms, each of BENCH_MIXED_DELAYS)
+#   6. the headline migration of issue 10 ("rebuild"): integer -> bigint of accounts.id, the primary key,
+#      referenced by transfers.account_id (a foreign key), both tables with secondary and unique indexes
+#      (test/bench/rebuild_load.sql), at BENCH_ROWS_SMALL and BENCH_ROWS_LARGE accounts, with
+#      BENCH_REBUILD_TRANSFERS transfers per account; one migration retypes both columns (alter_column,
+#      up/down the column itself).  Once per size:
+#        baseline   pgbench through the old version for BENCH_MIXED_SECS: selects of accounts by pk,
+#                   updates of accounts, inserts of transfers for existing accounts (4:1:1); then on the
+#                   same copy ALTER TABLE accounts ALTER COLUMN id TYPE bigint; ALTER TABLE transfers
+#                   ALTER COLUMN account_id TYPE bigint (one transaction, timed): the downtime replaced
+#        ec         a freshly loaded copy, the same pgbench running throughout: ec_start, the wait for
+#                   every worker task, ec_complete (test/bench/rebuild_{start,wait,complete}.sql).
+#                   Reported: for each call, how long it held ACCESS EXCLUSIVE on a table (the longest
+#                   span, and how many spans: a lock attempt that timed out and was retried makes two),
+#                   as another session sees it polling pg_locks every 2 ms (bench.watch_locks); the
+#                   strongest table lock it took (read from pg_locks before its commit); its time, the
+#                   call alone and BEGIN to COMMIT (a bound that also counts lock waits and, for
+#                   ec_complete, the removal of the dropped indexes' files, which PostgreSQL does after
+#                   releasing the locks); the clients' worst latency during it.  The total (ec_start's
+#                   BEGIN to ec_complete's COMMIT) against the offline ALTER, and the worker's tasks by
+#                   kind; throughput, p99 and worst latency of the transactions completed between
+#                   ec_start and ec_complete against the baseline's, and what the migration was doing
+#                   while the slowest of them waited; client errors.  Then checked: the
+#                   tables' constraints, indexes, columns, relations and triggers equal the offline
+#                   copy's; no key changed, no update or insert that a client saw commit is missing, no
+#                   orphan transfer.
+#      The clients run as back-to-back pgbench runs of 5 s (so that they can be stopped when the
+#      migration ends), and the figures come from their per-transaction logs.
 #   Targets (the issue's): ec backfill <= 1.15 x the UPDATE and well ahead of pgroll-style (taken as
 #   <= 0.8 x); C trigger <= 1.25 x on the bulk INSERT; ec_start/ec_complete under 100 ms and flat as the
-#   table grows; during a backfill >= 80% of the throughput, p99 <= 2 x, no client errors.  A missed
-#   target is marked MISS in the table; it does not fail the run.
+#   table grows (4 and 6); during a backfill or the int -> bigint migration >= 80% of the throughput, p99
+#   <= 2 x, no client errors.  A missed target is marked MISS in the table; it does not fail the run.
 #
 #   Every measurement starts from a freshly loaded, vacuumed, analysed and checkpointed table; the extension
 #   is recreated in between, so each starts without history.  At the small size the backfills (1), the
@@ -52,11 +79,17 @@
 #   BENCH_PGBENCH_MODE=simple   pgbench query protocol (simple, extended, prepared)
 #   BENCH_EC_BATCHES=20000   extra batch sizes measured once at the small size ("" for none)
 #   BENCH_MIXED_DELAYS=50    batch_delay_ms values for throttled runs of phase 5 ("" for none)
-#   BENCH_PHASES="backfill writes mixed"   which parts to run (backfill includes 3 and 4)
+#   BENCH_PHASES="backfill writes mixed rebuild"   which parts to run (backfill includes 3 and 4;
+#                            rebuild is 6)
+#   BENCH_REBUILD_TRANSFERS=1   transfers per account in 6 (1: as many transfers as accounts)
+#   BENCH_REBUILD_SETTINGS=''   jsonb for ec_configure in 6's ec_start transaction, e.g.
+#                            '{"batch_size": 1000, "batch_delay_ms": 10}' ("": the extension's defaults)
 #   BENCH_WRITE_VARIANTS="plain extra_column ec ec_subquery plpgsql plpgsql_subquery"   which variants
 #                            phase 2 measures (plain is every ratio's baseline, ec the subquery's)
 #   BENCH_BACKFILL_TIMEOUT   seconds to wait for a backfill (default max(120, 10 x the UPDATE's time))
 #   BENCH_STALL_TIMEOUT=30   give up on a migration's tasks after this many seconds without any progress
+#                            (in 6 at least 3 x the offline ALTER's time: an index build or a validation
+#                            shows no progress until it is done)
 #   BENCH_BUILD=0            do not build/install; benchmark the copy already installed
 #   BENCH_PRELOAD=1          add expand_contract to shared_preload_libraries
 #   BENCH_CONF='a = 1; b = 2'   extra postgresql.conf lines (for experiments; the figures are then not comparable)
@@ -91,7 +124,9 @@ BENCH_CLIENTS=${BENCH_CLIENTS:-2}
 BENCH_PGBENCH_MODE=${BENCH_PGBENCH_MODE:-simple}
 BENCH_EC_BATCHES=${BENCH_EC_BATCHES-20000}
 BENCH_MIXED_DELAYS=${BENCH_MIXED_DELAYS-50}
-BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed}
+BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed rebuild}
+BENCH_REBUILD_TRANSFERS=${BENCH_REBUILD_TRANSFERS:-1}
+BENCH_REBUILD_SETTINGS=${BENCH_REBUILD_SETTINGS:-}
 BENCH_WRITE_VARIANTS=${BENCH_WRITE_VARIANTS:-plain extra_column ec ec_subquery plpgsql plpgsql_subquery}
 BENCH_BACKFILL_TIMEOUT=${BENCH_BACKFILL_TIMEOUT:-}
 BENCH_STALL_TIMEOUT=${BENCH_STALL_TIMEOUT:-30}
@@ -104,13 +139,13 @@ BENCH_PROBE_RATE=${BENCH_PROBE_RATE:-200}        # the lock probe client's selec
 
 posint() { [[ ${!1} =~ ^[0-9]+$ && ${!1} -gt 0 ]] || die "$1 must be a positive integer (is '${!1}')"; }
 for v in BENCH_ROWS_SMALL BENCH_ROWS_LARGE BENCH_PGBENCH_SECS BENCH_MIXED_SECS BENCH_CLIENTS BENCH_ROUNDS \
-         BENCH_STALL_TIMEOUT BENCH_STEP_TIMEOUT BENCH_PROBE_RATE; do
+         BENCH_STALL_TIMEOUT BENCH_STEP_TIMEOUT BENCH_PROBE_RATE BENCH_REBUILD_TRANSFERS; do
     posint "$v"
 done
 [[ -z $BENCH_BACKFILL_TIMEOUT ]] || posint BENCH_BACKFILL_TIMEOUT
 for b in $BENCH_EC_BATCHES; do [[ $b =~ ^[0-9]+$ && $b -gt 0 ]] || die "BENCH_EC_BATCHES: '$b' is not a positive integer"; done
 for b in $BENCH_MIXED_DELAYS; do [[ $b =~ ^[0-9]+$ ]] || die "BENCH_MIXED_DELAYS: '$b' is not a number of milliseconds"; done
-for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed)"; done
+for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed|rebuild)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed rebuild)"; done
 for v in $BENCH_WRITE_VARIANTS; do [[ $v =~ ^(plain|extra_column|ec|ec_subquery|plpgsql|plpgsql_subquery)$ ]] || die "BENCH_WRITE_VARIANTS: unknown variant '$v'"; done
 [[ $BENCH_PGBENCH_MODE =~ ^(simple|extended|prepared)$ ]] || die "BENCH_PGBENCH_MODE must be simple, extended or prepared"
 phase_on() { [[ " $BENCH_PHASES " == *" $1 "* ]]; }
@@ -205,8 +240,8 @@ cmp() {
     [[ -n $note && -n $(spread "$bases") ]] && note+=" (baseline: $(spread "$bases" | sed 's/^n=[0-9]*, //'))"
     TABLE+=("$label|$(fmt "$v" "$unit")|$(fmt "$b" "$unit")|$r|$target|$verdict|$note")
 }
-# info LABEL VALUE [TARGET VERDICT]: a table row without a baseline
-info() { TABLE+=("$1|$2|||${3:-}|${4:-}|"); }
+# info LABEL VALUE [TARGET VERDICT [NOTE]]: a table row without a baseline
+info() { TABLE+=("$1|$2|||${3:-}|${4:-}|${5:-}"); }
 
 # ---------------------------------------------------------------------------------------------------
 # cluster
@@ -292,6 +327,7 @@ HAS_CONFIGURE=$(q -c "SELECT to_regprocedure('pg_catalog.ec_configure(text,jsonb
 HAS_PAUSE=$(q -c "SELECT to_regprocedure('pg_catalog.ec_pause(text)') IS NOT NULL")
 DEFAULT_BATCH=$(q -c "LOAD 'expand_contract'" -c "SELECT coalesce(current_setting('expand_contract.batch_size', true), '')" 2>/dev/null | tail -n1 || true)
 [[ -n $DEFAULT_BATCH ]] || DEFAULT_BATCH='?'
+LOCK_TIMEOUT_MS=$(q -c "LOAD 'expand_contract'" -c "SELECT coalesce(round(1000 * extract(epoch FROM current_setting('expand_contract.lock_timeout', true)::interval))::text, '')" 2>/dev/null | tail -n1 || true)
 if [[ $HAS_WORKER == t ]]; then
     say "expand_contract $EC_VERSION with the background worker (expand_contract.batch_size = $DEFAULT_BATCH)"
 else
@@ -317,7 +353,7 @@ reset_state() {
         anomaly "reset failed (ec_rollback?); dropping by force"
         q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" >/dev/null || true
         sleep 1
-        q -c "DROP TABLE IF EXISTS public.t CASCADE" -c "DROP EXTENSION IF EXISTS expand_contract CASCADE" \
+        q -c "DROP TABLE IF EXISTS public.t, public.transfers, public.accounts CASCADE" -c "DROP EXTENSION IF EXISTS expand_contract CASCADE" \
           -c "CREATE EXTENSION expand_contract" >/dev/null || fatal "could not reset the benchmark database"
         q -c "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname LIKE 'public\_%'" |
             while read -r stmt; do q -c "$stmt" >/dev/null; done
@@ -787,10 +823,305 @@ SQL
 }
 
 # ---------------------------------------------------------------------------------------------------
+# 6: the headline migration, integer -> bigint of a primary key that another table references
+
+REBUILD_MIGRATION='{"operations":[{"alter_column":{"table":"accounts","column":"id","type":"bigint","up":"id","down":"id"}},{"alter_column":{"table":"transfers","column":"account_id","type":"bigint","up":"account_id","down":"account_id"}}]}'
+# pgbench scripts in this order: the per-transaction logs name them by position (0, 1, 2)
+REBUILD_SCRIPTS=(pgb_rebuild_select.sql@4 pgb_rebuild_update.sql@1 pgb_rebuild_insert.sql@1)
+# Short runs, so that the clients stop soon after the migration, whose length is not known in advance;
+# the few milliseconds of reconnection between runs cost the throughput well under 1%.
+TRAFFIC_CHUNK_SECS=5
+
+epoch_now() { date +%s.%6N; }
+
+# traffic_loop NAME ACCOUNTS: pgbench runs of TRAFFIC_CHUNK_SECS through the old version, one after the
+# other, until the file NAME.stop exists; each run's number and exit status go to NAME.chunks
+traffic_loop() {
+    local name=$1 accounts=$2 i=0 rc f args
+    while [[ ! -e $work/$name.stop ]]; do
+        i=$((i + 1))
+        rc=0
+        args=(-n -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -T "$TRAFFIC_CHUNK_SECS" -D accounts="$accounts"
+              -M "$BENCH_PGBENCH_MODE" --log --log-prefix="$work/log/${name}_$i")
+        for f in "${REBUILD_SCRIPTS[@]}"; do args+=(-f "$work/bench/$f"); done
+        as_pg env PGOPTIONS="-c search_path=public" PGAPPNAME="bench_$name" "$bindir/pgbench" "${args[@]}" \
+            >"$work/${name}_$i.out" 2>&1 || rc=$?
+        echo "$i $rc" >>"$work/$name.chunks"
+    done
+}
+# traffic_start NAME ACCOUNTS / traffic_stop: the clients in the background, until stopped
+traffic_start() {
+    TRAFFIC_NAME=$1
+    rm -f "$work/$1.stop" "$work/$1.chunks"
+    run_bg traffic_loop "$1" "$2"
+    TRAFFIC_PID=$EC_LAST_PID
+}
+traffic_stop() {
+    touch "$work/$TRAFFIC_NAME.stop"
+    wait "$TRAFFIC_PID" || warn "the traffic loop $TRAFFIC_NAME exited with $?"
+}
+traffic_logs() { compgen -G "$work/log/$1_*" || true; }
+# traffic_window NAME FROM TO: "tps p50 p99 max n failed max_at max_script" (latencies in ms) of the
+# transactions that completed between FROM and TO (epoch seconds); max_at: when the slowest one
+# completed, max_script: which script it ran (0 select, 1 update, 2 insert)
+traffic_window() {
+    local files
+    files=$(traffic_logs "$1")
+    if [[ -z $files ]]; then echo "null null null null 0 0 null null"; return; fi
+    # shellcheck disable=SC2086
+    cat $files | awk -v from="$2" -v to="$3" '
+        { t = $5 + $6 / 1000000; if (t < from + 0 || t > to + 0) next
+          if ($3 ~ /^[0-9]+$/) printf "%d %.6f %d\n", $3, t, $4; else failed++ }
+        END { print failed + 0 > "/dev/stderr" }' 2>"$work/$1.wfailed" | sort -n -k1,1 | awk -v secs="$(awk -v a="$2" -v b="$3" 'BEGIN { print b - a }')" '
+        { a[NR] = $1; at = $2; script = $3 }
+        END {
+            if (NR == 0 || secs <= 0) { printf "null null null null 0"; exit }
+            i50 = int(0.50 * NR); if (i50 < 1) i50 = 1
+            i99 = int(0.99 * NR + 0.999999); if (i99 > NR) i99 = NR
+            printf "%.1f %.3f %.3f %.3f %d", NR / secs, a[i50] / 1000, a[i99] / 1000, a[NR] / 1000, NR
+            printf " %s %s", at, script > "/dev/stderr"
+        }' 2>"$work/$1.wmax"
+    echo " $(cat "$work/$1.wfailed") $(cat "$work/$1.wmax")"
+}
+
+# worst_cause AT LATENCY_MS: what the migration was doing while the transaction that completed at AT
+# (epoch seconds) waited: ec_start, ec_complete, or the worker's tasks that ran then (from M)
+worst_cause() {
+    local at=$1 lat=$2 begin what
+    is_num "$at" && is_num "$lat" || return 0
+    begin=$(awk -v a="$at" -v l="$lat" 'BEGIN { printf "%.6f\n", a - l / 1000 }')
+    overlaps() { is_num "${2:-}" && is_num "${3:-}" && awk -v b="$begin" -v e="$at" -v s="$2" -v f="$3" 'BEGIN { exit !(b <= f + 0 && e >= s + 0) }'; }
+    what=''
+    overlaps x "${M[start_t0]:-}" "${M[start_t1]:-}" && what='ec_start; '
+    overlaps x "${M[complete_t0]:-}" "${M[complete_t1]:-}" && what+='ec_complete; '
+    what+=$(q -v b="$begin" -v e="$at" <<'SQL' 2>/dev/null || true
+SELECT coalesce(string_agg(CASE WHEN k.kind = 'backfill' THEN 'backfill of ' || k.table_name
+                                ELSE regexp_replace(k.sql, '^((\S+\s+){4}\S+).*$', '\1 ...') END, '; ' ORDER BY k.seq),
+                'no worker task')
+  FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id
+ WHERE m.schema_name = 'public' AND m.name = 'v1'
+   AND k.started_at <= to_timestamp(:e) AND coalesce(k.finished_at, 'infinity') >= to_timestamp(:b);
+SQL
+)
+    printf '%s' "$what"
+}
+# traffic_committed NAME: "selects updates inserts" that the clients saw commit, over all their runs
+traffic_committed() {
+    local files
+    files=$(traffic_logs "$1")
+    if [[ -z $files ]]; then echo "0 0 0"; return; fi
+    # shellcheck disable=SC2086
+    cat $files | awk '$3 ~ /^[0-9]+$/ { c[$4]++ } END { printf "%d %d %d\n", c[0], c[1], c[2] }'
+}
+# traffic_errors NAME: failed transactions, aborted clients and failed runs, over all runs (each failed
+# run's output is shown)
+traffic_errors() {
+    local name=$1 n=0 i rc out failed aborted
+    [[ -f $work/$name.chunks ]] || { echo 1; return; }
+    while read -r i rc; do
+        out=$work/${name}_$i.out
+        failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out" | head -n1)
+        aborted=$(grep -c 'aborted' "$out" || true)
+        n=$((n + ${failed:-0} + aborted + (rc != 0)))
+        if ((rc != 0)); then
+            warn "pgbench run $i of $name exited with $rc:"
+            sed 's/^/      /' "$out" >&2
+        fi
+    done <"$work/$name.chunks"
+    echo "$n"
+}
+
+# watch_start APP: bench.watch_locks in the background, following the session named APP (it must
+# connect within 60 s); watch_end WHAT ARRAY: waits for it, and puts WHAT_hold_ms (the longest span of
+# ACCESS EXCLUSIVE on a table), WHAT_holds (how many spans), WHAT_hold_total_ms into ARRAY
+watch_start() {
+    WATCH_APP=$1
+    run_bg q -c "CALL bench.watch_locks('$1', 60)" >"$work/watch_$1.out" 2>&1
+    WATCH_PID=$EC_LAST_PID
+    sleep 0.3
+}
+watch_end() {
+    local -n dest=$2
+    local hold holds total polls seen rc=0
+    wait "$WATCH_PID" || rc=$?
+    read -r hold holds total polls seen <"$work/watch_$WATCH_APP.out" || true
+    if ((rc != 0)) || [[ $seen != t ]]; then
+        anomaly "the lock watcher of $WATCH_APP failed (exit $rc, session seen: ${seen:-?}): $(tr '\n' ' ' <"$work/watch_$WATCH_APP.out")"
+        return 0
+    fi
+    # shellcheck disable=SC2034  # dest is a name reference to the caller's array
+    dest+=([$1_hold_ms]=$hold [$1_holds]=$holds [$1_hold_total_ms]=$total)
+    say "lock watcher ($polls polls): $WATCH_APP held ACCESS EXCLUSIVE $holds time(s), the longest $hold ms, $total ms in all"
+}
+
+# tokens ARRAY TEXT: the key=value tokens of TEXT into the associative array ARRAY
+tokens() {
+    local -n into=$1
+    local tok
+    for tok in $2; do
+        # shellcheck disable=SC2034,SC2004  # into is a name reference to the caller's array
+        [[ $tok =~ ^([a-z_0-9]+)=(.*)$ ]] && into[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+    done
+    return 0
+}
+
+# rebuild_load ACCOUNTS TRANSFERS: fresh tables of 6; REBUILD_MB: their size with indexes
+rebuild_load() {
+    local t0
+    t0=$(now_ms)
+    sql rebuild_load.sql -v accounts="$1" -v transfers="$2" || fatal "loading $1 accounts and $2 transfers failed"
+    ROWS_CUR=$1
+    REBUILD_MB=$(q -c "SELECT round((pg_total_relation_size('public.accounts') + pg_total_relation_size('public.transfers')) / 1048576.0, 1)") || REBUILD_MB=''
+    say "loaded $1 accounts and $2 transfers ($REBUILD_MB MB with indexes), vacuumed, analysed, checkpointed ($(( ($(now_ms) - t0) / 1000 ))s)"
+}
+
+declare -A RB_NT=() RB_MB=() RB_OFFLINE_MS=() RB_TOTAL_MS=() RB_TASKS_MS=() RB_START_MS=() RB_COMPLETE_MS=()
+declare -A RB_START_LOCK=() RB_COMPLETE_LOCK=() RB_START_WORST=() RB_COMPLETE_WORST=()
+declare -A RB_START_HOLD=() RB_START_HOLDS=() RB_COMPLETE_HOLD=() RB_COMPLETE_HOLDS=() RB_START_CALL=() RB_COMPLETE_CALL=()
+declare -A RB_BASE_TPS=() RB_BASE_P99=() RB_BASE_MAX=() RB_MIG_TPS=() RB_MIG_P99=() RB_MIG_MAX=() RB_ERRORS=()
+declare -A RB_TASK_BREAKDOWN=() RB_MIG_MAX_NOTE=()
+
+# rebuild_size N LAB: 6 at N accounts
+rebuild_size() {
+    local n=$1 lab=$2 nt from to tps p50 p99 max cnt failed tmo stall errors configure=false settings='{}'
+    local shape_offline shape_ec upd ins offline_s st k max_at max_script
+    local -A M=() FB=() FA=()
+    nt=$((n * BENCH_REBUILD_TRANSFERS))
+    RB_NT[$lab]=$nt
+
+    title "6a. int -> bigint, $lab accounts + $nt transfers: ${BENCH_MIXED_SECS}s of pgbench without a migration, then the offline ALTER TABLE ... TYPE bigint"
+    reset_state
+    rebuild_load "$n" "$nt"
+    RB_MB[$lab]=$REBUILD_MB
+    traffic_start "rb_base_$lab" "$n"
+    sleep 1.5
+    from=$(epoch_now)
+    sleep "$BENCH_MIXED_SECS"
+    to=$(epoch_now)
+    traffic_stop
+    read -r tps p50 p99 max cnt failed _ <<<"$(traffic_window "rb_base_$lab" "$from" "$to")"
+    RB_BASE_TPS[$lab]=$tps; RB_BASE_P99[$lab]=$p99; RB_BASE_MAX[$lab]=$max
+    errors=$(traffic_errors "rb_base_$lab")
+    say "without a migration: tps $tps, p50 $p50 ms, p99 $p99 ms, max $max ms, $cnt transactions, client errors $errors"
+    q -c "VACUUM (ANALYZE) public.accounts" -c "VACUUM (ANALYZE) public.transfers" -c "CHECKPOINT" >/dev/null || true
+    if sql rebuild_offline.sql; then
+        RB_OFFLINE_MS[$lab]=$(kv offline_ms)
+        say "offline ALTER TABLE of both tables: $(kv offline_ms) ms (types now $(kv offline_types))"
+        [[ $(kv offline_types) == bigint,bigint ]] || anomaly "the offline ALTER TABLE left the types $(kv offline_types) (bench bug)"
+    else
+        anomaly "the offline ALTER TABLE ... TYPE bigint failed at $lab accounts"
+    fi
+    shape_offline=$(q -c "SELECT x FROM bench.rebuild_shape() x ORDER BY x") || shape_offline=''
+
+    title "6b. int -> bigint, $lab accounts + $nt transfers: expand_contract under the same pgbench (ec_start, the worker's tasks, ec_complete)"
+    reset_state
+    rebuild_load "$n" "$nt"
+    tokens FB "$(q -c "SELECT bench.rebuild_fingerprint($nt)")"
+    offline_s=$(awk -v m="${RB_OFFLINE_MS[$lab]:-0}" 'BEGIN { printf "%d\n", m / 1000 + 1 }')
+    if [[ -n $BENCH_BACKFILL_TIMEOUT ]]; then tmo=$BENCH_BACKFILL_TIMEOUT
+    else tmo=$(awk -v o="$offline_s" -v r="$((n + nt))" 'BEGIN { t = (o > 1 ? 20 * o : r / 5000); if (t < 300) t = 300; printf "%d\n", t }'); fi
+    stall=$((3 * offline_s > BENCH_STALL_TIMEOUT ? 3 * offline_s : BENCH_STALL_TIMEOUT))
+    [[ -n $BENCH_REBUILD_SETTINGS ]] && { configure=true; settings=$BENCH_REBUILD_SETTINGS; }
+    traffic_start "rb_mig_$lab" "$n"
+    sleep 1.5
+    watch_start bench_ec_start
+    sql rebuild_start.sql -v doc="$REBUILD_MIGRATION" -v configure="$configure" -v settings="$settings" ||
+        anomaly "ec_start of the int -> bigint migration failed at $lab accounts"
+    for k in "${!KV[@]}"; do M[$k]=${KV[$k]}; done
+    watch_end start M
+    if [[ -n ${M[start_t1]:-} ]]; then
+        sql rebuild_wait.sql -v timeout="$tmo" -v stall="$stall" -v start_t1="${M[start_t1]}" ||
+            anomaly "the wait for the int -> bigint migration's tasks failed at $lab accounts"
+        for k in "${!KV[@]}"; do M[$k]=${KV[$k]}; done
+    fi
+    if [[ ${M[tasks_status]:-} == "done" ]]; then
+        watch_start bench_ec_complete
+        sql rebuild_complete.sql || anomaly "ec_complete of the int -> bigint migration failed at $lab accounts"
+        for k in "${!KV[@]}"; do M[$k]=${KV[$k]}; done
+        watch_end complete M
+        is_num "${M[complete_t1]:-}" && M[total_ms]=$(awk -v a="${M[start_t0]}" -v b="${M[complete_t1]}" 'BEGIN { printf "%.1f\n", 1000 * (b - a) }')
+    fi
+    sleep 1
+    traffic_stop
+
+    say "ec_start: ${M[start_ms]:-?} ms BEGIN to COMMIT (the call ${M[start_call_ms]:-?} ms), ACCESS EXCLUSIVE held ${M[start_hold_ms]:-?} ms at most, strongest lock ${M[start_lock]:-?}"
+    say "worker tasks ${M[tasks_status]:-?} ${M[tasks_wall_ms]:-?} ms after ec_start's commit"
+    say "ec_complete: ${M[complete_ms]:-?} ms BEGIN to COMMIT (the call ${M[complete_call_ms]:-?} ms), ACCESS EXCLUSIVE held ${M[complete_hold_ms]:-?} ms at most, strongest lock ${M[complete_lock]:-?}; total ${M[total_ms]:-?} ms"
+    say "worker tasks (ms): $(for k in backfill_accounts_ms backfill_transfers_ms index_builds_ms fk_add_ms validations_ms other_ms tasks worker_busy_ms; do printf '%s=%s ' "$k" "${M[$k]:-}"; done)"
+    RB_START_MS[$lab]=${M[start_ms]:-}
+    RB_START_CALL[$lab]=${M[start_call_ms]:-}
+    RB_START_HOLD[$lab]=${M[start_hold_ms]:-}
+    RB_START_HOLDS[$lab]=${M[start_holds]:-}
+    RB_COMPLETE_CALL[$lab]=${M[complete_call_ms]:-}
+    RB_COMPLETE_HOLD[$lab]=${M[complete_hold_ms]:-}
+    RB_COMPLETE_HOLDS[$lab]=${M[complete_holds]:-}
+    RB_START_LOCK[$lab]=${M[start_lock]:-}
+    RB_TASKS_MS[$lab]=${M[tasks_wall_ms]:-}
+    RB_COMPLETE_MS[$lab]=${M[complete_ms]:-}
+    RB_COMPLETE_LOCK[$lab]=${M[complete_lock]:-}
+    RB_TOTAL_MS[$lab]=${M[total_ms]:-}
+    RB_TASK_BREAKDOWN[$lab]="backfill_accounts_ms=${M[backfill_accounts_ms]:-} backfill_transfers_ms=${M[backfill_transfers_ms]:-} index_builds_ms=${M[index_builds_ms]:-} fk_add_ms=${M[fk_add_ms]:-} validations_ms=${M[validations_ms]:-} worker_busy_ms=${M[worker_busy_ms]:-}"
+    if [[ ${M[tasks_status]:-} != "done" ]]; then
+        anomaly "int -> bigint at $lab accounts: the worker's tasks ended as '${M[tasks_status]:-?}' (states ${M[tasks_states]:-?}; timeout ${tmo}s, stall limit ${stall}s)"
+        task_diag v1
+    fi
+
+    if is_num "${M[start_t0]:-}" && is_num "${M[start_t1]:-}"; then
+        read -r _ _ _ max _ <<<"$(traffic_window "rb_mig_$lab" "${M[start_t0]}" "$(awk -v t="${M[start_t1]}" 'BEGIN { printf "%.6f\n", t + 0.25 }')")"
+        RB_START_WORST[$lab]=$max
+    fi
+    if is_num "${M[complete_t0]:-}" && is_num "${M[complete_t1]:-}"; then
+        read -r _ _ _ max _ <<<"$(traffic_window "rb_mig_$lab" "${M[complete_t0]}" "$(awk -v t="${M[complete_t1]}" 'BEGIN { printf "%.6f\n", t + 0.25 }')")"
+        RB_COMPLETE_WORST[$lab]=$max
+        # to 0.25 s after ec_complete's commit: the transactions its lock held back complete just after it
+        read -r tps p50 p99 max cnt failed max_at max_script <<<"$(traffic_window "rb_mig_$lab" "${M[start_t0]}" "$(awk -v t="${M[complete_t1]}" 'BEGIN { printf "%.6f\n", t + 0.25 }')")"
+        RB_MIG_TPS[$lab]=$tps; RB_MIG_P99[$lab]=$p99; RB_MIG_MAX[$lab]=$max
+        RB_MIG_MAX_NOTE[$lab]=''
+        if is_num "$max_at"; then
+            RB_MIG_MAX_NOTE[$lab]="$(case $max_script in 0) echo 'a select' ;; 1) echo 'an update' ;; 2) echo 'an insert' ;; *) echo 'a transaction' ;; esac) at +$(awk -v a="$max_at" -v b="${M[start_t0]}" 'BEGIN { printf "%.1f", a - b }') s, during: $(worst_cause "$max_at" "$max")"
+        fi
+        say "during the migration: tps $tps, p50 $p50 ms, p99 $p99 ms, max $max ms ($cnt transactions; the slowest ${RB_MIG_MAX_NOTE[$lab]}); worst latency during ec_start ${RB_START_WORST[$lab]:-?} ms, during ec_complete ${RB_COMPLETE_WORST[$lab]} ms"
+    fi
+    errors=$((errors + $(traffic_errors "rb_mig_$lab")))
+    RB_ERRORS[$lab]=$errors
+    ((errors == 0)) || anomaly "client errors during the int -> bigint traffic at $lab accounts: $errors"
+
+    if [[ -n ${M[complete_ms]:-} ]]; then
+        shape_ec=$(q -c "SELECT x FROM bench.rebuild_shape() x ORDER BY x") || shape_ec=''
+        if [[ -z $shape_offline || $shape_ec != "$shape_offline" ]]; then
+            anomaly "int -> bigint at $lab accounts: the catalog after ec_complete differs from the offline ALTER TABLE's (< offline, > expand_contract)"
+            diff <(printf '%s\n' "$shape_offline") <(printf '%s\n' "$shape_ec") | sed 's/^/      /' >&2 || true
+        else
+            say "check: constraints, indexes, columns, relations and triggers equal the offline copy's ($(wc -l <<<"$shape_ec") lines)"
+        fi
+        read -r _ upd ins <<<"$(traffic_committed "rb_mig_$lab")"
+        tokens FA "$(q -c "SELECT bench.rebuild_fingerprint($nt)")"
+        st=ok
+        [[ ${FA[accounts]:-} == "${FB[accounts]:-x}" && ${FA[account_ids]:-} == "${FB[account_ids]:-x}" ]] || st="accounts or their ids changed (${FB[accounts]:-?}/${FB[account_ids]:-?} -> ${FA[accounts]:-?}/${FA[account_ids]:-?})"
+        [[ ${FA[balances]:-} == "$(( ${FB[balances]:-0} + upd ))" ]] || st="sum of balances ${FA[balances]:-?}, expected ${FB[balances]:-?} + $upd committed updates"
+        [[ ${FA[transfers]:-} == "$(( ${FB[transfers]:-0} + ins ))" ]] || st="${FA[transfers]:-?} transfers, expected ${FB[transfers]:-?} + $ins committed inserts"
+        [[ ${FA[transfer_accounts]:-} == "${FB[transfer_accounts]:-x}" ]] || st="the loaded transfers' account_id changed (sum ${FB[transfer_accounts]:-?} -> ${FA[transfer_accounts]:-?})"
+        [[ ${FA[orphans]:-} == 0 ]] || st="${FA[orphans]:-?} transfers without their account"
+        if [[ $st == ok ]]; then
+            say "check: ${FA[accounts]} accounts with the same ids, ${FA[transfers]} transfers (${FB[transfers]} + $ins inserted), balances + $upd updates, loaded transfers' accounts unchanged, no orphan"
+        else
+            anomaly "int -> bigint at $lab accounts: $st"
+        fi
+    fi
+}
+
+rebuild_phase() {
+    rebuild_size "$BENCH_ROWS_SMALL" "$LAB_S"
+    rebuild_size "$BENCH_ROWS_LARGE" "$LAB_L"
+    reset_state
+}
+
+# ---------------------------------------------------------------------------------------------------
 
 phase_on backfill && backfill_phase
 phase_on writes && writes_phase
 phase_on mixed && mixed_phase
+phase_on rebuild && rebuild_phase
 
 title "results"
 T_TOTAL=$(( ($(now_ms) - T_BEGIN) / 1000 ))
@@ -888,6 +1219,71 @@ if phase_on mixed; then
         put "mixed_backfill_${LAB_L}_delay${d}_active_share" "${MIX_DELAY_ACTIVE[$d]:-}"
         info "share of the window with the throttled backfill running" "$(fmt "${MIX_DELAY_ACTIVE[$d]:-}")"
     done
+fi
+
+# lock_mode LOCK: of "AccessExclusiveLock:accounts,transfers", the mode
+lock_mode() { printf '%s' "${1%%:*}"; }
+# lock_note LOCK HOLDS: which lock, and how many times it was taken (a lock attempt that timed out
+# and was retried holds it once more)
+lock_note() {
+    [[ $1 == *:* ]] && printf 'strongest: %s on %s' "${1%%:*}" "${1#*:}"
+    if is_num "${2:-}" && ((${2%.*} > 1)); then
+        printf '; held %s times: %s attempt(s) timed out after expand_contract.lock_timeout (%s ms) and were retried' \
+            "$2" "$(($2 - 1))" "${LOCK_TIMEOUT_MS:-?}"
+    fi
+    return 0
+}
+
+# rebuild_lock_rows OP LAB HOLD_MS HOLDS LOCK CALL_MS BEGIN_TO_COMMIT_MS: ec_OP's rows of 6
+rebuild_lock_rows() {
+    local op=$1 lab=$2 hold=$3 holds=$4 lock=$5 call=$6 ms=$7 note=''
+    put "rebuild_${lab}_${op}_hold_ms" "$hold"
+    put "rebuild_${lab}_${op}_holds" "$holds"
+    put_raw "rebuild_${lab}_${op}_lock" "\"$(lock_mode "$lock")\""
+    info "ec_$op: ACCESS EXCLUSIVE held, longest span (lock watcher)" "$(fmt "$hold" " ms")" "<= 100 ms" \
+        "$(meets "$hold" "<=" 100)" "$(lock_note "$lock" "$holds")"
+    put "rebuild_${lab}_${op}_call_ms" "$call"
+    put "rebuild_${lab}_${op}_ms" "$ms"
+    [[ $op == complete ]] && note="COMMIT removes the dropped indexes' files after releasing the locks"
+    info "  ec_$op: the call / BEGIN to COMMIT" "$(fmt "$call") / $(fmt "$ms" " ms")" "" "" "$note"
+}
+
+if phase_on rebuild; then
+    for lab in "$LAB_S" "$LAB_L"; do
+        section "6. int -> bigint of accounts.id (primary key, referenced) and transfers.account_id, $lab accounts + ${RB_NT[$lab]:-?} transfers (${RB_MB[$lab]:-?} MB), $BENCH_CLIENTS clients (baselines: offline ALTER TABLE, pgbench without a migration)"
+        put "rebuild_${lab}_transfers" "${RB_NT[$lab]:-}"
+        put "rebuild_${lab}_offline_ms" "${RB_OFFLINE_MS[$lab]:-}"
+        info "offline ALTER TABLE ... TYPE bigint of both: the downtime replaced" "$(fmt "${RB_OFFLINE_MS[$lab]:-}" " ms")"
+        put "rebuild_${lab}_total_ms" "${RB_TOTAL_MS[$lab]:-}"
+        cmp "rebuild_${lab}_total_vs_offline" "online: ec_start -> worker's tasks done -> ec_complete" "${RB_TOTAL_MS[$lab]:-}" " ms" "${RB_OFFLINE_MS[$lab]:-}"
+        put "rebuild_${lab}_tasks_ms" "${RB_TASKS_MS[$lab]:-}"
+        info "  of which ec_start's commit -> every worker task done" "$(fmt "${RB_TASKS_MS[$lab]:-}" " ms")"
+        declare -A TB=()
+        tokens TB "${RB_TASK_BREAKDOWN[$lab]:-}"
+        for k in backfill_accounts backfill_transfers index_builds fk_add validations; do
+            put "rebuild_${lab}_task_${k}_ms" "${TB[${k}_ms]:-}"
+        done
+        info "  worker: backfills accounts / transfers" "$(fmt "${TB[backfill_accounts_ms]:-}") / $(fmt "${TB[backfill_transfers_ms]:-}" " ms")"
+        info "  worker: index builds / FK add / validations" "$(fmt "${TB[index_builds_ms]:-}") / $(fmt "${TB[fk_add_ms]:-}") / $(fmt "${TB[validations_ms]:-}" " ms")"
+        unset TB
+        rebuild_lock_rows start "$lab" "${RB_START_HOLD[$lab]:-}" "${RB_START_HOLDS[$lab]:-}" "${RB_START_LOCK[$lab]:-}" \
+            "${RB_START_CALL[$lab]:-}" "${RB_START_MS[$lab]:-}"
+        rebuild_lock_rows complete "$lab" "${RB_COMPLETE_HOLD[$lab]:-}" "${RB_COMPLETE_HOLDS[$lab]:-}" \
+            "${RB_COMPLETE_LOCK[$lab]:-}" "${RB_COMPLETE_CALL[$lab]:-}" "${RB_COMPLETE_MS[$lab]:-}"
+        put "rebuild_${lab}_start_worst_client_ms" "${RB_START_WORST[$lab]:-}"
+        put "rebuild_${lab}_complete_worst_client_ms" "${RB_COMPLETE_WORST[$lab]:-}"
+        info "worst client latency during ec_start / ec_complete" "$(fmt "${RB_START_WORST[$lab]:-}") / $(fmt "${RB_COMPLETE_WORST[$lab]:-}" " ms")"
+        put "rebuild_${lab}_idle_tps" "${RB_BASE_TPS[$lab]:-}"
+        cmp "rebuild_${lab}_tps_vs_idle" "throughput during the migration (tps)" "${RB_MIG_TPS[$lab]:-}" "" "${RB_BASE_TPS[$lab]:-}" ">=" 0.8
+        cmp "rebuild_${lab}_p99_vs_idle" "p99 latency during the migration" "${RB_MIG_P99[$lab]:-}" " ms" "${RB_BASE_P99[$lab]:-}" "<=" 2
+        cmp "rebuild_${lab}_max_vs_idle" "worst latency during the migration" "${RB_MIG_MAX[$lab]:-}" " ms" "${RB_BASE_MAX[$lab]:-}"
+        if [[ -n ${RB_MIG_MAX_NOTE[$lab]:-} ]]; then info "  the slowest transaction" "" "" "" "${RB_MIG_MAX_NOTE[$lab]}"; fi
+        put "rebuild_${lab}_errors" "${RB_ERRORS[$lab]:-}"
+        info "client errors (both runs)" "$(fmt "${RB_ERRORS[$lab]:-}")" "== 0" "$(meets "${RB_ERRORS[$lab]:-}" "==" 0)"
+    done
+    section "6. int -> bigint: ACCESS EXCLUSIVE held at $LAB_L against $LAB_S accounts (flat as the tables grow)"
+    cmp "rebuild_start_hold_${LAB_L}_vs_${LAB_S}" "ec_start" "${RB_START_HOLD[$LAB_L]:-}" " ms" "${RB_START_HOLD[$LAB_S]:-}"
+    cmp "rebuild_complete_hold_${LAB_L}_vs_${LAB_S}" "ec_complete" "${RB_COMPLETE_HOLD[$LAB_L]:-}" " ms" "${RB_COMPLETE_HOLD[$LAB_S]:-}"
 fi
 
 put anomalies "${#ANOMALIES[@]}"

@@ -1,6 +1,7 @@
 -- test/bench/reset.sql: back to a clean slate between measurements: roll back an active migration,
--- drop t, every version schema of public and the extension's history (by recreating the extension),
--- so that the next measurement can use migration name v1 again.
+-- drop t (and accounts and transfers of the int -> bigint phase), every version schema of public and
+-- the extension's history (by recreating the extension), so that the next measurement can use
+-- migration name v1 again.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 DO $$
@@ -21,5 +22,6 @@ BEGIN
 END
 $$;
 DROP TABLE IF EXISTS public.t CASCADE;
+DROP TABLE IF EXISTS public.transfers, public.accounts CASCADE;
 DROP EXTENSION IF EXISTS expand_contract CASCADE;
 CREATE EXTENSION expand_contract;

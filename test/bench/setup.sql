@@ -145,3 +145,146 @@ BEGIN
                   coalesce(r.rows_done::text, 'null'), coalesce(r.batches::text, 'null'));
 END
 $$;
+
+-- For the int -> bigint phase (rebuild_*.sql).
+
+-- The strongest lock this transaction holds on a table of schema public, and on which tables, as
+-- MODE:table,table (or none).
+CREATE OR REPLACE FUNCTION bench.strongest_lock() RETURNS text
+LANGUAGE sql AS $$
+    WITH held AS (
+        SELECT l.mode, c.relname,
+               array_position(ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
+                                    'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
+                                    'ExclusiveLock', 'AccessExclusiveLock'], l.mode) AS strength
+          FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+         WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+           AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p'))
+    SELECT coalesce((SELECT mode || ':' || string_agg(relname, ',' ORDER BY relname)
+                       FROM held WHERE strength = (SELECT max(strength) FROM held) GROUP BY mode), 'none');
+$$;
+
+-- The worker's tasks of migration MIG grouped by what they do, as key=value tokens (milliseconds,
+-- finished_at - started_at, summed): backfill_<table>_ms, index_builds_ms (CREATE INDEX
+-- CONCURRENTLY), fk_add_ms (the new foreign key, NOT VALID), validations_ms (VALIDATE CONSTRAINT:
+-- NOT NULL checks and the foreign key), other_ms; tasks (how many), worker_busy_ms (all of them).
+CREATE OR REPLACE FUNCTION bench.rebuild_task_times(mig text) RETURNS text
+LANGUAGE sql AS $$
+    WITH t AS (
+        SELECT CASE WHEN k.kind = 'backfill' THEN 'backfill_' || k.table_name
+                    WHEN k.sql ~* '^\s*CREATE\s+(UNIQUE\s+)?INDEX' THEN 'index_builds'
+                    WHEN k.sql ~* 'FOREIGN\s+KEY' THEN 'fk_add'
+                    WHEN k.sql ~* 'VALIDATE\s+CONSTRAINT' THEN 'validations'
+                    ELSE 'other' END AS what,
+               1000 * extract(epoch FROM k.finished_at - k.started_at) AS ms
+          FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id
+         WHERE m.schema_name = 'public' AND m.name = mig)
+    SELECT coalesce(string_agg(format('%s_ms=%s', what, coalesce(round(ms)::text, 'null')), ' ' ORDER BY what), '')
+           || format(' tasks=%s worker_busy_ms=%s', (SELECT count(*) FROM t),
+                     coalesce((SELECT round(sum(ms))::text FROM t), 'null'))
+      FROM (SELECT what, sum(ms) AS ms FROM t GROUP BY what) g;
+$$;
+
+-- What ALTER TABLE ... TYPE leaves (and what ec_complete must leave the same): schema public's
+-- constraints, indexes (definitions and validity), table columns (type, NOT NULL, default; not
+-- their order: ec_complete moves a rebuilt column to the end), relations and user triggers.
+CREATE OR REPLACE FUNCTION bench.rebuild_shape() RETURNS SETOF text
+LANGUAGE sql AS $$
+    SELECT format('constraint %s on %s: %s%s%s', conname, conrelid::regclass, pg_get_constraintdef(oid),
+                  CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END,
+                  CASE WHEN condeferrable THEN ' DEFERRABLE' ELSE '' END)
+      FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT format('index %s: %s%s', c.relname, pg_get_indexdef(i.indexrelid),
+                  CASE WHEN i.indisvalid AND i.indisready THEN '' ELSE ' INVALID' END)
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT format('column %s.%s %s%s default %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+                  CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END, pg_get_expr(d.adbin, d.adrelid))
+      FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+    UNION ALL
+    SELECT format('relation %s %s', relname, relkind) FROM pg_class WHERE relnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT format('trigger %s on %s', tgname, tgrelid::regclass)
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+     WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal;
+$$;
+
+-- The rows of the two tables as key=value tokens, to compare before and after the migration:
+-- accounts (count, sum of ids, sum of balances), transfers (count, highest id, sum of account_id
+-- over the transfers with id <= UPTO, i.e. those loaded before the migration), orphans (transfers
+-- whose account does not exist).
+-- (PL/pgSQL: the tables do not exist yet when this is created.)
+CREATE OR REPLACE FUNCTION bench.rebuild_fingerprint(upto bigint) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    SELECT format('accounts=%s account_ids=%s balances=%s', count(*), sum(a.id), sum(a.balance))
+      FROM public.accounts a
+    UNION ALL
+    SELECT format('transfers=%s transfer_max=%s transfer_accounts=%s', count(*), max(t.id),
+                  sum(t.account_id) FILTER (WHERE t.id <= upto))
+      FROM public.transfers t
+    UNION ALL
+    SELECT format('orphans=%s', count(*)) FROM public.transfers t
+     WHERE NOT EXISTS (SELECT FROM public.accounts a WHERE a.id = t.account_id);
+END
+$$;
+
+-- Follows, from outside, the table locks of the session whose application_name is APP: polls
+-- pg_locks every 2 ms (each poll its own transaction, so it holds back no concurrent index build)
+-- from before that session connects until it has disconnected, or for MAX_S seconds.  Returns:
+-- hold_ms, the longest span during which it held ACCESS EXCLUSIVE on a table of schema public (what
+-- a query of that table may have waited), holds (how many such spans: more than one when a lock
+-- attempt timed out and was retried), hold_total_ms, polls, and seen (whether the session appeared).
+-- Its resolution is one poll, 2-3 ms.
+CREATE OR REPLACE PROCEDURE bench.watch_locks(app text, max_s float8,
+                                              INOUT hold_ms float8 DEFAULT NULL, INOUT holds int DEFAULT NULL,
+                                              INOUT hold_total_ms float8 DEFAULT NULL,
+                                              INOUT polls int DEFAULT NULL, INOUT seen boolean DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+    now_ts timestamptz;
+    span_start timestamptz;
+    present boolean;
+    held boolean;
+    d float8;
+BEGIN
+    hold_ms := 0; holds := 0; hold_total_ms := 0; polls := 0; seen := false;
+    LOOP
+        SELECT EXISTS (SELECT FROM pg_stat_activity a WHERE a.application_name = app),
+               EXISTS (SELECT FROM pg_locks l
+                         JOIN pg_stat_activity a ON a.pid = l.pid
+                         JOIN pg_class c ON c.oid = l.relation
+                        WHERE a.application_name = app AND l.locktype = 'relation' AND l.granted
+                          AND l.mode = 'AccessExclusiveLock'
+                          AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p'))
+          INTO present, held;
+        now_ts := clock_timestamp();
+        polls := polls + 1;
+        seen := seen OR present;
+        IF held AND span_start IS NULL THEN
+            span_start := now_ts;
+            holds := holds + 1;
+        ELSIF NOT held AND span_start IS NOT NULL THEN
+            d := 1000 * extract(epoch FROM now_ts - span_start);
+            hold_total_ms := hold_total_ms + d;
+            hold_ms := greatest(hold_ms, d);
+            span_start := NULL;
+        END IF;
+        EXIT WHEN (seen AND NOT present) OR now_ts - t0 > make_interval(secs => max_s);
+        COMMIT;
+        PERFORM pg_sleep(0.002);
+    END LOOP;
+    IF span_start IS NOT NULL THEN
+        d := 1000 * extract(epoch FROM now_ts - span_start);
+        hold_total_ms := hold_total_ms + d;
+        hold_ms := greatest(hold_ms, d);
+    END IF;
+    hold_ms := round(hold_ms::numeric, 1);
+    hold_total_ms := round(hold_total_ms::numeric, 1);
+END
+$$;
