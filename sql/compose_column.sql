@@ -111,6 +111,11 @@ SELECT ec_test.try($$SELECT ec_start('m3', '{"operations": [
   {"alter_column": {"table": "items", "column": "code", "type": "text"}}]}', 'comp')$$);
 SELECT * FROM ec_test.diff(:'before', 'comp');
 SELECT * FROM ec_test.leftovers();
+-- A column added by the migration gets its definition in its add_column.
+SELECT ec_test.try($$SELECT ec_start('m3', '{"operations": [
+  {"add_column": {"table": "items", "column": {"name": "extra", "type": "int", "nullable": true}}},
+  {"alter_column": {"table": "items", "column": "extra", "type": "bigint"}}]}', 'comp')$$);
+SELECT * FROM ec_test.diff(:'before', 'comp');
 
 \set VERBOSITY terse
 SET client_min_messages = warning;

@@ -165,12 +165,17 @@ alter_column_start(EcStartContext *cxt, EcOperation *base)
 		EcColumnRebuild how = {0};
 
 		/* An earlier rebuild of the column composes with this one (ec_op_rebuild_column). */
-		if (col->old_attnum == 0 || ((col->created || col->moves_data) && !ec_op_column_rebuilt(col)))
+		if (col->old_attnum == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of table \"%s\" is added by an earlier operation of this "
+							"migration", op->column, op->table),
+					 errhint("Give it its type, nullability and checks in the \"add_column\" operation.")));
+		if ((col->created || col->moves_data) && !ec_op_column_rebuilt(col))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("column \"%s\" of table \"%s\" is already changed by an earlier operation "
-							"of this migration", op->column, op->table),
-					 errhint("Combine the changes into one \"alter_column\" operation.")));
+							"of this migration", op->column, op->table)));
 		how.type = op->type;
 		how.has_nullable = op->has_nullable;
 		how.nullable = op->nullable;
