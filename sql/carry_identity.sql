@@ -79,6 +79,9 @@ INSERT INTO ident.orders (item) VALUES ('after') RETURNING id > :last_order AS c
 SELECT ec_test.try($$INSERT INTO ident.orders (id, item) VALUES (1000, 'explicit')$$);
 SELECT * FROM ec_test.leftovers();
 
+-- Nor can an identity column take a default.
+SELECT ec_test.try($$SELECT ec_start('m2', '{"operations": [
+  {"alter_column": {"table": "events", "column": "id", "type": "bigint", "default": "0"}}]}', 'ident')$$);
 -- A generated column cannot be rebuilt.
 CREATE TABLE ident.g (a int, b int GENERATED ALWAYS AS (a * 2) STORED);
 SELECT ec_test.try($$SELECT ec_start('m2', '{"operations": [

@@ -111,6 +111,29 @@ SELECT ec_test.try($$SELECT ec_start('m3', '{"operations": [
   {"alter_column": {"table": "items", "column": "code", "type": "text"}}]}', 'comp')$$);
 SELECT * FROM ec_test.diff(:'before', 'comp');
 SELECT * FROM ec_test.leftovers();
+-- A type changed twice while another column's "down" reads it: that "down" reads the final column
+-- through the later "down"; a subquery in a later "up" reads the column as the earlier one left it.
+CREATE TABLE comp.pairs (id int PRIMARY KEY, a int, b text);
+CREATE TABLE comp.lookup (k int, v int);
+INSERT INTO comp.lookup VALUES (1010, 7);
+INSERT INTO comp.pairs VALUES (1, 10, 'x');
+SELECT ec_start('m4', '{"operations": [
+  {"alter_column": {"table": "pairs", "column": "a", "type": "bigint", "up": "a + 1000", "down": "a - 1000"}},
+  {"alter_column": {"table": "pairs", "column": "b", "type": "varchar(50)", "down": "b || '':'' || a"}},
+  {"alter_column": {"table": "pairs", "column": "a", "type": "numeric",
+                    "up": "coalesce((SELECT l.v FROM comp.lookup l WHERE l.k = a), a)", "down": "a"}}]}', 'comp');
+SELECT up_sources, down_sources FROM expand_contract.dual_writes d
+  JOIN expand_contract.migrations m ON m.id = d.migration_id WHERE NOT m.done;
+SELECT ec_resume('comp');
+CALL ec_wait('comp');
+INSERT INTO comp.pairs VALUES (2, 20, 'y');
+SET search_path = comp_m4;
+INSERT INTO pairs VALUES (3, 1030, 'z');
+RESET search_path;
+SELECT p.id, p.a, p.b, n.a AS new_a, n.b AS new_b FROM comp.pairs p JOIN comp_m4.pairs n USING (id) ORDER BY id;
+SELECT ec_rollback('comp');
+DROP TABLE comp.pairs, comp.lookup;
+SELECT * FROM ec_test.diff(:'before', 'comp');
 -- A column added by the migration gets its definition in its add_column.
 SELECT ec_test.try($$SELECT ec_start('m3', '{"operations": [
   {"add_column": {"table": "items", "column": {"name": "extra", "type": "int", "nullable": true}}},

@@ -562,6 +562,15 @@ ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, bool be
 			char	   *attached = ec_temp_name("_ec_con_", conname);
 			int			seq = ++cxt->ntasks + (before_backfill ? 0 : EC_SEQ_AFTER_BACKFILL);
 
+			/* The worker takes a constraint of that name for its own attempt's (see worker.c). */
+			if (OidIsValid(get_relation_constraint_oid(table->relid, attached, true)))
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_OBJECT),
+						 errmsg("constraint \"%s\" for relation \"%s\" already exists", attached,
+								RelationGetRelationName(rel)),
+						 errdetail("expand_contract needs that name to carry constraint \"%s\".", conname),
+						 errhint("Drop or rename the constraint left behind, then start the migration again.")));
+
 			ec_add_task(cxt->migration_id, seq, "sql", table->relid, NIL,
 						psprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s "
 								 "DEFERRABLE INITIALLY %s", tsql, quote_identifier(attached),

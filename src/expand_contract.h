@@ -161,6 +161,7 @@ typedef struct EcColumn
 	AttrNumber	prev_new_attnum;	/* while an operation composes: the earlier new column ... */
 	Node	   *prev_up;		/* ... and the earlier operations' "up" and "down" */
 	Node	   *prev_down;
+	Node	   *prev_back;		/* this operation's "down": its column back to the earlier type */
 } EcColumn;
 
 typedef struct EcTable

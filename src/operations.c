@@ -50,6 +50,7 @@ void
 ec_apply_operation(EcStartContext *cxt, EcOperation *op)
 {
 	op->routine->start(cxt, op);
+	ec_op_finish_composition(cxt);
 }
 
 /* What the operations of a migration touch: by table name, the strongest lock and who must own it. */

@@ -146,6 +146,7 @@ typedef struct EcColumnExpr
 } EcColumnExpr;
 
 extern bool ec_op_column_rebuilt(EcColumn *col);
+extern void ec_op_finish_composition(EcStartContext *cxt);
 extern void ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col,
 								 const char *column, const EcColumnRebuild *how);
 extern void ec_op_rebuild_expressions(EcTable *table, EcColumn *col, const char *up,

@@ -28,6 +28,7 @@
 #include "parser/parse_coerce.h"
 #include "parser/scansup.h"
 #include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -450,7 +451,7 @@ ec_op_new_column_not_null(EcStartContext *cxt, EcTable *table, EcColumn *col)
  * something other than how->dropped_constraint depends on: it would not follow.  column names it
  * in errors.
  */
-static void carry_identity(EcTable *table, EcColumn *col, Oid old_type, Oid new_type);
+static void carry_identity(EcTable *table, EcColumn *col, const EcColumnRebuild *how, Oid new_type);
 static void recompose_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const char *column,
 							 const EcColumnRebuild *how);
 
@@ -525,7 +526,7 @@ ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const c
 		if (old_comment)
 			ec_op_comment_on_column(table, col->new_attnum, old_comment);
 	}
-	carry_identity(table, col, old_type, new_type);
+	carry_identity(table, col, how, new_type);
 	col->rebuild = palloc(sizeof(EcColumnRebuild));
 	*col->rebuild = *how;
 }
@@ -538,7 +539,7 @@ ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const c
  * type's defaults, as ALTER COLUMN TYPE does), value, name and privileges.
  */
 static void
-carry_identity(EcTable *table, EcColumn *col, Oid old_type, Oid new_type)
+carry_identity(EcTable *table, EcColumn *col, const EcColumnRebuild *how, Oid new_type)
 {
 	HeapTuple	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table->relid),
 										Int16GetDatum(col->old_attnum));
@@ -566,6 +567,12 @@ carry_identity(EcTable *table, EcColumn *col, Oid old_type, Oid new_type)
 	ReleaseSysCache(tuple);
 	if (!identity)
 		return;
+	if (how->has_default && how->default_expr != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot set a default on identity column \"%s\"", col->old_name),
+				 errdetail("An identity column numbers its rows itself; PostgreSQL allows no default beside it."),
+				 errhint("Drop the identity in a \"sql\" operation first if the column should take a default.")));
 	if (new_type != INT2OID && new_type != INT4OID && new_type != INT8OID)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -653,8 +660,9 @@ list_delete_string(List *list, const char *str)
  * A later operation's change to a column an earlier one of the migration already rebuilt: the two
  * compose into one rebuild (one new column, one backfill, "up" and "down" chained by
  * ec_op_rebuild_expressions).  A new type needs a new column (ALTER COLUMN TYPE would rewrite the
- * table under ACCESS EXCLUSIVE): the earlier one is renamed aside until the expressions are analysed,
- * then dropped, which only works while nothing but its stand-in NOT NULL check hangs on it.
+ * table under ACCESS EXCLUSIVE): the earlier one is renamed aside until the operation ends, then
+ * dropped (ec_op_finish_composition), which only works while no constraint but its stand-in NOT NULL
+ * check hangs on it; other columns' expressions that read it are rewritten then.
  */
 static void
 recompose_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const char *column,
@@ -780,31 +788,66 @@ typedef struct SubstituteContext
 	int			n;
 	AttrNumber *attnums;
 	Node	  **exprs;
+	int			depth;			/* subqueries entered: their Vars of the row are one level up */
 } SubstituteContext;
 
-/* Replaces each Var of one of cxt's attributes by its expression (once: not inside those). */
+/*
+ * Replaces each Var of the row (varno 1) of one of cxt's attributes by its expression, also inside
+ * subqueries (the expression's own Vars then pointed one level up per subquery), and only once: not
+ * inside the expressions put in.
+ */
 static Node *
 substitute_vars(Node *node, SubstituteContext *cxt)
 {
 	if (node == NULL)
 		return NULL;
-	if (IsA(node, Var) && ((Var *) node)->varlevelsup == 0)
+	if (IsA(node, Var) && ((Var *) node)->varlevelsup == cxt->depth)
 	{
 		for (int i = 0; i < cxt->n; i++)
 		{
 			if (((Var *) node)->varattno == cxt->attnums[i])
-				return copyObject(cxt->exprs[i]);
+			{
+				Node	   *copy = copyObject(cxt->exprs[i]);
+
+				if (cxt->depth > 0)
+					IncrementVarSublevelsUp(copy, cxt->depth, 0);
+				return copy;
+			}
 		}
 		return node;
 	}
+	if (IsA(node, Query))
+	{
+		Query	   *result;
+
+		cxt->depth++;
+		result = query_tree_mutator((Query *) node, substitute_vars, cxt, 0);
+		cxt->depth--;
+		return (Node *) result;
+	}
 	return expression_tree_mutator(node, substitute_vars, cxt);
+}
+
+static Node *
+substitute_one(Node *node, AttrNumber attnum, Node *expr)
+{
+	SubstituteContext subst = {0};
+
+	if (node == NULL)
+		return NULL;
+	subst.n = 1;
+	subst.attnums = &attnum;
+	subst.exprs = &expr;
+	return substitute_vars(node, &subst);
 }
 
 /*
  * "up" and "down" of a column that this operation changes after an earlier one rebuilt it: this
  * operation's "up" reads the new version as the earlier operations leave it (a rebuilt column is
- * its "up", so the chain starts from the old row), and the earlier "down" reads this operation's
- * column through this operation's "down".
+ * its "up" as the earlier operations leave it, so the chain starts from the old row), and the
+ * earlier "down" reads this operation's column through this operation's "down".  The earlier
+ * expressions of every column the operation recomposes stay at hand until it ends
+ * (ec_op_finish_composition), so that the order of its columns does not matter.
  */
 static void
 compose_expressions(EcTable *table, EcColumn *col, const char *up, const char *down)
@@ -832,8 +875,9 @@ compose_expressions(EcTable *table, EcColumn *col, const char *up, const char *d
 	foreach(lc, table->columns)
 	{
 		EcColumn   *c = lfirst(lc);
-		AttrNumber	attnum = c == col ? c->prev_new_attnum : c->new_attnum;
-		Node	   *c_up = c == col ? c->prev_up : c->up;
+		bool		composing = c->prev_new_attnum != 0;
+		AttrNumber	attnum = composing ? c->prev_new_attnum : c->new_attnum;
+		Node	   *c_up = composing ? c->prev_up : c->up;
 
 		if (c_up && attnum && attnum != c->old_attnum)
 		{
@@ -846,17 +890,55 @@ compose_expressions(EcTable *table, EcColumn *col, const char *up, const char *d
 	(void) ec_op_analyze(table, true, down ? down : quote_identifier(col->new_name),
 						 psprintf("down expression of column \"%s\"", col->new_name),
 						 mid_type, mid_typmod, false, &expr);
-	subst.n = 1;
-	subst.attnums[0] = col->prev_new_attnum;
-	subst.exprs[0] = expr;
-	col->down = col->prev_down ? substitute_vars(col->prev_down, &subst) : NULL;
+	col->prev_back = expr;
+	col->down = substitute_one(col->prev_down, col->prev_new_attnum, expr);
+}
 
-	if (col->prev_new_attnum != col->new_attnum)
-		ec_exec(psprintf("ALTER TABLE %s DROP COLUMN %s", ec_op_table_sql(table),
-						 quote_identifier(ec_op_attname(table, col->prev_new_attnum))));
-	col->prev_new_attnum = 0;
-	col->prev_up = NULL;
-	col->prev_down = NULL;
+/*
+ * After each operation: the earlier new columns that recomposed columns replaced go, and whatever
+ * else read them (another column's "down", a dropped column's) reads the replacement through its
+ * "down" back to the earlier type instead.
+ */
+void
+ec_op_finish_composition(EcStartContext *cxt)
+{
+	ListCell   *lt;
+
+	foreach(lt, cxt->model->tables)
+	{
+		EcTable    *table = lfirst(lt);
+		ListCell   *lc,
+				   *lc2;
+
+		foreach(lc, table->columns)
+		{
+			EcColumn   *col = lfirst(lc);
+
+			if (col->prev_new_attnum == 0)
+				continue;
+			if (col->prev_new_attnum != col->new_attnum)
+			{
+				if (col->prev_back == NULL)
+					elog(ERROR, "column \"%s\" was rebuilt again without its expressions",
+						 col->new_name ? col->new_name : "?");
+				foreach(lc2, table->columns)
+				{
+					EcColumn   *other = lfirst(lc2);
+
+					if (other == col)
+						continue;
+					other->up = substitute_one(other->up, col->prev_new_attnum, col->prev_back);
+					other->down = substitute_one(other->down, col->prev_new_attnum, col->prev_back);
+				}
+				ec_exec(psprintf("ALTER TABLE %s DROP COLUMN %s", ec_op_table_sql(table),
+								 quote_identifier(ec_op_attname(table, col->prev_new_attnum))));
+			}
+			col->prev_new_attnum = 0;
+			col->prev_up = NULL;
+			col->prev_down = NULL;
+			col->prev_back = NULL;
+		}
+	}
 }
 
 void
@@ -868,7 +950,7 @@ ec_op_rebuild_expressions(EcTable *table, EcColumn *col, const char *up, const c
 	int32		old_typmod,
 				new_typmod;
 
-	if (col->prev_up || col->prev_down)
+	if (col->prev_new_attnum != 0)
 	{
 		compose_expressions(table, col, up, down);
 		return;
