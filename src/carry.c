@@ -98,7 +98,9 @@ ec_carry_constraint_attnums(HeapTuple tuple, AttrNumber attribute, int *n)
 		return NULL;
 	arr = DatumGetArrayTypeP(d);
 	if (ARR_NDIM(arr) != 1 || ARR_HASNULL(arr) || ARR_ELEMTYPE(arr) != INT2OID)
-		elog(ERROR, "constraint key is not a one-dimensional int2 array");
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_internal("constraint key is not a one-dimensional int2 array")));
 	*n = ARR_DIMS(arr)[0];
 	result = palloc(sizeof(AttrNumber) * Max(*n, 1));
 	memcpy(result, ARR_DATA_PTR(arr), sizeof(AttrNumber) * *n);
@@ -122,7 +124,9 @@ ec_carry_fk_action(char action)
 		case FKCONSTR_ACTION_SETDEFAULT:
 			return "SET DEFAULT";
 	}
-	elog(ERROR, "unrecognized foreign key action \"%c\"", action);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg_internal("unrecognized foreign key action \"%c\"", action)));
 	return NULL;				/* keep compiler quiet */
 }
 
@@ -139,6 +143,8 @@ ec_carry_fk_match(char match)
 		case FKCONSTR_MATCH_PARTIAL:
 			return "PARTIAL";
 	}
-	elog(ERROR, "unrecognized foreign key match type \"%c\"", match);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg_internal("unrecognized foreign key match type \"%c\"", match)));
 	return NULL;				/* keep compiler quiet */
 }

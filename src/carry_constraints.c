@@ -105,7 +105,9 @@ check_definition(EcTable *table, HeapTuple tuple, EcRebuildMap *map)
 	Node	   *expr;
 
 	if (isnull)
-		elog(ERROR, "null conbin for constraint \"%s\"", NameStr(con->conname));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_internal("null conbin for constraint \"%s\"", NameStr(con->conname))));
 	rc.map = map;
 	rc.constraint = NameStr(con->conname);
 	rc.table = get_rel_name(table->relid);
@@ -232,7 +234,9 @@ ec_carry_constraints(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 			continue;			/* goes with the old column */
 		tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
 		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for constraint %u", conoid);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg_internal("cache lookup failed for constraint %u", conoid)));
 		con = (Form_pg_constraint) GETSTRUCT(tuple);
 		/* The extension's own helpers (NOT VALID not-null checks, ...) belong to the new columns. */
 		if (strncmp(NameStr(con->conname), "_ec_", 4) == 0)

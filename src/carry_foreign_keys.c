@@ -118,7 +118,9 @@ ec_carry_foreign_keys_claimed(EcStartContext *cxt, EcTable *table)
 		int			n;
 
 		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for constraint %u", conoid);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg_internal("cache lookup failed for constraint %u", conoid)));
 		referenced = model_table(cxt, ((Form_pg_constraint) GETSTRUCT(tuple))->confrelid);
 		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 		if (referenced && referenced->new_name &&
@@ -197,7 +199,9 @@ ec_carry_foreign_keys_tables(EcStartContext *cxt, EcTable *table)
 		int			n;
 
 		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for constraint %u", lfirst_oid(lc));
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg_internal("cache lookup failed for constraint %u", lfirst_oid(lc))));
 		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 		if (any_rebuilt(map, keys, n))
 			result = list_append_unique_oid(result,
@@ -381,7 +385,9 @@ ec_carry_foreign_keys(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 		int			n;
 
 		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for constraint %u", conoid);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg_internal("cache lookup failed for constraint %u", conoid)));
 		keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 		if (any_rebuilt(map, keys, n))
 			inbound = lappend(inbound, read_inbound(cxt, table, map, tuple));

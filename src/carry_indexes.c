@@ -121,8 +121,9 @@ new_column_not_null(EcTable *table, AttrNumber old_attnum, EcRebuildMap *map)
 	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table->relid),
 							Int16GetDatum(map->new_attnum[old_attnum - 1]));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for attribute %d of relation %u",
-			 map->new_attnum[old_attnum - 1], table->relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg_internal("cache lookup failed for attribute %d of relation %u", map->new_attnum[old_attnum - 1], table->relid)));
 	result = ((Form_pg_attribute) GETSTRUCT(tuple))->attnotnull;
 	ReleaseSysCache(tuple);
 	return result;
@@ -186,7 +187,9 @@ build_sql(EcTable *table, Relation index, EcRebuildMap *map, const char *temp)
 
 	idxtuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
 	if (!HeapTupleIsValid(idxtuple))
-		elog(ERROR, "cache lookup failed for index %u", indexoid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg_internal("cache lookup failed for index %u", indexoid)));
 	indclass = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, idxtuple,
 															  Anum_pg_index_indclass, &isnull));
 	indcollation = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, idxtuple,
@@ -201,7 +204,9 @@ build_sql(EcTable *table, Relation index, EcRebuildMap *map, const char *temp)
 
 	amtuple = SearchSysCache1(AMOID, ObjectIdGetDatum(index->rd_rel->relam));
 	if (!HeapTupleIsValid(amtuple))
-		elog(ERROR, "cache lookup failed for access method %u", index->rd_rel->relam);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for access method %u", index->rd_rel->relam)));
 	amform = (Form_pg_am) GETSTRUCT(amtuple);
 	am = GetIndexAmRoutine(amform->amhandler);
 
@@ -304,7 +309,9 @@ build_sql(EcTable *table, Relation index, EcRebuildMap *map, const char *temp)
 		HeapTuple	classtuple = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
 
 		if (!HeapTupleIsValid(classtuple))
-			elog(ERROR, "cache lookup failed for relation %u", indexoid);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg_internal("cache lookup failed for relation %u", indexoid)));
 		d = SysCacheGetAttr(RELOID, classtuple, Anum_pg_class_reloptions, &isnull);
 		if (!isnull && options_sql(d)[0] != '\0')
 			appendStringInfo(&tail, " WITH (%s)", options_sql(d));
@@ -384,7 +391,9 @@ carry_column_settings(EcTable *table, EcRebuildMap *map)
 		const char *column;
 
 		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for attribute %d of relation %u", k, table->relid);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg_internal("cache lookup failed for attribute %d of relation %u", k, table->relid)));
 		att = (Form_pg_attribute) GETSTRUCT(tuple);
 		column = quote_identifier(get_attname(table->relid, map->new_attnum[k - 1], false));
 		if (att->attstattarget >= 0)
@@ -490,7 +499,9 @@ ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, bool be
 			Form_pg_constraint con;
 
 			if (!HeapTupleIsValid(tuple))
-				elog(ERROR, "cache lookup failed for constraint %u", conoid);
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg_internal("cache lookup failed for constraint %u", conoid)));
 			con = (Form_pg_constraint) GETSTRUCT(tuple);
 			contype = con->contype;
 			conname = pstrdup(NameStr(con->conname));

@@ -187,7 +187,9 @@ add_update_of_stand_in(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, c
 	char	   *save;
 
 	if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, CreateTrigStmt))
-		elog(ERROR, "unexpected definition of trigger \"%s\"", name);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_internal("unexpected definition of trigger \"%s\"", name)));
 	stmt = (CreateTrigStmt *) linitial_node(RawStmt, raw)->stmt;
 	if (stmt->isconstraint || !(stmt->events & TRIGGER_TYPE_UPDATE))
 		return;
@@ -413,7 +415,9 @@ view_statements(Oid viewid)
 		char	   *eq = strchr(opt, '=');
 
 		if (eq == NULL)
-			elog(ERROR, "malformed reloption \"%s\"", opt);
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("malformed reloption \"%s\"", opt)));
 		*eq = '\0';
 		appendStringInfo(&sql, "%s%s = %s", lc == list_head(options) ? " WITH (" : ", ",
 						 quote_identifier(opt), quote_literal_cstr(eq + 1));
@@ -506,7 +510,9 @@ check_view(EcStartContext *cxt, EcTable *table, Oid viewid, char relkind, const 
 		HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(viewid));
 
 		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for relation %u", viewid);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg_internal("cache lookup failed for relation %u", viewid)));
 		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 		ReleaseSysCache(tuple);
 	}
@@ -683,7 +689,9 @@ carry_matview(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Oid mvid, 
 		char	   *temp = ec_temp_name("_ec_idx_", index_names[i]);
 
 		if (list_length(raw) != 1 || !IsA(linitial_node(RawStmt, raw)->stmt, IndexStmt))
-			elog(ERROR, "unexpected definition of index \"%s\"", index_names[i]);
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("unexpected definition of index \"%s\"", index_names[i])));
 		if (OidIsValid(get_relname_relid(temp, get_rel_namespace(mvid))))
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_TABLE),

@@ -42,7 +42,9 @@ ec_rel_qualified(Oid relid)
 	char	   *relname = get_rel_name(relid);
 
 	if (relname == NULL)
-		elog(ERROR, "cache lookup failed for relation %u", relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg_internal("cache lookup failed for relation %u", relid)));
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
 }
 
@@ -76,8 +78,9 @@ ec_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expected)
-		elog(ERROR, "SPI_execute_with_args returned %s, not %s, for: %s",
-			 SPI_result_code_string(rc), SPI_result_code_string(expected), sql);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg_internal("SPI_execute_with_args returned %s, not %s, for: %s", SPI_result_code_string(rc), SPI_result_code_string(expected), sql)));
 	return SPI_processed;
 }
 
@@ -92,7 +95,9 @@ state_owner(void)
 
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg_internal("cache lookup failed for relation %u", relid)));
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 	return owner;
@@ -209,7 +214,9 @@ ec_exec(const char *sql)
 	int			rc = SPI_execute(sql, false, 0);
 
 	if (rc < 0)
-		elog(ERROR, "SPI_execute returned %s for: %s", SPI_result_code_string(rc), sql);
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg_internal("SPI_execute returned %s for: %s", SPI_result_code_string(rc), sql)));
 }
 
 void

@@ -205,7 +205,9 @@ array_elements(HeapTuple tuple, TupleDesc desc, int column, Oid elemtype, int *n
 	char		typalign;
 
 	if (isnull)
-		elog(ERROR, "expand_contract.dual_writes has a null array");
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_internal("expand_contract.dual_writes has a null array")));
 	array = DatumGetArrayTypeP(d);
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	deconstruct_array(array, elemtype, typlen, typbyval, typalign, &elems, NULL, n);
@@ -487,9 +489,13 @@ prepare_subquery(EcTriggerPlan *plan, EcSubquery *sub)
 	spiplan = SPI_prepare_extended("SELECT $1", &options);
 	MemoryContextSwitchTo(old);
 	if (spiplan == NULL)
-		elog(ERROR, "could not prepare the %s: %s", sub->what, SPI_result_code_string(SPI_result));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg_internal("could not prepare the %s: %s", sub->what, SPI_result_code_string(SPI_result))));
 	if (SPI_keepplan(spiplan) != 0)
-		elog(ERROR, "could not keep the plan of the %s", sub->what);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg_internal("could not keep the plan of the %s", sub->what)));
 	/* Until this plan is rebuilt (build_plan frees it). */
 	old = MemoryContextSwitchTo(plan->cxt);
 	plan->spi_plans = lappend(plan->spi_plans, spiplan);
@@ -567,7 +573,9 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 							   " WHERE d.relid = $1::regclass",
 							   1, types, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read expand_contract.dual_writes: %s", SPI_result_code_string(rc));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_internal("could not read expand_contract.dual_writes: %s", SPI_result_code_string(rc))));
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
@@ -620,8 +628,9 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		up_sources = array_elements(tuple, desc, 14, TEXTOID, &n7);
 		down_sources = array_elements(tuple, desc, 15, TEXTOID, &n8);
 		if (n1 != n2 || n2 != n3 || n3 != n4 || n4 != n5 || n5 != n6 || n6 != n7 || n7 != n8)
-			elog(ERROR, "expand_contract.dual_writes arrays for relation %u differ in length",
-				 plan->relid);
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("expand_contract.dual_writes arrays for relation %u differ in length", plan->relid)));
 
 		plan->old_attnums = MemoryContextAlloc(plan->cxt, sizeof(AttrNumber) * n1);
 		plan->new_attnums = MemoryContextAlloc(plan->cxt, sizeof(AttrNumber) * n1);
@@ -835,7 +844,9 @@ evaluate_subquery(EcTriggerPlan *plan, EcEval *eval, bool *isnull)
 	if (!plan->spi_connected)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg_internal("SPI_connect failed")));
 		plan->spi_connected = true;
 		MemoryContextSwitchTo(cxt);
 	}
@@ -856,10 +867,9 @@ evaluate_subquery(EcTriggerPlan *plan, EcEval *eval, bool *isnull)
 	/* "SELECT <expression>": one row, whatever the subqueries in it return (they raise). */
 	if (rc != SPI_OK_SELECT || SPI_processed != 1 ||
 		TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid != sub->target_type)
-		elog(ERROR, "the %s returned %llu rows of type %u (%s)", sub->what,
-			 (unsigned long long) SPI_processed,
-			 SPI_tuptable ? TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid : InvalidOid,
-			 SPI_result_code_string(rc));
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg_internal("the %s returned %llu rows of type %u (%s)", sub->what, (unsigned long long) SPI_processed, SPI_tuptable ? TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid : InvalidOid, SPI_result_code_string(rc))));
 	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
 	error_context_stack = errcallback.previous;
 
@@ -899,7 +909,9 @@ finish_subqueries(EcTriggerPlan *plan)
 		return;
 	plan->spi_connected = false;
 	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "SPI_finish failed");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg_internal("SPI_finish failed")));
 }
 
 /*

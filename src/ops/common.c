@@ -370,7 +370,9 @@ check_duplicable(EcStartContext *cxt, EcTable *table, AttrNumber attnum, const c
 
 	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table->relid), Int16GetDatum(attnum));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for attribute %d of relation %u", attnum, table->relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg_internal("cache lookup failed for attribute %d of relation %u", attnum, table->relid)));
 	att = (Form_pg_attribute) GETSTRUCT(tuple);
 	if (att->attgenerated)
 		ereport(ERROR,
@@ -400,7 +402,9 @@ attribute_not_null(Oid relid, AttrNumber attnum)
 	bool		result;
 
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for attribute %d of relation %u", attnum, relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg_internal("cache lookup failed for attribute %d of relation %u", attnum, relid)));
 	result = ((Form_pg_attribute) GETSTRUCT(tuple))->attnotnull;
 	ReleaseSysCache(tuple);
 	return result;
@@ -561,8 +565,9 @@ carry_identity(EcTable *table, EcColumn *col, const EcColumnRebuild *how, Oid ne
 	HeapTuple	row;
 
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for attribute %d of relation %u", col->old_attnum,
-			 table->relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg_internal("cache lookup failed for attribute %d of relation %u", col->old_attnum, table->relid)));
 	identity = ((Form_pg_attribute) GETSTRUCT(tuple))->attidentity;
 	ReleaseSysCache(tuple);
 	if (!identity)
@@ -598,7 +603,9 @@ carry_identity(EcTable *table, EcColumn *col, const EcColumnRebuild *how, Oid ne
 				  "  FROM pg_catalog.pg_sequence s WHERE s.seqrelid = $1",
 				  2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
-		elog(ERROR, "sequence %u of identity column not found", seq);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("sequence %u of identity column not found", seq)));
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	increment = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
@@ -919,8 +926,9 @@ ec_op_finish_composition(EcStartContext *cxt)
 			if (col->prev_new_attnum != col->new_attnum)
 			{
 				if (col->prev_back == NULL)
-					elog(ERROR, "column \"%s\" was rebuilt again without its expressions",
-						 col->new_name ? col->new_name : "?");
+					ereport(ERROR,
+							(errcode(ERRCODE_DATA_CORRUPTED),
+							 errmsg_internal("column \"%s\" was rebuilt again without its expressions", col->new_name ? col->new_name : "?")));
 				foreach(lc2, table->columns)
 				{
 					EcColumn   *other = lfirst(lc2);
@@ -1165,7 +1173,9 @@ ec_op_qualified_collation(Oid collid)
 	char	   *result;
 
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for collation %u", collid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for collation %u", collid)));
 	form = (Form_pg_collation) GETSTRUCT(tuple);
 	result = ec_qualified(get_namespace_name(form->collnamespace), NameStr(form->collname));
 	ReleaseSysCache(tuple);
@@ -1181,7 +1191,9 @@ ec_op_qualified_opclass(Oid opclassid, char **name, Oid *intype)
 	char	   *result;
 
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for operator class %u", opclassid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for operator class %u", opclassid)));
 	form = (Form_pg_opclass) GETSTRUCT(tuple);
 	result = ec_qualified(get_namespace_name(form->opcnamespace), NameStr(form->opcname));
 	if (name)

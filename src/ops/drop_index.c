@@ -57,7 +57,9 @@ is_replica_identity(Oid indexid)
 	bool		result;
 
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for index %u", indexid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg_internal("cache lookup failed for index %u", indexid)));
 	result = ((Form_pg_index) GETSTRUCT(tuple))->indisreplident;
 	ReleaseSysCache(tuple);
 	return result;

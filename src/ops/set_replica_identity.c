@@ -108,7 +108,9 @@ current_identity_sql(EcTable *table, char *identity)
 				  "  FROM pg_catalog.pg_class c WHERE c.oid = $1",
 				  1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
-		elog(ERROR, "cache lookup failed for relation %u", table->relid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg_internal("cache lookup failed for relation %u", table->relid)));
 	*identity = DatumGetChar(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										   &isnull));
 	index = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
