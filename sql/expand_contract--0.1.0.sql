@@ -130,10 +130,10 @@ CREATE FUNCTION expand_contract.dual_write() RETURNS trigger
 CREATE FUNCTION expand_contract.writes_new_version(rel regclass) RETURNS boolean
     AS 'MODULE_PATHNAME', 'ec_writes_new_version' LANGUAGE C STABLE STRICT;
 
--- The backfill worker's list of rows to fill in a block range (it checks the table's ownership).
-CREATE FUNCTION expand_contract.unfilled_rows(rel oid, first_block bigint, end_block bigint,
-                                              horizon xid, in_progress xid[])
-    RETURNS tid[] AS 'MODULE_PATHNAME', 'ec_unfilled_rows' LANGUAGE C VOLATILE STRICT;
+-- The backfill worker's test of a row version to fill, the filter of its batches (it checks the
+-- table's ownership; it reads the version's header from the page).
+CREATE FUNCTION expand_contract.unfilled(rel oid, row_ctid tid, horizon xid, in_progress xid[])
+    RETURNS boolean AS 'MODULE_PATHNAME', 'ec_unfilled' LANGUAGE C VOLATILE STRICT;
 
 CREATE FUNCTION pg_catalog.ec_start(name text, migration jsonb, schema text DEFAULT 'public')
     RETURNS text AS 'MODULE_PATHNAME', 'ec_start' LANGUAGE C VOLATILE;

@@ -28,6 +28,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
+#include "utils/reltrigger.h"
 #include "utils/jsonb.h"
 
 #include "compat.h"
@@ -341,6 +342,7 @@ extern void ec_adopt_restored(int64 migration_id);
 extern Oid	ec_backfill_relid;
 
 extern void ec_trigger_init(void);
+extern bool ec_other_before_row_triggers(TriggerDesc *trigdesc, int16 event, Oid dual_write);
 
 /* ---- the background worker (worker.c) and its launching (launcher.c) ---- */
 

@@ -3,7 +3,7 @@
  *	  Which rows the backfill must fill.  ec_start takes the horizon (the next xid once the tables
  *	  are locked) and the transactions then in progress; a row version needs filling when it was
  *	  written before the horizon by none of those.  The same test serves the worker, which lists the
- *	  rows of a batch with expand_contract.unfilled_rows(), and the dual-write trigger, which fills
+ *	  rows of a batch with expand_contract.unfilled(), and the dual-write trigger, which fills
  *	  such a row's new columns itself when the new version writes it first.
  */
 #include "postgres.h"
@@ -18,6 +18,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
@@ -105,76 +106,123 @@ ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next
 		bsearch(&xmin, in_progress, nin_progress, sizeof(TransactionId), xidComparator) == NULL;
 }
 
-PG_FUNCTION_INFO_V1(ec_unfilled_rows);
+PG_FUNCTION_INFO_V1(ec_unfilled);
 
 /*
- * expand_contract.unfilled_rows(rel, first_block, end_block, horizon, in_progress): the ctids of
- * the rows in blocks [first_block, end_block) that the backfill has still to fill, as the
- * statement's snapshot sees them.  Only the table's owner may list them.
+ * What expand_contract.unfilled() keeps between its calls of one statement: the owner check, the
+ * sorted in-progress list, and the answers for every line pointer of the page of the last row asked.
  */
-Datum
-ec_unfilled_rows(PG_FUNCTION_ARGS)
+typedef struct UnfilledCache
 {
-	Oid			relid = PG_GETARG_OID(0);
-	int64		first = PG_GETARG_INT64(1);
-	int64		end = PG_GETARG_INT64(2);
-	TransactionId horizon = DatumGetTransactionId(PG_GETARG_DATUM(3));
-	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(4);
-	TransactionId next = XidFromFullTransactionId(ReadNextFullTransactionId());
+	Oid			relid;
+	TransactionId horizon;
+	ArrayType  *in_progress_arg;	/* a copy, to notice a different list */
+	TransactionId *in_progress;
+	int			nin_progress;
+	BlockNumber block;			/* InvalidBlockNumber: no page read yet */
+	OffsetNumber maxoff;
+	bool		unfilled[MaxHeapTuplesPerPage + 1];
+} UnfilledCache;
+
+static UnfilledCache *
+unfilled_cache(FunctionCallInfo fcinfo, Oid relid, TransactionId horizon, ArrayType *in_progress)
+{
+	UnfilledCache *cache = fcinfo->flinfo->fn_extra;
+	MemoryContext old;
 	Datum	   *elems;
 	int			n;
-	TransactionId *in_progress;
-	Relation	rel;
-	ArrayBuildState *rows = initArrayResult(TIDOID, CurrentMemoryContext, false);
+
+	if (cache != NULL && cache->relid == relid && cache->horizon == horizon &&
+		VARSIZE(cache->in_progress_arg) == VARSIZE(in_progress) &&
+		memcmp(cache->in_progress_arg, in_progress, VARSIZE(in_progress)) == 0)
+		return cache;
 
 	/* Checked before any lock; errors cleanly for a relation that does not exist. */
 	if (!ec_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
 					   get_rel_name(relid));
-	rel = try_table_open(relid, AccessShareLock);
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	if (cache == NULL)
+		cache = palloc0(sizeof(UnfilledCache));
+	cache->relid = relid;
+	cache->horizon = horizon;
+	cache->in_progress_arg = palloc(VARSIZE(in_progress));
+	memcpy(cache->in_progress_arg, in_progress, VARSIZE(in_progress));
+	deconstruct_array(in_progress, XIDOID, sizeof(TransactionId), true, TYPALIGN_INT, &elems, NULL, &n);
+	cache->in_progress = palloc(sizeof(TransactionId) * (n + 1));
+	for (int i = 0; i < n; i++)
+		cache->in_progress[i] = DatumGetTransactionId(elems[i]);
+	qsort(cache->in_progress, n, sizeof(TransactionId), xidComparator);
+	cache->nin_progress = n;
+	cache->block = InvalidBlockNumber;
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = cache;
+	return cache;
+}
+
+/* Reads the answers for every row version on a page. */
+static void
+read_page(UnfilledCache *cache, BlockNumber block)
+{
+	Relation	rel = try_table_open(cache->relid, AccessShareLock);
+	TransactionId next = XidFromFullTransactionId(ReadNextFullTransactionId());
+	Buffer		buffer;
+	Page		page;
+
 	if (rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_tableam->scan_set_tidrange == NULL)
+				 errmsg("relation with OID %u does not exist", cache->relid)));
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_tableam != GetHeapamTableAmRoutine())
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table that can be scanned by block range",
-						RelationGetRelationName(rel))));
-
-	deconstruct_array(array, XIDOID, sizeof(TransactionId), true, TYPALIGN_INT, &elems, NULL, &n);
-	in_progress = palloc(sizeof(TransactionId) * (n + 1));
-	for (int i = 0; i < n; i++)
-		in_progress[i] = DatumGetTransactionId(elems[i]);
-	qsort(in_progress, n, sizeof(TransactionId), xidComparator);
-
-	first = Max(first, 0);
-	end = Min(end, (int64) MaxBlockNumber + 1);
-	if (first < end)
+				 errmsg("\"%s\" is not a heap table", RelationGetRelationName(rel))));
+	cache->block = InvalidBlockNumber;
+	cache->maxoff = InvalidOffsetNumber;
+	if (block < RelationGetNumberOfBlocks(rel))
 	{
-		ItemPointerData mintid;
-		ItemPointerData maxtid;
-		TableScanDesc scan;
-		TupleTableSlot *slot = table_slot_create(rel, NULL);
-
-		ItemPointerSet(&mintid, (BlockNumber) first, FirstOffsetNumber);
-		ItemPointerSet(&maxtid, (BlockNumber) (end - 1), MaxOffsetNumber);
-		scan = table_beginscan_tidrange(rel, GetActiveSnapshot(), &mintid, &maxtid);
-		while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, slot))
+		buffer = ReadBufferExtended(rel, MAIN_FORKNUM, block, RBM_NORMAL, NULL);
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buffer);
+		cache->maxoff = PageIsNew(page) ? InvalidOffsetNumber : PageGetMaxOffsetNumber(page);
+		for (OffsetNumber off = FirstOffsetNumber; off <= cache->maxoff; off++)
 		{
-			bool		should_free;
-			HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+			ItemId		item = PageGetItemId(page, off);
 
-			CHECK_FOR_INTERRUPTS();
-			if (ec_row_unfilled(tuple->t_data, horizon, next, in_progress, n))
-				accumArrayResult(rows, PointerGetDatum(&tuple->t_self), false, TIDOID,
-								 CurrentMemoryContext);
-			if (should_free)
-				heap_freetuple(tuple);
+			cache->unfilled[off] = ItemIdIsNormal(item) &&
+				ec_row_unfilled((HeapTupleHeader) PageGetItem(page, item), cache->horizon, next,
+								cache->in_progress, cache->nin_progress);
 		}
-		table_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
+		UnlockReleaseBuffer(buffer);
+		cache->block = block;
 	}
 	table_close(rel, AccessShareLock);
-	PG_RETURN_DATUM(makeArrayResult(rows, CurrentMemoryContext));
+}
+
+/*
+ * expand_contract.unfilled(rel, row_ctid, horizon, in_progress): has the backfill still to fill the
+ * row version at row_ctid of rel?  The filter of the batch statement, over a range scan of its
+ * blocks: it reads the version's header (its raw xmin and whether it is frozen, which no column
+ * shows) from the page, a whole page at a time.  The answers for a page stay right while the scan
+ * that asks keeps it pinned, as it does while it returns the page's rows: a pin keeps the page from
+ * being pruned, so no line pointer that held a version from before the horizon is reused, and a
+ * version added meanwhile (at a new offset, or an unused one) was written after the horizon, by a
+ * writer that went through the trigger.  A row that a concurrent writer updated is rechecked at its
+ * new version, on another page or at an offset not read yet: the page is read again.  Only the
+ * table's owner may ask.
+ */
+Datum
+ec_unfilled(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	ItemPointer tid = (ItemPointer) PG_GETARG_POINTER(1);
+	TransactionId horizon = DatumGetTransactionId(PG_GETARG_DATUM(2));
+	UnfilledCache *cache = unfilled_cache(fcinfo, relid, horizon, PG_GETARG_ARRAYTYPE_P(3));
+	BlockNumber block = ItemPointerGetBlockNumberNoCheck(tid);
+	OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(tid);
+
+	if (block != cache->block || offset > cache->maxoff)
+		read_page(cache, block);
+	PG_RETURN_BOOL(block == cache->block && offset >= FirstOffsetNumber && offset <= cache->maxoff &&
+				   cache->unfilled[offset]);
 }

@@ -950,20 +950,29 @@ trigger_is_last(TriggerData *trigdata)
 	return false;				/* keep the compiler quiet */
 }
 
-/*
- * Has the table a BEFORE ROW trigger for this event, other than our two, that may fire?  Only then
- * has the last trigger something to put right.  The relcache's trigger array is short, and rebuilt
- * on CREATE, DROP and ALTER TRIGGER, so this scans it on each call instead of caching the answer.
- * A WHEN clause or a column list is not looked at: such a trigger counts, fire or not.
- */
+/* Is foid expand_contract.dual_write()? */
 static bool
-user_before_row_triggers(TriggerData *trigdata)
+is_dual_write_function(Oid foid)
 {
-	TriggerDesc *trigdesc = trigdata->tg_relation->trigdesc;
-	Oid			self = trigdata->tg_trigger->tgfoid;
-	int16		event = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
-		TRIGGER_TYPE_UPDATE : TRIGGER_TYPE_INSERT;
+	char	   *name = get_func_name(foid);
+	char	   *nspname;
 
+	if (name == NULL || strcmp(name, "dual_write") != 0)
+		return false;
+	nspname = get_namespace_name(get_func_namespace(foid));
+	return nspname != NULL && strcmp(nspname, EC_STATE_SCHEMA) == 0;
+}
+
+/*
+ * Has trigdesc a BEFORE ROW trigger for event (TRIGGER_TYPE_INSERT or _UPDATE), other than our two,
+ * that may fire?  The relcache's trigger array is short, and rebuilt on CREATE, DROP and ALTER
+ * TRIGGER, so callers scan it each time instead of caching the answer.  A WHEN clause or a column
+ * list is not looked at: such a trigger counts, fire or not.  dual_write is the OID of our trigger
+ * function, or InvalidOid to recognise it by name.
+ */
+bool
+ec_other_before_row_triggers(TriggerDesc *trigdesc, int16 event, Oid dual_write)
+{
 	if (trigdesc == NULL)
 		return false;
 	for (int i = 0; i < trigdesc->numtriggers; i++)
@@ -979,13 +988,24 @@ user_before_row_triggers(TriggerData *trigdata)
 			trigger->tgenabled == TRIGGER_FIRES_ON_ORIGIN :
 			trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA)
 			continue;
-		if (trigger->tgfoid == self &&
-			(strcmp(trigger->tgname, EC_TRIGGER_FIRST_NAME) == 0 ||
-			 strcmp(trigger->tgname, EC_TRIGGER_LAST_NAME) == 0))
+		if ((strcmp(trigger->tgname, EC_TRIGGER_FIRST_NAME) == 0 ||
+			 strcmp(trigger->tgname, EC_TRIGGER_LAST_NAME) == 0) &&
+			(OidIsValid(dual_write) ? trigger->tgfoid == dual_write :
+			 is_dual_write_function(trigger->tgfoid)))
 			continue;
 		return true;
 	}
 	return false;
+}
+
+/* Only then has the last trigger something to put right. */
+static bool
+user_before_row_triggers(TriggerData *trigdata)
+{
+	return ec_other_before_row_triggers(trigdata->tg_relation->trigdesc,
+										TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+										TRIGGER_TYPE_UPDATE : TRIGGER_TYPE_INSERT,
+										trigdata->tg_trigger->tgfoid);
 }
 
 /*
