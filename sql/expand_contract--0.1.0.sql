@@ -184,6 +184,8 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
            CASE WHEN t.seq IS NULL THEN 'none'
                 WHEN m.paused AND t.state IN ('pending', 'running', 'throttled') THEN 'paused'
                 WHEN t.state = 'pending' THEN 'queued'
+                -- why: "throttled: load", "throttled: replication lag"
+                WHEN t.state = 'throttled' THEN 'throttled: ' || coalesce(substring(t.detail FROM '^([a-z ]+):'), 'waiting')
                 ELSE t.state END,
            t.rows_done, t.rows_estimated, t.batches,
            round(t.rows_done / nullif(extract(epoch FROM coalesce(t.finished_at, t.updated_at) - t.started_at), 0), 1),

@@ -12,6 +12,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -90,12 +91,66 @@ ec_resume(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-static const char *const settable[] = {"batch_size", "batch_delay_ms", "max_replication_lag_ms",
-NULL};
+/* What ec_configure may set, each overriding the server setting of the same name. */
+typedef struct Settable
+{
+	const char *name;
+	double		min;
+	double		max;
+	bool		integer;
+} Settable;
+
+static const Settable settable[] = {
+	{"batch_size", 1, PG_INT32_MAX, true},
+	{"batch_delay_ms", 0, PG_INT32_MAX, true},
+	{"batch_time_ms", 0, 600000, true},
+	{"nice_ratio", 0, 100, false},
+	{"max_load", -1, 100000, true},
+	{"max_replication_lag_ms", 0, PG_INT32_MAX, true},
+	{NULL}
+};
+
+static const Settable *
+find_settable(const char *key)
+{
+	StringInfoData names;
+
+	for (int i = 0; settable[i].name != NULL; i++)
+		if (strcmp(key, settable[i].name) == 0)
+			return &settable[i];
+	initStringInfo(&names);
+	for (int i = 0; settable[i].name != NULL; i++)
+		appendStringInfo(&names, "%s\"%s\"", i == 0 ? "" : ", ", settable[i].name);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown setting \"%s\"", key),
+			 errhint("Settable are %s.", names.data)));
+	return NULL;				/* keep the compiler quiet */
+}
+
+static void
+check_value(const Settable *setting, JsonbValue *v)
+{
+	double		n = 0;
+	bool		ok = v->type == jbvNumeric;
+
+	if (ok)
+	{
+		n = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+											   NumericGetDatum(v->val.numeric)));
+		ok = n >= setting->min && n <= setting->max &&
+			(!setting->integer || n == (double) (int64) n);
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"%s\" must be %s between %g and %g", setting->name,
+						setting->integer ? "an integer" : "a number", setting->min, setting->max)));
+}
 
 /*
- * Per-migration overrides of the expand_contract.batch_* settings.  A JSON null removes the
- * override, so the server setting applies again.  Returns the migration's settings.
+ * Per-migration overrides of the worker's settings.  A JSON null removes the override, so the
+ * server setting applies again.  Returns the migration's settings.
  */
 Datum
 ec_configure(PG_FUNCTION_ARGS)
@@ -105,7 +160,7 @@ ec_configure(PG_FUNCTION_ARGS)
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	char	   *key = NULL;
+	const Settable *setting = NULL;
 	Oid			types[2] = {INT8OID, JSONBOID};
 	Datum		values[2];
 	bool		isnull;
@@ -125,32 +180,9 @@ ec_configure(PG_FUNCTION_ARGS)
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok == WJB_KEY)
-		{
-			bool		known = false;
-
-			key = pnstrdup(v.val.string.val, v.val.string.len);
-			for (int i = 0; settable[i] != NULL; i++)
-				known |= strcmp(key, settable[i]) == 0;
-			if (!known)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unknown setting \"%s\"", key),
-						 errhint("Settable are \"batch_size\", \"batch_delay_ms\" and "
-								 "\"max_replication_lag_ms\".")));
-		}
+			setting = find_settable(pnstrdup(v.val.string.val, v.val.string.len));
 		else if (tok == WJB_VALUE && v.type != jbvNull)
-		{
-			int64		n;
-
-			if (v.type != jbvNumeric ||
-				(n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-													   NumericGetDatum(v.val.numeric)))) < 0 ||
-				n > PG_INT32_MAX || (strcmp(key, "batch_size") == 0 && n == 0))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("setting \"%s\" must be a %s integer", key,
-								strcmp(key, "batch_size") == 0 ? "positive" : "non-negative")));
-		}
+			check_value(setting, &v);
 	}
 
 	SPI_connect();

@@ -25,6 +25,7 @@
 #include "access/attnum.h"
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
@@ -358,6 +359,31 @@ typedef struct EcWorkerArgs
 extern int	ec_batch_size;
 extern int	ec_batch_delay_ms;
 extern int	ec_max_replication_lag_ms;
+extern int	ec_batch_time_ms;
+extern double ec_nice_ratio;
+extern int	ec_max_load;
+
+/* ---- the backfill's pace (throttle.c) ---- */
+
+typedef struct EcLoad
+{
+	int			active;			/* other client sessions running a query now */
+	int			busy;			/* those, and the others that ran one since the batch began */
+} EcLoad;
+
+typedef struct EcPace
+{
+	double		rows_per_ms;	/* of the last batch; 0: none yet */
+	double		target_ms;		/* the next batch's target duration; 0: batch_time_ms */
+	double		last_ms;		/* the last batch's duration */
+	int			waiters;		/* sessions the last batch kept waiting */
+} EcPace;
+
+extern void ec_read_load(TimestampTz since, EcLoad *load);
+extern int	ec_lock_waiters(void);
+extern int64 ec_pace_rows(EcPace *pace, int batch_size, int batch_time_ms);
+extern void ec_pace_record(EcPace *pace, uint64 rows, double ms, int waiters, int batch_time_ms);
+extern long ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy);
 
 PGDLLEXPORT void ec_worker_main(Datum main_arg);
 PGDLLEXPORT void ec_launcher_main(Datum main_arg);

@@ -82,6 +82,38 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("expand_contract.batch_time_ms",
+							"Target duration of a backfill batch; 0 sizes batches by batch_size alone.",
+							"The worker shrinks batches that take longer (batch_size stays the "
+							"maximum), so that no row stays locked by a batch for long, and halves "
+							"the target while sessions wait for a batch's row locks.",
+							&ec_batch_time_ms,
+							50, 0, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("expand_contract.nice_ratio",
+							 "Sleep after each backfill batch for this fraction of its duration while "
+							 "other sessions are busy.",
+							 "0 never sleeps; 1 gives the application at least half of the worker's "
+							 "time.  On an idle server the backfill runs flat out.",
+							 &ec_nice_ratio,
+							 1.0, 0.0, 100.0,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("expand_contract.max_load",
+							"The backfill waits while more client sessions than this are running a "
+							"query; -1: the number of CPUs; 0: never.",
+							NULL,
+							&ec_max_load,
+							-1, -1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("expand_contract.max_replication_lag_ms",
 							"The backfill waits while any standby replays further behind than this; 0 disables.",
 							"Lag is read from pg_stat_replication, which shows it only to roles with "

@@ -65,6 +65,9 @@
 int			ec_batch_size = 5000;
 int			ec_batch_delay_ms = 0;
 int			ec_max_replication_lag_ms = 0;
+int			ec_batch_time_ms = 50;
+double		ec_nice_ratio = 1.0;
+int			ec_max_load = -1;
 
 typedef enum StepResult
 {
@@ -91,6 +94,9 @@ typedef struct Settings
 	int			batch_size;
 	int			batch_delay_ms;
 	int			max_lag_ms;
+	int			batch_time_ms;
+	double		nice_ratio;
+	int			max_load;		/* resolved: 0 = no load gate */
 	bool		paused;
 	TransactionId trigger_xid;
 } Settings;
@@ -143,6 +149,22 @@ setting(Jsonb *settings, const char *key, int server_value)
 	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
 }
 
+static double
+setting_real(Jsonb *settings, const char *key, double server_value)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvNumeric)
+		return server_value;
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+											  NumericGetDatum(v->val.numeric)));
+}
+
 /* The migration's settings; false if it is gone or complete (nothing left to do). */
 static bool
 read_migration(int64 id, Settings *s)
@@ -163,6 +185,11 @@ read_migration(int64 id, Settings *s)
 	s->batch_size = Max(1, setting(settings, "batch_size", ec_batch_size));
 	s->batch_delay_ms = Max(0, setting(settings, "batch_delay_ms", ec_batch_delay_ms));
 	s->max_lag_ms = Max(0, setting(settings, "max_replication_lag_ms", ec_max_replication_lag_ms));
+	s->batch_time_ms = Max(0, setting(settings, "batch_time_ms", ec_batch_time_ms));
+	s->nice_ratio = Max(0.0, setting_real(settings, "nice_ratio", ec_nice_ratio));
+	s->max_load = setting(settings, "max_load", ec_max_load);
+	if (s->max_load < 0)
+		s->max_load = Max(1, (int) sysconf(_SC_NPROCESSORS_ONLN));
 	return true;
 }
 
@@ -360,6 +387,7 @@ batch_executor_start(QueryDesc *queryDesc, int eflags)
 }
 
 /* The previous batch of the task being filled, to size the next one. */
+static EcPace pace;
 static int64 prev_migration = 0;
 static int	prev_seq = 0;
 static int64 prev_blocks = 0;
@@ -373,7 +401,7 @@ static uint64 prev_rows = 0;
  * It never more than doubles from one batch to the next.
  */
 static int64
-blocks_per_batch(int64 id, Task *task, int batch_size)
+blocks_per_batch(int64 id, Task *task, int64 batch_size)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(task->relid)};
@@ -382,6 +410,9 @@ blocks_per_batch(int64 id, Task *task, int batch_size)
 	double		density = 0;
 	bool		have_prev = prev_migration == id && prev_seq == task->seq && prev_blocks > 0;
 	int64		blocks;
+
+	if (!have_prev)
+		memset(&pace, 0, sizeof(pace));
 
 	/* Live rows per block, from the planner's statistics or, before any ANALYZE, the activity ones. */
 	(void) ec_spi("SELECT GREATEST(CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END,"
@@ -409,6 +440,9 @@ static StepResult
 backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 {
 	int			rc;
+	TimestampTz began;
+	int			waiters;
+	EcLoad		load;
 	int64		end;
 	Oid			types[3] = {TIDOID, TIDOID, XIDOID};
 	Datum		values[3];
@@ -449,7 +483,9 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		return STEP_NEXT;
 	}
 
-	end = Min(task->total_blocks, task->next_block + blocks_per_batch(id, task, s->batch_size));
+	end = Min(task->total_blocks,
+			  task->next_block + blocks_per_batch(id, task,
+												  ec_pace_rows(&pace, s->batch_size, s->batch_time_ms)));
 	/* The statement is the same for every batch of a table: built once, on its first batch. */
 	if (batch_plan == NULL || statement_migration != id || statement_relid != task->relid)
 	{
@@ -490,6 +526,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	values[0] = block_start(task->next_block);
 	values[1] = block_start(end);
 	values[2] = TransactionIdGetDatum(s->trigger_xid);
+	began = GetCurrentTimestamp();
 	batch_running = true;
 	rc = SPI_execute_plan(batch_plan, values, NULL, false, 0);
 	batch_running = false;
@@ -499,6 +536,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 				 errmsg_internal("SPI_execute_plan returned %s for: %s", SPI_result_code_string(rc),
 								 batch_sql)));
 	processed = SPI_processed;
+	waiters = ec_lock_waiters();
 	prev_migration = id;
 	prev_seq = task->seq;
 	prev_blocks = end - task->next_block;
@@ -519,7 +557,11 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
 						" updated_at = pg_catalog.clock_timestamp()"
 						" WHERE migration_id = $1 AND seq = $2", 5, ptypes, pvalues, NULL, SPI_OK_UPDATE);
-	*wait_ms = s->batch_delay_ms;
+
+	ec_pace_record(&pace, processed,
+				   (double) (GetCurrentTimestamp() - began) / 1000.0, waiters, s->batch_time_ms);
+	ec_read_load(began, &load);
+	*wait_ms = ec_pace_sleep_ms(&pace, s->nice_ratio, s->batch_delay_ms, load.busy > 0);
 	return STEP_NEXT;
 }
 
@@ -731,11 +773,26 @@ do_step(int64 id, long *wait_ms)
 	if (s.max_lag_ms > 0 && (lag = replication_lag_ms()) > s.max_lag_ms)
 	{
 		set_task_state(id, task->seq, "throttled",
-					   psprintf("replication lag %lld ms is above %d ms", (long long) lag,
-								s.max_lag_ms));
+					   psprintf("replication lag: %lld ms, above max_replication_lag_ms %d ms",
+								(long long) lag, s.max_lag_ms));
 		end_step();
 		*wait_ms = 1000;
 		return STEP_NEXT;
+	}
+	if (s.max_load > 0 && strcmp(task->kind, "backfill") == 0)
+	{
+		EcLoad		load;
+
+		ec_read_load(GetCurrentTimestamp(), &load);
+		if (load.active > s.max_load)
+		{
+			set_task_state(id, task->seq, "throttled",
+						   psprintf("load: %d client sessions running queries, above max_load %d",
+									load.active, s.max_load));
+			end_step();
+			*wait_ms = 200;
+			return STEP_NEXT;
+		}
 	}
 
 	if (strcmp(task->kind, "backfill") == 0)

@@ -41,10 +41,10 @@ for (1 .. 30)
 $primary->safe_psql('postgres', q{SELECT ec_resume('public')});
 
 ok( $primary->poll_query_until('postgres',
-		q{SELECT backfill_state = 'throttled' FROM ec_status('public')}),
+		q{SELECT backfill_state = 'throttled: replication lag' FROM ec_status('public')}),
 	'the backfill is throttled while the standby lags');
 like($primary->safe_psql('postgres', q{SELECT detail FROM ec_status('public')}),
-	qr/replication lag \d+ ms is above 1000 ms/, 'ec_status says why');
+	qr/replication lag: \d+ ms, above max_replication_lag_ms 1000 ms/, 'ec_status says why');
 my $rows = $primary->safe_psql('postgres', q{SELECT rows_done FROM ec_status('public')});
 sleep 2;
 is($primary->safe_psql('postgres', q{SELECT rows_done FROM ec_status('public')}), $rows,

@@ -1,0 +1,175 @@
+/*
+ * throttle.c
+ *	  How hard the backfill pushes: the size of each batch, the sleep after it, and when to wait for
+ *	  the server to calm down.  Defaults that need no tuning, after gh-ost's controls:
+ *
+ *	  batch time	each batch is sized to take about expand_contract.batch_time_ms (batch_size
+ *					rows at most), from the rate of the batch before: a row a batch writes stays
+ *					locked until the batch commits, so a session that wants it waits that long at
+ *					most.  When sessions were found waiting for the batch's locks, the next batch's
+ *					target halves (10 ms at least); it grows back by a quarter per batch without.
+ *	  nice ratio	after a batch, the worker sleeps nice_ratio times the batch's duration, if any
+ *					other client session ran a query since the batch began (an idle server gets the
+ *					backfill flat out).  1 leaves the application at least half the worker's time,
+ *					and at most doubles the backfill's duration.
+ *	  load gate		before a batch, the worker waits while more client sessions than max_load run
+ *					a query (the number of CPUs by default), and ec_status says "throttled: load".
+ *
+ *	  The signals come from the backend status array and the PGPROC wait events, which
+ *	  pg_stat_activity shows, read in C: no privilege over other roles' sessions needed, and no
+ *	  query text.  A session that runs a query but sleeps in it (pg_sleep, CALL ec_wait(), a wait
+ *	  for its client) is not load.  Only when some session waits for a heavyweight lock does the worker ask the lock
+ *	  manager (pg_locks) whether it waits for the batch.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "utils/backend_status.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "expand_contract.h"
+
+#define MIN_TARGET_MS	10.0
+
+/*
+ * Is the session running a query asleep: waiting for a timeout, a latch of its own (an extension's
+ * wait, as in ec_wait) or its client, rather than working or waiting for I/O, a lock or WAL?
+ */
+static bool
+sleeping(int pid)
+{
+	PGPROC	   *proc = BackendPidGetProc(pid);
+	uint32		class;
+
+	if (proc == NULL)
+		return true;			/* gone */
+	class = proc->wait_event_info & 0xFF000000;
+	return class == PG_WAIT_TIMEOUT || class == PG_WAIT_EXTENSION || class == PG_WAIT_CLIENT ||
+		class == PG_WAIT_ACTIVITY;
+}
+
+/* Other client sessions: running a query now, and having run one since `since`. */
+void
+ec_read_load(TimestampTz since, EcLoad *load)
+{
+	int			n;
+
+	load->active = 0;
+	load->busy = 0;
+	/* The array is copied once per transaction; each batch is one. */
+	pgstat_clear_snapshot();
+	n = pgstat_fetch_stat_numbackends();
+	for (int i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *status = local ? &local->backendStatus : NULL;
+
+		if (status == NULL || status->st_procpid == MyProcPid ||
+			status->st_backendType != B_BACKEND)
+			continue;
+		switch (status->st_state)
+		{
+			case STATE_RUNNING:
+			case STATE_FASTPATH:
+				if (sleeping(status->st_procpid))
+				{
+					/* CALL ec_wait(), pg_sleep(): counts once it did something since */
+					if (status->st_state_start_timestamp >= since)
+						load->busy++;
+					break;
+				}
+				load->active++;
+				load->busy++;
+				break;
+			case STATE_DISABLED:
+				/* track_activities off: no way to tell, so assume it works */
+				load->busy++;
+				break;
+			default:
+				/* idle, or idle in transaction: busy if it ran something since */
+				if (status->st_state_start_timestamp >= since)
+					load->busy++;
+				break;
+		}
+	}
+}
+
+/*
+ * Sessions waiting for a lock this transaction holds (the batch's row locks, which they wait for
+ * as its transaction id).  Before the batch commits.
+ */
+int
+ec_lock_waiters(void)
+{
+	bool		someone_waits = false;
+
+	for (int i = 0; i < ProcGlobal->allProcCount && !someone_waits; i++)
+	{
+		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+
+		/* Racy reads of one word, as pg_stat_activity's; the lock manager has the last say. */
+		someone_waits = proc != MyProc && proc->pid != 0 &&
+			(proc->wait_event_info & 0xFF000000) == PG_WAIT_LOCK;
+	}
+	if (!someone_waits)
+		return 0;
+	(void) ec_spi("SELECT count(*)::int4 FROM pg_catalog.pg_locks"
+				  " WHERE NOT granted AND pg_catalog.pg_backend_pid()"
+				  "       OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids(pid))",
+				  0, NULL, NULL, NULL, SPI_OK_SELECT);
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		return isnull ? 0 : DatumGetInt32(d);
+	}
+}
+
+/* Rows for the next batch: batch_size, or fewer if that would take longer than the target. */
+int64
+ec_pace_rows(EcPace *pace, int batch_size, int batch_time_ms)
+{
+	double		rows;
+
+	if (batch_time_ms <= 0 || pace->rows_per_ms <= 0)
+		return batch_size;
+	if (pace->target_ms <= 0 || pace->target_ms > batch_time_ms)
+		pace->target_ms = batch_time_ms;
+	rows = pace->rows_per_ms * pace->target_ms;
+	return (int64) Max(1.0, Min(rows, (double) batch_size));
+}
+
+/* After a batch of `rows` that took `ms` and kept `waiters` sessions waiting. */
+void
+ec_pace_record(EcPace *pace, uint64 rows, double ms, int waiters, int batch_time_ms)
+{
+	if (rows > 0 && ms > 0)
+		pace->rows_per_ms = rows / ms;
+	pace->last_ms = ms;
+	if (batch_time_ms <= 0)
+		return;
+	if (pace->target_ms <= 0)
+		pace->target_ms = batch_time_ms;
+	if (waiters > 0)
+		pace->target_ms = Max(MIN_TARGET_MS, pace->target_ms / 2);
+	else
+		pace->target_ms = Min((double) batch_time_ms, pace->target_ms * 1.25);
+	pace->waiters = waiters;
+}
+
+/* The sleep after a batch: nice_ratio of its time while others work, batch_delay_ms at least. */
+long
+ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy)
+{
+	double		nice = busy ? nice_ratio * pace->last_ms : 0;
+
+	/* Kept waiting, they get a batch's time to catch up whatever the ratio. */
+	if (pace->waiters > 0)
+		nice = Max(nice, pace->last_ms);
+	return Max((long) batch_delay_ms, (long) nice);
+}

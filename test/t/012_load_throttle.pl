@@ -1,0 +1,141 @@
+# The backfill's load-aware pace (src/throttle.c): it waits while more client sessions than max_load
+# run queries, says so in ec_status ("throttled: load"), and goes on by itself once they stop;
+# sessions that only sleep in a query (pg_sleep, CALL ec_wait()) are not load; batch_time_ms sizes
+# batches by their duration, batch_size staying the maximum.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $node = PostgreSQL::Test::Cluster->new('load');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', q{
+  CREATE EXTENSION expand_contract;
+  CREATE TABLE t (id int PRIMARY KEY, cents int NOT NULL);
+  INSERT INTO t SELECT g, g FROM generate_series(1, 100000) g;
+});
+
+my $migration = q{'{"operations": [{"alter_column": {"table": "t", "column": "cents", "name": "amount",
+  "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}]}'};
+
+sub status
+{
+	my ($column) = @_;
+	return $node->safe_psql('postgres', "SELECT $column FROM ec_status('public')");
+}
+
+# Sessions that keep a query running: CPU-bound ones, or asleep.
+sub sessions
+{
+	my ($query, $n) = @_;
+	my @h;
+	for (1 .. $n)
+	{
+		my ($out, $err) = ('', '');
+		push @h, IPC::Run::start(
+			[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c', $query ],
+			'>', \$out, '2>', \$err);
+	}
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) >= $n FROM pg_stat_activity WHERE query = '$query' AND state = 'active'"),
+		"$n sessions run: $query");
+	return @h;
+}
+
+sub stop_sessions
+{
+	my ($query, @h) = @_;
+	$node->safe_psql('postgres',
+		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = '$query'");
+	$_->finish for @h;
+}
+
+############################################################################
+# The load gate.
+############################################################################
+$node->safe_psql('postgres', qq{
+  SET expand_contract.start_paused = on;
+  SELECT ec_start('v1', $migration);
+  SELECT ec_configure('public', '{"batch_size": 1000, "max_load": 1}');
+});
+
+# Asleep in their queries: not load.
+my $sleep = 'SELECT pg_sleep(600)';
+my @sleepers = sessions($sleep, 2);
+$node->safe_psql('postgres', q{SELECT ec_resume('public')});
+ok($node->poll_query_until('postgres', q{SELECT backfill_state = 'done' FROM ec_status('public')}),
+	'two sessions asleep in pg_sleep do not hold the backfill back (max_load 1)');
+stop_sessions($sleep, @sleepers);
+$node->safe_psql('postgres', 'SELECT ec_rollback()');
+
+$node->safe_psql('postgres', qq{
+  SET expand_contract.start_paused = on;
+  SELECT ec_start('v1', $migration);
+  SELECT ec_configure('public', '{"batch_size": 1000, "max_load": 1}');
+});
+my $busy = 'SELECT count(*) FROM generate_series(1, 100000000000)';
+my @workers = sessions($busy, 2);
+$node->safe_psql('postgres', q{SELECT ec_resume('public')});
+ok($node->poll_query_until('postgres',
+		q{SELECT backfill_state = 'throttled: load' FROM ec_status('public')}),
+	'two sessions running queries put the backfill in "throttled: load" (max_load 1)');
+like(status('detail'), qr/^load: [23] client sessions running queries, above max_load 1$/,
+	'ec_status says how many and the limit');
+my $rows = status('rows_done');
+sleep 2;
+is(status('rows_done'), $rows, 'no batch runs while the server is loaded');
+
+stop_sessions($busy, @workers);
+ok($node->poll_query_until('postgres', q{SELECT backfill_state = 'done' FROM ec_status('public')}),
+	'the backfill goes on by itself once the load is gone');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM public_v1.t WHERE amount IS DISTINCT FROM id / 100.0'),
+	'0', 'every row filled');
+$node->safe_psql('postgres', 'SELECT ec_rollback()');
+
+############################################################################
+# batch_time_ms: batches sized by their duration, batch_size the maximum.
+############################################################################
+$node->safe_psql('postgres', qq{
+  BEGIN;
+  SELECT ec_start('v1', $migration);
+  SELECT ec_configure('public', '{"batch_size": 50000, "batch_time_ms": 1}');
+  COMMIT;
+});
+ok($node->poll_query_until('postgres', q{SELECT backfill_state = 'done' FROM ec_status('public')}),
+	'backfill with a 1 ms target done');
+my ($done, $batches) = split /\|/, status(q{rows_done || '|' || batches});
+note "batch_time_ms 1: $done rows in $batches batches";
+cmp_ok($batches, '>=', 5, 'a 1 ms target splits 100,000 rows into many batches, though batch_size is 50,000');
+$node->safe_psql('postgres', 'SELECT ec_rollback()');
+
+$node->safe_psql('postgres', qq{
+  BEGIN;
+  SELECT ec_start('v1', $migration);
+  SELECT ec_configure('public', '{"batch_size": 50000, "batch_time_ms": 0}');
+  COMMIT;
+});
+ok($node->poll_query_until('postgres', q{SELECT backfill_state = 'done' FROM ec_status('public')}),
+	'backfill without a target done');
+cmp_ok(status('batches'), '<=', 3, 'batch_time_ms 0: batches of batch_size rows');
+$node->safe_psql('postgres', 'SELECT ec_complete()');
+
+############################################################################
+# ec_configure checks its values.
+############################################################################
+$node->safe_psql('postgres', qq{SELECT ec_start('v2', '{"operations": [{"add_column": {"table": "t",
+  "column": {"name": "note", "type": "text", "nullable": true}, "up": "amount::text"}}]}')});
+my ($ret, $out, $err) = $node->psql('postgres', q{SELECT ec_configure('public', '{"nice_ratio": -1}')});
+like($err, qr/setting "nice_ratio" must be a number between 0 and 100/, 'nice_ratio out of range');
+($ret, $out, $err) = $node->psql('postgres', q{SELECT ec_configure('public', '{"max_load": 1.5}')});
+like($err, qr/setting "max_load" must be an integer between -1 and 100000/, 'max_load not an integer');
+($ret, $out, $err) = $node->psql('postgres', q{SELECT ec_configure('public', '{"nice": 1}')});
+like($err, qr/unknown setting "nice"/, 'unknown setting');
+like($node->safe_psql('postgres', q{SELECT ec_configure('public', '{"nice_ratio": 0.25}')}),
+	qr/"nice_ratio": 0.25/, 'a fractional nice_ratio');
+$node->safe_psql('postgres', 'CALL ec_wait()');
+$node->safe_psql('postgres', 'SELECT ec_complete()');
+
+done_testing();
