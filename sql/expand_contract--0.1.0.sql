@@ -84,6 +84,9 @@ CREATE TABLE expand_contract.dual_writes (
 CREATE TABLE expand_contract.tasks (
     migration_id   bigint NOT NULL REFERENCES expand_contract.migrations ON DELETE CASCADE,
     seq            int    NOT NULL,
+    -- A big table's backfill is split into parts, block ranges [first_block, total_blocks) that
+    -- several workers can fill at once (worker.c); part 0 is the task as queued.
+    part           int    NOT NULL DEFAULT 0,
     kind           text   NOT NULL CHECK (kind IN ('backfill', 'sql')),
     relid          regclass,
     table_name     text,
@@ -96,6 +99,7 @@ CREATE TABLE expand_contract.tasks (
     rows_done      bigint NOT NULL DEFAULT 0,
     rows_estimated bigint,
     batches        bigint NOT NULL DEFAULT 0,
+    first_block    bigint NOT NULL DEFAULT 0,
     next_block     bigint NOT NULL DEFAULT 0,
     total_blocks   bigint,
     last_error     text,
@@ -103,7 +107,7 @@ CREATE TABLE expand_contract.tasks (
     started_at     timestamptz,
     updated_at     timestamptz,
     finished_at    timestamptz,
-    PRIMARY KEY (migration_id, seq)
+    PRIMARY KEY (migration_id, seq, part)
 );
 
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.migrations', '');
@@ -190,9 +194,9 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
            t.rows_done, t.rows_estimated, t.batches,
            round(t.rows_done / nullif(extract(epoch FROM coalesce(t.finished_at, t.updated_at) - t.started_at), 0), 1),
            CASE WHEN t.state = 'done' THEN interval '0'
-                WHEN t.rows_done > 0 AND t.total_blocks > 0 AND t.next_block > 0 THEN
+                WHEN t.rows_done > 0 AND t.blocks_total > 0 AND t.blocks_done > 0 THEN
                      (coalesce(t.updated_at, now()) - t.started_at)
-                     * ((t.total_blocks - t.next_block)::float8 / t.next_block) END,
+                     * ((t.blocks_total - t.blocks_done)::float8 / t.blocks_done) END,
            coalesce(t.detail, CASE WHEN t.last_error IS NOT NULL THEN t.last_error
                                    || coalesce(' (row ' || t.error_row || ')', '') END),
            m.started_at, m.completed_at,
@@ -229,8 +233,30 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
              WHERE $1 IS NULL OR schema_name = $1
              ORDER BY schema_name, id DESC) m
       -- Other tasks (index builds, validations) once they failed: the worker stopped at them.
-      LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id
-                                       AND (t.kind = 'backfill' OR t.state = 'failed')
+      -- A backfill split into parts shows as one row: the parts' sums, its most telling state.
+      LEFT JOIN (SELECT p.migration_id, p.seq, min(p.kind) AS kind, min(p.relid::oid)::regclass AS relid,
+                        min(p.table_name) AS table_name,
+                        CASE WHEN bool_or(p.state = 'failed') THEN 'failed'
+                             WHEN bool_and(p.state = 'done') THEN 'done'
+                             WHEN bool_or(p.state = 'running') THEN 'running'
+                             WHEN bool_or(p.state = 'throttled') THEN 'throttled'
+                             WHEN bool_or(p.state = 'paused') THEN 'paused'
+                             WHEN bool_or(p.state = 'done') THEN 'running'
+                             ELSE 'pending' END AS state,
+                        sum(p.rows_done)::bigint AS rows_done, sum(p.rows_estimated)::bigint AS rows_estimated,
+                        sum(p.batches)::bigint AS batches,
+                        sum(p.next_block - p.first_block)::bigint AS blocks_done,
+                        sum(p.total_blocks - p.first_block)::bigint AS blocks_total,
+                        min(p.started_at) AS started_at, max(p.updated_at) AS updated_at,
+                        CASE WHEN bool_and(p.state = 'done') THEN max(p.finished_at) END AS finished_at,
+                        CASE WHEN NOT bool_or(p.state = 'failed') THEN
+                             (array_agg(p.detail ORDER BY p.state = 'throttled' DESC, p.part)
+                                 FILTER (WHERE p.detail IS NOT NULL))[1] END AS detail,
+                        (array_agg(p.last_error ORDER BY p.part) FILTER (WHERE p.state = 'failed'))[1] AS last_error,
+                        (array_agg(p.error_row ORDER BY p.part) FILTER (WHERE p.state = 'failed'))[1] AS error_row
+                   FROM expand_contract.tasks p
+                  GROUP BY p.migration_id, p.seq) t
+             ON t.migration_id = m.id AND (t.kind = 'backfill' OR t.state = 'failed')
      ORDER BY m.schema_name, t.seq
     $$;
 COMMENT ON FUNCTION pg_catalog.ec_status(text) IS

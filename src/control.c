@@ -106,6 +106,7 @@ static const Settable settable[] = {
 	{"batch_time_ms", 0, 600000, true},
 	{"nice_ratio", 0, 100, false},
 	{"max_load", -1, 100000, true},
+	{"max_parallel_workers", 1, 64, true},
 	{"max_replication_lag_ms", 0, PG_INT32_MAX, true},
 	{NULL}
 };

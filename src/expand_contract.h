@@ -354,7 +354,15 @@ typedef struct EcWorkerArgs
 	Oid			login_roleid;	/* connects as this role (the session user of ec_start) */
 	Oid			roleid;			/* then acts as this one (its current user, as after SET ROLE) */
 	int64		migration_id;
+	bool		helper;			/* fills backfill parts beside the migration's worker */
 } EcWorkerArgs;
+
+/* Advisory lock tags' field4 (1 and 2: pg_advisory_lock). */
+#define EC_SCHEMA_LOCK_FIELD4	3	/* the schema lock */
+#define EC_WORKER_LOCK_FIELD4	4	/* the migration's worker, exclusive */
+#define EC_HELPER_LOCK_FIELD4	5	/* its helpers, shared */
+#define EC_CLAIM_LOCK_FIELD4	7	/* a backfill part being filled (worker.c) */
+#define EC_HELPER_SLOT_FIELD4	8	/* a slot of expand_contract.max_parallel_workers_total */
 
 extern int	ec_batch_size;
 extern int	ec_batch_delay_ms;
@@ -362,6 +370,8 @@ extern int	ec_max_replication_lag_ms;
 extern int	ec_batch_time_ms;
 extern double ec_nice_ratio;
 extern int	ec_max_load;
+extern int	ec_max_parallel_workers;
+extern int	ec_max_parallel_workers_total;
 
 /* ---- the backfill's pace (throttle.c) ---- */
 
@@ -390,6 +400,8 @@ PGDLLEXPORT void ec_launcher_main(Datum main_arg);
 extern void ec_launch_after_commit(int64 migration_id);
 extern bool ec_worker_alive(int64 migration_id);
 extern void ec_worker_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
+extern void ec_helper_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
+extern bool ec_launch_helper(const EcWorkerArgs *args);
 extern bool ec_ensure_worker(int64 migration_id, bool error_if_no_slot);
 extern void ec_stop_worker(int64 migration_id);
 extern void ec_register_launcher(void);

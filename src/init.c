@@ -114,6 +114,28 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("expand_contract.max_parallel_workers",
+							"Background workers that fill one migration's backfills at once, its own "
+							"worker included.",
+							"Tables of more than 16 MB are filled as parts that workers share; the "
+							"tables of a migration, partitions included, are filled side by side.  "
+							"Per migration: ec_configure(schema, '{\"max_parallel_workers\": n}').",
+							&ec_max_parallel_workers,
+							1, 1, 64,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("expand_contract.max_parallel_workers_total",
+							"Helper workers that all migrations of the server may run at once, beyond "
+							"each migration's own worker.",
+							"Each also needs a slot of max_worker_processes.",
+							&ec_max_parallel_workers_total,
+							8, 0, 1024,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("expand_contract.max_replication_lag_ms",
 							"The backfill waits while any standby replays further behind than this; 0 disables.",
 							"Lag is read from pg_stat_replication, which shows it only to roles with "

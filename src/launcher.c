@@ -39,7 +39,6 @@
 
 #include "expand_contract.h"
 
-#define EC_WORKER_LOCK_FIELD4 4		/* 1 and 2: pg_advisory_lock; 3: the schema lock */
 
 typedef struct PendingLaunch
 {
@@ -56,6 +55,13 @@ ec_worker_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id)
 {
 	SET_LOCKTAG_ADVISORY(*tag, dboid, (uint32) (migration_id >> 32), (uint32) migration_id,
 						 EC_WORKER_LOCK_FIELD4);
+}
+
+void
+ec_helper_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, dboid, (uint32) (migration_id >> 32), (uint32) migration_id,
+						 EC_HELPER_LOCK_FIELD4);
 }
 
 bool
@@ -87,13 +93,23 @@ launch(EcWorkerArgs args)
 	if (migration_id == 0)
 		snprintf(worker.bgw_name, BGW_MAXLEN, "expand_contract probe of database %u", dboid);
 	else
-		snprintf(worker.bgw_name, BGW_MAXLEN, "expand_contract backfill of migration " INT64_FORMAT,
-				 migration_id);
+		snprintf(worker.bgw_name, BGW_MAXLEN, "expand_contract backfill %sof migration " INT64_FORMAT,
+				 args.helper ? "helper " : "", migration_id);
 	snprintf(worker.bgw_type, BGW_MAXLEN, migration_id == 0 ? "expand_contract probe" :
-			 "expand_contract backfill");
+			 args.helper ? "expand_contract backfill helper" : "expand_contract backfill");
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 	worker.bgw_notify_pid = 0;
 	return RegisterDynamicBackgroundWorker(&worker, &handle);
+}
+
+/* From a migration's worker: one more worker to fill its backfill's parts.  False: no slot free. */
+bool
+ec_launch_helper(const EcWorkerArgs *args)
+{
+	EcWorkerArgs helper = *args;
+
+	helper.helper = true;
+	return launch(helper);
 }
 
 static void
@@ -204,7 +220,7 @@ ec_launch_after_commit(int64 migration_id)
 	if (description == NULL)
 		return;
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	p = palloc(sizeof(PendingLaunch));
+	p = palloc0(sizeof(PendingLaunch));
 	p->args.dboid = MyDatabaseId;
 	p->args.login_roleid = login_roleid;
 	p->args.roleid = roleid;
@@ -228,7 +244,7 @@ ec_launch_after_commit(int64 migration_id)
 bool
 ec_ensure_worker(int64 migration_id, bool error_if_no_slot)
 {
-	EcWorkerArgs args;
+	EcWorkerArgs args = {0};
 	char	   *description;
 
 	/* A standby cannot run the work; after promotion, the next call starts it. */
@@ -287,23 +303,25 @@ ec_ensure_workers(PG_FUNCTION_ARGS)
  * Stops the migration's worker, if any, and then holds its lock until the end of the transaction,
  * so that no worker (one registered but not started yet, say) can run a step meanwhile.
  */
-void
-ec_stop_worker(int64 migration_id)
+/*
+ * Takes tag exclusively without waiting in the lock queue, signalling its holders (found in
+ * pg_locks by field4) to exit meanwhile.
+ */
+static void
+stop_holders(LOCKTAG *tag, int64 migration_id, int field4)
 {
 	Oid			types[4] = {OIDOID, OIDOID, OIDOID, INT4OID};
 	Datum		values[4];
-	LOCKTAG		tag;
 
 	values[0] = ObjectIdGetDatum(MyDatabaseId);
 	values[1] = ObjectIdGetDatum((Oid) (uint32) (migration_id >> 32));
 	values[2] = ObjectIdGetDatum((Oid) (uint32) migration_id);
-	values[3] = Int32GetDatum(EC_WORKER_LOCK_FIELD4);
-	ec_worker_lock_tag(&tag, MyDatabaseId, migration_id);
+	values[3] = Int32GetDatum(field4);
 	for (int attempt = 0; attempt < 200; attempt++)
 	{
 		uint64		n;
 
-		if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		if (LockAcquire(tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 			return;
 		/*
 		 * Signalled directly rather than with pg_terminate_backend(): the caller's right to stop
@@ -332,7 +350,23 @@ ec_stop_worker(int64 migration_id)
 	ereport(ERROR,
 			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 			 errmsg("could not stop the background worker of migration " INT64_FORMAT, migration_id),
-			 errhint("Check pg_stat_activity for the \"expand_contract backfill\" process.")));
+			 errhint("Check pg_stat_activity for the \"expand_contract backfill\" processes.")));
+}
+
+/*
+ * Stops the migration's worker and its helpers, if any, and then holds their locks until the end of
+ * the transaction, so that no worker (one registered but not started yet, say) can run a step
+ * meanwhile.
+ */
+void
+ec_stop_worker(int64 migration_id)
+{
+	LOCKTAG		tag;
+
+	ec_worker_lock_tag(&tag, MyDatabaseId, migration_id);
+	stop_holders(&tag, migration_id, EC_WORKER_LOCK_FIELD4);
+	ec_helper_lock_tag(&tag, MyDatabaseId, migration_id);
+	stop_holders(&tag, migration_id, EC_HELPER_LOCK_FIELD4);
 }
 
 /* In a probe worker, connected to one database as the bootstrap superuser. */
@@ -408,7 +442,7 @@ ec_launcher_main(Datum main_arg)
 
 	foreach(lc, databases)
 	{
-		EcWorkerArgs probe = {lfirst_oid(lc), InvalidOid, InvalidOid, 0};
+		EcWorkerArgs probe = {lfirst_oid(lc), InvalidOid, InvalidOid, 0, false};
 
 		if (!launch(probe))
 			ereport(LOG,

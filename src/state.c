@@ -22,7 +22,6 @@
 
 /* Advisory lock space: field4 values 1 and 2 are taken by pg_advisory_lock's two key forms. */
 #define EC_LOCK_FIELD2	0x45435F4D		/* "EC_M" */
-#define EC_LOCK_FIELD4	3
 
 /*
  * Serialises ec_start/ec_complete/ec_rollback per schema, until the end of the transaction.  Only
@@ -33,7 +32,7 @@ ec_lock_schema(Oid nspid)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, EC_LOCK_FIELD2, nspid, EC_LOCK_FIELD4);
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, EC_LOCK_FIELD2, nspid, EC_SCHEMA_LOCK_FIELD4);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 

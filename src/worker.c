@@ -68,6 +68,11 @@ int			ec_max_replication_lag_ms = 0;
 int			ec_batch_time_ms = 50;
 double		ec_nice_ratio = 1.0;
 int			ec_max_load = -1;
+int			ec_max_parallel_workers = 1;
+int			ec_max_parallel_workers_total = 8;
+
+static EcWorkerArgs my_args;	/* what this worker was started with, for its helpers */
+static char *parallel_note = NULL;	/* how many workers fill the backfill, for ec_status */
 
 typedef enum StepResult
 {
@@ -78,6 +83,8 @@ typedef enum StepResult
 typedef struct Task
 {
 	int			seq;
+	int			part;			/* of a backfill split into block ranges; else 0 */
+	int64		first_block;
 	char	   *kind;
 	Oid			relid;
 	char	   *sql;
@@ -97,6 +104,7 @@ typedef struct Settings
 	int			batch_time_ms;
 	double		nice_ratio;
 	int			max_load;		/* resolved: 0 = no load gate */
+	int			max_parallel;	/* workers for this migration's backfills, this one included */
 	bool		paused;
 	TransactionId trigger_xid;
 } Settings;
@@ -104,6 +112,7 @@ typedef struct Settings
 /* The batch in flight, for diagnosing a failure after its transaction aborted. */
 static int64 batch_migration = 0;
 static int	batch_seq = 0;
+static int	batch_part = 0;
 static Oid	batch_relid = InvalidOid;
 static int64 batch_first_block = 0;
 static int64 batch_end_block = 0;
@@ -190,62 +199,176 @@ read_migration(int64 id, Settings *s)
 	s->max_load = setting(settings, "max_load", ec_max_load);
 	if (s->max_load < 0)
 		s->max_load = Max(1, (int) sysconf(_SC_NPROCESSORS_ONLN));
+	s->max_parallel = Max(1, setting(settings, "max_parallel_workers", ec_max_parallel_workers));
 	return true;
 }
 
-/* The first unfinished task, or NULL. */
-static Task *
-next_task(int64 id)
+/*
+ * Claims on backfill parts: a session lock per (migration, seq, part), held by the worker filling
+ * it while it does, and dropped with the process if it dies.  Several workers fill the parts of the
+ * backfills at the head of the queue at once (the tables of a migration are independent, and so
+ * are the block ranges of one); everything else waits until they are all done.
+ */
+static bool claim_held = false;
+static LOCKTAG claim_tag;
+static int	claim_seq;
+static int	claim_part;
+static bool am_helper = false;	/* a helper fills backfill parts only, then leaves */
+
+static void
+release_claim(void)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-	Task	   *task;
+	if (claim_held)
+		LockRelease(&claim_tag, ExclusiveLock, true);
+	claim_held = false;
+}
+
+static bool
+claim(int64 id, int seq, int part)
+{
+	LOCKTAG		tag;
+
+	if (claim_held && claim_seq == seq && claim_part == part)
+		return true;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id, ((uint32) seq << 10) | (uint32) part,
+						 EC_CLAIM_LOCK_FIELD4);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	release_claim();
+	claim_tag = tag;
+	claim_seq = seq;
+	claim_part = part;
+	claim_held = true;
+	return true;
+}
+
+static Task *
+task_from_row(HeapTuple row, TupleDesc desc)
+{
+	Task	   *task = palloc0(sizeof(Task));
 	bool		isnull;
 	Datum		d;
 
-	(void) ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
-						"       cleanup, started_at IS NOT NULL"
-						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
-						" ORDER BY seq LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return NULL;
-	task = palloc0(sizeof(Task));
-	task->seq = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	task->kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	task->seq = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+	task->kind = SPI_getvalue(row, desc, 2);
+	d = SPI_getbinval(row, desc, 3, &isnull);
 	task->relid = isnull ? InvalidOid : DatumGetObjectId(d);
-	task->sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-	task->next_block = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5,
-												   &isnull));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+	task->sql = SPI_getvalue(row, desc, 4);
+	task->next_block = DatumGetInt64(SPI_getbinval(row, desc, 5, &isnull));
+	d = SPI_getbinval(row, desc, 6, &isnull);
 	task->total_blocks = isnull ? -1 : DatumGetInt64(d);
-	task->state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
-	task->rows_done = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8,
-												  &isnull));
-	task->cleanup = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 9);
-	task->attempted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 10,
-												 &isnull));
+	task->state = SPI_getvalue(row, desc, 7);
+	task->rows_done = DatumGetInt64(SPI_getbinval(row, desc, 8, &isnull));
+	task->cleanup = SPI_getvalue(row, desc, 9);
+	task->attempted = DatumGetBool(SPI_getbinval(row, desc, 10, &isnull));
+	task->part = DatumGetInt32(SPI_getbinval(row, desc, 11, &isnull));
+	task->first_block = DatumGetInt64(SPI_getbinval(row, desc, 12, &isnull));
 	return task;
 }
 
-static void
-set_task_state(int64 id, int seq, const char *state, const char *detail)
+/*
+ * The task this worker does next, claimed if it is a backfill part: the one it holds, else the
+ * first free part of the backfills at the head of the queue, else (not for a helper) the first
+ * unfinished task if it is not a backfill.  A failed part among those comes back as it is: the
+ * caller stops.  NULL if there is nothing to do; then *busy says whether other workers are still
+ * filling parts at the head of the queue.  *free_parts counts the parts nobody fills yet.
+ */
+static Task *
+next_task(int64 id, bool *busy, int *free_parts)
 {
-	Oid			types[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', detail ? ' ' : 'n'};
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	Task	   *found = NULL;
+	uint64		n;
+	uint64		head;
+	SPITupleTable *rows;
+
+	*busy = false;
+	*free_parts = 0;
+	n = ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
+					 "       cleanup, started_at IS NOT NULL, part, first_block"
+					 "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
+					 " ORDER BY seq, part", 1, types, values, NULL, SPI_OK_SELECT);
+	rows = SPI_tuptable;
+	if (n == 0)
+	{
+		release_claim();
+		return NULL;
+	}
+	for (head = 0; head < n; head++)
+	{
+		Task	   *task = task_from_row(rows->vals[head], rows->tupdesc);
+
+		if (strcmp(task->kind, "backfill") != 0)
+			break;
+		if (strcmp(task->state, "failed") == 0)
+			return task;
+	}
+	if (head == 0)
+	{
+		/* An "sql" task: the migration's own worker runs it, once no backfill before it is left. */
+		release_claim();
+		return am_helper ? NULL : task_from_row(rows->vals[0], rows->tupdesc);
+	}
+	for (uint64 i = 0; i < head; i++)
+	{
+		Task	   *task = task_from_row(rows->vals[i], rows->tupdesc);
+
+		if (claim_held && claim_seq == task->seq && claim_part == task->part)
+			found = task;
+	}
+	for (uint64 i = 0; i < head; i++)
+	{
+		Task	   *task = task_from_row(rows->vals[i], rows->tupdesc);
+		bool		mine = claim_held && claim_seq == task->seq && claim_part == task->part;
+
+		if (mine)
+			continue;
+		if (found == NULL && claim(id, task->seq, task->part))
+			found = task;
+		else if (!mine)
+		{
+			LOCKTAG		tag;
+
+			/* Free unless another worker holds it. */
+			SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id,
+								 ((uint32) task->seq << 10) | (uint32) task->part,
+								 EC_CLAIM_LOCK_FIELD4);
+			if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+			{
+				LockRelease(&tag, ExclusiveLock, true);
+				(*free_parts)++;
+			}
+		}
+	}
+	if (found == NULL)
+	{
+		release_claim();
+		*busy = true;
+	}
+	return found;
+}
+
+static void
+set_task_state(int64 id, int seq, int part, const char *state, const char *detail)
+{
+	Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', detail ? ' ' : 'n', ' '};
 
 	values[0] = Int64GetDatum(id);
 	values[1] = Int32GetDatum(seq);
 	values[2] = CStringGetTextDatum(state);
 	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	values[4] = Int32GetDatum(part);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
 						" updated_at = pg_catalog.clock_timestamp(),"
 	/* Found paused or held back, a task has not started: its rate and ETA would count the wait. */
 						" started_at = CASE WHEN $3 IN ('paused', 'pending', 'throttled') THEN started_at"
 						"              ELSE coalesce(started_at, pg_catalog.clock_timestamp()) END,"
 						" finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
-						" WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+						" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
+						SPI_OK_UPDATE);
 }
 
 /* Replication lag of the slowest standby in ms, or 0 (none, or not visible to this role). */
@@ -390,6 +513,7 @@ batch_executor_start(QueryDesc *queryDesc, int eflags)
 static EcPace pace;
 static int64 prev_migration = 0;
 static int	prev_seq = 0;
+static int	prev_part = 0;
 static int64 prev_blocks = 0;
 static uint64 prev_rows = 0;
 
@@ -408,7 +532,8 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 	bool		isnull;
 	Datum		d;
 	double		density = 0;
-	bool		have_prev = prev_migration == id && prev_seq == task->seq && prev_blocks > 0;
+	bool		have_prev = prev_migration == id && prev_seq == task->seq && prev_part == task->part &&
+		prev_blocks > 0;
 	int64		blocks;
 
 	if (!have_prev)
@@ -436,6 +561,48 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 	return Max(1, blocks);
 }
 
+/*
+ * A table of more than 2 x PART_MIN_BLOCKS blocks is filled as parts, consecutive block ranges of
+ * equal size (at most MAX_PARTS of them), cut when its backfill begins, whatever the number of
+ * workers: one worker fills them one after the other as it would the whole table, and any number
+ * can share them, at any time (expand_contract.max_parallel_workers may change while it runs).
+ */
+#define PART_MIN_BLOCKS	1024		/* 8 MB of 8 kB blocks */
+#define MAX_PARTS		256
+
+static void
+split_backfill(int64 id, Task *task)
+{
+	int64		nblocks = task->total_blocks;
+	int64		parts = Min(MAX_PARTS, nblocks / PART_MIN_BLOCKS);
+	int64		size;
+	Oid			types[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
+	Datum		values[5];
+
+	if (task->part != 0 || task->next_block != 0 || parts < 2)
+		return;
+	size = (nblocks + parts - 1) / parts;
+	parts = (nblocks + size - 1) / size;
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(task->seq);
+	values[2] = Int64GetDatum(size);
+	values[3] = Int64GetDatum(nblocks);
+	values[4] = Int64GetDatum(parts);
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks (migration_id, seq, part, kind, relid,"
+						"        table_name, columns, first_block, next_block, total_blocks, rows_estimated)"
+						" SELECT migration_id, seq, p, kind, relid, table_name, columns, p * $3, p * $3,"
+						"        LEAST($4, (p + 1) * $3),"
+						"        (rows_estimated * (LEAST($4, (p + 1) * $3) - p * $3)::float8 / $4)::bigint"
+						"   FROM " EC_STATE_SCHEMA ".tasks, pg_catalog.generate_series(1::bigint, $5 - 1) p"
+						"  WHERE migration_id = $1 AND seq = $2 AND part = 0",
+						5, types, values, NULL, SPI_OK_INSERT);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3,"
+						" rows_estimated = (rows_estimated * $3::float8 / $4)::bigint"
+						" WHERE migration_id = $1 AND seq = $2 AND part = 0",
+						4, types, values, NULL, SPI_OK_UPDATE);
+	task->total_blocks = size;
+}
+
 static StepResult
 backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 {
@@ -446,12 +613,14 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	int64		end;
 	Oid			types[3] = {TIDOID, TIDOID, XIDOID};
 	Datum		values[3];
-	Oid			ptypes[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
-	Datum		pvalues[5];
+	Oid			ptypes[7] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID};
+	Datum		pvalues[7];
+	char		pnulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', parallel_note ? ' ' : 'n'};
 	uint64		processed;
 
 	/* Fails the task (batch_seq), visibly and once, without diagnosing rows (batch_migration). */
 	batch_seq = task->seq;
+	batch_part = task->part;
 	if (get_rel_name(task->relid) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -467,19 +636,23 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		table_close(rel, AccessShareLock);
 		/* The clock starts before the first batch, for rate and ETA. */
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
-							" WHERE migration_id = $1 AND seq = $2 AND started_at IS NULL",
-							2, (Oid[]) {INT8OID, INT4OID},
-							(Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq)}, NULL, SPI_OK_UPDATE);
+							" WHERE migration_id = $1 AND seq = $2 AND part = $3 AND started_at IS NULL",
+							3, (Oid[]) {INT8OID, INT4OID, INT4OID},
+							(Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq),
+							Int32GetDatum(task->part)}, NULL, SPI_OK_UPDATE);
+		split_backfill(id, task);
 	}
 	if (task->next_block >= task->total_blocks)
 	{
-		Oid			t[3] = {INT8OID, INT4OID, INT8OID};
-		Datum		v[3] = {Int64GetDatum(id), Int32GetDatum(task->seq),
-		Int64GetDatum(task->total_blocks)};
+		Oid			t[4] = {INT8OID, INT4OID, INT8OID, INT4OID};
+		Datum		v[4] = {Int64GetDatum(id), Int32GetDatum(task->seq),
+		Int64GetDatum(task->total_blocks), Int32GetDatum(task->part)};
 
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
-							" WHERE migration_id = $1 AND seq = $2", 3, t, v, NULL, SPI_OK_UPDATE);
-		set_task_state(id, task->seq, "done", NULL);
+							" WHERE migration_id = $1 AND seq = $2 AND part = $4", 4, t, v, NULL,
+							SPI_OK_UPDATE);
+		set_task_state(id, task->seq, task->part, "done", NULL);
+		release_claim();
 		return STEP_NEXT;
 	}
 
@@ -497,9 +670,9 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		batch_plan = NULL;
 		batch_sql = MemoryContextStrdup(TopMemoryContext, batch_statement(task->relid));
 		/*
-		 * A generic plan: the block range only feeds the InitPlan that lists the rows (a TID
-		 * scan whatever the values), so planning each batch again would buy nothing.  The plan
-		 * cache re-plans it if the table's definition changes.
+		 * A generic plan: the block range bounds a TID range scan whatever its values, so
+		 * planning each batch again would buy nothing.  The plan cache re-plans it if the
+		 * table's definition changes.
 		 */
 		batch_plan = SPI_prepare_cursor(batch_sql, 3, types, CURSOR_OPT_GENERIC_PLAN);
 		if (batch_plan == NULL || SPI_keepplan(batch_plan) != 0)
@@ -514,6 +687,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 
 	batch_migration = id;
 	batch_seq = task->seq;
+	batch_part = task->part;
 	batch_relid = task->relid;
 	batch_first_block = task->next_block;
 	batch_end_block = end;
@@ -539,6 +713,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	waiters = ec_lock_waiters();
 	prev_migration = id;
 	prev_seq = task->seq;
+	prev_part = task->part;
 	prev_blocks = end - task->next_block;
 	prev_rows = processed;
 
@@ -547,16 +722,19 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	pvalues[2] = Int64GetDatum(end);
 	pvalues[3] = Int64GetDatum((int64) processed);
 	pvalues[4] = Int64GetDatum(task->total_blocks);
+	pvalues[5] = Int32GetDatum(task->part);
+	pvalues[6] = parallel_note ? CStringGetTextDatum(parallel_note) : (Datum) 0;
 	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
 						" rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
 			       "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
-						"   ELSE ((rows_done + $4)::float8 / $3 * $5)::bigint END,"
-						" batches = batches + 1, total_blocks = $5, state = 'running', detail = NULL,"
+						"   ELSE ((rows_done + $4)::float8 / ($3 - first_block) * ($5 - first_block))::bigint END,"
+						" batches = batches + 1, total_blocks = $5, state = 'running', detail = $7,"
 						" last_error = NULL, error_row = NULL,"
 						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
 						" updated_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND seq = $2", 5, ptypes, pvalues, NULL, SPI_OK_UPDATE);
+						" WHERE migration_id = $1 AND seq = $2 AND part = $6", 7, ptypes, pvalues, pnulls,
+						SPI_OK_UPDATE);
 
 	ec_pace_record(&pace, processed,
 				   (double) (GetCurrentTimestamp() - began) / 1000.0, waiters, s->batch_time_ms);
@@ -747,6 +925,90 @@ run_toplevel(const char *sql)
 	SetConfigOption("lock_timeout", BATCH_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
 }
 
+/*
+ * Helpers: the migration's worker starts up to max_parallel_workers - 1 of them while backfill
+ * parts nobody fills are left, at most one round a second.  A helper claims parts like the
+ * worker does and leaves when none is free; it needs one of the server's
+ * expand_contract.max_parallel_workers_total slots (a session lock each) and a background worker
+ * slot, and runs without either if there is none: the note in ec_status says so.
+ */
+static int
+count_advisory(Oid dboid, uint32 field2, uint32 field3, uint16 field4, bool match_fields)
+{
+	Oid			types[4] = {OIDOID, OIDOID, OIDOID, INT4OID};
+	Datum		values[4] = {ObjectIdGetDatum(dboid), ObjectIdGetDatum(field2),
+	ObjectIdGetDatum(field3), Int32GetDatum(field4)};
+	bool		isnull;
+
+	(void) ec_spi(match_fields ?
+				  "SELECT count(*)::int4 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+				  " AND database = $1 AND classid = $2 AND objid = $3 AND objsubid = $4 AND granted" :
+				  "SELECT count(*)::int4 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'"
+				  " AND database = $1 AND objsubid = $4 AND granted AND $2 = $2 AND $3 = $3",
+				  4, types, values, NULL, SPI_OK_SELECT);
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+share_backfill(int64 id, Settings *s, int free_parts)
+{
+	static TimestampTz last_round = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int			helpers;
+	int			wanted;
+	int			slots_used;
+	const char *shortfall = NULL;
+
+	if (s->max_parallel <= 1)
+	{
+		parallel_note = NULL;
+		return;
+	}
+	if (!TimestampDifferenceExceeds(last_round, now, 1000))
+		return;
+	last_round = now;
+	helpers = count_advisory(MyDatabaseId, (uint32) (id >> 32), (uint32) id, EC_HELPER_LOCK_FIELD4,
+							 true);
+	wanted = Min(s->max_parallel - 1, helpers + free_parts);
+	slots_used = count_advisory(InvalidOid, 0, 0, EC_HELPER_SLOT_FIELD4, false);
+	for (int i = helpers; i < wanted; i++)
+	{
+		if (slots_used >= ec_max_parallel_workers_total)
+		{
+			shortfall = psprintf("expand_contract.max_parallel_workers_total (%d) reached",
+								 ec_max_parallel_workers_total);
+			break;
+		}
+		if (!ec_launch_helper(&my_args))
+		{
+			shortfall = "no background worker slot free (max_worker_processes)";
+			break;
+		}
+		slots_used++;
+		helpers++;
+	}
+	if (parallel_note)
+		pfree(parallel_note);
+	parallel_note = MemoryContextStrdup(TopMemoryContext,
+										psprintf("%d of %d workers%s%s", helpers + 1, s->max_parallel,
+												 shortfall ? ": " : "", shortfall ? shortfall : ""));
+}
+
+/* A helper's slot among the server's expand_contract.max_parallel_workers_total. */
+static bool
+take_helper_slot(void)
+{
+	for (int i = 0; i < ec_max_parallel_workers_total; i++)
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_ADVISORY(tag, InvalidOid, (uint32) i, 0, EC_HELPER_SLOT_FIELD4);
+		if (LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL)
+			return true;
+	}
+	return false;
+}
+
 static StepResult
 do_step(int64 id, long *wait_ms)
 {
@@ -754,10 +1016,28 @@ do_step(int64 id, long *wait_ms)
 	Settings	s;
 	Task	   *task;
 	int64		lag;
+	bool		busy;
+	int			free_parts;
 
 	begin_step("expand_contract: next step");
-	if (!read_migration(id, &s) || (task = next_task(id)) == NULL ||
-		strcmp(task->state, "failed") == 0)
+	if (!read_migration(id, &s))
+	{
+		end_step();
+		return STEP_FINISHED;
+	}
+	task = next_task(id, &busy, &free_parts);
+	if (task == NULL)
+	{
+		end_step();
+		/* Others still fill parts of the backfills before the next task: wait for them. */
+		if (busy && !am_helper)
+		{
+			*wait_ms = 100;
+			return STEP_NEXT;
+		}
+		return STEP_FINISHED;
+	}
+	if (strcmp(task->state, "failed") == 0)
 	{
 		end_step();
 		return STEP_FINISHED;
@@ -766,13 +1046,13 @@ do_step(int64 id, long *wait_ms)
 	{
 		/* Free the worker slot while paused: ec_resume() launches a worker again. */
 		if (strcmp(task->state, "paused") != 0)
-			set_task_state(id, task->seq, "paused", "paused; ec_resume() continues");
+			set_task_state(id, task->seq, task->part, "paused", "paused; ec_resume() continues");
 		end_step();
 		return STEP_FINISHED;
 	}
 	if (s.max_lag_ms > 0 && (lag = replication_lag_ms()) > s.max_lag_ms)
 	{
-		set_task_state(id, task->seq, "throttled",
+		set_task_state(id, task->seq, task->part, "throttled",
 					   psprintf("replication lag: %lld ms, above max_replication_lag_ms %d ms",
 								(long long) lag, s.max_lag_ms));
 		end_step();
@@ -786,7 +1066,7 @@ do_step(int64 id, long *wait_ms)
 		ec_read_load(GetCurrentTimestamp(), &load);
 		if (load.active > s.max_load)
 		{
-			set_task_state(id, task->seq, "throttled",
+			set_task_state(id, task->seq, task->part, "throttled",
 						   psprintf("load: %d client sessions running queries, above max_load %d",
 									load.active, s.max_load));
 			end_step();
@@ -797,7 +1077,11 @@ do_step(int64 id, long *wait_ms)
 
 	if (strcmp(task->kind, "backfill") == 0)
 	{
-		StepResult	result = backfill_batch(id, task, &s, wait_ms);
+		StepResult	result;
+
+		if (!am_helper)
+			share_backfill(id, &s, free_parts);
+		result = backfill_batch(id, task, &s, wait_ms);
 
 		end_step();
 		return result;
@@ -815,7 +1099,7 @@ do_step(int64 id, long *wait_ms)
 			MemoryContextStrdup(step_cxt, task->cleanup) : NULL;
 
 		batch_seq = seq;
-		set_task_state(id, seq, "running", NULL);
+		set_task_state(id, seq, 0, "running", NULL);
 		end_step();
 		if (cleanup)
 		{
@@ -826,7 +1110,7 @@ do_step(int64 id, long *wait_ms)
 		run_toplevel(sql);
 		pfree(sql);
 		begin_step("expand_contract: recording progress");
-		set_task_state(id, seq, "done", NULL);
+		set_task_state(id, seq, 0, "done", NULL);
 		end_step();
 	}
 	return STEP_NEXT;
@@ -1015,7 +1299,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 	if (transient(edata->sqlerrcode))
 	{
 		if (batch_seq > 0)
-			set_task_state(id, batch_seq, "running",
+			set_task_state(id, batch_seq, batch_part, "running",
 						   psprintf("retrying after: %s", edata->message));
 		end_step();
 		*wait_ms = 1000;
@@ -1036,7 +1320,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 		{
 			char	   *error;
 
-			set_task_state(id, batch_seq, "running", psprintf("cleaning up after: %s", message));
+			set_task_state(id, batch_seq, batch_part, "running", psprintf("cleaning up after: %s", message));
 			end_step();
 			MemoryContextSwitchTo(cxt);
 			error = run_cleanup(cleanup);
@@ -1048,17 +1332,19 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 	}
 	if (batch_seq > 0)
 	{
-		Oid			types[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
-		Datum		values[4];
-		char		nulls[4] = {' ', ' ', ' ', row ? ' ' : 'n'};
+		Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
+		Datum		values[5];
+		char		nulls[5] = {' ', ' ', ' ', row ? ' ' : 'n', ' '};
 
 		values[0] = Int64GetDatum(id);
 		values[1] = Int32GetDatum(batch_seq);
 		values[2] = CStringGetTextDatum(message);
 		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
+		values[4] = Int32GetDatum(batch_part);
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
 							" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
-							" WHERE migration_id = $1 AND seq = $2", 4, types, values, nulls, SPI_OK_UPDATE);
+							" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
+							SPI_OK_UPDATE);
 	}
 	end_step();
 	return STEP_FINISHED;
@@ -1101,10 +1387,22 @@ ec_worker_main(Datum main_arg)
 		proc_exit(0);
 	}
 
-	/* One worker per migration: a second one started by a race leaves at once. */
-	ec_worker_lock_tag(&tag, args.dboid, args.migration_id);
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-		proc_exit(0);
+	my_args = args;
+	if (args.helper)
+	{
+		/* Shared among helpers; ec_stop_worker() takes it exclusively to stop them. */
+		ec_helper_lock_tag(&tag, args.dboid, args.migration_id);
+		if (LockAcquire(&tag, ShareLock, true, true) == LOCKACQUIRE_NOT_AVAIL || !take_helper_slot())
+			proc_exit(0);
+		am_helper = true;
+	}
+	else
+	{
+		/* One worker per migration: a second one started by a race leaves at once. */
+		ec_worker_lock_tag(&tag, args.dboid, args.migration_id);
+		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+			proc_exit(0);
+	}
 
 	act_as(args.login_roleid, args.roleid);
 	prev_executor_start = ExecutorStart_hook;
@@ -1130,9 +1428,12 @@ ec_worker_main(Datum main_arg)
 									 ALLOCSET_DEFAULT_SIZES);
 
 	/* A migration restored from another database needs a new horizon before any batch. */
-	begin_step("expand_contract: checking for a restored migration");
-	ec_adopt_restored(args.migration_id);
-	end_step();
+	if (!am_helper)
+	{
+		begin_step("expand_contract: checking for a restored migration");
+		ec_adopt_restored(args.migration_id);
+		end_step();
+	}
 	for (;;)
 	{
 		long		wait_ms = 0;
@@ -1154,6 +1455,7 @@ ec_worker_main(Datum main_arg)
 		/* A failed "sql" task may have left the statements' setting (see run_toplevel). */
 		SetConfigOption("lock_timeout", BATCH_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
 		batch_seq = 0;
+		batch_part = 0;
 		batch_running = false;
 		batch_migration = 0;	/* set by a backfill batch: only those are diagnosed row by row */
 		PG_TRY();
