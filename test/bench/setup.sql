@@ -96,8 +96,10 @@ END
 $$;
 
 -- Rows of public.t whose new column (the one migration v1's alter_column added, named _ec_new_*)
--- is not cents / 100.0; NULL when there is no such column.
-CREATE OR REPLACE FUNCTION bench.ec_mismatches() RETURNS bigint
+-- is not EXPECTED, an expression over public.t's columns (cents / 100.0 for load.sql's table,
+-- CAST(a AS bigint) for load_text.sql's); NULL when there is no such column.
+DROP FUNCTION IF EXISTS bench.ec_mismatches();
+CREATE OR REPLACE FUNCTION bench.ec_mismatches(expected text DEFAULT 'cents / 100.0') RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     col name;
@@ -109,7 +111,7 @@ BEGIN
     IF col IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT count(*) FROM public.t WHERE %I IS DISTINCT FROM cents / 100.0', col) INTO n;
+    EXECUTE format('SELECT count(*) FROM public.t WHERE %I IS DISTINCT FROM %s', col, expected) INTO n;
     RETURN n;
 END
 $$;
