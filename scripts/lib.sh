@@ -74,8 +74,9 @@ ensure_packages() {
     if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
         die "ensure_packages: this needs Debian/Ubuntu (dpkg, apt-get); install PostgreSQL $EC_PG_MAJOR and its server dev files by hand"
     fi
+    # postgresql-15-repack: test/t/014_compact.pl runs pg_repack on a migrated table.
     local wanted=(postgresql-common "postgresql-$EC_PG_MAJOR" "postgresql-server-dev-$EC_PG_MAJOR"
-                  libipc-run-perl make gcc libc6-dev)
+                  "postgresql-$EC_PG_MAJOR-repack" libipc-run-perl make gcc libc6-dev)
     local missing=() p
     for p in "${wanted[@]}"; do
         pkg_installed "$p" || missing+=("$p")

@@ -87,7 +87,7 @@ CREATE TABLE expand_contract.tasks (
     -- A big table's backfill is split into parts, block ranges [first_block, total_blocks) that
     -- several workers can fill at once (worker.c); part 0 is the task as queued.
     part           int    NOT NULL DEFAULT 0,
-    kind           text   NOT NULL CHECK (kind IN ('backfill', 'sql')),
+    kind           text   NOT NULL CHECK (kind IN ('backfill', 'sql', 'compact')),
     relid          regclass,
     table_name     text,
     columns        name[],
@@ -138,6 +138,13 @@ CREATE FUNCTION expand_contract.writes_new_version(rel regclass) RETURNS boolean
 -- table's ownership; it reads the version's header from the page).
 CREATE FUNCTION expand_contract.unfilled(rel oid, row_ctid tid, horizon xid, in_progress xid[])
     RETURNS boolean AS 'MODULE_PATHNAME', 'ec_unfilled' LANGUAGE C VOLATILE STRICT;
+
+-- pg_repack's table repack is refused on a table whose data a migration moves (src/compact.c).
+CREATE FUNCTION expand_contract.repack_guard() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'ec_repack_guard' LANGUAGE C;
+CREATE EVENT TRIGGER expand_contract_repack_guard ON ddl_command_start
+    WHEN TAG IN ('CREATE TRIGGER')
+    EXECUTE FUNCTION expand_contract.repack_guard();
 
 CREATE FUNCTION pg_catalog.ec_start(name text, migration jsonb, schema text DEFAULT 'public')
     RETURNS text AS 'MODULE_PATHNAME', 'ec_start' LANGUAGE C VOLATILE;
@@ -206,9 +213,10 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
            (SELECT string_agg(pg_catalog.concat_ws(' ',
                        coalesce((SELECT CASE WHEN x[1] LIKE 'CREATE%' THEN 'index ' || x[2]
                                              WHEN x[1] LIKE 'VALIDATE%' THEN 'validate ' || x[2]
+                                             WHEN x[1] LIKE 'REINDEX%' THEN 'reindex ' || x[2]
                                              ELSE 'add ' || x[2] END
                                    FROM regexp_match(o.sql,
-                                          '(CREATE (?:UNIQUE )?INDEX CONCURRENTLY|VALIDATE CONSTRAINT|ADD CONSTRAINT) (\S+)') x),
+                                          '(CREATE (?:UNIQUE )?INDEX CONCURRENTLY|VALIDATE CONSTRAINT|ADD CONSTRAINT|REINDEX INDEX CONCURRENTLY) (\S+)') x),
                                 left(o.sql, 60)),
                        CASE WHEN m.paused AND o.state IN ('pending', 'running', 'throttled') THEN 'paused'
                             WHEN o.state = 'pending' THEN 'queued'
@@ -218,7 +226,7 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                                   || '% of blocks', '') || ')'
                           FROM pg_catalog.pg_stat_progress_create_index p
                          WHERE o.state = 'running' AND p.relid = o.relid
-                           AND p.command LIKE 'CREATE INDEX CONCURRENTLY' LIMIT 1)), '; ' ORDER BY o.seq)
+                           AND p.command IN ('CREATE INDEX CONCURRENTLY', 'REINDEX CONCURRENTLY') LIMIT 1)), '; ' ORDER BY o.seq)
               FROM expand_contract.tasks o
              WHERE o.migration_id = m.id AND o.kind <> 'backfill' AND o.state <> 'done'
                AND o.seq IS DISTINCT FROM t.seq

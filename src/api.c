@@ -398,6 +398,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	List	   *steps;
 	CompleteViews cv;
 	int			nestlevel;
+	uint64		skipped;
 
 	PreventCommandDuringRecovery("ec_complete()");
 	SPI_connect();
@@ -436,6 +437,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	modes = exclusive_modes(relids);
 	version_schema_views(parent ? parent->version_schema : NULL, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
+	skipped = ec_skip_compaction(m->id);
 
 	/* The worker validated already; this is a no-op unless something invalidated them since. */
 	steps = list_copy(m->validate_steps);
@@ -452,6 +454,13 @@ ec_complete(PG_FUNCTION_ARGS)
 	ec_finish_migration(m->id);
 
 	ec_guc_pop(nestlevel);
+	if (skipped > 0)
+		ereport(NOTICE,
+				(errmsg("%llu index rebuild(s) of the migration's compaction skipped",
+						(unsigned long long) skipped),
+				 errdetail("ec_complete ran before the background worker rebuilt them."),
+				 errhint("Run CALL ec_wait() before ec_complete() to let them finish, or REINDEX INDEX "
+						 "CONCURRENTLY them yourself.")));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

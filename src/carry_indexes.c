@@ -414,18 +414,12 @@ queue_build(EcStartContext *cxt, EcTable *table, const char *schema, const char 
 {
 	int			seq = ++cxt->ntasks;
 	char	   *qualified = ec_qualified(schema, temp);
-	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		values[3];
 
 	if (!before_backfill)
 		seq += EC_SEQ_AFTER_BACKFILL;
 	ec_add_task(cxt->migration_id, seq, "sql", table->relid, NIL, sql);
-	values[0] = Int64GetDatum(cxt->migration_id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = CStringGetTextDatum(psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", qualified));
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET cleanup = $3"
-						" WHERE migration_id = $1 AND seq = $2",
-						3, types, values, NULL, SPI_OK_UPDATE);
+	ec_set_task_cleanup(cxt->migration_id, seq,
+						psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s", qualified));
 	cxt->rollback_steps = lappend(cxt->rollback_steps,
 								  psprintf("DROP INDEX IF EXISTS %s", qualified));
 	/* Rollback's DROP INDEX and complete's renames need the table locked up front. */

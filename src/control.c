@@ -92,22 +92,30 @@ ec_resume(PG_FUNCTION_ARGS)
 }
 
 /* What ec_configure may set, each overriding the server setting of the same name. */
+typedef enum SettableKind
+{
+	SETTABLE_INT,
+	SETTABLE_REAL,
+	SETTABLE_BOOL
+} SettableKind;
+
 typedef struct Settable
 {
 	const char *name;
 	double		min;
 	double		max;
-	bool		integer;
+	SettableKind kind;
 } Settable;
 
 static const Settable settable[] = {
-	{"batch_size", 1, PG_INT32_MAX, true},
-	{"batch_delay_ms", 0, PG_INT32_MAX, true},
-	{"batch_time_ms", 0, 600000, true},
-	{"nice_ratio", 0, 100, false},
-	{"max_load", -1, 100000, true},
-	{"max_parallel_workers", 1, 64, true},
-	{"max_replication_lag_ms", 0, PG_INT32_MAX, true},
+	{"batch_size", 1, PG_INT32_MAX, SETTABLE_INT},
+	{"batch_delay_ms", 0, PG_INT32_MAX, SETTABLE_INT},
+	{"batch_time_ms", 0, 600000, SETTABLE_INT},
+	{"nice_ratio", 0, 100, SETTABLE_REAL},
+	{"max_load", -1, 100000, SETTABLE_INT},
+	{"max_parallel_workers", 1, 64, SETTABLE_INT},
+	{"max_replication_lag_ms", 0, PG_INT32_MAX, SETTABLE_INT},
+	{"compact", 0, 1, SETTABLE_BOOL},
 	{NULL}
 };
 
@@ -133,20 +141,30 @@ static void
 check_value(const Settable *setting, JsonbValue *v)
 {
 	double		n = 0;
-	bool		ok = v->type == jbvNumeric;
+	bool		ok;
 
+	if (setting->kind == SETTABLE_BOOL)
+	{
+		if (v->type != jbvBool)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("setting \"%s\" must be true or false", setting->name)));
+		return;
+	}
+	ok = v->type == jbvNumeric;
 	if (ok)
 	{
 		n = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 											   NumericGetDatum(v->val.numeric)));
 		ok = n >= setting->min && n <= setting->max &&
-			(!setting->integer || n == (double) (int64) n);
+			(setting->kind != SETTABLE_INT || n == (double) (int64) n);
 	}
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("setting \"%s\" must be %s between %g and %g", setting->name,
-						setting->integer ? "an integer" : "a number", setting->min, setting->max)));
+						setting->kind == SETTABLE_INT ? "an integer" : "a number", setting->min,
+						setting->max)));
 }
 
 /*

@@ -28,6 +28,7 @@
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "postmaster/bgworker.h"
 #include "storage/lock.h"
 #include "utils/reltrigger.h"
 #include "utils/jsonb.h"
@@ -320,6 +321,7 @@ extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
 extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
 							   const char *new_migration, const char *old_schema,
 							   const char *old_migration);
+extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
 extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
 						const char *sql);
 extern int	ec_task_summary(int64 id, char **failure, int64 *progress);
@@ -395,13 +397,21 @@ extern int64 ec_pace_rows(EcPace *pace, int batch_size, int batch_time_ms);
 extern void ec_pace_record(EcPace *pace, uint64 rows, double ms, int waiters, int batch_time_ms);
 extern long ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy);
 
+/* ---- leaving the table compact (compact.c) ---- */
+
+extern bool ec_compact;
+extern char *ec_compact_after_batch(Oid relid, int64 blocks);
+extern void ec_queue_compaction(EcStartContext *cxt, EcTable *table);
+extern char *ec_compact_cleanup(const char *cleanup);
+extern uint64 ec_skip_compaction(int64 id);
+
 PGDLLEXPORT void ec_worker_main(Datum main_arg);
 PGDLLEXPORT void ec_launcher_main(Datum main_arg);
 extern void ec_launch_after_commit(int64 migration_id);
 extern bool ec_worker_alive(int64 migration_id);
 extern void ec_worker_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
 extern void ec_helper_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
-extern bool ec_launch_helper(const EcWorkerArgs *args);
+extern bool ec_launch_helper(const EcWorkerArgs *args, BackgroundWorkerHandle **handle);
 extern bool ec_ensure_worker(int64 migration_id, bool error_if_no_slot);
 extern void ec_stop_worker(int64 migration_id);
 extern void ec_register_launcher(void);

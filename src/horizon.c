@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -27,6 +28,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -114,6 +116,7 @@ PG_FUNCTION_INFO_V1(ec_unfilled);
  */
 typedef struct UnfilledCache
 {
+	MemoryContext cxt;			/* the arrays below, reset when the arguments change */
 	Oid			relid;
 	TransactionId horizon;
 	ArrayType  *in_progress_arg;	/* a copy, to notice a different list */
@@ -141,9 +144,15 @@ unfilled_cache(FunctionCallInfo fcinfo, Oid relid, TransactionId horizon, ArrayT
 	if (!ec_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
 					   get_rel_name(relid));
-	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	if (cache == NULL)
-		cache = palloc0(sizeof(UnfilledCache));
+	{
+		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(UnfilledCache));
+		cache->cxt = AllocSetContextCreate(fcinfo->flinfo->fn_mcxt, "expand_contract.unfilled",
+										   ALLOCSET_SMALL_SIZES);
+	}
+	else
+		MemoryContextReset(cache->cxt);
+	old = MemoryContextSwitchTo(cache->cxt);
 	cache->relid = relid;
 	cache->horizon = horizon;
 	cache->in_progress_arg = palloc(VARSIZE(in_progress));
@@ -188,10 +197,20 @@ read_page(UnfilledCache *cache, BlockNumber block)
 		for (OffsetNumber off = FirstOffsetNumber; off <= cache->maxoff; off++)
 		{
 			ItemId		item = PageGetItemId(page, off);
+			HeapTupleData tuple;
 
-			cache->unfilled[off] = ItemIdIsNormal(item) &&
-				ec_row_unfilled((HeapTupleHeader) PageGetItem(page, item), cache->horizon, next,
-								cache->in_progress, cache->nin_progress);
+			cache->unfilled[off] = false;
+			if (!ItemIdIsNormal(item))
+				continue;
+			tuple.t_data = (HeapTupleHeader) PageGetItem(page, item);
+			tuple.t_len = ItemIdGetLength(item);
+			tuple.t_tableOid = cache->relid;
+			ItemPointerSet(&tuple.t_self, block, off);
+			/* Only versions the statement's snapshot sees: see ec_unfilled. */
+			cache->unfilled[off] = ActiveSnapshotSet() &&
+				HeapTupleSatisfiesVisibility(&tuple, GetActiveSnapshot(), buffer) &&
+				ec_row_unfilled(tuple.t_data, cache->horizon, next, cache->in_progress,
+								cache->nin_progress);
 		}
 		UnlockReleaseBuffer(buffer);
 		cache->block = block;
@@ -203,13 +222,13 @@ read_page(UnfilledCache *cache, BlockNumber block)
  * expand_contract.unfilled(rel, row_ctid, horizon, in_progress): has the backfill still to fill the
  * row version at row_ctid of rel?  The filter of the batch statement, over a range scan of its
  * blocks: it reads the version's header (its raw xmin and whether it is frozen, which no column
- * shows) from the page, a whole page at a time.  The answers for a page stay right while the scan
- * that asks keeps it pinned, as it does while it returns the page's rows: a pin keeps the page from
- * being pruned, so no line pointer that held a version from before the horizon is reused, and a
- * version added meanwhile (at a new offset, or an unused one) was written after the horizon, by a
- * writer that went through the trigger.  A row that a concurrent writer updated is rechecked at its
- * new version, on another page or at an offset not read yet: the page is read again.  Only the
- * table's owner may ask.
+ * shows) from the page, a whole page at a time, and answers "unfilled" only for versions the
+ * statement's snapshot sees.  Those cannot be pruned while the statement runs, so their line
+ * pointers are not reused: a cached "unfilled" stays right even for a page nobody pins any more,
+ * as in the EvalPlanQual recheck of a row a concurrent writer updated (its new version, which the
+ * snapshot does not see, is never "unfilled": that writer went through the trigger).  A version
+ * added to a cached page meanwhile is at an offset not read yet, or at a reused one cached as not
+ * "unfilled", which is right for it.  Only the table's owner may ask.
  */
 Datum
 ec_unfilled(PG_FUNCTION_ARGS)

@@ -136,6 +136,17 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("expand_contract.compact",
+							 "Leave migrated tables compact: vacuum the filled blocks during the "
+							 "backfill and rebuild the surviving indexes concurrently after it.",
+							 "Off leaves it to autovacuum and your own tooling.  Per migration: "
+							 "ec_configure(schema, '{\"compact\": false}').",
+							 &ec_compact,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("expand_contract.max_replication_lag_ms",
 							"The backfill waits while any standby replays further behind than this; 0 disables.",
 							"Lag is read from pg_stat_replication, which shows it only to roles with "

@@ -77,10 +77,9 @@ ec_worker_alive(int64 migration_id)
 }
 
 static bool
-launch(EcWorkerArgs args)
+launch_worker(EcWorkerArgs args, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
 	Oid			dboid = args.dboid;
 	int64		migration_id = args.migration_id;
 
@@ -99,17 +98,28 @@ launch(EcWorkerArgs args)
 			 args.helper ? "expand_contract backfill helper" : "expand_contract backfill");
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 	worker.bgw_notify_pid = 0;
-	return RegisterDynamicBackgroundWorker(&worker, &handle);
+	return RegisterDynamicBackgroundWorker(&worker, handle);
 }
 
-/* From a migration's worker: one more worker to fill its backfill's parts.  False: no slot free. */
+static bool
+launch(EcWorkerArgs args)
+{
+	BackgroundWorkerHandle *handle;
+
+	return launch_worker(args, &handle);
+}
+
+/*
+ * From a migration's worker: one more worker to fill its backfill's parts, in the caller's memory
+ * context.  False: no slot free.
+ */
 bool
-ec_launch_helper(const EcWorkerArgs *args)
+ec_launch_helper(const EcWorkerArgs *args, BackgroundWorkerHandle **handle)
 {
 	EcWorkerArgs helper = *args;
 
 	helper.helper = true;
-	return launch(helper);
+	return launch_worker(helper, handle);
 }
 
 static void

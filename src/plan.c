@@ -95,6 +95,7 @@ ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *ol
 		/* What hangs on rebuilt columns: unique indexes before the backfill, the rest after. */
 		ec_carry_dependents(cxt, table, true);
 		queue_backfill(cxt, table);
+		ec_queue_compaction(cxt, table);
 		ec_carry_dependents(cxt, table, false);
 	}
 }

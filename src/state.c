@@ -378,6 +378,21 @@ ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns, const
 						6, types, values, nulls, SPI_OK_INSERT);
 }
 
+/* What the worker runs before it tries the task again, and after it failed (see worker.c). */
+void
+ec_set_task_cleanup(int64 id, int seq, const char *cleanup)
+{
+	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(seq);
+	values[2] = CStringGetTextDatum(cleanup);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET cleanup = $3"
+						" WHERE migration_id = $1 AND seq = $2",
+						3, types, values, NULL, SPI_OK_UPDATE);
+}
+
 /*
  * Where the migration's work stands: how many tasks are unfinished, and the first failure (as
  * "table: error (row ...)"), or NULL.
@@ -389,13 +404,15 @@ ec_task_summary(int64 id, char **failure, int64 *progress)
 	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
+	/* Compaction is not work complete waits for: it skips what is left of it (compact.c). */
 	(void) ec_state_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
 						"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
 						"       (SELECT coalesce(table_name || ': ', '') || last_error"
 			      "               || coalesce(' (row ' || error_row || ')', '')"
 			      "          FROM " EC_STATE_SCHEMA ".tasks f"
-			      "         WHERE f.migration_id = $1 AND f.state = 'failed' ORDER BY seq LIMIT 1)"
-						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1",
+			      "         WHERE f.migration_id = $1 AND f.state = 'failed' AND f.kind <> 'compact'"
+			      "         ORDER BY seq LIMIT 1)"
+						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND kind <> 'compact'",
 						1, types, values, NULL, SPI_OK_SELECT);
 	*failure = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	if (progress)

@@ -73,6 +73,7 @@ int			ec_max_parallel_workers_total = 8;
 
 static EcWorkerArgs my_args;	/* what this worker was started with, for its helpers */
 static char *parallel_note = NULL;	/* how many workers fill the backfill, for ec_status */
+static char *vacuum_due = NULL;	/* a VACUUM of the table to run once the batch committed */
 
 typedef enum StepResult
 {
@@ -105,6 +106,7 @@ typedef struct Settings
 	double		nice_ratio;
 	int			max_load;		/* resolved: 0 = no load gate */
 	int			max_parallel;	/* workers for this migration's backfills, this one included */
+	bool		compact;		/* vacuum the filled blocks as the backfill goes, reindex after */
 	bool		paused;
 	TransactionId trigger_xid;
 } Settings;
@@ -174,6 +176,21 @@ setting_real(Jsonb *settings, const char *key, double server_value)
 											  NumericGetDatum(v->val.numeric)));
 }
 
+static bool
+setting_bool(Jsonb *settings, const char *key, bool server_value)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvBool)
+		return server_value;
+	return v->val.boolean;
+}
+
 /* The migration's settings; false if it is gone or complete (nothing left to do). */
 static bool
 read_migration(int64 id, Settings *s)
@@ -200,6 +217,7 @@ read_migration(int64 id, Settings *s)
 	if (s->max_load < 0)
 		s->max_load = Max(1, (int) sysconf(_SC_NPROCESSORS_ONLN));
 	s->max_parallel = Max(1, setting(settings, "max_parallel_workers", ec_max_parallel_workers));
+	s->compact = setting_bool(settings, "compact", ec_compact);
 	return true;
 }
 
@@ -214,6 +232,7 @@ static LOCKTAG claim_tag;
 static int	claim_seq;
 static int	claim_part;
 static bool am_helper = false;	/* a helper fills backfill parts only, then leaves */
+static bool release_after_commit = false;	/* the claimed part is done */
 
 static void
 release_claim(void)
@@ -652,7 +671,8 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 							" WHERE migration_id = $1 AND seq = $2 AND part = $4", 4, t, v, NULL,
 							SPI_OK_UPDATE);
 		set_task_state(id, task->seq, task->part, "done", NULL);
-		release_claim();
+		/* Given up once "done" is committed: no worker takes the part up again before. */
+		release_after_commit = true;
 		return STEP_NEXT;
 	}
 
@@ -736,6 +756,8 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 						" WHERE migration_id = $1 AND seq = $2 AND part = $6", 7, ptypes, pvalues, pnulls,
 						SPI_OK_UPDATE);
 
+	if (s->compact)
+		vacuum_due = ec_compact_after_batch(task->relid, end - batch_first_block);
 	ec_pace_record(&pace, processed,
 				   (double) (GetCurrentTimestamp() - began) / 1000.0, waiters, s->batch_time_ms);
 	ec_read_load(began, &load);
@@ -866,10 +888,11 @@ run_statements(const char *sql)
 		bool		bounded;
 
 		if (!IsA(raw->stmt, IndexStmt) && !IsA(raw->stmt, AlterTableStmt) &&
-			!IsA(raw->stmt, DropStmt) && !IsA(raw->stmt, RefreshMatViewStmt))
+			!IsA(raw->stmt, DropStmt) && !IsA(raw->stmt, RefreshMatViewStmt) &&
+			!IsA(raw->stmt, VacuumStmt) && !IsA(raw->stmt, ReindexStmt))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("background task statements must be CREATE INDEX, DROP INDEX, ALTER TABLE or REFRESH MATERIALIZED VIEW")));
+					 errmsg("background task statements must be CREATE INDEX, DROP INDEX, ALTER TABLE, REFRESH MATERIALIZED VIEW, VACUUM or REINDEX")));
 		StartTransactionCommand();
 		MemoryContextSwitchTo(cxt);
 		stmt = makeNode(PlannedStmt);
@@ -949,6 +972,36 @@ count_advisory(Oid dboid, uint32 field2, uint32 field3, uint16 field4, bool matc
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* Helpers launched and not started yet (they hold no lock to count): at most one round's worth. */
+static List *launched = NIL;	/* BackgroundWorkerHandle *, in TopMemoryContext */
+
+static int
+starting_helpers(void)
+{
+	int			n = 0;
+	List	   *still = NIL;
+	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	foreach(lc, launched)
+	{
+		BackgroundWorkerHandle *handle = lfirst(lc);
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(handle, &pid) == BGWH_NOT_YET_STARTED)
+		{
+			n++;
+			still = lappend(still, handle);
+		}
+		else
+			pfree(handle);
+	}
+	list_free(launched);
+	launched = still;
+	MemoryContextSwitchTo(old);
+	return n;
+}
+
 static void
 share_backfill(int64 id, Settings *s, int free_parts)
 {
@@ -958,6 +1011,8 @@ share_backfill(int64 id, Settings *s, int free_parts)
 	int			wanted;
 	int			slots_used;
 	const char *shortfall = NULL;
+	BackgroundWorkerHandle *handle;
+	MemoryContext old;
 
 	if (s->max_parallel <= 1)
 	{
@@ -967,8 +1022,9 @@ share_backfill(int64 id, Settings *s, int free_parts)
 	if (!TimestampDifferenceExceeds(last_round, now, 1000))
 		return;
 	last_round = now;
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	helpers = count_advisory(MyDatabaseId, (uint32) (id >> 32), (uint32) id, EC_HELPER_LOCK_FIELD4,
-							 true);
+							 true) + starting_helpers();
 	wanted = Min(s->max_parallel - 1, helpers + free_parts);
 	slots_used = count_advisory(InvalidOid, 0, 0, EC_HELPER_SLOT_FIELD4, false);
 	for (int i = helpers; i < wanted; i++)
@@ -979,14 +1035,16 @@ share_backfill(int64 id, Settings *s, int free_parts)
 								 ec_max_parallel_workers_total);
 			break;
 		}
-		if (!ec_launch_helper(&my_args))
+		if (!ec_launch_helper(&my_args, &handle))
 		{
 			shortfall = "no background worker slot free (max_worker_processes)";
 			break;
 		}
+		launched = lappend(launched, handle);
 		slots_used++;
 		helpers++;
 	}
+	MemoryContextSwitchTo(old);
 	if (parallel_note)
 		pfree(parallel_note);
 	parallel_note = MemoryContextStrdup(TopMemoryContext,
@@ -1059,7 +1117,7 @@ do_step(int64 id, long *wait_ms)
 		*wait_ms = 1000;
 		return STEP_NEXT;
 	}
-	if (s.max_load > 0 && strcmp(task->kind, "backfill") == 0)
+	if (s.max_load > 0 && strcmp(task->kind, "sql") != 0)
 	{
 		EcLoad		load;
 
@@ -1084,6 +1142,20 @@ do_step(int64 id, long *wait_ms)
 		result = backfill_batch(id, task, &s, wait_ms);
 
 		end_step();
+		if (release_after_commit)
+		{
+			release_claim();
+			release_after_commit = false;
+		}
+		if (result == STEP_NEXT && vacuum_due != NULL)
+		{
+			char	   *vacuum = vacuum_due;
+
+			vacuum_due = NULL;
+			pgstat_report_activity(STATE_RUNNING, vacuum);
+			run_toplevel(vacuum);
+			pfree(vacuum);
+		}
 		return result;
 	}
 
@@ -1094,14 +1166,22 @@ do_step(int64 id, long *wait_ms)
 	 */
 	{
 		int			seq = task->seq;
+		bool		compaction = strcmp(task->kind, "compact") == 0;
 		char	   *sql = MemoryContextStrdup(step_cxt, task->sql);	/* SPI's is gone soon */
 		char	   *cleanup = task->cleanup && task->attempted ?
-			MemoryContextStrdup(step_cxt, task->cleanup) : NULL;
+			MemoryContextStrdup(step_cxt, compaction ? ec_compact_cleanup(task->cleanup) :
+								task->cleanup) : NULL;
 
 		batch_seq = seq;
+		if (compaction && !s.compact)
+		{
+			set_task_state(id, seq, 0, "done", "skipped: expand_contract.compact is off");
+			end_step();
+			return STEP_NEXT;
+		}
 		set_task_state(id, seq, 0, "running", NULL);
 		end_step();
-		if (cleanup)
+		if (cleanup && cleanup[0] != '\0')
 		{
 			pgstat_report_activity(STATE_RUNNING, cleanup);
 			run_toplevel(cleanup);
@@ -1269,15 +1349,17 @@ failed_sql_task(int64 id, int seq, char **sql, char **cleanup)
 	MemoryContext cxt = CurrentMemoryContext;
 	char	   *s;
 
-	(void) ec_state_spi("SELECT sql, cleanup FROM " EC_STATE_SCHEMA ".tasks"
-						" WHERE migration_id = $1 AND seq = $2 AND kind = 'sql'",
+	(void) ec_state_spi("SELECT sql, cleanup, kind = 'compact' FROM " EC_STATE_SCHEMA ".tasks"
+						" WHERE migration_id = $1 AND seq = $2 AND kind IN ('sql', 'compact')",
 						2, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
 	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*sql = MemoryContextStrdup(cxt, s ? s : "");
 	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	*cleanup = s ? MemoryContextStrdup(cxt, s) : NULL;
+	if (s && strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0)
+		s = ec_compact_cleanup(s);
+	*cleanup = s && s[0] != '\0' ? MemoryContextStrdup(cxt, s) : NULL;
 	return true;
 }
 

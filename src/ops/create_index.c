@@ -445,17 +445,7 @@ create_index_start(EcStartContext *cxt, EcOperation *base)
 	if (!op->unique)
 		seq += EC_SEQ_AFTER_BACKFILL;
 	ec_add_task(cxt->migration_id, seq, "sql", table->relid, NIL, build);
-	{
-		Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-		Datum		values[3];
-
-		values[0] = Int64GetDatum(cxt->migration_id);
-		values[1] = Int32GetDatum(seq);
-		values[2] = CStringGetTextDatum(cleanup_sql(schema, op->name));
-		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET cleanup = $3"
-							" WHERE migration_id = $1 AND seq = $2",
-							3, types, values, NULL, SPI_OK_UPDATE);
-	}
+	ec_set_task_cleanup(cxt->migration_id, seq, cleanup_sql(schema, op->name));
 	cxt->rollback_steps = lappend(cxt->rollback_steps,
 								  psprintf("DROP INDEX IF EXISTS %s", ec_qualified(schema, op->name)));
 	/* Rollback's DROP INDEX needs the table locked up front, with retries. */

@@ -1,0 +1,335 @@
+/*
+ * compact.c
+ *	  Leaving the table compact.  Every backfilled row gets a new version, and on a full page that
+ *	  version goes to a new page, with new index entries: left alone, a migration doubles the
+ *	  table and its indexes.  So, unless expand_contract.compact is off:
+ *
+ *	  during the backfill	after every twentieth of a table's blocks filled, the worker runs
+ *							VACUUM (SKIP_LOCKED, TRUNCATE false) on it: the versions the
+ *							committed batches left dead are pruned, their pages' free space
+ *							enters the free space map, and the next batches' new versions go
+ *							there instead of the table's end.  SKIP_LOCKED: a VACUUM already
+ *							running (autovacuum's, another worker's) does the same; TRUNCATE false:
+ *							truncating takes ACCESS EXCLUSIVE.
+ *	  after the backfill	the surviving indexes the migration did not build are rebuilt with
+ *							REINDEX INDEX CONCURRENTLY, each a task of its own (kind
+ *							"compact", see ec_queue_compaction), which the worker skips when
+ *							compact is off by the time it reaches them.
+ *
+ *	  Measured on 1M rows of t(id bigint primary key, a int, b text), a to bigint, then complete and
+ *	  VACUUM, against an offline ALTER TABLE: heap 1.07x with the vacuums (1.91x without), indexes
+ *	  2.0x without the REINDEX.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
+#include "nodes/parsenodes.h"
+#include "optimizer/optimizer.h"
+#include "parser/parser.h"
+#include "storage/bufmgr.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "access/table.h"
+
+#include "expand_contract.h"
+#include "operations.h"
+
+bool		ec_compact = true;
+
+#define VACUUM_FRACTION	20			/* a VACUUM after each twentieth of the table */
+#define VACUUM_MIN_BLOCKS	128		/* 1 MB: not for every batch of a small table */
+
+/*
+ * Below 8 MB at start a table's indexes are not rebuilt: the bloat is small, autovacuum deals with
+ * it, and every REINDEX CONCURRENTLY is a task that ec_complete would have to wait for.
+ */
+#define COMPACT_MIN_BLOCKS	1024
+
+/* What this worker filled of one table since its last VACUUM. */
+static Oid	filled_relid = InvalidOid;
+static int64 filled_blocks = 0;
+static int64 vacuum_every = 0;
+
+/*
+ * After a batch that filled `blocks` blocks of relid: the VACUUM to run once it committed, or NULL.
+ * Counted per worker: several workers filling one table each vacuum after their own twentieth.
+ */
+char *
+ec_compact_after_batch(Oid relid, int64 blocks)
+{
+	if (relid != filled_relid)
+	{
+		Relation	rel = table_open(relid, AccessShareLock);
+
+		vacuum_every = Max(VACUUM_MIN_BLOCKS,
+						   (int64) RelationGetNumberOfBlocks(rel) / VACUUM_FRACTION);
+		table_close(rel, AccessShareLock);
+		filled_relid = relid;
+		filled_blocks = 0;
+	}
+	filled_blocks += blocks;
+	if (filled_blocks < vacuum_every)
+		return NULL;
+	filled_blocks = 0;
+	return MemoryContextStrdup(TopMemoryContext,
+							   psprintf("VACUUM (SKIP_LOCKED, TRUNCATE false) %s",
+										ec_rel_qualified(relid)));
+}
+
+/* Does the index read a column of the table that complete drops (dropped: attnums, offset)? */
+static bool
+reads_dropped_column(Oid indexid, Bitmapset *dropped)
+{
+	HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
+	Form_pg_index index;
+	Bitmapset  *read = NULL;
+	bool		isnull;
+	Datum		d;
+	bool		result;
+
+	if (!HeapTupleIsValid(tuple))
+		return true;
+	index = (Form_pg_index) GETSTRUCT(tuple);
+	for (int i = 0; i < index->indnatts; i++)
+		if (index->indkey.values[i] != 0)
+			read = bms_add_member(read, index->indkey.values[i] - FirstLowInvalidHeapAttributeNumber);
+	d = SysCacheGetAttr(INDEXRELID, tuple, Anum_pg_index_indexprs, &isnull);
+	if (!isnull)
+		pull_varattnos(stringToNode(TextDatumGetCString(d)), 1, &read);
+	d = SysCacheGetAttr(INDEXRELID, tuple, Anum_pg_index_indpred, &isnull);
+	if (!isnull)
+		pull_varattnos(stringToNode(TextDatumGetCString(d)), 1, &read);
+	ReleaseSysCache(tuple);
+	result = bms_overlap(read, dropped);
+	bms_free(read);
+	return result;
+}
+
+/* An index named `name` in the index's schema, other than the index itself? */
+static bool
+name_taken(Oid indexid, const char *label)
+{
+	char	   *name = makeObjectName(get_rel_name(indexid), NULL, label);
+
+	return OidIsValid(get_relname_relid(name, get_rel_namespace(indexid)));
+}
+
+/*
+ * The REINDEX tasks of one heap: its indexes that survive complete (none reads a column complete
+ * drops: those go with their column), built before the migration (the worker builds the
+ * migration's own on filled data, compact already).  Each carries a cleanup for what a failed
+ * REINDEX CONCURRENTLY leaves behind, the invalid <name>_ccnew (or, failing at its very end,
+ * <name>_ccold); an index whose <name>_ccnew or <name>_ccold name is taken already is left as it
+ * is, as REINDEX would pick another name that the cleanup could not know.
+ */
+static void
+queue_reindexes(EcStartContext *cxt, Oid heapid, Bitmapset *dropped)
+{
+	Relation	rel = table_open(heapid, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	ListCell   *lc;
+
+	table_close(rel, AccessShareLock);
+	if (nblocks < COMPACT_MIN_BLOCKS)
+		return;
+	foreach(lc, indexes)
+	{
+		Oid			indexid = lfirst_oid(lc);
+		char	   *schema = get_namespace_name(get_rel_namespace(indexid));
+		char	   *qname;
+
+		if (!get_index_isvalid(indexid) || reads_dropped_column(indexid, dropped) ||
+			name_taken(indexid, "ccnew") || name_taken(indexid, "ccold"))
+			continue;
+		qname = quote_qualified_identifier(schema, get_rel_name(indexid));
+		ec_add_task(cxt->migration_id, ++cxt->ntasks + EC_SEQ_AFTER_BACKFILL, "compact", heapid, NIL,
+					psprintf("REINDEX INDEX CONCURRENTLY %s", qname));
+		ec_set_task_cleanup(cxt->migration_id, cxt->ntasks + EC_SEQ_AFTER_BACKFILL,
+							psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s;"
+									 " DROP INDEX CONCURRENTLY IF EXISTS %s",
+									 quote_qualified_identifier(schema,
+																makeObjectName(get_rel_name(indexid),
+																			   NULL, "ccnew")),
+									 quote_qualified_identifier(schema,
+																makeObjectName(get_rel_name(indexid),
+																			   NULL, "ccold"))));
+	}
+}
+
+/*
+ * After the backfill of table (queued just before): its compaction tasks, per leaf partition of a
+ * partitioned table.  They are queued whatever expand_contract.compact says now; the worker skips
+ * them if it is off when it reaches them (ec_configure may turn it off after ec_start).
+ */
+void
+ec_queue_compaction(EcStartContext *cxt, EcTable *table)
+{
+	Bitmapset  *dropped = NULL;
+	ListCell   *lc;
+	List	   *heaps;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+
+		if (col->old_attnum > 0 && col->old_attnum != col->new_attnum)
+			dropped = bms_add_member(dropped, col->old_attnum - FirstLowInvalidHeapAttributeNumber);
+	}
+	heaps = get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE ?
+		find_all_inheritors(table->relid, NoLock, NULL) : list_make1_oid(table->relid);
+	foreach(lc, heaps)
+	{
+		Oid			heapid = lfirst_oid(lc);
+
+		if (get_rel_relkind(heapid) == RELKIND_RELATION)
+			queue_reindexes(cxt, heapid, dropped);
+	}
+}
+
+/*
+ * The part of a compaction task's cleanup to run: the DROP INDEX of an index that exists and is
+ * valid is left out (a user's index of that name, or the rebuilt index itself once the swap is
+ * done), so that it only ever drops what a failed REINDEX CONCURRENTLY left invalid.
+ */
+char *
+ec_compact_cleanup(const char *cleanup)
+{
+	List	   *stmts = raw_parser(cleanup, RAW_PARSE_DEFAULT);
+	StringInfoData out;
+	ListCell   *lc;
+	int			location = 0;
+
+	initStringInfo(&out);
+	foreach(lc, stmts)
+	{
+		RawStmt    *raw = lfirst(lc);
+		int			len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(cleanup) - raw->stmt_location;
+		bool		keep = true;
+
+		location = raw->stmt_location;
+		if (IsA(raw->stmt, DropStmt))
+		{
+			List	   *names = linitial(((DropStmt *) raw->stmt)->objects);
+			Oid			indexid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, true);
+
+			keep = !OidIsValid(indexid) ? false : !get_index_isvalid(indexid);
+		}
+		if (keep)
+			appendStringInfo(&out, "%.*s;", len, cleanup + location);
+	}
+	return out.data;
+}
+
+PG_FUNCTION_INFO_V1(ec_repack_guard);
+
+/*
+ * expand_contract.repack_guard(), an event trigger on CREATE TRIGGER: refuses pg_repack's trigger
+ * (a function of schema "repack") on a table whose data an active migration moves.  pg_repack
+ * copies every row into a new table and swaps it in: the copies carry pg_repack's transaction id,
+ * which the backfill takes for a write made after the migration started (so through the dual-write
+ * trigger), and the rows it had not filled yet would stay unconverted.  After ec_complete it is
+ * safe (test/t/014_compact.pl).  pg_repack --only-indexes makes no such trigger and goes through.
+ */
+Datum
+ec_repack_guard(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
+	CreateTrigStmt *stmt;
+	Oid			relid;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	char	   *migration = NULL;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired as an event trigger",
+						"expand_contract.repack_guard")));
+	if (!IsA(trigdata->parsetree, CreateTrigStmt))
+		PG_RETURN_VOID();
+	stmt = (CreateTrigStmt *) trigdata->parsetree;
+	if (list_length(stmt->funcname) != 2 ||
+		strcmp(strVal(linitial(stmt->funcname)), "repack") != 0)
+		PG_RETURN_VOID();
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (!OidIsValid(relid))
+		PG_RETURN_VOID();
+	values[0] = ObjectIdGetDatum(relid);
+	SPI_connect();
+	if (ec_state_spi("SELECT m.name FROM " EC_STATE_SCHEMA ".dual_writes d"
+					 "  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
+					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND NOT m.done",
+					 1, types, values, NULL, SPI_OK_SELECT) > 0)
+		migration = MemoryContextStrdup(TopTransactionContext,
+										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	if (migration)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("cannot repack table \"%s\" while migration \"%s\" moves its data",
+						get_rel_name(relid), migration),
+				 errdetail("pg_repack copies every row into a new table; the backfill would take the "
+						   "copies for rows already converted and leave them unconverted."),
+				 errhint("Run pg_repack after ec_complete() or ec_rollback(); pg_repack "
+						 "--only-indexes is safe now.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * At ec_complete, with the worker stopped and the tables locked: the compaction tasks not done yet
+ * are skipped (complete cannot wait for a REINDEX CONCURRENTLY, which waits for its transaction;
+ * the caller says so); what an interrupted one left behind, an invalid <name>_ccnew or
+ * <name>_ccold, is dropped under complete's own locks.  Returns how many it skipped.
+ */
+uint64
+ec_skip_compaction(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	List	   *cleanups = NIL;
+	ListCell   *lc;
+	uint64		n;
+
+	n = ec_state_spi("SELECT cleanup FROM " EC_STATE_SCHEMA ".tasks"
+					 " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'"
+					 "   AND cleanup IS NOT NULL ORDER BY seq",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+		cleanups = lappend(cleanups, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	foreach(lc, cleanups)
+	{
+		char	   *cleanup = ec_compact_cleanup(lfirst(lc));
+		List	   *stmts = raw_parser(cleanup, RAW_PARSE_DEFAULT);
+		ListCell   *lc2;
+
+		foreach(lc2, stmts)
+		{
+			RawStmt    *raw = lfirst(lc2);
+			DropStmt   *drop = (DropStmt *) raw->stmt;
+
+			if (!IsA(drop, DropStmt))
+				continue;
+			ec_exec(psprintf("DROP INDEX IF EXISTS %s",
+							 NameListToQuotedString(linitial(drop->objects))));
+		}
+	}
+	n = ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'done',"
+					 " detail = 'skipped: ec_complete ran before it',"
+					 " finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()"
+					 " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
+					 1, types, values, NULL, SPI_OK_UPDATE);
+	return n;
+}

@@ -1,0 +1,156 @@
+# A data-moving migration leaves the table compact (src/compact.c): against the same change made
+# offline (ALTER TABLE ... TYPE, then VACUUM), the heap is at most 1.2x and the indexes 1.1x after
+# ec_complete and a VACUUM; with expand_contract.compact off they are about twice the size (so the
+# comparison means something).  The REINDEX CONCURRENTLY tasks show in ec_status; one interrupted
+# leaves no invalid index behind; pg_repack works on the table after ec_complete.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use lib 'test/perl';
+use ECTest;
+use IPC::Run;
+
+my $node = PostgreSQL::Test::Cluster->new('compact');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+autovacuum = off
+expand_contract.nice_ratio = 0
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION expand_contract');
+
+my $nrows = 300000;
+
+sub load
+{
+	my ($name) = @_;
+	$node->safe_psql('postgres', qq{
+	  DROP TABLE IF EXISTS $name CASCADE;
+	  CREATE TABLE $name (id bigint PRIMARY KEY, a int, b text);
+	  CREATE INDEX ${name}_b ON $name (b);
+	  INSERT INTO $name SELECT g, g, md5(g::text) FROM generate_series(1, $nrows) g;
+	  VACUUM ANALYZE $name;
+	});
+}
+
+sub sizes
+{
+	my ($name) = @_;
+	return split /\|/, $node->safe_psql('postgres',
+		"SELECT pg_relation_size('$name') || '|' || pg_indexes_size('$name')");
+}
+
+my $migration = q{'{"operations": [{"alter_column": {"table": "t", "column": "a", "type": "bigint",
+  "up": "a", "down": "a::int"}}]}'};
+
+# The offline change, on a twin.
+load('t_offline');
+$node->safe_psql('postgres', 'ALTER TABLE t_offline ALTER COLUMN a TYPE bigint; VACUUM t_offline');
+my ($off_heap, $off_index) = sizes('t_offline');
+
+my $version = 0;
+
+sub migrate
+{
+	my ($settings) = @_;
+	load('t');
+	$version++;
+	$node->safe_psql('postgres', qq{
+	  BEGIN;
+	  SELECT ec_start('v$version', $migration);
+	  SELECT ec_configure('public', '$settings');
+	  COMMIT;
+	});
+	$node->safe_psql('postgres', 'CALL ec_wait()');
+	$node->safe_psql('postgres', 'SELECT ec_complete(); VACUUM t');
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE a IS DISTINCT FROM id'), '0',
+		"$settings: every row converted");
+	return sizes('t');
+}
+
+my ($heap, $index) = migrate('{}');
+note sprintf('compact: heap %.2fx, indexes %.2fx of the offline change', $heap / $off_heap, $index / $off_index);
+cmp_ok($heap / $off_heap, '<=', 1.2, 'heap at most 1.2x the offline change');
+cmp_ok($index / $off_index, '<=', 1.1, 'indexes at most 1.1x the offline change');
+
+my ($heap_off, $index_off) = migrate('{"compact": false}');
+note sprintf('compact off: heap %.2fx, indexes %.2fx', $heap_off / $off_heap, $index_off / $off_index);
+cmp_ok($heap_off / $off_heap, '>=', 1.5, 'compact off: the heap is much bigger (what compact saves)');
+cmp_ok($index_off / $off_index, '>=', 1.5, 'compact off: so are the indexes');
+is($node->safe_psql('postgres', q{SELECT string_agg(detail, ', ') FROM expand_contract.tasks
+  WHERE kind = 'compact' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
+	'skipped: expand_contract.compact is off, skipped: expand_contract.compact is off',
+	'compact off: the REINDEX tasks were skipped');
+
+############################################################################
+# The REINDEX tasks in ec_status; one interrupted leaves nothing invalid behind.
+############################################################################
+load('t');
+$node->safe_psql('postgres', qq{SET expand_contract.start_paused = on; SELECT ec_start('v9', $migration)});
+like($node->safe_psql('postgres', q{SELECT tasks FROM ec_status('public')}),
+	qr/reindex public\.t_pkey paused; reindex public\.t_b paused/, 'ec_status lists the REINDEX tasks');
+
+# A transaction holding a snapshot: REINDEX CONCURRENTLY waits for it after building t_pkey_ccnew.
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t_offline');
+$node->safe_psql('postgres', q{SELECT ec_resume('public')});
+ok(wait_for($node, 'postgres',
+		q{SELECT count(*) > 0 FROM pg_class WHERE relname = 't_pkey_ccnew'}, 't', 120),
+	'the worker is in the middle of REINDEX CONCURRENTLY of t_pkey');
+is($node->safe_psql('postgres', q{SELECT bool_and(pg_cancel_backend(pid)) FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill' AND query LIKE 'REINDEX%'}),
+	't', 'the REINDEX CONCURRENTLY is cancelled');
+$holder->query_safe('COMMIT');
+$holder->quit;
+$node->safe_psql('postgres', 'CALL ec_wait()');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+  WHERE c.relname LIKE 't%cc%' OR NOT i.indisvalid}),
+	'0', 'after a cancelled REINDEX CONCURRENTLY and its retry: no _ccnew/_ccold, no invalid index');
+
+############################################################################
+# pg_repack: refused while the migration moves the table's data, fine after ec_complete.
+############################################################################
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_repack');
+my ($out, $err) = ('', '');
+ok( !IPC::Run::run([ 'pg_repack', '--table=public.t', '-h', $node->host, '-p', $node->port,
+		'-d', 'postgres' ], '>', \$out, '2>', \$err),
+	'pg_repack during the migration fails');
+like($err, qr/cannot repack table "t" while migration "v9" moves its data/, 'with a clear error');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'repack%'}), '0',
+	'and leaves no trigger of its own');
+$node->safe_psql('postgres', 'SELECT ec_complete()');
+($out, $err) = ('', '');
+my $ok = IPC::Run::run([ 'pg_repack', '--table=public.t', '-h', $node->host, '-p', $node->port,
+	'-d', 'postgres' ], '>', \$out, '2>', \$err);
+ok($ok, 'pg_repack of the migrated table succeeds') or diag($err);
+is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE a IS DISTINCT FROM id'), '0',
+	'every row intact after pg_repack');
+($heap) = sizes('t');
+cmp_ok($heap / $off_heap, '<=', 1.2, 'compact after pg_repack');
+
+############################################################################
+# ec_complete does not wait for compaction: it skips what is left, dropping an interrupted
+# REINDEX's invalid index under its own locks.
+############################################################################
+load('t');
+$holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t_offline');
+$node->safe_psql('postgres', qq{SELECT ec_start('v10', $migration)});
+ok(wait_for($node, 'postgres',
+		q{SELECT count(*) > 0 FROM pg_class WHERE relname = 't_pkey_ccnew'}, 't', 120),
+	'the worker is in the middle of REINDEX CONCURRENTLY, held up by an old snapshot');
+my ($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT ec_complete()');
+is($ret, 0, 'ec_complete does not wait for it');
+like($stderr, qr/NOTICE:  2 index rebuild\(s\) of the migration's compaction skipped/,
+	'and says which work it skipped');
+$holder->query_safe('COMMIT');
+$holder->quit;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+  WHERE c.relname LIKE 't%cc%' OR NOT i.indisvalid}),
+	'0', 'no _ccnew left behind, no invalid index');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE a IS DISTINCT FROM id'), '0',
+	'every row converted');
+
+done_testing();
