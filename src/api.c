@@ -434,6 +434,8 @@ ec_complete(PG_FUNCTION_ARGS)
 	parent = ec_latest_completed_migration(schema);
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
+	/* Their steps' DDL on a partitioned table takes each partition's lock too: up front here. */
+	relids = ec_lock_partitions_too(relids, &modes);
 	version_schema_views(parent ? parent->version_schema : NULL, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 
@@ -477,6 +479,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
+	relids = ec_lock_partitions_too(relids, &modes);
 	version_schema_views(m->version_schema, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 

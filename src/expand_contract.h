@@ -268,11 +268,14 @@ typedef struct EcStartContext
 extern void ec_apply_operation(EcStartContext *cxt, EcOperation *op);
 extern void ec_check_operation_owners(Oid nspid, List *operations);
 extern List *ec_relations_to_lock(Oid nspid, List *operations, List **modes);
+extern List *ec_lock_partitions_too(List *relids, List **modes);
 
 /* ---- after the operations: triggers and the complete plan (plan.c) ---- */
 
 extern void ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema,
 								 const char *old_schema, const char *old_migration);
+extern List *ec_table_leaves(Oid relid);
+extern EcTable *ec_partition_table(EcTable *table, Oid partition);
 extern void ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps,
 						   List **relids);
 

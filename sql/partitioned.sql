@@ -1,0 +1,166 @@
+-- Partitioned tables: a migration treats the partitioned table and all its partitions (range, list,
+-- hash, several levels, a default partition) as one table.  The helper columns are added on the
+-- parent (PostgreSQL adds them to every partition), the dual-write triggers are created on the
+-- parent (cloned to every partition), each leaf partition has a dual-write plan of its own under its
+-- own attribute numbers, and the backfill is one task per leaf.
+\set ECHO none
+\i test/regress_helpers.sql
+\i test/regress_catalog.sql
+\set ECHO all
+SET expand_contract.start_paused = on;
+CREATE SCHEMA pt;
+
+-- Range, with a partition attached from a table with another column order and a dropped column
+-- (its attribute numbers differ from the parent's), and a default partition.
+CREATE TABLE pt.r (id int NOT NULL, a int, b text) PARTITION BY RANGE (id);
+CREATE TABLE pt.r1 PARTITION OF pt.r FOR VALUES FROM (0) TO (100);
+CREATE TABLE pt.r2 (b text, gone int, id int NOT NULL, a int);
+ALTER TABLE pt.r2 DROP COLUMN gone;
+ALTER TABLE pt.r ATTACH PARTITION pt.r2 FOR VALUES FROM (100) TO (200);
+CREATE TABLE pt.r_default PARTITION OF pt.r DEFAULT;
+-- Even ids: the odd ones are free for the writes below.
+INSERT INTO pt.r SELECT 2 * g, 2 * g, 'b' || 2 * g FROM generate_series(1, 150) g;
+-- Its twin, changed offline at the end (outside the migrated schema).
+CREATE SCHEMA pt_offline;
+CREATE TABLE pt_offline.r (id int NOT NULL, a int, b text) PARTITION BY RANGE (id);
+CREATE TABLE pt_offline.r1 PARTITION OF pt_offline.r FOR VALUES FROM (0) TO (100);
+CREATE TABLE pt_offline.r2 (b text, gone int, id int NOT NULL, a int);
+ALTER TABLE pt_offline.r2 DROP COLUMN gone;
+ALTER TABLE pt_offline.r ATTACH PARTITION pt_offline.r2 FOR VALUES FROM (100) TO (200);
+CREATE TABLE pt_offline.r_default PARTITION OF pt_offline.r DEFAULT;
+
+-- List, two levels: one list partition is itself hash-partitioned; a default partition.
+CREATE TABLE pt.l (id int NOT NULL, region text NOT NULL, qty int) PARTITION BY LIST (region);
+CREATE TABLE pt.l_eu PARTITION OF pt.l FOR VALUES IN ('eu') PARTITION BY HASH (id);
+CREATE TABLE pt.l_eu0 PARTITION OF pt.l_eu FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE pt.l_eu1 PARTITION OF pt.l_eu FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+CREATE TABLE pt.l_us PARTITION OF pt.l FOR VALUES IN ('us');
+CREATE TABLE pt.l_other PARTITION OF pt.l DEFAULT;
+INSERT INTO pt.l SELECT g, (ARRAY['eu', 'us', 'jp'])[g % 3 + 1], g FROM generate_series(1, 300) g;
+
+-- Hash.
+CREATE TABLE pt.h (id int NOT NULL, legacy text NOT NULL, v int) PARTITION BY HASH (id);
+CREATE TABLE pt.h0 PARTITION OF pt.h FOR VALUES WITH (MODULUS 3, REMAINDER 0);
+CREATE TABLE pt.h1 PARTITION OF pt.h FOR VALUES WITH (MODULUS 3, REMAINDER 1);
+CREATE TABLE pt.h2 PARTITION OF pt.h FOR VALUES WITH (MODULUS 3, REMAINDER 2);
+INSERT INTO pt.h SELECT g, 'L-' || g, g FROM generate_series(1, 300) g;
+
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+
+-- A data-moving operation on a partition alone is refused: the hierarchy is one table.
+SELECT ec_start('bad', '{"operations": [{"alter_column": {"table": "r1", "column": "a", "type": "bigint"}}]}', 'pt');
+
+-- Complete would drop the old column, and a partition key column (at any level) cannot be dropped.
+SELECT ec_start('bad', '{"operations": [{"alter_column": {"table": "r", "column": "id", "type": "bigint"}}]}', 'pt');
+SELECT ec_start('bad', '{"operations": [{"drop_column": {"table": "l", "column": "id", "down": "0"}}]}', 'pt');
+
+-- 1. alter_column: a type change on the range-partitioned table.
+SELECT ec_start('v1', '{"operations": [{"alter_column": {"table": "r", "column": "a", "type": "bigint",
+  "up": "a * 10", "down": "(a / 10)::int"}}]}', 'pt');
+-- The helper column on every partition, the triggers cloned to each, a plan per leaf mapped to its
+-- attribute numbers (r2's differ), one backfill task per leaf.
+SELECT attrelid::regclass, attnum, format_type(atttypid, atttypmod) FROM pg_attribute
+ WHERE attname = '_ec_new_a' AND attrelid::regclass::text LIKE 'pt.%' ORDER BY attrelid::regclass::text COLLATE "C";
+SELECT tgrelid::regclass, tgname, tgenabled FROM pg_trigger
+ WHERE tgname LIKE '%ec_dual_write%' AND tgrelid::regclass::text LIKE 'pt.%' ORDER BY tgrelid::regclass::text COLLATE "C", tgname COLLATE "C";
+SELECT relid::regclass, old_attnums, new_attnums, up_sources, down_sources
+  FROM expand_contract.dual_writes ORDER BY relid::regclass::text COLLATE "C";
+SELECT table_name, backfill_state FROM ec_status('pt') ORDER BY table_name COLLATE "C";
+\d pt_v1.r2
+-- The rows of each leaf, and whether each row's column pair agrees: the consistency check across
+-- all partitions.
+SET check_function_bodies = off;
+CREATE FUNCTION ec_test.r_check() RETURNS TABLE (part regclass, n bigint, agree bigint, unfilled bigint)
+LANGUAGE sql AS $$
+  SELECT tableoid::regclass, count(*), count(*) FILTER (WHERE _ec_new_a = a * 10),
+         count(*) FILTER (WHERE _ec_new_a IS NULL AND a IS NOT NULL)
+    FROM pt.r GROUP BY 1 ORDER BY min(id)
+$$;
+RESET check_function_bodies;
+
+-- Writes through both versions, routed to every partition (r2 too, and the default one).
+INSERT INTO pt.r VALUES (51, 51, 'old'), (151, 151, 'old'), (501, 501, 'old');
+SET search_path = pt_v1;
+INSERT INTO r VALUES (53, 530, 'new'), (153, 1530, 'new'), (503, 5030, 'new');
+-- Rows the backfill has not reached: filled from "up" first, then changed.
+UPDATE r SET a = 20 WHERE id IN (2, 102, 202);
+-- A row moved to another partition by an update keeps its pair.
+UPDATE r SET id = 199, a = 1990 WHERE id = 53;
+INSERT INTO r2 (id, a, b) VALUES (155, 1550, 'new, into the partition');
+RESET search_path;
+UPDATE pt.r SET a = a + 1 WHERE id IN (4, 104, 204);
+SELECT tableoid::regclass, id, a, b, _ec_new_a FROM pt.r
+ WHERE id % 2 = 1 OR id IN (2, 4, 102, 104, 202, 204) ORDER BY id;
+SELECT id, a FROM pt_v1.r WHERE id % 2 = 1 OR id IN (2, 4, 102, 104, 202, 204) ORDER BY id;
+SELECT * FROM ec_test.r_check();
+SELECT ec_rollback('pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+SELECT count(*), sum(a) FROM pt.r;
+
+-- Again, with the backfill, then complete: the same catalog as the offline change of the twin.
+SELECT ec_start('v1', '{"operations": [{"alter_column": {"table": "r", "column": "a", "type": "bigint",
+  "up": "a * 10", "down": "(a / 10)::int"}}]}', 'pt');
+INSERT INTO pt.r VALUES (61, 61, 'old');
+SET search_path = pt_v1;
+INSERT INTO r VALUES (161, 1610, 'new');
+RESET search_path;
+SELECT ec_resume('pt');
+CALL ec_wait('pt');
+SELECT table_name, backfill_state, rows_done FROM ec_status('pt') ORDER BY table_name COLLATE "C";
+SELECT * FROM ec_test.r_check();
+DROP FUNCTION ec_test.r_check();
+SELECT ec_complete('pt');
+ALTER TABLE pt_offline.r ALTER COLUMN a TYPE bigint;
+SELECT * FROM ec_test.carry_same('pt.r', 'pt_offline.r');
+SELECT * FROM ec_test.carry_same('pt.r1', 'pt_offline.r1');
+SELECT * FROM ec_test.carry_same('pt.r2', 'pt_offline.r2');
+SELECT * FROM ec_test.carry_same('pt.r_default', 'pt_offline.r_default');
+-- The held row count (150 + 6 + 2), every row converted.
+SELECT count(*), count(*) FILTER (WHERE a IS NOT NULL) AS filled FROM pt.r;
+SELECT tableoid::regclass, id, a FROM pt.r WHERE id % 2 = 1 OR id IN (2, 4, 102, 104) ORDER BY id;
+SELECT * FROM ec_test.leftovers();
+
+-- 2. add_column with up on the two-level list/hash table.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+SELECT ec_start('v2', '{"operations": [{"add_column": {"table": "l", "up": "qty * 2",
+  "column": {"name": "double_qty", "type": "bigint", "nullable": false, "default": "0"}}}]}', 'pt');
+SELECT relid::regclass FROM expand_contract.dual_writes ORDER BY relid::regclass::text COLLATE "C";
+SELECT table_name, backfill_state FROM ec_status('pt') ORDER BY table_name COLLATE "C";
+INSERT INTO pt.l VALUES (1001, 'eu', 7), (1002, 'eu', 8), (1003, 'us', 9), (1004, 'xx', 10);
+SET search_path = pt_v2;
+INSERT INTO l VALUES (1005, 'eu', 1, 111);
+-- Moved from the default partition into the hash-partitioned one.
+UPDATE l SET region = 'eu' WHERE id = 1004;
+RESET search_path;
+SELECT tableoid::regclass, id, region, qty, _ec_new_double_qty FROM pt.l WHERE id > 1000 ORDER BY id;
+SELECT ec_rollback('pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+SELECT ec_start('v2', '{"operations": [{"add_column": {"table": "l", "up": "qty * 2",
+  "column": {"name": "double_qty", "type": "bigint", "nullable": false, "default": "0"}}}]}', 'pt');
+INSERT INTO pt.l VALUES (1006, 'eu', 3);
+SELECT ec_resume('pt');
+SELECT ec_complete('pt');
+\d pt.l_eu0
+SELECT tableoid::regclass, count(*), count(*) FILTER (WHERE double_qty = qty * 2) AS agree
+  FROM pt.l GROUP BY 1 ORDER BY tableoid::regclass::text COLLATE "C";
+SELECT * FROM ec_test.leftovers();
+
+-- 3. drop_column with down on the hash-partitioned table.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+SELECT ec_start('v3', '{"operations": [{"drop_column": {"table": "h", "column": "legacy",
+  "down": "''L-'' || id"}}]}', 'pt');
+SET search_path = pt_v3;
+INSERT INTO h (id, v) VALUES (1001, 1), (1002, 2), (1003, 3);
+UPDATE h SET v = -v WHERE id IN (1, 2, 3);
+RESET search_path;
+SELECT tableoid::regclass, id, legacy, v FROM pt.h WHERE id > 1000 OR id < 4 ORDER BY id;
+SELECT ec_rollback('pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+SELECT ec_start('v3', '{"operations": [{"drop_column": {"table": "h", "column": "legacy",
+  "down": "''L-'' || id"}}]}', 'pt');
+SELECT ec_resume('pt');
+SELECT ec_complete('pt');
+\d pt.h1
+SELECT count(*), count(*) FILTER (WHERE v = id) FROM pt.h;
+SELECT * FROM ec_test.leftovers();
+DROP SCHEMA pt, pt_v3, pt_offline CASCADE;
