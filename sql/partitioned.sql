@@ -93,7 +93,17 @@ SELECT tableoid::regclass, id, a, b, _ec_new_a FROM pt.r
  WHERE id % 2 = 1 OR id IN (2, 4, 102, 104, 202, 204) ORDER BY id;
 SELECT id, a FROM pt_v1.r WHERE id % 2 = 1 OR id IN (2, 4, 102, 104, 202, 204) ORDER BY id;
 SELECT * FROM ec_test.r_check();
+-- Partitions cannot come or go meanwhile: they would miss their plans and their backfill.
+CREATE TABLE pt.r3 PARTITION OF pt.r FOR VALUES FROM (2000) TO (2100);
+CREATE TABLE pt.r3 (id int NOT NULL, a int, b text, _ec_new_a bigint);
+ALTER TABLE pt.r ATTACH PARTITION pt.r3 FOR VALUES FROM (2000) TO (2100);
+ALTER TABLE pt.r DETACH PARTITION pt.r1;
+ALTER TABLE pt.r DETACH PARTITION pt.r1 CONCURRENTLY;
+DROP TABLE pt.r3;
 SELECT ec_rollback('pt');
+-- Once the migration is rolled back (or complete), they can.
+CREATE TABLE pt.r3 PARTITION OF pt.r FOR VALUES FROM (2000) TO (2100);
+DROP TABLE pt.r3;
 SELECT * FROM ec_test.diff(:'before', 'pt');
 SELECT count(*), sum(a) FROM pt.r;
 
@@ -133,6 +143,9 @@ INSERT INTO l VALUES (1005, 'eu', 1, 111);
 UPDATE l SET region = 'eu' WHERE id = 1004;
 RESET search_path;
 SELECT tableoid::regclass, id, region, qty, _ec_new_double_qty FROM pt.l WHERE id > 1000 ORDER BY id;
+-- At every level.
+CREATE TABLE pt.l_fr PARTITION OF pt.l FOR VALUES IN ('fr');
+ALTER TABLE pt.l_eu DETACH PARTITION pt.l_eu0;
 SELECT ec_rollback('pt');
 SELECT * FROM ec_test.diff(:'before', 'pt');
 SELECT ec_start('v2', '{"operations": [{"add_column": {"table": "l", "up": "qty * 2",
