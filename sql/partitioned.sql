@@ -176,4 +176,84 @@ SELECT ec_complete('pt');
 \d pt.h1
 SELECT count(*), count(*) FILTER (WHERE v = id) FROM pt.h;
 SELECT * FROM ec_test.leftovers();
-DROP SCHEMA pt, pt_v3, pt_offline CASCADE;
+-- 4. Indexes of a rebuilt column: a primary key, a unique index and a partial index on a
+-- two-level table.  Each leaf's index is built concurrently by the worker (a task per leaf); the
+-- partitioned ones are created ON ONLY at start (INVALID, a catalog change) and the leaves'
+-- attached to them at complete; a constraint becomes each leaf's, then the partitioned table's.
+CREATE TABLE pt.k (g int NOT NULL, a int NOT NULL, note text, PRIMARY KEY (g, a)) PARTITION BY LIST (g);
+CREATE TABLE pt.k1 PARTITION OF pt.k FOR VALUES IN (1);
+CREATE TABLE pt.k2 PARTITION OF pt.k FOR VALUES IN (2, 3) PARTITION BY LIST (g);
+CREATE TABLE pt.k2a PARTITION OF pt.k2 FOR VALUES IN (2);
+CREATE TABLE pt.k2b (note text, gone int, a int NOT NULL, g int NOT NULL);
+ALTER TABLE pt.k2b DROP COLUMN gone;
+ALTER TABLE pt.k2 ATTACH PARTITION pt.k2b FOR VALUES IN (3);
+CREATE TABLE pt.k_default PARTITION OF pt.k DEFAULT;
+CREATE UNIQUE INDEX k_a_g ON pt.k (a, g);
+CREATE INDEX k_partial ON pt.k (a) WHERE a > 100;
+COMMENT ON INDEX pt.k_partial IS 'the big ones';
+INSERT INTO pt.k SELECT g % 4 + 1, g, 'n' || g FROM generate_series(1, 400) g;
+-- Its twin, changed offline.
+CREATE TABLE pt_offline.k (g int NOT NULL, a int NOT NULL, note text, PRIMARY KEY (g, a)) PARTITION BY LIST (g);
+CREATE TABLE pt_offline.k1 PARTITION OF pt_offline.k FOR VALUES IN (1);
+CREATE TABLE pt_offline.k2 PARTITION OF pt_offline.k FOR VALUES IN (2, 3) PARTITION BY LIST (g);
+CREATE TABLE pt_offline.k2a PARTITION OF pt_offline.k2 FOR VALUES IN (2);
+CREATE TABLE pt_offline.k2b (note text, gone int, a int NOT NULL, g int NOT NULL);
+ALTER TABLE pt_offline.k2b DROP COLUMN gone;
+ALTER TABLE pt_offline.k2 ATTACH PARTITION pt_offline.k2b FOR VALUES IN (3);
+CREATE TABLE pt_offline.k_default PARTITION OF pt_offline.k DEFAULT;
+CREATE UNIQUE INDEX k_a_g ON pt_offline.k (a, g);
+CREATE INDEX k_partial ON pt_offline.k (a) WHERE a > 100;
+ALTER TABLE pt_offline.k ALTER COLUMN a TYPE bigint;
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+
+SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "k", "column": "a", "type": "bigint"}}]}', 'pt');
+SELECT indexrelid::regclass, indrelid::regclass, indisvalid FROM pg_index
+ WHERE indexrelid::regclass::text LIKE 'pt._ec_idx%' ORDER BY 1::regclass::text COLLATE "C";
+SELECT table_name, left(sql, 60) AS sql FROM expand_contract.tasks t JOIN expand_contract.migrations m
+    ON m.id = t.migration_id AND NOT m.done WHERE kind = 'sql' ORDER BY seq;
+-- Until complete, each leaf's new index constrains its leaf, in both versions.
+SELECT ec_resume('pt');
+CALL ec_wait('pt');
+SELECT ec_test.try($$INSERT INTO pt.k (g, a, note) VALUES (3, 1003, 'old')$$);
+SET search_path = pt_v4;
+SELECT ec_test.try($$INSERT INTO k (g, a, note) VALUES (3, 1003, 'new')$$);
+RESET search_path;
+SELECT ec_rollback('pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+
+SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "k", "column": "a", "type": "bigint"}}]}', 'pt');
+SELECT ec_resume('pt');
+CALL ec_wait('pt');
+SELECT ec_complete('pt');
+SELECT * FROM ec_test.carry_same('pt.k', 'pt_offline.k');
+SELECT * FROM ec_test.carry_same('pt.k1', 'pt_offline.k1');
+SELECT * FROM ec_test.carry_same('pt.k2', 'pt_offline.k2');
+SELECT * FROM ec_test.carry_same('pt.k2a', 'pt_offline.k2a');
+SELECT * FROM ec_test.carry_same('pt.k2b', 'pt_offline.k2b');
+SELECT * FROM ec_test.carry_same('pt.k_default', 'pt_offline.k_default');
+SELECT c.relname, i.indisvalid, p.relname AS parent
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+  LEFT JOIN pg_inherits h ON h.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = h.inhparent
+ WHERE c.relnamespace = 'pt'::regnamespace AND c.relname LIKE 'k%' ORDER BY c.relname COLLATE "C";
+SELECT conname, conrelid::regclass, conparentid <> 0 AS inherited FROM pg_constraint
+ WHERE conrelid::regclass::text LIKE 'pt.k%' AND contype = 'p' ORDER BY conname COLLATE "C";
+SELECT obj_description('pt.k_partial'::regclass, 'pg_class');
+SELECT count(*) FROM pt.k;
+SELECT ec_test.try($$INSERT INTO pt.k (g, a, note) VALUES (3, 1003, 'again')$$);
+SELECT * FROM ec_test.leftovers();
+
+-- A failure (the new column would have duplicates: the backfill of the first leaf fails on its new
+-- unique index) leaves no INVALID index behind, and rollback the catalog as it was.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "k", "column": "a", "type": "int",
+  "up": "a % 7", "down": "a"}}]}', 'pt');
+SELECT ec_resume('pt');
+CALL ec_wait('pt');
+SELECT table_name, backfill_state FROM ec_status('pt') WHERE backfill_state = 'failed';
+-- (the partitioned ones are INVALID until complete attaches the leaves' indexes)
+SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE NOT i.indisvalid AND c.relnamespace = 'pt'::regnamespace AND c.relkind = 'i';
+SELECT ec_rollback('pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+
+DROP SCHEMA pt, pt_v4, pt_offline CASCADE;

@@ -268,7 +268,7 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 	 * key on the column still blocks, naming itself).
 	 */
 							   "   AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND"
-							   "            (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'i')"
+							   "            (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) IN ('i', 'I'))"
 	/*
 	 * Carried by carry_views.c when the column is rebuilt (a dropped column takes them along, so
 	 * they still block): user views and materialized views, which it also refuses when it cannot
