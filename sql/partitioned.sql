@@ -256,4 +256,44 @@ SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = i.index
 SELECT ec_rollback('pt');
 SELECT * FROM ec_test.diff(:'before', 'pt');
 
-DROP SCHEMA pt, pt_v4, pt_offline CASCADE;
+-- 5. create_index on the two-level list/hash table: a plain and a unique index (with the
+-- partition keys of both levels), built per leaf, attached at complete.
+CREATE TABLE pt_offline.l (id int NOT NULL, region text NOT NULL, qty int, double_qty bigint DEFAULT 0 NOT NULL)
+  PARTITION BY LIST (region);
+CREATE TABLE pt_offline.l_eu PARTITION OF pt_offline.l FOR VALUES IN ('eu') PARTITION BY HASH (id);
+CREATE TABLE pt_offline.l_eu0 PARTITION OF pt_offline.l_eu FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE pt_offline.l_eu1 PARTITION OF pt_offline.l_eu FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+CREATE TABLE pt_offline.l_us PARTITION OF pt_offline.l FOR VALUES IN ('us');
+CREATE TABLE pt_offline.l_other PARTITION OF pt_offline.l DEFAULT;
+CREATE INDEX l_qty ON pt_offline.l (qty DESC);
+CREATE UNIQUE INDEX l_key ON pt_offline.l (region, id);
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+SELECT ec_start('v6', '{"operations": [
+  {"create_index": {"table": "l", "name": "l_qty", "columns": [{"column": "qty", "sort": "DESC"}]}},
+  {"create_index": {"table": "l", "name": "l_key", "unique": true, "columns": [{"column": "region"}, {"column": "id"}]}}]}', 'pt');
+SELECT indexrelid::regclass, indrelid::regclass, indisvalid FROM pg_index
+ WHERE indexrelid::regclass::text IN ('pt.l_qty', 'pt.l_key', 'pt.l_eu_qty_idx', 'pt.l_eu_region_id_idx')
+ ORDER BY 1::regclass::text COLLATE "C";
+SELECT table_name, left(sql, 70) AS sql FROM expand_contract.tasks t JOIN expand_contract.migrations m
+    ON m.id = t.migration_id AND NOT m.done ORDER BY seq;
+SELECT ec_rollback('pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+SELECT ec_start('v6', '{"operations": [
+  {"create_index": {"table": "l", "name": "l_qty", "columns": [{"column": "qty", "sort": "DESC"}]}},
+  {"create_index": {"table": "l", "name": "l_key", "unique": true, "columns": [{"column": "region"}, {"column": "id"}]}}]}', 'pt');
+SELECT ec_resume('pt');
+CALL ec_wait('pt');
+SET search_path = pt_v6;
+SELECT ec_test.try($$INSERT INTO l VALUES (1001, 'eu', 1, 2)$$);
+RESET search_path;
+SELECT ec_complete('pt');
+SELECT * FROM ec_test.carry_same('pt.l', 'pt_offline.l');
+SELECT * FROM ec_test.carry_same('pt.l_eu', 'pt_offline.l_eu');
+SELECT * FROM ec_test.carry_same('pt.l_eu0', 'pt_offline.l_eu0');
+SELECT * FROM ec_test.carry_same('pt.l_eu1', 'pt_offline.l_eu1');
+SELECT * FROM ec_test.carry_same('pt.l_us', 'pt_offline.l_us');
+SELECT * FROM ec_test.carry_same('pt.l_other', 'pt_offline.l_other');
+SELECT count(*) AS invalid FROM pg_index WHERE NOT indisvalid;
+SELECT * FROM ec_test.leftovers();
+
+DROP SCHEMA pt, pt_v6, pt_offline CASCADE;
