@@ -296,4 +296,58 @@ SELECT * FROM ec_test.carry_same('pt.l_other', 'pt_offline.l_other');
 SELECT count(*) AS invalid FROM pg_index WHERE NOT indisvalid;
 SELECT * FROM ec_test.leftovers();
 
-DROP SCHEMA pt, pt_v6, pt_offline CASCADE;
+-- 6. Constraints.  Checks work as on a plain table (ADD ... NOT VALID and VALIDATE recurse to
+-- every partition); a foreign key or a unique constraint on new columns cannot be added to a
+-- partitioned table and is refused at start.
+CREATE TABLE pt.ref (id int PRIMARY KEY);
+INSERT INTO pt.ref SELECT generate_series(1, 400);
+CREATE TABLE pt.c (id int NOT NULL, a int CHECK (a > 0), r int REFERENCES pt.ref, b text)
+  PARTITION BY RANGE (id);
+CREATE TABLE pt.c1 PARTITION OF pt.c FOR VALUES FROM (0) TO (100);
+CREATE TABLE pt.c_default PARTITION OF pt.c DEFAULT;
+INSERT INTO pt.c SELECT g, g, g, 'b' || g FROM generate_series(1, 300) g;
+CREATE TABLE pt_offline.c (id int NOT NULL, a int CHECK (a > 0), r int, b text) PARTITION BY RANGE (id);
+CREATE TABLE pt_offline.c1 PARTITION OF pt_offline.c FOR VALUES FROM (0) TO (100);
+CREATE TABLE pt_offline.c_default PARTITION OF pt_offline.c DEFAULT;
+ALTER TABLE pt_offline.c ALTER COLUMN a TYPE bigint;
+ALTER TABLE pt_offline.c ADD CONSTRAINT b_short CHECK (length(b) < 6);
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+SELECT ec_start('v7', '{"operations": [
+  {"alter_column": {"table": "c", "column": "a", "type": "bigint"}},
+  {"create_constraint": {"table": "c", "name": "b_short", "type": "check", "columns": ["b"],
+   "check": "length(b) < 6", "up": {"b": "left(b, 5)"}, "down": {"b": "b"}}}]}', 'pt');
+SELECT conname, conrelid::regclass, convalidated FROM pg_constraint
+ WHERE conrelid::regclass::text LIKE 'pt.c%' AND contype = 'c' ORDER BY conname COLLATE "C", conrelid::regclass::text COLLATE "C";
+SET search_path = pt_v7;
+SELECT ec_test.try($$INSERT INTO c VALUES (5000, 0, 1, 'x')$$);
+SELECT ec_test.try($$INSERT INTO c VALUES (5000, 1, 1, 'too long')$$);
+RESET search_path;
+SELECT ec_rollback('pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+SELECT ec_start('v7', '{"operations": [
+  {"alter_column": {"table": "c", "column": "a", "type": "bigint"}},
+  {"create_constraint": {"table": "c", "name": "b_short", "type": "check", "columns": ["b"],
+   "check": "length(b) < 6", "up": {"b": "left(b, 5)"}, "down": {"b": "b"}}}]}', 'pt');
+SELECT ec_resume('pt');
+SELECT ec_complete('pt');
+ALTER TABLE pt.c DROP CONSTRAINT c_r_fkey;
+SELECT * FROM ec_test.carry_same('pt.c', 'pt_offline.c');
+SELECT * FROM ec_test.carry_same('pt.c1', 'pt_offline.c1');
+SELECT * FROM ec_test.carry_same('pt.c_default', 'pt_offline.c_default');
+SELECT count(*), count(*) FILTER (WHERE length(b) < 6) FROM pt.c;
+SELECT * FROM ec_test.leftovers();
+ALTER TABLE pt.c ADD CONSTRAINT c_r_fkey FOREIGN KEY (r) REFERENCES pt.ref;
+-- Refused, naming the constraint.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+SELECT ec_start('bad', '{"operations": [{"alter_column": {"table": "c", "column": "r", "type": "bigint"}}]}', 'pt');
+SELECT ec_start('bad', '{"operations": [{"create_constraint": {"table": "c", "name": "fk", "type": "foreign_key",
+  "columns": ["a"], "references": {"table": "ref", "columns": ["id"]}, "up": {"a": "a"}, "down": {"a": "a"}}}]}', 'pt');
+SELECT ec_start('bad', '{"operations": [{"add_column": {"table": "c", "up": "r",
+  "column": {"name": "r2", "type": "int", "nullable": true, "references": {"name": "r2_fk", "table": "ref", "column": "id"}}}}]}', 'pt');
+SELECT ec_start('bad', '{"operations": [{"create_constraint": {"table": "c", "name": "u", "type": "unique",
+  "columns": ["a"], "up": {"a": "a"}, "down": {"a": "a"}}}]}', 'pt');
+SELECT ec_start('bad', '{"operations": [{"add_column": {"table": "c", "up": "id",
+  "column": {"name": "code", "type": "int", "nullable": true, "unique": true}}}]}', 'pt');
+SELECT * FROM ec_test.diff(:'before', 'pt');
+
+DROP SCHEMA pt, pt_v7, pt_offline CASCADE;
