@@ -16,6 +16,7 @@
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger and its per-relation cache
  *	  restore.c		migrations carried into another database by pg_dump/pg_restore
+ *	  partitions.c	partitions created, attached or detached while a migration moves data
  */
 #ifndef EXPAND_CONTRACT_H
 #define EXPAND_CONTRACT_H
