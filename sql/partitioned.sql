@@ -50,6 +50,24 @@ SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
 -- A data-moving operation on a partition alone is refused: the hierarchy is one table.
 SELECT ec_start('bad', '{"operations": [{"alter_column": {"table": "r1", "column": "a", "type": "bigint"}}]}', 'pt');
 
+-- Only a role that owns the partitioned table and every partition may migrate it (DDL on the parent
+-- recurses): checked before any lock.
+CREATE ROLE regress_ec_part_owner;
+CREATE ROLE regress_ec_part_other;
+GRANT USAGE ON SCHEMA pt TO regress_ec_part_owner;
+CREATE TABLE pt.o (id int NOT NULL, a int) PARTITION BY RANGE (id);
+CREATE TABLE pt.o1 PARTITION OF pt.o FOR VALUES FROM (0) TO (100);
+CREATE TABLE pt.o2 PARTITION OF pt.o DEFAULT;
+ALTER TABLE pt.o OWNER TO regress_ec_part_owner;
+ALTER TABLE pt.o1 OWNER TO regress_ec_part_owner;
+ALTER TABLE pt.o2 OWNER TO regress_ec_part_other;
+SET ROLE regress_ec_part_owner;
+SELECT ec_start('bad', '{"operations": [{"alter_column": {"table": "o", "column": "a", "type": "bigint"}}]}', 'pt');
+RESET ROLE;
+DROP TABLE pt.o;
+REVOKE USAGE ON SCHEMA pt FROM regress_ec_part_owner;
+DROP ROLE regress_ec_part_owner, regress_ec_part_other;
+
 -- Complete would drop the old column, and a partition key column (at any level) cannot be dropped.
 SELECT ec_start('bad', '{"operations": [{"alter_column": {"table": "r", "column": "id", "type": "bigint"}}]}', 'pt');
 SELECT ec_start('bad', '{"operations": [{"drop_column": {"table": "l", "column": "id", "down": "0"}}]}', 'pt');

@@ -117,6 +117,17 @@ ec_check_operation_owners(Oid nspid, List *operations)
 		if (OidIsValid(relid) && !ec_class_ownercheck(relid, GetUserId()))
 			aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
 						   touch->table);
+		/* DDL on a partitioned table recurses, and PostgreSQL checks each partition's owner. */
+		if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		{
+			ListCell   *lc2;
+
+			foreach(lc2, find_all_inheritors(relid, NoLock, NULL))
+			{
+				if (!ec_class_ownercheck(lfirst_oid(lc2), GetUserId()))
+					aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(lfirst_oid(lc2)));
+			}
+		}
 	}
 }
 
