@@ -341,6 +341,10 @@ extern Node *ec_reanalyze(Oid relid, const char *source, AttrNumber target, cons
 extern AttrNumber ec_restored_attnum(Oid relid, const char *name);
 extern void ec_adopt_restored(int64 migration_id);
 
+/* ---- partitions created, attached or detached during a migration (partitions.c) ---- */
+
+extern bool ec_partition_ddl_allowed;
+
 /* ---- the dual-write trigger (trigger.c) ---- */
 
 extern Oid	ec_backfill_relid;

@@ -28,6 +28,13 @@
 
 PG_FUNCTION_INFO_V1(ec_partition_ddl);
 
+/*
+ * Set while ec_complete or ec_rollback run their steps: by the time their "sql" operations run
+ * ("onComplete" ones last at complete, "down" ones after the triggers and helper columns are gone
+ * at rollback), the migration no longer covers the table, and a partition may come or go.
+ */
+bool		ec_partition_ddl_allowed = false;
+
 /* The partitioned table relid, or one of its ancestors, has a dual-write plan: its name, or NULL. */
 static char *
 migrated_ancestor(Oid relid)
@@ -83,6 +90,8 @@ ec_partition_ddl(PG_FUNCTION_ARGS)
 				 errmsg("function \"ec_partition_ddl\" must be called as an event trigger")));
 	trigdata = (EventTriggerData *) fcinfo->context;
 	parsetree = trigdata->parsetree;
+	if (ec_partition_ddl_allowed)
+		PG_RETURN_NULL();
 
 	if (IsA(parsetree, CreateStmt))
 	{
