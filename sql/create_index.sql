@@ -267,7 +267,7 @@ SELECT what, ec_test.try_start(doc) AS error FROM (VALUES
   ('predicate not boolean', ec_test.idx('"predicate": "id + 1", "columns": [{"column": "id"}]')),
   ('predicate injection', ec_test.idx('"predicate": "true; DROP TABLE ci.boxes", "columns": [{"column": "id"}]')),
   ('predicate system column', ec_test.idx('"predicate": "xmin <> ''0''", "columns": [{"column": "id"}]')),
-  ('partitioned table',   '{"operations": [{"create_index": {"table": "parts", "name": "i1", "columns": [{"column": "id"}]}}]}')
+  ('unique without the partition key', '{"operations": [{"create_index": {"table": "parts", "name": "i1", "unique": true, "columns": [{"column": "label"}]}}]}')
 ) v(what, doc);
 SELECT * FROM ec_test.diff(:'before', 'ci');
 SELECT * FROM ec_test.leftovers();

@@ -8,6 +8,13 @@
 CREATE TABLE fz (id int PRIMARY KEY, a text NOT NULL, b int, c numeric);
 INSERT INTO fz VALUES (1, 'x', 1, 1.5);
 CREATE TABLE fz2 (k int PRIMARY KEY, fz_id int REFERENCES fz);
+-- A partitioned table, two levels, a default partition (the corpus's documents on fzp).
+CREATE TABLE fzp (id int NOT NULL, g int NOT NULL, v text, PRIMARY KEY (g, id)) PARTITION BY LIST (g);
+CREATE TABLE fzp_1 PARTITION OF fzp FOR VALUES IN (1) PARTITION BY HASH (id);
+CREATE TABLE fzp_1a PARTITION OF fzp_1 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE fzp_1b PARTITION OF fzp_1 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+CREATE TABLE fzp_rest PARTITION OF fzp DEFAULT;
+INSERT INTO fzp VALUES (1, 1, 'a'), (2, 1, 'b'), (3, 2, 'c');
 
 CREATE FUNCTION ec_test.pick(a anyarray) RETURNS anyelement LANGUAGE sql AS
   $$ SELECT a[1 + floor(random() * array_length(a, 1))::int] $$;
@@ -169,5 +176,6 @@ SELECT count(*) AS internal_errors FROM outcome WHERE sqlstate LIKE 'XX%';
 SELECT * FROM ec_test.leftovers();
 SELECT count(*) AS migrations FROM expand_contract.migrations;
 SELECT * FROM fz;
-DROP TABLE fz2, fz;
+SELECT * FROM fzp ORDER BY id;
+DROP TABLE fz2, fz, fzp;
 DROP FUNCTION ec_test.gen_doc(), ec_test.mutate(jsonb), ec_test.gen(int), ec_test.pick(anyarray);

@@ -371,6 +371,22 @@ require_active(const char *schema, Oid nspid)
 	return m;
 }
 
+/* Complete's or rollback's steps, which may create, attach or detach partitions (partitions.c). */
+static void
+exec_contract_steps(Oid roleid, const char *schema, List *steps, bool reverse)
+{
+	ec_partition_ddl_allowed = true;
+	PG_TRY();
+	{
+		ec_exec_steps_as(roleid, quote_identifier(schema), steps, reverse);
+	}
+	PG_FINALLY();
+	{
+		ec_partition_ddl_allowed = false;
+	}
+	PG_END_TRY();
+}
+
 typedef struct CompleteViews
 {
 	Oid			nspid;
@@ -435,6 +451,8 @@ ec_complete(PG_FUNCTION_ARGS)
 	parent = ec_latest_completed_migration(schema);
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
+	/* Their steps' DDL on a partitioned table takes each partition's lock too: up front here. */
+	relids = ec_lock_partitions_too(relids, &modes);
 	version_schema_views(parent ? parent->version_schema : NULL, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 	skipped = ec_skip_compaction(m->id);
@@ -445,7 +463,7 @@ ec_complete(PG_FUNCTION_ARGS)
 		steps = lappend(steps, psprintf("DROP SCHEMA %s CASCADE",
 										quote_identifier(parent->version_schema)));
 	steps = list_concat(steps, m->complete_steps);
-	ec_exec_steps_as(m->started_by, quote_identifier(schema), steps, false);
+	exec_contract_steps(m->started_by, schema, steps, false);
 	/* Views for what the steps created ("onComplete" sql), owned like the others. */
 	cv.nspid = nspid;
 	cv.version_schema = m->version_schema;
@@ -486,10 +504,11 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
+	relids = ec_lock_partitions_too(relids, &modes);
 	version_schema_views(m->version_schema, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 
-	ec_exec_steps_as(m->started_by, quote_identifier(schema), m->rollback_steps, true);
+	exec_contract_steps(m->started_by, schema, m->rollback_steps, true);
 	ec_delete_migration(m->id);
 
 	ec_guc_pop(nestlevel);

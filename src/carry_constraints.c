@@ -301,6 +301,8 @@ ec_carry_constraints(EcStartContext *cxt, EcTable *table, EcRebuildMap *map)
 	{
 		CarriedConstraint *cc = lfirst(lc);
 
+		if (OidIsValid(cc->referenced))
+			ec_op_refuse_on_partitioned(table, true, cc->name);
 		/* Rollback: the helper column's DROP COLUMN takes the constraint with it. */
 		ec_exec(psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", tsql,
 						 quote_identifier(cc->temp_name), cc->definition));

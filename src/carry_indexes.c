@@ -49,6 +49,8 @@
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/index.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
@@ -165,7 +167,8 @@ options_sql(Datum options)
  * columns, as offline ALTER TYPE re-parses the index's definition.
  */
 static char *
-build_sql(EcTable *table, Relation index, EcRebuildMap *map, const char *temp)
+build_sql(EcTable *table, Relation index, EcRebuildMap *map, const char *temp, bool concurrently,
+		  const char *target)
 {
 	Form_pg_index form = index->rd_index;
 	Oid			indexoid = RelationGetRelid(index);
@@ -328,10 +331,10 @@ build_sql(EcTable *table, Relation index, EcRebuildMap *map, const char *temp)
 
 	ReleaseSysCache(idxtuple);
 	ReleaseSysCache(amtuple);
-	return psprintf("CREATE %sINDEX CONCURRENTLY %s ON %s USING %s (%s)%s",
-					form->indisunique ? "UNIQUE " : "", quote_identifier(temp),
-					ec_op_table_sql(table), quote_identifier(NameStr(amform->amname)), keys.data,
-					tail.data);
+	return psprintf("CREATE %sINDEX %s%s ON %s USING %s (%s)%s",
+					form->indisunique ? "UNIQUE " : "", concurrently ? "CONCURRENTLY " : "",
+					quote_identifier(temp), target ? target : ec_op_table_sql(table),
+					quote_identifier(NameStr(amform->amname)), keys.data, tail.data);
 }
 
 /* Does index read a rebuilt column?  Refuses a whole-row reference, which nothing here remaps. */
@@ -450,6 +453,162 @@ require_not_null(EcTable *table, Relation index, EcRebuildMap *map, const char *
 	}
 }
 
+/* The index of partitioned index parent on relation rel (one of its table's partitions). */
+static Oid
+partition_index_on(Oid parent, Oid rel)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(parent, NoLock, NULL))
+	{
+		if (IndexGetRelation(lfirst_oid(lc), false) == rel)
+			return lfirst_oid(lc);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+			 errmsg("partition \"%s\" has no partition of index \"%s\"", get_rel_name(rel),
+					get_rel_name(parent)),
+			 errhint("Attach an index of the partition to the partitioned index first.")));
+	return InvalidOid;
+}
+
+/*
+ * A partitioned index on rebuilt columns.  CREATE INDEX CONCURRENTLY cannot build one, so the
+ * worker builds the index of each leaf partition concurrently (a task per leaf, each with its
+ * cleanup, so that a failed build leaves no INVALID index), as _ec_idx_<the leaf's index>; the
+ * partitioned indexes are created at complete, ON ONLY each partitioned table of the hierarchy
+ * (a catalog change), under the old names once the old ones went with the old column, and the
+ * leaves' indexes are renamed to their old names and attached (ALTER INDEX ... ATTACH PARTITION,
+ * under complete's locks on every partition), which makes the partitioned index valid: the
+ * result of offline ALTER COLUMN ... TYPE, but that partitions keep their indexes' names.  A
+ * unique or primary key constraint becomes a constraint on each leaf first (ADD CONSTRAINT ...
+ * USING INDEX, under the leaf's old constraint name), then on the partitioned table by its
+ * definition (ADD CONSTRAINT, which finds each leaf's and attaches it rather than building).
+ * Until complete, each leaf's new index serves and constrains its leaf.
+ */
+static void
+carry_partitioned_index(EcStartContext *cxt, EcTable *table, Relation index, EcRebuildMap *map,
+						char contype, Oid conoid, bool deferrable, bool before_backfill,
+						List **now)
+{
+	Oid			indexoid = RelationGetRelid(index);
+	const char *name = RelationGetRelationName(index);
+	List	   *hierarchy = find_all_inheritors(table->relid, NoLock, NULL);
+	List	   *attach = NIL;
+	List	   *create = NIL;
+	ListCell   *lc;
+
+	if (deferrable)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot carry deferrable constraint \"%s\" of partitioned table \"%s\" to the new column",
+						get_rel_name(get_index_constraint(indexoid)), get_rel_name(table->relid)),
+				 errhint("Drop the constraint in a \"sql\" operation first and recreate it on "
+						 "the new column after completing.")));
+	foreach(lc, hierarchy)
+	{
+		Oid			rel = lfirst_oid(lc);
+		char	   *relschema = get_namespace_name(get_rel_namespace(rel));
+		Oid			old = rel == table->relid ? indexoid : partition_index_on(indexoid, rel);
+		char	   *oldname = get_rel_name(old);
+		char	   *temp = ec_temp_name("_ec_idx_", oldname);
+		char	   *parent_index = NULL;	/* the old name of the parent's index */
+		char	   *parent_temp = NULL;
+
+		if (OidIsValid(get_relname_relid(temp, get_rel_namespace(rel))))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_TABLE),
+					 errmsg("relation \"%s\" already exists in schema \"%s\"", temp, relschema),
+					 errdetail("expand_contract needs that name to rebuild index \"%s\" on the "
+							   "new column.", oldname),
+					 errhint("Drop or rename the relation left behind, then start the migration "
+							 "again.")));
+		if (rel != table->relid)
+		{
+			Oid			parent = get_partition_parent(rel, false);
+			Oid			parent_old = parent == table->relid ? indexoid :
+				partition_index_on(indexoid, parent);
+			char	   *parent_schema = get_namespace_name(get_rel_namespace(parent));
+
+			parent_index = ec_qualified(parent_schema, get_rel_name(parent_old));
+			parent_temp = ec_qualified(parent_schema,
+									   ec_temp_name("_ec_idx_", get_rel_name(parent_old)));
+		}
+		if (get_rel_relkind(rel) == RELKIND_PARTITIONED_TABLE)
+		{
+			/*
+			 * A constraint's partitioned indexes come with the constraint, below.  Others are
+			 * created now, ON ONLY, a catalog change: INVALID (the planner ignores them) until
+			 * complete attaches the leaves' indexes.  Rollback's DROP INDEX of the top one
+			 * drops those attached to it.
+			 */
+			if (contype != CONSTRAINT_UNIQUE && contype != CONSTRAINT_PRIMARY)
+			{
+				*now = lappend(*now, build_sql(table, index, map, temp, false,
+											   psprintf("ONLY %s", ec_rel_qualified(rel))));
+				if (parent_temp)
+					*now = lappend(*now, psprintf("ALTER INDEX %s ATTACH PARTITION %s",
+												  parent_temp, ec_qualified(relschema, temp)));
+				else
+					cxt->rollback_steps = lappend(cxt->rollback_steps,
+												  psprintf("DROP INDEX IF EXISTS %s",
+														   ec_qualified(relschema, temp)));
+				create = lappend(create, psprintf("ALTER INDEX %s RENAME TO %s",
+												  ec_qualified(relschema, temp),
+												  quote_identifier(oldname)));
+			}
+			continue;
+		}
+		{
+			EcTable		leaf = *table;
+			Oid			leafcon = get_index_constraint(old);
+
+			leaf.relid = rel;
+			queue_build(cxt, &leaf, relschema, temp,
+						build_sql(table, index, map, temp, true, ec_rel_qualified(rel)),
+						before_backfill);
+			if (contype == CONSTRAINT_UNIQUE || contype == CONSTRAINT_PRIMARY)
+				attach = lappend(attach,
+								 psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s USING INDEX %s",
+										  ec_rel_qualified(rel),
+										  quote_identifier(OidIsValid(leafcon) ?
+														   get_constraint_name(leafcon) : oldname),
+										  contype == CONSTRAINT_PRIMARY ? "PRIMARY KEY" : "UNIQUE",
+										  quote_identifier(temp)));
+			else
+			{
+				create = lappend(create, psprintf("ALTER INDEX %s RENAME TO %s",
+												  ec_qualified(relschema, temp),
+												  quote_identifier(oldname)));
+				attach = lappend(attach, psprintf("ALTER INDEX %s ATTACH PARTITION %s",
+												  parent_index, ec_qualified(relschema, oldname)));
+			}
+		}
+	}
+	if (contype == CONSTRAINT_UNIQUE || contype == CONSTRAINT_PRIMARY)
+		attach = lappend(attach, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s",
+										  ec_op_table_sql(table),
+										  quote_identifier(get_constraint_name(conoid)),
+										  TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
+																				  ObjectIdGetDatum(conoid)))));
+	else
+	{
+		char	   *comment = GetComment(indexoid, RelationRelationId, 0);
+
+		if (comment)
+			attach = lappend(attach, psprintf("COMMENT ON INDEX %s IS %s",
+											  ec_qualified(get_namespace_name(RelationGetNamespace(index)), name),
+											  quote_literal_cstr(comment)));
+	}
+	if (OidIsValid(conoid) && GetComment(conoid, ConstraintRelationId, 0) != NULL)
+		attach = lappend(attach, psprintf("COMMENT ON CONSTRAINT %s ON %s IS %s",
+										  quote_identifier(get_constraint_name(conoid)),
+										  ec_op_table_sql(table),
+										  quote_literal_cstr(GetComment(conoid, ConstraintRelationId, 0))));
+	table->after_drop_steps = list_concat(table->after_drop_steps, list_concat(create, attach));
+	table->changed = true;
+}
+
 void
 ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, bool before_backfill)
 {
@@ -458,6 +617,7 @@ ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, bool be
 	char	   *schema = get_namespace_name(nspid);
 	char	   *tsql = ec_op_table_sql(table);
 	List	   *indexes = RelationGetIndexList(rel);
+	List	   *now = NIL;		/* run once the table is closed */
 	ListCell   *lc;
 
 	foreach(lc, indexes)
@@ -541,7 +701,15 @@ ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, bool be
 							   "new column.", name),
 					 errhint("Drop or rename the relation left behind, then start the migration "
 							 "again.")));
-		queue_build(cxt, table, schema, temp, build_sql(table, index, map, temp), before_backfill);
+		if (index->rd_rel->relkind == RELKIND_PARTITIONED_INDEX)
+		{
+			carry_partitioned_index(cxt, table, index, map, contype, conoid, deferrable,
+									before_backfill, &now);
+			index_close(index, AccessShareLock);
+			continue;
+		}
+		queue_build(cxt, table, schema, temp, build_sql(table, index, map, temp, true, NULL),
+					before_backfill);
 
 		/* At complete, once DROP COLUMN took the old index: the new one in its place. */
 		if ((contype == CONSTRAINT_UNIQUE || contype == CONSTRAINT_PRIMARY) && !deferrable)
@@ -627,7 +795,8 @@ ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, bool be
 	}
 	list_free(indexes);
 	table_close(rel, NoLock);
-	/* ALTER TABLE refuses a table that this backend still has open. */
+	/* ALTER TABLE (and CREATE INDEX) refuses a table that this backend still has open. */
+	ec_exec_list(now);
 	if (before_backfill)
 		carry_column_settings(table, map);
 }

@@ -177,25 +177,36 @@ queue_reindexes(EcStartContext *cxt, Oid heapid, Bitmapset *dropped)
 void
 ec_queue_compaction(EcStartContext *cxt, EcTable *table)
 {
-	Bitmapset  *dropped = NULL;
+	List	   *names = NIL;
 	ListCell   *lc;
 	List	   *heaps;
 
+	/* By name: a leaf partition's attribute numbers may differ from its parent's. */
 	foreach(lc, table->columns)
 	{
 		EcColumn   *col = lfirst(lc);
 
 		if (col->old_attnum > 0 && col->old_attnum != col->new_attnum)
-			dropped = bms_add_member(dropped, col->old_attnum - FirstLowInvalidHeapAttributeNumber);
+			names = lappend(names, get_attname(table->relid, col->old_attnum, false));
 	}
 	heaps = get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE ?
 		find_all_inheritors(table->relid, NoLock, NULL) : list_make1_oid(table->relid);
 	foreach(lc, heaps)
 	{
 		Oid			heapid = lfirst_oid(lc);
+		Bitmapset  *dropped = NULL;
+		ListCell   *lc2;
 
-		if (get_rel_relkind(heapid) == RELKIND_RELATION)
-			queue_reindexes(cxt, heapid, dropped);
+		if (get_rel_relkind(heapid) != RELKIND_RELATION)
+			continue;
+		foreach(lc2, names)
+		{
+			AttrNumber	attnum = get_attnum(heapid, lfirst(lc2));
+
+			if (attnum != InvalidAttrNumber)
+				dropped = bms_add_member(dropped, attnum - FirstLowInvalidHeapAttributeNumber);
+		}
+		queue_reindexes(cxt, heapid, dropped);
 	}
 }
 

@@ -16,6 +16,7 @@
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger and its per-relation cache
  *	  restore.c		migrations carried into another database by pg_dump/pg_restore
+ *	  partitions.c	partitions created, attached or detached while a migration moves data
  */
 #ifndef EXPAND_CONTRACT_H
 #define EXPAND_CONTRACT_H
@@ -270,11 +271,14 @@ typedef struct EcStartContext
 extern void ec_apply_operation(EcStartContext *cxt, EcOperation *op);
 extern void ec_check_operation_owners(Oid nspid, List *operations);
 extern List *ec_relations_to_lock(Oid nspid, List *operations, List **modes);
+extern List *ec_lock_partitions_too(List *relids, List **modes);
 
 /* ---- after the operations: triggers and the complete plan (plan.c) ---- */
 
 extern void ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema,
 								 const char *old_schema, const char *old_migration);
+extern List *ec_table_leaves(Oid relid);
+extern EcTable *ec_partition_table(EcTable *table, Oid partition);
 extern void ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps,
 						   List **relids);
 
@@ -339,6 +343,10 @@ extern bool ec_origin_is_current(const char *origin);
 extern Node *ec_reanalyze(Oid relid, const char *source, AttrNumber target, const char *what);
 extern AttrNumber ec_restored_attnum(Oid relid, const char *name);
 extern void ec_adopt_restored(int64 migration_id);
+
+/* ---- partitions created, attached or detached during a migration (partitions.c) ---- */
+
+extern bool ec_partition_ddl_allowed;
 
 /* ---- the dual-write trigger (trigger.c) ---- */
 
@@ -411,7 +419,7 @@ extern void ec_launch_after_commit(int64 migration_id);
 extern bool ec_worker_alive(int64 migration_id);
 extern void ec_worker_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
 extern void ec_helper_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
-extern bool ec_launch_helper(const EcWorkerArgs *args, BackgroundWorkerHandle **handle);
+extern bool ec_launch_helper(const EcWorkerArgs *args);
 extern bool ec_ensure_worker(int64 migration_id, bool error_if_no_slot);
 extern void ec_stop_worker(int64 migration_id);
 extern void ec_register_launcher(void);

@@ -110,16 +110,17 @@ launch(EcWorkerArgs args)
 }
 
 /*
- * From a migration's worker: one more worker to fill its backfill's parts, in the caller's memory
- * context.  False: no slot free.
+ * From a migration's worker: one more worker to fill its backfill's parts.  False: no slot free.
+ * A helper takes a moment to start and to take its lock: the worker's next round counts it one
+ * second later (see share_backfill).
  */
 bool
-ec_launch_helper(const EcWorkerArgs *args, BackgroundWorkerHandle **handle)
+ec_launch_helper(const EcWorkerArgs *args)
 {
 	EcWorkerArgs helper = *args;
 
 	helper.helper = true;
-	return launch_worker(helper, handle);
+	return launch(helper);
 }
 
 static void

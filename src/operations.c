@@ -10,6 +10,8 @@
 
 #include "catalog/namespace.h"
 #include "catalog/objectaddress.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
@@ -115,6 +117,17 @@ ec_check_operation_owners(Oid nspid, List *operations)
 		if (OidIsValid(relid) && !ec_class_ownercheck(relid, GetUserId()))
 			aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
 						   touch->table);
+		/* DDL on a partitioned table recurses, and PostgreSQL checks each partition's owner. */
+		if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		{
+			ListCell   *lc2;
+
+			foreach(lc2, find_all_inheritors(relid, NoLock, NULL))
+			{
+				if (!ec_class_ownercheck(lfirst_oid(lc2), GetUserId()))
+					aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(lfirst_oid(lc2)));
+			}
+		}
 	}
 }
 
@@ -156,5 +169,52 @@ ec_relations_to_lock(Oid nspid, List *operations, List **modes)
 		result = lappend_oid(result, list_nth_oid(relids, i));
 		*modes = lappend_int(*modes, strongest[i]);
 	}
-	return result;
+	return ec_lock_partitions_too(result, modes);
+}
+
+/*
+ * DDL on a partitioned table takes the same lock on every partition (ADD COLUMN, DROP TRIGGER,
+ * ...): each partition of a table in relids gets the strongest mode of its ancestors there, and
+ * partitions not listed yet (those in other schemas) are appended after it, so that they too are
+ * locked up front with retries rather than in the middle of the DDL.
+ */
+List *
+ec_lock_partitions_too(List *relids, List **modes)
+{
+	int			n = list_length(relids);
+
+	for (int i = 0; i < n; i++)
+	{
+		Oid			relid = list_nth_oid(relids, i);
+		LOCKMODE	mode = (LOCKMODE) list_nth_int(*modes, i);
+		ListCell   *lc;
+
+		if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+			continue;
+		foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+		{
+			Oid			part = lfirst_oid(lc);
+			int			index = list_member_oid(relids, part) ? 0 : -1;
+
+			if (part == relid)
+				continue;
+			if (index == 0)
+			{
+				ListCell   *lc2;
+				ListCell   *lc3;
+
+				forboth(lc2, relids, lc3, *modes)
+				{
+					if (lfirst_oid(lc2) == part && lfirst_int(lc3) < mode)
+						lfirst_int(lc3) = mode;
+				}
+			}
+			else
+			{
+				relids = lappend_oid(relids, part);
+				*modes = lappend_int(*modes, mode);
+			}
+		}
+	}
+	return relids;
 }

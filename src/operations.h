@@ -103,6 +103,7 @@ extern AttrNumber ec_op_add_new_column(EcStartContext *cxt, EcTable *table, cons
 extern void ec_op_add_not_valid_check(EcStartContext *cxt, EcTable *table, const char *name,
 									  const char *expr_sql);
 extern void ec_op_add_check(EcStartContext *cxt, EcTable *table, EcCheckDef *check);
+extern void ec_op_refuse_on_partitioned(EcTable *table, bool foreign_key, const char *name);
 extern void ec_op_add_foreign_key(EcStartContext *cxt, EcTable *table, List *columns,
 								  EcForeignKeyDef *fk);
 extern void ec_op_queue_unique(EcStartContext *cxt, EcTable *table, AttrNumber attnum,

@@ -10,9 +10,18 @@
  */
 #include "postgres.h"
 
+#include "access/attmap.h"
+#include "access/sysattr.h"
+#include "access/table.h"
 #include "catalog/pg_class.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteManip.h"
+#include "utils/partcache.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "operations.h"
 
@@ -29,7 +38,41 @@ table_moves_data(EcTable *table)
 	return false;
 }
 
-/* The table's existing rows need their new columns computed by "up": one backfill task. */
+/*
+ * Where a table's rows live: the table itself, or for a partitioned table its leaf partitions at
+ * every level (in find_all_inheritors' order, parents before children), which are plain heaps that
+ * the worker's batches (UPDATE ONLY over a TID range) and the dual-write trigger work on.  Their
+ * locks were taken with the parent's (ec_relations_to_lock).
+ */
+List *
+ec_table_leaves(Oid relid)
+{
+	List	   *leaves = NIL;
+	ListCell   *lc;
+
+	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		return list_make1_oid(relid);
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		Oid			part = lfirst_oid(lc);
+		char		relkind = get_rel_relkind(part);
+
+		if (relkind == RELKIND_RELATION)
+			leaves = lappend_oid(leaves, part);
+		else if (relkind != RELKIND_PARTITIONED_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot move data of partitioned table \"%s\": partition \"%s\" is not a table",
+							get_rel_name(relid), get_rel_name(part)),
+					 errdetail("The dual-write trigger and the backfill need every partition to be a table; foreign tables are not.")));
+	}
+	return leaves;
+}
+
+/*
+ * The table's existing rows need their new columns computed by "up": one backfill task per leaf
+ * (for a partitioned table, each leaf partition is a unit of work of its own, with its own progress).
+ */
 static void
 queue_backfill(EcStartContext *cxt, EcTable *table)
 {
@@ -43,8 +86,129 @@ queue_backfill(EcStartContext *cxt, EcTable *table)
 		if (col->moves_data && col->up && col->new_attnum)
 			columns = lappend(columns, get_attname(table->relid, col->new_attnum, false));
 	}
-	if (columns != NIL)
-		ec_add_task(cxt->migration_id, ++cxt->ntasks, "backfill", table->relid, columns, NULL);
+	if (columns == NIL)
+		return;
+	foreach(lc, ec_table_leaves(table->relid))
+		ec_add_task(cxt->migration_id, ++cxt->ntasks, "backfill", lfirst_oid(lc), columns, NULL);
+}
+
+/* Is column name part of the partition key of relid or of a partitioned table below it? */
+static bool
+in_partition_key(Oid relid, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_all_inheritors(relid, NoLock, NULL))
+	{
+		Oid			part = lfirst_oid(lc);
+		Relation	rel;
+		PartitionKey key;
+		Bitmapset  *attnos = NULL;
+		AttrNumber	attnum;
+
+		if (get_rel_relkind(part) != RELKIND_PARTITIONED_TABLE)
+			continue;
+		attnum = get_attnum(part, name);
+		rel = table_open(part, NoLock);
+		key = RelationGetPartitionKey(rel);
+		for (int i = 0; i < key->partnatts; i++)
+			if (key->partattrs[i] != 0)
+				attnos = bms_add_member(attnos, key->partattrs[i] - FirstLowInvalidHeapAttributeNumber);
+		pull_varattnos((Node *) key->partexprs, 1, &attnos);
+		table_close(rel, NoLock);
+		if (attnum != InvalidAttrNumber &&
+			bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, attnos))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Complete drops the old column of each rebuilt or dropped column; PostgreSQL cannot drop a column
+ * of a partition key (nor change its type), so such a migration is refused now rather than at
+ * complete.
+ */
+static void
+check_partition_key(EcTable *table)
+{
+	ListCell   *lc;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		char	   *name;
+
+		if (col->old_attnum == 0 || (col->new_name != NULL && col->new_attnum == col->old_attnum))
+			continue;
+		name = get_attname(table->relid, col->old_attnum, false);
+		if (in_partition_key(table->relid, name))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot rebuild or drop column \"%s\" of partitioned table \"%s\": it is in a partition key",
+							name, get_rel_name(table->relid)),
+					 errdetail("Complete would have to drop the old column, and PostgreSQL cannot drop a partition key column."),
+					 errhint("Partition a new table by the new column in a \"create_table\" operation and move the rows with \"sql\" operations.")));
+	}
+}
+
+static Node *
+map_leaf_expression(Node *expr, const AttrMap *map, EcTable *table, Oid leaf)
+{
+	bool		found_whole_row = false;
+	Node	   *mapped;
+
+	if (expr == NULL)
+		return NULL;
+	mapped = map_variable_attnos(copyObject(expr), 1, 0, map, InvalidOid, &found_whole_row);
+	if (found_whole_row)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot move data of partitioned table \"%s\": an up or down expression reads the whole row",
+						get_rel_name(table->relid)),
+				 errdetail("Partition \"%s\" has a row type of its own.", get_rel_name(leaf))));
+	return mapped;
+}
+
+/*
+ * The table's model as seen from one of its partitions: the same columns under the partition's
+ * attribute numbers, which differ from the parent's after a dropped column or for a table attached
+ * with another column order, and the expressions' Vars mapped to them (by name, as PostgreSQL maps
+ * a partitioned index's expressions to a partition).  Each leaf gets a dual-write plan of its own
+ * (expand_contract.dual_writes is keyed by the relation the trigger fires on), so the trigger and
+ * the worker run per leaf exactly as on a plain table.
+ */
+EcTable *
+ec_partition_table(EcTable *table, Oid leaf)
+{
+	Relation	parent = table_open(table->relid, NoLock);
+	Relation	child = table_open(leaf, NoLock);
+	AttrMap    *map = build_attrmap_by_name(RelationGetDescr(child), RelationGetDescr(parent));
+	EcTable    *copy = palloc(sizeof(EcTable));
+	ListCell   *lc;
+
+	*copy = *table;
+	copy->relid = leaf;
+	copy->old_name = copy->new_name = get_rel_name(leaf);
+	copy->columns = NIL;
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+		EcColumn   *c = palloc(sizeof(EcColumn));
+
+		*c = *col;
+		c->old_attnum = col->old_attnum ? map->attnums[col->old_attnum - 1] : 0;
+		c->new_attnum = col->new_attnum ? map->attnums[col->new_attnum - 1] : 0;
+		if (col->moves_data)
+		{
+			c->up = map_leaf_expression(col->up, map, table, leaf);
+			c->down = map_leaf_expression(col->down, map, table, leaf);
+		}
+		copy->columns = lappend(copy->columns, c);
+	}
+	free_attrmap(map);
+	table_close(child, NoLock);
+	table_close(parent, NoLock);
+	return copy;
 }
 
 /*
@@ -78,20 +242,39 @@ ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *ol
 
 		if (!table_moves_data(table))
 			continue;
-		if (get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE ||
-			get_rel_relispartition(table->relid))
+		if (get_rel_relispartition(table->relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot move data of partitioned table \"%s\"",
+					 errmsg("cannot move data of partition \"%s\" on its own",
 							get_rel_name(table->relid)),
-					 errdetail("Dual-write triggers on partitioned tables are not supported yet.")));
+					 errdetail("Its partitioned table \"%s\" and all its partitions are one table.",
+							   get_rel_name(get_partition_parent(table->relid, false))),
+					 errhint("Migrate the column of the partitioned table at the root of the hierarchy.")));
 
+		/*
+		 * On a partitioned table, PostgreSQL clones the triggers (and ENABLE ALWAYS) to every
+		 * partition, and DROP TRIGGER on the parent drops the clones.
+		 */
 		tsql = ec_rel_qualified(table->relid);
 		create_dual_write_trigger(cxt, tsql, EC_TRIGGER_FIRST_NAME, EC_TRIGGER_FIRST_ARG);
 		create_dual_write_trigger(cxt, tsql, EC_TRIGGER_LAST_NAME, EC_TRIGGER_LAST_ARG);
 		table->changed = true;
 		ec_save_dual_write(cxt->migration_id, table, new_schema, cxt->migration_name, old_schema,
 						   old_migration);
+		/*
+		 * The parent's own row serves expand_contract.writes_new_version(parent) (the WHEN of
+		 * carried UPDATE OF triggers, cloned to the leaves); rows are written only in leaves.
+		 */
+		if (get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE)
+		{
+			ListCell   *lcl;
+
+			check_partition_key(table);
+
+			foreach(lcl, ec_table_leaves(table->relid))
+				ec_save_dual_write(cxt->migration_id, ec_partition_table(table, lfirst_oid(lcl)),
+								   new_schema, cxt->migration_name, old_schema, old_migration);
+		}
 		/* What hangs on rebuilt columns: unique indexes before the backfill, the rest after. */
 		ec_carry_dependents(cxt, table, true);
 		queue_backfill(cxt, table);

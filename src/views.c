@@ -14,6 +14,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/comment.h"
@@ -105,6 +106,37 @@ create_view(EcTable *table, const char *version_schema)
 	ec_copy_privileges(table->relid, view, column_map, natts);
 }
 
+/*
+ * A partition's view has the shape of its partitioned table's (the root of its hierarchy, when the
+ * model has it): a migration changes the partitioned table and all its partitions as one, and the
+ * partition's own view must show the same new version.  The columns are mapped by name to the
+ * partition's attribute numbers, which may differ.
+ */
+static EcTable *
+partition_shape(EcModel *model, EcTable *table)
+{
+	List	   *ancestors;
+	ListCell   *lc;
+
+	if (table->created || !get_rel_relispartition(table->relid))
+		return table;
+	ancestors = get_partition_ancestors(table->relid);
+	foreach(lc, model->tables)
+	{
+		EcTable    *root = lfirst(lc);
+
+		if (root->relid == llast_oid(ancestors) && root->new_name != NULL)
+		{
+			EcTable    *shape = ec_partition_table(root, table->relid);
+
+			shape->old_name = table->old_name;
+			shape->new_name = table->new_name;
+			return shape;
+		}
+	}
+	return table;
+}
+
 void
 ec_create_version_schema(EcModel *model, const char *version_schema)
 {
@@ -121,7 +153,7 @@ ec_create_version_schema(EcModel *model, const char *version_schema)
 		EcTable    *table = lfirst(lc);
 
 		if (table->new_name != NULL)
-			create_view(table, version_schema);
+			create_view(partition_shape(model, table), version_schema);
 	}
 }
 

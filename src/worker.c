@@ -972,36 +972,6 @@ count_advisory(Oid dboid, uint32 field2, uint32 field3, uint16 field4, bool matc
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* Helpers launched and not started yet (they hold no lock to count): at most one round's worth. */
-static List *launched = NIL;	/* BackgroundWorkerHandle *, in TopMemoryContext */
-
-static int
-starting_helpers(void)
-{
-	int			n = 0;
-	List	   *still = NIL;
-	ListCell   *lc;
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	foreach(lc, launched)
-	{
-		BackgroundWorkerHandle *handle = lfirst(lc);
-		pid_t		pid;
-
-		if (GetBackgroundWorkerPid(handle, &pid) == BGWH_NOT_YET_STARTED)
-		{
-			n++;
-			still = lappend(still, handle);
-		}
-		else
-			pfree(handle);
-	}
-	list_free(launched);
-	launched = still;
-	MemoryContextSwitchTo(old);
-	return n;
-}
-
 static void
 share_backfill(int64 id, Settings *s, int free_parts)
 {
@@ -1011,8 +981,6 @@ share_backfill(int64 id, Settings *s, int free_parts)
 	int			wanted;
 	int			slots_used;
 	const char *shortfall = NULL;
-	BackgroundWorkerHandle *handle;
-	MemoryContext old;
 
 	if (s->max_parallel <= 1)
 	{
@@ -1022,9 +990,8 @@ share_backfill(int64 id, Settings *s, int free_parts)
 	if (!TimestampDifferenceExceeds(last_round, now, 1000))
 		return;
 	last_round = now;
-	old = MemoryContextSwitchTo(TopMemoryContext);
 	helpers = count_advisory(MyDatabaseId, (uint32) (id >> 32), (uint32) id, EC_HELPER_LOCK_FIELD4,
-							 true) + starting_helpers();
+							 true);
 	wanted = Min(s->max_parallel - 1, helpers + free_parts);
 	slots_used = count_advisory(InvalidOid, 0, 0, EC_HELPER_SLOT_FIELD4, false);
 	for (int i = helpers; i < wanted; i++)
@@ -1035,16 +1002,14 @@ share_backfill(int64 id, Settings *s, int free_parts)
 								 ec_max_parallel_workers_total);
 			break;
 		}
-		if (!ec_launch_helper(&my_args, &handle))
+		if (!ec_launch_helper(&my_args))
 		{
 			shortfall = "no background worker slot free (max_worker_processes)";
 			break;
 		}
-		launched = lappend(launched, handle);
 		slots_used++;
 		helpers++;
 	}
-	MemoryContextSwitchTo(old);
 	if (parallel_note)
 		pfree(parallel_note);
 	parallel_note = MemoryContextStrdup(TopMemoryContext,

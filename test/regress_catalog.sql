@@ -8,7 +8,8 @@ CREATE OR REPLACE FUNCTION ec_test.carry_catalog(t regclass) RETURNS SETOF text 
                 CASE WHEN conislocal THEN '' ELSE ' inherited' END)
     FROM pg_constraint WHERE conrelid = t
   UNION ALL
-  SELECT format('index %s', replace(pg_get_indexdef(indexrelid), ' ON ' || t::text || ' ', ' ON _ '))
+  SELECT format('index %s', replace(replace(pg_get_indexdef(indexrelid), ' ON ONLY ' || t::text || ' ',
+                                            ' ON ONLY _ '), ' ON ' || t::text || ' ', ' ON _ '))
     FROM pg_index WHERE indrelid = t
   UNION ALL
   SELECT format('column %s %s%s', attname, format_type(atttypid, atttypmod),

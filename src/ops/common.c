@@ -17,6 +17,7 @@
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_opclass.h"
 #include "catalog/pg_type.h"
@@ -128,6 +129,34 @@ ec_op_add_check(EcStartContext *cxt, EcTable *table, EcCheckDef *check)
 		ec_op_add_not_valid_check(cxt, table, check->name, sql);
 }
 
+/*
+ * What a migration cannot add to an existing partitioned table: a foreign key (PostgreSQL 15 adds
+ * none NOT VALID to a partitioned table, and a valid one would scan every partition under start's
+ * lock), and a unique constraint or primary key on new columns (it would have to include the
+ * partition key, whose columns a migration cannot rebuild).  Refused at start, naming it.
+ */
+void
+ec_op_refuse_on_partitioned(EcTable *table, bool foreign_key, const char *name)
+{
+	if (table->created || get_rel_relkind(table->relid) != RELKIND_PARTITIONED_TABLE)
+		return;
+	if (foreign_key)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot add foreign key \"%s\" to partitioned table \"%s\" in a migration",
+						name, get_rel_name(table->relid)),
+				 errdetail("PostgreSQL cannot add a foreign key NOT VALID to a partitioned table, "
+						   "and adding it valid would scan every partition under an ACCESS EXCLUSIVE lock."),
+				 errhint("Add the foreign key outside the migration, or on a table the migration creates.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot add unique constraint or primary key \"%s\" on new columns of partitioned table \"%s\"",
+					name, get_rel_name(table->relid)),
+			 errdetail("A unique constraint of a partitioned table must include the partition key, "
+					   "and a migration cannot rebuild partition key columns."),
+			 errhint("Use a \"create_index\" operation with \"unique\" over columns that include the partition key.")));
+}
+
 /* Adds a foreign key from the given new-version columns of table; NOT VALID on existing tables. */
 void
 ec_op_add_foreign_key(EcStartContext *cxt, EcTable *table, List *columns, EcForeignKeyDef *fk)
@@ -138,6 +167,7 @@ ec_op_add_foreign_key(EcStartContext *cxt, EcTable *table, List *columns, EcFore
 	ListCell   *lc;
 	char	   *clause;
 
+	ec_op_refuse_on_partitioned(table, true, fk->name);
 	foreach(lc, columns)
 		cols_sql = lappend(cols_sql, (char *) quote_identifier(
 									  ec_op_attname(table, ec_model_column(table, lfirst(lc), false)->new_attnum)));
@@ -268,7 +298,7 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 	 * key on the column still blocks, naming itself).
 	 */
 							   "   AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND"
-							   "            (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) = 'i')"
+							   "            (SELECT relkind FROM pg_catalog.pg_class WHERE oid = d.objid) IN ('i', 'I'))"
 	/*
 	 * Carried by carry_views.c when the column is rebuilt (a dropped column takes them along, so
 	 * they still block): user views and materialized views, which it also refuses when it cannot
@@ -315,6 +345,7 @@ ec_op_queue_unique_index(EcStartContext *cxt, EcTable *table, List *attnums, con
 	StringInfoData columns;
 	ListCell   *lc;
 
+	ec_op_refuse_on_partitioned(table, false, constraint);
 	if (OidIsValid(get_relname_relid(constraint, nspid)) || OidIsValid(get_relname_relid(index, nspid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),

@@ -427,6 +427,7 @@ add_foreign_key(EcStartContext *cxt, EcTable *table, CreateConstraintOp *op)
 	EcTable    *ref = ec_model_table(cxt->model, fk->table, false);
 	StringInfoData sql;
 
+	ec_op_refuse_on_partitioned(table, true, op->name);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)"
 					 " MATCH %s ON DELETE %s", ec_op_table_sql(table), quote_identifier(op->name),

@@ -31,6 +31,10 @@
  * operation after it that rebuilds one of them (alter_column with a new type, say) cannot see the
  * index, which is not built yet, and complete would drop it with the old column; the operation
  * belongs after the one that changes the column.
+ *
+ * On a partitioned table (create_partitioned) the partitioned indexes are created at start ON ONLY
+ * each partitioned table, the worker builds each leaf's concurrently, under the name CREATE INDEX
+ * on the parent would give it, and complete attaches them.
  */
 #include "postgres.h"
 
@@ -38,6 +42,8 @@
 #include "access/htup_details.h"
 #include "access/reloptions.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
@@ -370,6 +376,132 @@ predicate_sql(EcTable *table, const char *index, const char *source)
 	return sql;
 }
 
+/* Queues the build of name (schema-qualified by schema) by sql, with its cleanup. */
+static void
+queue_build(EcStartContext *cxt, Oid relid, const char *schema, const char *name, const char *sql,
+			bool unique)
+{
+	int			seq = ++cxt->ntasks;
+	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		values[3];
+
+	if (!unique)
+		seq += EC_SEQ_AFTER_BACKFILL;
+	ec_add_task(cxt->migration_id, seq, "sql", relid, NIL, sql);
+	values[0] = Int64GetDatum(cxt->migration_id);
+	values[1] = Int32GetDatum(seq);
+	values[2] = CStringGetTextDatum(cleanup_sql(schema, name));
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET cleanup = $3"
+						" WHERE migration_id = $1 AND seq = $2",
+						3, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * The name of a partition's index, as CREATE INDEX on the partitioned table would choose it
+ * (<partition>_<columns>_idx, numbered if taken), and free of the names that earlier operations
+ * of this migration claimed for indexes the worker has yet to build.
+ */
+static char *
+partition_index_name(EcStartContext *cxt, Oid relid, CreateIndexOp *op)
+{
+	Oid			nspid = get_rel_namespace(relid);
+	char	   *schema = get_namespace_name(nspid);
+	StringInfoData columns;
+	ListCell   *lc;
+
+	initStringInfo(&columns);
+	foreach(lc, op->columns)
+		appendStringInfo(&columns, "%s%s", columns.len ? "_" : "",
+						 ((IndexField *) lfirst(lc))->column);
+	for (int pass = 0;; pass++)
+	{
+		char		label[NAMEDATALEN];
+		char	   *name;
+		Oid			types[2] = {INT8OID, TEXTOID};
+		Datum		values[2];
+
+		if (pass == 0)
+			strlcpy(label, "idx", sizeof(label));
+		else
+			snprintf(label, sizeof(label), "idx%d", pass);
+		name = makeObjectName(get_rel_name(relid), columns.data, label);
+		if (OidIsValid(get_relname_relid(name, nspid)))
+			continue;
+		values[0] = Int64GetDatum(cxt->migration_id);
+		values[1] = CStringGetTextDatum(cleanup_sql(schema, name));
+		if (ec_state_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND cleanup = $2",
+						 2, types, values, NULL, SPI_OK_SELECT) == 0)
+			return name;
+	}
+}
+
+/*
+ * On a partitioned table, where CREATE INDEX CONCURRENTLY cannot run: the partitioned index is
+ * created now ON ONLY the table, and ON ONLY each partitioned table below it, attached to each
+ * other (a catalog change; INVALID, so the planner ignores them), and the worker builds each leaf
+ * partition's index concurrently (a task per leaf, each with its cleanup); complete attaches them
+ * (ALTER INDEX ... ATTACH PARTITION, under its locks on every partition), which makes the
+ * partitioned index valid.  Until then each leaf's index serves its leaf, and a unique one
+ * constrains it; PostgreSQL refuses here a unique index without the partition key.
+ */
+static void
+create_partitioned(EcStartContext *cxt, EcTable *table, CreateIndexOp *op, const char *body)
+{
+	const char *create = op->unique ? "CREATE UNIQUE INDEX" : "CREATE INDEX";
+	List	   *hierarchy = find_all_inheritors(table->relid, NoLock, NULL);
+	List	   *names = NIL;	/* qualified index name per member of hierarchy */
+	ListCell   *lc;
+
+	foreach(lc, hierarchy)
+	{
+		Oid			relid = lfirst_oid(lc);
+		char	   *schema = get_namespace_name(get_rel_namespace(relid));
+		char	   *name = relid == table->relid ? pstrdup(op->name) :
+			partition_index_name(cxt, relid, op);
+		char	   *qualified = ec_qualified(schema, name);
+		char	   *parent = NULL;
+
+		if (relid != table->relid)
+		{
+			Oid			parent_relid = get_partition_parent(relid, false);
+			ListCell   *lc2;
+			ListCell   *lc3;
+
+			/* find_all_inheritors lists each partitioned table before its partitions. */
+			forboth(lc2, hierarchy, lc3, names)
+			{
+				if (lfirst_oid(lc2) == parent_relid)
+					parent = lfirst(lc3);
+			}
+		}
+		names = lappend(names, qualified);
+		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		{
+			ec_exec(psprintf("%s %s ON ONLY %s%s", create, quote_identifier(name),
+							 ec_rel_qualified(relid), body));
+			if (parent)
+				ec_exec(psprintf("ALTER INDEX %s ATTACH PARTITION %s", parent, qualified));
+			else
+				cxt->rollback_steps = lappend(cxt->rollback_steps,
+											  psprintf("DROP INDEX IF EXISTS %s", qualified));
+		}
+		else
+		{
+			queue_build(cxt, relid, schema, name,
+						psprintf("%s CONCURRENTLY %s ON %s%s", create, quote_identifier(name),
+								 ec_rel_qualified(relid), body),
+						op->unique);
+			cxt->rollback_steps = lappend(cxt->rollback_steps,
+										  psprintf("DROP INDEX IF EXISTS %s", qualified));
+			table->after_drop_steps =
+				lappend(table->after_drop_steps,
+						psprintf("ALTER INDEX %s ATTACH PARTITION %s", parent, qualified));
+		}
+	}
+	/* Rollback's DROP INDEX and complete's ATTACH need the table locked up front, with retries. */
+	table->changed = true;
+}
+
 static void
 create_index_start(EcStartContext *cxt, EcOperation *base)
 {
@@ -386,13 +518,6 @@ create_index_start(EcStartContext *cxt, EcOperation *base)
 
 	ec_op_require_owner(table);
 	check_name_free(cxt, op->name);
-	if (get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot create index \"%s\" on partitioned table \"%s\" concurrently",
-						op->name, op->table),
-				 errhint("Create it on each partition in \"sql\" operations, or outside the "
-						 "migration.")));
 
 	amoid = get_index_am_oid(op->method, false);
 	am = GetIndexAmRoutineByAmId(amoid, false);
@@ -429,6 +554,13 @@ create_index_start(EcStartContext *cxt, EcOperation *base)
 	}
 	if (op->predicate)
 		appendStringInfo(&tail, " WHERE %s", predicate_sql(table, op->name, op->predicate));
+
+	if (!table->created && get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE)
+	{
+		create_partitioned(cxt, table, op, psprintf(" USING %s (%s)%s", quote_identifier(op->method),
+													elements.data, tail.data));
+		return;
+	}
 
 	build = psprintf("CREATE %sINDEX %s%s ON %s USING %s (%s)%s", op->unique ? "UNIQUE " : "",
 					 table->created ? "" : "CONCURRENTLY ", quote_identifier(op->name),

@@ -3,6 +3,7 @@
 # server, the backfill goes on from its last committed batch, and every row ends up right.
 #  (a) without shared_preload_libraries: the work resumes at the next ec_status() call;
 #  (b) with shared_preload_libraries = 'expand_contract': the launcher resumes it without any call.
+#  (c) a partitioned table, one backfill task per leaf, the worker killed in the middle of a leaf.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -191,6 +192,79 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE ba
 $node->safe_psql('postgres', q{SELECT ec_complete(wait => false)});
 is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE amount * 100 = id % 100000) || '/' || count(*) FROM orders}),
 	"$nrows/$nrows", '(b) every row right after ec_complete');
+$node->stop;
+
+############################################################################
+# (c) a partitioned table: one backfill task per leaf partition.  The worker is killed while it
+# fills the second leaf; after the crash restart the first leaf stays done, the second goes on
+# from its last committed batch, the third is filled, and every row of every partition is right.
+############################################################################
+
+$node = PostgreSQL::Test::Cluster->new('partitioned');
+$node->init(allows_streaming => 1);
+$node->append_conf('postgresql.conf', q{
+expand_contract.batch_size = 1000
+expand_contract.batch_delay_ms = 20
+restart_after_crash = on
+});
+$node->start;
+my $per_leaf = 40000;
+$node->safe_psql('postgres', qq{
+  CREATE EXTENSION expand_contract;
+  CREATE TABLE events (id bigint NOT NULL, cents int NOT NULL) PARTITION BY RANGE (id);
+  CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM (0) TO ($per_leaf + 1);
+  -- Another column order and a dropped column: its attribute numbers differ from the parent's.
+  CREATE TABLE events_2 (cents int NOT NULL, gone int, id bigint NOT NULL);
+  ALTER TABLE events_2 DROP COLUMN gone;
+  ALTER TABLE events ATTACH PARTITION events_2 FOR VALUES FROM ($per_leaf + 1) TO (2 * $per_leaf + 1);
+  CREATE TABLE events_rest PARTITION OF events DEFAULT;
+  INSERT INTO events SELECT g, g % 100000 FROM generate_series(1, 3 * $per_leaf) g;
+  SELECT ec_start('v2', '{"operations": [{"alter_column": {"table": "events", "column": "cents",
+    "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}]}');
+});
+my $leaf_from = q{FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
+ WHERE m.name = 'v2' AND t.kind = 'backfill'};
+sub leaf_task
+{
+	my ($leaf) = @_;
+	my %t;
+	@t{qw(state rows batches next)} = split /\|/, $node->safe_psql('postgres', qq{
+	  SELECT t.state || '|' || t.rows_done || '|' || t.batches || '|' || t.next_block $leaf_from
+	     AND t.relid = '$leaf'::regclass});
+	return \%t;
+}
+is($node->safe_psql('postgres', qq{SELECT count(*) $leaf_from}), '3', '(c) one backfill task per leaf');
+ok(wait_for($node, 'postgres', qq{SELECT next_block >= 20 $leaf_from AND t.relid = 'events_2'::regclass},
+		't', 60, 'second leaf under way'),
+	'(c) the backfill reached the second leaf');
+my $first = leaf_task('events_1');
+my $second = leaf_task('events_2');
+is($first->{state}, 'done', '(c) the first leaf is done');
+$pid = worker_pid($node);
+ok($pid =~ /^\d+$/, "(c) the worker is running (pid $pid)");
+$second = leaf_task('events_2');
+kill 'KILL', $pid;
+ok(wait_for($node, 'postgres', 'SELECT 1', '1', 30, 'crash recovery'), '(c) server back after the worker was killed');
+my $after = leaf_task('events_2');
+cmp_ok($after->{next}, '>=', $second->{next}, "(c) the second leaf kept its progress ($after->{next})");
+isnt($after->{state}, 'done', '(c) the second leaf was interrupted before its end');
+$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
+ok(wait_for($node, 'postgres', qq{SELECT count(*) FILTER (WHERE t.state = 'done') $leaf_from}, '3', 60,
+		'every leaf done'),
+	'(c) the backfill completes every leaf after the crash');
+is(leaf_task('events_1')->{rows}, $first->{rows}, '(c) the first leaf was not filled again');
+is($node->safe_psql('postgres', qq{SELECT sum(t.rows_done) $leaf_from}), 3 * $per_leaf,
+	'(c) rows_done adds up to the number of rows (no batch counted twice)');
+is( $node->safe_psql('postgres', q{
+	  SELECT string_agg(part || ' ' || n || ' ' || filled, ', ' ORDER BY part)
+	    FROM (SELECT tableoid::regclass::text AS part, count(*) AS n,
+	                 count(*) FILTER (WHERE _ec_new_cents = cents / 100.0) AS filled
+	            FROM events GROUP BY 1) e}),
+	"events_1 $per_leaf $per_leaf, events_2 $per_leaf $per_leaf, events_rest $per_leaf $per_leaf",
+	'(c) every partition holds its rows, each filled');
+$node->safe_psql('postgres', q{SELECT ec_complete()});
+is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE amount * 100 = id % 100000) || '/' || count(*) FROM events}),
+	3 * $per_leaf . '/' . 3 * $per_leaf, '(c) every row right after ec_complete');
 $node->stop;
 
 done_testing();

@@ -1,0 +1,128 @@
+/*
+ * partitions.c
+ *	  Partitions added to or removed from a partitioned table while a migration moves its data.
+ *
+ * A migration treats a partitioned table and its partitions as one table (plan.c): each leaf has
+ * its dual-write plan (expand_contract.dual_writes, under its own attribute numbers) and its
+ * backfill task, made at ec_start.  A partition that arrives later, by CREATE TABLE ... PARTITION
+ * OF or ALTER TABLE ... ATTACH PARTITION, would get the cloned dual-write triggers but no plan, and
+ * its rows (an attached table's existing ones, and every write to it) would stay unconverted; a
+ * partition detached meanwhile would keep the helper columns that complete and rollback drop
+ * through the parent only.  Rather than leave rows silently wrong, the event trigger below refuses
+ * those commands until the migration is completed or rolled back.  Other DDL on the hierarchy is
+ * not its business: the migration's locks and the trigger's checks (trigger.c) cover it.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
+#include "nodes/parsenodes.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "expand_contract.h"
+
+PG_FUNCTION_INFO_V1(ec_partition_ddl);
+
+/*
+ * Set while ec_complete or ec_rollback run their steps: by the time their "sql" operations run
+ * ("onComplete" ones last at complete, "down" ones after the triggers and helper columns are gone
+ * at rollback), the migration no longer covers the table, and a partition may come or go.
+ */
+bool		ec_partition_ddl_allowed = false;
+
+/* The partitioned table relid, or one of its ancestors, has a dual-write plan: its name, or NULL. */
+static char *
+migrated_ancestor(Oid relid)
+{
+	List	   *chain;
+	Datum	   *elems;
+	int			n = 0;
+	ListCell   *lc;
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1];
+	char	   *result = NULL;
+
+	if (!OidIsValid(relid))
+		return NULL;
+	chain = lcons_oid(relid, get_rel_relispartition(relid) ? get_partition_ancestors(relid) : NIL);
+	elems = palloc(sizeof(Datum) * list_length(chain));
+	foreach(lc, chain)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	SPI_connect();
+	if (ec_state_spi("SELECT d.relid::pg_catalog.text FROM " EC_STATE_SCHEMA ".dual_writes d"
+					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
+					 1, types, values, NULL, SPI_OK_SELECT) > 0)
+		result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (result)
+		result = MemoryContextStrdup(TopTransactionContext, result);
+	SPI_finish();
+	return result;
+}
+
+static void
+refuse(const char *what, const char *table)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s table \"%s\" while a migration moves its data", what, table),
+			 errdetail("The migration's dual-write plans and backfill cover the partitions that "
+					   "existed at ec_start only."),
+			 errhint("Complete the migration with ec_complete() or roll it back with "
+					 "ec_rollback() first.")));
+}
+
+/* Event trigger on ddl_command_start for CREATE TABLE and ALTER TABLE. */
+Datum
+ec_partition_ddl(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	Node	   *parsetree;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"ec_partition_ddl\" must be called as an event trigger")));
+	trigdata = (EventTriggerData *) fcinfo->context;
+	parsetree = trigdata->parsetree;
+	if (ec_partition_ddl_allowed)
+		PG_RETURN_NULL();
+
+	if (IsA(parsetree, CreateStmt))
+	{
+		CreateStmt *stmt = (CreateStmt *) parsetree;
+		char	   *table;
+
+		if (stmt->partbound != NULL && list_length(stmt->inhRelations) == 1 &&
+			(table = migrated_ancestor(RangeVarGetRelid(linitial(stmt->inhRelations), NoLock,
+														true))) != NULL)
+			refuse("create a partition of", table);
+	}
+	else if (IsA(parsetree, AlterTableStmt))
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+		ListCell   *lc;
+
+		if (stmt->objtype != OBJECT_TABLE)
+			PG_RETURN_NULL();
+		foreach(lc, stmt->cmds)
+		{
+			AlterTableCmd *cmd = lfirst(lc);
+			char	   *table;
+
+			if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition &&
+				cmd->subtype != AT_DetachPartitionFinalize)
+				continue;
+			table = migrated_ancestor(RangeVarGetRelid(stmt->relation, NoLock, true));
+			if (table != NULL)
+				refuse(cmd->subtype == AT_AttachPartition ? "attach a partition to" :
+					   "detach a partition from", table);
+		}
+	}
+	PG_RETURN_NULL();
+}
