@@ -34,11 +34,13 @@
 #      dual-write trigger alone), and during the backfill of a fresh migration, each from a freshly loaded
 #      table, with: the default settings (no ec_configure: the load-aware throttle of the extension),
 #      unthrottled (ec_configure '{"nice_ratio": 0, "max_load": 0}'), each nice_ratio of BENCH_MIXED_NICE
-#      and each batch_delay_ms of BENCH_MIXED_DELAYS (settings applied in ec_start's transaction).  During a
-#      backfill the clients run from before ec_start until the backfill task is done, as back-to-back
-#      pgbench runs of 5 s (as in 6), and the figures are those of the transactions completed between
-#      ec_start's commit and the task's finished_at: throughput and p99 against the baseline's, client
-#      errors, and the backfill's time (that span) against the unthrottled one's, both under the same traffic.
+#      and each batch_delay_ms of BENCH_MIXED_DELAYS (settings applied in ec_start's transaction).  For a
+#      backfill the clients run from BENCH_MIXED_SECS before ec_start until the backfill task is done, as
+#      back-to-back pgbench runs of 5 s (as in 6), and the figures are those of the transactions completed
+#      between ec_start's commit and the task's finished_at: throughput and p99 against those of the
+#      BENCH_MIXED_SECS before ec_start on the same table (the targets' baseline: next to the backfill in
+#      time, on a shared machine whose load changes) and against 5a's, client errors, and the backfill's
+#      time (that span) against the unthrottled one's, both under the same traffic.
 #   6. the headline migration of issue 10 ("rebuild"): integer -> bigint of accounts.id, the primary key,
 #      referenced by transfers.account_id (a foreign key), both tables with secondary and unique indexes
 #      (test/bench/rebuild_load.sql), at BENCH_ROWS_SMALL and BENCH_ROWS_LARGE accounts, with
@@ -773,7 +775,7 @@ mix_variant unthrottled "unthrottled (nice_ratio 0, max_load 0)" '{"nice_ratio":
 for r in $BENCH_MIXED_NICE; do mix_variant "nice${r//./_}" "nice_ratio $r" "{\"nice_ratio\": $r}"; done
 for d in $BENCH_MIXED_DELAYS; do mix_variant "delay$d" "batch_delay_ms $d" "{\"batch_delay_ms\": $d}"; done
 
-declare -A MIX_TPS=() MIX_P99=() MIX_MAX=() MIX_ERR=() MIX_BF_S=() MIX_BATCHES=()
+declare -A MIX_TPS=() MIX_P99=() MIX_MAX=() MIX_ERR=() MIX_BF_S=() MIX_BATCHES=() MIX_PRE_TPS=() MIX_PRE_P99=()
 MIX_IDLE_TPS=''; MIX_IDLE_P99=''; MIX_IDLE_ERR=''; MIX_TRIG_TPS=''; MIX_TRIG_P99=''; MIX_TRIG_ERR=''
 
 # mixed_backfill KEY: a freshly loaded table with the mix running; ec_start (and ec_configure with the
@@ -781,12 +783,20 @@ MIX_IDLE_TPS=''; MIX_IDLE_P99=''; MIX_IDLE_ERR=''; MIX_TRIG_TPS=''; MIX_TRIG_P99
 # The figures are those of the transactions completed between ec_start's commit and the task's
 # finished_at; the backfill's time is that span, so every variant's time is measured under the same traffic.
 mixed_backfill() {
-    local key=$1 n=$BENCH_ROWS_LARGE lab=$LAB_L configure=false settings='{}' t_commit t_done tmo st info_line batches
+    local key=$1 n=$BENCH_ROWS_LARGE lab=$LAB_L configure=false settings='{}' t_commit t_done tmo st info_line batches from to pre_tps pre_p99
     [[ -n ${MIX_SETTINGS[$key]} ]] && { configure=true; settings=${MIX_SETTINGS[$key]}; }
     title "5. the mix while the backfill of $lab rows runs, ${MIX_LABEL[$key]}${MIX_SETTINGS[$key]:+ (ec_configure $settings)}"
     reset_state
     load_table "$n"
     mixed_start "mx_$key"
+    # the same mix on this table just before ec_start: a baseline next to the backfill in time, which a
+    # shared machine's changing load affects as much as it does the backfill's window
+    from=$(epoch_now)
+    sleep "$BENCH_MIXED_SECS"
+    to=$(epoch_now)
+    read -r pre_tps _ pre_p99 _ <<<"$(traffic_window "mx_$key" "$from" "$to")"
+    MIX_PRE_TPS[$key]=$pre_tps; MIX_PRE_P99[$key]=$pre_p99
+    say "before ec_start (${BENCH_MIXED_SECS}s): tps ${MIX_PRE_TPS[$key]}, p99 ${MIX_PRE_P99[$key]} ms"
     if ! t_commit=$(q -v doc="$MIGRATION" -v configure="$configure" -v settings="$settings" <<'SQL'
 BEGIN;
 SELECT ec_start('v1', :'doc') IS NOT NULL AS started \gset
@@ -1306,7 +1316,7 @@ if phase_on backfill; then
 fi
 
 if phase_on mixed; then
-    section "5. selects+updates (4:1), $BENCH_CLIENTS clients, running for the whole of a $LAB_L-row backfill (baseline: the same mix, no migration, ${BENCH_MIXED_SECS}s)"
+    section "5. selects+updates (4:1), $BENCH_CLIENTS clients, running for the whole of a $LAB_L-row backfill (baselines: the same mix, no migration, ${BENCH_MIXED_SECS}s: just before ec_start, and 5a)"
     put "mixed_idle_tps" "$MIX_IDLE_TPS"
     put "mixed_idle_p99_ms" "$MIX_IDLE_P99"
     info "no migration: throughput / p99 latency" "$(fmt "$MIX_IDLE_TPS") / $(fmt "$MIX_IDLE_P99" " ms")"
@@ -1320,8 +1330,10 @@ if phase_on mixed; then
         if [[ $key == default ]]; then kp=mixed_backfill_${LAB_L}; op_t=">="; op_p="<="; else kp=mixed_backfill_${LAB_L}_$key; op_t=''; op_p=''; fi
         lbl=${MIX_LABEL[$key]}
         [[ $key == default ]] && lbl="DEFAULT settings"
-        cmp "${kp}_tps_vs_idle" "$lbl: throughput kept" "${MIX_TPS[$key]:-}" "" "$MIX_IDLE_TPS" $op_t ${op_t:+0.8}
-        cmp "${kp}_p99_vs_idle" "  p99 latency" "${MIX_P99[$key]:-}" " ms" "$MIX_IDLE_P99" $op_p ${op_p:+2}
+        cmp "${kp}_tps_vs_before" "$lbl: throughput kept (against the ${BENCH_MIXED_SECS}s before)" "${MIX_TPS[$key]:-}" "" "${MIX_PRE_TPS[$key]:-}" $op_t ${op_t:+0.8}
+        cmp "${kp}_p99_vs_before" "  p99 latency" "${MIX_P99[$key]:-}" " ms" "${MIX_PRE_P99[$key]:-}" $op_p ${op_p:+2}
+        cmp "${kp}_tps_vs_idle" "  throughput kept against 5a's" "${MIX_TPS[$key]:-}" "" "$MIX_IDLE_TPS"
+        cmp "${kp}_p99_vs_idle" "  p99 latency against 5a's" "${MIX_P99[$key]:-}" " ms" "$MIX_IDLE_P99"
         put "${kp}_max_ms" "${MIX_MAX[$key]:-}"
         put "${kp}_errors" "${MIX_ERR[$key]:-}"
         info "  client errors" "$(fmt "${MIX_ERR[$key]:-}")" "== 0" "$(meets "${MIX_ERR[$key]:-}" "==" 0)"
