@@ -43,10 +43,18 @@
 #      in BENCH_PGBENCH_MODE and with prepared statements
 #   4. how long ec_start and ec_complete (backfill done) hold their ACCESS EXCLUSIVE lock, at both sizes,
 #      and the worst latency of a probe client selecting from the table meanwhile
-#   5. pgbench selects + updates (4:1) through the old version, without a migration (baseline) and while
-#      the backfill of a BENCH_ROWS_LARGE-row migration runs: throughput, p99 latency, errors; also with
-#      the migration started but its backfill paused (the dual-write trigger alone), and with the backfill
-#      throttled (ec_configure batch_delay_ms, each of BENCH_MIXED_DELAYS)
+#   5. pgbench selects + updates (4:1) by random pk through the old version, BENCH_ROWS_LARGE rows: without
+#      a migration for BENCH_MIXED_SECS (baseline), with a migration started but its backfill paused (the
+#      dual-write trigger alone), and during the backfill of a fresh migration, each from a freshly loaded
+#      table, with: the default settings (no ec_configure: the load-aware throttle of the extension),
+#      unthrottled (ec_configure '{"nice_ratio": 0, "max_load": 0}'), each nice_ratio of BENCH_MIXED_NICE
+#      and each batch_delay_ms of BENCH_MIXED_DELAYS (settings applied in ec_start's transaction).  For a
+#      backfill the clients run from BENCH_MIXED_SECS before ec_start until the backfill task is done, as
+#      back-to-back pgbench runs of 5 s (as in 6), and the figures are those of the transactions completed
+#      between ec_start's commit and the task's finished_at: throughput and p99 against those of the
+#      BENCH_MIXED_SECS before ec_start on the same table (the targets' baseline: next to the backfill in
+#      time, on a shared machine whose load changes) and against 5a's, client errors, and the backfill's
+#      time (that span) against the unthrottled one's, both under the same traffic.
 #   6. the headline migration of issue 10 ("rebuild"): integer -> bigint of accounts.id, the primary key,
 #      referenced by transfers.account_id (a foreign key), both tables with secondary and unique indexes
 #      (test/bench/rebuild_load.sql), at BENCH_ROWS_SMALL and BENCH_ROWS_LARGE accounts, with
@@ -74,11 +82,20 @@
 #                   orphan transfer.
 #      The clients run as back-to-back pgbench runs of 5 s (so that they can be stopped when the
 #      migration ends), and the figures come from their per-transaction logs.
+#   7. parallel backfill ("parallel"): the BENCH_ROWS_LARGE-row table, freshly loaded each time, backfilled
+#      by each worker count of BENCH_PARALLEL_WORKERS (ec_configure max_parallel_workers, with nice_ratio 0
+#      and max_load 0: there is no traffic, and the bench's own polling session must not slow it), no
+#      traffic; from ec_start's commit until every part is done, against one UPDATE of the same rows in the
+#      same run (7a), and the speed-up against the first count (1 worker).  Also the parts the table was
+#      cut into and the most workers seen connected at once (sampled every 0.5 s).  No target: on a
+#      machine with fewer cores than workers the speed-up is bounded by the cores.
 #   Targets (the issues'): ec backfill <= 1.00 x the UPDATE at the small size, in both configurations and
 #   for both migrations (issue 11), <= 1.15 x at the large size (issue 10), and well ahead of
-#   pgroll-style (taken as <= 0.8 x); C trigger <= 1.25 x on the bulk INSERT; ec_start/ec_complete under 100 ms and flat as the
-#   table grows (4 and 6); during a backfill or the int -> bigint migration >= 80% of the throughput, p99
-#   <= 2 x, no client errors.  A missed target is marked MISS in the table; it does not fail the run.
+#   pgroll-style (taken as <= 0.8 x); C trigger <= 1.25 x on the bulk INSERT; ec_start/ec_complete under
+#   100 ms and flat as the table grows (4 and 6); during a backfill with the default settings or the
+#   int -> bigint migration >= 80% of the throughput, p99 <= 2 x, no client errors, and (5) a throttled
+#   backfill under traffic <= 2 x the unthrottled one's time.  A missed target is marked MISS in the
+#   table; it does not fail the run.
 #
 #   Every measurement starts from a freshly loaded, vacuumed, analysed and checkpointed table; the extension
 #   is recreated in between, so each starts without history.  At the small size the backfills (1), the
@@ -96,9 +113,11 @@
 #   BENCH_PGBENCH_MODE=simple   pgbench query protocol (simple, extended, prepared)
 #   BENCH_EC_BATCHES=20000   extra batch sizes measured once at the small size ("" for none)
 #   BENCH_FAST=1             0: phase 1 leaves the fast server configuration out (durable only)
-#   BENCH_MIXED_DELAYS=50    batch_delay_ms values for throttled runs of phase 5 ("" for none)
-#   BENCH_PHASES="backfill writes mixed rebuild"   which parts to run (backfill includes 3 and 4;
-#                            rebuild is 6)
+#   BENCH_MIXED_NICE="0.5 2" nice_ratio values for more backfills under traffic in 5 ("" for none)
+#   BENCH_MIXED_DELAYS=""    batch_delay_ms values for more backfills under traffic in 5 (e.g. "50")
+#   BENCH_PARALLEL_WORKERS="1 2 4"   worker counts of 7 (the first is the speed-up's baseline)
+#   BENCH_PHASES="backfill writes mixed rebuild parallel"   which parts to run (backfill includes 3 and 4;
+#                            rebuild is 6, parallel 7)
 #   BENCH_REBUILD_TRANSFERS=1   transfers per account in 6 (1: as many transfers as accounts)
 #   BENCH_REBUILD_SETTINGS=''   jsonb for ec_configure in 6's ec_start transaction, e.g.
 #                            '{"batch_size": 1000, "batch_delay_ms": 10}' ("": the extension's defaults)
@@ -141,8 +160,10 @@ fi
 BENCH_CLIENTS=${BENCH_CLIENTS:-2}
 BENCH_PGBENCH_MODE=${BENCH_PGBENCH_MODE:-simple}
 BENCH_EC_BATCHES=${BENCH_EC_BATCHES-20000}
-BENCH_MIXED_DELAYS=${BENCH_MIXED_DELAYS-50}
-BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed rebuild}
+BENCH_MIXED_NICE=${BENCH_MIXED_NICE-0.5 2}
+BENCH_MIXED_DELAYS=${BENCH_MIXED_DELAYS-}
+BENCH_PARALLEL_WORKERS=${BENCH_PARALLEL_WORKERS:-1 2 4}
+BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed rebuild parallel}
 BENCH_REBUILD_TRANSFERS=${BENCH_REBUILD_TRANSFERS:-1}
 BENCH_REBUILD_SETTINGS=${BENCH_REBUILD_SETTINGS:-}
 BENCH_WRITE_VARIANTS=${BENCH_WRITE_VARIANTS:-plain extra_column ec ec_subquery plpgsql plpgsql_subquery}
@@ -164,7 +185,9 @@ done
 [[ -z $BENCH_BACKFILL_TIMEOUT ]] || posint BENCH_BACKFILL_TIMEOUT
 for b in $BENCH_EC_BATCHES; do [[ $b =~ ^[0-9]+$ && $b -gt 0 ]] || die "BENCH_EC_BATCHES: '$b' is not a positive integer"; done
 for b in $BENCH_MIXED_DELAYS; do [[ $b =~ ^[0-9]+$ ]] || die "BENCH_MIXED_DELAYS: '$b' is not a number of milliseconds"; done
-for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed|rebuild)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed rebuild)"; done
+for r in $BENCH_MIXED_NICE; do [[ $r =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "BENCH_MIXED_NICE: '$r' is not a number"; done
+for w in $BENCH_PARALLEL_WORKERS; do [[ $w =~ ^[0-9]+$ && $w -gt 0 ]] || die "BENCH_PARALLEL_WORKERS: '$w' is not a positive integer"; done
+for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed|rebuild|parallel)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed rebuild parallel)"; done
 for v in $BENCH_WRITE_VARIANTS; do [[ $v =~ ^(plain|extra_column|ec|ec_subquery|plpgsql|plpgsql_subquery)$ ]] || die "BENCH_WRITE_VARIANTS: unknown variant '$v'"; done
 [[ $BENCH_FAST =~ ^[01]$ ]] || die "BENCH_FAST must be 0 or 1"
 [[ $BENCH_PGBENCH_MODE =~ ^(simple|extended|prepared)$ ]] || die "BENCH_PGBENCH_MODE must be simple, extended or prepared"
@@ -820,31 +843,120 @@ writes_phase() {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# 5: traffic during a backfill
+# 5: traffic during a backfill, and 7: parallel backfill
 
-declare -A MIX_DELAY_TPS=() MIX_DELAY_P99=() MIX_DELAY_ERRORS=() MIX_DELAY_ACTIVE=()
-# active_share T_WINDOW: the share of the traffic window starting at T_WINDOW (server clock) during
-# which migration v1's backfill was still running
-active_share() {
-    q -v tw="$1" -v secs="$BENCH_MIXED_SECS" <<'SQL' || true
-SELECT CASE WHEN bool_or(k.state <> 'done') OR max(k.finished_at) IS NULL THEN 1
-            ELSE round(least(1, greatest(0, extract(epoch FROM max(k.finished_at) - :'tw'::timestamptz) / :secs)), 2) END
-  FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id
- WHERE m.schema_name = 'public' AND m.name = 'v1' AND k.kind = 'backfill';
-SQL
+MIXED_SCRIPTS=(pgb_mixed_select.sql@4 pgb_mixed_update.sql@1)
+# mixed_loop NAME: the 4:1 mix of 5 through the old version, as back-to-back pgbench runs of
+# TRAFFIC_CHUNK_SECS (as traffic_loop of 6) until the file NAME.stop exists, so that the clients run for
+# the whole backfill, however long it takes; each run's number and exit status go to NAME.chunks
+mixed_loop() {
+    local name=$1 i=0 rc f args
+    while [[ ! -e $work/$name.stop ]]; do
+        i=$((i + 1))
+        rc=0
+        args=(-n -c "$BENCH_CLIENTS" -j "$BENCH_CLIENTS" -T "$TRAFFIC_CHUNK_SECS" -D rows="$ROWS_CUR"
+              -M "$BENCH_PGBENCH_MODE" --log --log-prefix="$work/log/${name}_$i")
+        for f in "${MIXED_SCRIPTS[@]}"; do args+=(-f "$work/bench/$f"); done
+        as_pg env PGOPTIONS="-c search_path=public" PGAPPNAME="bench_$name" "$bindir/pgbench" "${args[@]}" \
+            >"$work/${name}_$i.out" 2>&1 || rc=$?
+        echo "$i $rc" >>"$work/$name.chunks"
+    done
+}
+# mixed_start NAME: the clients in the background (traffic_stop stops them); returns once they run
+mixed_start() {
+    TRAFFIC_NAME=$1
+    rm -f "$work/$1.stop" "$work/$1.chunks"
+    run_bg mixed_loop "$1"
+    TRAFFIC_PID=$EC_LAST_PID
+    sleep 1.5
+}
+# mixed_window NAME FROM TO: MW_TPS MW_P50 MW_P99 MW_MAX MW_N of the transactions completed between
+# FROM and TO (epoch seconds), MW_ERRORS over all of NAME's runs
+mixed_window() {
+    read -r MW_TPS MW_P50 MW_P99 MW_MAX MW_N _ <<<"$(traffic_window "$1" "$2" "$3")"
+    MW_ERRORS=$(traffic_errors "$1")
+    say "$1: tps $MW_TPS, p50 $MW_P50 ms, p99 $MW_P99 ms, max $MW_MAX ms, $MW_N transactions in $(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.1f", b - a }') s; client errors $MW_ERRORS"
 }
 
-MIX_TRIG_TPS=''; MIX_TRIG_P99=''
-MIX_IDLE_TPS=''; MIX_IDLE_P99=''; MIX_BF_TPS=''; MIX_BF_P99=''; MIX_ERRORS=''; MIX_ACTIVE=''; MIX_BF_SECS=''
+# The backfills of 5, in run order: key, label, ec_configure settings ("" for none)
+MIX_KEYS=()
+declare -A MIX_LABEL=() MIX_SETTINGS=()
+mix_variant() { MIX_KEYS+=("$1"); MIX_LABEL[$1]=$2; MIX_SETTINGS[$1]=$3; }
+mix_variant default "default settings" ""
+mix_variant unthrottled "unthrottled (nice_ratio 0, max_load 0)" '{"nice_ratio": 0, "max_load": 0}'
+for r in $BENCH_MIXED_NICE; do mix_variant "nice${r//./_}" "nice_ratio $r" "{\"nice_ratio\": $r}"; done
+for d in $BENCH_MIXED_DELAYS; do mix_variant "delay$d" "batch_delay_ms $d" "{\"batch_delay_ms\": $d}"; done
+
+declare -A MIX_TPS=() MIX_P99=() MIX_MAX=() MIX_ERR=() MIX_BF_S=() MIX_BATCHES=() MIX_PRE_TPS=() MIX_PRE_P99=()
+MIX_IDLE_TPS=''; MIX_IDLE_P99=''; MIX_IDLE_ERR=''; MIX_TRIG_TPS=''; MIX_TRIG_P99=''; MIX_TRIG_ERR=''
+
+# mixed_backfill KEY: a freshly loaded table with the mix running; ec_start (and ec_configure with the
+# variant's settings, in its transaction) and the traffic until the worker's backfill task is done.
+# The figures are those of the transactions completed between ec_start's commit and the task's
+# finished_at; the backfill's time is that span, so every variant's time is measured under the same traffic.
+mixed_backfill() {
+    local key=$1 n=$BENCH_ROWS_LARGE lab=$LAB_L configure=false settings='{}' t_commit t_done tmo st info_line batches from to pre_tps pre_p99
+    [[ -n ${MIX_SETTINGS[$key]} ]] && { configure=true; settings=${MIX_SETTINGS[$key]}; }
+    title "5. the mix while the backfill of $lab rows runs, ${MIX_LABEL[$key]}${MIX_SETTINGS[$key]:+ (ec_configure $settings)}"
+    reset_state
+    load_table "$n"
+    mixed_start "mx_$key"
+    # the same mix on this table just before ec_start: a baseline next to the backfill in time, which a
+    # shared machine's changing load affects as much as it does the backfill's window
+    from=$(epoch_now)
+    sleep "$BENCH_MIXED_SECS"
+    to=$(epoch_now)
+    read -r pre_tps _ pre_p99 _ <<<"$(traffic_window "mx_$key" "$from" "$to")"
+    MIX_PRE_TPS[$key]=$pre_tps; MIX_PRE_P99[$key]=$pre_p99
+    say "before ec_start (${BENCH_MIXED_SECS}s): tps ${MIX_PRE_TPS[$key]}, p99 ${MIX_PRE_P99[$key]} ms"
+    if ! t_commit=$(q -v doc="$MIGRATION" -v configure="$configure" -v settings="$settings" <<'SQL'
+BEGIN;
+SELECT ec_start('v1', :'doc') IS NOT NULL AS started \gset
+\if :configure
+SELECT ec_configure('public', :'settings'::jsonb) IS NOT NULL AS configured \gset
+\endif
+COMMIT;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+    ); then
+        anomaly "ec_start (${MIX_LABEL[$key]}) failed under traffic"
+        traffic_stop
+        return 0
+    fi
+    tmo=$(( 3 * $(backfill_timeout "${UPD_MS[$lab]:-}") ))
+    st=$(q -c "CALL bench.wait_tasks('v1', '{backfill}', $tmo, $BENCH_STALL_TIMEOUT, NULL, NULL, NULL)" | awk '{ print $1 }') || st=error
+    info_line=$(q -c "SELECT extract(epoch FROM max(k.finished_at)), sum(k.batches), sum(k.rows_done), count(*) FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id WHERE m.schema_name = 'public' AND m.name = 'v1' AND k.kind = 'backfill'") || info_line=''
+    read -r t_done batches _ _ <<<"$info_line"
+    MIX_BATCHES[$key]=$batches
+    is_num "$t_done" || t_done=$(epoch_now)
+    traffic_stop
+    if [[ $st == "done" ]]; then
+        MIX_BF_S[$key]=$(awk -v a="$t_commit" -v b="$t_done" 'BEGIN { printf "%.1f\n", b - a }')
+        say "backfill done ${MIX_BF_S[$key]} s after ec_start's commit ($info_line: finished_at, batches, rows, parts)"
+    else
+        anomaly "the backfill under traffic (${MIX_LABEL[$key]}) ended as '$st'"
+        task_diag v1
+    fi
+    mixed_window "mx_$key" "$t_commit" "$t_done"
+    MIX_TPS[$key]=$MW_TPS; MIX_P99[$key]=$MW_P99; MIX_MAX[$key]=$MW_MAX; MIX_ERR[$key]=$MW_ERRORS
+    ((MW_ERRORS == 0)) || anomaly "client errors during the traffic of the backfill (${MIX_LABEL[$key]}): $MW_ERRORS"
+    [[ $st == "done" ]] && mismatch_check "backfill under traffic at $lab rows (${MIX_LABEL[$key]})"
+    return 0
+}
+
 mixed_phase() {
-    local n=$BENCH_ROWS_LARGE lab=$LAB_L errors=0 out t_commit t_window tmo st
-    local scripts=(pgb_mixed_select.sql@4 pgb_mixed_update.sql@1)
+    local n=$BENCH_ROWS_LARGE lab=$LAB_L from to st key
     title "5a. selects + updates (4:1) by random pk through the old version, no migration, $lab rows, ${BENCH_MIXED_SECS}s"
     reset_state
     load_table "$n"
-    pgb mixed_idle public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
-    MIX_IDLE_TPS=${PGB_TPS:-}; MIX_IDLE_P99=$PGB_P99
-    errors=$(( ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
+    mixed_start mx_idle
+    from=$(epoch_now)
+    sleep "$BENCH_MIXED_SECS"
+    to=$(epoch_now)
+    traffic_stop
+    mixed_window mx_idle "$from" "$to"
+    MIX_IDLE_TPS=$MW_TPS; MIX_IDLE_P99=$MW_P99; MIX_IDLE_ERR=$MW_ERRORS
+    ((MW_ERRORS == 0)) || anomaly "client errors without a migration: $MW_ERRORS"
 
     if [[ $HAS_PAUSE == t ]]; then
         title "5a'. the same with a migration started but its backfill paused (the dual-write trigger alone), $lab rows, ${BENCH_MIXED_SECS}s"
@@ -856,9 +968,14 @@ SELECT ec_pause('public');
 COMMIT;
 SQL
         then
-            pgb mixed_trigger_only public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
-            MIX_TRIG_TPS=${PGB_TPS:-}; MIX_TRIG_P99=$PGB_P99
-            errors=$(( errors + ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
+            mixed_start mx_trigger
+            from=$(epoch_now)
+            sleep "$BENCH_MIXED_SECS"
+            to=$(epoch_now)
+            traffic_stop
+            mixed_window mx_trigger "$from" "$to"
+            MIX_TRIG_TPS=$MW_TPS; MIX_TRIG_P99=$MW_P99; MIX_TRIG_ERR=$MW_ERRORS
+            ((MW_ERRORS == 0)) || anomaly "client errors with the backfill paused: $MW_ERRORS"
             st=$(q -c "SELECT coalesce(sum(k.rows_done), 0) FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id WHERE m.name = 'v1' AND k.kind = 'backfill'") || st='?'
             [[ $st == 0 ]] || anomaly "the backfill of a migration paused in ec_start's transaction filled $st rows"
             q -c "SELECT ec_rollback('public')" >/dev/null || anomaly "ec_rollback of the paused migration failed"
@@ -868,68 +985,70 @@ SQL
         wait_no_workers
     fi
 
-    title "5b. the same while the backfill of a fresh migration runs, $lab rows, ${BENCH_MIXED_SECS}s"
-    q -c "VACUUM (ANALYZE) public.t" -c "CHECKPOINT" >/dev/null || true
-    if ! out=$(q -c "SELECT ec_start('v1', '$MIGRATION')" -c "SELECT clock_timestamp()"); then
-        anomaly "ec_start failed before the traffic run"
+    if [[ $HAS_WORKER != t || $HAS_CONFIGURE != t ]]; then
+        say "no background worker or no ec_configure: no backfill under traffic to measure"
+        reset_state
         return 0
     fi
-    t_commit=$(tail -n1 <<<"$out")
-    t_window=$(q -c "SELECT clock_timestamp()")
-    pgb mixed_backfill public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
-    MIX_BF_TPS=${PGB_TPS:-}; MIX_BF_P99=$PGB_P99
-    errors=$(( errors + ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
-    MIX_ERRORS=$errors
-    if [[ $HAS_WORKER == t ]]; then
-        MIX_ACTIVE=$(active_share "$t_window")
-        say "the backfill ran during $(fmt "$MIX_ACTIVE") of the traffic window"
-        tmo=$(backfill_timeout "${UPD_MS[$lab]:-}")
-        st=$(q -c "CALL bench.wait_tasks('v1', '{backfill}', $tmo, $BENCH_STALL_TIMEOUT, NULL, NULL, NULL)" | awk '{ print $1 }') || st=error
-        if [[ $st == "done" ]]; then
-            MIX_BF_SECS=$(q -v tc="$t_commit" <<'SQL'
-SELECT round(extract(epoch FROM max(k.finished_at) - :'tc'::timestamptz), 1)
-  FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id
- WHERE m.schema_name = 'public' AND m.name = 'v1' AND k.kind = 'backfill';
-SQL
-            ) || MIX_BF_SECS=''
-            say "backfill done ${MIX_BF_SECS}s after ec_start's commit"
-            mismatch_check "backfill under traffic at $lab rows"
+    for key in "${MIX_KEYS[@]}"; do
+        mixed_backfill "$key"
+    done
+    reset_state
+}
+
+# 7: the same BENCH_ROWS_LARGE-row table backfilled by 1, 2, 4 (BENCH_PARALLEL_WORKERS) workers, each
+# from a freshly loaded table, no traffic, against one UPDATE of the same rows in the same run
+declare -A PAR_MS=() PAR_TASK_MS=() PAR_PARTS=() PAR_SEEN=()
+PAR_UPD_MS=''
+# worker_sampler FILE: the number of expand_contract workers connected, every 0.5 s, until FILE.stop exists
+worker_sampler() {
+    while [[ ! -e $1.stop ]]; do
+        q -c "SELECT bench.ec_workers()" >>"$1" 2>/dev/null || true
+        sleep 0.5
+    done
+}
+parallel_phase() {
+    local n=$BENCH_ROWS_LARGE lab=$LAB_L w tmo settings samp pid
+    title "7a. parallel backfill baseline, $lab rows: one UPDATE"
+    reset_state
+    load_table "$n"
+    if sql backfill_update.sql; then
+        PAR_UPD_MS=$(kv update_ms)
+        say "UPDATE of $n rows: $PAR_UPD_MS ms"
+    else
+        anomaly "the baseline UPDATE of 7 failed at $lab rows"
+    fi
+    if [[ $HAS_WORKER != t || $HAS_CONFIGURE != t ]]; then
+        say "no background worker or no ec_configure: no parallel backfill to measure"
+        reset_state
+        return 0
+    fi
+    tmo=$(backfill_timeout "$PAR_UPD_MS")
+    for w in $BENCH_PARALLEL_WORKERS; do
+        settings="{\"max_parallel_workers\": $w, \"nice_ratio\": 0, \"max_load\": 0}"
+        title "7b. expand_contract, $lab rows, $w worker(s), no traffic (ec_configure $settings)"
+        reset_state
+        load_table "$n"
+        samp=$work/workers_$w
+        rm -f "$samp" "$samp.stop"
+        run_bg worker_sampler "$samp"
+        pid=$EC_LAST_PID
+        sql backfill_ec.sql -v doc="$MIGRATION" -v configure=true -v settings="$settings" \
+            -v timeout="$tmo" -v stall="$BENCH_STALL_TIMEOUT" || anomaly "ec_start or the wait for its backfill failed ($w workers)"
+        touch "$samp.stop"
+        wait "$pid" || true
+        PAR_SEEN[$w]=$(sort -n "$samp" 2>/dev/null | tail -n1)
+        PAR_PARTS[$w]=$(q -c "SELECT count(*) FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id WHERE m.name = 'v1' AND k.kind = 'backfill'") || PAR_PARTS[$w]=''
+        say "backfill, $w worker(s): $(kv backfill_status) $(kv backfill_wall_ms) ms after the commit (first start to last finish of its ${PAR_PARTS[$w]} part(s): $(kv worker_ms) ms, $(kv batches) batches); at most ${PAR_SEEN[$w]:-?} workers seen at once"
+        if [[ $(kv backfill_status) == "done" ]]; then
+            PAR_MS[$w]=$(kv backfill_wall_ms)
+            PAR_TASK_MS[$w]=$(kv worker_ms)
+            mismatch_check "parallel backfill at $lab rows, $w workers"
         else
-            anomaly "the backfill under traffic ended as '$st'"
+            anomaly "the backfill with $w workers ended as '$(kv backfill_status)' (states $(kv backfill_states))"
             task_diag v1
         fi
-    else
-        say "no background worker: this measures the dual-write trigger only"
-        MIX_ACTIVE=0
-    fi
-    ((errors == 0)) || anomaly "client errors during the traffic runs: $errors"
-
-    local d st_end
-    if [[ $HAS_WORKER == t && $HAS_CONFIGURE == t ]]; then
-        for d in $BENCH_MIXED_DELAYS; do
-            title "5c. the same with the backfill throttled by ec_configure batch_delay_ms = $d, $lab rows, ${BENCH_MIXED_SECS}s"
-            reset_state
-            load_table "$n"
-            if ! q -v doc="$MIGRATION" -v d="$d" >/dev/null <<'SQL'
-BEGIN;
-SELECT ec_start('v1', :'doc');
-SELECT ec_configure('public', jsonb_build_object('batch_delay_ms', :d::int));
-COMMIT;
-SQL
-            then
-                anomaly "ec_start with batch_delay_ms $d failed"
-                continue
-            fi
-            t_window=$(q -c "SELECT clock_timestamp()")
-            pgb "mixed_backfill_delay$d" public "$BENCH_MIXED_SECS" "$BENCH_CLIENTS" "${scripts[@]}"
-            MIX_DELAY_TPS[$d]=${PGB_TPS:-}; MIX_DELAY_P99[$d]=$PGB_P99
-            MIX_DELAY_ERRORS[$d]=$(( ${PGB_FAILED:-0} + PGB_ABORTED + (PGB_RC != 0) ))
-            ((MIX_DELAY_ERRORS[$d] == 0)) || anomaly "client errors during the throttled traffic run: ${MIX_DELAY_ERRORS[$d]}"
-            MIX_DELAY_ACTIVE[$d]=$(active_share "$t_window")
-            st_end=$(q -c "SELECT k.state || ', ' || k.rows_done || ' of about ' || coalesce(k.rows_estimated, 0) || ' rows' FROM expand_contract.tasks k JOIN expand_contract.migrations m ON m.id = k.migration_id WHERE m.name = 'v1' AND k.kind = 'backfill'") || st_end='?'
-            say "the backfill ran during $(fmt "${MIX_DELAY_ACTIVE[$d]}") of the window; at its end: $st_end (rolled back next)"
-        done
-    fi
+    done
     reset_state
 }
 
@@ -1233,6 +1352,7 @@ phase_on backfill && backfill_phase
 phase_on writes && writes_phase
 phase_on mixed && mixed_phase
 phase_on rebuild && rebuild_phase
+phase_on parallel && parallel_phase
 
 title "results"
 T_TOTAL=$(( ($(now_ms) - T_BEGIN) / 1000 ))
@@ -1335,27 +1455,56 @@ if phase_on backfill; then
 fi
 
 if phase_on mixed; then
-    section "5. selects+updates during a $LAB_L-row backfill, ${BENCH_MIXED_SECS}s, $BENCH_CLIENTS clients (baseline: no migration)"
+    section "5. selects+updates (4:1), $BENCH_CLIENTS clients, running for the whole of a $LAB_L-row backfill (baselines: the same mix, no migration, ${BENCH_MIXED_SECS}s: just before ec_start, and 5a)"
     put "mixed_idle_tps" "$MIX_IDLE_TPS"
+    put "mixed_idle_p99_ms" "$MIX_IDLE_P99"
+    info "no migration: throughput / p99 latency" "$(fmt "$MIX_IDLE_TPS") / $(fmt "$MIX_IDLE_P99" " ms")"
     if [[ $HAS_PAUSE == t ]]; then
         cmp "mixed_trigger_only_${LAB_L}_tps_vs_idle" "throughput, migration started, backfill paused" "$MIX_TRIG_TPS" "" "$MIX_IDLE_TPS"
         cmp "mixed_trigger_only_${LAB_L}_p99_vs_idle" "p99 latency, migration started, backfill paused" "$MIX_TRIG_P99" " ms" "$MIX_IDLE_P99"
     fi
-    cmp "mixed_backfill_${LAB_L}_tps_vs_idle" "throughput (tps)" "$MIX_BF_TPS" "" "$MIX_IDLE_TPS" ">=" 0.8
-    cmp "mixed_backfill_${LAB_L}_p99_vs_idle" "p99 latency" "$MIX_BF_P99" " ms" "$MIX_IDLE_P99" "<=" 2
-    put "mixed_backfill_${LAB_L}_errors" "$MIX_ERRORS"
-    info "client errors" "$(fmt "$MIX_ERRORS")" "== 0" "$(meets "$MIX_ERRORS" "==" 0)"
-    put "mixed_backfill_${LAB_L}_active_share" "$MIX_ACTIVE"
-    info "share of the window with the backfill running" "$(fmt "$MIX_ACTIVE")"
-    put "mixed_backfill_${LAB_L}_backfill_s" "$MIX_BF_SECS"
-    info "backfill under traffic: ec_start commit -> done" "$(fmt "$MIX_BF_SECS" " s")"
-    for d in $BENCH_MIXED_DELAYS; do
-        cmp "mixed_backfill_${LAB_L}_delay${d}_tps_vs_idle" "throughput, backfill throttled (batch_delay_ms $d)" "${MIX_DELAY_TPS[$d]:-}" "" "$MIX_IDLE_TPS" ">=" 0.8
-        cmp "mixed_backfill_${LAB_L}_delay${d}_p99_vs_idle" "p99 latency, backfill throttled (batch_delay_ms $d)" "${MIX_DELAY_P99[$d]:-}" " ms" "$MIX_IDLE_P99" "<=" 2
-        put "mixed_backfill_${LAB_L}_delay${d}_errors" "${MIX_DELAY_ERRORS[$d]:-}"
-        info "client errors, throttled" "$(fmt "${MIX_DELAY_ERRORS[$d]:-}")" "== 0" "$(meets "${MIX_DELAY_ERRORS[$d]:-}" "==" 0)"
-        put "mixed_backfill_${LAB_L}_delay${d}_active_share" "${MIX_DELAY_ACTIVE[$d]:-}"
-        info "share of the window with the throttled backfill running" "$(fmt "${MIX_DELAY_ACTIVE[$d]:-}")"
+    mix_errors=$(( ${MIX_IDLE_ERR:-0} + ${MIX_TRIG_ERR:-0} ))
+    for key in "${MIX_KEYS[@]}"; do
+        # the default settings keep the historical key names (mixed_backfill_10m_tps_vs_idle, ...)
+        if [[ $key == default ]]; then kp=mixed_backfill_${LAB_L}; op_t=">="; op_p="<="; else kp=mixed_backfill_${LAB_L}_$key; op_t=''; op_p=''; fi
+        lbl=${MIX_LABEL[$key]}
+        [[ $key == default ]] && lbl="DEFAULT settings"
+        cmp "${kp}_tps_vs_before" "$lbl: throughput kept (against the ${BENCH_MIXED_SECS}s before)" "${MIX_TPS[$key]:-}" "" "${MIX_PRE_TPS[$key]:-}" $op_t ${op_t:+0.8}
+        cmp "${kp}_p99_vs_before" "  p99 latency" "${MIX_P99[$key]:-}" " ms" "${MIX_PRE_P99[$key]:-}" $op_p ${op_p:+2}
+        cmp "${kp}_tps_vs_idle" "  throughput kept against 5a's" "${MIX_TPS[$key]:-}" "" "$MIX_IDLE_TPS"
+        cmp "${kp}_p99_vs_idle" "  p99 latency against 5a's" "${MIX_P99[$key]:-}" " ms" "$MIX_IDLE_P99"
+        put "${kp}_max_ms" "${MIX_MAX[$key]:-}"
+        put "${kp}_errors" "${MIX_ERR[$key]:-}"
+        info "  client errors" "$(fmt "${MIX_ERR[$key]:-}")" "== 0" "$(meets "${MIX_ERR[$key]:-}" "==" 0)"
+        is_num "${MIX_ERR[$key]:-}" && mix_errors=$((mix_errors + MIX_ERR[$key]))
+        put "${kp}_backfill_s" "${MIX_BF_S[$key]:-}"
+        put "${kp}_batches" "${MIX_BATCHES[$key]:-}"
+        if [[ $key == unthrottled ]]; then
+            info "  backfill under traffic: ec_start commit -> done" "$(fmt "${MIX_BF_S[$key]:-}" " s")" "" "" "$(fmt "${MIX_BATCHES[$key]:-}") batches"
+        else
+            cmp "${kp}_time_vs_unthrottled" "  backfill under traffic, against unthrottled's" "${MIX_BF_S[$key]:-}" " s" "${MIX_BF_S[unthrottled]:-}" "<=" 2
+            TABLE[-1]+="$(fmt "${MIX_BATCHES[$key]:-}") batches"
+        fi
+    done
+    put "mixed_errors" "$mix_errors"
+fi
+
+if phase_on parallel; then
+    section "7. parallel backfill, $LAB_L rows, no traffic, nice_ratio 0 and max_load 0, $(nproc 2>/dev/null || echo '?') CPUs (baselines: one UPDATE; 1 worker)"
+    put "parallel_${LAB_L}_update_ms" "$PAR_UPD_MS"
+    info "one UPDATE t SET amount = cents / 100.0" "$(fmt "$PAR_UPD_MS" " ms")"
+    w1=${BENCH_PARALLEL_WORKERS%% *}
+    for w in $BENCH_PARALLEL_WORKERS; do
+        put "parallel_${LAB_L}_w${w}_ms" "${PAR_MS[$w]:-}"
+        put "parallel_${LAB_L}_w${w}_task_ms" "${PAR_TASK_MS[$w]:-}"
+        put "parallel_${LAB_L}_w${w}_parts" "${PAR_PARTS[$w]:-}"
+        put "parallel_${LAB_L}_w${w}_workers_seen" "${PAR_SEEN[$w]:-}"
+        cmp "parallel_${LAB_L}_w${w}_vs_update" "$w worker(s): ec_start commit -> backfill done" "${PAR_MS[$w]:-}" " ms" "$PAR_UPD_MS"
+        TABLE[-1]+="${PAR_PARTS[$w]:-?} parts, at most ${PAR_SEEN[$w]:-?} workers seen at once"
+        if [[ $w != "$w1" ]]; then
+            # value / baseline = the first count's time / this one's: the speed-up
+            cmp "parallel_${LAB_L}_w${w}_speedup_vs_w${w1}" "  speed-up: $w1 worker(s)' time / ${w}'s" "${PAR_MS[$w1]:-}" " ms" "${PAR_MS[$w]:-}"
+        fi
     done
 fi
 
