@@ -328,10 +328,10 @@ $$;
 COMMENT ON PROCEDURE pg_catalog.ec_wait(text, interval) IS
     'wait for the active migration''s background work, holding no snapshot';
 
--- Partitions created, attached or detached while a migration moves the data of their partitioned
+-- Partitions created, attached, detached or dropped while a migration moves the data of their partitioned
 -- table are refused (src/partitions.c): they would miss the dual-write plans and the backfill.
 CREATE FUNCTION expand_contract.partition_ddl() RETURNS event_trigger
     AS 'MODULE_PATHNAME', 'ec_partition_ddl' LANGUAGE C;
 CREATE EVENT TRIGGER expand_contract_partition_ddl ON ddl_command_start
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'DROP TABLE')
     EXECUTE FUNCTION expand_contract.partition_ddl();

@@ -117,6 +117,7 @@ CREATE TABLE pt.r3 (id int NOT NULL, a int, b text, _ec_new_a bigint);
 ALTER TABLE pt.r ATTACH PARTITION pt.r3 FOR VALUES FROM (2000) TO (2100);
 ALTER TABLE pt.r DETACH PARTITION pt.r1;
 ALTER TABLE pt.r DETACH PARTITION pt.r1 CONCURRENTLY;
+DROP TABLE pt.r2;
 DROP TABLE pt.r3;
 SELECT ec_rollback('pt');
 -- Once the migration is rolled back (or complete), they can.
@@ -373,3 +374,4 @@ SELECT ec_start('bad', '{"operations": [{"add_column": {"table": "c", "up": "id"
 SELECT * FROM ec_test.diff(:'before', 'pt');
 
 DROP SCHEMA pt, pt_v7, pt_offline CASCADE;
+DELETE FROM expand_contract.migrations;

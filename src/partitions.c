@@ -8,7 +8,8 @@
  * OF or ALTER TABLE ... ATTACH PARTITION, would get the cloned dual-write triggers but no plan, and
  * its rows (an attached table's existing ones, and every write to it) would stay unconverted; a
  * partition detached meanwhile would keep the helper columns that complete and rollback drop
- * through the parent only.  Rather than leave rows silently wrong, the event trigger below refuses
+ * through the parent only; a partition dropped meanwhile would leave its backfill task failing,
+ * which complete waits for.  Rather than leave rows silently wrong, the event trigger below refuses
  * those commands until the migration is completed or rolled back.  Other DDL on the hierarchy is
  * not its business: the migration's locks and the trigger's checks (trigger.c) cover it.
  */
@@ -68,16 +69,21 @@ migrated_ancestor(Oid relid)
 static void
 refuse(const char *what, const char *table)
 {
+	bool		dropping = strncmp(what, "drop", 4) == 0;
+
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cannot %s table \"%s\" while a migration moves its data", what, table),
+			 dropping ?
+			 errdetail("The migration has a backfill task for each partition that existed at "
+					   "ec_start, which complete waits for.") :
 			 errdetail("The migration's dual-write plans and backfill cover the partitions that "
 					   "existed at ec_start only."),
 			 errhint("Complete the migration with ec_complete() or roll it back with "
 					 "ec_rollback() first.")));
 }
 
-/* Event trigger on ddl_command_start for CREATE TABLE and ALTER TABLE. */
+/* Event trigger on ddl_command_start for CREATE TABLE, ALTER TABLE and DROP TABLE. */
 Datum
 ec_partition_ddl(PG_FUNCTION_ARGS)
 {
@@ -102,6 +108,21 @@ ec_partition_ddl(PG_FUNCTION_ARGS)
 			(table = migrated_ancestor(RangeVarGetRelid(linitial(stmt->inhRelations), NoLock,
 														true))) != NULL)
 			refuse("create a partition of", table);
+	}
+	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
+	{
+		ListCell   *lc;
+
+		/* A dropped leaf's backfill task would fail, and complete wait for it: refused too. */
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+		{
+			Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(lfirst(lc)), NoLock, true);
+			char	   *table;
+
+			if (OidIsValid(relid) && get_rel_relispartition(relid) &&
+				(table = migrated_ancestor(get_partition_parent(relid, false))) != NULL)
+				refuse("drop a partition of", table);
+		}
 	}
 	else if (IsA(parsetree, AlterTableStmt))
 	{
