@@ -89,6 +89,11 @@
 #      same run (7a), and the speed-up against the first count (1 worker).  Also the parts the table was
 #      cut into and the most workers seen connected at once (sampled every 0.5 s).  No target: on a
 #      machine with fewer cores than workers the speed-up is bounded by the cores.
+#   8. compaction ("compact"), at both sizes: cents int -> bigint offline (ALTER TABLE, VACUUM), and
+#      through expand_contract with compact on and off (nice_ratio 0, max_load 0: no traffic): ec_start,
+#      CALL ec_wait() (the backfill and the REINDEX tasks), ec_complete, VACUUM; heap and index sizes
+#      against the offline change's (targets <= 1.2 and <= 1.1, issue 12), and the time compact costs
+#      against the backfill without it, and against that plus the VACUUM it needs anyway.
 #   Targets (the issues'): ec backfill <= 1.00 x the UPDATE at the small size, in both configurations and
 #   for both migrations (issue 11), <= 1.15 x at the large size (issue 10), and well ahead of
 #   pgroll-style (taken as <= 0.8 x); C trigger <= 1.25 x on the bulk INSERT; ec_start/ec_complete under
@@ -116,8 +121,8 @@
 #   BENCH_MIXED_NICE="0.5 2" nice_ratio values for more backfills under traffic in 5 ("" for none)
 #   BENCH_MIXED_DELAYS=""    batch_delay_ms values for more backfills under traffic in 5 (e.g. "50")
 #   BENCH_PARALLEL_WORKERS="1 2 4"   worker counts of 7 (the first is the speed-up's baseline)
-#   BENCH_PHASES="backfill writes mixed rebuild parallel"   which parts to run (backfill includes 3 and 4;
-#                            rebuild is 6, parallel 7)
+#   BENCH_PHASES="backfill writes mixed rebuild parallel compact"   which parts to run (backfill
+#                            includes 3 and 4; rebuild is 6, parallel 7, compact 8)
 #   BENCH_REBUILD_TRANSFERS=1   transfers per account in 6 (1: as many transfers as accounts)
 #   BENCH_REBUILD_SETTINGS=''   jsonb for ec_configure in 6's ec_start transaction, e.g.
 #                            '{"batch_size": 1000, "batch_delay_ms": 10}' ("": the extension's defaults)
@@ -163,7 +168,7 @@ BENCH_EC_BATCHES=${BENCH_EC_BATCHES-20000}
 BENCH_MIXED_NICE=${BENCH_MIXED_NICE-0.5 2}
 BENCH_MIXED_DELAYS=${BENCH_MIXED_DELAYS-}
 BENCH_PARALLEL_WORKERS=${BENCH_PARALLEL_WORKERS:-1 2 4}
-BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed rebuild parallel}
+BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed rebuild parallel compact}
 BENCH_REBUILD_TRANSFERS=${BENCH_REBUILD_TRANSFERS:-1}
 BENCH_REBUILD_SETTINGS=${BENCH_REBUILD_SETTINGS:-}
 BENCH_WRITE_VARIANTS=${BENCH_WRITE_VARIANTS:-plain extra_column ec ec_subquery plpgsql plpgsql_subquery}
@@ -187,7 +192,7 @@ for b in $BENCH_EC_BATCHES; do [[ $b =~ ^[0-9]+$ && $b -gt 0 ]] || die "BENCH_EC
 for b in $BENCH_MIXED_DELAYS; do [[ $b =~ ^[0-9]+$ ]] || die "BENCH_MIXED_DELAYS: '$b' is not a number of milliseconds"; done
 for r in $BENCH_MIXED_NICE; do [[ $r =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "BENCH_MIXED_NICE: '$r' is not a number"; done
 for w in $BENCH_PARALLEL_WORKERS; do [[ $w =~ ^[0-9]+$ && $w -gt 0 ]] || die "BENCH_PARALLEL_WORKERS: '$w' is not a positive integer"; done
-for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed|rebuild|parallel)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed rebuild parallel)"; done
+for p in $BENCH_PHASES; do [[ $p =~ ^(backfill|writes|mixed|rebuild|parallel|compact)$ ]] || die "BENCH_PHASES: unknown part '$p' (backfill writes mixed rebuild parallel compact)"; done
 for v in $BENCH_WRITE_VARIANTS; do [[ $v =~ ^(plain|extra_column|ec|ec_subquery|plpgsql|plpgsql_subquery)$ ]] || die "BENCH_WRITE_VARIANTS: unknown variant '$v'"; done
 [[ $BENCH_FAST =~ ^[01]$ ]] || die "BENCH_FAST must be 0 or 1"
 [[ $BENCH_PGBENCH_MODE =~ ^(simple|extended|prepared)$ ]] || die "BENCH_PGBENCH_MODE must be simple, extended or prepared"
@@ -1052,6 +1057,37 @@ parallel_phase() {
     reset_state
 }
 
+# 8: what the table looks like after the migration: heap and indexes against the offline change
+declare -A CMP_CHANGE=() CMP_COMPLETE=() CMP_VACUUM=() CMP_HEAP=() CMP_INDEX=()
+compact_phase() {
+    local n lab mode settings
+    for n in "$BENCH_ROWS_SMALL" "$BENCH_ROWS_LARGE"; do
+        [[ $n == "$BENCH_ROWS_SMALL" ]] && lab=$LAB_S || lab=$LAB_L
+        for mode in offline ec_compact ec_plain; do
+            case $mode in
+                offline) settings='{}' ;;
+                ec_compact) settings='{"nice_ratio": 0, "max_load": 0}' ;;
+                ec_plain) settings='{"nice_ratio": 0, "max_load": 0, "compact": false}' ;;
+            esac
+            title "8. compaction, $lab rows: $mode"
+            reset_state
+            load_table "$n"
+            if sql compact_run.sql -v mode="${mode%%_*}" -v settings="$settings"; then
+                CMP_CHANGE[$lab.$mode]=$(kv change_ms)
+                CMP_COMPLETE[$lab.$mode]=$(kv complete_ms)
+                CMP_VACUUM[$lab.$mode]=$(kv vacuum_ms)
+                CMP_HEAP[$lab.$mode]=$(kv heap_bytes)
+                CMP_INDEX[$lab.$mode]=$(kv index_bytes)
+                [[ $(kv mismatches) == 0 ]] || anomaly "compaction phase, $mode at $lab rows: $(kv mismatches) rows wrong"
+                say "$mode: change $(kv change_ms) ms, vacuum $(kv vacuum_ms) ms, heap $(kv heap_bytes) B, indexes $(kv index_bytes) B"
+            else
+                anomaly "compaction phase, $mode at $lab rows failed"
+            fi
+        done
+    done
+    reset_state
+}
+
 # ---------------------------------------------------------------------------------------------------
 # 6: the headline migration, integer -> bigint of a primary key that another table references
 
@@ -1353,6 +1389,7 @@ phase_on writes && writes_phase
 phase_on mixed && mixed_phase
 phase_on rebuild && rebuild_phase
 phase_on parallel && parallel_phase
+phase_on compact && compact_phase
 
 title "results"
 T_TOTAL=$(( ($(now_ms) - T_BEGIN) / 1000 ))
@@ -1505,6 +1542,22 @@ if phase_on parallel; then
             # value / baseline = the first count's time / this one's: the speed-up
             cmp "parallel_${LAB_L}_w${w}_speedup_vs_w${w1}" "  speed-up: $w1 worker(s)' time / ${w}'s" "${PAR_MS[$w1]:-}" " ms" "${PAR_MS[$w]:-}"
         fi
+    done
+fi
+
+if phase_on compact; then
+    section "8. after the migration (cents int -> bigint, complete, VACUUM): the table against the offline ALTER TABLE; time with and without compaction"
+    for lab in "$LAB_S" "$LAB_L"; do
+        cmp "compact_${lab}_heap_vs_offline" "$lab: heap, compact on" "${CMP_HEAP[$lab.ec_compact]:-}" " B" "${CMP_HEAP[$lab.offline]:-}" "<=" 1.2
+        cmp "compact_${lab}_index_vs_offline" "$lab: indexes, compact on" "${CMP_INDEX[$lab.ec_compact]:-}" " B" "${CMP_INDEX[$lab.offline]:-}" "<=" 1.1
+        cmp "compact_${lab}_plain_heap_vs_offline" "$lab: heap, compact off" "${CMP_HEAP[$lab.ec_plain]:-}" " B" "${CMP_HEAP[$lab.offline]:-}"
+        cmp "compact_${lab}_plain_index_vs_offline" "$lab: indexes, compact off" "${CMP_INDEX[$lab.ec_plain]:-}" " B" "${CMP_INDEX[$lab.offline]:-}"
+        cmp "compact_${lab}_time_vs_plain" "$lab: start -> ec_wait done, compact on vs off" "${CMP_CHANGE[$lab.ec_compact]:-}" " ms" "${CMP_CHANGE[$lab.ec_plain]:-}"
+        plain_total=''
+        if is_num "${CMP_CHANGE[$lab.ec_plain]:-}" && is_num "${CMP_VACUUM[$lab.ec_plain]:-}"; then
+            plain_total=$(awk -v a="${CMP_CHANGE[$lab.ec_plain]}" -v b="${CMP_VACUUM[$lab.ec_plain]}" 'BEGIN { printf "%.1f", a + b }')
+        fi
+        cmp "compact_${lab}_time_vs_plain_and_vacuum" "$lab: compact on vs off plus the VACUUM it needs" "${CMP_CHANGE[$lab.ec_compact]:-}" " ms" "$plain_total"
     done
 fi
 
