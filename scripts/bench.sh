@@ -113,7 +113,8 @@
 #   BENCH_QUICK=1            smoke run: 100k/300k rows, 3 s pgbench runs, 2 rounds
 #   BENCH_ROWS_SMALL=1000000 BENCH_ROWS_LARGE=10000000
 #   BENCH_ROUNDS=3           repetitions at the small size (medians)
-#   BENCH_PGBENCH_SECS=10    each pgbench run of phases 2 and 3     BENCH_MIXED_SECS=30   each run of phase 5
+#   BENCH_PGBENCH_SECS=10    each pgbench run of phases 2 and 3
+#   BENCH_MIXED_SECS=30      the baselines of 5 (5a, 5a', and before each ec_start) and of 6
 #   BENCH_CLIENTS=2          pgbench clients (phases 2, 3, 5)
 #   BENCH_PGBENCH_MODE=simple   pgbench query protocol (simple, extended, prepared)
 #   BENCH_EC_BATCHES=20000   extra batch sizes measured once at the small size ("" for none)
