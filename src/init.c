@@ -99,7 +99,7 @@ _PG_init(void)
 							 "0 never sleeps; 1 gives the application at least half of the worker's "
 							 "time.  On an idle server the backfill runs flat out.",
 							 &ec_nice_ratio,
-							 1.0, 0.0, 100.0,
+							 0.5, 0.0, 100.0,
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
