@@ -1101,10 +1101,14 @@ do_step(int64 id, long *wait_ms)
 	if (strcmp(task->kind, "backfill") == 0)
 	{
 		StepResult	result;
+		int			seq;
+		int			part;
 
 		if (!am_helper)
 			share_backfill(id, &s, free_parts);
 		result = backfill_batch(id, task, &s, wait_ms);
+		seq = task->seq;		/* task goes with SPI's memory */
+		part = task->part;
 
 		end_step();
 		if (release_after_commit)
@@ -1117,6 +1121,10 @@ do_step(int64 id, long *wait_ms)
 			char	   *vacuum = vacuum_due;
 
 			vacuum_due = NULL;
+			/* Shown until the next batch's progress replaces it. */
+			begin_step("expand_contract: recording progress");
+			set_task_state(id, seq, part, "running", "vacuuming the blocks filled so far (compact)");
+			end_step();
 			pgstat_report_activity(STATE_RUNNING, vacuum);
 			run_toplevel(vacuum);
 			pfree(vacuum);
