@@ -145,16 +145,23 @@ end_step(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static int
-setting(Jsonb *settings, const char *key, int server_value)
+/* A per-migration override (ec_configure) of a setting, or NULL. */
+static JsonbValue *
+override(Jsonb *settings, const char *key)
 {
 	JsonbValue	k;
-	JsonbValue *v;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
+	return findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
+}
+
+static int
+setting(Jsonb *settings, const char *key, int server_value)
+{
+	JsonbValue *v = override(settings, key);
+
 	if (v == NULL || v->type != jbvNumeric)
 		return server_value;
 	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v->val.numeric)));
@@ -163,13 +170,8 @@ setting(Jsonb *settings, const char *key, int server_value)
 static double
 setting_real(Jsonb *settings, const char *key, double server_value)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = override(settings, key);
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvNumeric)
 		return server_value;
 	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
@@ -179,13 +181,8 @@ setting_real(Jsonb *settings, const char *key, double server_value)
 static bool
 setting_bool(Jsonb *settings, const char *key, bool server_value)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = override(settings, key);
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvBool)
 		return server_value;
 	return v->val.boolean;
