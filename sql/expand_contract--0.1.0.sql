@@ -1,4 +1,4 @@
--- expand_contract 0.1.0: install script.
+-- expand_contract 0.1.0: install script (frozen as released; 0.2.0 and later changes go in the upgrade scripts).
 --
 -- The SQL API lives in pg_catalog (the control file's schema) so that it is callable unqualified with
 -- any search_path and cannot be shadowed by objects a user creates in public.  The extension's own

@@ -313,6 +313,9 @@ typedef struct EcMigrationRow
 } EcMigrationRow;
 
 extern void ec_lock_schema(Oid nspid);
+extern char *ec_catalog_version(void);
+extern bool ec_catalog_at_least(const char *version);
+extern void ec_require_catalog(const char *version, const char *feature);
 extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
 extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);

@@ -5,7 +5,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/nodes.h"
@@ -34,6 +41,82 @@ ec_lock_schema(Oid nspid)
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, EC_LOCK_FIELD2, nspid, EC_SCHEMA_LOCK_FIELD4);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * The version of the extension's SQL objects in this database (pg_extension.extversion), which lags
+ * the library's between a package upgrade and ALTER EXTENSION ... UPDATE.  Versions are compared
+ * as dotted numbers.
+ */
+static int
+compare_versions(const char *a, const char *b)
+{
+	while (*a || *b)
+	{
+		long		x = strtol(a, (char **) &a, 10);
+		long		y = strtol(b, (char **) &b, 10);
+
+		if (x != y)
+			return x < y ? -1 : 1;
+		if (*a == '.')
+			a++;
+		if (*b == '.')
+			b++;
+		if ((*a && !isdigit((unsigned char) *a)) || (*b && !isdigit((unsigned char) *b)))
+			return strcmp(a, b);
+	}
+	return 0;
+}
+
+char *
+ec_catalog_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("expand_contract"));
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion, RelationGetDescr(rel),
+									 &isnull);
+
+		if (!isnull)
+			version = text_to_cstring(DatumGetTextPP(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+bool
+ec_catalog_at_least(const char *version)
+{
+	char	   *current = ec_catalog_version();
+
+	return current != NULL && compare_versions(current, version) >= 0;
+}
+
+/* For what the 0.2.0 library does only once the SQL objects are updated too. */
+void
+ec_require_catalog(const char *version, const char *feature)
+{
+	char	   *current = ec_catalog_version();
+
+	if (current == NULL || compare_versions(current, version) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs version %s of extension \"expand_contract\"", feature, version),
+				 errdetail("The extension's SQL objects in this database are at version %s.",
+						   current ? current : "(none)"),
+				 errhint("Run ALTER EXTENSION expand_contract UPDATE.")));
 }
 
 /* The elements of a text[] datum as a List of C strings. */

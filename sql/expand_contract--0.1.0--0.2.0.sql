@@ -1,0 +1,12 @@
+-- expand_contract 0.1.0 -> 0.2.0: upgrade script.
+--
+-- 0.1.0's install script is frozen as released; everything 0.2.0 adds or changes is here, and a fresh
+-- CREATE EXTENSION runs 0.1.0's script and then this one.  The 0.2.0 library also runs against a
+-- 0.1.0 catalog (between a package upgrade and ALTER EXTENSION ... UPDATE): migrations started
+-- under 0.1.0 continue, back-fill and complete; features that need this script's objects say so.
+--
+-- Rules for what goes here: CREATE OR REPLACE where a signature stays; DROP and CREATE (with its
+-- GRANTs and COMMENT again) where it changes; ALTER TABLE ... ADD COLUMN with a default for the state
+-- tables, never a rewrite of existing rows' meaning.
+
+\echo Use "ALTER EXTENSION expand_contract UPDATE TO '0.2.0'" to load this file. \quit
