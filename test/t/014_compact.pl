@@ -2,7 +2,8 @@
 # offline (ALTER TABLE ... TYPE, then VACUUM), the heap is at most 1.2x and the indexes 1.1x after
 # ec_complete and a VACUUM; with expand_contract.compact off they are about twice the size (so the
 # comparison means something).  The REINDEX CONCURRENTLY tasks show in ec_status; one interrupted
-# leaves no invalid index behind; pg_repack works on the table after ec_complete.
+# leaves no invalid index behind, nor does a kill -9 in the middle of one; pg_repack works on the
+# table after ec_complete.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -152,6 +153,41 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class c JOIN pg_index 
 	'0', 'no _ccnew left behind, no invalid index');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE a IS DISTINCT FROM id'), '0',
 	'every row converted');
+
+############################################################################
+# kill -9 in the middle of a REINDEX CONCURRENTLY: after crash recovery the task's cleanup drops the
+# invalid index the crash left, the rebuild runs again, and nothing invalid is left.
+############################################################################
+load('t');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET restart_after_crash = on; SELECT pg_reload_conf()});
+$holder = $node->background_psql('postgres', on_error_die => 0);
+$holder->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t_offline');
+$node->safe_psql('postgres', qq{SELECT ec_start('v12', $migration)});
+ok(wait_for($node, 'postgres',
+		q{SELECT count(*) > 0 FROM pg_class WHERE relname = 't_pkey_ccnew'}, 't', 120),
+	'kill -9: the worker is in the middle of REINDEX CONCURRENTLY of t_pkey');
+my $reindex_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill' AND query LIKE 'REINDEX%'});
+like($reindex_pid, qr/^\d+$/, "kill -9: the REINDEX runs in the worker (pid $reindex_pid)");
+kill 'KILL', $reindex_pid;
+ok(wait_for($node, 'postgres', 'SELECT 1', '1', 60, 'crash recovery'), 'kill -9: the server is back');
+eval { $holder->quit };
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+  WHERE c.relname = 't_pkey_ccnew' AND NOT i.indisvalid}),
+	'1', 'kill -9: the crash left the invalid t_pkey_ccnew');
+$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
+$node->safe_psql('postgres', 'CALL ec_wait()');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+  WHERE c.relname LIKE 't%cc%' OR NOT i.indisvalid}),
+	'0', 'kill -9: after recovery and the retry, no _ccnew/_ccold and no invalid index');
+is($node->safe_psql('postgres', q{SELECT string_agg(state, ',') FROM expand_contract.tasks
+  WHERE kind = 'compact' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
+	'done,done', 'kill -9: both REINDEX tasks done');
+$node->safe_psql('postgres', 'SELECT ec_complete(); VACUUM t');
+($heap, $index) = sizes('t');
+cmp_ok($index / $off_index, '<=', 1.1, 'kill -9: the indexes end compact');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE a IS DISTINCT FROM id'), '0',
+	'kill -9: every row converted');
 
 ############################################################################
 # A partitioned table: compacted per leaf.
