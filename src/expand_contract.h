@@ -12,6 +12,7 @@
  *	  expr.c		user expressions and types, parsed and analysed with PostgreSQL's parser
  *	  views.c		the version schema of views
  *	  sqlbuild.c	every piece of SQL text the extension builds, and running it
+ *	  privileges.c	running as another role; grants copied to views and rebuilt columns
  *	  state.c		the extension's own tables: history, dual-write plans, backfill work
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger and its per-relation cache
@@ -231,22 +232,28 @@ extern char *ec_temp_name(const char *prefix, const char *name);
 extern uint64 ec_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 					 int expected);
 extern List *ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values);
+extern void ec_exec(const char *sql);
+extern void ec_exec_list(List *steps);
+extern void ec_exec_steps_reverse(List *steps);
+extern void ec_lock_with_retry(List *relids, List *modes);
+extern char *ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *ref_table_sql,
+						  List *ref_columns_sql);
+
+/* ---- settings scoped to one step (init.c) ---- */
+
+extern int	ec_guc_push(const char *name, const char *value);
+extern void ec_guc_pop(int nestlevel);
+
+/* ---- whose rights: running as another role, copying grants (privileges.c) ---- */
+
 extern uint64 ec_state_spi(const char *sql, int nargs, Oid *types, Datum *values,
 						   const char *nulls, int expected);
 extern void ec_run_as(Oid roleid, const char *search_path, void (*fn) (void *), void *arg);
 extern void ec_exec_steps_as(Oid roleid, const char *search_path, List *steps, bool reverse);
-extern void ec_exec(const char *sql);
-extern void ec_exec_list(List *steps);
-extern void ec_exec_steps_reverse(List *steps);
-extern int	ec_guc_push(const char *name, const char *value);
-extern void ec_guc_pop(int nestlevel);
-extern void ec_lock_with_retry(List *relids, List *modes);
 extern void ec_copy_privileges(Oid from_relid, const char *to_qualified, char **column_map,
 							   int ncolumns);
 extern void ec_copy_column_privileges(Oid relid, AttrNumber from_attnum, const char *to_column);
 extern void ec_copy_schema_privileges(Oid from_nspid, const char *to_schema);
-extern char *ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *ref_table_sql,
-						  List *ref_columns_sql);
 
 /* ---- versioned views (views.c) ---- */
 

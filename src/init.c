@@ -1,6 +1,6 @@
 /*
  * init.c
- *	  Module load: settings and cache callbacks.
+ *	  Module load: settings and cache callbacks; settings scoped to one step of the extension's SQL.
  *
  * Nothing here needs shared_preload_libraries: the library is loaded by the first call of an ec_*
  * function or of the dual-write trigger in a backend.
@@ -163,4 +163,24 @@ _PG_init(void)
 		ec_register_launcher();
 
 	ec_trigger_init();
+}
+
+/*
+ * Sets a setting until ec_guc_pop, the way a function's SET clause does: the caller's own value
+ * comes back afterwards, and on error the transaction's abort restores it.
+ */
+int
+ec_guc_push(const char *name, const char *value)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option(name, value, superuser() ? PGC_SUSET : PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+void
+ec_guc_pop(int nestlevel)
+{
+	AtEOXact_GUC(true, nestlevel);
 }
