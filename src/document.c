@@ -2,7 +2,7 @@
  * document.c
  *	  Reads a pgroll migration document (jsonb) into EcMigration/EcOperation structs.
  *
- * Field names and defaults are pgroll's (shared/reference/pgroll-migration-schema.json): a column is
+ * Field names and defaults are pgroll's (schema.json in github.com/xataio/pgroll): a column is
  * NOT NULL unless "nullable": true, and so on.  Anything the document holds that we do not understand
  * is an error naming it, never silently ignored: a typo in a migration must not turn into a migration
  * that quietly does less than its author meant.  Nothing here touches the database.
