@@ -27,6 +27,12 @@ SELECT ec_start('v1', '{"operations": [
 -- The old version (base table) does not show the new columns under their names; the new one does;
 -- existing rows get "up" from the background worker, which also builds the unique index.
 SELECT * FROM app_v1.users ORDER BY id;
+-- ec_wait refuses to wait for paused work, and for work its own transaction resumed.
+CALL ec_wait('app');
+BEGIN;
+SELECT ec_resume('app');
+CALL ec_wait('app');
+ROLLBACK;
 SELECT ec_resume('app');
 CALL ec_wait('app');
 SELECT * FROM app_v1.users ORDER BY id;

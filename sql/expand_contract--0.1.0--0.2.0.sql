@@ -10,3 +10,10 @@
 -- tables, never a rewrite of existing rows' meaning.
 
 \echo Use "ALTER EXTENSION expand_contract UPDATE TO '0.2.0'" to load this file. \quit
+
+-- ec_wait in C: the same wait as ec_complete's (src/wait.c), committing between polls when called
+-- with CALL outside a transaction block, and waiting in the caller's transaction inside one.
+CREATE OR REPLACE PROCEDURE pg_catalog.ec_wait(schema text DEFAULT 'public', timeout interval DEFAULT NULL)
+    LANGUAGE C
+    AS 'MODULE_PATHNAME', 'ec_wait';
+DROP FUNCTION expand_contract.wait_state(text);

@@ -220,124 +220,6 @@ ec_start(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(version_schema));
 }
 
-/* Did this transaction (or a subtransaction of it) start, resume or reconfigure the migration? */
-static bool
-changed_in_this_transaction(int64 id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-	bool		isnull;
-
-	if (ec_state_spi("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-					 1, types, values, NULL, SPI_OK_SELECT) == 0)
-		return false;
-	return TransactionIdIsCurrentTransactionId(
-		DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											&isnull)));
-}
-
-/* Is the migration's worker waiting for this transaction (CREATE INDEX CONCURRENTLY does)? */
-static bool
-worker_waits_for_us(int64 id)
-{
-	Oid			types[3] = {OIDOID, OIDOID, INT4OID};
-	Datum		values[3];
-
-	values[0] = ObjectIdGetDatum((Oid) (uint32) (id >> 32));
-	values[1] = ObjectIdGetDatum((Oid) (uint32) id);
-	values[2] = Int32GetDatum(MyProcPid);
-	return ec_spi("SELECT FROM pg_catalog.pg_locks w"
-							  "  JOIN pg_catalog.pg_locks worker ON worker.pid = w.pid"
-							  "   AND worker.locktype = 'advisory' AND worker.classid = $1"
-							  "   AND worker.objid = $2 AND worker.objsubid = 4 AND worker.granted"
-							  "  JOIN pg_catalog.pg_locks h ON h.locktype = w.locktype"
-							  "   AND h.virtualxid IS NOT DISTINCT FROM w.virtualxid"
-							  "   AND h.transactionid IS NOT DISTINCT FROM w.transactionid"
-							  "   AND h.granted AND h.pid = $3"
-							  " WHERE NOT w.granted AND w.locktype IN ('virtualxid', 'transactionid')"
-							  " LIMIT 1", 3, types, values, NULL, SPI_OK_SELECT) > 0;
-}
-
-/*
- * Waits until the migration's worker has done all its work, holding no lock but AccessShare on the
- * extension's own tables (not even the schema's migration lock, so ec_pause and ec_configure work
- * meanwhile).  Errors rather than waiting for something that will not happen: work failed,
- * paused, invisible to the worker, or a worker that keeps dying.
- */
-static void
-wait_for_worker(int64 id, const char *name, const char *schema)
-{
-	int64		last_progress = -1;
-	int			fruitless_launches = 0;
-
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("ec_complete cannot wait for the backfill in a REPEATABLE READ or "
-						"SERIALIZABLE transaction"),
-				 errdetail("Its snapshot would never show the work finishing."),
-				 errhint("Call it in a READ COMMITTED transaction, or with wait => false once "
-						 "ec_status() shows the backfill done.")));
-
-	for (int tick = 0;; tick++)
-	{
-		char	   *failure;
-		int64		progress;
-		int			unfinished = ec_task_summary(id, &failure, &progress);
-		EcMigrationRow *now;
-
-		if (failure != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("backfill of migration \"%s\" failed", name),
-					 errdetail("%s", failure),
-					 errhint("Fix the cause, then call ec_resume(%s) and ec_complete(%s) again; or "
-							 "call ec_rollback(%s).", quote_literal_cstr(schema),
-							 quote_literal_cstr(schema), quote_literal_cstr(schema))));
-		if (unfinished == 0)
-			return;
-		if (tick == 0 && changed_in_this_transaction(id))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("ec_complete cannot wait for work that this transaction started or changed"),
-					 errdetail("The background worker cannot see it before this transaction commits."),
-					 errhint("Commit first, then call ec_complete(%s).", quote_literal_cstr(schema))));
-		now = ec_active_migration(schema);
-		if (now == NULL || now->id != id)
-			return;				/* rolled back meanwhile: the caller finds out */
-		if (now->paused)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("backfill of migration \"%s\" is paused", name),
-					 errhint("Resume it with ec_resume(%s).", quote_literal_cstr(schema))));
-
-		if (progress != last_progress)
-		{
-			last_progress = progress;
-			fruitless_launches = 0;
-		}
-		if (worker_waits_for_us(id))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("ec_complete cannot wait for migration \"%s\" in this transaction", name),
-					 errdetail("Its background worker is building an index concurrently, which waits "
-							   "for this transaction to end."),
-					 errhint("Run CALL ec_wait(%s) outside a transaction block, then ec_complete(%s).",
-							 quote_literal_cstr(schema), quote_literal_cstr(schema))));
-		if (tick % 10 == 0 && ec_ensure_worker(id, true) && ++fruitless_launches > 5)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the background worker of migration \"%s\" keeps exiting without progress",
-							name),
-					 errhint("See the server log; the worker connects as the role that called "
-							 "ec_start (its session user).")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100L,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
 /*
  * Settings for running complete or rollback steps, until ec_guc_pop of the returned level: lock
  * waits bounded, the schema as search_path (for "sql" operations), and no NOTICE for each view that
@@ -424,15 +306,19 @@ ec_complete(PG_FUNCTION_ARGS)
 		m = ec_active_migration(schema);
 		if (m != NULL)
 		{
+			EcWaitFor	w = {0};
+
 			ec_check_migration_privilege(m, "complete");
-			wait_for_worker(m->id, m->name, schema);
+			w.schema = schema;
+			w.migration_id = m->id;
+			ec_wait_for_work(&w);
 		}
 	}
 	m = require_active(schema, nspid);
 	ec_check_migration_privilege(m, "complete");
 	{
 		char	   *failure;
-		int			unfinished = ec_task_summary(m->id, &failure, NULL);
+		int			unfinished = ec_task_summary(m->id, false, &failure, NULL);
 
 		if (unfinished > 0)
 			ereport(ERROR,

@@ -13,6 +13,7 @@
  *	  views.c		the version schema of views
  *	  sqlbuild.c	every piece of SQL text the extension builds, and running it
  *	  privileges.c	running as another role; grants copied to views and rebuilt columns
+ *	  wait.c		waiting for a migration's background work (ec_complete, CALL ec_wait)
  *	  state.c		the extension's own tables: history, dual-write plans, backfill work
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger and its per-relation cache
@@ -338,7 +339,22 @@ extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
 extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
 extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
 						const char *sql);
-extern int	ec_task_summary(int64 id, char **failure, int64 *progress);
+extern int	ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress);
+
+/* ---- waiting for a migration's background work (wait.c) ---- */
+
+typedef struct EcWaitFor
+{
+	const char *schema;
+	int64		migration_id;	/* 0: whichever migration of the schema is active */
+	bool		for_call;		/* CALL ec_wait (its messages), else ec_complete */
+	bool		include_compaction;
+	bool		commit_between_polls;	/* SPI connected non-atomic */
+	TimestampTz deadline;		/* 0: none */
+	const char *timeout_text;
+} EcWaitFor;
+
+extern void ec_wait_for_work(const EcWaitFor *w);
 extern void ec_finish_migration(int64 id);
 extern Datum ec_xid_array(EcXidList *xids);
 extern List *ec_text_array_to_list(Datum d);

@@ -478,25 +478,25 @@ ec_set_task_cleanup(int64 id, int seq, const char *cleanup)
 
 /*
  * Where the migration's work stands: how many tasks are unfinished, and the first failure (as
- * "table: error (row ...)"), or NULL.
+ * "table: error (row ...)"), or NULL.  Compaction is not work complete waits for (it skips what is
+ * left of it, compact.c); ec_wait waits for it too.
  */
 int
-ec_task_summary(int64 id, char **failure, int64 *progress)
+ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		values[2] = {Int64GetDatum(id), BoolGetDatum(include_compaction)};
 	bool		isnull;
 
-	/* Compaction is not work complete waits for: it skips what is left of it (compact.c). */
 	(void) ec_state_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
 						"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
 						"       (SELECT coalesce(table_name || ': ', '') || last_error"
 			      "               || coalesce(' (row ' || error_row || ')', '')"
 			      "          FROM " EC_STATE_SCHEMA ".tasks f"
-			      "         WHERE f.migration_id = $1 AND f.state = 'failed' AND f.kind <> 'compact'"
+			      "         WHERE f.migration_id = $1 AND f.state = 'failed' AND ($2 OR f.kind <> 'compact')"
 			      "         ORDER BY seq LIMIT 1)"
-						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND kind <> 'compact'",
-						1, types, values, NULL, SPI_OK_SELECT);
+						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND ($2 OR kind <> 'compact')",
+						2, types, values, NULL, SPI_OK_SELECT);
 	*failure = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	if (progress)
 		*progress = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,

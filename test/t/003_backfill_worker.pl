@@ -298,5 +298,40 @@ ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('own')}, '
 	timeout => 30);
 is($ret, 0, 'ec_complete of that migration finishes (no endless wait)') or diag($err);
 
+############################################################################
+# CALL ec_wait: a timeout; inside a transaction block it waits in that transaction (as ec_complete
+# does); outside one it commits between polls, so it holds no snapshot the worker waits for.
+############################################################################
+$node->safe_psql('postgres', q{
+  CREATE SCHEMA w;
+  CREATE TABLE w.items (id int PRIMARY KEY, cents int NOT NULL);
+  INSERT INTO w.items SELECT g, g FROM generate_series(1, 20000) g;
+  BEGIN;
+  SELECT ec_start('w1', '{"operations": [{"alter_column": {"table": "items", "column": "cents",
+    "type": "bigint", "up": "cents", "down": "cents::int"}}]}', 'w');
+  SELECT ec_configure('w', '{"batch_size": 500, "batch_delay_ms": 100, "batch_time_ms": 0}');
+  COMMIT;
+});
+($ret, $out, $err) = $node->psql('postgres', q{CALL ec_wait('w', '300 ms')});
+isnt($ret, 0, 'ec_wait with a timeout shorter than the backfill fails');
+like($err, qr/background work of the migration of schema "w" did not finish within 00:00:00\.3/,
+	'saying it did not finish within the timeout');
+is($node->safe_psql('postgres', q{
+  BEGIN;
+  CALL ec_wait('w');
+  SELECT backfill_state FROM ec_status('w');
+  COMMIT;
+}), 'done', 'ec_wait inside a transaction block waits there until the backfill is done');
+$node->safe_psql('postgres', q{
+  SELECT ec_complete('w');
+  CREATE INDEX ON w.items (cents);
+  SELECT ec_start('w2', '{"operations": [{"create_index": {"table": "items", "name": "items_id_cents",
+    "columns": [{"column": "id"}, {"column": "cents"}]}}]}', 'w');
+});
+$node->safe_psql('postgres', q{CALL ec_wait('w')});
+is($node->safe_psql('postgres', q{SELECT indisvalid FROM pg_index WHERE indexrelid = 'w.items_id_cents'::regclass}),
+	't', 'CALL ec_wait outside a transaction block lets the worker build an index concurrently');
+$node->safe_psql('postgres', q{SELECT ec_complete('w')});
+
 $node->stop;
 done_testing();
