@@ -42,16 +42,6 @@
 
 #include "worker.h"
 
-/* The batch in flight, for diagnosing a failure after its transaction aborted. */
-static Oid	batch_relid = InvalidOid;
-static int64 batch_first_block = 0;
-static int64 batch_end_block = 0;
-static char *batch_sql = NULL;	/* the batch statement, kept for the table's next batches */
-static SPIPlanPtr batch_plan = NULL;	/* and its plan: parsed and planned once per table */
-static char *batch_unfilled = NULL; /* its condition for the rows to fill */
-static int64 statement_migration = 0;
-static Oid	statement_relid = InvalidOid;
-static TransactionId batch_trigger_xid = InvalidTransactionId;
 
 /*
  * The rows of a batch to fill, given its block range as $1 and $2 (ctids '(first,0)' and
@@ -112,9 +102,9 @@ batch_statement(Oid relid)
 													   2, &isnull)),
 					  TEXTOID, -1, false, TYPALIGN_INT, &ups, NULL, &n);
 
-	if (batch_unfilled)
-		pfree(batch_unfilled);
-	batch_unfilled = MemoryContextStrdup(TopMemoryContext,
+	if (ec_worker.batch_unfilled)
+		pfree(ec_worker.batch_unfilled);
+	ec_worker.batch_unfilled = MemoryContextStrdup(TopMemoryContext,
 										 unfilled_condition(relid,
 															SPI_getvalue(SPI_tuptable->vals[0],
 																		 SPI_tuptable->tupdesc, 3)));
@@ -131,7 +121,7 @@ batch_statement(Oid relid)
 		appendStringInfo(&sql, "%s%s = %s", first ? "" : ", ", quote_identifier(column), up);
 		first = false;
 	}
-	appendStringInfo(&sql, " WHERE %s", batch_unfilled);
+	appendStringInfo(&sql, " WHERE %s", ec_worker.batch_unfilled);
 	return sql.data;
 }
 
@@ -146,7 +136,6 @@ batch_statement(Oid relid)
  * write fire as before.
  */
 static ExecutorStart_hook_type prev_executor_start = NULL;
-static bool batch_running = false;	/* the batch statement is being started */
 
 static void
 batch_executor_start(QueryDesc *queryDesc, int eflags)
@@ -157,9 +146,9 @@ batch_executor_start(QueryDesc *queryDesc, int eflags)
 		prev_executor_start(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
-	if (!batch_running || queryDesc->operation != CMD_UPDATE)
+	if (!ec_worker.batch_running || queryDesc->operation != CMD_UPDATE)
 		return;
-	batch_running = false;		/* not for what the statement's expressions run */
+	ec_worker.batch_running = false;		/* not for what the statement's expressions run */
 	foreach(lc, queryDesc->estate->es_opened_result_relations)
 	{
 		ResultRelInfo *rri = lfirst(lc);
@@ -190,23 +179,16 @@ ec_backfill_install_hook(void)
 void
 ec_backfill_batch_done(void)
 {
-	batch_running = false;
+	ec_worker.batch_running = false;
 }
 
 /* Has a batch statement been built, to retry a failed batch's rows one by one with? */
 bool
 ec_backfill_has_statement(void)
 {
-	return batch_sql != NULL;
+	return ec_worker.batch_sql != NULL;
 }
 
-/* The previous batch of the task being filled, to size the next one. */
-static EcPace pace;
-static int64 prev_migration = 0;
-static int	prev_seq = 0;
-static int	prev_part = 0;
-static int64 prev_blocks = 0;
-static uint64 prev_rows = 0;
 
 /*
  * Blocks per batch for about batch_size rows to fill.  The density (rows to fill per block) is the
@@ -223,12 +205,12 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 	bool		isnull;
 	Datum		d;
 	double		density = 0;
-	bool		have_prev = prev_migration == id && prev_seq == task->seq && prev_part == task->part &&
-		prev_blocks > 0;
+	bool		have_prev = ec_worker.prev_migration == id && ec_worker.prev_seq == task->seq && ec_worker.prev_part == task->part &&
+		ec_worker.prev_blocks > 0;
 	int64		blocks;
 
 	if (!have_prev)
-		memset(&pace, 0, sizeof(pace));
+		memset(&ec_worker.pace, 0, sizeof(ec_worker.pace));
 
 	/* Live rows per block, from the planner's statistics or, before any ANALYZE, the activity ones. */
 	(void) ec_spi("SELECT GREATEST(CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END,"
@@ -242,13 +224,13 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 		if (!isnull)
 			density = DatumGetFloat8(d);
 	}
-	if (have_prev && prev_rows > 0)
-		density = Max(density, (double) prev_rows / prev_blocks);
+	if (have_prev && ec_worker.prev_rows > 0)
+		density = Max(density, (double) ec_worker.prev_rows / ec_worker.prev_blocks);
 
 	/* Knowing nothing, assume a table of small rows, about 100 to a block. */
 	blocks = (int64) (batch_size / (density > 0 ? density : 100));
 	if (have_prev)
-		blocks = Min(blocks, prev_blocks * 2);
+		blocks = Min(blocks, ec_worker.prev_blocks * 2);
 	return Max(1, blocks);
 }
 
@@ -306,12 +288,12 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	Datum		values[3];
 	Oid			ptypes[7] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID};
 	Datum		pvalues[7];
-	char		pnulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', parallel_note ? ' ' : 'n'};
+	char		pnulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ec_worker.parallel_note ? ' ' : 'n'};
 	uint64		processed;
 
-	/* Fails the task (batch_seq), visibly and once, without diagnosing rows (batch_migration). */
-	batch_seq = task->seq;
-	batch_part = task->part;
+	/* Fails the task (ec_worker.batch_seq), visibly and once, without diagnosing rows (ec_worker.batch_migration). */
+	ec_worker.batch_seq = task->seq;
+	ec_worker.batch_part = task->part;
 	if (get_rel_name(task->relid) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -344,46 +326,46 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 							SPI_OK_UPDATE);
 		set_task_state(id, task->seq, task->part, "done", NULL);
 		/* Given up once "done" is committed: no worker takes the part up again before. */
-		release_after_commit = true;
+		ec_worker.release_after_commit = true;
 		return STEP_NEXT;
 	}
 
 	end = Min(task->total_blocks,
 			  task->next_block + blocks_per_batch(id, task,
-												  ec_pace_rows(&pace, s->batch_size, s->batch_time_ms)));
+												  ec_pace_rows(&ec_worker.pace, s->batch_size, s->batch_time_ms)));
 	/* The statement is the same for every batch of a table: built once, on its first batch. */
-	if (batch_plan == NULL || statement_migration != id || statement_relid != task->relid)
+	if (ec_worker.batch_plan == NULL || ec_worker.statement_migration != id || ec_worker.statement_relid != task->relid)
 	{
-		if (batch_sql)
-			pfree(batch_sql);
-		batch_sql = NULL;
-		if (batch_plan)
-			SPI_freeplan(batch_plan);
-		batch_plan = NULL;
-		batch_sql = MemoryContextStrdup(TopMemoryContext, batch_statement(task->relid));
+		if (ec_worker.batch_sql)
+			pfree(ec_worker.batch_sql);
+		ec_worker.batch_sql = NULL;
+		if (ec_worker.batch_plan)
+			SPI_freeplan(ec_worker.batch_plan);
+		ec_worker.batch_plan = NULL;
+		ec_worker.batch_sql = MemoryContextStrdup(TopMemoryContext, batch_statement(task->relid));
 		/*
 		 * A generic plan: the block range bounds a TID range scan whatever its values, so
 		 * planning each batch again would buy nothing.  The plan cache re-plans it if the
 		 * table's definition changes.
 		 */
-		batch_plan = SPI_prepare_cursor(batch_sql, 3, types, CURSOR_OPT_GENERIC_PLAN);
-		if (batch_plan == NULL || SPI_keepplan(batch_plan) != 0)
+		ec_worker.batch_plan = SPI_prepare_cursor(ec_worker.batch_sql, 3, types, CURSOR_OPT_GENERIC_PLAN);
+		if (ec_worker.batch_plan == NULL || SPI_keepplan(ec_worker.batch_plan) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg_internal("could not prepare the batch statement: %s",
 									 SPI_result_code_string(SPI_result))));
-		statement_migration = id;
-		statement_relid = task->relid;
+		ec_worker.statement_migration = id;
+		ec_worker.statement_relid = task->relid;
 	}
 	ec_backfill_relid = task->relid;
 
-	batch_migration = id;
-	batch_seq = task->seq;
-	batch_part = task->part;
-	batch_relid = task->relid;
-	batch_first_block = task->next_block;
-	batch_end_block = end;
-	batch_trigger_xid = s->trigger_xid;
+	ec_worker.batch_migration = id;
+	ec_worker.batch_seq = task->seq;
+	ec_worker.batch_part = task->part;
+	ec_worker.batch_relid = task->relid;
+	ec_worker.batch_first_block = task->next_block;
+	ec_worker.batch_end_block = end;
+	ec_worker.batch_trigger_xid = s->trigger_xid;
 
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("expand_contract backfill of %s: blocks %lld to %lld of %lld",
@@ -393,21 +375,21 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	values[1] = block_start(end);
 	values[2] = TransactionIdGetDatum(s->trigger_xid);
 	began = GetCurrentTimestamp();
-	batch_running = true;
-	rc = SPI_execute_plan(batch_plan, values, NULL, false, 0);
-	batch_running = false;
+	ec_worker.batch_running = true;
+	rc = SPI_execute_plan(ec_worker.batch_plan, values, NULL, false, 0);
+	ec_worker.batch_running = false;
 	if (rc != SPI_OK_UPDATE)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg_internal("SPI_execute_plan returned %s for: %s", SPI_result_code_string(rc),
-								 batch_sql)));
+								 ec_worker.batch_sql)));
 	processed = SPI_processed;
 	waiters = ec_lock_waiters();
-	prev_migration = id;
-	prev_seq = task->seq;
-	prev_part = task->part;
-	prev_blocks = end - task->next_block;
-	prev_rows = processed;
+	ec_worker.prev_migration = id;
+	ec_worker.prev_seq = task->seq;
+	ec_worker.prev_part = task->part;
+	ec_worker.prev_blocks = end - task->next_block;
+	ec_worker.prev_rows = processed;
 
 	pvalues[0] = Int64GetDatum(id);
 	pvalues[1] = Int32GetDatum(task->seq);
@@ -415,7 +397,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	pvalues[3] = Int64GetDatum((int64) processed);
 	pvalues[4] = Int64GetDatum(task->total_blocks);
 	pvalues[5] = Int32GetDatum(task->part);
-	pvalues[6] = parallel_note ? CStringGetTextDatum(parallel_note) : (Datum) 0;
+	pvalues[6] = ec_worker.parallel_note ? CStringGetTextDatum(ec_worker.parallel_note) : (Datum) 0;
 	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
 						" rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
@@ -429,11 +411,11 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 						SPI_OK_UPDATE);
 
 	if (s->compact)
-		vacuum_due = ec_compact_after_batch(task->relid, end - batch_first_block);
-	ec_pace_record(&pace, processed,
+		ec_worker.vacuum_due = ec_compact_after_batch(task->relid, end - ec_worker.batch_first_block);
+	ec_pace_record(&ec_worker.pace, processed,
 				   (double) (GetCurrentTimestamp() - began) / 1000.0, waiters, s->batch_time_ms);
 	ec_read_load(began, &load);
-	*wait_ms = ec_pace_sleep_ms(&pace, s->nice_ratio, s->batch_delay_ms, load.busy > 0);
+	*wait_ms = ec_pace_sleep_ms(&ec_worker.pace, s->nice_ratio, s->batch_delay_ms, load.busy > 0);
 	return STEP_NEXT;
 }
 
@@ -442,7 +424,7 @@ static char *
 row_key(const char *tsql, char *ctid)
 {
 	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(batch_relid)};
+	Datum		values[1] = {ObjectIdGetDatum(ec_worker.batch_relid)};
 	Oid			ktypes[1] = {TIDOID};
 	Datum		kvalues[1];
 	StringInfoData names;
@@ -488,14 +470,14 @@ failing_row(void)
 	char	   *key = NULL;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	char	   *tsql = ec_rel_qualified(batch_relid);
+	char	   *tsql = ec_rel_qualified(ec_worker.batch_relid);
 	SPITupleTable *rows;
 	uint64		nrows;
 
-	values[0] = block_start(batch_first_block);
-	values[1] = block_start(batch_end_block);
-	values[2] = TransactionIdGetDatum(batch_trigger_xid);
-	(void) ec_spi(psprintf("SELECT ctid FROM ONLY %s WHERE %s", tsql, batch_unfilled),
+	values[0] = block_start(ec_worker.batch_first_block);
+	values[1] = block_start(ec_worker.batch_end_block);
+	values[2] = TransactionIdGetDatum(ec_worker.batch_trigger_xid);
+	(void) ec_spi(psprintf("SELECT ctid FROM ONLY %s WHERE %s", tsql, ec_worker.batch_unfilled),
 				  3, types, values, NULL, SPI_OK_SELECT);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
@@ -510,7 +492,7 @@ failing_row(void)
 		PG_TRY();
 		{
 			values[3] = ctid;
-			(void) ec_spi(psprintf("%s AND ctid = $4", batch_sql), 4, types, values, NULL, SPI_OK_UPDATE);
+			(void) ec_spi(psprintf("%s AND ctid = $4", ec_worker.batch_sql), 4, types, values, NULL, SPI_OK_UPDATE);
 		}
 		PG_CATCH();
 		{

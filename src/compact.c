@@ -45,6 +45,7 @@
 
 #include "expand_contract.h"
 #include "operations.h"
+#include "worker.h"
 
 bool		ec_compact = true;
 
@@ -58,9 +59,6 @@ bool		ec_compact = true;
 #define COMPACT_MIN_BLOCKS	1024
 
 /* What this worker filled of one table since its last VACUUM. */
-static Oid	filled_relid = InvalidOid;
-static int64 filled_blocks = 0;
-static int64 vacuum_every = 0;
 
 /*
  * After a batch that filled `blocks` blocks of relid: the VACUUM to run once it committed, or NULL.
@@ -69,20 +67,20 @@ static int64 vacuum_every = 0;
 char *
 ec_compact_after_batch(Oid relid, int64 blocks)
 {
-	if (relid != filled_relid)
+	if (relid != ec_worker.filled_relid)
 	{
 		Relation	rel = table_open(relid, AccessShareLock);
 
-		vacuum_every = Max(VACUUM_MIN_BLOCKS,
+		ec_worker.vacuum_every = Max(VACUUM_MIN_BLOCKS,
 						   (int64) RelationGetNumberOfBlocks(rel) / VACUUM_FRACTION);
 		table_close(rel, AccessShareLock);
-		filled_relid = relid;
-		filled_blocks = 0;
+		ec_worker.filled_relid = relid;
+		ec_worker.filled_blocks = 0;
 	}
-	filled_blocks += blocks;
-	if (filled_blocks < vacuum_every)
+	ec_worker.filled_blocks += blocks;
+	if (ec_worker.filled_blocks < ec_worker.vacuum_every)
 		return NULL;
-	filled_blocks = 0;
+	ec_worker.filled_blocks = 0;
 	return MemoryContextStrdup(TopMemoryContext,
 							   psprintf("VACUUM (SKIP_LOCKED, TRUNCATE false) %s",
 										ec_rel_qualified(relid)));

@@ -71,14 +71,9 @@ int			ec_max_load = -1;
 int			ec_max_parallel_workers = 1;
 int			ec_max_parallel_workers_total = 8;
 
-static EcWorkerArgs my_args;	/* what this worker was started with, for its helpers */
-char	   *parallel_note = NULL;	/* how many workers fill the backfill, for ec_status */
-char	   *vacuum_due = NULL;		/* a VACUUM of the table to run once the batch committed */
+EcWorkerState ec_worker;
 
-/* The step in flight, for recording its failure after its transaction aborted. */
-int64		batch_migration = 0;
-int			batch_seq = 0;
-int			batch_part = 0;
+
 
 static void
 begin_step(const char *activity)
@@ -179,19 +174,13 @@ read_migration(int64 id, Settings *s)
  * backfills at the head of the queue at once (the tables of a migration are independent, and so
  * are the block ranges of one); everything else waits until they are all done.
  */
-static bool claim_held = false;
-static LOCKTAG claim_tag;
-static int	claim_seq;
-static int	claim_part;
-static bool am_helper = false;	/* a helper fills backfill parts only, then leaves */
-bool		release_after_commit = false;	/* the claimed part is done */
 
 static void
 release_claim(void)
 {
-	if (claim_held)
-		LockRelease(&claim_tag, ExclusiveLock, true);
-	claim_held = false;
+	if (ec_worker.claim_held)
+		LockRelease(&ec_worker.claim_tag, ExclusiveLock, true);
+	ec_worker.claim_held = false;
 }
 
 static bool
@@ -199,17 +188,17 @@ claim(int64 id, int seq, int part)
 {
 	LOCKTAG		tag;
 
-	if (claim_held && claim_seq == seq && claim_part == part)
+	if (ec_worker.claim_held && ec_worker.claim_seq == seq && ec_worker.claim_part == part)
 		return true;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) id, ((uint32) seq << 10) | (uint32) part,
 						 EC_CLAIM_LOCK_FIELD4);
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 		return false;
 	release_claim();
-	claim_tag = tag;
-	claim_seq = seq;
-	claim_part = part;
-	claim_held = true;
+	ec_worker.claim_tag = tag;
+	ec_worker.claim_seq = seq;
+	ec_worker.claim_part = part;
+	ec_worker.claim_held = true;
 	return true;
 }
 
@@ -279,19 +268,19 @@ next_task(int64 id, bool *busy, int *free_parts)
 	{
 		/* An "sql" task: the migration's own worker runs it, once no backfill before it is left. */
 		release_claim();
-		return am_helper ? NULL : task_from_row(rows->vals[0], rows->tupdesc);
+		return ec_worker.am_helper ? NULL : task_from_row(rows->vals[0], rows->tupdesc);
 	}
 	for (uint64 i = 0; i < head; i++)
 	{
 		Task	   *task = task_from_row(rows->vals[i], rows->tupdesc);
 
-		if (claim_held && claim_seq == task->seq && claim_part == task->part)
+		if (ec_worker.claim_held && ec_worker.claim_seq == task->seq && ec_worker.claim_part == task->part)
 			found = task;
 	}
 	for (uint64 i = 0; i < head; i++)
 	{
 		Task	   *task = task_from_row(rows->vals[i], rows->tupdesc);
-		bool		mine = claim_held && claim_seq == task->seq && claim_part == task->part;
+		bool		mine = ec_worker.claim_held && ec_worker.claim_seq == task->seq && ec_worker.claim_part == task->part;
 
 		if (mine)
 			continue;
@@ -391,7 +380,7 @@ share_backfill(int64 id, Settings *s, int free_parts)
 
 	if (s->max_parallel <= 1)
 	{
-		parallel_note = NULL;
+		ec_worker.parallel_note = NULL;
 		return;
 	}
 	if (!TimestampDifferenceExceeds(last_round, now, 1000))
@@ -409,7 +398,7 @@ share_backfill(int64 id, Settings *s, int free_parts)
 								 ec_max_parallel_workers_total);
 			break;
 		}
-		if (!ec_launch_helper(&my_args))
+		if (!ec_launch_helper(&ec_worker.args))
 		{
 			shortfall = "no background worker slot free (max_worker_processes)";
 			break;
@@ -417,9 +406,9 @@ share_backfill(int64 id, Settings *s, int free_parts)
 		slots_used++;
 		helpers++;
 	}
-	if (parallel_note)
-		pfree(parallel_note);
-	parallel_note = MemoryContextStrdup(TopMemoryContext,
+	if (ec_worker.parallel_note)
+		pfree(ec_worker.parallel_note);
+	ec_worker.parallel_note = MemoryContextStrdup(TopMemoryContext,
 										psprintf("%d of %d workers%s%s", helpers + 1, s->max_parallel,
 												 shortfall ? ": " : "", shortfall ? shortfall : ""));
 }
@@ -460,7 +449,7 @@ do_step(int64 id, long *wait_ms)
 	{
 		end_step();
 		/* Others still fill parts of the backfills before the next task: wait for them. */
-		if (busy && !am_helper)
+		if (busy && !ec_worker.am_helper)
 		{
 			*wait_ms = 100;
 			return STEP_NEXT;
@@ -511,23 +500,23 @@ do_step(int64 id, long *wait_ms)
 		int			seq;
 		int			part;
 
-		if (!am_helper)
+		if (!ec_worker.am_helper)
 			share_backfill(id, &s, free_parts);
 		result = backfill_batch(id, task, &s, wait_ms);
 		seq = task->seq;		/* task goes with SPI's memory */
 		part = task->part;
 
 		end_step();
-		if (release_after_commit)
+		if (ec_worker.release_after_commit)
 		{
 			release_claim();
-			release_after_commit = false;
+			ec_worker.release_after_commit = false;
 		}
-		if (result == STEP_NEXT && vacuum_due != NULL)
+		if (result == STEP_NEXT && ec_worker.vacuum_due != NULL)
 		{
-			char	   *vacuum = vacuum_due;
+			char	   *vacuum = ec_worker.vacuum_due;
 
-			vacuum_due = NULL;
+			ec_worker.vacuum_due = NULL;
 			/* Shown until the next batch's progress replaces it. */
 			begin_step("expand_contract: recording progress");
 			set_task_state(id, seq, part, "running", "vacuuming the blocks filled so far (compact)");
@@ -552,7 +541,7 @@ do_step(int64 id, long *wait_ms)
 			MemoryContextStrdup(step_cxt, compaction ? ec_compact_cleanup(task->cleanup) :
 								task->cleanup) : NULL;
 
-		batch_seq = seq;
+		ec_worker.batch_seq = seq;
 		if (compaction && !s.compact)
 		{
 			set_task_state(id, seq, 0, "done", "skipped: expand_contract.compact is off");
@@ -628,29 +617,29 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 	begin_step("expand_contract: recording a failure");
 	if (ec_worker_transient(edata->sqlerrcode))
 	{
-		if (batch_seq > 0)
-			set_task_state(id, batch_seq, batch_part, "running",
+		if (ec_worker.batch_seq > 0)
+			set_task_state(id, ec_worker.batch_seq, ec_worker.batch_part, "running",
 						   psprintf("retrying after: %s", edata->message));
 		end_step();
 		*wait_ms = 1000;
 		return STEP_NEXT;
 	}
-	if (batch_seq > 0 && batch_migration == id && ec_backfill_has_statement())
+	if (ec_worker.batch_seq > 0 && ec_worker.batch_migration == id && ec_backfill_has_statement())
 		row = failing_row();
-	else if (batch_seq > 0)
+	else if (ec_worker.batch_seq > 0)
 	{
 		char	   *sql;
 		char	   *cleanup = NULL;
 
 		MemoryContextSwitchTo(cxt);
-		if (failed_sql_task(id, batch_seq, &sql, &cleanup))
+		if (failed_sql_task(id, ec_worker.batch_seq, &sql, &cleanup))
 			message = psprintf("%s%s%s (in: %s)", edata->message, edata->detail ? ": " : "",
 							   edata->detail ? edata->detail : "", sql);
 		if (cleanup)
 		{
 			char	   *error;
 
-			set_task_state(id, batch_seq, batch_part, "running", psprintf("cleaning up after: %s", message));
+			set_task_state(id, ec_worker.batch_seq, ec_worker.batch_part, "running", psprintf("cleaning up after: %s", message));
 			end_step();
 			MemoryContextSwitchTo(cxt);
 			error = run_cleanup(cleanup);
@@ -660,17 +649,17 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 			begin_step("expand_contract: recording a failure");
 		}
 	}
-	if (batch_seq > 0)
+	if (ec_worker.batch_seq > 0)
 	{
 		Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
 		Datum		values[5];
 		char		nulls[5] = {' ', ' ', ' ', row ? ' ' : 'n', ' '};
 
 		values[0] = Int64GetDatum(id);
-		values[1] = Int32GetDatum(batch_seq);
+		values[1] = Int32GetDatum(ec_worker.batch_seq);
 		values[2] = CStringGetTextDatum(message);
 		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
-		values[4] = Int32GetDatum(batch_part);
+		values[4] = Int32GetDatum(ec_worker.batch_part);
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
 							" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
 							" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
@@ -717,14 +706,14 @@ ec_worker_main(Datum main_arg)
 		proc_exit(0);
 	}
 
-	my_args = args;
+	ec_worker.args = args;
 	if (args.helper)
 	{
 		/* Shared among helpers; ec_stop_worker() takes it exclusively to stop them. */
 		ec_helper_lock_tag(&tag, args.dboid, args.migration_id);
 		if (LockAcquire(&tag, ShareLock, true, true) == LOCKACQUIRE_NOT_AVAIL || !take_helper_slot())
 			proc_exit(0);
-		am_helper = true;
+		ec_worker.am_helper = true;
 	}
 	else
 	{
@@ -757,7 +746,7 @@ ec_worker_main(Datum main_arg)
 									 ALLOCSET_DEFAULT_SIZES);
 
 	/* A migration restored from another database needs a new horizon before any batch. */
-	if (!am_helper)
+	if (!ec_worker.am_helper)
 	{
 		begin_step("expand_contract: checking for a restored migration");
 		ec_adopt_restored(args.migration_id);
@@ -783,10 +772,10 @@ ec_worker_main(Datum main_arg)
 		old = MemoryContextSwitchTo(step_cxt);
 		/* A failed "sql" task may have left the statements' setting (see run_toplevel). */
 		SetConfigOption("lock_timeout", BATCH_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
-		batch_seq = 0;
-		batch_part = 0;
+		ec_worker.batch_seq = 0;
+		ec_worker.batch_part = 0;
 		ec_backfill_batch_done();
-		batch_migration = 0;	/* set by a backfill batch: only those are diagnosed row by row */
+		ec_worker.batch_migration = 0;	/* set by a backfill batch: only those are diagnosed row by row */
 		PG_TRY();
 		{
 			result = do_step(args.migration_id, &wait_ms);

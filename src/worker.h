@@ -51,13 +51,59 @@ typedef struct Settings
 /* The worker's lock_timeout, for the batches: they hold row locks, and never wait long. */
 #define BATCH_LOCK_TIMEOUT	"1s"
 
-/* worker.c: the step in flight, and what a batch leaves for after its commit. */
-extern int64 batch_migration;	/* set by a backfill batch: only those are diagnosed row by row */
-extern int	batch_seq;
-extern int	batch_part;
-extern char *parallel_note;
-extern char *vacuum_due;
-extern bool release_after_commit;
+/*
+ * Everything a worker process keeps from one step to the next, in one place (worker.c defines it;
+ * backfill.c, toplevel.c and compact.c use their parts).  Zero is every field's starting value.
+ */
+typedef struct EcWorkerState
+{
+	EcWorkerArgs args;			/* what this worker was started with, for its helpers */
+	bool		am_helper;		/* a helper fills backfill parts only, then leaves */
+
+	/* The step in flight, for recording its failure after its transaction aborted. */
+	int64		batch_migration;	/* set by a backfill batch: only those are diagnosed row by row */
+	int			batch_seq;
+	int			batch_part;
+
+	/*
+	 * The claim on a backfill part: a session lock per (migration, seq, part), held while this
+	 * worker fills it, dropped with the process if it dies.
+	 */
+	bool		claim_held;
+	LOCKTAG		claim_tag;
+	int			claim_seq;
+	int			claim_part;
+	bool		release_after_commit;	/* the claimed part is done */
+	char	   *parallel_note;	/* how many workers fill the backfill, for ec_status */
+	char	   *vacuum_due;		/* a VACUUM of the table to run once the batch committed */
+
+	/* The batch in flight (backfill.c), for diagnosing a failure after its transaction aborted. */
+	Oid			batch_relid;
+	int64		batch_first_block;
+	int64		batch_end_block;
+	char	   *batch_sql;		/* the batch statement, kept for the table's next batches */
+	SPIPlanPtr	batch_plan;		/* and its plan: parsed and planned once per table */
+	char	   *batch_unfilled; /* its condition for the rows to fill */
+	int64		statement_migration;
+	Oid			statement_relid;
+	TransactionId batch_trigger_xid;
+	bool		batch_running;	/* the batch statement is being started */
+
+	/* The previous batch of the task being filled, to size the next one (backfill.c). */
+	EcPace		pace;
+	int64		prev_migration;
+	int			prev_seq;
+	int			prev_part;
+	int64		prev_blocks;
+	uint64		prev_rows;
+
+	/* What this worker filled of one table since its last VACUUM (compact.c). */
+	Oid			filled_relid;
+	int64		filled_blocks;
+	int64		vacuum_every;
+} EcWorkerState;
+
+extern EcWorkerState ec_worker;
 extern void set_task_state(int64 id, int seq, int part, const char *state, const char *detail);
 extern bool ec_worker_transient(int sqlerrcode);
 
