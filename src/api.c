@@ -396,6 +396,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	exec_contract_steps(m->started_by, schema, m->rollback_steps, true);
 	ec_delete_migration(m->id);
+	ec_cancel_launch(m->id);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();

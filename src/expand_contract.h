@@ -442,6 +442,7 @@ extern uint64 ec_skip_compaction(int64 id);
 PGDLLEXPORT void ec_worker_main(Datum main_arg);
 PGDLLEXPORT void ec_launcher_main(Datum main_arg);
 extern void ec_launch_after_commit(int64 migration_id);
+extern void ec_cancel_launch(int64 migration_id);
 extern bool ec_worker_alive(int64 migration_id);
 extern void ec_worker_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
 extern void ec_helper_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);

@@ -45,6 +45,7 @@ typedef struct PendingLaunch
 	EcWorkerArgs args;
 	char	   *description;	/* migration "v2" of schema "public", for messages */
 	SubTransactionId subxid;	/* queued in this subtransaction: dropped if it aborts */
+	SubTransactionId cancelled; /* its migration rolled back in this subtransaction (or none) */
 } PendingLaunch;
 
 static List *pending_launches = NIL;	/* in TopMemoryContext */
@@ -150,6 +151,8 @@ launch_xact_callback(XactEvent event, void *arg)
 		{
 			PendingLaunch *p = lfirst(lc);
 
+			if (p->cancelled != InvalidSubTransactionId)
+				continue;
 			/* Past the commit record nothing may fail: a full slot table only warns. */
 			if (!launch(p->args))
 				no_slot(WARNING, p->description);
@@ -183,6 +186,8 @@ launch_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransac
 				pending_launches = foreach_delete_current(pending_launches, lc);
 				pfree(p);
 			}
+			else if (p->cancelled >= mySubid)
+				p->cancelled = InvalidSubTransactionId; /* the rollback is undone */
 		}
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
@@ -193,6 +198,8 @@ launch_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransac
 
 			if (p->subxid == mySubid)
 				p->subxid = parentSubid;
+			if (p->cancelled == mySubid)
+				p->cancelled = parentSubid;
 		}
 	}
 }
@@ -238,6 +245,7 @@ ec_launch_after_commit(int64 migration_id)
 	p->args.migration_id = migration_id;
 	p->description = pstrdup(description);
 	p->subxid = GetCurrentSubTransactionId();
+	p->cancelled = InvalidSubTransactionId;
 	pending_launches = lappend(pending_launches, p);
 	MemoryContextSwitchTo(old);
 	if (!xact_callback_registered)
@@ -245,6 +253,24 @@ ec_launch_after_commit(int64 migration_id)
 		RegisterXactCallback(launch_xact_callback, NULL);
 		RegisterSubXactCallback(launch_subxact_callback, NULL);
 		xact_callback_registered = true;
+	}
+}
+
+/*
+ * The migration was rolled back in the transaction that started it: its queued launch does not
+ * happen at commit, unless a subtransaction abort undoes the rollback.
+ */
+void
+ec_cancel_launch(int64 migration_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_launches)
+	{
+		PendingLaunch *p = lfirst(lc);
+
+		if (p->args.migration_id == migration_id && p->cancelled == InvalidSubTransactionId)
+			p->cancelled = GetCurrentSubTransactionId();
 	}
 }
 

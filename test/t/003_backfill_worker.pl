@@ -333,5 +333,28 @@ is($node->safe_psql('postgres', q{SELECT indisvalid FROM pg_index WHERE indexrel
 	't', 'CALL ec_wait outside a transaction block lets the worker build an index concurrently');
 $node->safe_psql('postgres', q{SELECT ec_complete('w')});
 
+# ec_start and ec_rollback in one transaction launch no worker at its commit (found by the ec_plan
+# work: each pair took a background worker slot, and a dozen warned that none was free).
+my $pairs = join "\n", map { qq{SELECT ec_start('r$_', '{"operations": [{"alter_column": {"table": "items",
+  "column": "cents", "type": "int8", "up": "cents", "down": "cents::int"}}]}', 'w'); SELECT ec_rollback('w');} } 1 .. 12;
+($ret, $out, $err) = $node->psql('postgres', "BEGIN;\n$pairs\nCOMMIT;");
+is($ret, 0, 'twelve ec_start/ec_rollback pairs in one transaction');
+unlike($err, qr/WARNING/, 'and no worker launched for them at commit (no slot warning)');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM expand_contract.migrations WHERE name LIKE 'r%'}), '0',
+	'none of them left in the history');
+# Undone by a subtransaction abort, the rollback no longer cancels the launch.
+$node->safe_psql('postgres', q{
+  BEGIN;
+  SELECT ec_start('s1', '{"operations": [{"alter_column": {"table": "items", "column": "cents",
+    "type": "int8", "up": "cents", "down": "cents::int"}}]}', 'w');
+  SAVEPOINT a;
+  SELECT ec_rollback('w');
+  ROLLBACK TO SAVEPOINT a;
+  COMMIT;
+});
+ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('w')}, 'done', 30, 'rolled-back rollback'),
+	'a rollback undone by ROLLBACK TO SAVEPOINT keeps the launch: the backfill runs');
+$node->safe_psql('postgres', q{SELECT ec_complete('w')});
+
 $node->stop;
 done_testing();
