@@ -264,12 +264,8 @@ test_env() {
 
 # suite_overrides NAME: the make overrides that make `make installcheck` run one suite of the three
 suite_overrides() {
-    case $1 in
-        regress)   echo "ISOLATION= TAP_TESTS=" ;;
-        isolation) echo "REGRESS= TAP_TESTS=" ;;
-        tap)       echo "REGRESS= ISOLATION=" ;;
-        *) return 1 ;;
-    esac
+    case $1 in regress) echo "ISOLATION= TAP_TESTS=" ;; isolation) echo "REGRESS= TAP_TESTS=" ;;
+               tap) echo "REGRESS= ISOLATION=" ;; *) return 1 ;; esac
 }
 
 # installcheck SRC LOG TIMEOUT ARGS...: `make -C SRC installcheck ARGS...` as the PostgreSQL OS user,
@@ -300,8 +296,7 @@ print_diffs() {
 
 pg_cluster_stop() {
     [[ -n $EC_PGDATA && -f $EC_PGDATA/postmaster.pid ]] || return 0
-    local bindir
-    bindir=$(pg_bindir) || return 0
+    local bindir=${EC_BINDIR:-$(pg_bindir)} || return 0
     say "stopping the cluster"
     as_pg "$bindir/pg_ctl" -D "$EC_PGDATA" -m fast -w -t 30 stop >/dev/null 2>&1 ||
         as_pg "$bindir/pg_ctl" -D "$EC_PGDATA" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
@@ -315,13 +310,9 @@ ec_cleanup() {
     local rc=$? p d
     trap - EXIT INT TERM
     set +e
-    for p in "${EC_BG_PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null && kill "$p" 2>/dev/null
-    done
+    for p in "${EC_BG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && kill "$p" 2>/dev/null; done
     pg_cluster_stop
-    for p in "${EC_BG_PIDS[@]}"; do
-        wait "$p" 2>/dev/null
-    done
+    for p in "${EC_BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     if [[ $EC_KEEP_TMP == 1 ]]; then
         ((${#EC_WORKDIRS[@]})) && say "EC_KEEP_TMP=1: keeping ${EC_WORKDIRS[*]}"
     else

@@ -148,25 +148,16 @@ if ((${#missing_files[@]})); then
     warn "test files named in the Makefile but missing (pg_regress stops at the first one): ${missing_files[*]}"
 fi
 
+declare -A suite_tests=([regress]=$regress_tests [isolation]=$isolation_tests [tap]=$tap_tests)
+declare -A suite_counter=([regress]=count_regress [isolation]=count_regress [tap]=count_prove)
+declare -A suite_none=([regress]="REGRESS is empty" [isolation]="no test/specs/*.spec" [tap]="no test/t/*.pl")
 for suite in $EC_SUITES; do
     case $suite in
-        regress)
-            if [[ -n $regress_tests ]]; then
-                run_suite regress count_regress "$(count_words "$regress_tests")"
+        regress|isolation|tap)
+            if [[ -n ${suite_tests[$suite]} ]]; then
+                run_suite "$suite" "${suite_counter[$suite]}" "$(count_words "${suite_tests[$suite]}")"
             else
-                skip_suite regress "REGRESS is empty"
-            fi ;;
-        isolation)
-            if [[ -n $isolation_tests ]]; then
-                run_suite isolation count_regress "$(count_words "$isolation_tests")"
-            else
-                skip_suite isolation "no test/specs/*.spec"
-            fi ;;
-        tap)
-            if [[ -n $tap_tests ]]; then
-                run_suite tap count_prove "$(count_words "$tap_tests")"
-            else
-                skip_suite tap "no test/t/*.pl"
+                skip_suite "$suite" "${suite_none[$suite]}"
             fi ;;
         sanitize)
             echo
