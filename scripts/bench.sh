@@ -219,6 +219,7 @@ put rows_large "$BENCH_ROWS_LARGE"
 put rounds "$BENCH_ROUNDS"
 put_raw quick "$([[ $BENCH_QUICK == 1 ]] && echo true || echo false)"
 put_raw worker true
+put_raw scale "\"$BENCH_SCALE\""
 
 # ---------------------------------------------------------------------------------------------------
 # the phases: the small size's backfills in both server configurations, interleaved (each round runs

@@ -90,7 +90,7 @@ info() { TABLE+=("$1|$2|||${3:-}|${4:-}|${5:-}"); }
 info_med() {
     local m
     m=$(median "$(val "$2")")
-    info "$1" "$(fmt "$m" "$3")" "${4:+$4 $5}" "$([[ -n ${4:-} ]] && meets "$m" "$4" "$5")"
+    info "$1" "$(fmt "$m" "$3")" "${4:+$4 $5$3}" "$([[ -n ${4:-} ]] && meets "$m" "$4" "$5")"
 }
 
 # print_results: the table, the anomalies, the JSON object (results.json, BENCH_OUT, the BENCH line);
