@@ -290,7 +290,7 @@ print_diffs() {
         head -n "$2" "$d"
         n=$(wc -l <"$d")
         if ((n > $2)); then echo "[... $((n - $2)) more lines ...]"; fi
-    done < <(find "$1" -name regression.diffs -type f -print0 | sort -z)
+    done < <(find "$1" -name regression.diffs -type f -print0 2>/dev/null | sort -z)
     return "$found"
 }
 
