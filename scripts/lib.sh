@@ -191,10 +191,7 @@ free_port() {
     local p i
     for ((i = 0; i < 200; i++)); do
         p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            printf '%s\n' "$p"
-            return 0
-        fi
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { printf '%s\n' "$p"; return 0; }
     done
     die "no free port found"
 }
@@ -207,7 +204,7 @@ if locale -a 2>/dev/null | grep -qixE 'c\.utf-?8'; then C_UTF8_LOCALE=C.UTF-8; f
 # listen_addresses='', and export PGHOST/PGPORT/PGUSER/PGDATABASE so that psql, pgbench etc. reach it.
 pg_cluster_start() {
     local dir=$1; shift
-    local bindir port sock line
+    local bindir port sock
     bindir=$(pg_bindir) || die "pg_config not found"
     EC_PGDATA=$dir/data
     EC_PG_LOG=$dir/server.log
@@ -219,12 +216,9 @@ pg_cluster_start() {
     say "initdb $EC_PGDATA"
     if ! as_pg "$bindir/initdb" -D "$EC_PGDATA" -U postgres -A trust -E UTF8 "${locale_opts[@]}" --no-sync \
             >"$dir/initdb.log" 2>&1; then
-        cat "$dir/initdb.log" >&2
-        die "initdb failed"
+        cat "$dir/initdb.log" >&2; die "initdb failed"
     fi
-    for line in "$@"; do
-        printf '%s\n' "$line" | as_pg tee -a "$EC_PGDATA/postgresql.conf" >/dev/null
-    done
+    (($#)) && printf '%s\n' "$@" | as_pg tee -a "$EC_PGDATA/postgresql.conf" >/dev/null
     say "starting PostgreSQL on unix socket $sock, port $port"
     if ! as_pg "$bindir/pg_ctl" -D "$EC_PGDATA" -l "$EC_PG_LOG" -w -t 60 \
             -o "-p $port -k '$sock' -c listen_addresses=''" start >/dev/null; then
