@@ -12,7 +12,8 @@
 #     checks the contracted table
 #   - exits non-zero if a client failed or a check did not hold; the cluster is always removed
 #
-# Knobs: DEMO_ROWS=200000 DEMO_SECONDS=5 EC_KEEP_TMP=1 (keep the temp dir and its server.log) PG_CONFIG=...
+# Knobs: DEMO_ROWS=200000 DEMO_SECONDS=5 EC_KEEP_TMP=1 (keep the temp dir and its server.log)
+# PG_CONFIG=... (the PostgreSQL to build against, install into and run: default PostgreSQL 15's)
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -35,19 +36,6 @@ MIGRATION='{"operations": [
 failures=0
 check_failed() { failures=$((failures + 1)); }
 
-title() { printf '\n=== %s ===\n' "$*"; }
-
-now_ms() { date +%s%3N; }
-
-# fatal MESSAGE: the server log usually says why (errors, crashes), then exit through the cleanup trap
-fatal() {
-    if [[ -n $EC_PG_LOG && -f $EC_PG_LOG ]]; then
-        echo "--- last lines of the server log ---" >&2
-        tail -n 40 "$EC_PG_LOG" >&2
-    fi
-    die "$*"
-}
-
 ensure_packages
 make_workdir demo
 work=$EC_WORKDIR
@@ -56,15 +44,9 @@ copy_tree "$EC_ROOT" "$work/src" || die "could not copy the source tree"
 build_and_install "$work/src" >"$work/build.log" 2>&1 || { cat "$work/build.log"; die "build/install failed"; }
 say "built and installed (log: build.log)"
 
-bindir=$(pg_bindir)
 # A throwaway cluster: durability is irrelevant, and the log shows every lock wait over 1s.
 pg_cluster_start "$work" "fsync = off" "synchronous_commit = off" "full_page_writes = off" \
     "log_lock_waits = on" "deadlock_timeout = 1s" "log_min_messages = warning"
-
-# psql as the postgres OS user against the demo cluster; stop at the first error
-q()  { as_pg "$bindir/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
-# one value
-qv() { as_pg "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 # show_checks FILE: FILE holds "description|expected|actual" lines (expected empty: informational).
 show_checks() {
@@ -144,8 +126,7 @@ chmod 644 "$work/old_app.sql" "$work/new_app.sql"
 # pgbench CLIENT SEARCH_PATH SECONDS: one connection, progress every second, in the background.
 start_client() {
     local name=$1 path=$2 secs=$3
-    run_bg as_pg env PGOPTIONS="-c search_path=$path" PGAPPNAME="$name" \
-        "$bindir/pgbench" -n -c 1 -j 1 -T "$secs" -P 1 -D max_before="$max_before" \
+    run_bg pgbench_as "$path" "$name" -n -c 1 -j 1 -T "$secs" -P 1 -D max_before="$max_before" \
         -f "$work/$name.sql" >"$work/$name.out" 2>&1
 }
 

@@ -1,17 +1,19 @@
 # shellcheck shell=bash
-# scripts/lib.sh: helpers shared by scripts/test.sh and scripts/demo.sh.  Source it, do not run it.
+# scripts/lib.sh: the helpers every script under scripts/ shares.  Source it, do not run it.
 #
-#   ensure_packages          install what is missing (Debian, as root); as non-root only check
-#   pg_config_cmd, pg_bindir the PostgreSQL to build against (PG_CONFIG, default PostgreSQL 15)
-#   as_pg CMD...             run CMD as the PostgreSQL OS user (postgres when we are root, else ourselves)
-#   make_workdir NAME        a fresh temp dir (EC_WORKDIR) owned by that user, removed on exit
-#   copy_tree SRC DST        copy a checkout without .git and build products, owned by that user
-#   build_and_install DIR    make (as the owner of DIR) && make install (as root)
-#   pg_cluster_start DIR ... / pg_cluster_stop   a throwaway cluster in DIR, unix socket only
-#   ec_setup_traps           EXIT/INT/TERM trap: stop the cluster, kill background jobs, remove temp dirs
+#   packages       ensure_packages (Debian, as root; as non-root only check), apt_install PKG...
+#   PostgreSQL     pg_config_cmd, pg_bindir (PG_CONFIG, default PostgreSQL 15); as_pg CMD... (run as the
+#                  PostgreSQL OS user); build_and_install DIR; pg_cluster_start DIR [conf...] / pg_cluster_stop
+#   clients        q / qv (psql: aligned / values), pgbench_as SEARCH_PATH APPNAME ARGS...
+#   suites         test_env (deterministic environment), suite_overrides NAME, installcheck NAME LOG ARGS...,
+#                  print_diffs DIR LINES
+#   temp dirs      make_workdir NAME, copy_tree SRC DST, ec_setup_traps (stop the cluster, kill background
+#                  jobs, remove temp dirs on exit), run_bg CMD...
+#   output         say, warn, die, fatal (with the server log's tail), title, now_ms, epoch_now
 #
 # Environment knobs: PG_CONFIG (path or name of pg_config), EC_PG_MAJOR (15), EC_KEEP_TMP=1 (keep temp
-# dirs for debugging), EC_SKIP_INSTALL=1 (do not run make install; test the copy already installed).
+# dirs for debugging), EC_SKIP_INSTALL=1 (do not run make install; test the copy already installed),
+# EC_PSQL_TIMEOUT (seconds: a hard limit on each q/qv call).
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 EC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,23 +31,30 @@ EC_WORKDIR=
 EC_BG_PIDS=()
 EC_PGDATA=
 EC_PG_LOG=
+EC_BINDIR=
+EC_SUITE_WRAP=()
 
 say()  { printf '==> %s\n' "$*"; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 die()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+# fatal MESSAGE: die, after the last lines of the cluster's server log (it usually says why)
+fatal() {
+    if [[ -n $EC_PG_LOG && -f $EC_PG_LOG ]]; then
+        echo "--- last lines of the server log ---" >&2
+        tail -n 40 "$EC_PG_LOG" >&2
+    fi
+    die "$*"
+}
+title() { printf '\n=== %s  [+%ss]\n' "$*" "$SECONDS"; }
+now_ms() { date +%s%3N; }
+epoch_now() { date +%s.%6N; }
 
 is_root() { [[ $(id -u) -eq 0 ]]; }
 
 # The OS user that owns clusters and runs pg_regress: PostgreSQL refuses to run as root.
 if is_root; then EC_PG_USER=postgres; else EC_PG_USER=$(id -un); fi
 
-as_pg() {
-    if is_root; then
-        runuser -u "$EC_PG_USER" -- "$@"
-    else
-        "$@"
-    fi
-}
+as_pg() { if is_root; then runuser -u "$EC_PG_USER" -- "$@"; else "$@"; fi; }
 
 pg_config_cmd() {
     local c
@@ -53,14 +62,14 @@ pg_config_cmd() {
     printf '%s\n' "$c"
 }
 
-pg_bindir() {
-    local c
-    c=$(pg_config_cmd) || return 1
-    "$c" --bindir
-}
+pg_bindir() { local c; c=$(pg_config_cmd) && "$c" --bindir; }
+pkg_installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
 
-pkg_installed() {
-    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+# apt_install PKG...: install Debian packages (as root), updating the package lists once if needed
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get -y -q -o Dpkg::Use-Pty=0 install --no-install-recommends)
+    "${apt[@]}" "$@" 2>/dev/null || { apt-get update -q && "${apt[@]}" "$@"; } || die "apt-get install $* failed"
 }
 
 # Install what the build and the suites need.  postgresql-contrib-15 does not exist in bookworm (contrib is
@@ -78,19 +87,13 @@ ensure_packages() {
     local wanted=(postgresql-common "postgresql-$EC_PG_MAJOR" "postgresql-server-dev-$EC_PG_MAJOR"
                   "postgresql-$EC_PG_MAJOR-repack" libipc-run-perl make gcc libc6-dev)
     local missing=() p
-    for p in "${wanted[@]}"; do
-        pkg_installed "$p" || missing+=("$p")
-    done
+    for p in "${wanted[@]}"; do pkg_installed "$p" || missing+=("$p"); done
     if ((${#missing[@]})); then
         say "installing missing packages: ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        local apt=(apt-get -y -q -o Dpkg::Use-Pty=0 install --no-install-recommends)
-        apt-get update -q || die "apt-get update failed"
         if ! pkg_installed "postgresql-$EC_PG_MAJOR"; then
             # Install postgresql-common first and tell it not to create (and start) a "main" cluster when
             # postgresql-15 is installed: every cluster we use is a throwaway one.
-            pkg_installed postgresql-common || "${apt[@]}" postgresql-common ||
-                die "apt-get install postgresql-common failed"
+            pkg_installed postgresql-common || apt_install postgresql-common
             local conf=/etc/postgresql-common/createcluster.conf
             if [[ -f $conf ]]; then
                 if grep -qE '^[#[:space:]]*create_main_cluster' "$conf"; then
@@ -100,7 +103,7 @@ ensure_packages() {
                 fi
             fi
         fi
-        "${apt[@]}" "${missing[@]}" || die "apt-get install ${missing[*]} failed"
+        apt_install "${missing[@]}"
     fi
     ensure_pg_user
     ensure_tools_present
@@ -171,13 +174,11 @@ build_and_install() {
     if ! is_root; then
         local d
         for d in "$("$pgc" --pkglibdir)" "$("$pgc" --sharedir)/extension"; do
-            if [[ ! -w $d ]]; then
-                echo "ERROR: cannot install: $d is not writable by $(id -un)." >&2
-                echo "       Run this as root (it then also installs missing packages and runs the suites" >&2
-                echo "       as the postgres user), or install first as root (make install) and rerun" >&2
-                echo "       with EC_SKIP_INSTALL=1, or use a PostgreSQL you own via PG_CONFIG=..." >&2
-                return 1
-            fi
+            [[ -w $d ]] && continue
+            echo "ERROR: cannot install: $d is not writable by $(id -un).  Run this as root (it then also" \
+                 "installs missing packages and runs the suites as postgres), or install first as root" \
+                 "(make install) and rerun with EC_SKIP_INSTALL=1, or use a PostgreSQL you own (PG_CONFIG=...)" >&2
+            return 1
         done
     fi
     say "installing into $("$pgc" --pkglibdir)"
@@ -190,10 +191,7 @@ free_port() {
     local p i
     for ((i = 0; i < 200; i++)); do
         p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            printf '%s\n' "$p"
-            return 0
-        fi
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { printf '%s\n' "$p"; return 0; }
     done
     die "no free port found"
 }
@@ -206,7 +204,7 @@ if locale -a 2>/dev/null | grep -qixE 'c\.utf-?8'; then C_UTF8_LOCALE=C.UTF-8; f
 # listen_addresses='', and export PGHOST/PGPORT/PGUSER/PGDATABASE so that psql, pgbench etc. reach it.
 pg_cluster_start() {
     local dir=$1; shift
-    local bindir port sock line
+    local bindir port sock
     bindir=$(pg_bindir) || die "pg_config not found"
     EC_PGDATA=$dir/data
     EC_PG_LOG=$dir/server.log
@@ -218,12 +216,9 @@ pg_cluster_start() {
     say "initdb $EC_PGDATA"
     if ! as_pg "$bindir/initdb" -D "$EC_PGDATA" -U postgres -A trust -E UTF8 "${locale_opts[@]}" --no-sync \
             >"$dir/initdb.log" 2>&1; then
-        cat "$dir/initdb.log" >&2
-        die "initdb failed"
+        cat "$dir/initdb.log" >&2; die "initdb failed"
     fi
-    for line in "$@"; do
-        printf '%s\n' "$line" | as_pg tee -a "$EC_PGDATA/postgresql.conf" >/dev/null
-    done
+    (($#)) && printf '%s\n' "$@" | as_pg tee -a "$EC_PGDATA/postgresql.conf" >/dev/null
     say "starting PostgreSQL on unix socket $sock, port $port"
     if ! as_pg "$bindir/pg_ctl" -D "$EC_PGDATA" -l "$EC_PG_LOG" -w -t 60 \
             -o "-p $port -k '$sock' -c listen_addresses=''" start >/dev/null; then
@@ -232,12 +227,70 @@ pg_cluster_start() {
     fi
     export PGHOST=$sock PGPORT=$port PGUSER=postgres PGDATABASE=postgres
     unset PGHOSTADDR PGSERVICE PGOPTIONS PGPASSWORD
+    EC_BINDIR=$bindir
+}
+
+# q ARGS...: psql as the PostgreSQL OS user against the cluster, stopping at the first error (within
+# EC_PSQL_TIMEOUT seconds when set); qv: the same, values only (unaligned, tuples only, fields separated
+# by a space; a later -F wins).  psql does not interpolate :variables in -c commands: pass those on stdin.
+q() {
+    local t=()
+    [[ -n ${EC_PSQL_TIMEOUT:-} ]] && t=(timeout -k 10 "$EC_PSQL_TIMEOUT")
+    as_pg "${t[@]}" "${EC_BINDIR:-$(pg_bindir)}/psql" -X -q -v ON_ERROR_STOP=1 "$@"
+}
+qv() { q -At -F ' ' "$@"; }
+# pgbench_as SEARCH_PATH APPNAME ARGS...: pgbench as the PostgreSQL OS user, sessions on SEARCH_PATH
+pgbench_as() {
+    local path=$1 app=$2
+    shift 2
+    as_pg env PGOPTIONS="-c search_path=$path" PGAPPNAME="$app" "${EC_BINDIR:-$(pg_bindir)}/pgbench" "$@"
+}
+
+# test_env: a deterministic environment for pg_regress and the TAP modules' temporary instances.  They
+# drop LC_ALL and force LC_MESSAGES=C, and initdb takes the rest from LANG, so pin LANG (C.UTF-8: UTF8
+# encoding, C collation, the same on every machine) and drop anything that would point clients elsewhere.
+test_env() {
+    unset LC_ALL LC_CTYPE LC_COLLATE LC_MONETARY LC_NUMERIC LC_TIME LANGUAGE
+    export LANG=${C_UTF8_LOCALE:-C}
+    unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGPASSWORD PGOPTIONS PGSERVICE PGDATA PGAPPNAME \
+          PGSSLMODE PGTZ PGDATESTYLE PGCLIENTENCODING
+}
+
+# suite_overrides NAME: the make overrides that make `make installcheck` run one suite of the three
+suite_overrides() {
+    case $1 in regress) echo "ISOLATION= TAP_TESTS=" ;; isolation) echo "REGRESS= TAP_TESTS=" ;;
+               tap) echo "REGRESS= ISOLATION=" ;; *) return 1 ;; esac
+}
+
+# installcheck SRC LOG TIMEOUT ARGS...: `make -C SRC installcheck ARGS...` as the PostgreSQL OS user,
+# within TIMEOUT seconds, its output shown and kept in LOG; the command runs under EC_SUITE_WRAP (an
+# array: env settings, setarch, ...) when set.  Returns make's status (124/137: timed out).
+installcheck() {
+    local src=$1 log=$2 secs=$3 rc=0
+    shift 3
+    as_pg "${EC_SUITE_WRAP[@]}" timeout -k 30 "$secs" make -C "$src" installcheck "$@" 2>&1 | tee "$log" || rc=$?
+    if ((rc == 124 || rc == 137)); then echo "ERROR: make installcheck $* timed out after ${secs}s"; fi
+    return "$rc"
+}
+
+# print_diffs DIR LINES: every regression.diffs under DIR, at most LINES lines of each; 1 if there is none
+print_diffs() {
+    local d n found=1
+    while IFS= read -r -d '' d; do
+        found=0
+        echo
+        echo "-------- ${d#"$1"/} --------"
+        if [[ ! -s $d ]]; then echo "(empty: the suite stopped before comparing; see its output above)"; fi
+        head -n "$2" "$d"
+        n=$(wc -l <"$d")
+        if ((n > $2)); then echo "[... $((n - $2)) more lines ...]"; fi
+    done < <(find "$1" -name regression.diffs -type f -print0 2>/dev/null | sort -z)
+    return "$found"
 }
 
 pg_cluster_stop() {
     [[ -n $EC_PGDATA && -f $EC_PGDATA/postmaster.pid ]] || return 0
-    local bindir
-    bindir=$(pg_bindir) || return 0
+    local bindir=${EC_BINDIR:-$(pg_bindir)} || return 0
     say "stopping the cluster"
     as_pg "$bindir/pg_ctl" -D "$EC_PGDATA" -m fast -w -t 30 stop >/dev/null 2>&1 ||
         as_pg "$bindir/pg_ctl" -D "$EC_PGDATA" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
@@ -245,23 +298,15 @@ pg_cluster_stop() {
 }
 
 # Run a command in the background and have the exit trap kill it.  Sets EC_LAST_PID.
-run_bg() {
-    "$@" &
-    EC_LAST_PID=$!
-    EC_BG_PIDS+=("$EC_LAST_PID")
-}
+run_bg() { "$@" & EC_LAST_PID=$!; EC_BG_PIDS+=("$EC_LAST_PID"); }
 
 ec_cleanup() {
     local rc=$? p d
     trap - EXIT INT TERM
     set +e
-    for p in "${EC_BG_PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null && kill "$p" 2>/dev/null
-    done
+    for p in "${EC_BG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && kill "$p" 2>/dev/null; done
     pg_cluster_stop
-    for p in "${EC_BG_PIDS[@]}"; do
-        wait "$p" 2>/dev/null
-    done
+    for p in "${EC_BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     if [[ $EC_KEEP_TMP == 1 ]]; then
         ((${#EC_WORKDIRS[@]})) && say "EC_KEEP_TMP=1: keeping ${EC_WORKDIRS[*]}"
     else
@@ -273,8 +318,4 @@ ec_cleanup() {
     exit "$rc"
 }
 
-ec_setup_traps() {
-    trap ec_cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-}
+ec_setup_traps() { trap ec_cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; }

@@ -45,10 +45,8 @@ EC_SAN_SRC=${EC_SAN_SRC:-$EC_ROOT}
 EC_SAN_COPT=${EC_SAN_COPT:--fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g}
 
 # same deterministic environment as scripts/test.sh
-unset LC_ALL LC_CTYPE LC_COLLATE LC_MONETARY LC_NUMERIC LC_TIME LANGUAGE
-export LANG=${C_UTF8_LOCALE:-C}
-unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGPASSWORD PGOPTIONS PGSERVICE PGDATA PGAPPNAME \
-      PGSSLMODE PGTZ PGDATESTYLE PGCLIENTENCODING LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
+test_env
+unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
 
 started=$SECONDS
 ensure_packages
@@ -57,11 +55,7 @@ if is_root; then
     for p in libasan8 libubsan1; do pkg_installed "$p" || san_missing+=("$p"); done
     if ((${#san_missing[@]})); then
         say "installing ${san_missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt_install=(apt-get -y -q -o Dpkg::Use-Pty=0 install --no-install-recommends)
-        "${apt_install[@]}" "${san_missing[@]}" ||
-            { apt-get update -q && "${apt_install[@]}" "${san_missing[@]}"; } ||
-            die "apt-get install ${san_missing[*]} failed"
+        apt_install "${san_missing[@]}"
     fi
 fi
 sys_pgc=$(pg_config_cmd) || die "pg_config not found"
@@ -181,25 +175,17 @@ fi
 
 declare -A suite_rc=()
 suite_list=()
-run_suite() {   # run_suite NAME MAKE-OVERRIDES...
-    local name=$1 rc=0 t0=$SECONDS; shift
-    suite_list+=("$name")
-    echo
-    say "suite $name (sanitized): make installcheck $*"
-    as_pg env "${san_env[@]}" "${no_aslr[@]}" timeout -k 30 "$EC_SUITE_TIMEOUT" \
-        make -C "$src" installcheck "${make_args[@]}" "$@" 2>&1 | tee "$work/$name.log" || rc=$?
-    if ((rc == 124 || rc == 137)); then echo "ERROR: suite $name timed out after ${EC_SUITE_TIMEOUT}s"; fi
-    suite_rc[$name]=$rc
-    say "suite $name: exit $rc, $((SECONDS - t0)) s"
-}
-
+EC_SUITE_WRAP=(env "${san_env[@]}" "${no_aslr[@]}")
 for suite in $EC_SAN_SUITES; do
-    case $suite in
-        regress)   run_suite regress ISOLATION= TAP_TESTS= ;;
-        isolation) run_suite isolation REGRESS= TAP_TESTS= ;;
-        tap)       run_suite tap REGRESS= ISOLATION= ;;
-        *) die "unknown suite in EC_SAN_SUITES: $suite" ;;
-    esac
+    overrides=$(suite_overrides "$suite") || die "unknown suite in EC_SAN_SUITES: $suite"
+    rc=0 t0=$SECONDS
+    suite_list+=("$suite")
+    echo
+    say "suite $suite (sanitized): make installcheck $overrides"
+    # shellcheck disable=SC2086  # the overrides are words
+    installcheck "$src" "$work/$suite.log" "$EC_SUITE_TIMEOUT" "${make_args[@]}" $overrides || rc=$?
+    suite_rc[$suite]=$rc
+    say "suite $suite: exit $rc, $((SECONDS - t0)) s"
 done
 
 # ---- 5. verdict --------------------------------------------------------------------------------------------
@@ -296,11 +282,7 @@ if [[ -n $crash_lines ]]; then
     printf '%s\n' "$crash_lines" | head -n 100
 fi
 if ((${#failed[@]})); then
-    while IFS= read -r -d '' diffs; do
-        echo
-        echo "-------- ${diffs#"$src"/} (first $EC_DIFF_LINES lines) --------"
-        head -n "$EC_DIFF_LINES" "$diffs"
-    done < <(find "$src" -name regression.diffs -type f -print0 | sort -z)
+    print_diffs "$src" "$EC_DIFF_LINES" || true
     for f in "${crash_logs[@]}"; do
         echo
         echo "-------- ${f#"$src"/} (last 60 lines) --------"

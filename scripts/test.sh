@@ -27,13 +27,7 @@ EC_SUITES=${EC_SUITES:-regress isolation tap sanitize}
 EC_SUITE_TIMEOUT=${EC_SUITE_TIMEOUT:-900}
 EC_DIFF_LINES=${EC_DIFF_LINES:-3000}
 
-# Deterministic environment for the temporary instances: pg_regress and the TAP modules drop LC_ALL and
-# force LC_MESSAGES=C, and initdb takes the rest from LANG, so pin LANG (C.UTF-8: UTF8 encoding, C
-# collation, the same on every machine) and drop anything that would point clients elsewhere.
-unset LC_ALL LC_CTYPE LC_COLLATE LC_MONETARY LC_NUMERIC LC_TIME LANGUAGE
-export LANG=${C_UTF8_LOCALE:-C}
-unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGPASSWORD PGOPTIONS PGSERVICE PGDATA PGAPPNAME \
-      PGSSLMODE PGTZ PGDATESTYLE PGCLIENTENCODING
+test_env
 
 total_pass=0
 total_fail=0
@@ -97,18 +91,16 @@ count_prove() {
         END { f += 0; p = files - f; if (p < 0) p = 0; print p, f }' "$1"
 }
 
-# run_suite NAME COUNTER TOTAL MAKE-OVERRIDES...   (TOTAL: how many tests the suite should run)
+# run_suite NAME COUNTER TOTAL   (TOTAL: how many tests the suite should run)
 run_suite() {
-    local name=$1 counter=$2 total=$3; shift 3
+    local name=$1 counter=$2 total=$3
     local log=$work/$name.log rc=0 p f
+    # shellcheck disable=SC2046  # the overrides are words
+    set -- $(suite_overrides "$name")
     echo
     say "suite $name: make installcheck $*"
-    as_pg timeout -k 30 "$EC_SUITE_TIMEOUT" make -C "$src" installcheck PG_CONFIG="$pgc" "$@" 2>&1 |
-        tee "$log" || rc=$?
+    installcheck "$src" "$log" "$EC_SUITE_TIMEOUT" PG_CONFIG="$pgc" "$@" || rc=$?
     read -r p f < <("$counter" "$log")
-    if ((rc == 124 || rc == 137)); then
-        echo "ERROR: suite $name timed out after ${EC_SUITE_TIMEOUT}s"
-    fi
     if ((rc != 0 && p + f < total)); then
         # it stopped before running every test (missing file, instance did not start, crash, timeout):
         # a test that did not pass failed
@@ -156,25 +148,16 @@ if ((${#missing_files[@]})); then
     warn "test files named in the Makefile but missing (pg_regress stops at the first one): ${missing_files[*]}"
 fi
 
+declare -A suite_tests=([regress]=$regress_tests [isolation]=$isolation_tests [tap]=$tap_tests)
+declare -A suite_counter=([regress]=count_regress [isolation]=count_regress [tap]=count_prove)
+declare -A suite_none=([regress]="REGRESS is empty" [isolation]="no test/specs/*.spec" [tap]="no test/t/*.pl")
 for suite in $EC_SUITES; do
     case $suite in
-        regress)
-            if [[ -n $regress_tests ]]; then
-                run_suite regress count_regress "$(count_words "$regress_tests")" ISOLATION= TAP_TESTS=
+        regress|isolation|tap)
+            if [[ -n ${suite_tests[$suite]} ]]; then
+                run_suite "$suite" "${suite_counter[$suite]}" "$(count_words "${suite_tests[$suite]}")"
             else
-                skip_suite regress "REGRESS is empty"
-            fi ;;
-        isolation)
-            if [[ -n $isolation_tests ]]; then
-                run_suite isolation count_regress "$(count_words "$isolation_tests")" REGRESS= TAP_TESTS=
-            else
-                skip_suite isolation "no test/specs/*.spec"
-            fi ;;
-        tap)
-            if [[ -n $tap_tests ]]; then
-                run_suite tap count_prove "$(count_words "$tap_tests")" REGRESS= ISOLATION=
-            else
-                skip_suite tap "no test/t/*.pl"
+                skip_suite "$suite" "${suite_none[$suite]}"
             fi ;;
         sanitize)
             echo
@@ -200,17 +183,7 @@ print_tail() {  # print_tail FILE LINES
 if ((total_fail > 0)); then
     echo
     echo "================ failure details ================"
-    found=0
-    while IFS= read -r -d '' diffs; do
-        found=1
-        echo
-        echo "-------- ${diffs#"$src"/} --------"
-        if [[ ! -s $diffs ]]; then echo "(empty: the suite stopped before comparing; see its output above)"; fi
-        head -n "$EC_DIFF_LINES" "$diffs"
-        n=$(wc -l <"$diffs")
-        if ((n > EC_DIFF_LINES)); then echo "[... $((n - EC_DIFF_LINES)) more lines ...]"; fi
-    done < <(find "$src" -name regression.diffs -type f -print0 | sort -z)
-    if ((found == 0)); then echo "(no regression.diffs)"; fi
+    print_diffs "$src" "$EC_DIFF_LINES" || echo "(no regression.diffs)"
     # server logs of pg_regress's temporary instances (log/ and output_iso/log/): crashes (signal 11,
     # failed assertions) show up there
     if [[ " ${failed_suites[*]} " == *" regress "* && -f $src/log/postmaster.log ]]; then
