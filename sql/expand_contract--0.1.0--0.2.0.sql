@@ -10,3 +10,11 @@
 -- tables, never a rewrite of existing rows' meaning.
 
 \echo Use "ALTER EXTENSION expand_contract UPDATE TO '0.2.0'" to load this file. \quit
+
+-- A dry run of ec_start (dryrun.c): its steps and those of the worker, ec_complete and ec_rollback.
+CREATE FUNCTION pg_catalog.ec_plan(name text, migration jsonb, schema text DEFAULT 'public')
+    RETURNS TABLE (phase text, step integer, relation text, lock text, sql text, rows bigint,
+                   estimate interval, note text)
+    AS 'MODULE_PATHNAME', 'ec_plan' LANGUAGE C VOLATILE ROWS 20;
+COMMENT ON FUNCTION pg_catalog.ec_plan(text, jsonb, text) IS
+    'dry-run a migration: the steps, locks, rows and estimated times of its start, worker, complete and rollback, changing nothing';

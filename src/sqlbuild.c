@@ -211,7 +211,11 @@ ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values)
 void
 ec_exec(const char *sql)
 {
-	int			rc = SPI_execute(sql, false, 0);
+	int			rc;
+
+	if (ec_planning)
+		ec_plan_record(sql, NULL);
+	rc = SPI_execute(sql, false, 0);
 
 	if (rc < 0)
 		ereport(ERROR,
@@ -283,7 +287,15 @@ ec_lock_with_retry(List *relids, List *modes)
 	int			timeouts = 0;
 	int			bounces = 0;
 
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	/*
+	 * ec_plan's rehearsal takes the same locks, but never queues for one: each attempt waits 1 ms at
+	 * most, so no query on the table waits behind it for longer.
+	 */
+	int			timeout_ms = ec_planning ? 1 : ec_lock_timeout_ms;
+
+	if (ec_planning)
+		ec_plan_record_locks(relids, modes);
+	snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
 	nestlevel = ec_guc_push("lock_timeout", timeout);
 
 	for (;;)
@@ -340,7 +352,7 @@ ec_lock_with_retry(List *relids, List *modes)
 									   "could not lock relation \"%s\" after %d attempts",
 									   timeouts + 1, relname ? relname : "?", timeouts + 1),
 						 errdetail("Each attempt waited %d ms (expand_contract.lock_timeout); another "
-								   "transaction holds a conflicting lock.", ec_lock_timeout_ms),
+								   "transaction holds a conflicting lock.", timeout_ms),
 						 errhint("Retry when long-running transactions on the table have finished, or "
 								 "raise expand_contract.lock_timeout or expand_contract.lock_retries.")));
 			}
