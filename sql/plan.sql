@@ -140,8 +140,8 @@ SELECT phase, step, relation, lock, rows, estimate IS NULL AS no_estimate
  WHERE phase = 'worker';
 
 -- A "sql" operation that later operations depend on is rehearsed like the rest: the table it
--- creates is there for the operation after it.
-SELECT phase, step, sql FROM ec_plan('v1', '{"operations": [
+-- creates is there for the operation after it.  Its statement's row says that the rehearsal ran it.
+SELECT phase, step, sql, note IS NOT NULL AS noted FROM ec_plan('v1', '{"operations": [
   {"sql": {"up": "CREATE TABLE app.later (id int PRIMARY KEY, v int)", "down": "DROP TABLE app.later"}},
   {"add_column": {"table": "later", "up": "v + 1", "column": {"name": "w", "type": "int", "nullable": true}}}]}', 'app')
  WHERE phase IN ('start', 'rollback') AND sql IS NOT NULL ORDER BY phase, step;

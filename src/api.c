@@ -177,7 +177,8 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 		old_schema = parent->version_schema;
 
 	ec_check_operation_owners(nspid, migration->operations);
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	/* ec_plan's rehearsal never queues for a lock: see ec_lock_with_retry. */
+	snprintf(timeout, sizeof(timeout), "%d", planning ? 1 : ec_lock_timeout_ms);
 	nestlevel = ec_guc_push("lock_timeout", timeout);
 	/*
 	 * Names in the migration (types, functions in expressions, "sql") mean what they mean in the

@@ -107,6 +107,18 @@ ec_plan_record(const char *sql, const char *note)
 		add_step("start", NULL, NULL, sql, note);
 }
 
+/* Says something about the statement recorded last. */
+void
+ec_plan_note_last(const char *note)
+{
+	PlanStep   *s;
+
+	if (!ec_planning || plan_steps == NIL)
+		return;
+	s = llast(plan_steps);
+	s->note = MemoryContextStrdup(plan_cxt, note);
+}
+
 void
 ec_plan_record_locks(List *relids, List *modes)
 {

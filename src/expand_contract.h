@@ -242,6 +242,7 @@ extern void ec_exec(const char *sql);
 extern bool ec_planning;
 extern char *ec_start_internal(FunctionCallInfo fcinfo, bool planning);
 extern void ec_plan_record(const char *sql, const char *note);
+extern void ec_plan_note_last(const char *note);
 extern void ec_plan_record_locks(List *relids, List *modes);
 extern void ec_plan_capture(int64 id, const char *schema);
 extern void ec_exec_list(List *steps);

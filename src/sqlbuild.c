@@ -346,13 +346,24 @@ ec_lock_with_retry(List *relids, List *modes)
 			{
 				char	   *relname = get_rel_name(list_nth_oid(relids, first));
 
+				if (ec_planning)
+					ereport(ERROR,
+							(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+							 errmsg_plural("could not lock relation \"%s\" after %d attempt",
+										   "could not lock relation \"%s\" after %d attempts",
+										   timeouts + 1, relname ? relname : "?", timeouts + 1),
+							 errdetail("ec_plan rehearses ec_start with the locks ec_start takes, waiting "
+									   "at most 1 ms for each, so that no query waits behind it; another "
+									   "transaction holds a conflicting lock."),
+							 errhint("Retry when long-running transactions on the table have finished, "
+									 "or raise expand_contract.lock_retries.")));
 				ereport(ERROR,
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 						 errmsg_plural("could not lock relation \"%s\" after %d attempt",
 									   "could not lock relation \"%s\" after %d attempts",
 									   timeouts + 1, relname ? relname : "?", timeouts + 1),
 						 errdetail("Each attempt waited %d ms (expand_contract.lock_timeout); another "
-								   "transaction holds a conflicting lock.", timeout_ms),
+								   "transaction holds a conflicting lock.", ec_lock_timeout_ms),
 						 errhint("Retry when long-running transactions on the table have finished, or "
 								 "raise expand_contract.lock_timeout or expand_contract.lock_retries.")));
 			}
