@@ -24,8 +24,9 @@ INSERT INTO app.parts SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g F
 ANALYZE app.accounts, app.transfers, app.logs, app.parts, app.parts_eu, app.parts_us;
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('app') x \gset
 
--- One migration's whole plan.  Rows from the table's statistics; no earlier backfill or index
--- build in this database yet, so no estimate, and the note says why.
+-- One migration's whole plan.  The locks each phase takes up front (relation, mode, no statement),
+-- then its statements, each with the lock it takes itself.  Rows from the table's statistics; no
+-- earlier backfill or index build in this database yet, so no estimate, and the note says why.
 BEGIN;
 SELECT phase, step, relation, lock, sql, rows, estimate, note
   FROM ec_plan('v1', '{"operations": [
@@ -82,7 +83,7 @@ BEGIN
       actual := m.rollback_steps;
     ELSE
       SELECT coalesce(array_agg(relation ORDER BY step), '{}') INTO planned
-        FROM planned_steps WHERE phase = 'complete' AND lock IS NOT NULL;
+        FROM planned_steps WHERE phase = 'complete' AND sql IS NULL;
       SELECT coalesce(array_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY r.i), '{}')
         INTO actual FROM unnest(m.relids) WITH ORDINALITY r(rel, i) JOIN pg_class c ON c.oid = r.rel
         JOIN pg_namespace n ON n.oid = c.relnamespace;

@@ -23,10 +23,13 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/tablecmds.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/lsyscache.h"
@@ -81,13 +84,137 @@ lock_name(LOCKMODE mode)
 	return "?";
 }
 
+static char *
+range_var_sql(RangeVar *rv)
+{
+	return rv->schemaname ? quote_qualified_identifier(rv->schemaname, rv->relname) :
+		pstrdup(quote_identifier(rv->relname));
+}
+
+/*
+ * The lock a statement takes on the relation it changes, as PostgreSQL's DDL takes it (tablecmds.c,
+ * trigger.c, indexcmds.c): from the statement's parse tree, so that it needs no catalog, since the
+ * relation of a complete or rollback step may exist only once start has run.  Leaves both NULL for
+ * what it does not recognise, for several statements and for statements that create their relation.
+ */
+static void
+statement_lock(const char *sql, char **relation, const char **lock)
+{
+	List	   *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	Node	   *stmt;
+
+	*relation = NULL;
+	*lock = NULL;
+	if (list_length(raw) != 1)
+		return;
+	stmt = linitial_node(RawStmt, raw)->stmt;
+	switch (nodeTag(stmt))
+	{
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *a = (AlterTableStmt *) stmt;
+
+				*relation = range_var_sql(a->relation);
+				*lock = lock_name(AlterTableGetLockLevel(a->cmds));
+				break;
+			}
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+
+				if (r->relation == NULL)
+					break;
+				*relation = range_var_sql(r->relation);
+				/* RenameRelation: an index is renamed under SHARE UPDATE EXCLUSIVE */
+				*lock = lock_name(r->renameType == OBJECT_INDEX ? ShareUpdateExclusiveLock :
+								  AccessExclusiveLock);
+				break;
+			}
+		case T_CreateTrigStmt:
+			*relation = range_var_sql(((CreateTrigStmt *) stmt)->relation);
+			*lock = lock_name(ShareRowExclusiveLock);
+			break;
+		case T_IndexStmt:
+			{
+				IndexStmt  *i = (IndexStmt *) stmt;
+
+				*relation = range_var_sql(i->relation);
+				*lock = lock_name(i->concurrent ? ShareUpdateExclusiveLock : ShareLock);
+				break;
+			}
+		case T_ReindexStmt:
+			{
+				ReindexStmt *r = (ReindexStmt *) stmt;
+				ListCell   *lc;
+				bool		concurrently = false;
+
+				if (r->relation == NULL)
+					break;
+				foreach(lc, r->params)
+					if (strcmp(((DefElem *) lfirst(lc))->defname, "concurrently") == 0)
+						concurrently = true;
+				*relation = range_var_sql(r->relation);
+				*lock = lock_name(concurrently ? ShareUpdateExclusiveLock : AccessExclusiveLock);
+				break;
+			}
+		case T_RefreshMatViewStmt:
+			{
+				RefreshMatViewStmt *r = (RefreshMatViewStmt *) stmt;
+
+				*relation = range_var_sql(r->relation);
+				*lock = lock_name(r->concurrent ? ExclusiveLock : AccessExclusiveLock);
+				break;
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *d = (DropStmt *) stmt;
+				List	   *names;
+
+				if (list_length(d->objects) != 1)
+					break;
+				names = linitial(d->objects);
+				switch (d->removeType)
+				{
+					case OBJECT_TABLE:
+					case OBJECT_VIEW:
+					case OBJECT_MATVIEW:
+					case OBJECT_SEQUENCE:
+						*relation = NameListToQuotedString(names);
+						*lock = lock_name(AccessExclusiveLock);
+						break;
+					case OBJECT_INDEX:
+						*relation = NameListToQuotedString(names);
+						*lock = lock_name(d->concurrent ? ShareUpdateExclusiveLock : AccessExclusiveLock);
+						break;
+					case OBJECT_TRIGGER:
+						/* the table's name, then the trigger's */
+						*relation = NameListToQuotedString(list_truncate(list_copy(names),
+																		 list_length(names) - 1));
+						*lock = lock_name(AccessExclusiveLock);
+						break;
+					default:
+						break;
+				}
+				break;
+			}
+		default:
+			break;
+	}
+}
+
 static PlanStep *
 add_step(const char *phase, const char *relation, const char *lock, const char *sql,
 		 const char *note)
 {
 	MemoryContext old = MemoryContextSwitchTo(plan_cxt);
 	PlanStep   *s = palloc0(sizeof(PlanStep));
+	char	   *stmt_relation;
 
+	if (sql && relation == NULL && lock == NULL)
+	{
+		statement_lock(sql, &stmt_relation, &lock);
+		relation = stmt_relation;
+	}
 	s->phase = phase;
 	s->relation = relation ? pstrdup(relation) : NULL;
 	s->lock = lock;
@@ -158,25 +285,6 @@ starts_with_ci(const char *s, const char *prefix)
 	while (*s == ' ' || *s == '\n' || *s == '\t')
 		s++;
 	return pg_strncasecmp(s, prefix, strlen(prefix)) == 0;
-}
-
-/* The lock a worker statement takes on its relation, from what it is; NULL: not known here. */
-static const char *
-task_lock(const char *sql, bool *index_build)
-{
-	*index_build = starts_with_ci(sql, "CREATE INDEX") || starts_with_ci(sql, "CREATE UNIQUE INDEX") ||
-		starts_with_ci(sql, "REINDEX");
-	if (*index_build && strstr(sql, "CONCURRENTLY") != NULL)
-		return "SHARE UPDATE EXCLUSIVE";
-	if (starts_with_ci(sql, "ALTER TABLE") && strstr(sql, "VALIDATE CONSTRAINT") != NULL)
-		return "SHARE UPDATE EXCLUSIVE";
-	if (starts_with_ci(sql, "DROP INDEX CONCURRENTLY"))
-		return "SHARE UPDATE EXCLUSIVE";
-	if (starts_with_ci(sql, "REFRESH MATERIALIZED VIEW CONCURRENTLY"))
-		return "EXCLUSIVE";
-	if (starts_with_ci(sql, "REFRESH MATERIALIZED VIEW"))
-		return "ACCESS EXCLUSIVE";
-	return NULL;
 }
 
 static void
@@ -287,12 +395,13 @@ ec_plan_capture(int64 id, const char *schema)
 		}
 		else
 		{
-			bool		index_build;
-			const char *lock = task_lock(sql, &index_build);
+			bool		index_build = starts_with_ci(sql, "CREATE INDEX") ||
+				starts_with_ci(sql, "CREATE UNIQUE INDEX") || starts_with_ci(sql, "REINDEX");
 
-			s = add_step("worker", relation, lock, sql,
-						 strcmp(kind, "compact") == 0 ? "compaction: rebuilds an index the backfill bloated" :
-						 lock ? NULL : "runs outside ec_start's transaction; its lock is the statement's own");
+			s = add_step("worker", NULL, NULL, sql,
+						 strcmp(kind, "compact") == 0 ? "compaction: rebuilds an index the backfill bloated" : NULL);
+			if (s->relation == NULL)
+				s->relation = MemoryContextStrdup(plan_cxt, relation);
 			if (index_build)
 			{
 				s->rows = isnull ? -1 : DatumGetInt64(rows);
