@@ -22,6 +22,10 @@ CREATE TABLE app.parts_eu PARTITION OF app.parts FOR VALUES IN ('eu');
 CREATE TABLE app.parts_us PARTITION OF app.parts FOR VALUES IN ('us');
 INSERT INTO app.parts SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g FROM generate_series(1, 100) g;
 ANALYZE app.accounts, app.transfers, app.logs, app.parts, app.parts_eu, app.parts_us;
+-- Big enough (over 1024 blocks) for the worker to compact it after its backfill.
+CREATE TABLE app.big (id int PRIMARY KEY, v int, pad text);
+INSERT INTO app.big SELECT g, g, repeat('x', 200) FROM generate_series(1, 40000) g;
+VACUUM app.big;
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('app') x \gset
 
 -- One migration's whole plan.  The locks each phase takes up front (relation, mode, no statement),
@@ -115,6 +119,8 @@ INSERT INTO plan_docs VALUES
  ('rename_column', '{"operations": [{"rename_column": {"table": "accounts", "from": "owner", "to": "holder"}}]}'),
  ('alter_column', '{"operations": [{"alter_column": {"table": "transfers", "column": "account_id", "type": "bigint",
     "up": "account_id", "down": "account_id::int"}}]}'),
+ ('alter_column compacted', '{"operations": [{"alter_column": {"table": "big", "column": "v", "type": "bigint",
+    "up": "v", "down": "v::int"}}]}'),
  ('alter_column partitioned', '{"operations": [{"alter_column": {"table": "parts", "column": "qty", "type": "bigint",
     "up": "qty * 2", "down": "(qty / 2)::int"}}]}'),
  ('rename_table', '{"operations": [{"rename_table": {"from": "logs", "to": "journal"}}]}'),
@@ -134,6 +140,11 @@ INSERT INTO plan_docs VALUES
 SELECT d.kind, r AS outcome FROM plan_docs d, ec_test.plan_vs_start(d.doc) r ORDER BY d.kind, r;
 SELECT * FROM ec_test.diff(:'before', 'app');
 SELECT * FROM ec_test.leftovers();
+
+-- The worker's steps of a big table: its backfill, then the compaction of the index it bloats.
+SELECT phase, step, relation, lock, sql, rows, note
+  FROM ec_plan('v1', (SELECT doc FROM plan_docs WHERE kind = 'alter_column compacted')::jsonb, 'app')
+ WHERE phase = 'worker';
 
 -- The worker's steps of a partitioned table: a backfill per leaf, each with its rows.
 SELECT phase, step, relation, lock, rows, estimate IS NULL AS no_estimate

@@ -400,7 +400,8 @@ ec_plan_capture(int64 id, const char *schema)
 
 			s = add_step("worker", NULL, NULL, sql,
 						 strcmp(kind, "compact") == 0 ? "compaction: rebuilds an index the backfill bloated" : NULL);
-			if (s->relation == NULL)
+			/* The table the task works on (a REINDEX INDEX names the index; it locks both). */
+			if (relation != NULL)
 				s->relation = MemoryContextStrdup(plan_cxt, relation);
 			if (index_build)
 			{
