@@ -246,6 +246,15 @@ SELECT n, ec_test.try(format('SELECT * FROM ec_plan(%L, %L, %L)', name, doc, nsp
 CREATE SCHEMA bad_v1;
 SELECT ec_test.try($$SELECT * FROM ec_plan('v1', '{"operations": [{"drop_table": {"name": "t"}}]}', 'bad')$$);
 DROP SCHEMA bad_v1;
+-- Privileges: a role that does not own the table may not plan its migration either.
+CREATE ROLE regress_ec_plan_other;
+GRANT USAGE ON SCHEMA bad, ec_test TO regress_ec_plan_other;
+SET ROLE regress_ec_plan_other;
+SELECT ec_test.try($$SELECT * FROM ec_plan('v1', '{"operations": [{"drop_table": {"name": "t"}}]}', 'bad')$$) AS ec_plan,
+       ec_test.try($$SELECT ec_start('v1', '{"operations": [{"drop_table": {"name": "t"}}]}', 'bad')$$) AS ec_start;
+RESET ROLE;
+REVOKE USAGE ON SCHEMA bad, ec_test FROM regress_ec_plan_other;
+DROP ROLE regress_ec_plan_other;
 SELECT * FROM ec_test.diff(:'bad_before', 'bad');
 SELECT count(*) AS bad_migrations FROM expand_contract.migrations WHERE schema_name = 'bad';
 
