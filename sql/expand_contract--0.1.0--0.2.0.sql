@@ -17,3 +17,11 @@ CREATE OR REPLACE PROCEDURE pg_catalog.ec_wait(schema text DEFAULT 'public', tim
     LANGUAGE C
     AS 'MODULE_PATHNAME', 'ec_wait';
 DROP FUNCTION expand_contract.wait_state(text);
+
+-- A dry run of ec_start (dryrun.c): its steps and those of the worker, ec_complete and ec_rollback.
+CREATE FUNCTION pg_catalog.ec_plan(name text, migration jsonb, schema text DEFAULT 'public')
+    RETURNS TABLE (phase text, step integer, relation text, lock text, sql text, rows bigint,
+                   estimate interval, note text)
+    AS 'MODULE_PATHNAME', 'ec_plan' LANGUAGE C VOLATILE ROWS 20;
+COMMENT ON FUNCTION pg_catalog.ec_plan(text, jsonb, text) IS
+    'dry-run a migration: the steps, locks, rows and estimated times of its start, worker, complete and rollback, changing nothing';

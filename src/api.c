@@ -98,8 +98,13 @@ exclusive_modes(List *relids)
 	return modes;
 }
 
-Datum
-ec_start(PG_FUNCTION_ARGS)
+/*
+ * ec_start's work, and ec_plan's rehearsal of it (planning: ec_plan runs it inside a subtransaction
+ * that it rolls back, with ec_exec and the locks recording what they do, dryrun.c): the same code, so
+ * ec_plan raises every error that ec_start would.  Returns the version schema.
+ */
+char *
+ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 {
 	char	   *name = text_arg(fcinfo, 0, "migration name");
 	Jsonb	   *doc;
@@ -124,7 +129,7 @@ ec_start(PG_FUNCTION_ARGS)
 	TransactionId trigger_xid;
 	EcXidList	in_progress;
 
-	PreventCommandDuringRecovery("ec_start()");
+	PreventCommandDuringRecovery(planning ? "ec_plan()" : "ec_start()");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -172,7 +177,8 @@ ec_start(PG_FUNCTION_ARGS)
 		old_schema = parent->version_schema;
 
 	ec_check_operation_owners(nspid, migration->operations);
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	/* ec_plan's rehearsal never queues for a lock: see ec_lock_with_retry. */
+	snprintf(timeout, sizeof(timeout), "%d", planning ? 1 : ec_lock_timeout_ms);
 	nestlevel = ec_guc_push("lock_timeout", timeout);
 	/*
 	 * Names in the migration (types, functions in expressions, "sql") mean what they mean in the
@@ -212,12 +218,20 @@ ec_start(PG_FUNCTION_ARGS)
 								 psprintf("DROP SCHEMA %s CASCADE", quote_identifier(version_schema)));
 	ec_finish_plan(&cxt, &validate_steps, &complete_steps, &locked);
 	ec_save_plan(cxt.migration_id, validate_steps, complete_steps, cxt.rollback_steps, locked);
-	if (cxt.ntasks > 0)
+	if (planning)
+		ec_plan_capture(cxt.migration_id, schema);
+	else if (cxt.ntasks > 0)
 		ec_launch_after_commit(cxt.migration_id);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();
-	PG_RETURN_TEXT_P(cstring_to_text(version_schema));
+	return version_schema;
+}
+
+Datum
+ec_start(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(ec_start_internal(fcinfo, false)));
 }
 
 /*

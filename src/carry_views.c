@@ -707,6 +707,8 @@ carry_matview(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Oid mvid, 
 		wrapper->canSetTag = false;
 		wrapper->utilityStmt = (Node *) stmt;
 		wrapper->stmt_location = -1;
+		if (ec_planning)
+			ec_plan_record(index_defs[i], psprintf("runs as index \"%s\" of \"%s\"", temp, shadow));
 		ProcessUtility(wrapper, index_defs[i], false, PROCESS_UTILITY_QUERY, NULL, NULL,
 					   None_Receiver, NULL);
 		CommandCounterIncrement();

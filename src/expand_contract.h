@@ -29,6 +29,7 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "postmaster/bgworker.h"
@@ -251,6 +252,16 @@ extern uint64 ec_state_spi(const char *sql, int nargs, Oid *types, Datum *values
 						   const char *nulls, int expected);
 extern void ec_run_as(Oid roleid, const char *search_path, void (*fn) (void *), void *arg);
 extern void ec_exec_steps_as(Oid roleid, const char *search_path, List *steps, bool reverse);
+
+/* ---- ec_plan (dryrun.c): ec_start rehearsed in a subtransaction that is rolled back ---- */
+
+extern bool ec_planning;
+extern char *ec_start_internal(FunctionCallInfo fcinfo, bool planning);
+extern void ec_plan_record(const char *sql, const char *note);
+extern void ec_plan_note_last(const char *note);
+extern void ec_plan_record_locks(List *relids, List *modes);
+extern void ec_plan_capture(int64 id, const char *schema);
+
 extern void ec_copy_privileges(Oid from_relid, const char *to_qualified, char **column_map,
 							   int ncolumns);
 extern void ec_copy_column_privileges(Oid relid, AttrNumber from_attnum, const char *to_column);

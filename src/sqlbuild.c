@@ -107,7 +107,11 @@ ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values)
 void
 ec_exec(const char *sql)
 {
-	int			rc = SPI_execute(sql, false, 0);
+	int			rc;
+
+	if (ec_planning)
+		ec_plan_record(sql, NULL);
+	rc = SPI_execute(sql, false, 0);
 
 	if (rc < 0)
 		ereport(ERROR,
@@ -159,7 +163,15 @@ ec_lock_with_retry(List *relids, List *modes)
 	int			timeouts = 0;
 	int			bounces = 0;
 
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	/*
+	 * ec_plan's rehearsal takes the same locks, but never queues for one: each attempt waits 1 ms at
+	 * most, so no query on the table waits behind it for longer.
+	 */
+	int			timeout_ms = ec_planning ? 1 : ec_lock_timeout_ms;
+
+	if (ec_planning)
+		ec_plan_record_locks(relids, modes);
+	snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
 	nestlevel = ec_guc_push("lock_timeout", timeout);
 
 	for (;;)
@@ -210,6 +222,17 @@ ec_lock_with_retry(List *relids, List *modes)
 			{
 				char	   *relname = get_rel_name(list_nth_oid(relids, first));
 
+				if (ec_planning)
+					ereport(ERROR,
+							(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+							 errmsg_plural("could not lock relation \"%s\" after %d attempt",
+										   "could not lock relation \"%s\" after %d attempts",
+										   timeouts + 1, relname ? relname : "?", timeouts + 1),
+							 errdetail("ec_plan rehearses ec_start with the locks ec_start takes, waiting "
+									   "at most 1 ms for each, so that no query waits behind it; another "
+									   "transaction holds a conflicting lock."),
+							 errhint("Retry when long-running transactions on the table have finished, "
+									 "or raise expand_contract.lock_retries.")));
 				ereport(ERROR,
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 						 errmsg_plural("could not lock relation \"%s\" after %d attempt",

@@ -335,6 +335,10 @@ sql_start(EcStartContext *cxt, EcOperation *base)
 	}
 	nestlevel = ec_guc_push("search_path", quote_identifier(cxt->model->schema));
 	ec_op_run(cxt, op->up, op->down);
+	if (ec_planning)
+		ec_plan_note_last("the \"sql\" operation's own statement: ec_plan's rehearsal ran it (then "
+						  "rolled it back) with the locks it takes and for as long as it takes; "
+						  "what is not transactional (sequences, session advisory locks) stays");
 	ec_guc_pop(nestlevel);
 	ec_model_refresh(cxt->model);
 }
