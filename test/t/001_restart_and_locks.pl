@@ -109,5 +109,25 @@ $node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM expand_contract.m
 is($node->safe_psql('postgres', q{SELECT phase FROM ec_status() WHERE migration = 'v3'}),
 	'active', 'ec_start proceeds once the lock is free');
 
+# ec_plan rehearses ec_start with its locks but never queues for one: with a reader holding the
+# table it gives up at once (each attempt waits 1 ms), and a writer behind it is not held up.
+$node->safe_psql('postgres', q{SELECT ec_rollback()});
+$holder = $node->background_psql('postgres');
+$holder->query_safe(q{BEGIN; SELECT count(*) FROM accounts});
+$started = time();
+my ($plan_ret, $plan_out, $plan_err) = $node->psql('postgres', q{SET expand_contract.lock_retries = 0;
+  SELECT count(*) FROM ec_plan('p1', '{"operations": [{"alter_column": {"table": "accounts",
+    "column": "amount", "type": "numeric(14,2)"}}]}')});
+my $plan_wait = time() - $started;
+isnt($plan_ret, 0, 'ec_plan fails while a reader holds the table');
+like($plan_err, qr/could not lock relation "accounts"/, 'saying it could not lock the table');
+cmp_ok($plan_wait, '<', 5, "it gives up at once (${plan_wait}s)");
+$node->safe_psql('postgres', q{SET statement_timeout = '5s'; INSERT INTO accounts (id, amount) VALUES (-1, 0)});
+pass('a writer after it is not held up');
+$holder->query_safe(q{COMMIT});
+$holder->quit;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM expand_contract.migrations WHERE name = 'p1'}), '0',
+	'ec_plan left no history row');
+
 $node->stop;
 done_testing();
