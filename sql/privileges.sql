@@ -201,6 +201,21 @@ SELECT ec_start('h2', '{"operations": [{"drop_column": {"table": "accounts", "co
   "down": "''restored''"}}]}');
 SELECT ec_pause('public');
 SELECT ec_rollback('public');
+-- With a worker running: ec_complete's wait checks what the worker waits for, and ec_rollback stops
+-- it, both by reading pg_locks (found in review: under this search_path they used to call the
+-- planted text = text).
+CREATE TABLE public.slow (id int PRIMARY KEY, v int);
+INSERT INTO public.slow SELECT g, g FROM generate_series(1, 20000) g;
+BEGIN;
+SET LOCAL expand_contract.start_paused = off;
+SELECT ec_start('h3', '{"operations": [{"alter_column": {"table": "slow", "column": "v", "type": "bigint"}}]}');
+SELECT ec_configure('public', '{"batch_size": 1, "batch_delay_ms": 1000, "batch_time_ms": 0}');
+COMMIT;
+SELECT pg_sleep(0.5);
+SET statement_timeout = '1s';
+SELECT ec_complete('public');
+RESET statement_timeout;
+SELECT ec_rollback('public');
 RESET search_path;
 SELECT count(*) AS hijacked_calls FROM public.hijacked;
 SELECT count(*) FILTER (WHERE amount = id / 100.0 AND tag = upper(full_name)) AS consistent, count(*)
@@ -235,7 +250,7 @@ SELECT name, (SELECT rolname FROM pg_roles WHERE oid = started_by) AS started_by
 -- Clean up the roles (the regression database is shared by the suite).
 SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS shop, shop_v2, public_h1, depot, depot_d1, depot_d3 CASCADE;
-DROP TABLE public.accounts, public.private_notes, public.hijacked;
+DROP TABLE public.accounts, public.private_notes, public.hijacked, public.slow;
 DELETE FROM expand_contract.migrations WHERE schema_name IN ('shop', 'public', 'depot');
 REVOKE USAGE ON SCHEMA ec_test FROM PUBLIC;
 DROP OWNED BY regress_ec_mallory, regress_ec_member, regress_ec_other, regress_ec_reader, regress_ec_colreader,

@@ -233,6 +233,8 @@ extern char *ec_rel_qualified(Oid relid);
 extern char *ec_temp_name(const char *prefix, const char *name);
 extern uint64 ec_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 					 int expected);
+extern uint64 ec_catalog_spi(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, int expected);
 extern List *ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values);
 extern void ec_exec(const char *sql);
 extern void ec_exec_list(List *steps);

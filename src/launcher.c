@@ -37,6 +37,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "utils/guc.h"
+
 #include "expand_contract.h"
 
 
@@ -365,7 +367,7 @@ stop_holders(LOCKTAG *tag, int64 migration_id, int field4)
 		 * it is the right to steer its migration, checked already, not a right over the role the
 		 * worker logged in as.
 		 */
-		n = ec_spi("SELECT pid FROM pg_catalog.pg_locks"
+		n = ec_catalog_spi("SELECT pid FROM pg_catalog.pg_locks"
 				   " WHERE locktype = 'advisory' AND database = $1 AND classid = $2"
 				   "   AND objid = $3 AND objsubid = $4 AND granted",
 				   4, types, values, NULL, SPI_OK_SELECT);
@@ -414,6 +416,8 @@ ec_probe_database(void)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* Whatever the database's or role's search_path: only pg_catalog's objects. */
+	SetConfigOption("search_path", "pg_catalog", PGC_USERSET, PGC_S_OVERRIDE);
 	pgstat_report_activity(STATE_RUNNING, "expand_contract: looking for unfinished migrations");
 	if (SPI_execute("SELECT FROM pg_catalog.pg_extension WHERE extname = 'expand_contract'",
 					true, 1) == SPI_OK_SELECT && SPI_processed == 1)

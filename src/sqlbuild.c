@@ -85,6 +85,22 @@ ec_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 	return SPI_processed;
 }
 
+/*
+ * ec_spi for the extension's own queries on the system catalogs and views, on paths that run under
+ * the caller's search_path (complete's wait, stopping a worker): a caller whose search_path puts
+ * another schema before pg_catalog must not have its operators and functions stand in for the
+ * ones the query means.
+ */
+uint64
+ec_catalog_spi(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected)
+{
+	int			nestlevel = ec_guc_push("search_path", "pg_catalog, pg_temp");
+	uint64		n = ec_spi(sql, nargs, types, values, nulls, expected);
+
+	ec_guc_pop(nestlevel);
+	return n;
+}
+
 /* The first column of a query's rows, as Oids. */
 List *
 ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values)

@@ -49,7 +49,7 @@ worker_waits_for_us(int64 id)
 	values[0] = ObjectIdGetDatum((Oid) (uint32) (id >> 32));
 	values[1] = ObjectIdGetDatum((Oid) (uint32) id);
 	values[2] = Int32GetDatum(MyProcPid);
-	return ec_spi("SELECT FROM pg_catalog.pg_locks w"
+	return ec_catalog_spi("SELECT FROM pg_catalog.pg_locks w"
 				  "  JOIN pg_catalog.pg_locks worker ON worker.pid = w.pid"
 				  "   AND worker.locktype = 'advisory' AND worker.classid = $1"
 				  "   AND worker.objid = $2 AND worker.objsubid = 4 AND worker.granted"
