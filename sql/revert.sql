@@ -125,8 +125,6 @@ DO $$
 BEGIN
   FOR i IN 1 .. 300 LOOP
     EXIT WHEN NOT EXISTS (SELECT FROM expand_contract.revert_windows);
-    -- As ec_status() does: starts the worker if it has none (no slot free at commit, say).
-    PERFORM ec_ensure_workers();
     PERFORM pg_sleep(0.1);
     PERFORM pg_stat_clear_snapshot();
   END LOOP;

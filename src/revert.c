@@ -39,7 +39,9 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -541,6 +543,116 @@ ec_revert_window_arg(FunctionCallInfo fcinfo, int argno)
 	return usecs;
 }
 
+typedef struct DualWriteRow
+{
+	Oid			relid;
+	int			n;
+	Datum	   *old_attnums;
+	Datum	   *new_attnums;
+	Datum	   *ups;
+	Datum	   *downs;
+} DualWriteRow;
+
+static Datum *
+array_items(HeapTuple tuple, TupleDesc desc, int column, Oid type, int *n)
+{
+	bool		isnull;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *items;
+	ArrayType  *array = DatumGetArrayTypePCopy(SPI_getbinval(tuple, desc, column, &isnull));
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	deconstruct_array(array, type, typlen, typbyval, typalign, &items, NULL, n);
+	return items;
+}
+
+static Datum
+names_of(Oid relid, Datum *attnums, int n)
+{
+	Datum	   *names = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		AttrNumber	attnum = DatumGetInt16(attnums[i]);
+
+		names[i] = DirectFunctionCall1(namein,
+									   CStringGetDatum(attnum ? get_attname(relid, attnum, false) : ""));
+	}
+	return PointerGetDatum(construct_array(names, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+}
+
+static Datum
+sources_of(Oid relid, Datum *exprs, int n)
+{
+	Datum	   *sources = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *tree = TextDatumGetCString(exprs[i]);
+
+		sources[i] = CStringGetTextDatum(tree[0] ? ec_deparse(stringToNode(tree), relid) : "");
+	}
+	return PointerGetDatum(construct_array(sources, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * The dual_writes rows' columns by name and expressions as text, which a restored database
+ * re-analyses (restore.c), under the names complete just gave the columns: a dump taken during the
+ * window restores a trigger that still keeps the old columns in step.
+ */
+static void
+refresh_dual_writes(int64 id)
+{
+	Oid			types[5] = {OIDOID, NAMEARRAYOID, NAMEARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+	List	   *rows = NIL;
+	ListCell   *lc;
+
+	values[0] = Int64GetDatum(id);
+	types[0] = INT8OID;
+	(void) ec_state_spi("SELECT relid::pg_catalog.oid, old_attnums, new_attnums, up_exprs, down_exprs"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		DualWriteRow *row = palloc0(sizeof(DualWriteRow));
+		bool		isnull;
+		int			n2,
+					n3,
+					n4;
+
+		row->relid = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
+		row->old_attnums = array_items(tuple, desc, 2, INT2OID, &row->n);
+		row->new_attnums = array_items(tuple, desc, 3, INT2OID, &n2);
+		row->ups = array_items(tuple, desc, 4, TEXTOID, &n3);
+		row->downs = array_items(tuple, desc, 5, TEXTOID, &n4);
+		if (n2 != row->n || n3 != row->n || n4 != row->n)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("expand_contract.dual_writes arrays for relation %u differ in length",
+									 row->relid)));
+		rows = lappend(rows, row);
+	}
+	types[0] = OIDOID;
+	foreach(lc, rows)
+	{
+		DualWriteRow *row = lfirst(lc);
+
+		values[0] = ObjectIdGetDatum(row->relid);
+		values[1] = names_of(row->relid, row->old_attnums, row->n);
+		values[2] = names_of(row->relid, row->new_attnums, row->n);
+		values[3] = sources_of(row->relid, row->ups, row->n);
+		values[4] = sources_of(row->relid, row->downs, row->n);
+		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".dual_writes"
+							"   SET old_columns = $2, new_columns = $3, up_sources = $4, down_sources = $5"
+							" WHERE relid = $1", 5, types, values, NULL, SPI_OK_UPDATE);
+	}
+}
+
 /*
  * ec_complete's steps with a revert window of `usecs`: runs them keeping the old structure aside,
  * records the window, and keeps the migration's dual_writes rows.  The caller holds complete's
@@ -571,6 +683,7 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
 			  run_window_steps, &run);
 
+	refresh_dual_writes(m->id);
 	values[0] = Int64GetDatum(m->id);
 	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() + usecs);
 	values[2] = text_array(run.undo);
@@ -583,7 +696,17 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 	/* Sessions' cached trigger plans learn that the tables are the new version now. */
 	foreach(lc, m->relids)
 		CacheInvalidateRelcacheByRelid(lfirst_oid(lc));
-	/* Its worker waits for the window's end. */
+	/*
+	 * Its worker waits for the window's end.  The worker lock that ec_complete took to stop the
+	 * backfill worker goes now, not after the commit: the worker launched at commit would find it
+	 * still held and leave.  One started meanwhile sees the migration active, with nothing to do.
+	 */
+	{
+		LOCKTAG		tag;
+
+		ec_worker_lock_tag(&tag, MyDatabaseId, m->id);
+		(void) LockRelease(&tag, ExclusiveLock, false);
+	}
 	ec_launch_after_commit(m->id);
 }
 
