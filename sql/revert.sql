@@ -117,6 +117,43 @@ SELECT ec_complete('app', revert_window => '1h');
 SELECT ec_cleanup('app');
 SELECT * FROM ec_test.same_as_twin('app', 'twin');
 
+-- Rebuilt columns with indexes and CHECK constraints (carried: complete gives the carried ones
+-- the old names), create_constraint and drop_constraint: the old ones go aside with their column.
+DO $$
+BEGIN
+  FOR nsp IN 0 .. 1 LOOP
+    EXECUTE format('CREATE TABLE %I.items (id int PRIMARY KEY, a int CONSTRAINT a_pos CHECK (a > 0), b int,'
+                   ' d int CONSTRAINT d_pos CHECK (d > 0))', (ARRAY['app', 'twin'])[nsp + 1]);
+    EXECUTE format('CREATE INDEX items_a_idx ON %I.items (a, b)', (ARRAY['app', 'twin'])[nsp + 1]);
+    EXECUTE format('CREATE UNIQUE INDEX items_b_key ON %I.items (b)', (ARRAY['app', 'twin'])[nsp + 1]);
+    EXECUTE format('INSERT INTO %I.items VALUES (1, 1, 1, 1), (2, 2, 2, 2)', (ARRAY['app', 'twin'])[nsp + 1]);
+  END LOOP;
+END $$;
+\set carried '{"operations": [{"alter_column": {"table": "items", "column": "a", "type": "bigint", "up": "a", "down": "a"}}, {"create_constraint": {"table": "items", "name": "b_pos", "type": "check", "columns": ["b"], "check": "b > 0", "up": {"b": "greatest(b, 1)"}, "down": {"b": "b"}}}, {"drop_constraint": {"table": "items", "name": "d_pos", "up": "d", "down": "greatest(d, 1)"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('app') x \gset
+SELECT ec_start('c1', :'carried', 'app');
+SELECT ec_start('c1', :'carried', 'twin');
+CALL ec_wait('app');
+CALL ec_wait('twin');
+SELECT ec_complete('app', revert_window => '1h');
+SELECT ec_complete('twin');
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) FROM pg_index
+ WHERE indrelid = 'app.items'::regclass ORDER BY 1::text;
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE conrelid = 'app.items'::regclass AND contype = 'c' ORDER BY 1;
+-- The new version may break the dropped constraint: down keeps the old column within it.
+INSERT INTO app.items (id, a, b, d) VALUES (3, 3, 3, -5);
+SELECT ec_test.try($$INSERT INTO app.items (id, a, b, d) VALUES (4, 4, 3, 4)$$);
+SELECT ec_revert('app');
+SELECT * FROM ec_test.diff(:'before', 'app');
+SELECT * FROM app.items ORDER BY id;
+SELECT ec_start('c1', :'carried', 'app');
+CALL ec_wait('app');
+SELECT ec_complete('app', revert_window => '1h');
+SELECT ec_cleanup('app');
+SELECT * FROM ec_test.same_as_twin('app', 'twin');
+SELECT * FROM ec_test.leftovers();
+
 -- The window's end: the worker contracts by itself.
 SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "varchar(20)", "up": "client", "down": "client"}}]}', 'app');
 CALL ec_wait('app');
@@ -136,6 +173,9 @@ SELECT phase FROM ec_status('app');
 -- A migration whose complete steps cannot be kept aside is refused a window, with nothing done;
 -- a plain complete still works.
 CREATE INDEX orders_client_idx ON app.orders (client);
+CREATE TABLE app.clients (name text PRIMARY KEY);
+INSERT INTO app.clients SELECT DISTINCT client FROM app.orders;
+ALTER TABLE app.orders ADD FOREIGN KEY (client) REFERENCES app.clients;
 SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "text", "up": "client", "down": "client"}}]}', 'app');
 CALL ec_wait('app');
 SELECT ec_complete('app', revert_window => '1h');
@@ -144,7 +184,12 @@ SELECT ec_rollback('app');
 SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE app.side (i int)", "down": "DROP TABLE app.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'app');
 SELECT ec_complete('app', revert_window => '1h');
 SELECT ec_complete('app', revert_window => '0');
+-- A referenced primary key column: complete re-points the foreign key and attaches the new key.
+SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "clients", "column": "name", "type": "varchar(50)", "up": "name", "down": "name"}}]}', 'app');
+CALL ec_wait('app');
+SELECT ec_complete('app', revert_window => '1h');
+SELECT ec_rollback('app');
 SELECT ec_test.try($$SELECT ec_complete('app', revert_window => '-1 hour')$$);
 
-DROP SCHEMA app, app_v5, twin, twin_v3 CASCADE;
+DROP SCHEMA app, app_v5, twin, twin_c1 CASCADE;
 DELETE FROM expand_contract.migrations;

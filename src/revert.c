@@ -14,10 +14,12 @@
  * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
  * The window's end runs the drops that complete deferred (the cleanup steps).
  *
- * Only steps with an exact undo are kept aside; a migration with any other complete step (carried
- * indexes, constraints, foreign keys, views or identities, replica identity, "sql" operations,
- * partitioned tables) is refused a window before anything runs: such a step either drops what a
- * kept-aside column still needs or cannot be undone.
+ * Only steps with an exact undo are kept aside; a migration with any other complete step (a key,
+ * unique or foreign key constraint attached or re-pointed, carried views, identities, owned
+ * sequences, dropped indexes, "sql" operations) or on a partitioned table is refused a window
+ * before anything runs: such a step either drops what a kept-aside column still needs or cannot be
+ * undone.  A kept-aside column's plain indexes and CHECK constraints go aside with it, so that
+ * carried indexes and constraints can take their names.
  *
  * Everything is in the caller's transaction (or one worker transaction for the cleanup), and the
  * window's state is a table: a crash at any point leaves the window open or closed, never half.
@@ -202,26 +204,84 @@ defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const 
 }
 
 /*
- * A column that complete would drop, kept aside: refused if an index, a constraint, a trigger or
- * an owned sequence depends on it (those complete replaces or moves, in steps a window cannot keep).
- * The old version's views depend on it too; they are why it is kept.
+ * A column that complete would drop, kept aside with what hangs on it: its plain indexes and CHECK
+ * constraints are renamed aside too (the complete steps may give their names to the carried ones,
+ * and they go with the column at the window's end).  Refused if a key, unique or exclusion
+ * constraint, a foreign key (either way), a trigger or an owned sequence depends on it: complete
+ * replaces or moves those in steps that a window cannot keep.  The old version's views depend on
+ * it too; they are why it is kept.
  */
 static void
-check_column_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
+keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
 {
 	Oid			types[2] = {OIDOID, INT2OID};
 	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+	uint64		n;
+	List	   *indexes = NIL;
+	List	   *checks = NIL;
+	ListCell   *lc;
 
-	if (ec_spi("SELECT FROM pg_catalog.pg_depend"
-			   " WHERE refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND refobjid = $1"
-			   "   AND refobjsubid = $2 AND deptype IN ('n', 'a')"
-			   "   AND classid IN ('pg_catalog.pg_class'::pg_catalog.regclass,"
-			   "                   'pg_catalog.pg_constraint'::pg_catalog.regclass,"
-			   "                   'pg_catalog.pg_trigger'::pg_catalog.regclass) LIMIT 1",
-			   2, types, values, NULL, SPI_OK_SELECT) > 0)
-		refuse(run->migration, run->step,
-			   psprintf("drops column \"%s\" of table \"%s\", on which an index, constraint, "
-						"trigger or sequence depends", name, get_rel_name(relid)));
+	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
+			   "             THEN (SELECT CASE WHEN c.contype = 'c' THEN 'check' END"
+			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
+			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
+			   "                            (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = r.oid)"
+			   "                          THEN 'index' END"
+			   "                     FROM pg_catalog.pg_class r WHERE r.oid = d.objid) END,"
+			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "  FROM pg_catalog.pg_depend d"
+			   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1"
+			   "   AND d.refobjsubid = $2 AND d.deptype IN ('n', 'a')"
+			   "   AND d.classid IN ('pg_catalog.pg_class'::pg_catalog.regclass,"
+			   "                     'pg_catalog.pg_constraint'::pg_catalog.regclass,"
+			   "                     'pg_catalog.pg_trigger'::pg_catalog.regclass)"
+			   " ORDER BY 1, 2", 2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *kind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		Oid			objid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (kind == NULL)
+			refuse(run->migration, run->step,
+				   psprintf("drops column \"%s\" of table \"%s\", on which a key, unique, exclusion or "
+							"foreign key constraint, a trigger or a sequence depends", name,
+							get_rel_name(relid)));
+		if (strcmp(kind, "index") == 0)
+			indexes = list_append_unique_oid(indexes, objid);
+		else
+			checks = list_append_unique_oid(checks, objid);
+	}
+	foreach(lc, indexes)
+	{
+		char	   *index = get_rel_name(lfirst_oid(lc));
+		char	   *aside;
+
+		if (strncmp(index, "_ec_old_", 8) == 0)
+			continue;			/* on two dropped columns: aside already */
+		aside = ec_temp_name("_ec_old_", index);
+		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(lfirst_oid(lc)),
+						 quote_identifier(aside)));
+		push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", sibling(lfirst_oid(lc), aside),
+								quote_identifier(index)));
+	}
+	foreach(lc, checks)
+	{
+		char	   *check = get_constraint_name(lfirst_oid(lc));
+		char	   *tsql = ec_rel_qualified(relid);
+		char	   *aside;
+
+		if (strncmp(check, "_ec_old_", 8) == 0)
+			continue;
+		aside = ec_temp_name("_ec_old_", check);
+		ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+						 quote_identifier(check), quote_identifier(aside)));
+		push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+								quote_identifier(aside), quote_identifier(check)));
+	}
+	CommandCounterIncrement();
 }
 
 static char *
@@ -326,7 +386,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 
 							if (attnum == InvalidAttrNumber)
 								return;
-							check_column_aside(run, relid, attnum, cmd->name);
+							keep_dependents_aside(run, relid, attnum, cmd->name);
 							aside = ec_temp_name("_ec_old_", cmd->name);
 							ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 											 quote_identifier(cmd->name), quote_identifier(aside)));
