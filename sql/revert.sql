@@ -190,6 +190,7 @@ CALL ec_wait('app');
 SELECT ec_complete('app', revert_window => '1h');
 SELECT ec_rollback('app');
 SELECT ec_test.try($$SELECT ec_complete('app', revert_window => '-1 hour')$$);
+SELECT ec_test.try($$SELECT ec_complete('app', revert_window => '1000 years')$$);
 
 DROP SCHEMA app, app_v5, twin, twin_c1 CASCADE;
 DELETE FROM expand_contract.migrations;

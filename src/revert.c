@@ -29,6 +29,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "access/htup_details.h"
+#include "common/int.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
@@ -72,6 +73,7 @@ typedef struct Deferred
 typedef struct WindowRun
 {
 	const char *migration;
+	const char *schema;
 	List	   *steps;
 	List	   *undo;			/* in the order to run: last step's undo first */
 	List	   *deferred;
@@ -79,15 +81,16 @@ typedef struct WindowRun
 } WindowRun;
 
 static void
-refuse(const char *migration, const char *step, const char *why)
+refuse(WindowRun *run, const char *step, const char *why)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("migration \"%s\" cannot be completed with a revert window", migration),
+			 errmsg("migration \"%s\" cannot be completed with a revert window", run->migration),
 			 errdetail("Its complete step \"%s\" %s, which a revert could not undo exactly.", step,
 					   why),
-			 errhint("Complete it without a window: ec_complete(revert_window => '0'), or "
-					 "roll it back with ec_rollback() while it is still active.")));
+			 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0'), or "
+					 "roll it back with ec_rollback(%s).", quote_literal_cstr(run->schema),
+					 quote_literal_cstr(run->schema))));
 }
 
 static Node *
@@ -245,7 +248,7 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 														   SPI_tuptable->tupdesc, 2, &isnull));
 
 		if (kind == NULL)
-			refuse(run->migration, run->step,
+			refuse(run, run->step,
 				   psprintf("drops column \"%s\" of table \"%s\", on which a key, unique, exclusion or "
 							"foreign key constraint, a trigger or a sequence depends", name,
 							get_rel_name(relid)));
@@ -359,7 +362,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					if (!OidIsValid(relid))
 						break;
 					if (get_rel_relkind(relid) != RELKIND_RELATION)
-						refuse(run->migration, step, "drops a table that is not a plain table");
+						refuse(run, step, "drops a table that is not a plain table");
 					name = get_rel_name(relid);
 					aside = ec_temp_name("_ec_dropped_", name);
 					ec_exec(psprintf("ALTER TABLE %s RENAME TO %s", ec_rel_qualified(relid),
@@ -516,7 +519,7 @@ run_window_steps(void *arg)
 		const char *why = unsupported(stmt);
 
 		if (why)
-			refuse(run->migration, lfirst(lc), why);
+			refuse(run, lfirst(lc), why);
 		parsed = lappend(parsed, stmt);
 	}
 
@@ -589,8 +592,16 @@ ec_revert_window_arg(FunctionCallInfo fcinfo, int argno)
 	{
 		Interval   *i = PG_GETARG_INTERVAL_P(argno);
 
-		usecs = i->time + (int64) i->day * USECS_PER_DAY +
-			(int64) i->month * DAYS_PER_MONTH * USECS_PER_DAY;
+		int64		days = (int64) i->month * DAYS_PER_MONTH + i->day;
+
+		/* At most about a century: ends_at must stay a timestamp. */
+		if (days > 36600 || days < -36600 ||
+			pg_add_s64_overflow(i->time, days * USECS_PER_DAY, &usecs) ||
+			usecs > (int64) 36600 * USECS_PER_DAY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("revert window is too long"),
+					 errdetail("A revert window lasts at most 36600 days.")));
 		if (usecs < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -734,11 +745,13 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 					 errmsg("migration \"%s\" cannot be completed with a revert window", m->name),
 					 errdetail("It changes partitioned table \"%s\"; revert windows do not cover partitioned tables yet.",
 							   get_rel_name(lfirst_oid(lc))),
-					 errhint("Complete it without a window: ec_complete(revert_window => '0').")));
+					 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0').",
+							 quote_literal_cstr(schema))));
 	}
 
 	memset(&run, 0, sizeof(run));
 	run.migration = m->name;
+	run.schema = schema;
 	run.steps = steps;
 	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
 			  run_window_steps, &run);
