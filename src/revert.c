@@ -311,6 +311,20 @@ column_comment(Oid relid, AttrNumber attnum)
 }
 
 static bool
+is_check(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype == CONSTRAINT_CHECK;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+static bool
 attnotnull(Oid relid, AttrNumber attnum)
 {
 	HeapTuple	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
@@ -428,6 +442,8 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							 * Put back NOT VALID, without a scan: it is one of ours, which the
 							 * rollback steps drop right after (with its column, or by name).
 							 */
+							if (OidIsValid(conoid) && !is_check(conoid))
+								refuse(run, step, "drops a constraint that is not a check");
 							if (OidIsValid(conoid))
 								push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
 														tsql, quote_identifier(cmd->name),
