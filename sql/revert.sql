@@ -138,7 +138,7 @@ CALL ec_wait('rvtwin');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_complete('rvtwin');
 SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) FROM pg_index
- WHERE indrelid = 'rv.items'::regclass ORDER BY 1::text;
+ WHERE indrelid = 'rv.items'::regclass ORDER BY indexrelid::regclass::text COLLATE "C";
 SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE conrelid = 'rv.items'::regclass AND contype = 'c' ORDER BY 1;
 -- The new version may break the dropped constraint: down keeps the old column within it.
