@@ -26,6 +26,7 @@ REGRESS     += carry_foreign_keys
 REGRESS     += compose_column carry_identity
 REGRESS     += partitioned
 REGRESS     += plan
+REGRESS     += revert
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

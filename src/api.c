@@ -166,6 +166,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("migration \"%s\" of schema \"%s\" already exists", name, schema),
 				 errdetail("It is complete; migration names are unique per schema.")));
+	ec_check_no_window(schema);
 	if (OidIsValid(get_namespace_oid(version_schema, true)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_SCHEMA),
@@ -302,6 +303,8 @@ ec_complete(PG_FUNCTION_ARGS)
 {
 	char	   *schema = text_arg(fcinfo, 0, "schema");
 	bool		wait = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
+	/* Read only when the 0.2.0 signature passes it. */
+	int64		window = ec_revert_window_arg(fcinfo, 2);
 	Oid			nspid = target_schema(schema);
 	EcMigrationRow *m;
 	EcMigrationRow *parent;
@@ -363,13 +366,30 @@ ec_complete(PG_FUNCTION_ARGS)
 		steps = lappend(steps, psprintf("DROP SCHEMA %s CASCADE",
 										quote_identifier(parent->version_schema)));
 	steps = list_concat(steps, m->complete_steps);
-	exec_contract_steps(m->started_by, schema, steps, false);
-	/* Views for what the steps created ("onComplete" sql), owned like the others. */
-	cv.nspid = nspid;
-	cv.version_schema = m->version_schema;
-	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
-			  complete_version_schema, &cv);
-	ec_finish_migration(m->id);
+	if (window > 0)
+	{
+		/* The old structure kept aside until the window ends (revert.c); no "sql" steps there. */
+		ec_partition_ddl_allowed = true;
+		PG_TRY();
+		{
+			ec_complete_with_window(m, schema, steps, window);
+		}
+		PG_FINALLY();
+		{
+			ec_partition_ddl_allowed = false;
+		}
+		PG_END_TRY();
+	}
+	else
+	{
+		exec_contract_steps(m->started_by, schema, steps, false);
+		/* Views for what the steps created ("onComplete" sql), owned like the others. */
+		cv.nspid = nspid;
+		cv.version_schema = m->version_schema;
+		ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
+				  complete_version_schema, &cv);
+		ec_finish_migration(m->id);
+	}
 
 	ec_guc_pop(nestlevel);
 	if (skipped > 0)

@@ -462,6 +462,14 @@ extern void ec_helper_lock_tag(LOCKTAG *tag, Oid dboid, int64 migration_id);
 extern bool ec_launch_helper(const EcWorkerArgs *args);
 extern bool ec_ensure_worker(int64 migration_id, bool error_if_no_slot);
 extern void ec_stop_worker(int64 migration_id);
+
+/* ---- revert after complete (revert.c) ---- */
+
+extern int	ec_revert_window_s;
+extern int64 ec_revert_window_arg(FunctionCallInfo fcinfo, int argno);
+extern void ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs);
+extern void ec_check_no_window(const char *schema);
+extern bool ec_window_worker(int64 id);
 extern void ec_register_launcher(void);
 extern void ec_probe_database(void);
 

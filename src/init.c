@@ -157,6 +157,15 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("expand_contract.revert_window",
+							"How long ec_complete keeps the old structure so that ec_revert can undo it.",
+							"0 contracts at once. ec_complete(revert_window => ...) overrides it per call.",
+							&ec_revert_window_s,
+							0, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("expand_contract");
 
 	if (process_shared_preload_libraries_in_progress)

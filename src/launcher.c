@@ -311,10 +311,15 @@ ensure_all(void)
 
 	/* A restored migration's backfill must start again before any worker works on it. */
 	ec_adopt_restored(0);
-	(void) ec_state_spi("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
-						" WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
-				        ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
-						" ORDER BY m.id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi(psprintf("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
+								 " WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
+								 ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
+								 "%s ORDER BY m.id",
+								 /* and those in a revert window: their worker ends it (revert.c) */
+								 ec_catalog_at_least("0.2.0") ?
+								 " OR m.id IN (SELECT migration_id FROM " EC_STATE_SCHEMA ".revert_windows)" :
+								 ""),
+						0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;

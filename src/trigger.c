@@ -14,7 +14,8 @@
  *		what AFTER triggers see, agree too.
  *
  * Which version a write comes from: the setting expand_contract.version if set, else the first
- * version schema of the table's schema on the session's effective search_path, else the old version.
+ * version schema of the table's schema on the session's effective search_path, else the old version
+ * (the new one once the migration is complete, in its revert window: see revert.c).
  *
  * Per relation, the plan (expressions planned once, from the node trees ec_start stored) is cached
  * in CacheMemoryContext and dropped on relcache invalidation of the table (CREATE/DROP TRIGGER
@@ -87,9 +88,10 @@ writer_is_new(EcTriggerPlan *plan)
 	{
 		if (setting_names(ec_version_setting, plan->new_schema, plan->new_migration))
 			return true;
-		if (setting_names(ec_version_setting, plan->old_schema, plan->old_migration) ||
-			strcmp(ec_version_setting, plan->schema) == 0)
+		if (setting_names(ec_version_setting, plan->old_schema, plan->old_migration))
 			return false;
+		if (strcmp(ec_version_setting, plan->schema) == 0)
+			return plan->window;
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("expand_contract.version \"%s\" is not a version of schema \"%s\"",
@@ -110,7 +112,8 @@ writer_is_new(EcTriggerPlan *plan)
 		if (OidIsValid(plan->old_nspid) && nspid == plan->old_nspid)
 			return false;
 	}
-	return false;
+	/* The base tables: the old version, or in a revert window the new one. */
+	return plan->window;
 }
 
 static EcEval *

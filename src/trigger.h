@@ -31,6 +31,7 @@ typedef struct EcTriggerPlan
 	char	   *old_migration;
 	Oid			new_nspid;
 	Oid			old_nspid;
+	bool		window;			/* complete, in its revert window: writes are new unless old */
 	EcFillTest	fill_test;		/* which rows the backfill has still to fill: */
 	TransactionId horizon;		/* EC_FILL_XMIN: rows last written before it, */
 	int			nin_progress;	/* unless by one of these (sorted): they wrote through us */

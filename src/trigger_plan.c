@@ -466,7 +466,8 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 							   "       d.old_columns, d.new_columns, d.up_sources, d.down_sources,"
 							   "       EXISTS (SELECT FROM expand_contract.tasks t"
 							   "                WHERE t.migration_id = d.migration_id AND t.relid = d.relid"
-							   "                  AND t.kind = 'backfill' AND t.state <> 'done')"
+							   "                  AND t.kind = 'backfill' AND t.state <> 'done'),"
+							   "       m.done"
 							   "  FROM expand_contract.dual_writes d"
 							   "  JOIN expand_contract.migrations m ON m.id = d.migration_id"
 							   " WHERE d.relid = $1::regclass",
@@ -505,6 +506,8 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		plan->old_migration = text_datum_or_null(tuple, desc, 4, plan->cxt);
 		stored_fits = ec_origin_is_current(SPI_getvalue(tuple, desc, 11));
 		unfinished = DatumGetBool(SPI_getbinval(tuple, desc, 16, &isnull));
+		/* Complete with a revert window left the trigger: the tables are the new version now. */
+		plan->window = DatumGetBool(SPI_getbinval(tuple, desc, 17, &isnull));
 		/* A restored migration's xids belong to another history: see restore.c. */
 		plan->fill_test = !unfinished ? EC_FILL_NONE : stored_fits ? EC_FILL_XMIN : EC_FILL_ALL;
 		{

@@ -751,6 +751,9 @@ ec_worker_main(Datum main_arg)
 		begin_step("expand_contract: checking for a restored migration");
 		ec_adopt_restored(args.migration_id);
 		end_step();
+		/* A completed migration in its revert window: wait for the window's end, contract. */
+		if (ec_window_worker(args.migration_id))
+			proc_exit(0);
 	}
 	for (;;)
 	{

@@ -1,0 +1,196 @@
+-- Revert after complete: ec_complete(revert_window => ...) keeps the old structure aside, ec_revert
+-- puts the schema back exactly as before ec_start (the catalog snapshot, as for rollback), with
+-- every row written since through either version; ec_cleanup (or the window's end) contracts for
+-- real, leaving what a plain ec_complete leaves (compared with a twin schema).
+\set ECHO none
+\i test/regress_helpers.sql
+\set ECHO all
+CREATE FUNCTION ec_test.views(nsp text) RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT format('view %s: %s', c.relname, pg_get_viewdef(c.oid))
+    FROM pg_class c WHERE c.relnamespace = nsp::regnamespace AND c.relkind = 'v'
+$$;
+CREATE FUNCTION ec_test.same_as_twin(nsp text, rvtwin text) RETURNS SETOF text LANGUAGE sql AS $$
+  (SELECT 'window only: ' || x FROM ec_test.snapshot(nsp) x
+   EXCEPT SELECT 'window only: ' || replace(y, rvtwin, nsp) FROM ec_test.snapshot(rvtwin) y)
+  UNION ALL
+  (SELECT 'plain only: ' || replace(y, rvtwin, nsp) FROM ec_test.snapshot(rvtwin) y
+   EXCEPT SELECT 'plain only: ' || x FROM ec_test.snapshot(nsp) x)
+  ORDER BY 1
+$$;
+CREATE FUNCTION ec_test.make(nsp text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('CREATE SCHEMA %I', nsp);
+  EXECUTE format('CREATE TABLE %I.orders (id int PRIMARY KEY, cents int, customer text,'
+                 ' note text, flag int, legacy text)', nsp);
+  EXECUTE format('CREATE TABLE %I.audit (id int PRIMARY KEY, what text)', nsp);
+  EXECUTE format('CREATE TABLE %I.tags (id int PRIMARY KEY, tag text CONSTRAINT tag_len CHECK (length(tag) < 20))', nsp);
+  EXECUTE format('INSERT INTO %I.orders VALUES (1, 150, ''ann'', ''n1'', NULL, ''l1''), (2, 250, ''bob'', NULL, 3, ''l2'')', nsp);
+  EXECUTE format('INSERT INTO %I.audit VALUES (1, ''x'')', nsp);
+  EXECUTE format('INSERT INTO %I.tags VALUES (1, ''red'')', nsp);
+  -- A first migration, so that the one under test has a previous version schema (<nsp>_v1).
+  PERFORM ec_start('v1', '{"operations": [{"rename_column": {"table": "orders", "from": "note", "to": "remark"}}]}', nsp);
+  PERFORM ec_complete(nsp);
+END $$;
+-- Every column family on orders: a type change with a new name, a rename, an added NOT NULL
+-- column with a default, NOT NULL on an existing column, a dropped column; and table families.
+\set columns '{"operations": [{"alter_column": {"table": "orders", "column": "cents", "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}, {"rename_column": {"table": "orders", "from": "customer", "to": "client"}}, {"add_column": {"table": "orders", "column": {"name": "code", "type": "text", "nullable": false, "default": "''x''", "comment": "the code"}, "up": "''c'' || id"}}, {"alter_column": {"table": "orders", "column": "flag", "nullable": false, "up": "coalesce(flag, 0)", "down": "flag"}}, {"drop_column": {"table": "orders", "column": "legacy", "down": "''restored '' || id"}}, {"alter_column": {"table": "orders", "column": "remark", "default": "''none''"}}]}'
+\set tables '{"operations": [{"drop_table": {"name": "audit"}}, {"create_table": {"name": "fresh", "columns": [{"name": "id", "type": "int", "pk": true}, {"name": "v", "type": "text"}]}}, {"rename_constraint": {"table": "tags", "from": "tag_len", "to": "tag_short"}}, {"create_index": {"table": "tags", "name": "tags_tag_idx", "columns": [{"column": "tag"}]}}, {"set_replica_identity": {"table": "tags", "identity": {"type": "full"}}}, {"rename_table": {"from": "tags", "to": "labels"}}]}'
+
+SELECT ec_test.make('rv');
+SELECT ec_test.make('rvtwin');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
+SELECT array_agg(x ORDER BY x) AS before_views FROM ec_test.views('rv_v1') x \gset
+
+-- Column families: complete with a window, then revert.
+SELECT ec_start('v2', :'columns', 'rv');
+CALL ec_wait('rv');
+SELECT ec_complete('rv', revert_window => '1 day');
+SELECT schema_name, migration, phase, revert_window_ends > now() + interval '23 hours' AS window_open
+  FROM ec_status('rv');
+-- The tables are the new version, the old columns kept aside under _ec_ names.
+SELECT * FROM rv.orders ORDER BY id;
+-- Writes through the new version (the base tables or rv_v2) and through the old one (rv_v1).
+INSERT INTO rv.orders (id, amount, client, flag) VALUES (3, 7.5, 'cat', 1);
+SET search_path TO rv_v2;
+INSERT INTO orders (id, amount, client, flag, code) VALUES (4, 1.25, 'dan', 2, 'd');
+RESET search_path;
+UPDATE rv.orders SET amount = 9.99 WHERE id = 1;
+-- The old version's code has its version schema on its search_path (the trigger goes by it).
+SET search_path TO rv_v1;
+INSERT INTO orders (id, cents, customer, remark, flag, legacy) VALUES (5, 990, 'eve', 'r5', 5, 'l5');
+UPDATE orders SET cents = 333, flag = 7 WHERE id = 2;
+RESET search_path;
+SELECT * FROM rv.orders ORDER BY id;
+SELECT * FROM rv_v1.orders ORDER BY id;
+-- No new migration, and no rollback, during the window.
+SELECT ec_test.try($$SELECT ec_start('v3', '{"operations": [{"rename_column": {"table": "orders", "from": "client", "to": "c"}}]}', 'rv')$$);
+SELECT ec_test.try($$SELECT ec_rollback('rv')$$);
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
+SELECT x FROM ec_test.views('rv_v1') x EXCEPT SELECT unnest(:'before_views'::text[]);
+SELECT * FROM ec_test.leftovers();
+-- Every row, with its old-version values, whichever version wrote it.
+SELECT * FROM rv.orders ORDER BY id;
+SELECT name FROM expand_contract.migrations WHERE schema_name = 'rv' ORDER BY id;
+SELECT ec_test.try($$SELECT ec_revert('rv')$$);
+
+-- The same again, then cleanup: the shape a plain complete leaves (the rvtwin), no helper left.
+SELECT ec_start('v2', :'columns', 'rv');
+SELECT ec_start('v2', :'columns', 'rvtwin');
+CALL ec_wait('rv');
+CALL ec_wait('rvtwin');
+SELECT ec_complete('rv', revert_window => '1 day');
+SELECT ec_complete('rvtwin');
+INSERT INTO rv.orders (id, amount, client, flag) VALUES (6, 7.5, 'fay', 1);
+INSERT INTO rvtwin.orders (id, amount, client, flag) VALUES (6, 7.5, 'fay', 1);
+SELECT ec_cleanup('rv');
+SELECT * FROM ec_test.same_as_twin('rv', 'rvtwin');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rv.orders ORDER BY id;
+SELECT schema_name, migration, phase, revert_window_ends FROM ec_status('rv');
+SELECT ec_test.try($$SELECT ec_revert('rv')$$);
+SELECT ec_test.try($$SELECT ec_cleanup('rv')$$);
+
+-- Table families: a dropped table is kept aside, a renamed one renamed back, a created one dropped.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
+SELECT ec_start('v3', :'tables', 'rv');
+SELECT ec_start('v3', :'tables', 'rvtwin');
+CALL ec_wait('rv');
+CALL ec_wait('rvtwin');
+SET expand_contract.revert_window = '1h';
+SELECT ec_complete('rv');
+RESET expand_contract.revert_window;
+SELECT ec_complete('rvtwin');
+SELECT relname FROM pg_class WHERE relnamespace = 'rv'::regnamespace AND relkind = 'r' ORDER BY 1;
+INSERT INTO rv.labels VALUES (2, 'blue');
+INSERT INTO rv.fresh VALUES (1, 'new');
+SET search_path TO rv_v2;
+INSERT INTO audit VALUES (2, 'y');
+RESET search_path;
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
+SELECT * FROM rv.tags ORDER BY id;
+SELECT * FROM rv.audit ORDER BY id;
+SELECT ec_start('v3', :'tables', 'rv');
+CALL ec_wait('rv');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_cleanup('rv');
+SELECT * FROM ec_test.same_as_twin('rv', 'rvtwin');
+
+-- Rebuilt columns with indexes and CHECK constraints (carried: complete gives the carried ones
+-- the old names), create_constraint and drop_constraint: the old ones go aside with their column.
+DO $$
+BEGIN
+  FOR nsp IN 0 .. 1 LOOP
+    EXECUTE format('CREATE TABLE %I.items (id int PRIMARY KEY, a int CONSTRAINT a_pos CHECK (a > 0), b int,'
+                   ' d int CONSTRAINT d_pos CHECK (d > 0))', (ARRAY['rv', 'rvtwin'])[nsp + 1]);
+    EXECUTE format('CREATE INDEX items_a_idx ON %I.items (a, b)', (ARRAY['rv', 'rvtwin'])[nsp + 1]);
+    EXECUTE format('CREATE UNIQUE INDEX items_b_key ON %I.items (b)', (ARRAY['rv', 'rvtwin'])[nsp + 1]);
+    EXECUTE format('INSERT INTO %I.items VALUES (1, 1, 1, 1), (2, 2, 2, 2)', (ARRAY['rv', 'rvtwin'])[nsp + 1]);
+  END LOOP;
+END $$;
+\set carried '{"operations": [{"alter_column": {"table": "items", "column": "a", "type": "bigint", "up": "a", "down": "a"}}, {"create_constraint": {"table": "items", "name": "b_pos", "type": "check", "columns": ["b"], "check": "b > 0", "up": {"b": "greatest(b, 1)"}, "down": {"b": "b"}}}, {"drop_constraint": {"table": "items", "name": "d_pos", "up": "d", "down": "greatest(d, 1)"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
+SELECT ec_start('c1', :'carried', 'rv');
+SELECT ec_start('c1', :'carried', 'rvtwin');
+CALL ec_wait('rv');
+CALL ec_wait('rvtwin');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_complete('rvtwin');
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid) FROM pg_index
+ WHERE indrelid = 'rv.items'::regclass ORDER BY indexrelid::regclass::text COLLATE "C";
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE conrelid = 'rv.items'::regclass AND contype = 'c' ORDER BY 1;
+-- The new version may break the dropped constraint: down keeps the old column within it.
+INSERT INTO rv.items (id, a, b, d) VALUES (3, 3, 3, -5);
+SELECT ec_test.try($$INSERT INTO rv.items (id, a, b, d) VALUES (4, 4, 3, 4)$$);
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
+SELECT * FROM rv.items ORDER BY id;
+SELECT ec_start('c1', :'carried', 'rv');
+CALL ec_wait('rv');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_cleanup('rv');
+SELECT * FROM ec_test.same_as_twin('rv', 'rvtwin');
+SELECT * FROM ec_test.leftovers();
+
+-- The window's end: the worker contracts by itself.
+SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "varchar(20)", "up": "client", "down": "client"}}]}', 'rv');
+CALL ec_wait('rv');
+SELECT ec_complete('rv', revert_window => '1 second');
+DO $$
+BEGIN
+  FOR i IN 1 .. 300 LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM expand_contract.revert_windows);
+    PERFORM pg_sleep(0.1);
+    PERFORM pg_stat_clear_snapshot();
+  END LOOP;
+END $$;
+SELECT count(*) AS windows_left FROM expand_contract.revert_windows;
+SELECT * FROM ec_test.leftovers();
+SELECT phase FROM ec_status('rv');
+
+-- A migration whose complete steps cannot be kept aside is refused a window, with nothing done;
+-- a plain complete still works.
+CREATE INDEX orders_client_idx ON rv.orders (client);
+CREATE TABLE rv.clients (name text PRIMARY KEY);
+INSERT INTO rv.clients SELECT DISTINCT client FROM rv.orders;
+ALTER TABLE rv.orders ADD FOREIGN KEY (client) REFERENCES rv.clients;
+SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "text", "up": "client", "down": "client"}}]}', 'rv');
+CALL ec_wait('rv');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT phase FROM ec_status('rv');
+SELECT ec_rollback('rv');
+SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side (i int)", "down": "DROP TABLE rv.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'rv');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_complete('rv', revert_window => '0');
+-- A referenced primary key column: complete re-points the foreign key and attaches the new key.
+SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "clients", "column": "name", "type": "varchar(50)", "up": "name", "down": "name"}}]}', 'rv');
+CALL ec_wait('rv');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_rollback('rv');
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '-1 hour')$$);
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1000 years')$$);
+
+DROP SCHEMA rv, rv_v5, rvtwin, rvtwin_c1 CASCADE;
+DELETE FROM expand_contract.migrations;

@@ -1,0 +1,1099 @@
+/*
+ * revert.c
+ *	  Revert after complete: ec_complete with a revert window, ec_revert, ec_cleanup, and the
+ *	  worker that contracts for real when the window ends.
+ *
+ * With a window, ec_complete runs the migration's complete steps one by one, as it would, except
+ * that what they would destroy is kept aside: a dropped column or table is renamed to an _ec_ name
+ * instead, and the dual-write triggers and the previous version's schema stay.  So the tables have
+ * the new shape under their final names (the new version), the old version still reads and writes
+ * the old columns through its views, and the dual-write trigger, told that the base tables are now
+ * the new version, keeps the old columns in step with "down" for every write.  Before each step it
+ * records the step that undoes it, read off the catalog as it is right then; ec_revert runs those
+ * in reverse order, which leaves the schema exactly as before ec_complete, and then the
+ * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
+ * The window's end runs the drops that complete deferred (the cleanup steps).
+ *
+ * Only steps with an exact undo are kept aside; a migration with any other complete step (a key,
+ * unique or foreign key constraint attached or re-pointed, carried views, identities, owned
+ * sequences, dropped indexes, "sql" operations) or on a partitioned table is refused a window
+ * before anything runs: such a step either drops what a kept-aside column still needs or cannot be
+ * undone.  A kept-aside column's plain indexes and CHECK constraints go aside with it, so that
+ * carried indexes and constraints can take their names.
+ *
+ * Everything is in the caller's transaction (or one worker transaction for the cleanup), and the
+ * window's state is a table: a crash at any point leaves the window open or closed, never half.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "access/htup_details.h"
+#include "common/int.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "expand_contract.h"
+
+PG_FUNCTION_INFO_V1(ec_revert);
+PG_FUNCTION_INFO_V1(ec_cleanup);
+
+/* expand_contract.revert_window, in seconds: 0 = complete contracts at once. */
+int			ec_revert_window_s = 0;
+
+/* A table's leftover from complete, dropped at the window's end (by OID: it may be renamed later). */
+typedef struct Deferred
+{
+	Oid			relid;
+	const char *column;			/* NULL: the table itself */
+	const char *trigger;		/* a dual-write trigger of the table */
+	const char *sql;			/* a statement as is (DROP SCHEMA) */
+} Deferred;
+
+typedef struct WindowRun
+{
+	const char *migration;
+	const char *schema;
+	List	   *steps;
+	List	   *undo;			/* in the order to run: last step's undo first */
+	List	   *deferred;
+	const char *step;			/* for the error context */
+} WindowRun;
+
+static void
+refuse(WindowRun *run, const char *step, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("migration \"%s\" cannot be completed with a revert window", run->migration),
+			 errdetail("Its complete step \"%s\" %s, which a revert could not undo exactly.", step,
+					   why),
+			 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0'), or "
+					 "roll it back with ec_rollback(%s).", quote_literal_cstr(run->schema),
+					 quote_literal_cstr(run->schema))));
+}
+
+static Node *
+parse_step(const char *step)
+{
+	List	   *raw = raw_parser(step, RAW_PARSE_DEFAULT);
+
+	if (list_length(raw) != 1)
+		return NULL;
+	return ((RawStmt *) linitial(raw))->stmt;
+}
+
+static bool
+is_dual_write_trigger(const char *name)
+{
+	return strcmp(name, EC_TRIGGER_FIRST_NAME) == 0 || strcmp(name, EC_TRIGGER_LAST_NAME) == 0;
+}
+
+/*
+ * The first pass, before anything runs: is every step one that can be kept aside or undone?
+ * Returns NULL if so, else why not.
+ */
+static const char *
+unsupported(Node *stmt)
+{
+	if (stmt == NULL)
+		return "is not a single statement";
+	switch (nodeTag(stmt))
+	{
+		case T_DropStmt:
+			{
+				DropStmt   *d = (DropStmt *) stmt;
+
+				if (list_length(d->objects) != 1)
+					return "drops several objects";
+				if (d->removeType == OBJECT_TABLE || d->removeType == OBJECT_SCHEMA)
+					return NULL;
+				if (d->removeType == OBJECT_TRIGGER &&
+					is_dual_write_trigger(strVal(llast(linitial(d->objects)))))
+					return NULL;
+				return "drops an object that is not a column, a table or a version schema";
+			}
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *a = (AlterTableStmt *) stmt;
+				AlterTableCmd *cmd;
+
+				if (a->objtype != OBJECT_TABLE || list_length(a->cmds) != 1)
+					return "changes something other than a table's column";
+				cmd = linitial(a->cmds);
+				switch (cmd->subtype)
+				{
+					case AT_DropColumn:
+					case AT_SetNotNull:
+					case AT_ColumnDefault:
+					case AT_ValidateConstraint:
+						return NULL;
+					case AT_DropConstraint:
+						/* Only the stand-in checks of NOT NULL, which the rollback drops again. */
+						if (strncmp(cmd->name, "_ec_", 4) == 0)
+							return NULL;
+						return "drops a constraint";
+					default:
+						return "changes an index, constraint, identity or other property of a table";
+				}
+			}
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+
+				if (r->renameType == OBJECT_COLUMN || r->renameType == OBJECT_TABLE ||
+					r->renameType == OBJECT_TABCONSTRAINT || r->renameType == OBJECT_INDEX)
+					return NULL;
+				return "renames an object that is not a table, column, constraint or index";
+			}
+		case T_CommentStmt:
+			if (((CommentStmt *) stmt)->objtype == OBJECT_COLUMN)
+				return NULL;
+			return "comments on an object that is not a column";
+		default:
+			return "runs a statement (a \"sql\" operation or a carried object's)";
+	}
+}
+
+static Oid
+step_relid(RangeVar *rv)
+{
+	return RangeVarGetRelid(rv, NoLock, false);
+}
+
+/* The qualified name of the schema-qualified relation `name` in relid's schema. */
+static char *
+sibling(Oid relid, const char *name)
+{
+	return ec_qualified(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+static void
+push_undo(WindowRun *run, char *sql)
+{
+	run->undo = lcons(sql, run->undo);
+}
+
+static void
+defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const char *sql)
+{
+	Deferred   *d = palloc0(sizeof(Deferred));
+
+	d->relid = relid;
+	d->column = column;
+	d->trigger = trigger;
+	d->sql = sql;
+	run->deferred = lappend(run->deferred, d);
+}
+
+/*
+ * A column that complete would drop, kept aside with what hangs on it: its plain indexes and CHECK
+ * constraints are renamed aside too (the complete steps may give their names to the carried ones,
+ * and they go with the column at the window's end).  Refused if a key, unique or exclusion
+ * constraint, a foreign key (either way), a trigger or an owned sequence depends on it: complete
+ * replaces or moves those in steps that a window cannot keep.  The old version's views depend on
+ * it too; they are why it is kept.
+ */
+static void
+keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
+{
+	Oid			types[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+	uint64		n;
+	List	   *indexes = NIL;
+	List	   *checks = NIL;
+	ListCell   *lc;
+
+	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
+			   "             THEN (SELECT CASE WHEN c.contype = 'c' THEN 'check' END"
+			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
+			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
+			   "                            (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = r.oid)"
+			   "                          THEN 'index' END"
+			   "                     FROM pg_catalog.pg_class r WHERE r.oid = d.objid) END,"
+			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "  FROM pg_catalog.pg_depend d"
+			   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1"
+			   "   AND d.refobjsubid = $2 AND d.deptype IN ('n', 'a')"
+			   "   AND d.classid IN ('pg_catalog.pg_class'::pg_catalog.regclass,"
+			   "                     'pg_catalog.pg_constraint'::pg_catalog.regclass,"
+			   "                     'pg_catalog.pg_trigger'::pg_catalog.regclass)"
+			   " ORDER BY 1, 2", 2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *kind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		Oid			objid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (kind == NULL)
+			refuse(run, run->step,
+				   psprintf("drops column \"%s\" of table \"%s\", on which a key, unique, exclusion or "
+							"foreign key constraint, a trigger or a sequence depends", name,
+							get_rel_name(relid)));
+		if (strcmp(kind, "index") == 0)
+			indexes = list_append_unique_oid(indexes, objid);
+		else
+			checks = list_append_unique_oid(checks, objid);
+	}
+	foreach(lc, indexes)
+	{
+		char	   *index = get_rel_name(lfirst_oid(lc));
+		char	   *aside;
+
+		if (strncmp(index, "_ec_old_", 8) == 0)
+			continue;			/* on two dropped columns: aside already */
+		aside = ec_temp_name("_ec_old_", index);
+		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(lfirst_oid(lc)),
+						 quote_identifier(aside)));
+		push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", sibling(lfirst_oid(lc), aside),
+								quote_identifier(index)));
+	}
+	foreach(lc, checks)
+	{
+		char	   *check = get_constraint_name(lfirst_oid(lc));
+		char	   *tsql = ec_rel_qualified(relid);
+		char	   *aside;
+
+		if (strncmp(check, "_ec_old_", 8) == 0)
+			continue;
+		aside = ec_temp_name("_ec_old_", check);
+		ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+						 quote_identifier(check), quote_identifier(aside)));
+		push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+								quote_identifier(aside), quote_identifier(check)));
+	}
+	CommandCounterIncrement();
+}
+
+static char *
+column_default(Oid relid, AttrNumber attnum)
+{
+	Oid			types[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+
+	if (ec_spi("SELECT pg_catalog.pg_get_expr(adbin, adrelid) FROM pg_catalog.pg_attrdef"
+			   " WHERE adrelid = $1 AND adnum = $2", 2, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+static char *
+column_comment(Oid relid, AttrNumber attnum)
+{
+	Oid			types[2] = {OIDOID, INT4OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int32GetDatum(attnum)};
+
+	(void) ec_spi("SELECT pg_catalog.col_description($1, $2)", 2, types, values, NULL,
+				  SPI_OK_SELECT);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+static bool
+is_check(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype == CONSTRAINT_CHECK;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+static bool
+attnotnull(Oid relid, AttrNumber attnum)
+{
+	HeapTuple	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_attribute) GETSTRUCT(tuple))->attnotnull;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+/*
+ * Runs one step, or what keeps its object aside, and records its undo, read off the catalog as it
+ * is just before the step.
+ */
+static void
+run_step(WindowRun *run, Node *stmt, const char *step)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_DropStmt:
+			{
+				DropStmt   *d = (DropStmt *) stmt;
+				List	   *names = linitial(d->objects);
+
+				if (d->removeType == OBJECT_SCHEMA)
+				{
+					/* The previous version's schema: its views read the kept-aside columns. */
+					defer(run, InvalidOid, NULL, NULL, step);
+				}
+				else if (d->removeType == OBJECT_TRIGGER)
+				{
+					RangeVar   *rv = makeRangeVarFromNameList(list_truncate(list_copy(names),
+																		  list_length(names) - 1));
+					Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+					if (OidIsValid(relid))
+						defer(run, relid, NULL, strVal(llast(names)), NULL);
+				}
+				else
+				{
+					Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock,
+														 d->missing_ok);
+					char	   *name;
+					char	   *aside;
+
+					if (!OidIsValid(relid))
+						break;
+					if (get_rel_relkind(relid) != RELKIND_RELATION)
+						refuse(run, step, "drops a table that is not a plain table");
+					name = get_rel_name(relid);
+					aside = ec_temp_name("_ec_dropped_", name);
+					ec_exec(psprintf("ALTER TABLE %s RENAME TO %s", ec_rel_qualified(relid),
+									 quote_identifier(aside)));
+					push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s", sibling(relid, aside),
+											quote_identifier(name)));
+					defer(run, relid, NULL, NULL, NULL);
+				}
+				return;
+			}
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *a = (AlterTableStmt *) stmt;
+				AlterTableCmd *cmd = linitial(a->cmds);
+				Oid			relid = step_relid(a->relation);
+				char	   *tsql = ec_rel_qualified(relid);
+
+				switch (cmd->subtype)
+				{
+					case AT_DropColumn:
+						{
+							AttrNumber	attnum = get_attnum(relid, cmd->name);
+							char	   *aside;
+
+							if (attnum == InvalidAttrNumber)
+								return;
+							keep_dependents_aside(run, relid, attnum, cmd->name);
+							aside = ec_temp_name("_ec_old_", cmd->name);
+							ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+											 quote_identifier(cmd->name), quote_identifier(aside)));
+							push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+													quote_identifier(aside),
+													quote_identifier(cmd->name)));
+							defer(run, relid, aside, NULL, NULL);
+							return;
+						}
+					case AT_SetNotNull:
+						{
+							AttrNumber	attnum = get_attnum(relid, cmd->name);
+
+							if (attnum != InvalidAttrNumber && !attnotnull(relid, attnum))
+								push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL",
+														tsql, quote_identifier(cmd->name)));
+							break;
+						}
+					case AT_ColumnDefault:
+						{
+							AttrNumber	attnum = get_attnum(relid, cmd->name);
+							char	   *def = attnum ? column_default(relid, attnum) : NULL;
+
+							push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s %s", tsql,
+													quote_identifier(cmd->name),
+													def ? psprintf("SET DEFAULT %s", def) :
+													"DROP DEFAULT"));
+							break;
+						}
+					case AT_DropConstraint:
+						{
+							Oid			conoid = get_relation_constraint_oid(relid, cmd->name,
+																			 cmd->missing_ok);
+
+							/*
+							 * Put back NOT VALID, without a scan: it is one of ours, which the
+							 * rollback steps drop right after (with its column, or by name).
+							 */
+							if (OidIsValid(conoid) && !is_check(conoid))
+								refuse(run, step, "drops a constraint that is not a check");
+							if (OidIsValid(conoid))
+								push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
+														tsql, quote_identifier(cmd->name),
+														TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
+																								ObjectIdGetDatum(conoid)))));
+							break;
+						}
+					default:
+						/* VALIDATE CONSTRAINT: the worker validated it already; nothing to undo. */
+						break;
+				}
+				break;
+			}
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+				Oid			relid = step_relid(r->relation);
+				char	   *tsql = ec_rel_qualified(relid);
+
+				switch (r->renameType)
+				{
+					case OBJECT_COLUMN:
+						push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+												quote_identifier(r->newname),
+												quote_identifier(r->subname)));
+						break;
+					case OBJECT_TABCONSTRAINT:
+						push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+												quote_identifier(r->newname),
+												quote_identifier(r->subname)));
+						break;
+					case OBJECT_INDEX:
+						push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s",
+												sibling(relid, r->newname),
+												quote_identifier(get_rel_name(relid))));
+						break;
+					default:
+						push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s",
+												sibling(relid, r->newname),
+												quote_identifier(get_rel_name(relid))));
+						break;
+				}
+				break;
+			}
+		case T_CommentStmt:
+			{
+				CommentStmt *c = (CommentStmt *) stmt;
+				List	   *names = castNode(List, c->object);
+				const char *column = strVal(llast(names));
+				Oid			relid = step_relid(makeRangeVarFromNameList(list_truncate(list_copy(names),
+																					  list_length(names) - 1)));
+				AttrNumber	attnum = get_attnum(relid, column);
+				char	   *old = attnum ? column_comment(relid, attnum) : NULL;
+
+				push_undo(run, psprintf("COMMENT ON COLUMN %s.%s IS %s", ec_rel_qualified(relid),
+										quote_identifier(column),
+										old ? quote_literal_cstr(old) : "NULL"));
+				break;
+			}
+		default:
+			break;
+	}
+	ec_exec(step);
+}
+
+static void
+window_error_context(void *arg)
+{
+	WindowRun  *run = arg;
+
+	if (run->step)
+		errcontext("complete step \"%s\" of migration \"%s\", kept for a revert window", run->step,
+				   run->migration);
+}
+
+static void
+run_window_steps(void *arg)
+{
+	WindowRun  *run = arg;
+	List	   *parsed = NIL;
+	ErrorContextCallback callback;
+	ListCell   *lc,
+			   *lc2;
+
+	/* Refuse before anything runs. */
+	foreach(lc, run->steps)
+	{
+		Node	   *stmt = parse_step(lfirst(lc));
+		const char *why = unsupported(stmt);
+
+		if (why)
+			refuse(run, lfirst(lc), why);
+		parsed = lappend(parsed, stmt);
+	}
+
+	callback.callback = window_error_context;
+	callback.arg = run;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	forboth(lc, run->steps, lc2, parsed)
+	{
+		run->step = lfirst(lc);
+		run_step(run, lfirst(lc2), run->step);
+		CommandCounterIncrement();
+	}
+	run->step = NULL;
+	error_context_stack = callback.previous;
+}
+
+/* What the window's end drops, under the names the objects have once complete is done. */
+static List *
+cleanup_steps(List *deferred)
+{
+	List	   *steps = NIL;
+	ListCell   *lc;
+
+	/* Triggers first (they read the old columns), then columns and tables, the schema last. */
+	foreach(lc, deferred)
+	{
+		Deferred   *d = lfirst(lc);
+
+		if (d->trigger)
+			steps = lappend(steps, psprintf("DROP TRIGGER IF EXISTS %s ON %s",
+											quote_identifier(d->trigger),
+											ec_rel_qualified(d->relid)));
+	}
+	foreach(lc, deferred)
+	{
+		Deferred   *d = lfirst(lc);
+
+		if (d->sql)
+			steps = lappend(steps, pstrdup(d->sql));
+		else if (d->column)
+			steps = lappend(steps, psprintf("ALTER TABLE %s DROP COLUMN %s",
+											ec_rel_qualified(d->relid),
+											quote_identifier(d->column)));
+		else if (!d->trigger)
+			steps = lappend(steps, psprintf("DROP TABLE %s", ec_rel_qualified(d->relid)));
+	}
+	return steps;
+}
+
+static Datum
+text_array(List *list)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, list)
+		elems[n++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* The window asked for: the call's argument (argno) if given and not NULL, else the setting. */
+int64
+ec_revert_window_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int64		usecs;
+
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+	{
+		Interval   *i = PG_GETARG_INTERVAL_P(argno);
+
+		int64		days = (int64) i->month * DAYS_PER_MONTH + i->day;
+
+		/* At most about a century: ends_at must stay a timestamp. */
+		if (days > 36600 || days < -36600 ||
+			pg_add_s64_overflow(i->time, days * USECS_PER_DAY, &usecs) ||
+			usecs > (int64) 36600 * USECS_PER_DAY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("revert window is too long"),
+					 errdetail("A revert window lasts at most 36600 days.")));
+		if (usecs < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("revert window must not be negative")));
+	}
+	else
+		usecs = (int64) ec_revert_window_s * USECS_PER_SEC;
+	if (usecs > 0)
+		ec_require_catalog("0.2.0", "ec_complete with a revert window");
+	return usecs;
+}
+
+typedef struct DualWriteRow
+{
+	Oid			relid;
+	int			n;
+	Datum	   *old_attnums;
+	Datum	   *new_attnums;
+	Datum	   *ups;
+	Datum	   *downs;
+} DualWriteRow;
+
+static Datum *
+array_items(HeapTuple tuple, TupleDesc desc, int column, Oid type, int *n)
+{
+	bool		isnull;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *items;
+	ArrayType  *array = DatumGetArrayTypePCopy(SPI_getbinval(tuple, desc, column, &isnull));
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	deconstruct_array(array, type, typlen, typbyval, typalign, &items, NULL, n);
+	return items;
+}
+
+static Datum
+names_of(Oid relid, Datum *attnums, int n)
+{
+	Datum	   *names = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		AttrNumber	attnum = DatumGetInt16(attnums[i]);
+
+		names[i] = DirectFunctionCall1(namein,
+									   CStringGetDatum(attnum ? get_attname(relid, attnum, false) : ""));
+	}
+	return PointerGetDatum(construct_array(names, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+}
+
+static Datum
+sources_of(Oid relid, Datum *exprs, int n)
+{
+	Datum	   *sources = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *tree = TextDatumGetCString(exprs[i]);
+
+		sources[i] = CStringGetTextDatum(tree[0] ? ec_deparse(stringToNode(tree), relid) : "");
+	}
+	return PointerGetDatum(construct_array(sources, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * The dual_writes rows' columns by name and expressions as text, which a restored database
+ * re-analyses (restore.c), under the names complete just gave the columns: a dump taken during the
+ * window restores a trigger that still keeps the old columns in step.
+ */
+static void
+refresh_dual_writes(int64 id)
+{
+	Oid			types[5] = {OIDOID, NAMEARRAYOID, NAMEARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+	List	   *rows = NIL;
+	ListCell   *lc;
+
+	values[0] = Int64GetDatum(id);
+	types[0] = INT8OID;
+	(void) ec_state_spi("SELECT relid::pg_catalog.oid, old_attnums, new_attnums, up_exprs, down_exprs"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		DualWriteRow *row = palloc0(sizeof(DualWriteRow));
+		bool		isnull;
+		int			n2,
+					n3,
+					n4;
+
+		row->relid = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
+		row->old_attnums = array_items(tuple, desc, 2, INT2OID, &row->n);
+		row->new_attnums = array_items(tuple, desc, 3, INT2OID, &n2);
+		row->ups = array_items(tuple, desc, 4, TEXTOID, &n3);
+		row->downs = array_items(tuple, desc, 5, TEXTOID, &n4);
+		if (n2 != row->n || n3 != row->n || n4 != row->n)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("expand_contract.dual_writes arrays for relation %u differ in length",
+									 row->relid)));
+		rows = lappend(rows, row);
+	}
+	types[0] = OIDOID;
+	foreach(lc, rows)
+	{
+		DualWriteRow *row = lfirst(lc);
+
+		values[0] = ObjectIdGetDatum(row->relid);
+		values[1] = names_of(row->relid, row->old_attnums, row->n);
+		values[2] = names_of(row->relid, row->new_attnums, row->n);
+		values[3] = sources_of(row->relid, row->ups, row->n);
+		values[4] = sources_of(row->relid, row->downs, row->n);
+		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".dual_writes"
+							"   SET old_columns = $2, new_columns = $3, up_sources = $4, down_sources = $5"
+							" WHERE relid = $1", 5, types, values, NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
+ * ec_complete's steps with a revert window of `usecs`: runs them keeping the old structure aside,
+ * records the window, and keeps the migration's dual_writes rows.  The caller holds complete's
+ * locks and marks the migration complete afterwards as usual (ec_finish_migration is not called).
+ */
+void
+ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs)
+{
+	WindowRun	run;
+	Oid			types[4] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
+	ListCell   *lc;
+
+	foreach(lc, m->relids)
+	{
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("migration \"%s\" cannot be completed with a revert window", m->name),
+					 errdetail("It changes partitioned table \"%s\"; revert windows do not cover partitioned tables yet.",
+							   get_rel_name(lfirst_oid(lc))),
+					 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0').",
+							 quote_literal_cstr(schema))));
+	}
+
+	memset(&run, 0, sizeof(run));
+	run.migration = m->name;
+	run.schema = schema;
+	run.steps = steps;
+	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
+			  run_window_steps, &run);
+
+	refresh_dual_writes(m->id);
+	values[0] = Int64GetDatum(m->id);
+	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() + usecs);
+	values[2] = text_array(run.undo);
+	values[3] = text_array(cleanup_steps(run.deferred));
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
+						" (migration_id, ends_at, revert_steps, cleanup_steps)"
+						" VALUES ($1, $2, $3, $4)", 4, types, values, NULL, SPI_OK_INSERT);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
+						" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+	/* Sessions' cached trigger plans learn that the tables are the new version now. */
+	foreach(lc, m->relids)
+		CacheInvalidateRelcacheByRelid(lfirst_oid(lc));
+	/*
+	 * Its worker waits for the window's end.  The worker lock that ec_complete took to stop the
+	 * backfill worker goes now, not after the commit: the worker launched at commit would find it
+	 * still held and leave.  One started meanwhile sees the migration active, with nothing to do.
+	 */
+	{
+		LOCKTAG		tag;
+
+		ec_worker_lock_tag(&tag, MyDatabaseId, m->id);
+		(void) LockRelease(&tag, ExclusiveLock, false);
+	}
+	ec_launch_after_commit(m->id);
+}
+
+typedef struct Window
+{
+	EcMigrationRow *m;
+	TimestampTz ends_at;
+	List	   *revert_steps;
+	List	   *cleanup_steps;
+} Window;
+
+/* The open window of the schema's latest migration, or NULL. */
+static Window *
+open_window(const char *schema)
+{
+	EcMigrationRow *m;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	Window	   *w;
+	bool		isnull;
+
+	if (!ec_catalog_at_least("0.2.0"))
+		return NULL;
+	m = ec_latest_completed_migration(schema);
+	if (m == NULL)
+		return NULL;
+	values[0] = Int64GetDatum(m->id);
+	if (ec_state_spi("SELECT ends_at, revert_steps, cleanup_steps FROM " EC_STATE_SCHEMA
+					 ".revert_windows WHERE migration_id = $1", 1, types, values, NULL,
+					 SPI_OK_SELECT) == 0)
+		return NULL;
+	w = palloc0(sizeof(Window));
+	w->m = m;
+	w->ends_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												   &isnull));
+	w->revert_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 2, &isnull));
+	w->cleanup_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 3, &isnull));
+	return w;
+}
+
+/* ec_start: no new migration while the latest one may still be reverted. */
+void
+ec_check_no_window(const char *schema)
+{
+	Window	   *w = open_window(schema);
+
+	if (w)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("migration \"%s\" of schema \"%s\" is in its revert window", w->m->name,
+						schema),
+				 errdetail("Its window ends at %s.", timestamptz_to_str(w->ends_at)),
+				 errhint("End the window first with ec_cleanup(%s), or revert it with ec_revert(%s).",
+						 quote_literal_cstr(schema), quote_literal_cstr(schema))));
+}
+
+static Window *
+require_window(const char *schema, const char *function)
+{
+	Window	   *w;
+
+	ec_require_catalog("0.2.0", function);
+	ec_lock_schema(get_namespace_oid(schema, false));
+	w = open_window(schema);
+	if (w == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("schema \"%s\" has no migration in a revert window", schema),
+				 errdetail("Its latest migration was completed without a window, or its window has ended."),
+				 errhint("A migration can be reverted only when ec_complete() kept a window (revert_window) and until ec_cleanup() or the window's end.")));
+	return w;
+}
+
+/* As in api.c: complete's and rollback's statement settings. */
+static int
+push_step_settings(const char *schema)
+{
+	char		timeout[32];
+	int			nestlevel;
+
+	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	nestlevel = ec_guc_push("lock_timeout", timeout);
+	(void) ec_guc_push("search_path", quote_identifier(schema));
+	(void) ec_guc_push("client_min_messages", "warning");
+	return nestlevel;
+}
+
+/* The migration's tables and their partitions, and the views of a version schema, exclusively. */
+static void
+lock_for(EcMigrationRow *m, const char *version_schema)
+{
+	List	   *relids = list_copy(m->relids);
+	List	   *modes = NIL;
+	Oid			nspid = version_schema ? get_namespace_oid(version_schema, true) : InvalidOid;
+	ListCell   *lc;
+
+	foreach(lc, relids)
+		modes = lappend_int(modes, AccessExclusiveLock);
+	relids = ec_lock_partitions_too(relids, &modes);
+	if (OidIsValid(nspid))
+	{
+		foreach(lc, ec_schema_relations(nspid, true))
+		{
+			relids = lappend_oid(relids, lfirst_oid(lc));
+			modes = lappend_int(modes, AccessExclusiveLock);
+		}
+	}
+	ec_lock_with_retry(relids, modes);
+}
+
+static void
+exec_steps(Oid roleid, const char *schema, List *steps, bool reverse)
+{
+	ec_partition_ddl_allowed = true;
+	PG_TRY();
+	{
+		ec_exec_steps_as(roleid, quote_identifier(schema), steps, reverse);
+	}
+	PG_FINALLY();
+	{
+		ec_partition_ddl_allowed = false;
+	}
+	PG_END_TRY();
+}
+
+/* The version schema of the migration's parent, which the cleanup drops. */
+static char *
+parent_version_schema(const char *schema, const char *parent)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	if (parent == NULL)
+		return NULL;
+	values[0] = CStringGetTextDatum(schema);
+	values[1] = CStringGetTextDatum(parent);
+	if (ec_state_spi("SELECT version_schema::text FROM " EC_STATE_SCHEMA ".migrations"
+					 " WHERE schema_name = $1 AND name = $2", 2, types, values, NULL,
+					 SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* The window's end: what complete would have dropped, dropped now. */
+static void
+cleanup_window(Window *w, const char *schema)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(w->m->id)};
+	int			nestlevel = push_step_settings(schema);
+
+	lock_for(w->m, parent_version_schema(schema, w->m->parent));
+	exec_steps(w->m->started_by, schema, w->cleanup_steps, false);
+	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_DELETE);
+	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".revert_windows WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_DELETE);
+	ec_guc_pop(nestlevel);
+}
+
+Datum
+ec_revert(PG_FUNCTION_ARGS)
+{
+	char	   *schema;
+	Window	   *w;
+	int			nestlevel;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("schema must not be null")));
+	schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PreventCommandDuringRecovery("ec_revert()");
+	SPI_connect();
+	w = require_window(schema, "ec_revert");
+	ec_check_migration_privilege(w->m, "revert");
+	/* Its worker waits for the window's end, or is running the cleanup: stop it first. */
+	ec_stop_worker(w->m->id);
+
+	nestlevel = push_step_settings(schema);
+	lock_for(w->m, w->m->version_schema);
+	/* Back to the shape before ec_complete, then to the one before ec_start. */
+	exec_steps(w->m->started_by, schema, w->revert_steps, false);
+	exec_steps(w->m->started_by, schema, w->m->rollback_steps, true);
+	/* With its dual_writes, tasks and window rows. */
+	ec_delete_migration(w->m->id);
+	ec_guc_pop(nestlevel);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+Datum
+ec_cleanup(PG_FUNCTION_ARGS)
+{
+	char	   *schema;
+	Window	   *w;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("schema must not be null")));
+	schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PreventCommandDuringRecovery("ec_cleanup()");
+	SPI_connect();
+	w = require_window(schema, "ec_cleanup");
+	ec_check_migration_privilege(w->m, "clean up");
+	ec_stop_worker(w->m->id);
+	cleanup_window(w, schema);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * In the migration's worker: if the migration is in a revert window, waits for its end (the slot
+ * stays taken meanwhile) and then runs the cleanup, retrying after a lock timeout.  Returns false
+ * at once if the migration has no window.  ec_revert and ec_cleanup stop this worker before they
+ * act, and ec_ensure_workers starts it again after a restart.
+ */
+bool
+ec_window_worker(int64 id)
+{
+	for (;;)
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum(id)};
+		bool		found = false;
+		bool		due = false;
+		long		wait_ms = 0;
+		MemoryContext cxt = CurrentMemoryContext;
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "expand_contract: waiting for a revert window's end");
+		PG_TRY();
+		{
+			if (ec_catalog_at_least("0.2.0") &&
+				ec_state_spi("SELECT m.schema_name::text,"
+							 "       pg_catalog.ceil(extract(epoch FROM w.ends_at"
+							 "             OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) * 1000)::bigint"
+							 "  FROM " EC_STATE_SCHEMA ".revert_windows w"
+							 "  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = w.migration_id"
+							 " WHERE w.migration_id = $1", 1, types, values, NULL,
+							 SPI_OK_SELECT) == 1)
+			{
+				bool		isnull;
+				char	   *schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+				int64		left = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 2, &isnull));
+
+				found = true;
+				if (left <= 0)
+				{
+					Window	   *w;
+
+					due = true;
+					pgstat_report_activity(STATE_RUNNING, "expand_contract: ending a revert window");
+					ec_lock_schema(get_namespace_oid(schema, false));
+					w = open_window(schema);
+					if (w && w->m->id == id)
+						cleanup_window(w, schema);
+				}
+				else
+					wait_ms = (long) Min(left, 10000);
+			}
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			ereport(LOG,
+					(errmsg("expand_contract: the end of the revert window of migration " INT64_FORMAT
+							" failed: %s", id, edata->message),
+					 errdetail("It is tried again in 10 seconds.")));
+			FreeErrorData(edata);
+			found = true;
+			due = false;
+			wait_ms = 10000;
+		}
+		PG_END_TRY();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (!found)
+			return false;
+		if (due)
+			return true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
