@@ -10,3 +10,117 @@
 -- tables, never a rewrite of existing rows' meaning.
 
 \echo Use "ALTER EXTENSION expand_contract UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Writes per version, counted by the dual-write trigger in shared memory when the library is
+-- preloaded (usage.c): for ec_status.
+CREATE FUNCTION expand_contract.version_usage(migration_id bigint, started_at timestamptz,
+    OUT old_last_write timestamptz, OUT old_writes bigint,
+    OUT new_last_write timestamptz, OUT new_writes bigint, OUT note text)
+    AS 'MODULE_PATHNAME', 'ec_version_usage' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION expand_contract.version_usage(bigint, timestamptz) IS
+    'per version of a migration: the last write and the writes of the last 15 minutes since the server started';
+
+-- ec_status: the same columns, and then per version the last write and the recent writes.
+DROP FUNCTION pg_catalog.ec_status(text);
+CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
+    RETURNS TABLE (schema_name name, migration text, parent text, version_schema name, phase text,
+                   table_name text, backfill_state text, rows_done bigint, rows_estimated bigint,
+                   batches bigint, rows_per_second numeric, eta interval, detail text,
+                   started_at timestamptz, completed_at timestamptz, tasks text,
+                   old_version_last_write timestamptz, old_version_writes bigint,
+                   new_version_last_write timestamptz, new_version_writes bigint, usage_note text)
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT pg_catalog.ec_ensure_workers();
+    SELECT m.schema_name, m.name, m.parent, m.version_schema,
+           CASE WHEN m.done THEN 'complete' ELSE 'active' END,
+           t.table_name,
+           CASE WHEN t.seq IS NULL THEN 'none'
+                WHEN m.paused AND t.state IN ('pending', 'running', 'throttled') THEN 'paused'
+                WHEN t.state = 'pending' THEN 'queued'
+                -- why: "throttled: load", "throttled: replication lag"
+                WHEN t.state = 'throttled' THEN 'throttled: ' || coalesce(substring(t.detail FROM '^([a-z ]+):'), 'waiting')
+                ELSE t.state END,
+           t.rows_done, t.rows_estimated, t.batches,
+           round(t.rows_done / nullif(extract(epoch FROM coalesce(t.finished_at, t.updated_at) - t.started_at), 0), 1),
+           CASE WHEN t.state = 'done' THEN interval '0'
+                WHEN t.rows_done > 0 AND t.blocks_total > 0 AND t.blocks_done > 0 THEN
+                     (coalesce(t.updated_at, now()) - t.started_at)
+                     * ((t.blocks_total - t.blocks_done)::float8 / t.blocks_done) END,
+           coalesce(t.detail, CASE WHEN t.last_error IS NOT NULL THEN t.last_error
+                                   || coalesce(' (row ' || t.error_row || ')', '') END),
+           m.started_at, m.completed_at,
+           -- The worker's other unfinished work on the table, index builds with their progress,
+           -- constraints added and validated; tables without a backfill have theirs shown on the
+           -- first row.
+           (SELECT string_agg(pg_catalog.concat_ws(' ',
+                       coalesce((SELECT CASE WHEN x[1] LIKE 'CREATE%' THEN 'index ' || x[2]
+                                             WHEN x[1] LIKE 'VALIDATE%' THEN 'validate ' || x[2]
+                                             WHEN x[1] LIKE 'REINDEX%' THEN 'reindex ' || x[2]
+                                             ELSE 'add ' || x[2] END
+                                   FROM regexp_match(o.sql,
+                                          '(CREATE (?:UNIQUE )?INDEX CONCURRENTLY|VALIDATE CONSTRAINT|ADD CONSTRAINT|REINDEX INDEX CONCURRENTLY) (\S+)') x),
+                                left(o.sql, 60)),
+                       CASE WHEN m.paused AND o.state IN ('pending', 'running', 'throttled') THEN 'paused'
+                            WHEN o.state = 'pending' THEN 'queued'
+                            ELSE o.state END,
+                       (SELECT '(' || lower(p.phase)
+                               || coalesce(', ' || round(100.0 * p.blocks_done / nullif(p.blocks_total, 0))
+                                  || '% of blocks', '') || ')'
+                          FROM pg_catalog.pg_stat_progress_create_index p
+                         WHERE o.state = 'running' AND p.relid = o.relid
+                           AND p.command IN ('CREATE INDEX CONCURRENTLY', 'REINDEX CONCURRENTLY') LIMIT 1)), '; ' ORDER BY o.seq)
+              FROM expand_contract.tasks o
+             WHERE o.migration_id = m.id AND o.kind <> 'backfill' AND o.state <> 'done'
+               AND o.seq IS DISTINCT FROM t.seq
+               AND (t.seq IS NULL OR o.relid = t.relid
+                    OR (t.seq = (SELECT min(b.seq) FROM expand_contract.tasks b
+                                  WHERE b.migration_id = m.id AND b.kind = 'backfill')
+                        AND NOT EXISTS (SELECT FROM expand_contract.tasks b
+                                         WHERE b.migration_id = m.id AND b.kind = 'backfill'
+                                           AND b.relid = o.relid)))),
+           u.old_last_write, u.old_writes, u.new_last_write, u.new_writes, u.note
+      FROM (SELECT DISTINCT ON (schema_name) *
+              FROM expand_contract.migrations
+             WHERE $1 IS NULL OR schema_name = $1
+             ORDER BY schema_name, id DESC) m
+      -- Who writes through which version, from shared memory (NULL and a note without it).
+      CROSS JOIN LATERAL expand_contract.version_usage(m.id, m.started_at) u
+      -- Other tasks (index builds, validations) once they failed: the worker stopped at them.
+      -- A backfill split into parts shows as one row: the parts' sums, its most telling state.
+      LEFT JOIN (SELECT p.migration_id, p.seq, min(p.kind) AS kind, min(p.relid::oid)::regclass AS relid,
+                        min(p.table_name) AS table_name,
+                        CASE WHEN bool_or(p.state = 'failed') THEN 'failed'
+                             WHEN bool_and(p.state = 'done') THEN 'done'
+                             WHEN bool_or(p.state = 'running') THEN 'running'
+                             WHEN bool_or(p.state = 'throttled') THEN 'throttled'
+                             WHEN bool_or(p.state = 'paused') THEN 'paused'
+                             WHEN bool_or(p.state = 'done') THEN 'running'
+                             ELSE 'pending' END AS state,
+                        sum(p.rows_done)::bigint AS rows_done, sum(p.rows_estimated)::bigint AS rows_estimated,
+                        sum(p.batches)::bigint AS batches,
+                        sum(p.next_block - p.first_block)::bigint AS blocks_done,
+                        sum(p.total_blocks - p.first_block)::bigint AS blocks_total,
+                        min(p.started_at) AS started_at, max(p.updated_at) AS updated_at,
+                        CASE WHEN bool_and(p.state = 'done') THEN max(p.finished_at) END AS finished_at,
+                        CASE WHEN NOT bool_or(p.state = 'failed') THEN
+                             (array_agg(p.detail ORDER BY p.state = 'throttled' DESC, p.part)
+                                 FILTER (WHERE p.detail IS NOT NULL))[1] END AS detail,
+                        (array_agg(p.last_error ORDER BY p.part) FILTER (WHERE p.state = 'failed'))[1] AS last_error,
+                        (array_agg(p.error_row ORDER BY p.part) FILTER (WHERE p.state = 'failed'))[1] AS error_row
+                   FROM expand_contract.tasks p
+                  GROUP BY p.migration_id, p.seq) t
+             ON t.migration_id = m.id AND (t.kind = 'backfill' OR t.state = 'failed')
+     ORDER BY m.schema_name, t.seq
+    $$;
+COMMENT ON FUNCTION pg_catalog.ec_status(text) IS
+    'state of the latest migration of each schema, one row per table being backfilled and per failed background task, with the worker''s other unfinished tasks';
+
+-- ec_complete: require_quiet (NULL: the setting expand_contract.require_quiet).
+DROP FUNCTION pg_catalog.ec_complete(text, boolean);
+CREATE FUNCTION pg_catalog.ec_complete(schema text DEFAULT 'public', wait boolean DEFAULT true,
+                                       require_quiet boolean DEFAULT NULL)
+    RETURNS void AS 'MODULE_PATHNAME', 'ec_complete' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION pg_catalog.ec_complete(text, boolean, boolean) IS
+    'complete the active migration: drop the old structure and the previous version schema';

@@ -453,6 +453,9 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 									  ALLOCSET_SMALL_SIZES);
 	plan->npairs = 0;
 	plan->lxid = InvalidLocalTransactionId;
+	plan->migration_id = 0;
+	plan->usage_looked_up = false;
+	plan->usage_slot = NULL;
 	plan->schema = MemoryContextStrdup(plan->cxt,
 									   get_namespace_name(RelationGetNamespace(rel)));
 
@@ -466,7 +469,8 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 							   "       d.old_columns, d.new_columns, d.up_sources, d.down_sources,"
 							   "       EXISTS (SELECT FROM expand_contract.tasks t"
 							   "                WHERE t.migration_id = d.migration_id AND t.relid = d.relid"
-							   "                  AND t.kind = 'backfill' AND t.state <> 'done')"
+							   "                  AND t.kind = 'backfill' AND t.state <> 'done'),"
+							   "       d.migration_id"
 							   "  FROM expand_contract.dual_writes d"
 							   "  JOIN expand_contract.migrations m ON m.id = d.migration_id"
 							   " WHERE d.relid = $1::regclass",
@@ -505,6 +509,7 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		plan->old_migration = text_datum_or_null(tuple, desc, 4, plan->cxt);
 		stored_fits = ec_origin_is_current(SPI_getvalue(tuple, desc, 11));
 		unfinished = DatumGetBool(SPI_getbinval(tuple, desc, 16, &isnull));
+		plan->migration_id = DatumGetInt64(SPI_getbinval(tuple, desc, 17, &isnull));
 		/* A restored migration's xids belong to another history: see restore.c. */
 		plan->fill_test = !unfinished ? EC_FILL_NONE : stored_fits ? EC_FILL_XMIN : EC_FILL_ALL;
 		{
