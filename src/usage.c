@@ -191,9 +191,12 @@ claim_slot(Oid dboid, int64 migration_id)
 	return slot;
 }
 
+/* Minutes since the area was created (0 should the clock go back before it). */
 static uint64
 minute_of(TimestampTz t)
 {
+	if (t < usage->counting_since)
+		return 0;
 	return (uint64) ((t - usage->counting_since) / (60 * USECS_PER_SEC));
 }
 
