@@ -651,6 +651,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
 			  complete_version_schema, &cv);
 	ec_finish_migration(m->id);
+	ec_usage_retire_at_commit(m->id);
 
 	ec_guc_pop(nestlevel);
 	if (skipped > 0)
@@ -696,6 +697,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	exec_contract_steps(m->started_by, schema, m->rollback_steps, true);
 	ec_delete_migration(m->id);
+	ec_usage_retire_at_commit(m->id);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();

@@ -22,12 +22,17 @@
  * "Recent" writes are those of the current minute and the EC_USAGE_MINUTES - 2 before it (one
  * bucket is always the oldest, about to be reused).  Counts are of rows written (each row an
  * INSERT or UPDATE wrote, the trigger's calls), attempted ones included: a write whose transaction
- * rolled back was still made by code using that version.  Slots are never given back: they hold the
- * numbers of completed migrations too, until the server restarts, and everything is lost then
- * (counting starts again at the restart, which ec_status and ec_complete take into account).
+ * rolled back was still made by code using that version.  Everything is lost at a restart (counting
+ * starts again then, which ec_status and ec_complete take into account).
+ *
+ * A completed or rolled-back migration's slot keeps its numbers but is marked retired when that
+ * transaction commits; a claim that finds no free slot reuses a retired one.  So a long-lived
+ * server that runs many migrations (a CI server) does not run out.  A backend's remembered slot is
+ * checked against its key at each write, so that one reused meanwhile is looked up again.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -57,6 +62,7 @@ typedef struct EcVersionUsage
 struct EcUsageSlot
 {
 	pg_atomic_uint32 in_use;	/* set last, after the key: readers test it first */
+	pg_atomic_uint32 retired;	/* its migration is complete or rolled back: may be reused */
 	Oid			dboid;
 	int64		migration_id;
 	EcVersionUsage versions[2]; /* [0] old, [1] new */
@@ -118,6 +124,7 @@ usage_shmem_startup(void)
 			EcUsageSlot *slot = &usage->slots[i];
 
 			pg_atomic_init_u32(&slot->in_use, 0);
+			pg_atomic_init_u32(&slot->retired, 0);
 			slot->dboid = InvalidOid;
 			slot->migration_id = 0;
 			for (int v = 0; v < 2; v++)
@@ -155,39 +162,74 @@ find_slot(Oid dboid, int64 migration_id)
 		if (pg_atomic_read_u32(&slot->in_use) == 0)
 			return NULL;		/* claimed in order: none after a free one */
 		pg_read_barrier();
+		/* Being reused (claim_slot): its key is changing. */
+		if (pg_atomic_read_u32(&slot->in_use) == 2)
+			continue;
 		if (slot->dboid == dboid && slot->migration_id == migration_id)
 			return slot;
 	}
 	return NULL;
 }
 
-/* The migration's slot, claimed if it has none; NULL when all are taken. */
+static void
+reset_counts(EcUsageSlot *slot)
+{
+	for (int v = 0; v < 2; v++)
+	{
+		pg_atomic_write_u64(&slot->versions[v].last_write, 0);
+		for (int b = 0; b < EC_USAGE_MINUTES; b++)
+			pg_atomic_write_u64(&slot->versions[v].buckets[b], 0);
+	}
+}
+
+/*
+ * The migration's slot, claimed if it has none: a free one, else a retired one; NULL when all are
+ * taken by migrations still active.
+ */
 static EcUsageSlot *
 claim_slot(Oid dboid, int64 migration_id)
 {
 	EcUsageSlot *slot = find_slot(dboid, migration_id);
+	EcUsageSlot *retired = NULL;
 
-	if (slot != NULL)
-		return slot;
-	SpinLockAcquire(&usage->mutex);
-	slot = find_slot(dboid, migration_id);
 	if (slot == NULL)
 	{
-		for (int i = 0; i < usage->nslots; i++)
+		SpinLockAcquire(&usage->mutex);
+		slot = find_slot(dboid, migration_id);
+		for (int i = 0; slot == NULL && i < usage->nslots; i++)
 		{
-			if (pg_atomic_read_u32(&usage->slots[i].in_use) != 0)
-				continue;
-			slot = &usage->slots[i];
+			EcUsageSlot *s = &usage->slots[i];
+
+			if (pg_atomic_read_u32(&s->in_use) == 0)
+			{
+				slot = s;
+				slot->dboid = dboid;
+				slot->migration_id = migration_id;
+				pg_write_barrier();
+				pg_atomic_write_u32(&slot->in_use, 1);
+			}
+			else if (retired == NULL && pg_atomic_read_u32(&s->retired) != 0)
+				retired = s;
+		}
+		if (slot == NULL && retired != NULL)
+		{
+			/* Readers skip it while its key and counts change (in_use 2). */
+			slot = retired;
+			pg_atomic_write_u32(&slot->in_use, 2);
+			pg_write_barrier();
 			slot->dboid = dboid;
 			slot->migration_id = migration_id;
+			reset_counts(slot);
+			pg_atomic_write_u32(&slot->retired, 0);
 			pg_write_barrier();
 			pg_atomic_write_u32(&slot->in_use, 1);
-			break;
 		}
+		SpinLockRelease(&usage->mutex);
 	}
-	SpinLockRelease(&usage->mutex);
 	if (slot == NULL)
 		pg_atomic_write_u32(&usage->full, 1);
+	else if (pg_atomic_read_u32(&slot->retired) != 0)
+		pg_atomic_write_u32(&slot->retired, 0);	/* written again (after a revert, say) */
 	return slot;
 }
 
@@ -216,7 +258,11 @@ ec_usage_count(EcTriggerPlan *plan, bool from_new)
 
 	if (usage == NULL || plan->migration_id == 0)
 		return;
-	if (!plan->usage_looked_up)
+	/* Looked up again if the remembered one was reused by another migration meanwhile. */
+	if (!plan->usage_looked_up ||
+		(plan->usage_slot != NULL &&
+		 (plan->usage_slot->migration_id != plan->migration_id ||
+		  plan->usage_slot->dboid != MyDatabaseId)))
 	{
 		plan->usage_slot = claim_slot(MyDatabaseId, plan->migration_id);
 		plan->usage_looked_up = true;
@@ -278,6 +324,78 @@ ec_usage_read(int64 migration_id, int version, TimestampTz *last_write, int64 *r
 			*recent += (int64) (word & EC_USAGE_COUNT_MASK);
 	}
 	return EC_USAGE_TRACKED;
+}
+
+/*
+ * Retiring the slots of migrations that this transaction completes or rolls back, when it commits.
+ * Each is remembered with the subtransaction level that asked, to forget it if that level aborts.
+ */
+#define EC_USAGE_MAX_RETIRE 16
+
+static int64 retire_ids[EC_USAGE_MAX_RETIRE];
+static int	retire_levels[EC_USAGE_MAX_RETIRE];
+static int	nretire = 0;
+static bool retire_callbacks = false;
+
+static void
+retire_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		for (int i = 0; i < nretire; i++)
+		{
+			EcUsageSlot *slot = find_slot(MyDatabaseId, retire_ids[i]);
+
+			if (slot != NULL)
+				pg_atomic_write_u32(&slot->retired, 1);
+		}
+		nretire = 0;
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		nretire = 0;
+}
+
+static void
+retire_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		int			level = GetCurrentTransactionNestLevel();
+		int			kept = 0;
+
+		for (int i = 0; i < nretire; i++)
+			if (retire_levels[i] < level)
+			{
+				retire_ids[kept] = retire_ids[i];
+				retire_levels[kept++] = retire_levels[i];
+			}
+		nretire = kept;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		int			level = GetCurrentTransactionNestLevel();
+
+		for (int i = 0; i < nretire; i++)
+			if (retire_levels[i] >= level)
+				retire_levels[i] = level - 1;
+	}
+}
+
+/* From ec_complete and ec_rollback: the migration's slot may be reused once this commits. */
+void
+ec_usage_retire_at_commit(int64 migration_id)
+{
+	if (usage == NULL || nretire >= EC_USAGE_MAX_RETIRE)
+		return;
+	if (!retire_callbacks)
+	{
+		RegisterXactCallback(retire_xact_callback, NULL);
+		RegisterSubXactCallback(retire_subxact_callback, NULL);
+		retire_callbacks = true;
+	}
+	retire_ids[nretire] = migration_id;
+	retire_levels[nretire++] = GetCurrentTransactionNestLevel();
 }
 
 /* Since when writes are counted: the server's start; 0 without the area. */

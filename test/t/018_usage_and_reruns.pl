@@ -3,7 +3,7 @@
 # clients); ec_status shows them, ec_complete warns while the old version wrote within
 # expand_contract.quiet_period, refuses with require_quiet, and goes through once the period has
 # passed.  A restart resets the counts, and a required check cannot pass until the quiet period
-# has passed since the restart.  Re-runs: a migration file run twice by psql -1 -f, and by plain
+# has passed since the restart.  A completed migration's slot is reused when all are taken.  Re-runs: a migration file run twice by psql -1 -f, and by plain
 # psql -f (one transaction per statement) with a backfill, is safe.
 use strict;
 use warnings;
@@ -166,6 +166,44 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM app.users}), '1000', 'the
 isnt($ret, 0, 'another document under the same name: refused');
 like($err, qr/migration "r2" of schema "app" already exists with another document.*Operation 1 \("alter_column"\) differs in "type"/s,
 	'the error says what differs');
+
+# Slots: with one only, a second migration is not counted (and a required check cannot pass) until
+# the first completes; its slot is then reused.
+$node->append_conf('postgresql.conf', 'expand_contract.usage_slots = 1');
+$node->restart;
+$node->safe_psql('postgres', q{
+  CREATE SCHEMA s1; CREATE SCHEMA s2;
+  CREATE TABLE s1.t (id int PRIMARY KEY, n int NOT NULL);
+  CREATE TABLE s2.t (id int PRIMARY KEY, n int NOT NULL);
+  INSERT INTO s1.t VALUES (1, 1); INSERT INTO s2.t VALUES (1, 1);
+  SELECT ec_start('a', '{"operations": [{"alter_column": {"table": "t", "column": "n", "type": "bigint"}}]}', 's1');
+  SELECT ec_start('b', '{"operations": [{"alter_column": {"table": "t", "column": "n", "type": "bigint"}}]}', 's2');});
+$node->safe_psql('postgres', q{CALL ec_wait('s1'); CALL ec_wait('s2')});
+$node->safe_psql('postgres', 'INSERT INTO s1.t VALUES (2, 2)');
+$node->safe_psql('postgres', 'INSERT INTO s2.t VALUES (2, 2)');
+sub usage_of
+{
+	my ($schema) = @_;
+	return $node->safe_psql('postgres', qq{
+	  SELECT concat_ws(' ', coalesce(old_version_writes::text, 'null'), coalesce(usage_note, '-'))
+	    FROM ec_status('$schema')});
+}
+is(usage_of('s1'), '1 -', 'the first migration has the one slot');
+is(usage_of('s2'), 'null not counted: all 1 slots of expand_contract.usage_slots are taken', 'the second is not counted');
+($ret, $out, $err) = $node->psql('postgres', q{SET expand_contract.quiet_period = '1ms'; SELECT ec_complete('s2', require_quiet => true)});
+like($err, qr/cannot tell whether the old version of migration "b" is quiet.*every slot of expand_contract.usage_slots was taken/s,
+	'a required check cannot pass without a slot');
+# A completion that rolls back does not give the slot up.
+$node->safe_psql('postgres', q{SET expand_contract.quiet_period = 0; BEGIN; SELECT ec_complete('s1'); ROLLBACK;});
+$node->safe_psql('postgres', 'INSERT INTO s2.t VALUES (3, 3)');
+is(usage_of('s2'), 'null not counted: all 1 slots of expand_contract.usage_slots are taken', 'rolled-back complete: slot kept');
+$node->safe_psql('postgres', q{SET expand_contract.quiet_period = 0; SELECT ec_complete('s1')});
+$node->safe_psql('postgres', 'INSERT INTO s2.t VALUES (4, 4)');
+is(usage_of('s2'), '1 -', 'once the first is complete, the second takes its slot');
+$node->safe_psql('postgres', q{SET search_path = s2_b; INSERT INTO t VALUES (5, 5)});
+is($node->safe_psql('postgres', q{SELECT new_version_writes FROM ec_status('s2')}), '1', 'new-version writes too');
+($ret, $out, $err) = $node->psql('postgres', q{SET expand_contract.quiet_period = '200ms'; SELECT pg_sleep(0.3); SELECT ec_complete('s2', require_quiet => true)});
+is($ret, 0, 'and its quiet check passes after the period');
 
 $node->stop;
 done_testing();
