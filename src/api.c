@@ -152,10 +152,10 @@ nothing_to_do(const char *schema, const char *what)
 	if (active)
 	{
 		ereport(NOTICE,
-				(errmsg("migration \"%s\" of schema \"%s\" is complete already, nothing to %s",
+				(errmsg("migration \"%s\" of schema \"%s\" is not the active migration, nothing to %s",
 						rerun, schema, what),
-				 errdetail("This session's last ec_start met it again; migration \"%s\", active on the "
-						   "schema, is left alone.", active->name),
+				 errdetail("This session's last ec_start found it already there; migration \"%s\", "
+						   "active on the schema, is left alone.", active->name),
 				 errhint("Call ec_%s(%s) again to %s \"%s\".",
 						 strcmp(what, "complete") == 0 ? "complete" : "rollback",
 						 quote_literal_cstr(schema), what, active->name)));
@@ -201,6 +201,7 @@ ec_start(PG_FUNCTION_ARGS)
 	EcXidList	in_progress;
 
 	PreventCommandDuringRecovery("ec_start()");
+	forget_rerun();
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -225,7 +226,6 @@ ec_start(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ec_lock_schema(nspid);
 
-	forget_rerun();
 	rerun = ec_migration_rerun(schema, name, doc);
 	if (rerun && rerun->same)
 	{
