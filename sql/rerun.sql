@@ -93,3 +93,4 @@ SELECT ec_rollback('rr_none');
 
 SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS rr, rr_none, rr_v1, rr_v2 CASCADE;
+DELETE FROM expand_contract.migrations;
