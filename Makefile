@@ -27,6 +27,7 @@ REGRESS     += compose_column carry_identity
 REGRESS     += partitioned
 REGRESS     += plan
 REGRESS     += revert
+REGRESS     += rerun
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

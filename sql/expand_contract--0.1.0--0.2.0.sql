@@ -41,11 +41,14 @@ CREATE TABLE expand_contract.revert_windows (
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.revert_windows', '');
 GRANT SELECT ON expand_contract.revert_windows TO PUBLIC;
 
+-- ec_complete: revert_window (NULL: the setting expand_contract.revert_window) and require_quiet
+-- (NULL: the setting expand_contract.require_quiet).
 DROP FUNCTION pg_catalog.ec_complete(text, boolean);
 CREATE FUNCTION pg_catalog.ec_complete(schema text DEFAULT 'public', wait boolean DEFAULT true,
-                                       revert_window interval DEFAULT NULL)
+                                       revert_window interval DEFAULT NULL,
+                                       require_quiet boolean DEFAULT NULL)
     RETURNS void AS 'MODULE_PATHNAME', 'ec_complete' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION pg_catalog.ec_complete(text, boolean, interval) IS
+COMMENT ON FUNCTION pg_catalog.ec_complete(text, boolean, interval, boolean) IS
     'complete the active migration: drop the old structure and the previous version schema, or keep them aside for a revert window';
 
 CREATE FUNCTION pg_catalog.ec_revert(schema text DEFAULT 'public')
@@ -59,14 +62,26 @@ COMMENT ON FUNCTION pg_catalog.ec_cleanup(text) IS
     'end the revert window of the latest migration now: drop the old structure it kept aside';
 
 
--- ec_status: phase 'revert window' and the column revert_window_ends.
+-- Writes per version, counted by the dual-write trigger in shared memory when the library is
+-- preloaded (usage.c): for ec_status.
+CREATE FUNCTION expand_contract.version_usage(migration_id bigint, started_at timestamptz,
+    OUT old_last_write timestamptz, OUT old_writes bigint,
+    OUT new_last_write timestamptz, OUT new_writes bigint, OUT note text)
+    AS 'MODULE_PATHNAME', 'ec_version_usage' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION expand_contract.version_usage(bigint, timestamptz) IS
+    'per version of a migration: the last write and the writes of the last 15 minutes since the server started';
+
+-- ec_status: phase 'revert window' and the column revert_window_ends; then per version the last
+-- write and the recent writes.
 DROP FUNCTION pg_catalog.ec_status(text);
 CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
     RETURNS TABLE (schema_name name, migration text, parent text, version_schema name, phase text,
                    table_name text, backfill_state text, rows_done bigint, rows_estimated bigint,
                    batches bigint, rows_per_second numeric, eta interval, detail text,
                    started_at timestamptz, completed_at timestamptz, tasks text,
-                   revert_window_ends timestamptz)
+                   revert_window_ends timestamptz,
+                   old_version_last_write timestamptz, old_version_writes bigint,
+                   new_version_last_write timestamptz, new_version_writes bigint, usage_note text)
     LANGUAGE sql VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -119,11 +134,14 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                         AND NOT EXISTS (SELECT FROM expand_contract.tasks b
                                          WHERE b.migration_id = m.id AND b.kind = 'backfill'
                                            AND b.relid = o.relid)))),
-           w.ends_at
+           w.ends_at,
+           u.old_last_write, u.old_writes, u.new_last_write, u.new_writes, u.note
       FROM (SELECT DISTINCT ON (schema_name) *
               FROM expand_contract.migrations
              WHERE $1 IS NULL OR schema_name = $1
              ORDER BY schema_name, id DESC) m
+      -- Who writes through which version, from shared memory (NULL and a note without it).
+      CROSS JOIN LATERAL expand_contract.version_usage(m.id, m.started_at) u
       -- Complete with a revert window (ec_complete(revert_window => ...)): until when ec_revert works.
       LEFT JOIN expand_contract.revert_windows w ON w.migration_id = m.id
       -- Other tasks (index builds, validations) once they failed: the worker stopped at them.

@@ -21,8 +21,11 @@
 #include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "expand_contract.h"
 
@@ -99,6 +102,86 @@ exclusive_modes(List *relids)
 }
 
 /*
+ * Re-runs.  A migration file is typically "SELECT ec_start(...); SELECT ec_complete();".  Run a
+ * second time, its ec_start does nothing (the same document) and its ec_complete must not complete
+ * whatever else is active on the schema by then: the session remembers the migration that its
+ * last ec_start met again, and the next ec_complete or ec_rollback of that schema in the session
+ * acts only on that migration.  Any other ec_start of the session forgets it.
+ */
+static char *rerun_schema = NULL;
+static char *rerun_name = NULL;
+
+static void
+forget_rerun(void)
+{
+	if (rerun_schema)
+		pfree(rerun_schema);
+	if (rerun_name)
+		pfree(rerun_name);
+	rerun_schema = rerun_name = NULL;
+}
+
+static void
+remember_rerun(const char *schema, const char *name)
+{
+	forget_rerun();
+	rerun_schema = MemoryContextStrdup(TopMemoryContext, schema);
+	rerun_name = MemoryContextStrdup(TopMemoryContext, name);
+}
+
+/*
+ * Before ec_complete or ec_rollback: is there anything to do?  Not when the schema has no active
+ * migration, nor when this session's last ec_start on it met a migration again that is not the
+ * active one: then a NOTICE says so and the caller returns.  A schema that never had a migration
+ * is an error (a wrong schema name, which a tool must hear about).
+ */
+static bool
+nothing_to_do(const char *schema, const char *what)
+{
+	EcMigrationRow *active = ec_active_migration(schema);
+	char	   *rerun = NULL;
+	EcMigrationRow *latest;
+
+	if (rerun_schema && strcmp(rerun_schema, schema) == 0)
+	{
+		rerun = pstrdup(rerun_name);
+		forget_rerun();
+	}
+	if (active && (rerun == NULL || strcmp(active->name, rerun) == 0))
+		return false;
+	if (active)
+	{
+		ereport(NOTICE,
+				(errmsg("migration \"%s\" of schema \"%s\" is not the active migration, nothing to %s",
+						rerun, schema, what),
+				 errdetail("This session's last ec_start found it already there; migration \"%s\", "
+						   "active on the schema, is left alone.", active->name),
+				 errhint("Call ec_%s(%s) again to %s \"%s\".",
+						 strcmp(what, "complete") == 0 ? "complete" : "rollback",
+						 quote_literal_cstr(schema), what, active->name)));
+		return true;
+	}
+	latest = ec_latest_completed_migration(schema);
+	if (latest == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("schema \"%s\" has no active migration", schema),
+				 errhint("Start one with ec_start().")));
+	if (ec_in_revert_window(schema))
+		ereport(NOTICE,
+				(errmsg("schema \"%s\" has no active migration, nothing to %s", schema, what),
+				 errdetail("Its latest migration, \"%s\", is complete and in its revert window.",
+						   latest->name),
+				 errhint("ec_revert(%s) undoes it; ec_cleanup(%s) ends the window.",
+						 quote_literal_cstr(schema), quote_literal_cstr(schema))));
+	else
+		ereport(NOTICE,
+				(errmsg("schema \"%s\" has no active migration, nothing to %s", schema, what),
+				 errdetail("Its latest migration, \"%s\", is complete.", latest->name)));
+	return true;
+}
+
+/*
  * ec_start's work, and ec_plan's rehearsal of it (planning: ec_plan runs it inside a subtransaction
  * that it rolls back, with ec_exec and the locks recording what they do, dryrun.c): the same code, so
  * ec_plan raises every error that ec_start would.  Returns the version schema.
@@ -114,6 +197,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 	char	   *version_schema;
 	EcMigrationRow *active;
 	EcMigrationRow *parent;
+	EcMigrationRerun *rerun;
 	const char *old_schema = NULL;
 	EcStartContext cxt;
 	OperationContext oc;
@@ -130,6 +214,8 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 	EcXidList	in_progress;
 
 	PreventCommandDuringRecovery(planning ? "ec_plan()" : "ec_start()");
+	if (!planning)
+		forget_rerun();
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -154,6 +240,30 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 	SPI_connect();
 	ec_lock_schema(nspid);
 
+	rerun = ec_migration_rerun(schema, name, doc);
+	if (rerun && rerun->same)
+	{
+		/* A migration file run again: the same call has been made before. */
+		ereport(NOTICE,
+				(errmsg("migration \"%s\" of schema \"%s\" is already %s, nothing to do", name,
+						schema, rerun->done ? "complete" : "active"),
+				 errdetail("ec_start was called again with the document it started with.")));
+		if (!planning)
+			remember_rerun(schema, name);
+		SPI_finish();
+		return rerun->version_schema;
+	}
+	if (rerun)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("migration \"%s\" of schema \"%s\" already exists with another document",
+						name, schema),
+				 errdetail("%s", rerun->difference),
+				 rerun->done ?
+				 errhint("It is complete; migration names are unique per schema.") :
+				 errhint("It is active: roll it back with ec_rollback(%s) to start it with this "
+						 "document, or give this migration a name of its own.",
+						 quote_literal_cstr(schema))));
 	active = ec_active_migration(schema);
 	if (active)
 		ereport(ERROR,
@@ -161,11 +271,6 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 				 errmsg("migration \"%s\" is already active on schema \"%s\"", active->name, schema),
 				 errhint("Complete it with ec_complete(%s) or roll it back with ec_rollback(%s).",
 						 quote_literal_cstr(schema), quote_literal_cstr(schema))));
-	if (ec_migration_exists(schema, name))
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("migration \"%s\" of schema \"%s\" already exists", name, schema),
-				 errdetail("It is complete; migration names are unique per schema.")));
 	ec_check_no_window(schema);
 	if (OidIsValid(get_namespace_oid(version_schema, true)))
 		ereport(ERROR,
@@ -298,6 +403,83 @@ complete_version_schema(void *arg)
 	ec_complete_version_schema(cv->nspid, cv->version_schema);
 }
 
+/*
+ * ec_complete's argument require_quiet: after wait and (from the revert-window work) revert_window.
+ * Absent on a 0.1.0 catalog, and NULL: the setting expand_contract.require_quiet.
+ */
+#define COMPLETE_ARG_REQUIRE_QUIET 3
+
+/* expand_contract.quiet_period as it was set ("5min"). */
+static const char *
+quiet_period_text(void)
+{
+	return GetConfigOptionByName("expand_contract.quiet_period", NULL, false);
+}
+
+/*
+ * Has the old version of migration m been quiet for expand_contract.quiet_period?  Warns if it
+ * wrote within it, or if that cannot be told; refuses instead with require_quiet, so that a
+ * pipeline can gate the contract on it.
+ */
+static void
+check_old_version_quiet(EcMigrationRow *m, const char *schema, bool require_quiet)
+{
+	TimestampTz last;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz since;
+	int64		recent;
+	EcUsageState state;
+	int			elevel = require_quiet ? ERROR : WARNING;
+	EcMigrationRow *parent;
+	const char *old_version;
+
+	if (ec_quiet_period_ms == 0)
+		return;
+	parent = ec_latest_completed_migration(schema);
+	old_version = parent ? parent->version_schema : schema;
+	state = ec_usage_read(m->id, 0, &last, &recent);
+	if (state != EC_USAGE_TRACKED)
+	{
+		/* Without counting there is nothing to warn about, but a required check cannot pass. */
+		if (!require_quiet)
+			return;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot tell whether the old version of migration \"%s\" is quiet", m->name),
+				 errdetail("Writes are %s.", state == EC_USAGE_NOT_PRELOADED ?
+						   "counted only when expand_contract is in shared_preload_libraries" :
+						   "not counted for this migration: every slot of expand_contract.usage_slots was taken"),
+				 errhint("Add expand_contract to shared_preload_libraries (or raise expand_contract.usage_slots) "
+						 "and restart the server, or call ec_complete without require_quiet.")));
+	}
+	if (last != 0 && now - last < (int64) ec_quiet_period_ms * 1000)
+		ereport(elevel,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("the old version of migration \"%s\" wrote %.1f s ago", m->name,
+						(double) (now - last) / USECS_PER_SEC),
+				 errdetail("%lld row(s) were written through the old version (\"%s\") in the last %d "
+						   "minutes; expand_contract.quiet_period is %s.",
+						   (long long) recent, old_version, EC_USAGE_MINUTES - 1,
+						   quiet_period_text()),
+				 require_quiet ?
+				 errhint("Move the code that still uses \"%s\" to \"%s\" (ec_status() shows the writes "
+						 "per version), then call ec_complete(%s) again once the old version has "
+						 "been quiet for the quiet period.", old_version, m->version_schema,
+						 quote_literal_cstr(schema)) :
+				 errhint("Its columns and tables are dropped now; code still using it will fail.")));
+	/* Counting began at the server's start: a restart within the quiet period hides writes. */
+	since = ec_usage_counting_since();
+	if (last == 0 && m->started_at < since && now - since < (int64) ec_quiet_period_ms * 1000)
+		ereport(elevel,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot tell whether the old version of migration \"%s\" is quiet", m->name),
+				 errdetail("Writes are counted only since the server started, %.0f s ago, after the "
+						   "migration: less than expand_contract.quiet_period (%s).",
+						   (double) (now - since) / USECS_PER_SEC, quiet_period_text()),
+				 errhint("Call ec_complete(%s) again once the quiet period has passed since the start.",
+						 quote_literal_cstr(schema))));
+}
+
 Datum
 ec_complete(PG_FUNCTION_ARGS)
 {
@@ -305,6 +487,9 @@ ec_complete(PG_FUNCTION_ARGS)
 	bool		wait = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
 	/* Read only when the 0.2.0 signature passes it. */
 	int64		window = ec_revert_window_arg(fcinfo, 2);
+	bool		require_quiet = PG_NARGS() > COMPLETE_ARG_REQUIRE_QUIET &&
+		!PG_ARGISNULL(COMPLETE_ARG_REQUIRE_QUIET) ?
+		PG_GETARG_BOOL(COMPLETE_ARG_REQUIRE_QUIET) : ec_require_quiet;
 	Oid			nspid = target_schema(schema);
 	EcMigrationRow *m;
 	EcMigrationRow *parent;
@@ -317,6 +502,11 @@ ec_complete(PG_FUNCTION_ARGS)
 
 	PreventCommandDuringRecovery("ec_complete()");
 	SPI_connect();
+	if (nothing_to_do(schema, "complete"))
+	{
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
 	if (wait)
 	{
 		/* Wait first, without the schema's migration lock, so the worker can still be steered. */
@@ -346,6 +536,7 @@ ec_complete(PG_FUNCTION_ARGS)
 							 "wait until ec_status() shows the backfill done.",
 							 quote_literal_cstr(schema))));
 	}
+	check_old_version_quiet(m, schema, require_quiet);
 	/* Its work is done; keep a late or lingering worker from running a step while we contract. */
 	ec_stop_worker(m->id);
 
@@ -389,6 +580,7 @@ ec_complete(PG_FUNCTION_ARGS)
 		ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
 				  complete_version_schema, &cv);
 		ec_finish_migration(m->id);
+		ec_usage_retire_at_commit(m->id);
 	}
 
 	ec_guc_pop(nestlevel);
@@ -415,6 +607,11 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	PreventCommandDuringRecovery("ec_rollback()");
 	SPI_connect();
+	if (nothing_to_do(schema, "roll back"))
+	{
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
 	m = require_active(schema, nspid);
 	ec_check_migration_privilege(m, "roll back");
 	/* Its batches hold row locks on the tables and on its tasks; stop it before touching either. */
@@ -431,6 +628,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 	exec_contract_steps(m->started_by, schema, m->rollback_steps, true);
 	ec_delete_migration(m->id);
 	ec_cancel_launch(m->id);
+	ec_usage_retire_at_commit(m->id);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();

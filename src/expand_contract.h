@@ -56,6 +56,8 @@ extern char *ec_version_setting;
 extern int	ec_lock_timeout_ms;
 extern int	ec_lock_retries;
 extern bool ec_start_paused;
+extern int	ec_quiet_period_ms;
+extern bool ec_require_quiet;
 
 /* ---- the migration document (document.c) ---- */
 
@@ -331,6 +333,7 @@ typedef struct EcMigrationRow
 	List	   *rollback_steps;
 	List	   *relids;			/* Oid list */
 	Oid			started_by;		/* the role that started it; its steps and worker run as it */
+	TimestampTz started_at;
 } EcMigrationRow;
 
 extern void ec_lock_schema(Oid nspid);
@@ -341,6 +344,17 @@ extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
 extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
 extern bool ec_migration_exists(const char *schema, const char *name);
+
+/* A migration of the history met again by ec_start (ec_migration_rerun). */
+typedef struct EcMigrationRerun
+{
+	char	   *version_schema;
+	bool		done;
+	bool		same;			/* the same document (jsonb equality) */
+	char	   *difference;		/* otherwise what differs, a sentence */
+} EcMigrationRerun;
+
+extern EcMigrationRerun *ec_migration_rerun(const char *schema, const char *name, Jsonb *doc);
 extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
 								 const char *version_schema, Jsonb *doc,
 								 TransactionId trigger_xid, EcXidList *in_progress);
@@ -469,8 +483,31 @@ extern int	ec_revert_window_s;
 extern int64 ec_revert_window_arg(FunctionCallInfo fcinfo, int argno);
 extern void ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs);
 extern void ec_check_no_window(const char *schema);
+extern bool ec_in_revert_window(const char *schema);
 extern bool ec_window_worker(int64 id);
 extern void ec_register_launcher(void);
+
+/* ---- writes per version, in shared memory when preloaded (usage.c) ---- */
+
+/* Per-minute buckets per version; "recent" writes are those of the newest EC_USAGE_MINUTES - 1. */
+#define EC_USAGE_MINUTES 16
+
+typedef enum EcUsageState
+{
+	EC_USAGE_TRACKED,			/* counted (since the server started) */
+	EC_USAGE_NOT_PRELOADED,		/* no shared memory: not in shared_preload_libraries */
+	EC_USAGE_NO_SLOT			/* every slot taken: this migration is not counted */
+} EcUsageState;
+
+typedef struct EcUsageSlot EcUsageSlot;
+
+extern int	ec_usage_slots;
+extern void ec_usage_init(void);
+extern EcUsageState ec_usage_read(int64 migration_id, int version, TimestampTz *last_write,
+								  int64 *recent);
+extern TimestampTz ec_usage_counting_since(void);
+extern void ec_usage_retire_at_commit(int64 migration_id);
+extern char *ec_usage_note(EcUsageState state, TimestampTz started_at);
 extern void ec_probe_database(void);
 
 #endif							/* EXPAND_CONTRACT_H */

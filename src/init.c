@@ -3,7 +3,8 @@
  *	  Module load: settings and cache callbacks; settings scoped to one step of the extension's SQL.
  *
  * Nothing here needs shared_preload_libraries: the library is loaded by the first call of an ec_*
- * function or of the dual-write trigger in a backend.
+ * function or of the dual-write trigger in a backend.  Preloaded, it also starts the launcher and
+ * counts writes per version in shared memory (usage.c).
  */
 #include "postgres.h"
 
@@ -21,6 +22,8 @@ char	   *ec_version_setting = NULL;
 int			ec_lock_timeout_ms = 500;
 int			ec_lock_retries = 10;
 bool		ec_start_paused = false;
+int			ec_quiet_period_ms = 300000;
+bool		ec_require_quiet = false;
 
 void
 _PG_init(void)
@@ -166,10 +169,45 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("expand_contract.quiet_period",
+							"ec_complete warns if the old version wrote more recently than this; 0 disables.",
+							"Writes are counted only when expand_contract is in shared_preload_libraries.",
+							&ec_quiet_period_ms,
+							300000, 0, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("expand_contract.require_quiet",
+							 "ec_complete refuses, instead of warning, unless the old version was quiet "
+							 "for expand_contract.quiet_period.",
+							 "The default of ec_complete's require_quiet argument.",
+							 &ec_require_quiet,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	/* Sizes the shared memory requested at server start: there only. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("expand_contract.usage_slots",
+								"Migrations whose writes per version are counted in shared memory at once, "
+								"since the server started.",
+								"Only with shared_preload_libraries; a slot is taken at a migration's first "
+								"write and kept until the server restarts.",
+								&ec_usage_slots,
+								256, 1, 100000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("expand_contract");
 
 	if (process_shared_preload_libraries_in_progress)
+	{
 		ec_register_launcher();
+		ec_usage_init();
+	}
 
 	ec_trigger_init();
 }

@@ -838,6 +838,13 @@ open_window(const char *schema)
 	return w;
 }
 
+/* Is the schema's latest migration in its revert window? */
+bool
+ec_in_revert_window(const char *schema)
+{
+	return open_window(schema) != NULL;
+}
+
 /* ec_start: no new migration while the latest one may still be reverted. */
 void
 ec_check_no_window(const char *schema)

@@ -24,6 +24,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "expand_contract.h"
 
@@ -223,7 +224,7 @@ fetch_migration(const char *where, const char *schema)
 
 	(void) ec_state_spi(psprintf("SELECT id, name, parent, version_schema::text, done,"
 								 "       validate_steps, complete_steps, rollback_steps, relids,"
-								 "       paused, started_by::pg_catalog.oid"
+								 "       paused, started_by::pg_catalog.oid, started_at"
 								 "  FROM " EC_STATE_SCHEMA ".migrations"
 								 " WHERE schema_name = $1 AND %s ORDER BY id DESC LIMIT 1", where),
 						1, types, values, NULL, SPI_OK_SELECT);
@@ -248,6 +249,8 @@ fetch_migration(const char *where, const char *schema)
 											 &isnull));
 	/* InvalidOid once that role has been dropped (after REASSIGN OWNED, say). */
 	row->started_by = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 11, true);
+	row->started_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 12, &isnull));
 	return row;
 }
 
@@ -296,6 +299,69 @@ ec_migration_exists(const char *schema, const char *name)
 	(void) ec_state_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".migrations WHERE schema_name = $1 AND name = $2",
 						2, types, values, NULL, SPI_OK_SELECT);
 	return SPI_processed > 0;
+}
+
+/*
+ * The migration of that name in the schema's history, compared with the document of a new call of
+ * ec_start: NULL when there is none.  What differs is told by the first operation that does (its
+ * position and kind, and the first key that differs in it), or else the first top-level key.
+ */
+EcMigrationRerun *
+ec_migration_rerun(const char *schema, const char *name, Jsonb *doc)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[3] = {CStringGetTextDatum(schema), CStringGetTextDatum(name),
+	JsonbPGetDatum(doc)};
+	EcMigrationRerun *rerun;
+	bool		isnull;
+
+	(void) ec_state_spi(
+		"WITH stored AS (SELECT * FROM " EC_STATE_SCHEMA ".migrations"
+		"                 WHERE schema_name = $1 AND name = $2),"
+		" old_ops AS (SELECT x.n, x.op FROM stored,"
+		"             jsonb_array_elements(coalesce(stored.migration -> 'operations', '[]'))"
+		"             WITH ORDINALITY AS x(op, n)),"
+		" new_ops AS (SELECT x.n, x.op FROM"
+		"             jsonb_array_elements(coalesce($3 -> 'operations', '[]'))"
+		"             WITH ORDINALITY AS x(op, n)),"
+		" diff AS (SELECT coalesce(o.n, p.n) AS n, o.op AS old_op, p.op AS new_op,"
+		"                 (SELECT min(k) FROM jsonb_object_keys(o.op) k) AS old_kind,"
+		"                 (SELECT min(k) FROM jsonb_object_keys(p.op) k) AS new_kind"
+		"            FROM old_ops o FULL JOIN new_ops p ON o.n = p.n"
+		"           WHERE o.op IS DISTINCT FROM p.op ORDER BY 1 LIMIT 1)"
+		" SELECT s.version_schema::text, s.done, s.migration = $3,"
+		"   coalesce((SELECT CASE"
+		"     WHEN d.new_op IS NULL OR d.old_op IS NULL THEN"
+		"          format('The stored migration has %s operation(s), this one %s.',"
+		"                 (SELECT count(*) FROM old_ops), (SELECT count(*) FROM new_ops))"
+		"     WHEN d.old_kind IS DISTINCT FROM d.new_kind THEN"
+		"          format('Operation %s is \"%s\" here and \"%s\" in the stored migration.',"
+		"                 d.n, d.new_kind, d.old_kind)"
+		"     ELSE format('Operation %s (\"%s\") differs in \"%s\".', d.n, d.new_kind,"
+		"                 (SELECT min(k) FROM (SELECT jsonb_object_keys(CASE jsonb_typeof(d.old_op -> d.old_kind)"
+		"                                        WHEN 'object' THEN d.old_op -> d.old_kind ELSE '{}' END)"
+		"                                      UNION"
+		"                                      SELECT jsonb_object_keys(CASE jsonb_typeof(d.new_op -> d.new_kind)"
+		"                                        WHEN 'object' THEN d.new_op -> d.new_kind ELSE '{}' END)) AS x(k)"
+		"                   WHERE (d.old_op -> d.old_kind -> k) IS DISTINCT FROM (d.new_op -> d.new_kind -> k)))"
+		"     END FROM diff d),"
+		"     (SELECT format('Its \"%s\" differs.', min(k))"
+		"        FROM (SELECT jsonb_object_keys(s.migration) UNION SELECT jsonb_object_keys($3)) AS x(k)"
+		"       WHERE k <> 'operations' AND (s.migration -> k) IS DISTINCT FROM ($3 -> k)"
+		"      HAVING count(*) > 0),"
+		"     'The documents differ.')"
+		" FROM stored s",
+		3, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return NULL;
+	rerun = palloc0(sizeof(EcMigrationRerun));
+	rerun->version_schema = getstring(1);
+	rerun->done = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+											 &isnull));
+	rerun->same = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3,
+											 &isnull));
+	rerun->difference = getstring(4);
+	return rerun;
 }
 
 int64

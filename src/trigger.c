@@ -518,6 +518,9 @@ ec_dual_write(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 
 	from_new = !backfill && writer_is_new(plan);
+	/* Who still writes through which version: atomics in shared memory, no lock (usage.c). */
+	if (!last)
+		ec_usage_count(plan, from_new);
 	prepare_execution(plan, trigdata->tg_relation);
 
 	/*

@@ -47,6 +47,11 @@ typedef struct EcTriggerPlan
 	List	   *spi_plans;		/* every SPIPlanPtr kept for this plan, freed with it */
 	bool		in_use;			/* an expression of this plan is being evaluated */
 
+	/* Counting writes per version (usage.c): the slot, looked up at the first write. */
+	int64		migration_id;
+	bool		usage_looked_up;
+	struct EcUsageSlot *usage_slot; /* NULL: not counted */
+
 	/* Execution state, valid in transaction lxid only; lives in a child of TopTransactionContext. */
 	LocalTransactionId lxid;
 	struct EcEval **up_eval;	/* NULL: no expression */
@@ -86,5 +91,8 @@ typedef struct EcEval
 
 extern EcTriggerPlan *ec_trigger_plan(Relation rel);
 extern void ec_prepare_subquery(EcTriggerPlan *plan, EcSubquery *sub);
+
+/* usage.c */
+extern void ec_usage_count(EcTriggerPlan *plan, bool from_new);
 
 #endif							/* EC_TRIGGER_H */

@@ -453,6 +453,9 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 									  ALLOCSET_SMALL_SIZES);
 	plan->npairs = 0;
 	plan->lxid = InvalidLocalTransactionId;
+	plan->migration_id = 0;
+	plan->usage_looked_up = false;
+	plan->usage_slot = NULL;
 	plan->schema = MemoryContextStrdup(plan->cxt,
 									   get_namespace_name(RelationGetNamespace(rel)));
 
@@ -467,7 +470,8 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 							   "       EXISTS (SELECT FROM expand_contract.tasks t"
 							   "                WHERE t.migration_id = d.migration_id AND t.relid = d.relid"
 							   "                  AND t.kind = 'backfill' AND t.state <> 'done'),"
-							   "       m.done"
+							   "       m.done,"
+							   "       d.migration_id"
 							   "  FROM expand_contract.dual_writes d"
 							   "  JOIN expand_contract.migrations m ON m.id = d.migration_id"
 							   " WHERE d.relid = $1::regclass",
@@ -508,6 +512,7 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 		unfinished = DatumGetBool(SPI_getbinval(tuple, desc, 16, &isnull));
 		/* Complete with a revert window left the trigger: the tables are the new version now. */
 		plan->window = DatumGetBool(SPI_getbinval(tuple, desc, 17, &isnull));
+		plan->migration_id = DatumGetInt64(SPI_getbinval(tuple, desc, 18, &isnull));
 		/* A restored migration's xids belong to another history: see restore.c. */
 		plan->fill_test = !unfinished ? EC_FILL_NONE : stored_fits ? EC_FILL_XMIN : EC_FILL_ALL;
 		{
