@@ -104,4 +104,22 @@ RESET expand_contract.publications;
 SHOW expand_contract.publications;
 SET expand_contract.publications = 'sometimes';
 DROP PUBLICATION pub_all, pub_whole, pub_list, pub_other;
+
+-- A partitioned table: a column list only with publish_via_partition_root (else its partitions are
+-- published as themselves, and take none).
+CREATE TABLE pubs.parted (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE pubs.parted_1 PARTITION OF pubs.parted FOR VALUES FROM (0) TO (100);
+SET client_min_messages = error;
+CREATE PUBLICATION pub_leaves FOR TABLE pubs.parted;
+CREATE PUBLICATION pub_root FOR TABLE pubs.parted WITH (publish_via_partition_root);
+SET client_min_messages = warning;
+SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "parted", "column": "v", "type": "bigint"}}]}', 'pubs');
+DROP PUBLICATION pub_leaves;
+SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "parted", "column": "v", "type": "bigint"}}]}', 'pubs');
+SELECT * FROM ec_test.entries();
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs');
+SELECT * FROM ec_test.entries();
+DROP PUBLICATION pub_root;
 DROP SCHEMA pubs CASCADE;

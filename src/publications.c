@@ -252,7 +252,7 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 				   "                          JOIN pg_catalog.pg_attribute a"
 				   "                            ON a.attrelid = r.prrelid AND a.attnum = k ORDER BY a.attnum),"
 				   "       pg_catalog.pg_get_expr(r.prqual, r.prrelid), r.prqual::pg_catalog.text,"
-				   "       c.relreplident = 'f'"
+				   "       c.relreplident = 'f', c.relkind = 'p' AND NOT p.pubviaroot"
 				   "  FROM pg_catalog.pg_publication_rel r"
 				   "  JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid"
 				   "  JOIN pg_catalog.pg_class c ON c.oid = r.prrelid"
@@ -271,6 +271,7 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 			char	   *filter = isnull ? NULL : TextDatumGetCString(filter_datum);
 			Datum		qual_datum = SPI_getbinval(tup, desc, 6, &isnull);
 			bool		full_identity = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+			bool		leaves_published = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 			List	   *during = has_list ? listed : t->columns;
 			List	   *final = NIL;
 			bool		listed_dropped = false;
@@ -280,6 +281,17 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 			foreach(lc2, listed)
 				if (complete_drops(table, lfirst(lc2)))
 					listed_dropped = true;
+			if (added && leaves_published)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("cannot add columns to partitioned table \"%s\" of publication \"%s\": its partitions are published as themselves",
+								get_rel_name(t->relid), pub),
+						 errdetail("The publication's column list would have to leave the helper columns "
+								   "out, and PostgreSQL takes column lists for a partitioned table only "
+								   "with publish_via_partition_root."),
+						 errhint("Set publish_via_partition_root = true on the publication (its "
+								 "subscribers then apply the changes to the partitioned table), or set "
+								 "expand_contract.publications to 'ignore' if you take care of the subscribers.")));
 			if (filter)
 			{
 				Bitmapset  *attnos = NULL;
