@@ -12,7 +12,9 @@
 # session_replication_role = replica); after both completes the subscriber's rows equal the
 # publisher's, in every column; the apply worker never failed (pg_stat_subscription_stats, and no
 # logical replication ERROR in the subscriber's log); the publisher's slot's confirmed_flush_lsn
-# advanced past the last writes; the entry has no column list again.
+# advanced past the last writes; the entry has no column list again.  Then a rename_column, which a
+# subscriber cannot follow without errors: completed on the publisher first, the subscriber's apply
+# worker fails on the new name until the subscriber completes too, and has every row afterwards.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -142,6 +144,24 @@ my $log = slurp_file($sub->logfile);
 unlike($log, qr/ERROR:.*logical replication|ERROR:.*replicated column/, 'no logical replication error in the subscriber\'s log');
 is($sub->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL}),
 	'1', 'the apply worker is running');
+
+# A rename is what a subscriber cannot follow without errors (README): complete on the publisher
+# first, then on the subscriber.  Until the subscriber has completed, its apply worker fails on the
+# first change under the new name and retries it; nothing is lost.
+my $rename = q{'{"operations": [{"rename_column": {"table": "t", "from": "note", "to": "remark"}}]}'};
+$pub->safe_psql('postgres', "SELECT ec_start('v2', $rename)");
+$sub->safe_psql('postgres', "SELECT ec_start('v2', $rename)");
+$pub->safe_psql('postgres', q{UPDATE t SET note = 'before rename' WHERE id % 50 = 0});
+$pub->safe_psql('postgres', 'SELECT ec_complete()');
+$pub->safe_psql('postgres', q{UPDATE t SET remark = 'after rename' WHERE id % 70 = 0;
+  INSERT INTO t (id, cents, remark) VALUES (3000001, 1, 'renamed')});
+ok( $sub->poll_query_until('postgres', q{SELECT apply_error_count > 0 FROM pg_stat_subscription_stats}),
+	'rename, publisher completed first: the subscriber\'s apply worker fails on the new name');
+$sub->safe_psql('postgres', 'SELECT ec_complete()');
+$pub->wait_for_catchup('s');
+my $q = q{SELECT count(*) || ' ' || md5(string_agg(id || ':' || cents || ':' || coalesce(remark, '-'), ',' ORDER BY id)) FROM t};
+is($sub->safe_psql('postgres', $q), $pub->safe_psql('postgres', $q),
+	'rename, once the subscriber has completed too: it has every row');
 
 $sub->stop;
 $pub->stop;
