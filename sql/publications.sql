@@ -68,6 +68,25 @@ CALL ec_wait('pubs');
 SELECT ec_complete('pubs');
 SELECT * FROM ec_test.entries();
 
+-- A publication dropped while the migration is active is not brought back, and complete and
+-- rollback still work.
+SET client_min_messages = error;
+CREATE PUBLICATION pub_gone FOR TABLE pubs.items;
+SET client_min_messages = warning;
+SELECT ec_start('v3b', '{"operations": [{"alter_column": {"table": "items", "column": "quantity", "type": "numeric"}}]}', 'pubs');
+SELECT * FROM ec_test.entries() WHERE pub = 'pub_gone';
+DROP PUBLICATION pub_gone;
+SELECT ec_rollback('pubs');
+SET client_min_messages = error;
+CREATE PUBLICATION pub_gone FOR TABLE pubs.items;
+SET client_min_messages = warning;
+SELECT ec_start('v3c', '{"operations": [{"alter_column": {"table": "items", "column": "quantity", "type": "numeric"}}]}', 'pubs');
+DROP PUBLICATION pub_gone;
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs');
+SELECT * FROM ec_test.entries();
+
 -- A row filter on a column that the migration rebuilds: refused, naming the publication.
 SELECT ec_start('v4', '{"operations": [
   {"alter_column": {"table": "items", "column": "id", "type": "bigint"}}]}', 'pubs');

@@ -179,6 +179,40 @@ add_table_sql(const char *pub, const char *table_sql, List *columns, const char 
 					filter ? psprintf(" WHERE (%s)", filter) : "");
 }
 
+/*
+ * The steps of complete and rollback, which run later: a publication dropped meanwhile (a CDC
+ * pipeline retired, say) is not theirs to bring back, and must not fail them.  So each step looks
+ * first: drop the entry if it is there; add it if the publication exists and the table is not in it.
+ */
+static char *
+member_test(const char *pub, const char *table_sql)
+{
+	return psprintf("EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+					" JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid"
+					" WHERE p.pubname = %s AND r.prrelid = %s::pg_catalog.regclass)",
+					quote_literal_cstr(pub), quote_literal_cstr(table_sql));
+}
+
+static char *
+guarded_drop(const char *pub, const char *table_sql)
+{
+	return psprintf("IF %s THEN ALTER PUBLICATION %s DROP TABLE %s; END IF;",
+					member_test(pub, table_sql), quote_identifier(pub), table_sql);
+}
+
+static char *
+guarded_add(const char *pub, const char *table_sql, const char *add_sql)
+{
+	return psprintf("IF EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname = %s) AND NOT %s"
+					" THEN %s; END IF;", quote_literal_cstr(pub), member_test(pub, table_sql), add_sql);
+}
+
+static char *
+do_block(const char *body)
+{
+	return psprintf("DO $ec_publication$ BEGIN %s END $ec_publication$", body);
+}
+
 static void
 refuse_whole_schema_publications(Oid relid, Oid nspid)
 {
@@ -343,8 +377,11 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 				ec_exec(add_table_sql(pub, tsql, during, filter));
 				cxt->rollback_steps =
 					lappend(cxt->rollback_steps,
-							psprintf("%s; %s", drop_sql,
-									 add_table_sql(pub, tsql, has_list ? listed : NIL, filter)));
+							do_block(psprintf("%s %s", guarded_drop(pub, tsql),
+											  guarded_add(pub, tsql,
+														  add_table_sql(pub, tsql,
+																		has_list ? listed : NIL,
+																		filter)))));
 			}
 			foreach(lc2, listed)
 			{
@@ -356,11 +393,14 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 					final = lappend(final, col->new_name);
 			}
 			/* Every listed column dropped: the entry goes (an empty column list is no list). */
-			cxt->publication_drop = lappend(cxt->publication_drop, drop_sql);
+			cxt->publication_drop = lappend(cxt->publication_drop,
+											do_block(guarded_drop(pub, tsql)));
 			if (!has_list || final != NIL)
 				cxt->publication_restore =
 					lappend(cxt->publication_restore,
-							add_table_sql(pub, final_sql, has_list ? final : NIL, filter));
+							do_block(guarded_add(pub, final_sql,
+												 add_table_sql(pub, final_sql,
+															   has_list ? final : NIL, filter))));
 		}
 	}
 }
