@@ -28,6 +28,7 @@ REGRESS     += partitioned
 REGRESS     += plan
 REGRESS     += revert
 REGRESS     += rerun
+REGRESS     += publications
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

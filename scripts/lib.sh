@@ -84,8 +84,10 @@ ensure_packages() {
         die "ensure_packages: this needs Debian/Ubuntu (dpkg, apt-get); install PostgreSQL $EC_PG_MAJOR and its server dev files by hand"
     fi
     # postgresql-15-repack: test/t/014_compact.pl runs pg_repack on a migrated table.
+    # pgbouncer: test/t/020_pgbouncer.pl runs clients through it in transaction pooling mode (it starts
+    # its own pgbouncer; the package's service is not used).
     local wanted=(postgresql-common "postgresql-$EC_PG_MAJOR" "postgresql-server-dev-$EC_PG_MAJOR"
-                  "postgresql-$EC_PG_MAJOR-repack" libipc-run-perl make gcc libc6-dev)
+                  "postgresql-$EC_PG_MAJOR-repack" pgbouncer libipc-run-perl make gcc libc6-dev)
     local missing=() p
     for p in "${wanted[@]}"; do pkg_installed "$p" || missing+=("$p"); done
     if ((${#missing[@]})); then
@@ -103,7 +105,16 @@ ensure_packages() {
                 fi
             fi
         fi
-        apt_install "${missing[@]}"
+        # Packages with a service (pgbouncer) must not start it: every server we run is a throwaway
+        # one on its own port.  policy-rc.d answering 101 ("action forbidden") is how Debian says so.
+        local policy=/usr/sbin/policy-rc.d policy_ours=0
+        if [[ ! -e $policy ]]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && policy_ours=1
+        fi
+        local rc=0
+        (apt_install "${missing[@]}") || rc=$?
+        ((policy_ours)) && rm -f "$policy"
+        ((rc == 0)) || die "apt-get install ${missing[*]} failed"
     fi
     ensure_pg_user
     ensure_tools_present

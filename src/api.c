@@ -212,6 +212,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 	int			nestlevel;
 	TransactionId trigger_xid;
 	EcXidList	in_progress;
+	List	   *published;
 
 	PreventCommandDuringRecovery(planning ? "ec_plan()" : "ec_start()");
 	if (!planning)
@@ -303,6 +304,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 										   version_schema, doc, trigger_xid, &in_progress);
 	cxt.model = ec_model_load(nspid);
 	cxt.old_version_nspid = old_schema ? get_namespace_oid(old_schema, false) : InvalidOid;
+	published = ec_publications_snapshot(nspid);
 
 	oc.migration = name;
 	oc.op = NULL;
@@ -317,6 +319,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 		ec_apply_operation(&cxt, oc.op);
 	}
 	error_context_stack = callback.previous;
+	ec_publications_apply(&cxt, published);
 
 	ec_setup_dual_writes(&cxt, version_schema, old_schema, parent ? parent->name : NULL);
 	ec_create_version_schema(cxt.model, version_schema);

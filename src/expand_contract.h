@@ -19,6 +19,7 @@
  *	  trigger.c		the C dual-write trigger and its per-relation cache
  *	  restore.c		migrations carried into another database by pg_dump/pg_restore
  *	  partitions.c	partitions created, attached or detached while a migration moves data
+ *	  publications.c	tables in logical replication publications during a migration
  */
 #ifndef EXPAND_CONTRACT_H
 #define EXPAND_CONTRACT_H
@@ -289,6 +290,8 @@ typedef struct EcStartContext
 	List	   *rollback_steps; /* char *, run in reverse */
 	List	   *complete_tail;	/* char *, run last at complete (sql onComplete) */
 	int			ntasks;			/* tasks queued for the worker so far */
+	List	   *publication_drop;	/* char *, run first at complete (publications.c) */
+	List	   *publication_restore;	/* char *, run after the renames at complete */
 } EcStartContext;
 
 extern void ec_apply_operation(EcStartContext *cxt, EcOperation *op);
@@ -304,6 +307,15 @@ extern List *ec_table_leaves(Oid relid);
 extern EcTable *ec_partition_table(EcTable *table, Oid partition);
 extern void ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps,
 						   List **relids);
+
+/* ---- tables in publications (publications.c) ---- */
+
+#define EC_PUBLICATIONS_MANAGE	0
+#define EC_PUBLICATIONS_IGNORE	1
+extern int	ec_publications_mode;
+
+extern List *ec_publications_snapshot(Oid nspid);
+extern void ec_publications_apply(EcStartContext *cxt, List *snapshot);
 
 /* ---- which rows the backfill must fill (horizon.c) ---- */
 

@@ -25,6 +25,12 @@ bool		ec_start_paused = false;
 int			ec_quiet_period_ms = 300000;
 bool		ec_require_quiet = false;
 
+static const struct config_enum_entry publications_options[] = {
+	{"manage", EC_PUBLICATIONS_MANAGE, false},
+	{"ignore", EC_PUBLICATIONS_IGNORE, false},
+	{NULL, 0, false}
+};
+
 void
 _PG_init(void)
 {
@@ -63,6 +69,18 @@ _PG_init(void)
 							 "for instance until off-peak hours.",
 							 &ec_start_paused,
 							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("expand_contract.publications",
+							 "What ec_start does about publications of the tables it adds columns to.",
+							 "manage: column lists leave the helper columns out while the migration "
+							 "is active, and ec_start refuses where a publication takes no column list; "
+							 "ignore: publications are left alone (the DBA takes care of subscribers).",
+							 &ec_publications_mode,
+							 EC_PUBLICATIONS_MANAGE,
+							 publications_options,
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);

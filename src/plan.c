@@ -548,5 +548,12 @@ ec_finish_plan(EcStartContext *cxt, List **validate_steps, List **complete_steps
 		foreach(lcv, ec_carry_foreign_keys_tables(cxt, table))
 			*relids = list_append_unique_oid(*relids, lfirst_oid(lcv));
 	}
-	*complete_steps = list_concat(list_concat(steps, renames), cxt->complete_tail);
+	/*
+	 * Publication entries go first (their column lists and row filters depend on the columns that
+	 * complete drops) and come back once the tables and columns have their final names.
+	 */
+	*complete_steps = list_concat(list_concat(list_concat(list_copy(cxt->publication_drop), steps),
+											  renames),
+								  list_concat(list_copy(cxt->publication_restore),
+											  cxt->complete_tail));
 }

@@ -31,6 +31,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -462,6 +463,14 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 	SPI_connect();
 	/* The writer's search_path must not choose what "=" means here. */
 	nestlevel = ec_guc_push("search_path", "pg_catalog");
+	/*
+	 * Read the plan as the catalogs are read, with a fresh snapshot, not the writer's: the table's
+	 * trigger and helper columns (which the relcache shows as of now) and its dual_writes row commit
+	 * together, but a writer's snapshot may predate them, a REPEATABLE READ transaction's or the
+	 * logical replication apply worker's (it takes its snapshot before it locks the table).  Seen
+	 * through that snapshot the table would have no pairs, and that plan would stay cached.
+	 */
+	PushActiveSnapshot(GetLatestSnapshot());
 	rc = SPI_execute_with_args("SELECT d.new_version_schema::text, d.new_migration,"
 							   "       d.old_version_schema::text, d.old_migration,"
 							   "       d.old_attnums, d.new_attnums, d.up_exprs, d.down_exprs,"
@@ -476,6 +485,7 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 							   "  JOIN expand_contract.migrations m ON m.id = d.migration_id"
 							   " WHERE d.relid = $1::regclass",
 							   1, types, values, NULL, true, 1);
+	PopActiveSnapshot();
 	if (rc != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),

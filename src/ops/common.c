@@ -246,14 +246,15 @@ static char *
 blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool dropping,
 				   Oid except)
 {
-	Oid			types[5] = {OIDOID, INT2OID, OIDOID, BOOLOID, OIDOID};
-	Datum		values[5];
+	Oid			types[6] = {OIDOID, INT2OID, OIDOID, BOOLOID, OIDOID, BOOLOID};
+	Datum		values[6];
 
 	values[0] = ObjectIdGetDatum(table->relid);
 	values[1] = Int16GetDatum(attnum);
 	values[2] = ObjectIdGetDatum(cxt->old_version_nspid);
 	values[3] = BoolGetDatum(dropping);
 	values[4] = ObjectIdGetDatum(except);
+	values[5] = BoolGetDatum(ec_publications_mode == EC_PUBLICATIONS_MANAGE);
 	(void) ec_spi("SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)"
 							   "  FROM pg_catalog.pg_depend d"
 							   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
@@ -274,6 +275,8 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 							   "            d.objid IS NOT DISTINCT FROM"
 							   "            (SELECT nullif(conindid, 0) FROM pg_catalog.pg_constraint"
 							   "              WHERE oid = $5 AND contype IN ('u', 'p', 'x')))"
+	/* Publications' column lists and row filters: publications.c (unless told to ignore them). */
+							   "   AND NOT ($6 AND d.classid = 'pg_catalog.pg_publication_rel'::pg_catalog.regclass)"
 	/* Carried by carry_constraints.c: the table's own checks, and its outbound foreign keys. */
 							   "   AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND"
 							   "            EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid"
@@ -315,7 +318,7 @@ blocking_dependent(EcStartContext *cxt, EcTable *table, AttrNumber attnum, bool 
 							   "            EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid"
 							   "              AND c.conrelid = $1 AND c.contype IN ('u', 'p')))"
 							   " ORDER BY 1 LIMIT 1",
-				  5, types, values, NULL, SPI_OK_SELECT);
+				  6, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);

@@ -1,0 +1,144 @@
+-- publications: a table in a publication keeps replicating while a migration is active.  A
+-- publication that lists the table gets a column list without the helper columns at start (in
+-- start's transaction), rollback puts its entry back exactly, complete puts it back under the
+-- final column names (no list if it had none); where a publication takes no column list (FOR ALL
+-- TABLES, FOR TABLES IN SCHEMA) start refuses, unless expand_contract.publications = 'ignore'.
+\set ECHO none
+\i test/regress_helpers.sql
+\set ECHO all
+SET expand_contract.start_paused = on;
+CREATE SCHEMA pubs;
+CREATE TABLE pubs.items (id int PRIMARY KEY, qty int NOT NULL, note text, extra int);
+CREATE TABLE pubs.other (id int PRIMARY KEY, v int);
+INSERT INTO pubs.items VALUES (1, 10, 'one', 100);
+-- CREATE PUBLICATION warns that wal_level is not logical here.
+SET client_min_messages = error;
+CREATE PUBLICATION pub_whole FOR TABLE pubs.items, pubs.other;
+CREATE PUBLICATION pub_list FOR TABLE pubs.items (id, qty, note) WHERE (id > 0);
+CREATE PUBLICATION pub_other FOR TABLE pubs.other;
+SET client_min_messages = warning;
+-- Each entry: its column list as stored (NULL: none, every column published) and its row filter.
+CREATE FUNCTION ec_test.entries() RETURNS TABLE (pub name, rel regclass, column_list text[], row_filter text)
+  LANGUAGE sql AS $$
+  SELECT p.pubname, r.prrelid::regclass,
+         (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+           WHERE a.attrelid = r.prrelid AND a.attnum = ANY (r.prattrs::int2[])),
+         pg_get_expr(r.prqual, r.prrelid)
+    FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid ORDER BY 1, 2 $$;
+SELECT * FROM ec_test.entries();
+SELECT array_agg(x::text ORDER BY x::text) AS before FROM ec_test.entries() x \gset
+
+-- alter_column (rebuilt as _ec_new_qty, renamed) and add_column: while active, the entries of
+-- items list the columns it had; pg_publication_tables, what the walsender publishes, shows no
+-- helper column.  "other" is not touched.
+SELECT ec_start('v1', '{"operations": [
+  {"alter_column": {"table": "items", "column": "qty", "name": "quantity", "type": "bigint"}},
+  {"add_column": {"table": "items", "column": {"name": "added", "type": "int", "nullable": true}}}]}', 'pubs');
+SELECT * FROM ec_test.entries();
+SELECT pubname, tablename, attnames, rowfilter FROM pg_publication_tables
+ WHERE schemaname = 'pubs' ORDER BY 1, 2;
+-- Both versions write.
+INSERT INTO pubs.items (id, qty, note) VALUES (2, 20, 'two');
+SET search_path = pubs_v1;
+INSERT INTO items (id, quantity, note, added) VALUES (3, 30, 'three', 3);
+RESET search_path;
+SELECT ec_rollback('pubs');
+-- Exactly as before.
+SELECT array_agg(x::text ORDER BY x::text) = :'before'::text[] AS restored FROM ec_test.entries() x;
+SELECT * FROM ec_test.leftovers();
+
+-- Again, and complete: pub_whole publishes every column again (no list), pub_list the final
+-- names of the columns it named, with its row filter.
+SELECT ec_start('v2', '{"operations": [
+  {"alter_column": {"table": "items", "column": "qty", "name": "quantity", "type": "bigint"}},
+  {"add_column": {"table": "items", "column": {"name": "added", "type": "int", "nullable": true}}}]}', 'pubs');
+SELECT * FROM ec_test.entries();
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs');
+SELECT * FROM ec_test.entries();
+SELECT * FROM pubs.items ORDER BY id;
+
+-- drop_column of a column that pub_list names: complete drops the entry before the column (its
+-- column list depends on it) and adds it back without it.  Nothing to change while active.
+SELECT ec_start('v3', '{"operations": [{"drop_column": {"table": "items", "column": "note"}}]}', 'pubs');
+SELECT * FROM ec_test.entries();
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs');
+SELECT * FROM ec_test.entries();
+
+-- A publication dropped while the migration is active is not brought back, and complete and
+-- rollback still work.
+SET client_min_messages = error;
+CREATE PUBLICATION pub_gone FOR TABLE pubs.items;
+SET client_min_messages = warning;
+SELECT ec_start('v3b', '{"operations": [{"alter_column": {"table": "items", "column": "quantity", "type": "numeric"}}]}', 'pubs');
+SELECT * FROM ec_test.entries() WHERE pub = 'pub_gone';
+DROP PUBLICATION pub_gone;
+SELECT ec_rollback('pubs');
+SET client_min_messages = error;
+CREATE PUBLICATION pub_gone FOR TABLE pubs.items;
+SET client_min_messages = warning;
+SELECT ec_start('v3c', '{"operations": [{"alter_column": {"table": "items", "column": "quantity", "type": "numeric"}}]}', 'pubs');
+DROP PUBLICATION pub_gone;
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs');
+SELECT * FROM ec_test.entries();
+
+-- A row filter on a column that the migration rebuilds: refused, naming the publication.
+SELECT ec_start('v4', '{"operations": [
+  {"alter_column": {"table": "items", "column": "id", "type": "bigint"}}]}', 'pubs');
+-- REPLICA IDENTITY FULL: a column list cannot leave the helper columns out of the identity.
+ALTER TABLE pubs.other REPLICA IDENTITY FULL;
+SELECT ec_start('v4', '{"operations": [
+  {"add_column": {"table": "other", "column": {"name": "w", "type": "int", "nullable": true}}}]}', 'pubs');
+ALTER TABLE pubs.other REPLICA IDENTITY DEFAULT;
+
+-- FOR TABLES IN SCHEMA and FOR ALL TABLES take no column list: refused ...
+SET client_min_messages = error;
+CREATE PUBLICATION pub_schema FOR TABLES IN SCHEMA pubs;
+SET client_min_messages = warning;
+SELECT ec_start('v4', '{"operations": [
+  {"add_column": {"table": "other", "column": {"name": "w", "type": "int", "nullable": true}}}]}', 'pubs');
+DROP PUBLICATION pub_schema;
+SET client_min_messages = error;
+CREATE PUBLICATION pub_all FOR ALL TABLES;
+SET client_min_messages = warning;
+SELECT ec_start('v4', '{"operations": [
+  {"add_column": {"table": "other", "column": {"name": "w", "type": "int", "nullable": true}}}]}', 'pubs');
+-- ... but not a migration that adds no column to a published table ...
+SELECT ec_start('v4', '{"operations": [
+  {"create_index": {"name": "other_v_idx", "table": "other", "columns": [{"column": "v"}]}}]}', 'pubs');
+SELECT ec_rollback('pubs');
+-- ... and not when the DBA takes care of the subscribers: then publications are left alone.
+SET expand_contract.publications = 'ignore';
+SELECT array_agg(x::text ORDER BY x::text) AS before FROM ec_test.entries() x \gset
+SELECT ec_start('v4', '{"operations": [
+  {"add_column": {"table": "other", "column": {"name": "w", "type": "int", "nullable": true}}}]}', 'pubs');
+SELECT array_agg(x::text ORDER BY x::text) = :'before'::text[] AS untouched FROM ec_test.entries() x;
+SELECT ec_rollback('pubs');
+RESET expand_contract.publications;
+SHOW expand_contract.publications;
+SET expand_contract.publications = 'sometimes';
+DROP PUBLICATION pub_all, pub_whole, pub_list, pub_other;
+
+-- A partitioned table: a column list only with publish_via_partition_root (else its partitions are
+-- published as themselves, and take none).
+CREATE TABLE pubs.parted (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE pubs.parted_1 PARTITION OF pubs.parted FOR VALUES FROM (0) TO (100);
+SET client_min_messages = error;
+CREATE PUBLICATION pub_leaves FOR TABLE pubs.parted;
+CREATE PUBLICATION pub_root FOR TABLE pubs.parted WITH (publish_via_partition_root);
+SET client_min_messages = warning;
+SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "parted", "column": "v", "type": "bigint"}}]}', 'pubs');
+DROP PUBLICATION pub_leaves;
+SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "parted", "column": "v", "type": "bigint"}}]}', 'pubs');
+SELECT * FROM ec_test.entries();
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs');
+SELECT * FROM ec_test.entries();
+DROP PUBLICATION pub_root;
+DROP SCHEMA pubs CASCADE;
