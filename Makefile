@@ -25,6 +25,7 @@ REGRESS     += carry_views
 REGRESS     += carry_foreign_keys
 REGRESS     += compose_column carry_identity
 REGRESS     += partitioned
+REGRESS     += ddl_guard
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

@@ -405,7 +405,7 @@ reset_state() {
         anomaly "reset failed (ec_rollback?); dropping by force"
         q -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" >/dev/null || true
         sleep 1
-        q -c "DROP TABLE IF EXISTS public.t, public.transfers, public.accounts CASCADE" -c "DROP EXTENSION IF EXISTS expand_contract CASCADE" \
+        q -c "SET expand_contract.allow_ddl = on" -c "DROP TABLE IF EXISTS public.t, public.transfers, public.accounts CASCADE" -c "DROP EXTENSION IF EXISTS expand_contract CASCADE" \
           -c "CREATE EXTENSION expand_contract" >/dev/null || fatal "could not reset the benchmark database"
         q -c "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname LIKE 'public\_%'" |
             while read -r stmt; do q -c "$stmt" >/dev/null; done

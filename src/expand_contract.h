@@ -17,6 +17,7 @@
  *	  trigger.c		the C dual-write trigger and its per-relation cache
  *	  restore.c		migrations carried into another database by pg_dump/pg_restore
  *	  partitions.c	partitions created, attached or detached while a migration moves data
+ *	  ddl_guard.c	the event trigger that refuses plain DDL on what a migration covers
  */
 #ifndef EXPAND_CONTRACT_H
 #define EXPAND_CONTRACT_H
@@ -350,6 +351,12 @@ extern void ec_adopt_restored(int64 migration_id);
 /* ---- partitions created, attached or detached during a migration (partitions.c) ---- */
 
 extern bool ec_partition_ddl_allowed;
+extern void ec_check_partition_ddl(Node *parsetree);
+
+/* ---- the DDL guard (ddl_guard.c) ---- */
+
+extern bool ec_allow_ddl;
+extern int	ec_own_ddl_depth;
 
 /* ---- the dual-write trigger (trigger.c) ---- */
 
@@ -415,6 +422,7 @@ extern char *ec_compact_after_batch(Oid relid, int64 blocks);
 extern void ec_queue_compaction(EcStartContext *cxt, EcTable *table);
 extern char *ec_compact_cleanup(const char *cleanup);
 extern uint64 ec_skip_compaction(int64 id);
+extern void ec_check_repack(Node *parsetree);
 
 PGDLLEXPORT void ec_worker_main(Datum main_arg);
 PGDLLEXPORT void ec_launcher_main(Datum main_arg);

@@ -64,6 +64,16 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("expand_contract.allow_ddl",
+							 "Let plain DDL run on what an active migration covers, with a warning.",
+							 "Without it, DDL that would break a migration's version views, dual-write "
+							 "trigger or contract steps is refused; run it as a \"sql\" operation instead.",
+							 &ec_allow_ddl,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("expand_contract.batch_size",
 							"Rows per backfill batch (one transaction each).",
 							"Per migration: ec_configure(schema, '{\"batch_size\": n}').",
