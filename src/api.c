@@ -214,6 +214,7 @@ ec_start(PG_FUNCTION_ARGS)
 	ec_save_plan(cxt.migration_id, validate_steps, complete_steps, cxt.rollback_steps, locked);
 	if (cxt.ntasks > 0)
 		ec_launch_after_commit(cxt.migration_id);
+	ec_notify(schema, name, EC_EVENT_STARTED, NULL, NULL, NULL);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();
@@ -470,6 +471,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
 			  complete_version_schema, &cv);
 	ec_finish_migration(m->id);
+	ec_notify(schema, m->name, EC_EVENT_COMPLETED, NULL, NULL, NULL);
 
 	ec_guc_pop(nestlevel);
 	if (skipped > 0)
@@ -510,6 +512,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 
 	exec_contract_steps(m->started_by, schema, m->rollback_steps, true);
 	ec_delete_migration(m->id);
+	ec_notify(schema, m->name, EC_EVENT_ROLLED_BACK, NULL, NULL, NULL);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();
