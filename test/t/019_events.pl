@@ -1,7 +1,8 @@
 # Events: NOTIFY expand_contract with a JSON payload at each phase change, sent at commit.  A
 # LISTENing psql session receives each event of a migration in order (started, paused, resumed,
 # backfill_done, index_built, completed; then task_failed with the error, cut to fit, and
-# rolled_back), and nothing from a transaction that rolls back.
+# rolled_back), nothing from a transaction that rolls back, and one backfill_done for a table whose
+# backfill two workers fill in parts.
 use strict;
 use warnings;
 use lib 'test/perl';
@@ -106,6 +107,27 @@ is(summary(@got),
 	  . 'event=rolled_back,migration=v2,schema=public',
 	'the rolled-back transactions sent nothing; the failure and the rollback, in order');
 like($got[1]{error} // '', qr/^no: (\x{e9}"\\){100}.*\.\.\.$/s, 'the failure\'s error, cut short, parses back');
+
+# 4. A backfill split into parts, two workers filling them: one backfill_done, after the last part.
+$node->safe_psql('postgres', q{
+  CREATE TABLE big (id int PRIMARY KEY, cents int NOT NULL, pad text);
+  INSERT INTO big SELECT g, g, repeat('x', 200) FROM generate_series(1, 100000) g;
+  SET expand_contract.start_paused = on;
+  SELECT ec_start('v3', '{"operations": [{"alter_column": {"table": "big", "column": "cents", "type": "bigint"}}]}');
+  SELECT ec_configure('public', '{"max_parallel_workers": 2}');
+});
+$node->safe_psql('postgres', q{SELECT ec_resume('public')});
+$node->safe_psql('postgres', q{CALL ec_wait()});
+my $parts = $node->safe_psql('postgres', q{SELECT count(*) FROM expand_contract.tasks t
+  JOIN expand_contract.migrations m ON m.id = t.migration_id WHERE m.name = 'v3' AND t.kind = 'backfill'});
+cmp_ok($parts, '>', 1, "the backfill was split ($parts parts)");
+$node->safe_psql('postgres', q{SELECT ec_complete('public')});
+@got = events(4, 'a backfill in parts');
+is(summary(@got),
+	'event=started,migration=v3,schema=public event=resumed,migration=v3,schema=public '
+	  . 'event=backfill_done,migration=v3,schema=public,table=big event=completed,migration=v3,schema=public',
+	'one backfill_done for the table, whichever part finished last');
+
 my @rest = events(0, 'nothing more');
 
 $listener->quit;
