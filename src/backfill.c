@@ -258,7 +258,10 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
  * workers: one worker fills them one after the other as it would the whole table, and any number
  * can share them, at any time (expand_contract.max_parallel_workers may change while it runs).
  */
-#define PART_MIN_BLOCKS	1024		/*
+#define PART_MIN_BLOCKS	1024		/* 8 MB of 8 kB blocks */
+#define MAX_PARTS		256
+
+/*
  * After a part of the table's backfill is marked done: if it was the last one, the table's
  * backfill is done, which is an event (events.c).  Its part 0 is locked first, so that of two
  * parts finishing at once the second waits for the first to commit and then sees its part done:
@@ -279,9 +282,6 @@ backfill_done_event(int64 id, Task *task)
 					 2, types, values, NULL, SPI_OK_SELECT) == 0)
 		ec_notify_migration(id, EC_EVENT_BACKFILL_DONE, get_rel_name(task->relid), NULL, NULL);
 }
-
-/* 8 MB of 8 kB blocks */
-#define MAX_PARTS		256
 
 static void
 split_backfill(int64 id, Task *task)
