@@ -759,6 +759,8 @@ ec_worker_main(Datum main_arg)
 	}
 
 	my_args = args;
+	/* Every statement a worker runs is one of its migration's tasks: the DDL guard lets them pass. */
+	ec_own_ddl_depth = 1;
 	if (args.helper)
 	{
 		/* Shared among helpers; ec_stop_worker() takes it exclusively to stop them. */
