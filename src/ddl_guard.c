@@ -11,10 +11,12 @@
  * schema dropped, the dual-write triggers disabled) breaks the views, the trigger or the contract
  * later and far from its cause.  So it is refused with an error that names the migration and how to
  * proceed; DDL that none of them depend on (an index, a comment, a grant, a constraint added,
- * TRUNCATE, storage settings) passes.
+ * TRUNCATE, storage settings) passes, and so does any DDL on a relation the migration does not
+ * cover (relation_guard: a table created since ec_start, another schema's).
  *
  * What passes regardless: the extension's own DDL (everything ec_exec runs, which includes the
- * "sql" operations of a migration: that is the way to run user DDL during one), CREATE/ALTER
+ * "sql" operations of a migration: that is the way to run user DDL during one; and everything its
+ * background workers run), CREATE/ALTER
  * EXTENSION's scripts, and, with a WARNING, everything when the session sets
  * expand_contract.allow_ddl.  The override does not cover the checks of partitions.c and
  * compact.c, which this trigger also runs: what they refuse would leave rows silently unconverted,
