@@ -29,6 +29,7 @@ REGRESS     += plan
 REGRESS     += revert
 REGRESS     += rerun
 REGRESS     += publications
+REGRESS     += ddl_guard
 REGRESS_OPTS = --inputdir=. --temp-instance=tmp_regress --temp-config=test/regress.conf --load-extension=$(EXTENSION)
 
 ISOLATION_SPECS = $(wildcard test/specs/*.spec)

@@ -38,7 +38,7 @@ reset_state() {
         anomaly "reset failed (ec_rollback?); dropping by force"
         qv -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" >/dev/null || true
         sleep 1
-        qv -c "DROP TABLE IF EXISTS public.t, public.transfers, public.accounts CASCADE" -c "DROP EXTENSION IF EXISTS expand_contract CASCADE" \
+        qv -c "SET expand_contract.allow_ddl = on" -c "DROP TABLE IF EXISTS public.t, public.transfers, public.accounts CASCADE" -c "DROP EXTENSION IF EXISTS expand_contract CASCADE" \
            -c "CREATE EXTENSION expand_contract" >/dev/null || fatal "could not reset the benchmark database"
         qv -c "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname LIKE 'public\_%'" |
             while read -r stmt; do qv -c "$stmt" >/dev/null; done

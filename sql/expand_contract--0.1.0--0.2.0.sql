@@ -173,3 +173,19 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
     $$;
 COMMENT ON FUNCTION pg_catalog.ec_status(text) IS
     'state of the latest migration of each schema (and its revert window), one row per table being backfilled and per failed background task, with the worker''s other unfinished tasks';
+
+-- One event trigger decides which DDL may run during a migration (src/ddl_guard.c): it refuses plain
+-- DDL that would break an active migration's version views, dual-write trigger or contract steps, and
+-- runs 0.1.0's two checks (partitions created, attached, detached or dropped while a migration moves
+-- their table's data; pg_repack's table repack), which it replaces.
+DROP EVENT TRIGGER expand_contract_partition_ddl;
+DROP FUNCTION expand_contract.partition_ddl();
+DROP EVENT TRIGGER expand_contract_repack_guard;
+DROP FUNCTION expand_contract.repack_guard();
+CREATE FUNCTION expand_contract.ddl_guard() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'ec_ddl_guard' LANGUAGE C;
+CREATE EVENT TRIGGER expand_contract_ddl_guard ON ddl_command_start
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'DROP TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER',
+                 'DROP TRIGGER', 'ALTER VIEW', 'DROP VIEW', 'ALTER FOREIGN TABLE', 'DROP FOREIGN TABLE',
+                 'ALTER SCHEMA', 'DROP SCHEMA')
+    EXECUTE FUNCTION expand_contract.ddl_guard();

@@ -331,6 +331,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 		ec_plan_capture(cxt.migration_id, schema);
 	else if (cxt.ntasks > 0)
 		ec_launch_after_commit(cxt.migration_id);
+	ec_notify(schema, name, EC_EVENT_STARTED, NULL, NULL, NULL);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();
@@ -585,6 +586,7 @@ ec_complete(PG_FUNCTION_ARGS)
 		ec_finish_migration(m->id);
 		ec_usage_retire_at_commit(m->id);
 	}
+	ec_notify(schema, m->name, EC_EVENT_COMPLETED, NULL, NULL, NULL);
 
 	ec_guc_pop(nestlevel);
 	if (skipped > 0)
@@ -632,6 +634,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 	ec_delete_migration(m->id);
 	ec_cancel_launch(m->id);
 	ec_usage_retire_at_commit(m->id);
+	ec_notify(schema, m->name, EC_EVENT_ROLLED_BACK, NULL, NULL, NULL);
 
 	ec_guc_pop(nestlevel);
 	SPI_finish();

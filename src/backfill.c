@@ -243,6 +243,28 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 #define PART_MIN_BLOCKS	1024		/* 8 MB of 8 kB blocks */
 #define MAX_PARTS		256
 
+/*
+ * After a part of the table's backfill is marked done: if it was the last one, the table's
+ * backfill is done, which is an event (events.c).  Its part 0 is locked first, so that of two
+ * parts finishing at once the second waits for the first to commit and then sees its part done:
+ * exactly one of them tells.  (Part 0's own worker holds that lock already, by its update.)
+ */
+static void
+backfill_done_event(int64 id, Task *task)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(task->seq)};
+
+	if (task->part != 0)
+		(void) ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
+							" WHERE migration_id = $1 AND seq = $2 AND part = 0 FOR UPDATE",
+							2, types, values, NULL, SPI_OK_SELECT);
+	if (ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
+					 " WHERE migration_id = $1 AND seq = $2 AND state <> 'done' LIMIT 1",
+					 2, types, values, NULL, SPI_OK_SELECT) == 0)
+		ec_notify_migration(id, EC_EVENT_BACKFILL_DONE, get_rel_name(task->relid), NULL, NULL);
+}
+
 static void
 split_backfill(int64 id, Task *task)
 {
@@ -325,6 +347,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 							" WHERE migration_id = $1 AND seq = $2 AND part = $4", 4, t, v, NULL,
 							SPI_OK_UPDATE);
 		set_task_state(id, task->seq, task->part, "done", NULL);
+		backfill_done_event(id, task);
 		/* Given up once "done" is committed: no worker takes the part up again before. */
 		ec_worker.release_after_commit = true;
 		return STEP_NEXT;

@@ -245,37 +245,32 @@ ec_compact_cleanup(const char *cleanup)
 PG_FUNCTION_INFO_V1(ec_repack_guard);
 
 /*
- * expand_contract.repack_guard(), an event trigger on CREATE TRIGGER: refuses pg_repack's trigger
- * (a function of schema "repack") on a table whose data an active migration moves.  pg_repack
- * copies every row into a new table and swaps it in: the copies carry pg_repack's transaction id,
- * which the backfill takes for a write made after the migration started (so through the dual-write
- * trigger), and the rows it had not filled yet would stay unconverted.  After ec_complete it is
- * safe (test/t/014_compact.pl).  pg_repack --only-indexes makes no such trigger and goes through.
+ * Refuses pg_repack's trigger (a function of schema "repack", made by CREATE TRIGGER) on a table
+ * whose data an active migration moves.  pg_repack copies every row into a new table and swaps it
+ * in: the copies carry pg_repack's transaction id, which the backfill takes for a write made after
+ * the migration started (so through the dual-write trigger), and the rows it had not filled yet
+ * would stay unconverted.  After ec_complete it is safe (test/t/014_compact.pl).  pg_repack
+ * --only-indexes makes no such trigger and goes through.  Run by the DDL guard (ddl_guard.c) and
+ * by 0.1.0's event trigger below.
  */
-Datum
-ec_repack_guard(PG_FUNCTION_ARGS)
+void
+ec_check_repack(Node *parsetree)
 {
-	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
 	CreateTrigStmt *stmt;
 	Oid			relid;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	char	   *migration = NULL;
 
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired as an event trigger",
-						"expand_contract.repack_guard")));
-	if (!IsA(trigdata->parsetree, CreateTrigStmt))
-		PG_RETURN_VOID();
-	stmt = (CreateTrigStmt *) trigdata->parsetree;
+	if (!IsA(parsetree, CreateTrigStmt))
+		return;
+	stmt = (CreateTrigStmt *) parsetree;
 	if (list_length(stmt->funcname) != 2 ||
 		strcmp(strVal(linitial(stmt->funcname)), "repack") != 0)
-		PG_RETURN_VOID();
+		return;
 	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
 	if (!OidIsValid(relid))
-		PG_RETURN_VOID();
+		return;
 	values[0] = ObjectIdGetDatum(relid);
 	SPI_connect();
 	if (ec_state_spi("SELECT m.name FROM " EC_STATE_SCHEMA ".dual_writes d"
@@ -294,6 +289,21 @@ ec_repack_guard(PG_FUNCTION_ARGS)
 						   "copies for rows already converted and leave them unconverted."),
 				 errhint("Run pg_repack after ec_complete() or ec_rollback(); pg_repack "
 						 "--only-indexes is safe now.")));
+}
+
+/*
+ * expand_contract.repack_guard(), 0.1.0's event trigger on CREATE TRIGGER, kept for a 0.1.0
+ * catalog: 0.2.0's update replaces it with expand_contract.ddl_guard().
+ */
+Datum
+ec_repack_guard(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired as an event trigger",
+						"expand_contract.repack_guard")));
+	ec_check_repack(((EventTriggerData *) fcinfo->context)->parsetree);
 	PG_RETURN_VOID();
 }
 

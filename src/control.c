@@ -65,6 +65,7 @@ ec_pause(PG_FUNCTION_ARGS)
 	SPI_connect();
 	m = active_for(fcinfo, "pause");
 	update_migration("paused = true", m->id);
+	ec_notify(text_to_cstring(PG_GETARG_TEXT_PP(0)), m->name, EC_EVENT_PAUSED, NULL, NULL, NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -87,6 +88,7 @@ ec_resume(PG_FUNCTION_ARGS)
 						1, types, values, NULL, SPI_OK_UPDATE);
 	/* A worker that stopped on a failure is gone; a paused one notices by itself. */
 	ec_launch_after_commit(m->id);
+	ec_notify(text_to_cstring(PG_GETARG_TEXT_PP(0)), m->name, EC_EVENT_RESUMED, NULL, NULL, NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -20,6 +20,8 @@
  *	  restore.c		migrations carried into another database by pg_dump/pg_restore
  *	  partitions.c	partitions created, attached or detached while a migration moves data
  *	  publications.c	tables in logical replication publications during a migration
+ *	  ddl_guard.c	the event trigger that refuses plain DDL on what a migration covers
+ *	  events.c		NOTIFY expand_contract at each phase change
  */
 #ifndef EXPAND_CONTRACT_H
 #define EXPAND_CONTRACT_H
@@ -412,6 +414,32 @@ extern void ec_adopt_restored(int64 migration_id);
 /* ---- partitions created, attached or detached during a migration (partitions.c) ---- */
 
 extern bool ec_partition_ddl_allowed;
+extern void ec_check_partition_ddl(Node *parsetree);
+
+/* ---- the DDL guard (ddl_guard.c) ---- */
+
+extern bool ec_allow_ddl;
+extern int	ec_own_ddl_depth;
+
+/* ---- events: NOTIFY expand_contract at each phase change (events.c) ---- */
+
+#define EC_NOTIFY_CHANNEL		"expand_contract"
+#define EC_EVENT_STARTED		"started"
+#define EC_EVENT_BACKFILL_DONE	"backfill_done"
+#define EC_EVENT_INDEX_BUILT	"index_built"
+#define EC_EVENT_TASK_FAILED	"task_failed"
+#define EC_EVENT_PAUSED			"paused"
+#define EC_EVENT_RESUMED		"resumed"
+#define EC_EVENT_COMPLETED		"completed"
+#define EC_EVENT_ROLLED_BACK	"rolled_back"
+#define EC_EVENT_REVERTED		"reverted"
+#define EC_EVENT_CLEANED_UP		"cleaned_up"
+
+extern bool ec_events;
+extern void ec_notify(const char *schema, const char *migration, const char *event,
+					  const char *table, const char *key, const char *value);
+extern void ec_notify_migration(int64 id, const char *event, const char *table, const char *key,
+								const char *value);
 
 /* ---- the dual-write trigger (trigger.c) ---- */
 
@@ -477,6 +505,7 @@ extern char *ec_compact_after_batch(Oid relid, int64 blocks);
 extern void ec_queue_compaction(EcStartContext *cxt, EcTable *table);
 extern char *ec_compact_cleanup(const char *cleanup);
 extern uint64 ec_skip_compaction(int64 id);
+extern void ec_check_repack(Node *parsetree);
 
 PGDLLEXPORT void ec_worker_main(Datum main_arg);
 PGDLLEXPORT void ec_launcher_main(Datum main_arg);

@@ -85,6 +85,26 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("expand_contract.events",
+							 "Send NOTIFY expand_contract at each phase change of a migration.",
+							 "Sent at commit, with a JSON payload; off for a transaction that must "
+							 "PREPARE TRANSACTION, which refuses one that notified.",
+							 &ec_events,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("expand_contract.allow_ddl",
+							 "Let plain DDL run on what an active migration covers, with a warning.",
+							 "Without it, DDL that would break a migration's version views, dual-write "
+							 "trigger or contract steps is refused; run it as a \"sql\" operation instead.",
+							 &ec_allow_ddl,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("expand_contract.batch_size",
 							"Rows per backfill batch (one transaction each).",
 							"Per migration: ec_configure(schema, '{\"batch_size\": n}').",

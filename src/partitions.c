@@ -11,7 +11,7 @@
  * through the parent only; a partition dropped meanwhile would leave its backfill task failing,
  * which complete waits for.  Rather than leave rows silently wrong, the event trigger below refuses
  * those commands until the migration is completed or rolled back.  Other DDL on the hierarchy is
- * not its business: the migration's locks and the trigger's checks (trigger.c) cover it.
+ * the DDL guard's business (ddl_guard.c), which runs this check first.
  */
 #include "postgres.h"
 
@@ -83,21 +83,15 @@ refuse(const char *what, const char *table)
 					 "ec_rollback() first.")));
 }
 
-/* Event trigger on ddl_command_start for CREATE TABLE, ALTER TABLE and DROP TABLE. */
-Datum
-ec_partition_ddl(PG_FUNCTION_ARGS)
+/*
+ * The check, run by the event trigger of 0.2.0 (expand_contract.ddl_guard(), ddl_guard.c) and by
+ * 0.1.0's own (below) on CREATE TABLE, ALTER TABLE and DROP TABLE.
+ */
+void
+ec_check_partition_ddl(Node *parsetree)
 {
-	EventTriggerData *trigdata;
-	Node	   *parsetree;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"ec_partition_ddl\" must be called as an event trigger")));
-	trigdata = (EventTriggerData *) fcinfo->context;
-	parsetree = trigdata->parsetree;
 	if (ec_partition_ddl_allowed)
-		PG_RETURN_NULL();
+		return;
 
 	if (IsA(parsetree, CreateStmt))
 	{
@@ -130,7 +124,7 @@ ec_partition_ddl(PG_FUNCTION_ARGS)
 		ListCell   *lc;
 
 		if (stmt->objtype != OBJECT_TABLE)
-			PG_RETURN_NULL();
+			return;
 		foreach(lc, stmt->cmds)
 		{
 			AlterTableCmd *cmd = lfirst(lc);
@@ -145,5 +139,19 @@ ec_partition_ddl(PG_FUNCTION_ARGS)
 					   "detach a partition from", table);
 		}
 	}
+}
+
+/*
+ * 0.1.0's event trigger expand_contract_partition_ddl, kept for a 0.1.0 catalog: 0.2.0's update
+ * replaces it with expand_contract.ddl_guard().
+ */
+Datum
+ec_partition_ddl(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"ec_partition_ddl\" must be called as an event trigger")));
+	ec_check_partition_ddl(((EventTriggerData *) fcinfo->context)->parsetree);
 	PG_RETURN_NULL();
 }

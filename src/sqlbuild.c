@@ -119,7 +119,10 @@ ec_spi_oids(const char *sql, int nargs, Oid *types, Datum *values)
 	return result;
 }
 
-/* Runs SQL text (DDL, or several statements); any error is the statement's own. */
+/*
+ * Runs SQL text (DDL, or several statements); any error is the statement's own.  Its DDL is the
+ * extension's own, which the DDL guard lets pass (ddl_guard.c).
+ */
 void
 ec_exec(const char *sql)
 {
@@ -127,8 +130,17 @@ ec_exec(const char *sql)
 
 	if (ec_planning)
 		ec_plan_record(sql, NULL);
-	rc = SPI_execute(sql, false, 0);
 
+	ec_own_ddl_depth++;
+	PG_TRY();
+	{
+		rc = SPI_execute(sql, false, 0);
+	}
+	PG_FINALLY();
+	{
+		ec_own_ddl_depth--;
+	}
+	PG_END_TRY();
 	if (rc < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

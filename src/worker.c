@@ -39,6 +39,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parser.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -428,6 +429,22 @@ take_helper_slot(void)
 	return false;
 }
 
+/* A finished "sql" task that built an index (CREATE INDEX CONCURRENTLY): an event (events.c). */
+static void
+index_built_event(int64 id, const char *sql)
+{
+	ListCell   *lc;
+
+	foreach(lc, raw_parser(sql, RAW_PARSE_DEFAULT))
+	{
+		IndexStmt  *stmt = (IndexStmt *) ((RawStmt *) lfirst(lc))->stmt;
+
+		if (IsA(stmt, IndexStmt) && stmt->idxname != NULL)
+			ec_notify_migration(id, EC_EVENT_INDEX_BUILT, stmt->relation->relname, "index",
+								stmt->idxname);
+	}
+}
+
 static StepResult
 do_step(int64 id, long *wait_ms)
 {
@@ -557,10 +574,12 @@ do_step(int64 id, long *wait_ms)
 		}
 		pgstat_report_activity(STATE_RUNNING, sql);
 		run_toplevel(sql);
-		pfree(sql);
 		begin_step("expand_contract: recording progress");
 		set_task_state(id, seq, 0, "done", NULL);
+		if (!compaction)
+			index_built_event(id, sql);
 		end_step();
+		pfree(sql);
 	}
 	return STEP_NEXT;
 }
@@ -598,6 +617,27 @@ failed_sql_task(int64 id, int seq, char **sql, char **cleanup)
 		s = ec_compact_cleanup(s);
 	*cleanup = s && s[0] != '\0' ? MemoryContextStrdup(cxt, s) : NULL;
 	return true;
+}
+
+/* A task failed: an event (events.c), with its table when it has one and the error. */
+static void
+failed_event(int64 id, int seq, const char *message)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
+	char	   *table = NULL;
+
+	if (ec_state_spi("SELECT coalesce(relid::pg_catalog.oid, 0) FROM " EC_STATE_SCHEMA ".tasks"
+					 " WHERE migration_id = $1 AND seq = $2 LIMIT 1", 2, types, values, NULL,
+					 SPI_OK_SELECT) == 1)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		table = OidIsValid(relid) ? get_rel_name(relid) : NULL;
+	}
+	ec_notify_migration(id, EC_EVENT_TASK_FAILED, table, "error", message);
 }
 
 /*
@@ -664,6 +704,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 							" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
 							" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
 							SPI_OK_UPDATE);
+		failed_event(id, ec_worker.batch_seq, message);
 	}
 	end_step();
 	return STEP_FINISHED;
@@ -707,6 +748,8 @@ ec_worker_main(Datum main_arg)
 	}
 
 	ec_worker.args = args;
+	/* Every statement a worker runs is one of its migration's tasks: the DDL guard lets them pass. */
+	ec_own_ddl_depth = 1;
 	if (args.helper)
 	{
 		/* Shared among helpers; ec_stop_worker() takes it exclusively to stop them. */

@@ -183,7 +183,7 @@ sub check_copy
 check_copy($node, 'd2', 'same cluster, pg_restore');
 check_copy($other, 'd3', 'other cluster, psql');
 
-# A backfill whose table is dropped fails once and visibly; ec_wait reports it.
+# A backfill whose table is dropped (past the DDL guard) fails once and visibly; ec_wait reports it.
 $node->safe_psql('d2', q{
   CREATE TABLE gone (id int PRIMARY KEY, v int);
   INSERT INTO gone SELECT g, g FROM generate_series(1, 100) g;
@@ -191,7 +191,7 @@ $node->safe_psql('d2', q{
   SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "gone", "column": "v",
     "type": "bigint"}}]}');
 });
-$node->safe_psql('d2', q{DROP TABLE gone CASCADE; SELECT ec_resume('public')});
+$node->safe_psql('d2', q{SET expand_contract.allow_ddl = on; DROP TABLE gone CASCADE; SELECT ec_resume('public')});
 ok( wait_for($node, 'd2', q{SELECT backfill_state || ': ' || detail FROM ec_status('public')},
 		'failed: the table of the backfill no longer exists', 30, 'the backfill to fail'),
 	'a backfill whose table was dropped fails, with the reason in ec_status');

@@ -385,11 +385,12 @@ sub run_variant
 
 	my $nbatches = ($naccounts + ($mig eq 'both' ? $ntransfers : 0)) / $batch_size;
 	my $delay = int(1000 * $seconds / 4 / ($nbatches > 1 ? $nbatches : 1));
+	# The time just before ec_resume: the worker starts at its commit, before a later statement runs.
 	my $resumed_at = $node->safe_psql($db, qq{
+	  SELECT clock_timestamp();
 	  SELECT ec_configure('public', '{"batch_delay_ms": $delay}');
-	  SELECT ec_resume('public');
-	  SELECT clock_timestamp()});
-	$resumed_at = (split /\n/, $resumed_at)[-1];
+	  SELECT ec_resume('public')});
+	$resumed_at = (split /\n/, $resumed_at)[0];
 
 	# Until the clients are done; a version whose clients end before the background work does
 	# gets another round.

@@ -47,6 +47,10 @@ $node->safe_psql('postgres', q{
   SET search_path TO public_v1;
   UPDATE t SET a = 40 WHERE id = 2;
 });
+# The update's DDL guard covers the migration started before it.
+my ($ret, $out, $err) = $node->psql('postgres', 'ALTER TABLE t RENAME COLUMN a TO b');
+like($err, qr/cannot rename column "a" of table "t": migration "v1" of schema "public" is active/,
+	'after the update, the DDL guard refuses plain DDL on the migration started before it');
 $node->safe_psql('postgres', 'CALL ec_wait()');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM public_v1.t t1 JOIN t USING (id)
   WHERE t1.a <> t.a::bigint * 2 AND t.id <> 2}), '0', 'every row consistent between the versions');
