@@ -47,16 +47,6 @@ active_for(FunctionCallInfo fcinfo, const char *action)
 	return m;
 }
 
-static void
-update_migration(const char *set, int64 id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi(psprintf("UPDATE " EC_STATE_SCHEMA ".migrations SET %s WHERE id = $1", set),
-						1, types, values, NULL, SPI_OK_UPDATE);
-}
-
 Datum
 ec_pause(PG_FUNCTION_ARGS)
 {
@@ -64,7 +54,7 @@ ec_pause(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	m = active_for(fcinfo, "pause");
-	update_migration("paused = true", m->id);
+	ec_set_paused(m->id, true);
 	ec_notify(text_to_cstring(PG_GETARG_TEXT_PP(0)), m->name, EC_EVENT_PAUSED, NULL, NULL, NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -75,17 +65,11 @@ Datum
 ec_resume(PG_FUNCTION_ARGS)
 {
 	EcMigrationRow *m;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
 
 	SPI_connect();
 	m = active_for(fcinfo, "resume");
-	values[0] = Int64GetDatum(m->id);
-	update_migration("paused = false", m->id);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
-						" last_error = NULL, error_row = NULL"
-						" WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
-						1, types, values, NULL, SPI_OK_UPDATE);
+	ec_set_paused(m->id, false);
+	ec_requeue_tasks(m->id);
 	/* A worker that stopped on a failure is gone; a paused one notices by itself. */
 	ec_launch_after_commit(m->id);
 	ec_notify(text_to_cstring(PG_GETARG_TEXT_PP(0)), m->name, EC_EVENT_RESUMED, NULL, NULL, NULL);
@@ -182,9 +166,6 @@ ec_configure(PG_FUNCTION_ARGS)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	const Settable *setting = NULL;
-	Oid			types[2] = {INT8OID, JSONBOID};
-	Datum		values[2];
-	bool		isnull;
 	Datum		result;
 
 	if (PG_ARGISNULL(1))
@@ -208,14 +189,7 @@ ec_configure(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	m = active_for(fcinfo, "configure");
-	values[0] = Int64GetDatum(m->id);
-	values[1] = JsonbPGetDatum(settings);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations"
-						" SET settings = pg_catalog.jsonb_strip_nulls(settings || $2)"
-						" WHERE id = $1 RETURNING settings",
-						2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-	result = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											 &isnull), false, -1);
+	result = JsonbPGetDatum(ec_merge_settings(m->id, settings));
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -353,6 +353,11 @@ typedef struct EcMigrationRow
 extern void ec_lock_schema(Oid nspid);
 extern char *ec_catalog_version(void);
 extern bool ec_catalog_at_least(const char *version);
+extern void ec_set_paused(int64 id, bool paused);
+extern void ec_requeue_tasks(int64 id);
+extern Jsonb *ec_merge_settings(int64 id, Jsonb *settings);
+extern char *ec_migration_description(int64 id, Oid *login_roleid, Oid *roleid);
+extern List *ec_migrations_wanting_workers(void);
 extern void ec_require_catalog(const char *version, const char *feature);
 extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);

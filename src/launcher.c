@@ -206,24 +206,6 @@ launch_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransac
 	}
 }
 
-/* "migration "v2" of schema "public"", read from the migration's row (SPI connected). */
-static char *
-describe(int64 migration_id, Oid *login_roleid, Oid *roleid)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(migration_id)};
-
-	(void) ec_state_spi("SELECT format('migration %I of schema %I', name, schema_name),"
-						"       started_by::pg_catalog.oid, login_role::pg_catalog.oid"
-						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return NULL;
-	*roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, false);
-	*login_roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, false);
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
 /*
  * Launches the migration's worker once the current transaction commits; never if it aborts.
  * SPI must be connected: the migration's row says who the worker runs as.
@@ -233,7 +215,7 @@ ec_launch_after_commit(int64 migration_id)
 {
 	Oid			login_roleid;
 	Oid			roleid;
-	char	   *description = describe(migration_id, &login_roleid, &roleid);
+	char	   *description = ec_migration_description(migration_id, &login_roleid, &roleid);
 	MemoryContext old;
 	PendingLaunch *p;
 
@@ -289,7 +271,7 @@ ec_ensure_worker(int64 migration_id, bool error_if_no_slot)
 	/* A standby cannot run the work; after promotion, the next call starts it. */
 	if (RecoveryInProgress() || ec_worker_alive(migration_id))
 		return false;
-	description = describe(migration_id, &args.login_roleid, &args.roleid);
+	description = ec_migration_description(migration_id, &args.login_roleid, &args.roleid);
 	if (description == NULL)
 		return false;
 	args.dboid = MyDatabaseId;
@@ -306,28 +288,12 @@ ec_ensure_worker(int64 migration_id, bool error_if_no_slot)
 static void
 ensure_all(void)
 {
-	List	   *ids = NIL;
+	List	   *ids;
 	ListCell   *lc;
 
 	/* A restored migration's backfill must start again before any worker works on it. */
 	ec_adopt_restored(0);
-	(void) ec_state_spi(psprintf("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
-								 " WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
-								 ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
-								 "%s ORDER BY m.id",
-								 /* and those in a revert window: their worker ends it (revert.c) */
-								 ec_catalog_at_least("0.2.0") ?
-								 " OR m.id IN (SELECT migration_id FROM " EC_STATE_SCHEMA ".revert_windows)" :
-								 ""),
-						0, NULL, NULL, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		int64	   *id = palloc(sizeof(int64));
-
-		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		ids = lappend(ids, id);
-	}
+	ids = ec_migrations_wanting_workers();
 	foreach(lc, ids)
 		ec_ensure_worker(*(int64 *) lfirst(lc), false);
 }

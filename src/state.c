@@ -592,3 +592,94 @@ ec_delete_migration(int64 id)
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
 						1, types, values, NULL, SPI_OK_DELETE);
 }
+
+/* ---- steering: pause, resume, configure (control.c), and who needs a worker (launcher.c) ---- */
+
+void
+ec_set_paused(int64 id, bool paused)
+{
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		values[2] = {Int64GetDatum(id), BoolGetDatum(paused)};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET paused = $2 WHERE id = $1",
+						2, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/* Failed or stalled tasks back in the queue, from where they stopped (their progress is kept). */
+void
+ec_requeue_tasks(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
+						" last_error = NULL, error_row = NULL"
+						" WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
+						1, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/* The migration's overrides merged with settings (a JSON null removes one); returns the result. */
+Jsonb *
+ec_merge_settings(int64 id, Jsonb *settings)
+{
+	Oid			types[2] = {INT8OID, JSONBOID};
+	Datum		values[2] = {Int64GetDatum(id), JsonbPGetDatum(settings)};
+	bool		isnull;
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations"
+						" SET settings = pg_catalog.jsonb_strip_nulls(settings || $2)"
+						" WHERE id = $1 RETURNING settings",
+						2, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+	return DatumGetJsonbP(SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull),
+											false, -1));
+}
+
+/*
+ * "migration "v2" of schema "public"", and the roles its worker logs in as and acts as; NULL if
+ * the migration is gone.
+ */
+char *
+ec_migration_description(int64 id, Oid *login_roleid, Oid *roleid)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	(void) ec_state_spi("SELECT format('migration %I of schema %I', name, schema_name),"
+						"       started_by::pg_catalog.oid, login_role::pg_catalog.oid"
+						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return NULL;
+	*roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, false);
+	*login_roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, false);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * The migrations of this database that need a worker, as int64 * (palloc'd): active, not paused,
+ * with work left; and those in a revert window, whose worker ends it (revert.c).
+ */
+List *
+ec_migrations_wanting_workers(void)
+{
+	List	   *ids = NIL;
+
+	(void) ec_state_spi(psprintf("SELECT m.id FROM " EC_STATE_SCHEMA ".migrations m"
+								 " WHERE NOT m.done AND NOT m.paused AND EXISTS (SELECT FROM " EC_STATE_SCHEMA
+								 ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
+								 "%s ORDER BY m.id",
+								 ec_catalog_at_least("0.2.0") ?
+								 " OR m.id IN (SELECT migration_id FROM " EC_STATE_SCHEMA ".revert_windows)" :
+								 ""),
+						0, NULL, NULL, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		ids = lappend(ids, id);
+	}
+	return ids;
+}
