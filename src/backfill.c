@@ -346,7 +346,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
 							" WHERE migration_id = $1 AND seq = $2 AND part = $4", 4, t, v, NULL,
 							SPI_OK_UPDATE);
-		set_task_state(id, task->seq, task->part, "done", NULL);
+		ec_set_task_state(id, task->seq, task->part, "done", NULL);
 		backfill_done_event(id, task);
 		/* Given up once "done" is committed: no worker takes the part up again before. */
 		ec_worker.release_after_commit = true;

@@ -683,3 +683,85 @@ ec_migrations_wanting_workers(void)
 	}
 	return ids;
 }
+
+/* ---- the worker's queue (worker.c, backfill.c, toplevel.c) ---- */
+
+/*
+ * A task's (one part's) state and detail; started_at when it first runs, finished_at when done.
+ */
+void
+ec_set_task_state(int64 id, int seq, int part, const char *state, const char *detail)
+{
+	Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', detail ? ' ' : 'n', ' '};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(seq);
+	values[2] = CStringGetTextDatum(state);
+	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	values[4] = Int32GetDatum(part);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
+						" updated_at = pg_catalog.clock_timestamp(),"
+	/* Found paused or held back, a task has not started: its rate and ETA would count the wait. */
+						" started_at = CASE WHEN $3 IN ('paused', 'pending', 'throttled') THEN started_at"
+						"              ELSE coalesce(started_at, pg_catalog.clock_timestamp()) END,"
+						" finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
+						" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
+						SPI_OK_UPDATE);
+}
+
+/* A task failed: its error and the failing row's key (or NULL); the worker has stopped at it. */
+void
+ec_record_task_failure(int64 id, int seq, int part, const char *message, const char *row)
+{
+	Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', row ? ' ' : 'n', ' '};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(seq);
+	values[2] = CStringGetTextDatum(message);
+	values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
+	values[4] = Int32GetDatum(part);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
+						" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
+						" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
+						SPI_OK_UPDATE);
+}
+
+/* The table of task seq (InvalidOid: none, or no such task). */
+Oid
+ec_task_relid(int64 id, int seq)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
+	bool		isnull;
+
+	if (ec_state_spi("SELECT coalesce(relid::pg_catalog.oid, 0) FROM " EC_STATE_SCHEMA ".tasks"
+					 " WHERE migration_id = $1 AND seq = $2 LIMIT 1", 2, types, values, NULL,
+					 SPI_OK_SELECT) != 1)
+		return InvalidOid;
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * The statement and cleanup (NULL: none) of task seq when it is an "sql" or "compact" task, in SPI's
+ * memory; false if it is not one.
+ */
+bool
+ec_task_statement(int64 id, int seq, char **sql, char **cleanup, bool *compaction)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
+
+	(void) ec_state_spi("SELECT sql, cleanup, kind = 'compact' FROM " EC_STATE_SCHEMA ".tasks"
+						" WHERE migration_id = $1 AND seq = $2 AND kind IN ('sql', 'compact')",
+						2, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	*sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*cleanup = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*compaction = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
+	return true;
+}

@@ -310,27 +310,6 @@ next_task(int64 id, bool *busy, int *free_parts)
 	return found;
 }
 
-void
-set_task_state(int64 id, int seq, int part, const char *state, const char *detail)
-{
-	Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', detail ? ' ' : 'n', ' '};
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = CStringGetTextDatum(state);
-	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
-	values[4] = Int32GetDatum(part);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
-						" updated_at = pg_catalog.clock_timestamp(),"
-	/* Found paused or held back, a task has not started: its rate and ETA would count the wait. */
-						" started_at = CASE WHEN $3 IN ('paused', 'pending', 'throttled') THEN started_at"
-						"              ELSE coalesce(started_at, pg_catalog.clock_timestamp()) END,"
-						" finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
-						" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
-						SPI_OK_UPDATE);
-}
 
 /* Replication lag of the slowest standby in ms, or 0 (none, or not visible to this role). */
 static int64
@@ -482,13 +461,13 @@ do_step(int64 id, long *wait_ms)
 	{
 		/* Free the worker slot while paused: ec_resume() launches a worker again. */
 		if (strcmp(task->state, "paused") != 0)
-			set_task_state(id, task->seq, task->part, "paused", "paused; ec_resume() continues");
+			ec_set_task_state(id, task->seq, task->part, "paused", "paused; ec_resume() continues");
 		end_step();
 		return STEP_FINISHED;
 	}
 	if (s.max_lag_ms > 0 && (lag = replication_lag_ms()) > s.max_lag_ms)
 	{
-		set_task_state(id, task->seq, task->part, "throttled",
+		ec_set_task_state(id, task->seq, task->part, "throttled",
 					   psprintf("replication lag: %lld ms, above max_replication_lag_ms %d ms",
 								(long long) lag, s.max_lag_ms));
 		end_step();
@@ -502,7 +481,7 @@ do_step(int64 id, long *wait_ms)
 		ec_read_load(GetCurrentTimestamp(), &load);
 		if (load.active > s.max_load)
 		{
-			set_task_state(id, task->seq, task->part, "throttled",
+			ec_set_task_state(id, task->seq, task->part, "throttled",
 						   psprintf("load: %d client sessions running queries, above max_load %d",
 									load.active, s.max_load));
 			end_step();
@@ -536,7 +515,7 @@ do_step(int64 id, long *wait_ms)
 			ec_worker.vacuum_due = NULL;
 			/* Shown until the next batch's progress replaces it. */
 			begin_step("expand_contract: recording progress");
-			set_task_state(id, seq, part, "running", "vacuuming the blocks filled so far (compact)");
+			ec_set_task_state(id, seq, part, "running", "vacuuming the blocks filled so far (compact)");
 			end_step();
 			pgstat_report_activity(STATE_RUNNING, vacuum);
 			run_toplevel(vacuum);
@@ -561,11 +540,11 @@ do_step(int64 id, long *wait_ms)
 		ec_worker.batch_seq = seq;
 		if (compaction && !s.compact)
 		{
-			set_task_state(id, seq, 0, "done", "skipped: expand_contract.compact is off");
+			ec_set_task_state(id, seq, 0, "done", "skipped: expand_contract.compact is off");
 			end_step();
 			return STEP_NEXT;
 		}
-		set_task_state(id, seq, 0, "running", NULL);
+		ec_set_task_state(id, seq, 0, "running", NULL);
 		end_step();
 		if (cleanup && cleanup[0] != '\0')
 		{
@@ -575,7 +554,7 @@ do_step(int64 id, long *wait_ms)
 		pgstat_report_activity(STATE_RUNNING, sql);
 		run_toplevel(sql);
 		begin_step("expand_contract: recording progress");
-		set_task_state(id, seq, 0, "done", NULL);
+		ec_set_task_state(id, seq, 0, "done", NULL);
 		if (!compaction)
 			index_built_event(id, sql);
 		end_step();
@@ -600,20 +579,14 @@ ec_worker_transient(int sqlerrcode)
 static bool
 failed_sql_task(int64 id, int seq, char **sql, char **cleanup)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
 	MemoryContext cxt = CurrentMemoryContext;
 	char	   *s;
+	bool		compaction;
 
-	(void) ec_state_spi("SELECT sql, cleanup, kind = 'compact' FROM " EC_STATE_SCHEMA ".tasks"
-						" WHERE migration_id = $1 AND seq = $2 AND kind IN ('sql', 'compact')",
-						2, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
+	if (!ec_task_statement(id, seq, sql, &s, &compaction))
 		return false;
-	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	*sql = MemoryContextStrdup(cxt, s ? s : "");
-	s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	if (s && strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0)
+	*sql = MemoryContextStrdup(cxt, *sql ? *sql : "");
+	if (s && compaction)
 		s = ec_compact_cleanup(s);
 	*cleanup = s && s[0] != '\0' ? MemoryContextStrdup(cxt, s) : NULL;
 	return true;
@@ -623,20 +596,9 @@ failed_sql_task(int64 id, int seq, char **sql, char **cleanup)
 static void
 failed_event(int64 id, int seq, const char *message)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
-	char	   *table = NULL;
+	Oid			relid = ec_task_relid(id, seq);
+	char	   *table = OidIsValid(relid) ? get_rel_name(relid) : NULL;
 
-	if (ec_state_spi("SELECT coalesce(relid::pg_catalog.oid, 0) FROM " EC_STATE_SCHEMA ".tasks"
-					 " WHERE migration_id = $1 AND seq = $2 LIMIT 1", 2, types, values, NULL,
-					 SPI_OK_SELECT) == 1)
-	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 1, &isnull));
-
-		table = OidIsValid(relid) ? get_rel_name(relid) : NULL;
-	}
 	ec_notify_migration(id, EC_EVENT_TASK_FAILED, table, "error", message);
 }
 
@@ -658,7 +620,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 	if (ec_worker_transient(edata->sqlerrcode))
 	{
 		if (ec_worker.batch_seq > 0)
-			set_task_state(id, ec_worker.batch_seq, ec_worker.batch_part, "running",
+			ec_set_task_state(id, ec_worker.batch_seq, ec_worker.batch_part, "running",
 						   psprintf("retrying after: %s", edata->message));
 		end_step();
 		*wait_ms = 1000;
@@ -679,7 +641,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 		{
 			char	   *error;
 
-			set_task_state(id, ec_worker.batch_seq, ec_worker.batch_part, "running", psprintf("cleaning up after: %s", message));
+			ec_set_task_state(id, ec_worker.batch_seq, ec_worker.batch_part, "running", psprintf("cleaning up after: %s", message));
 			end_step();
 			MemoryContextSwitchTo(cxt);
 			error = run_cleanup(cleanup);
@@ -691,19 +653,7 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 	}
 	if (ec_worker.batch_seq > 0)
 	{
-		Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
-		Datum		values[5];
-		char		nulls[5] = {' ', ' ', ' ', row ? ' ' : 'n', ' '};
-
-		values[0] = Int64GetDatum(id);
-		values[1] = Int32GetDatum(ec_worker.batch_seq);
-		values[2] = CStringGetTextDatum(message);
-		values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
-		values[4] = Int32GetDatum(ec_worker.batch_part);
-		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
-							" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
-							" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
-							SPI_OK_UPDATE);
+		ec_record_task_failure(id, ec_worker.batch_seq, ec_worker.batch_part, message, row);
 		failed_event(id, ec_worker.batch_seq, message);
 	}
 	end_step();

@@ -104,7 +104,6 @@ typedef struct EcWorkerState
 } EcWorkerState;
 
 extern EcWorkerState ec_worker;
-extern void set_task_state(int64 id, int seq, int part, const char *state, const char *detail);
 extern bool ec_worker_transient(int sqlerrcode);
 
 /* backfill.c */
