@@ -102,8 +102,16 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                 WHEN t.rows_done > 0 AND t.blocks_total > 0 AND t.blocks_done > 0 THEN
                      (coalesce(t.updated_at, now()) - t.started_at)
                      * ((t.blocks_total - t.blocks_done)::float8 / t.blocks_done) END,
-           coalesce(t.detail, CASE WHEN t.last_error IS NOT NULL THEN t.last_error
-                                   || coalesce(' (row ' || t.error_row || ')', '') END),
+           coalesce(t.detail
+                    -- the compaction's VACUUM of the filled blocks, with its progress
+                    || CASE WHEN t.detail LIKE 'vacuuming%' THEN
+                            coalesce((SELECT ': ' || v.phase || coalesce(', ' || round(100.0 * v.heap_blks_scanned
+                                             / nullif(v.heap_blks_total, 0)) || '% of blocks', '')
+                                        FROM pg_catalog.pg_stat_progress_vacuum v
+                                       WHERE v.relid = t.relid LIMIT 1), '')
+                            ELSE '' END,
+                    CASE WHEN t.last_error IS NOT NULL THEN t.last_error
+                         || coalesce(' (row ' || t.error_row || ')', '') END),
            m.started_at, m.completed_at,
            -- The worker's other unfinished work on the table, index builds with their progress,
            -- constraints added and validated; tables without a backfill have theirs shown on the
