@@ -271,30 +271,12 @@ split_backfill(int64 id, Task *task)
 	int64		nblocks = task->total_blocks;
 	int64		parts = Min(MAX_PARTS, nblocks / PART_MIN_BLOCKS);
 	int64		size;
-	Oid			types[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[5];
 
 	if (task->part != 0 || task->next_block != 0 || parts < 2)
 		return;
 	size = (nblocks + parts - 1) / parts;
 	parts = (nblocks + size - 1) / size;
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(task->seq);
-	values[2] = Int64GetDatum(size);
-	values[3] = Int64GetDatum(nblocks);
-	values[4] = Int64GetDatum(parts);
-	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks (migration_id, seq, part, kind, relid,"
-						"        table_name, columns, first_block, next_block, total_blocks, rows_estimated)"
-						" SELECT migration_id, seq, p, kind, relid, table_name, columns, p * $3, p * $3,"
-						"        LEAST($4, (p + 1) * $3),"
-						"        (rows_estimated * (LEAST($4, (p + 1) * $3) - p * $3)::float8 / $4)::bigint"
-						"   FROM " EC_STATE_SCHEMA ".tasks, pg_catalog.generate_series(1::bigint, $5 - 1) p"
-						"  WHERE migration_id = $1 AND seq = $2 AND part = 0",
-						5, types, values, NULL, SPI_OK_INSERT);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3,"
-						" rows_estimated = (rows_estimated * $3::float8 / $4)::bigint"
-						" WHERE migration_id = $1 AND seq = $2 AND part = 0",
-						4, types, values, NULL, SPI_OK_UPDATE);
+	ec_split_task(id, task->seq, size, nblocks, parts);
 	task->total_blocks = size;
 }
 
@@ -308,9 +290,6 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	int64		end;
 	Oid			types[3] = {TIDOID, TIDOID, XIDOID};
 	Datum		values[3];
-	Oid			ptypes[7] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID};
-	Datum		pvalues[7];
-	char		pnulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ec_worker.parallel_note ? ' ' : 'n'};
 	uint64		processed;
 
 	/* Fails the task (ec_worker.batch_seq), visibly and once, without diagnosing rows (ec_worker.batch_migration). */
@@ -330,22 +309,12 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		task->total_blocks = RelationGetNumberOfBlocks(rel);
 		table_close(rel, AccessShareLock);
 		/* The clock starts before the first batch, for rate and ETA. */
-		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
-							" WHERE migration_id = $1 AND seq = $2 AND part = $3 AND started_at IS NULL",
-							3, (Oid[]) {INT8OID, INT4OID, INT4OID},
-							(Datum[]) {Int64GetDatum(id), Int32GetDatum(task->seq),
-							Int32GetDatum(task->part)}, NULL, SPI_OK_UPDATE);
+		ec_task_started(id, task->seq, task->part);
 		split_backfill(id, task);
 	}
 	if (task->next_block >= task->total_blocks)
 	{
-		Oid			t[4] = {INT8OID, INT4OID, INT8OID, INT4OID};
-		Datum		v[4] = {Int64GetDatum(id), Int32GetDatum(task->seq),
-		Int64GetDatum(task->total_blocks), Int32GetDatum(task->part)};
-
-		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
-							" WHERE migration_id = $1 AND seq = $2 AND part = $4", 4, t, v, NULL,
-							SPI_OK_UPDATE);
+		ec_task_filled(id, task->seq, task->part, task->total_blocks);
 		ec_set_task_state(id, task->seq, task->part, "done", NULL);
 		backfill_done_event(id, task);
 		/* Given up once "done" is committed: no worker takes the part up again before. */
@@ -414,24 +383,8 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	ec_worker.prev_blocks = end - task->next_block;
 	ec_worker.prev_rows = processed;
 
-	pvalues[0] = Int64GetDatum(id);
-	pvalues[1] = Int32GetDatum(task->seq);
-	pvalues[2] = Int64GetDatum(end);
-	pvalues[3] = Int64GetDatum((int64) processed);
-	pvalues[4] = Int64GetDatum(task->total_blocks);
-	pvalues[5] = Int32GetDatum(task->part);
-	pvalues[6] = ec_worker.parallel_note ? CStringGetTextDatum(ec_worker.parallel_note) : (Datum) 0;
-	/* Without statistics, the estimate is what the blocks filled so far promise for the rest. */
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
-						" rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
-			       "   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
-						"   ELSE ((rows_done + $4)::float8 / ($3 - first_block) * ($5 - first_block))::bigint END,"
-						" batches = batches + 1, total_blocks = $5, state = 'running', detail = $7,"
-						" last_error = NULL, error_row = NULL,"
-						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-						" updated_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND seq = $2 AND part = $6", 7, ptypes, pvalues, pnulls,
-						SPI_OK_UPDATE);
+	ec_record_batch(id, task->seq, task->part, end, processed, task->total_blocks,
+					ec_worker.parallel_note);
 
 	if (s->compact)
 		ec_worker.vacuum_due = ec_compact_after_batch(task->relid, end - ec_worker.batch_first_block);

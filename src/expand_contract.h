@@ -362,6 +362,11 @@ extern void ec_set_task_state(int64 id, int seq, int part, const char *state, co
 extern void ec_record_task_failure(int64 id, int seq, int part, const char *message, const char *row);
 extern Oid	ec_task_relid(int64 id, int seq);
 extern bool ec_task_statement(int64 id, int seq, char **sql, char **cleanup, bool *compaction);
+extern void ec_task_started(int64 id, int seq, int part);
+extern void ec_task_filled(int64 id, int seq, int part, int64 total_blocks);
+extern void ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows,
+							int64 total_blocks, const char *detail);
+extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts);
 extern void ec_require_catalog(const char *version, const char *feature);
 extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);

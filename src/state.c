@@ -765,3 +765,88 @@ ec_task_statement(int64 id, int seq, char **sql, char **cleanup, bool *compactio
 	*compaction = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
 	return true;
 }
+
+/* A backfill task's (part's) clock starts before its first batch, for its rate and ETA. */
+void
+ec_task_started(int64 id, int seq, int part)
+{
+	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
+	Datum		values[3] = {Int64GetDatum(id), Int32GetDatum(seq), Int32GetDatum(part)};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
+						" WHERE migration_id = $1 AND seq = $2 AND part = $3 AND started_at IS NULL",
+						3, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/* A backfill part reached its last block (total_blocks, fixed when it began). */
+void
+ec_task_filled(int64 id, int seq, int part, int64 total_blocks)
+{
+	Oid			types[4] = {INT8OID, INT4OID, INT8OID, INT4OID};
+	Datum		values[4] = {Int64GetDatum(id), Int32GetDatum(seq), Int64GetDatum(total_blocks),
+	Int32GetDatum(part)};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
+						" WHERE migration_id = $1 AND seq = $2 AND part = $4", 4, types, values, NULL,
+						SPI_OK_UPDATE);
+}
+
+/*
+ * A batch committed with the part's progress: the next block, the rows it filled, and the part's
+ * state; without statistics, the estimate is what the blocks filled so far promise for the rest.
+ */
+void
+ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows, int64 total_blocks,
+				const char *detail)
+{
+	Oid			types[7] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', detail ? ' ' : 'n'};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(seq);
+	values[2] = Int64GetDatum(next_block);
+	values[3] = Int64GetDatum((int64) rows);
+	values[4] = Int64GetDatum(total_blocks);
+	values[5] = Int32GetDatum(part);
+	values[6] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
+						" rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
+						"   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
+						"   ELSE ((rows_done + $4)::float8 / ($3 - first_block) * ($5 - first_block))::bigint END,"
+						" batches = batches + 1, total_blocks = $5, state = 'running', detail = $7,"
+						" last_error = NULL, error_row = NULL,"
+						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+						" updated_at = pg_catalog.clock_timestamp()"
+						" WHERE migration_id = $1 AND seq = $2 AND part = $6", 7, types, values, nulls,
+						SPI_OK_UPDATE);
+}
+
+/*
+ * A backfill task cut into parts of size blocks: part 0 keeps the first, parts 1 .. parts - 1 are
+ * inserted, each with its share of the row estimate.
+ */
+void
+ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts)
+{
+	Oid			types[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
+	Datum		values[5];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(seq);
+	values[2] = Int64GetDatum(size);
+	values[3] = Int64GetDatum(nblocks);
+	values[4] = Int64GetDatum(parts);
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks (migration_id, seq, part, kind, relid,"
+						"        table_name, columns, first_block, next_block, total_blocks, rows_estimated)"
+						" SELECT migration_id, seq, p, kind, relid, table_name, columns, p * $3, p * $3,"
+						"        LEAST($4, (p + 1) * $3),"
+						"        (rows_estimated * (LEAST($4, (p + 1) * $3) - p * $3)::float8 / $4)::bigint"
+						"   FROM " EC_STATE_SCHEMA ".tasks, pg_catalog.generate_series(1::bigint, $5 - 1) p"
+						"  WHERE migration_id = $1 AND seq = $2 AND part = 0",
+						5, types, values, NULL, SPI_OK_INSERT);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3,"
+						" rows_estimated = (rows_estimated * $3::float8 / $4)::bigint"
+						" WHERE migration_id = $1 AND seq = $2 AND part = 0",
+						4, types, values, NULL, SPI_OK_UPDATE);
+}
