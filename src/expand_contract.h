@@ -358,6 +358,8 @@ extern void ec_requeue_tasks(int64 id);
 extern Jsonb *ec_merge_settings(int64 id, Jsonb *settings);
 extern char *ec_migration_description(int64 id, Oid *login_roleid, Oid *roleid);
 extern List *ec_migrations_wanting_workers(void);
+extern bool ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *trigger_xid);
+extern uint64 ec_unfinished_tasks(int64 id);
 extern void ec_set_task_state(int64 id, int seq, int part, const char *state, const char *detail);
 extern void ec_record_task_failure(int64 id, int seq, int part, const char *message, const char *row);
 extern Oid	ec_task_relid(int64 id, int seq);

@@ -686,6 +686,42 @@ ec_migrations_wanting_workers(void)
 
 /* ---- the worker's queue (worker.c, backfill.c, toplevel.c) ---- */
 
+/* What the worker reads of its migration before each step; false if it is gone or complete. */
+bool
+ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *trigger_xid)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	bool		isnull;
+
+	(void) ec_state_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
+						" WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*settings = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	*trigger_xid = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 3, &isnull));
+	return true;
+}
+
+/*
+ * The migration's unfinished tasks in queue order (seq, part), in SPI_tuptable: seq, kind, relid,
+ * sql, next_block, total_blocks, state, rows_done, cleanup, started, part, first_block (the
+ * columns worker.c's task_from_row reads).  Returns how many.
+ */
+uint64
+ec_unfinished_tasks(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
+						"       cleanup, started_at IS NOT NULL, part, first_block"
+						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
+						" ORDER BY seq, part", 1, types, values, NULL, SPI_OK_SELECT);
+}
+
 /*
  * A task's (one part's) state and detail; started_at when it first runs, finished_at when done.
  */

@@ -143,19 +143,10 @@ setting_bool(Jsonb *settings, const char *key, bool server_value)
 static bool
 read_migration(int64 id, Settings *s)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-	bool		isnull;
 	Jsonb	   *settings;
 
-	(void) ec_state_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
-						" WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (!ec_worker_migration(id, &s->paused, &settings, &s->trigger_xid))
 		return false;
-	s->paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	settings = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	s->trigger_xid = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 3, &isnull));
 	s->batch_size = Max(1, setting(settings, "batch_size", ec_batch_size));
 	s->batch_delay_ms = Max(0, setting(settings, "batch_delay_ms", ec_batch_delay_ms));
 	s->max_lag_ms = Max(0, setting(settings, "max_replication_lag_ms", ec_max_replication_lag_ms));
@@ -237,8 +228,6 @@ task_from_row(HeapTuple row, TupleDesc desc)
 static Task *
 next_task(int64 id, bool *busy, int *free_parts)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
 	Task	   *found = NULL;
 	uint64		n;
 	uint64		head;
@@ -246,10 +235,7 @@ next_task(int64 id, bool *busy, int *free_parts)
 
 	*busy = false;
 	*free_parts = 0;
-	n = ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
-					 "       cleanup, started_at IS NOT NULL, part, first_block"
-					 "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
-					 " ORDER BY seq, part", 1, types, values, NULL, SPI_OK_SELECT);
+	n = ec_unfinished_tasks(id);
 	rows = SPI_tuptable;
 	if (n == 0)
 	{
