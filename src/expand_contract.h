@@ -16,7 +16,11 @@
  *	  wait.c		waiting for a migration's background work (ec_complete, CALL ec_wait)
  *	  state.c		the extension's own tables: history, dual-write plans, backfill work
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
- *	  trigger.c		the C dual-write trigger and its per-relation cache
+ *	  trigger.c		the C dual-write trigger (firing); trigger_plan.c its per-relation plan and cache
+ *	  carry*.c		what hangs on a rebuilt column (indexes, constraints, foreign keys, views)
+ *	  control.c		ec_pause, ec_resume, ec_configure
+ *	  worker.c		the background worker (its loop, queue, helpers); backfill.c one batch;
+ *					toplevel.c statements run outside a transaction block
  *	  restore.c		migrations carried into another database by pg_dump/pg_restore
  *	  partitions.c	partitions created, attached or detached while a migration moves data
  *	  publications.c	tables in logical replication publications during a migration
