@@ -142,11 +142,12 @@ CREATE TEMP TABLE corpus (n serial, doc jsonb);
 SELECT count(*) AS corpus_documents FROM corpus;
 SELECT setseed(:fuzz_seed);
 SELECT set_config('ec_test.fuzz_count', :'fuzz_count', false) IS NOT NULL AS configured;
-CREATE TEMP TABLE outcome (sqlstate text);
+CREATE TEMP TABLE outcome (sqlstate text, plan_sqlstate text);
 DO $$
 DECLARE
   doc jsonb;
   ncorpus int := (SELECT count(*) FROM corpus);
+  planned text;
 BEGIN
   FOR i IN 1..ncorpus * 4 + current_setting('ec_test.fuzz_count')::int LOOP
     IF i <= ncorpus THEN
@@ -160,18 +161,32 @@ BEGIN
     ELSE
       doc := ec_test.gen_doc();
     END IF;
+    -- The corpus and its mutations go through ec_plan too: it must raise what ec_start raises.
+    planned := NULL;
+    IF i <= ncorpus * 4 THEN
+      BEGIN
+        PERFORM count(*) FROM ec_plan('f' || i, doc, 'public');
+        planned := 'accepted';
+      EXCEPTION WHEN OTHERS THEN
+        planned := SQLSTATE;
+      END;
+    END IF;
     BEGIN
       PERFORM ec_start('f' || i, doc, 'public');
       RAISE EXCEPTION USING ERRCODE = 'EC000', MESSAGE = 'accepted';   -- roll it back
     EXCEPTION WHEN OTHERS THEN
-      INSERT INTO outcome VALUES (CASE WHEN SQLSTATE = 'EC000' THEN 'accepted' ELSE SQLSTATE END);
+      INSERT INTO outcome VALUES (CASE WHEN SQLSTATE = 'EC000' THEN 'accepted' ELSE SQLSTATE END, planned);
     END;
   END LOOP;
 END $$;
 -- Every call ended in an ERROR of a proper class (no XX000 internal error), or was accepted.
 SELECT CASE WHEN sqlstate = 'accepted' THEN sqlstate ELSE left(sqlstate, 2) END AS class, count(*)
   FROM outcome GROUP BY 1 ORDER BY 1;
-SELECT count(*) AS internal_errors FROM outcome WHERE sqlstate LIKE 'XX%';
+SELECT count(*) AS internal_errors FROM outcome WHERE sqlstate LIKE 'XX%' OR plan_sqlstate LIKE 'XX%';
+-- ec_plan raised what ec_start raised (or accepted what it accepted), document by document.
+SELECT count(*) FILTER (WHERE plan_sqlstate IS NOT NULL) > 0 AS planned,
+       count(*) FILTER (WHERE plan_sqlstate IS DISTINCT FROM sqlstate AND plan_sqlstate IS NOT NULL) AS plan_differs
+  FROM outcome;
 -- Nothing was left behind, and the tables are intact.
 SELECT * FROM ec_test.leftovers();
 SELECT count(*) AS migrations FROM expand_contract.migrations;
