@@ -77,37 +77,21 @@ block_start(int64 block)
 static char *
 batch_statement(Oid relid)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	Datum	   *new_columns;
 	Datum	   *ups;
 	int			n;
-	bool		isnull;
+	char	   *in_progress;
 	StringInfoData sql;
 	bool		first = true;
 
-	(void) ec_state_spi("SELECT d.new_columns, d.up_sources, m.in_progress_xids::text"
-						"  FROM " EC_STATE_SCHEMA ".dual_writes d"
-						"  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
-						" WHERE d.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-						1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (!ec_backfill_sources(relid, &new_columns, &ups, &n, &in_progress))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("no dual-write plan for table \"%s\"", get_rel_name(relid))));
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-													   1, &isnull)),
-					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &new_columns, NULL, &n);
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-													   2, &isnull)),
-					  TEXTOID, -1, false, TYPALIGN_INT, &ups, NULL, &n);
-
 	if (ec_worker.batch_unfilled)
 		pfree(ec_worker.batch_unfilled);
 	ec_worker.batch_unfilled = MemoryContextStrdup(TopMemoryContext,
-										 unfilled_condition(relid,
-															SPI_getvalue(SPI_tuptable->vals[0],
-																		 SPI_tuptable->tupdesc, 3)));
+												   unfilled_condition(relid, in_progress));
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "UPDATE ONLY %s SET ", ec_rel_qualified(relid));
 	for (int i = 0; i < n; i++)
@@ -252,16 +236,7 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 static void
 backfill_done_event(int64 id, Task *task)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(task->seq)};
-
-	if (task->part != 0)
-		(void) ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
-							" WHERE migration_id = $1 AND seq = $2 AND part = 0 FOR UPDATE",
-							2, types, values, NULL, SPI_OK_SELECT);
-	if (ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
-					 " WHERE migration_id = $1 AND seq = $2 AND state <> 'done' LIMIT 1",
-					 2, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (ec_task_all_parts_done(id, task->seq, task->part))
 		ec_notify_migration(id, EC_EVENT_BACKFILL_DONE, get_rel_name(task->relid), NULL, NULL);
 }
 

@@ -373,6 +373,9 @@ extern void ec_task_filled(int64 id, int seq, int part, int64 total_blocks);
 extern void ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows,
 							int64 total_blocks, const char *detail);
 extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts);
+extern bool ec_task_all_parts_done(int64 id, int seq, int part);
+extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
+								char **in_progress);
 extern void ec_require_catalog(const char *version, const char *feature);
 extern EcMigrationRow *ec_active_migration(const char *schema);
 extern EcMigrationRow *ec_latest_completed_migration(const char *schema);

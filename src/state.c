@@ -886,3 +886,53 @@ ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts)
 						" WHERE migration_id = $1 AND seq = $2 AND part = 0",
 						4, types, values, NULL, SPI_OK_UPDATE);
 }
+
+/*
+ * Are all parts of backfill task seq done?  Asked by the worker that finished part: a part other
+ * than 0 first locks part 0's row, so that of workers finishing parts at once exactly one sees all
+ * done once the others' "done" committed (part 0's own worker holds that lock by its update).
+ */
+bool
+ec_task_all_parts_done(int64 id, int seq, int part)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
+
+	if (part != 0)
+		(void) ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
+							" WHERE migration_id = $1 AND seq = $2 AND part = 0 FOR UPDATE",
+							2, types, values, NULL, SPI_OK_SELECT);
+	return ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
+						" WHERE migration_id = $1 AND seq = $2 AND state <> 'done' LIMIT 1",
+						2, types, values, NULL, SPI_OK_SELECT) == 0;
+}
+
+/* ---- the dual-write plans (dual_writes) ---- */
+
+/*
+ * What the backfill of relid sets: its new columns (name[]) and their "up" as SQL text (text[]),
+ * n of each, and the migration's in-progress xids as text ("{...}"); false without a plan.
+ */
+bool
+ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n, char **in_progress)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+
+	(void) ec_state_spi("SELECT d.new_columns, d.up_sources, m.in_progress_xids::text"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes d"
+						"  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
+						" WHERE d.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+						1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   1, &isnull)),
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, new_columns, NULL, n);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   2, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, ups, NULL, n);
+	*in_progress = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	return true;
+}
