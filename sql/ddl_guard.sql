@@ -129,6 +129,27 @@ SELECT ec_complete('dg');
 ALTER TABLE dg.t RENAME COLUMN b TO bb;
 ALTER TABLE dg.t ALTER COLUMN bb SET DEFAULT 'z';
 ALTER TABLE dg.t ADD COLUMN d int;
+-- The replica identity of a covered table is the migration's business (a publication's column list
+-- must cover it): a set_replica_identity operation, not plain DDL.
+SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "t", "column": "d", "type": "bigint"}}]}', 'dg');
+ALTER TABLE dg.t REPLICA IDENTITY FULL;
+SELECT ec_rollback('dg');
+-- During a revert window the guard stays on: ec_revert and the window's end need the kept-aside
+-- column, the triggers and the previous version's views; after ec_cleanup it is off.
+SELECT ec_start('v5', '{"operations": [{"drop_column": {"table": "t", "column": "d", "down": "0"}}]}', 'dg');
+SELECT ec_complete('dg', revert_window => '1 hour');
+ALTER TABLE dg.t DROP COLUMN _ec_old_d;
+ALTER TABLE dg.t DISABLE TRIGGER USER;
+DROP VIEW dg_v2.t;
+SET expand_contract.allow_ddl = on;
+ALTER TABLE dg.t ALTER COLUMN bb DROP DEFAULT;
+RESET expand_contract.allow_ddl;
+SELECT ec_revert('dg');
+SELECT attname FROM pg_attribute WHERE attrelid = 'dg.t'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
+SELECT ec_start('v5', '{"operations": [{"drop_column": {"table": "t", "column": "d", "down": "0"}}]}', 'dg');
+SELECT ec_complete('dg', revert_window => '1 hour');
+SELECT ec_cleanup('dg');
+ALTER TABLE dg.t RENAME COLUMN bb TO b3;
 SELECT * FROM ec_test.leftovers();
 SET client_min_messages = warning;
 DROP SCHEMA dg, dg_v2, parts CASCADE;

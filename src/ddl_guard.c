@@ -57,7 +57,17 @@ typedef struct Guard
 	bool		version_schema; /* one of its version schemas, else the migrated schema */
 	char	   *schema;			/* the migrated schema */
 	char	   *migration;
+	bool		window;			/* complete, in its revert window (revert.c) */
 } Guard;
+
+/*
+ * Which migrations the guard covers: the active ones, and those in a revert window, whose kept-aside
+ * columns, tables, triggers and previous version schema ec_revert and ec_cleanup still need.
+ */
+#define COVERED_MIGRATION \
+	"(NOT m.done OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".revert_windows w" \
+	" WHERE w.migration_id = m.id))"
+
 
 /* The schemas of every active migration: each migrated schema and its version schemas. */
 static List *
@@ -69,11 +79,11 @@ active_guards(void)
 
 	SPI_connect();
 	n = ec_state_spi("SELECT m.schema_name::pg_catalog.text, m.name, m.version_schema::pg_catalog.text,"
-					 "       p.version_schema::pg_catalog.text"
+					 "       p.version_schema::pg_catalog.text, m.done"
 					 "  FROM " EC_STATE_SCHEMA ".migrations m"
 					 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
 					 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
-					 " WHERE NOT m.done", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+					 " WHERE " COVERED_MIGRATION, 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
@@ -81,6 +91,7 @@ active_guards(void)
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		char	   *schema = pstrdup(SPI_getvalue(tuple, desc, 1));
 		char	   *migration = pstrdup(SPI_getvalue(tuple, desc, 2));
+		bool		window = strcmp(SPI_getvalue(tuple, desc, 5), "t") == 0;
 
 		for (int col = 1; col <= 4; col++)
 		{
@@ -95,6 +106,7 @@ active_guards(void)
 			g->version_schema = col != 1;
 			g->schema = schema;
 			g->migration = migration;
+			g->window = window;
 			guards = lappend(guards, g);
 		}
 		MemoryContextSwitchTo(old);
@@ -137,6 +149,7 @@ relation_guard(List *guards, Oid relid)
 	Datum		values[1];
 	char	   *schema = NULL;
 	char	   *migration = NULL;
+	bool		window = false;
 
 	if (!OidIsValid(relid) || guards == NIL)
 		return NULL;
@@ -148,11 +161,11 @@ relation_guard(List *guards, Oid relid)
 		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
 	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	SPI_connect();
-	if (ec_state_spi("SELECT m.schema_name::pg_catalog.text, m.name"
+	if (ec_state_spi("SELECT m.schema_name::pg_catalog.text, m.name, m.done"
 					 "  FROM " EC_STATE_SCHEMA ".migrations m"
 					 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
 					 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
-					 " WHERE NOT m.done AND (m.relids::pg_catalog.oid[] OPERATOR(pg_catalog.&&) $1"
+					 " WHERE " COVERED_MIGRATION " AND (m.relids::pg_catalog.oid[] OPERATOR(pg_catalog.&&) $1"
 					 "    OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".dual_writes d"
 					 "                WHERE d.migration_id = m.id"
 					 "                  AND d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1))"
@@ -170,6 +183,7 @@ relation_guard(List *guards, Oid relid)
 									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 		migration = MemoryContextStrdup(TopTransactionContext,
 										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		window = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
 	}
 	SPI_finish();
 	if (schema == NULL)
@@ -179,6 +193,7 @@ relation_guard(List *guards, Oid relid)
 	g->version_schema = false;
 	g->schema = schema;
 	g->migration = migration;
+	g->window = window;
 	return g;
 }
 
@@ -215,12 +230,23 @@ refuse(Guard *g, const char *what)
 	if (ec_allow_ddl)
 	{
 		ereport(WARNING,
-				(errmsg("allowed to %s while migration \"%s\" of schema \"%s\" is active",
-						what, g->migration, g->schema),
+				(errmsg("allowed to %s while migration \"%s\" of schema \"%s\" is %s",
+						what, g->migration, g->schema, g->window ? "in its revert window" : "active"),
 				 errdetail("expand_contract.allow_ddl is on; the migration's version views, "
-						   "dual-write trigger or contract steps may break.")));
+						   "dual-write trigger or %s steps may break.",
+						   g->window ? "revert and cleanup" : "contract")));
 		return;
 	}
+	if (g->window)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("cannot %s: migration \"%s\" of schema \"%s\" is in its revert window",
+						what, g->migration, g->schema),
+				 errdetail("ec_revert and the window's end still need what it kept aside, its "
+						   "dual-write trigger and the previous version's views."),
+				 errhint("End the window first with ec_cleanup(%s), or undo the migration with "
+						 "ec_revert(%s), or SET expand_contract.allow_ddl = on to run it anyway.",
+						 quote_literal_cstr(g->schema), quote_literal_cstr(g->schema))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_IN_USE),
 			 errmsg("cannot %s: migration \"%s\" of schema \"%s\" is active",
@@ -286,6 +312,10 @@ check_alter_table(List *guards, AlterTableStmt *stmt)
 			case AT_DisableTrigAll:
 			case AT_DisableTrigUser:
 				what = psprintf("disable the triggers of %s", rel);
+				break;
+			case AT_ReplicaIdentity:
+				/* A publication's column list from ec_start must cover it (publications.c). */
+				what = psprintf("change the replica identity of %s", rel);
 				break;
 			default:
 				break;
