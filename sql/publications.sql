@@ -140,5 +140,14 @@ SELECT ec_resume('pubs');
 CALL ec_wait('pubs');
 SELECT ec_complete('pubs');
 SELECT * FROM ec_test.entries();
-DROP PUBLICATION pub_root;
+-- A published table gets no revert window: its subscribers would receive the kept-aside columns.
+SET client_min_messages = error;
+CREATE TABLE pubs.plain (id int PRIMARY KEY, v int);
+CREATE PUBLICATION pub_plain FOR TABLE pubs.plain;
+RESET client_min_messages;
+SELECT ec_start('v6', '{"operations": [{"drop_column": {"table": "plain", "column": "v", "down": "0"}}]}', 'pubs');
+SELECT ec_complete('pubs', revert_window => '1 hour');
+SELECT ec_complete('pubs');
+SET client_min_messages = warning;
+DROP PUBLICATION pub_root, pub_plain;
 DROP SCHEMA pubs CASCADE;

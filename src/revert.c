@@ -765,6 +765,37 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 							 quote_literal_cstr(schema))));
 	}
 
+	/*
+	 * A published table would publish the kept-aside columns and tables to its subscribers, which
+	 * lack them (their apply worker stops); its column list steps cannot be undone exactly either.
+	 */
+	if (ec_publications_mode == EC_PUBLICATIONS_MANAGE)
+	{
+		foreach(lc, m->relids)
+		{
+			Oid			relid = lfirst_oid(lc);
+			Oid			types1[1] = {OIDOID};
+			Datum		values1[1] = {ObjectIdGetDatum(relid)};
+
+			if (ec_catalog_spi("SELECT pubname::pg_catalog.text FROM pg_catalog.pg_publication_tables t"
+							   " JOIN pg_catalog.pg_class c ON c.relname = t.tablename"
+							   "  AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace"
+							   "                         WHERE nspname = t.schemaname)"
+							   " WHERE c.oid = $1 ORDER BY 1 LIMIT 1",
+							   1, types1, values1, NULL, SPI_OK_SELECT) > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("migration \"%s\" cannot be completed with a revert window", m->name),
+						 errdetail("Table \"%s\" is in publication \"%s\": its subscribers would receive the "
+								   "columns and tables the window keeps aside.",
+								   get_rel_name(relid),
+								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+						 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0'), "
+								 "or set expand_contract.publications to 'ignore' if you take care of the "
+								 "subscribers.", quote_literal_cstr(schema))));
+		}
+	}
+
 	memset(&run, 0, sizeof(run));
 	run.migration = m->name;
 	run.schema = schema;
