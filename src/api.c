@@ -441,7 +441,7 @@ check_old_version_quiet(EcMigrationRow *m, const char *schema, bool require_quie
 		return;
 	parent = ec_latest_completed_migration(schema);
 	old_version = parent ? parent->version_schema : schema;
-	state = ec_usage_read(m->id, 0, &last, &recent);
+	state = ec_usage_read(m->id, m->started_at, 0, &last, &recent);
 	if (state != EC_USAGE_TRACKED)
 	{
 		/* Without counting there is nothing to warn about, but a required check cannot pass. */

@@ -567,8 +567,8 @@ typedef struct EcUsageSlot EcUsageSlot;
 
 extern int	ec_usage_slots;
 extern void ec_usage_init(void);
-extern EcUsageState ec_usage_read(int64 migration_id, int version, TimestampTz *last_write,
-								  int64 *recent);
+extern EcUsageState ec_usage_read(int64 migration_id, TimestampTz started_at, int version,
+								 TimestampTz *last_write, int64 *recent);
 extern TimestampTz ec_usage_counting_since(void);
 extern void ec_usage_retire_at_commit(int64 migration_id);
 extern char *ec_usage_note(EcUsageState state, TimestampTz started_at);

@@ -994,6 +994,7 @@ cleanup_window(Window *w, const char *schema)
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".revert_windows WHERE migration_id = $1",
 						1, types, values, NULL, SPI_OK_DELETE);
 	ec_notify(schema, w->m->name, EC_EVENT_CLEANED_UP, NULL, NULL, NULL);
+	ec_usage_retire_at_commit(w->m->id);
 	ec_guc_pop(nestlevel);
 }
 
@@ -1024,6 +1025,7 @@ ec_revert(PG_FUNCTION_ARGS)
 	/* With its dual_writes, tasks and window rows. */
 	ec_delete_migration(w->m->id);
 	ec_notify(schema, w->m->name, EC_EVENT_REVERTED, NULL, NULL, NULL);
+	ec_usage_retire_at_commit(w->m->id);
 	ec_guc_pop(nestlevel);
 	SPI_finish();
 	PG_RETURN_VOID();

@@ -72,7 +72,7 @@ typedef struct EcUsageShared
 {
 	slock_t		mutex;			/* claiming a slot */
 	TimestampTz counting_since; /* when the area was created: the server's start */
-	pg_atomic_uint32 full;		/* a slot was wanted and none was free */
+	pg_atomic_uint64 missed_at;	/* when a slot was last wanted and none was free (0: never) */
 	int			nslots;
 	EcUsageSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EcUsageShared;
@@ -117,7 +117,7 @@ usage_shmem_startup(void)
 	{
 		SpinLockInit(&usage->mutex);
 		usage->counting_since = GetCurrentTimestamp();
-		pg_atomic_init_u32(&usage->full, 0);
+		pg_atomic_init_u64(&usage->missed_at, 0);
 		usage->nslots = ec_usage_slots;
 		for (int i = 0; i < usage->nslots; i++)
 		{
@@ -227,7 +227,7 @@ claim_slot(Oid dboid, int64 migration_id)
 		SpinLockRelease(&usage->mutex);
 	}
 	if (slot == NULL)
-		pg_atomic_write_u32(&usage->full, 1);
+		pg_atomic_write_u64(&usage->missed_at, (uint64) GetCurrentTimestamp());
 	else if (pg_atomic_read_u32(&slot->retired) != 0)
 		pg_atomic_write_u32(&slot->retired, 0);	/* written again (after a revert, say) */
 	return slot;
@@ -298,7 +298,8 @@ ec_usage_count(EcTriggerPlan *plan, bool from_new)
  * EC_USAGE_TRACKED the last write (0 for none) and the writes of the recent minutes.
  */
 EcUsageState
-ec_usage_read(int64 migration_id, int version, TimestampTz *last_write, int64 *recent)
+ec_usage_read(int64 migration_id, TimestampTz started_at, int version, TimestampTz *last_write,
+			  int64 *recent)
 {
 	EcUsageSlot *slot;
 	EcVersionUsage *v;
@@ -310,7 +311,12 @@ ec_usage_read(int64 migration_id, int version, TimestampTz *last_write, int64 *r
 		return EC_USAGE_NOT_PRELOADED;
 	slot = find_slot(MyDatabaseId, migration_id);
 	if (slot == NULL)
-		return pg_atomic_read_u32(&usage->full) ? EC_USAGE_NO_SLOT : EC_USAGE_TRACKED;
+		/*
+		 * No slot: no write yet, unless a claim failed since the migration started (it may have
+		 * been this migration's; slots retired since do not bring those writes back).
+		 */
+		return (TimestampTz) pg_atomic_read_u64(&usage->missed_at) >= started_at ?
+			EC_USAGE_NO_SLOT : EC_USAGE_TRACKED;
 	v = &slot->versions[version];
 	*last_write = (TimestampTz) pg_atomic_read_u64(&v->last_write);
 	minute = minute_of(GetCurrentTimestamp()) &
@@ -452,7 +458,7 @@ ec_version_usage(PG_FUNCTION_ARGS)
 		TimestampTz last;
 		int64		recent;
 
-		state = ec_usage_read(id, v, &last, &recent);
+		state = ec_usage_read(id, started_at, v, &last, &recent);
 		if (state != EC_USAGE_TRACKED)
 		{
 			nulls[2 * v] = nulls[2 * v + 1] = true;
