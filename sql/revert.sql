@@ -191,6 +191,16 @@ SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_rollback('rv');
 SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '-1 hour')$$);
 SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1000 years')$$);
+-- After the window's end, before its cleanup ran: no revert, no new migration; ec_cleanup finishes it.
+SELECT ec_start('v7', '{"operations": [{"rename_column": {"table": "clients", "from": "name", "to": "label"}}]}', 'rv');
+BEGIN;
+SELECT ec_complete('rv', revert_window => '1 ms');
+SELECT pg_sleep(0.01);
+SELECT ec_test.try($$SELECT ec_revert('rv')$$);
+SELECT ec_test.try($$SELECT ec_start('v8', '{"operations": [{"rename_column": {"table": "clients", "from": "label", "to": "name"}}]}', 'rv')$$);
+SELECT ec_cleanup('rv');
+COMMIT;
+SELECT phase FROM ec_status('rv');
 
-DROP SCHEMA rv, rv_v5, rvtwin, rvtwin_c1 CASCADE;
+DROP SCHEMA rv, rv_v7, rvtwin, rvtwin_c1 CASCADE;
 DELETE FROM expand_contract.migrations;

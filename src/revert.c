@@ -887,6 +887,9 @@ ec_check_no_window(const char *schema)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("migration \"%s\" of schema \"%s\" is in its revert window", w->m->name,
 						schema),
+				 w->ends_at <= GetCurrentTimestamp() ?
+				 errdetail("Its window ended at %s; its cleanup has not run yet.",
+						   timestamptz_to_str(w->ends_at)) :
 				 errdetail("Its window ends at %s.", timestamptz_to_str(w->ends_at)),
 				 errhint("End the window first with ec_cleanup(%s), or revert it with ec_revert(%s).",
 						 quote_literal_cstr(schema), quote_literal_cstr(schema))));
@@ -906,6 +909,14 @@ require_window(const char *schema, const char *function)
 				 errmsg("schema \"%s\" has no migration in a revert window", schema),
 				 errdetail("Its latest migration was completed without a window, or its window has ended."),
 				 errhint("A migration can be reverted only when ec_complete() kept a window (revert_window) and until ec_cleanup() or the window's end.")));
+	/* Its end has passed and its cleanup is due (the worker's, or ec_cleanup's): no revert now. */
+	if (strcmp(function, "ec_revert") == 0 && w->ends_at <= GetCurrentTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the revert window of migration \"%s\" of schema \"%s\" has ended", w->m->name,
+						schema),
+				 errdetail("It ended at %s; its cleanup has not run yet.", timestamptz_to_str(w->ends_at)),
+				 errhint("Call ec_cleanup(%s) to finish it now.", quote_literal_cstr(schema))));
 	return w;
 }
 
