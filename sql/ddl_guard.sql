@@ -150,6 +150,17 @@ SELECT ec_start('v5', '{"operations": [{"drop_column": {"table": "t", "column": 
 SELECT ec_complete('dg', revert_window => '1 hour');
 SELECT ec_cleanup('dg');
 ALTER TABLE dg.t RENAME COLUMN bb TO b3;
+-- A function that "up" or "down" calls cannot be dropped while the migration needs it (every write
+-- would fail): the dual-write trigger depends on it.  After rollback it can.
+CREATE FUNCTION dg.twice(int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1::bigint * 2';
+CREATE FUNCTION dg.half(bigint) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT ($1 / 2)::int';
+CREATE TABLE dg.f (id int PRIMARY KEY, a int);
+SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "f", "column": "a", "type": "bigint",
+  "up": "dg.twice(a)", "down": "dg.half(a)"}}]}', 'dg');
+DROP FUNCTION dg.twice(int);
+DROP FUNCTION dg.half(bigint);
+SELECT ec_rollback('dg');
+DROP FUNCTION dg.twice(int), dg.half(bigint);
 SELECT * FROM ec_test.leftovers();
 SET client_min_messages = warning;
 DROP SCHEMA dg, dg_v2, parts CASCADE;

@@ -13,7 +13,12 @@
 #include "access/attmap.h"
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
+#include "nodes/nodeFuncs.h"
 #include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
 #include "optimizer/optimizer.h"
@@ -229,6 +234,63 @@ create_dual_write_trigger(EcStartContext *cxt, const char *tsql, const char *nam
 								  psprintf("DROP TRIGGER %s ON %s", qname, tsql));
 }
 
+
+static bool
+collect_function(Oid func_id, void *context)
+{
+	List	  **oids = context;
+
+	*oids = list_append_unique_oid(*oids, func_id);
+	return false;
+}
+
+/* The functions an expression calls (operators' and casts' too), subqueries included. */
+static bool
+collect_functions_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	(void) check_functions_in_node(node, collect_function, context);
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, collect_functions_walker, context, 0);
+	return expression_tree_walker(node, collect_functions_walker, context);
+}
+
+/*
+ * The first dual-write trigger depends on the functions its "up" and "down" call, as a trigger's
+ * WHEN clause would: DROP FUNCTION of one is refused while the migration needs it (it would make
+ * every write fail), not found out at the next write.  Built-in functions are pinned, so nothing is
+ * recorded for them.  Dropped with the trigger at complete or rollback.
+ */
+static void
+record_expression_dependencies(EcTable *table)
+{
+	List	   *funcs = NIL;
+	ListCell   *lc;
+	ObjectAddress trigger;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *c = lfirst(lc);
+
+		if (!c->moves_data)
+			continue;
+		(void) collect_functions_walker(c->up, &funcs);
+		(void) collect_functions_walker(c->down, &funcs);
+	}
+	if (funcs == NIL)
+		return;
+	ObjectAddressSet(trigger, TriggerRelationId,
+					 get_trigger_oid(table->relid, EC_TRIGGER_FIRST_NAME, false));
+	foreach(lc, funcs)
+	{
+		ObjectAddress func;
+
+		ObjectAddressSet(func, ProcedureRelationId, lfirst_oid(lc));
+		recordDependencyOn(&trigger, &func, DEPENDENCY_NORMAL);
+	}
+}
+
 void
 ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *old_schema,
 					 const char *old_migration)
@@ -258,6 +320,7 @@ ec_setup_dual_writes(EcStartContext *cxt, const char *new_schema, const char *ol
 		tsql = ec_rel_qualified(table->relid);
 		create_dual_write_trigger(cxt, tsql, EC_TRIGGER_FIRST_NAME, EC_TRIGGER_FIRST_ARG);
 		create_dual_write_trigger(cxt, tsql, EC_TRIGGER_LAST_NAME, EC_TRIGGER_LAST_ARG);
+		record_expression_dependencies(table);
 		table->changed = true;
 		ec_save_dual_write(cxt->migration_id, table, new_schema, cxt->migration_name, old_schema,
 						   old_migration);
