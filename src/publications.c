@@ -207,10 +207,11 @@ guarded_add(const char *pub, const char *table_sql, const char *add_sql)
 					" THEN %s; END IF;", quote_literal_cstr(pub), member_test(pub, table_sql), add_sql);
 }
 
+/* A DO block, quoted as a literal: a dollar-quote tag could occur in a quoted name. */
 static char *
 do_block(const char *body)
 {
-	return psprintf("DO $ec_publication$ BEGIN %s END $ec_publication$", body);
+	return psprintf("DO %s", quote_literal_cstr(psprintf("BEGIN %s END", body)));
 }
 
 static void
