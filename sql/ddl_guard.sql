@@ -159,6 +159,7 @@ SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "f", "column":
   "up": "dg.twice(a)", "down": "dg.half(a)"}}]}', 'dg');
 DROP FUNCTION dg.twice(int);
 DROP FUNCTION dg.half(bigint);
+CREATE OR REPLACE VIEW dg_v6.f AS SELECT id, 0::bigint AS a FROM dg.f;
 SELECT ec_rollback('dg');
 DROP FUNCTION dg.twice(int), dg.half(bigint);
 SELECT * FROM ec_test.leftovers();

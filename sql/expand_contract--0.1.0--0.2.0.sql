@@ -16,7 +16,8 @@
 CREATE OR REPLACE PROCEDURE pg_catalog.ec_wait(schema text DEFAULT 'public', timeout interval DEFAULT NULL)
     LANGUAGE C
     AS 'MODULE_PATHNAME', 'ec_wait';
-DROP FUNCTION expand_contract.wait_state(text);
+-- expand_contract.wait_state stays for this release: a CALL ec_wait() of 0.1.0 running while the update
+-- runs still calls it.  0.3.0 drops it.
 
 -- A dry run of ec_start (dryrun.c): its steps and those of the worker, ec_complete and ec_rollback.
 CREATE FUNCTION pg_catalog.ec_plan(name text, migration jsonb, schema text DEFAULT 'public')
@@ -195,5 +196,5 @@ CREATE FUNCTION expand_contract.ddl_guard() RETURNS event_trigger
 CREATE EVENT TRIGGER expand_contract_ddl_guard ON ddl_command_start
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'DROP TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER',
                  'DROP TRIGGER', 'ALTER VIEW', 'DROP VIEW', 'ALTER FOREIGN TABLE', 'DROP FOREIGN TABLE',
-                 'ALTER SCHEMA', 'DROP SCHEMA')
+                 'ALTER SCHEMA', 'DROP SCHEMA', 'CREATE VIEW')
     EXECUTE FUNCTION expand_contract.ddl_guard();

@@ -426,7 +426,7 @@ quiet_period_text(void)
  * pipeline can gate the contract on it.
  */
 static void
-check_old_version_quiet(EcMigrationRow *m, const char *schema, bool require_quiet)
+check_old_version_quiet(EcMigrationRow *m, const char *schema, bool require_quiet, bool window)
 {
 	TimestampTz last;
 	TimestampTz now = GetCurrentTimestamp();
@@ -470,6 +470,9 @@ check_old_version_quiet(EcMigrationRow *m, const char *schema, bool require_quie
 						 "per version), then call ec_complete(%s) again once the old version has "
 						 "been quiet for the quiet period.", old_version, m->version_schema,
 						 quote_literal_cstr(schema)) :
+				 window ?
+				 errhint("Its revert window keeps the old version working until ec_cleanup() or the "
+						 "window's end, which drop its columns and tables.") :
 				 errhint("Its columns and tables are dropped now; code still using it will fail.")));
 	/* Counting began at the server's start: a restart within the quiet period hides writes. */
 	since = ec_usage_counting_since();
@@ -540,7 +543,7 @@ ec_complete(PG_FUNCTION_ARGS)
 							 "wait until ec_status() shows the backfill done.",
 							 quote_literal_cstr(schema))));
 	}
-	check_old_version_quiet(m, schema, require_quiet);
+	check_old_version_quiet(m, schema, require_quiet, window > 0);
 	/* Its work is done; keep a late or lingering worker from running a step while we contract. */
 	ec_stop_worker(m->id);
 

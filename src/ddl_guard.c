@@ -462,7 +462,8 @@ ec_ddl_guard(PG_FUNCTION_ARGS)
 	if (ec_own_ddl_depth > 0 || creating_extension)
 		PG_RETURN_VOID();
 	if (!IsA(parsetree, AlterTableStmt) && !IsA(parsetree, RenameStmt) &&
-		!IsA(parsetree, DropStmt) && !IsA(parsetree, AlterObjectSchemaStmt))
+		!IsA(parsetree, DropStmt) && !IsA(parsetree, AlterObjectSchemaStmt) &&
+		!(IsA(parsetree, ViewStmt) && ((ViewStmt *) parsetree)->replace))
 		PG_RETURN_VOID();
 	guards = active_guards();
 	if (guards == NIL)
@@ -481,6 +482,18 @@ ec_ddl_guard(PG_FUNCTION_ARGS)
 			break;
 		case T_AlterObjectSchemaStmt:
 			check_set_schema(guards, (AlterObjectSchemaStmt *) parsetree);
+			break;
+		case T_ViewStmt:
+			{
+				/* CREATE OR REPLACE VIEW of a version view: what a version shows is the migration's. */
+				ViewStmt   *stmt = (ViewStmt *) parsetree;
+				Oid			relid = range_var_relid(stmt->view);
+				Guard	   *g = OidIsValid(relid) ?
+					schema_guard(guards, get_rel_namespace(relid)) : NULL;
+
+				if (g && g->version_schema)
+					refuse(g, psprintf("replace view \"%s\"", get_rel_name(relid)));
+			}
 			break;
 		default:
 			break;
