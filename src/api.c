@@ -349,18 +349,6 @@ ec_start(PG_FUNCTION_ARGS)
  * waits bounded, the schema as search_path (for "sql" operations), and no NOTICE for each view that
  * DROP SCHEMA ... CASCADE drops: that is our business, not the caller's.
  */
-static int
-push_step_settings(const char *schema)
-{
-	char		timeout[32];
-	int			nestlevel;
-
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
-	nestlevel = ec_guc_push("lock_timeout", timeout);
-	(void) ec_guc_push("search_path", quote_identifier(schema));
-	(void) ec_guc_push("client_min_messages", "warning");
-	return nestlevel;
-}
 
 static EcMigrationRow *
 require_active(const char *schema, Oid nspid)
@@ -377,21 +365,6 @@ require_active(const char *schema, Oid nspid)
 	return m;
 }
 
-/* Complete's or rollback's steps, which may create, attach or detach partitions (partitions.c). */
-static void
-exec_contract_steps(Oid roleid, const char *schema, List *steps, bool reverse)
-{
-	ec_partition_ddl_allowed = true;
-	PG_TRY();
-	{
-		ec_exec_steps_as(roleid, quote_identifier(schema), steps, reverse);
-	}
-	PG_FINALLY();
-	{
-		ec_partition_ddl_allowed = false;
-	}
-	PG_END_TRY();
-}
 
 typedef struct CompleteViews
 {
@@ -547,7 +520,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	/* Its work is done; keep a late or lingering worker from running a step while we contract. */
 	ec_stop_worker(m->id);
 
-	nestlevel = push_step_settings(schema);
+	nestlevel = ec_push_step_settings(schema);
 
 	parent = ec_latest_completed_migration(schema);
 	relids = list_copy(m->relids);
@@ -580,7 +553,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		exec_contract_steps(m->started_by, schema, steps, false);
+		ec_exec_contract_steps(m->started_by, schema, steps, false);
 		/* Views for what the steps created ("onComplete" sql), owned like the others. */
 		cv.nspid = nspid;
 		cv.version_schema = m->version_schema;
@@ -625,7 +598,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 	/* Its batches hold row locks on the tables and on its tasks; stop it before touching either. */
 	ec_stop_worker(m->id);
 
-	nestlevel = push_step_settings(schema);
+	nestlevel = ec_push_step_settings(schema);
 
 	relids = list_copy(m->relids);
 	modes = exclusive_modes(relids);
@@ -633,7 +606,7 @@ ec_rollback(PG_FUNCTION_ARGS)
 	version_schema_views(m->version_schema, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 
-	exec_contract_steps(m->started_by, schema, m->rollback_steps, true);
+	ec_exec_contract_steps(m->started_by, schema, m->rollback_steps, true);
 	ec_delete_migration(m->id);
 	ec_cancel_launch(m->id);
 	ec_usage_retire_at_commit(m->id);

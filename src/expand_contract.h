@@ -263,6 +263,8 @@ extern uint64 ec_state_spi(const char *sql, int nargs, Oid *types, Datum *values
 						   const char *nulls, int expected);
 extern void ec_run_as(Oid roleid, const char *search_path, void (*fn) (void *), void *arg);
 extern void ec_exec_steps_as(Oid roleid, const char *search_path, List *steps, bool reverse);
+extern int	ec_push_step_settings(const char *schema);
+extern void ec_exec_contract_steps(Oid roleid, const char *schema, List *steps, bool reverse);
 
 /* ---- ec_plan (dryrun.c): ec_start rehearsed in a subtransaction that is rolled back ---- */
 

@@ -229,3 +229,40 @@ ec_copy_schema_privileges(Oid from_nspid, const char *to_schema)
 				   " WHERE n.oid = $1 AND a.grantee <> n.nspowner AND a.privilege_type = 'USAGE'",
 				   2, types, values);
 }
+
+/*
+ * Settings for running complete, rollback, revert or cleanup steps, until ec_guc_pop of the
+ * returned level: lock waits bounded, the schema as search_path (for "sql" operations), and no
+ * NOTICE for each view that DROP SCHEMA ... CASCADE drops: that is our business, not the caller's.
+ */
+int
+ec_push_step_settings(const char *schema)
+{
+	char		timeout[32];
+	int			nestlevel;
+
+	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
+	nestlevel = ec_guc_push("lock_timeout", timeout);
+	(void) ec_guc_push("search_path", quote_identifier(schema));
+	(void) ec_guc_push("client_min_messages", "warning");
+	return nestlevel;
+}
+
+/*
+ * A migration's stored contract steps (complete, rollback, revert, cleanup), as the role that
+ * started it; they may create, attach or detach partitions (partitions.c lets them).
+ */
+void
+ec_exec_contract_steps(Oid roleid, const char *schema, List *steps, bool reverse)
+{
+	ec_partition_ddl_allowed = true;
+	PG_TRY();
+	{
+		ec_exec_steps_as(roleid, quote_identifier(schema), steps, reverse);
+	}
+	PG_FINALLY();
+	{
+		ec_partition_ddl_allowed = false;
+	}
+	PG_END_TRY();
+}

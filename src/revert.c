@@ -920,19 +920,6 @@ require_window(const char *schema, const char *function)
 	return w;
 }
 
-/* As in api.c: complete's and rollback's statement settings. */
-static int
-push_step_settings(const char *schema)
-{
-	char		timeout[32];
-	int			nestlevel;
-
-	snprintf(timeout, sizeof(timeout), "%d", ec_lock_timeout_ms);
-	nestlevel = ec_guc_push("lock_timeout", timeout);
-	(void) ec_guc_push("search_path", quote_identifier(schema));
-	(void) ec_guc_push("client_min_messages", "warning");
-	return nestlevel;
-}
 
 /* The migration's tables and their partitions, and the views of a version schema, exclusively. */
 static void
@@ -957,20 +944,6 @@ lock_for(EcMigrationRow *m, const char *version_schema)
 	ec_lock_with_retry(relids, modes);
 }
 
-static void
-exec_steps(Oid roleid, const char *schema, List *steps, bool reverse)
-{
-	ec_partition_ddl_allowed = true;
-	PG_TRY();
-	{
-		ec_exec_steps_as(roleid, quote_identifier(schema), steps, reverse);
-	}
-	PG_FINALLY();
-	{
-		ec_partition_ddl_allowed = false;
-	}
-	PG_END_TRY();
-}
 
 /* The version schema of the migration's parent, which the cleanup drops. */
 static char *
@@ -996,10 +969,10 @@ cleanup_window(Window *w, const char *schema)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(w->m->id)};
-	int			nestlevel = push_step_settings(schema);
+	int			nestlevel = ec_push_step_settings(schema);
 
 	lock_for(w->m, parent_version_schema(schema, w->m->parent));
-	exec_steps(w->m->started_by, schema, w->cleanup_steps, false);
+	ec_exec_contract_steps(w->m->started_by, schema, w->cleanup_steps, false);
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
 						1, types, values, NULL, SPI_OK_DELETE);
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".revert_windows WHERE migration_id = $1",
@@ -1028,11 +1001,11 @@ ec_revert(PG_FUNCTION_ARGS)
 	/* Its worker waits for the window's end, or is running the cleanup: stop it first. */
 	ec_stop_worker(w->m->id);
 
-	nestlevel = push_step_settings(schema);
+	nestlevel = ec_push_step_settings(schema);
 	lock_for(w->m, w->m->version_schema);
 	/* Back to the shape before ec_complete, then to the one before ec_start. */
-	exec_steps(w->m->started_by, schema, w->revert_steps, false);
-	exec_steps(w->m->started_by, schema, w->m->rollback_steps, true);
+	ec_exec_contract_steps(w->m->started_by, schema, w->revert_steps, false);
+	ec_exec_contract_steps(w->m->started_by, schema, w->m->rollback_steps, true);
 	/* With its dual_writes, tasks and window rows. */
 	ec_delete_migration(w->m->id);
 	ec_notify(schema, w->m->name, EC_EVENT_REVERTED, NULL, NULL, NULL);
