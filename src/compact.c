@@ -258,8 +258,6 @@ ec_check_repack(Node *parsetree)
 {
 	CreateTrigStmt *stmt;
 	Oid			relid;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1];
 	char	   *migration = NULL;
 
 	if (!IsA(parsetree, CreateTrigStmt))
@@ -271,14 +269,10 @@ ec_check_repack(Node *parsetree)
 	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
 	if (!OidIsValid(relid))
 		return;
-	values[0] = ObjectIdGetDatum(relid);
 	SPI_connect();
-	if (ec_state_spi("SELECT m.name FROM " EC_STATE_SCHEMA ".dual_writes d"
-					 "  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
-					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND NOT m.done",
-					 1, types, values, NULL, SPI_OK_SELECT) > 0)
-		migration = MemoryContextStrdup(TopTransactionContext,
-										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	migration = ec_migration_moving_data(relid);
+	if (migration)
+		migration = MemoryContextStrdup(TopTransactionContext, migration);
 	SPI_finish();
 	if (migration)
 		ereport(ERROR,
@@ -316,18 +310,9 @@ ec_repack_guard(PG_FUNCTION_ARGS)
 uint64
 ec_skip_compaction(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-	List	   *cleanups = NIL;
+	List	   *cleanups = ec_compaction_cleanups(id);
 	ListCell   *lc;
-	uint64		n;
 
-	n = ec_state_spi("SELECT cleanup FROM " EC_STATE_SCHEMA ".tasks"
-					 " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'"
-					 "   AND cleanup IS NOT NULL ORDER BY seq",
-					 1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < n; i++)
-		cleanups = lappend(cleanups, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	foreach(lc, cleanups)
 	{
 		char	   *cleanup = ec_compact_cleanup(lfirst(lc));
@@ -345,10 +330,5 @@ ec_skip_compaction(int64 id)
 							 NameListToQuotedString(linitial(drop->objects))));
 		}
 	}
-	n = ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'done',"
-					 " detail = 'skipped: ec_complete ran before it',"
-					 " finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()"
-					 " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
-					 1, types, values, NULL, SPI_OK_UPDATE);
-	return n;
+	return ec_skip_compaction_tasks(id);
 }

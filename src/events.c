@@ -88,14 +88,11 @@ void
 ec_notify_migration(int64 id, const char *event, const char *table, const char *key,
 					const char *value)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
+	char	   *schema;
+	char	   *name;
 
 	SPI_connect();
-	if (ec_state_spi("SELECT schema_name::pg_catalog.text, name FROM " EC_STATE_SCHEMA ".migrations"
-					 " WHERE id = $1", 1, types, values, NULL, SPI_OK_SELECT) == 1)
-		ec_notify(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
-				  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
-				  event, table, key, value);
+	if (ec_migration_names(id, &schema, &name))
+		ec_notify(schema, name, event, table, key, value);
 	SPI_finish();
 }

@@ -376,6 +376,12 @@ extern void ec_record_batch(int64 id, int seq, int part, int64 next_block, uint6
 							int64 total_blocks, const char *detail);
 extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts);
 extern bool ec_task_all_parts_done(int64 id, int seq, int part);
+extern char *ec_migration_moving_data(Oid relid);
+extern char *ec_first_with_dual_writes(Datum relids);
+extern bool ec_migration_names(int64 id, char **schema, char **name);
+extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
+extern List *ec_compaction_cleanups(int64 id);
+extern uint64 ec_skip_compaction_tasks(int64 id);
 extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
 								char **in_progress);
 extern void ec_require_catalog(const char *version, const char *feature);

@@ -44,8 +44,6 @@ migrated_ancestor(Oid relid)
 	Datum	   *elems;
 	int			n = 0;
 	ListCell   *lc;
-	Oid			types[1] = {OIDARRAYOID};
-	Datum		values[1];
 	char	   *result = NULL;
 
 	if (!OidIsValid(relid))
@@ -54,12 +52,9 @@ migrated_ancestor(Oid relid)
 	elems = palloc(sizeof(Datum) * list_length(chain));
 	foreach(lc, chain)
 		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	SPI_connect();
-	if (ec_state_spi("SELECT d.relid::pg_catalog.text FROM " EC_STATE_SCHEMA ".dual_writes d"
-					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
-					 1, types, values, NULL, SPI_OK_SELECT) > 0)
-		result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	result = ec_first_with_dual_writes(PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
+																	   true, TYPALIGN_INT)));
 	if (result)
 		result = MemoryContextStrdup(TopTransactionContext, result);
 	SPI_finish();

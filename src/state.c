@@ -936,3 +936,97 @@ ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n, char **
 	*in_progress = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	return true;
 }
+
+/* ---- lookups for the event triggers, events and waits ---- */
+
+/* The migration moving relid's data (its dual-write plan is there, not complete), or NULL. */
+char *
+ec_migration_moving_data(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (ec_state_spi("SELECT m.name FROM " EC_STATE_SCHEMA ".dual_writes d"
+					 "  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
+					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND NOT m.done",
+					 1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* The first of relids (an oid[] datum) that has a dual-write plan, by name, or NULL. */
+char *
+ec_first_with_dual_writes(Datum relids)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1] = {relids};
+
+	if (ec_state_spi("SELECT d.relid::pg_catalog.text FROM " EC_STATE_SCHEMA ".dual_writes d"
+					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
+					 1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* The schema and name of migration id; false if it is gone. */
+bool
+ec_migration_names(int64 id, char **schema, char **name)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	if (ec_state_spi("SELECT schema_name::pg_catalog.text, name FROM " EC_STATE_SCHEMA ".migrations"
+					 " WHERE id = $1", 1, types, values, NULL, SPI_OK_SELECT) != 1)
+		return false;
+	*schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	*name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	return true;
+}
+
+/* The xmin of the migration's row: who started, resumed or reconfigured it last. */
+bool
+ec_migration_row_xmin(int64 id, TransactionId *xmin)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	bool		isnull;
+
+	if (ec_state_spi("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+					 1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return false;
+	*xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												&isnull));
+	return true;
+}
+
+/* The cleanups of the migration's compaction tasks not done yet, in queue order. */
+List *
+ec_compaction_cleanups(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	List	   *cleanups = NIL;
+	uint64		n;
+
+	n = ec_state_spi("SELECT cleanup FROM " EC_STATE_SCHEMA ".tasks"
+					 " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'"
+					 "   AND cleanup IS NOT NULL ORDER BY seq",
+					 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+		cleanups = lappend(cleanups, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	return cleanups;
+}
+
+/* The compaction tasks not done yet marked done as skipped by ec_complete; returns how many. */
+uint64
+ec_skip_compaction_tasks(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'done',"
+						" detail = 'skipped: ec_complete ran before it',"
+						" finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()"
+						" WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
+						1, types, values, NULL, SPI_OK_UPDATE);
+}

@@ -27,16 +27,9 @@
 static bool
 changed_in_this_transaction(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-	bool		isnull;
+	TransactionId xmin;
 
-	if (ec_state_spi("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-					 1, types, values, NULL, SPI_OK_SELECT) == 0)
-		return false;
-	return TransactionIdIsCurrentTransactionId(
-		DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											&isnull)));
+	return ec_migration_row_xmin(id, &xmin) && TransactionIdIsCurrentTransactionId(xmin);
 }
 
 /* Is the migration's worker waiting for this transaction (CREATE INDEX CONCURRENTLY does)? */
