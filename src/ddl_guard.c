@@ -141,10 +141,6 @@ static Guard *
 relation_guard(List *guards, Oid relid)
 {
 	Guard	   *g;
-	List	   *chain;
-	Datum	   *elems;
-	int			n = 0;
-	ListCell   *lc;
 	Oid			types[1] = {OIDARRAYOID};
 	Datum		values[1];
 	char	   *schema = NULL;
@@ -155,11 +151,7 @@ relation_guard(List *guards, Oid relid)
 		return NULL;
 	if ((g = schema_guard(guards, get_rel_namespace(relid))) != NULL && g->version_schema)
 		return g;
-	chain = lcons_oid(relid, get_rel_relispartition(relid) ? get_partition_ancestors(relid) : NIL);
-	elems = palloc(sizeof(Datum) * list_length(chain));
-	foreach(lc, chain)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	values[0] = ec_relation_and_ancestors(relid);
 	SPI_connect();
 	if (ec_state_spi("SELECT m.schema_name::pg_catalog.text, m.name, m.done"
 					 "  FROM " EC_STATE_SCHEMA ".migrations m"

@@ -375,6 +375,9 @@ extern void ec_task_filled(int64 id, int seq, int part, int64 total_blocks);
 extern void ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows,
 							int64 total_blocks, const char *detail);
 extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts);
+extern Datum ec_list_to_text_array(List *list);
+extern Datum ec_list_to_oid_array(List *list);
+extern Datum ec_relation_and_ancestors(Oid relid);
 extern bool ec_task_all_parts_done(int64 id, int seq, int part);
 extern char *ec_migration_moving_data(Oid relid);
 extern char *ec_first_with_dual_writes(Datum relids);

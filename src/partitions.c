@@ -40,21 +40,12 @@ bool		ec_partition_ddl_allowed = false;
 static char *
 migrated_ancestor(Oid relid)
 {
-	List	   *chain;
-	Datum	   *elems;
-	int			n = 0;
-	ListCell   *lc;
 	char	   *result = NULL;
 
 	if (!OidIsValid(relid))
 		return NULL;
-	chain = lcons_oid(relid, get_rel_relispartition(relid) ? get_partition_ancestors(relid) : NIL);
-	elems = palloc(sizeof(Datum) * list_length(chain));
-	foreach(lc, chain)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
 	SPI_connect();
-	result = ec_first_with_dual_writes(PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
-																	   true, TYPALIGN_INT)));
+	result = ec_first_with_dual_writes(ec_relation_and_ancestors(relid));
 	if (result)
 		result = MemoryContextStrdup(TopTransactionContext, result);
 	SPI_finish();

@@ -586,17 +586,6 @@ cleanup_steps(List *deferred)
 	return steps;
 }
 
-static Datum
-text_array(List *list)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));
-	int			n = 0;
-	ListCell   *lc;
-
-	foreach(lc, list)
-		elems[n++] = CStringGetTextDatum(lfirst(lc));
-	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
 
 /* The window asked for: the call's argument (argno) if given and not NULL, else the setting. */
 int64
@@ -806,8 +795,8 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 	refresh_dual_writes(m->id);
 	values[0] = Int64GetDatum(m->id);
 	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() + usecs);
-	values[2] = text_array(run.undo);
-	values[3] = text_array(cleanup_steps(run.deferred));
+	values[2] = ec_list_to_text_array(run.undo);
+	values[3] = ec_list_to_text_array(cleanup_steps(run.deferred));
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
 						" (migration_id, ends_at, revert_steps, cleanup_steps)"
 						" VALUES ($1, $2, $3, $4)", 4, types, values, NULL, SPI_OK_INSERT);

@@ -10,6 +10,7 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "utils/fmgroids.h"
@@ -165,8 +166,8 @@ oid_array_to_list(Datum d)
 	return result;
 }
 
-static Datum
-list_to_text_array(List *list)
+Datum
+ec_list_to_text_array(List *list)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));
 	int			n = 0;
@@ -177,8 +178,8 @@ list_to_text_array(List *list)
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-static Datum
-list_to_oid_array(List *list)
+Datum
+ec_list_to_oid_array(List *list)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * (list_length(list) + 1));
 	int			n = 0;
@@ -416,10 +417,10 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 	Datum		values[5];
 
 	values[0] = Int64GetDatum(id);
-	values[1] = list_to_text_array(validate_steps);
-	values[2] = list_to_text_array(complete_steps);
-	values[3] = list_to_text_array(rollback_steps);
-	values[4] = list_to_oid_array(relids);
+	values[1] = ec_list_to_text_array(validate_steps);
+	values[2] = ec_list_to_text_array(complete_steps);
+	values[3] = ec_list_to_text_array(rollback_steps);
+	values[4] = ec_list_to_oid_array(relids);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET validate_steps = $2, complete_steps = $3,"
 						" rollback_steps = $4, relids = $5::pg_catalog.regclass[] WHERE id = $1",
 						5, types, values, NULL, SPI_OK_UPDATE);
@@ -514,7 +515,7 @@ ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns, const
 	values[1] = Int32GetDatum(seq);
 	values[2] = CStringGetTextDatum(kind);
 	values[3] = ObjectIdGetDatum(relid);
-	values[4] = columns ? list_to_text_array(columns) : (Datum) 0;
+	values[4] = columns ? ec_list_to_text_array(columns) : (Datum) 0;
 	values[5] = sql ? CStringGetTextDatum(sql) : (Datum) 0;
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks"
 						" (migration_id, seq, kind, relid, table_name, columns, sql, rows_estimated)"
@@ -1029,4 +1030,12 @@ ec_skip_compaction_tasks(int64 id)
 						" finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()"
 						" WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
 						1, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/* relid and, for a partition, its ancestors, as an oid[] (what covers a partition covers it). */
+Datum
+ec_relation_and_ancestors(Oid relid)
+{
+	return ec_list_to_oid_array(lcons_oid(relid, get_rel_relispartition(relid) ?
+										  get_partition_ancestors(relid) : NIL));
 }
