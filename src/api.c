@@ -539,17 +539,8 @@ ec_complete(PG_FUNCTION_ARGS)
 	steps = list_concat(steps, m->complete_steps);
 	if (window > 0)
 	{
-		/* The old structure kept aside until the window ends (revert.c); no "sql" steps there. */
-		ec_partition_ddl_allowed = true;
-		PG_TRY();
-		{
-			ec_complete_with_window(m, schema, steps, window);
-		}
-		PG_FINALLY();
-		{
-			ec_partition_ddl_allowed = false;
-		}
-		PG_END_TRY();
+		/* The old structure kept aside until the window ends (revert.c); no partitions there. */
+		ec_complete_with_window(m, schema, steps, window);
 	}
 	else
 	{

@@ -255,11 +255,12 @@ static void
 check_alter_table(List *guards, AlterTableStmt *stmt)
 {
 	Oid			relid = range_var_relid(stmt->relation);
-	Guard	   *g = relation_guard(guards, relid);
+	Guard	   *g = NULL;
+	bool		looked_up = false;
 	const char *rel;
 	ListCell   *lc;
 
-	if (g == NULL)
+	if (!OidIsValid(relid))
 		return;
 	rel = psprintf("%s \"%s\"", relkind_word(relid), get_rel_name(relid));
 	foreach(lc, stmt->cmds)
@@ -312,7 +313,13 @@ check_alter_table(List *guards, AlterTableStmt *stmt)
 			default:
 				break;
 		}
-		if (what)
+		/* Whether a migration covers the table is asked only of a command the guard refuses. */
+		if (what && !looked_up)
+		{
+			g = relation_guard(guards, relid);
+			looked_up = true;
+		}
+		if (what && g)
 			refuse(g, what);
 	}
 }

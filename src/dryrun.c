@@ -347,14 +347,14 @@ ec_plan_capture(int64 id, const char *schema)
 	backfill_rate = measured_rate(
 		"SELECT count(*)::int4, sum(rows_done)::float8,"
 		"       sum(extract(epoch FROM finished_at - started_at))::float8"
-		"  FROM expand_contract.tasks"
+		"  FROM " EC_STATE_SCHEMA ".tasks"
 		" WHERE kind = 'backfill' AND state = 'done' AND rows_done > 0 AND finished_at > started_at",
 		&backfill_samples);
 	/* Index builds: rows of their tables now (a table's size then is not recorded) per second. */
 	index_rate = measured_rate(
 		"SELECT count(*)::int4, sum(c.reltuples)::float8,"
 		"       sum(extract(epoch FROM t.finished_at - t.started_at))::float8"
-		"  FROM expand_contract.tasks t JOIN pg_catalog.pg_class c ON c.oid = t.relid"
+		"  FROM " EC_STATE_SCHEMA ".tasks t JOIN pg_catalog.pg_class c ON c.oid = t.relid"
 		" WHERE t.kind IN ('sql', 'compact') AND t.state = 'done' AND c.reltuples > 0"
 		"   AND t.finished_at > t.started_at"
 		"   AND t.sql ~* '^\\s*(CREATE\\s+(UNIQUE\\s+)?INDEX|REINDEX)'",
@@ -369,7 +369,7 @@ ec_plan_capture(int64 id, const char *schema)
 					 "                 (pg_catalog.pg_relation_size(c.oid) /"
 					 "                  pg_catalog.current_setting('block_size')::int8))::int8"
 					 "            ELSE c.reltuples::int8 END"
-					 "  FROM expand_contract.tasks t"
+					 "  FROM " EC_STATE_SCHEMA ".tasks t"
 					 "  LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid"
 					 "  LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
 					 " WHERE t.migration_id = $1 ORDER BY t.seq, t.part",
@@ -413,7 +413,7 @@ ec_plan_capture(int64 id, const char *schema)
 
 	/* ec_complete's and ec_rollback's steps, as saved. */
 	n = ec_state_spi("SELECT validate_steps, complete_steps, rollback_steps, relids::pg_catalog.oid[]"
-					 "  FROM expand_contract.migrations WHERE id = $1",
+					 "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
 					 1, types, values, NULL, SPI_OK_SELECT);
 	if (n != 1)
 		ereport(ERROR,

@@ -232,7 +232,7 @@ _PG_init(void)
 								"Migrations whose writes per version are counted in shared memory at once, "
 								"since the server started.",
 								"Only with shared_preload_libraries; a slot is taken at a migration's first "
-								"write and kept until the server restarts.",
+								"write, and reused once that migration is complete (its cleanup done) or rolled back.",
 								&ec_usage_slots,
 								256, 1, 100000,
 								PGC_POSTMASTER,

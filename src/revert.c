@@ -997,6 +997,7 @@ ec_revert(PG_FUNCTION_ARGS)
 	ec_exec_contract_steps(w->m->started_by, schema, w->m->rollback_steps, true);
 	/* With its dual_writes, tasks and window rows. */
 	ec_delete_migration(w->m->id);
+	ec_cancel_launch(w->m->id);
 	ec_notify(schema, w->m->name, EC_EVENT_REVERTED, NULL, NULL, NULL);
 	ec_usage_retire_at_commit(w->m->id);
 	ec_guc_pop(nestlevel);

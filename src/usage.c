@@ -11,8 +11,8 @@
  * migration id), is claimed under a spinlock at the first write of the migration in a backend and
  * remembered in the trigger's per-relation plan; after that a write costs a few atomic operations:
  *
- *	  last_write	the latest write's time (GetCurrentTimestamp), stored only when it moves on by at
- *					least a millisecond, so that a busy table does not bounce the cache line on
+ *	  last_write	the start of the latest writing statement (no clock read per row), stored only
+ *					when it moves on, so that a busy statement does not write the cache line on
  *					every row;
  *	  buckets		a ring of EC_USAGE_MINUTES per-minute counters, each one 64-bit word: the minute
  *					(since the area was created) in the high 24 bits, the count in the low 40, so that
@@ -271,9 +271,10 @@ ec_usage_count(EcTriggerPlan *plan, bool from_new)
 		return;
 	v = &plan->usage_slot->versions[from_new ? 1 : 0];
 
-	now = GetCurrentTimestamp();
+	/* The statement's start, not a clock read per row: a write is as old as its statement. */
+	now = GetCurrentStatementStartTimestamp();
 	last = pg_atomic_read_u64(&v->last_write);
-	if ((int64) last < now - 1000)
+	if ((int64) last < now)
 		pg_atomic_write_u64(&v->last_write, (uint64) now);
 
 	minute = minute_of(now) & ((UINT64CONST(1) << (64 - EC_USAGE_COUNT_BITS)) - 1);
@@ -357,8 +358,9 @@ retire_xact_callback(XactEvent event, void *arg)
 		}
 		nretire = 0;
 	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		nretire = 0;
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		nretire = 0;			/* a prepared one may still roll back: its slots stay */
 }
 
 static void

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -128,6 +129,9 @@ ec_wait_for_work(const EcWaitFor *w)
 		m = ec_active_migration(w->schema);
 		if (m == NULL || (w->migration_id != 0 && m->id != w->migration_id))
 			break;
+		/* ec_complete checked already; CALL ec_wait steers the worker too (ec_ensure_worker). */
+		if (tick == 0 && w->for_call)
+			ec_check_migration_privilege(m, "wait for");
 		unfinished = ec_task_summary(m->id, w->include_compaction, &failure, &progress);
 		if (failure != NULL)
 			report_failure(w, m->name, failure);
@@ -150,7 +154,8 @@ ec_wait_for_work(const EcWaitFor *w)
 						 errdetail("The background worker cannot see it before this transaction commits."),
 						 errhint("Commit first, then call %s(%s).", caller,
 								 quote_literal_cstr(w->schema))));
-			if (worker_waits_for_us(m->id))
+			/* Three joins of pg_locks: once a second is soon enough. */
+			if (tick % 10 == 0 && worker_waits_for_us(m->id))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("%s cannot wait for migration \"%s\" in this transaction", caller,
@@ -210,6 +215,7 @@ ec_wait(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("schema must not be null")));
 	w.schema = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	(void) get_namespace_oid(w.schema, false);	/* a wrong schema name is an error, as for ec_complete */
 	w.for_call = true;
 	w.include_compaction = true;
 	w.commit_between_polls = nonatomic;
