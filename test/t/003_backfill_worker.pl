@@ -354,6 +354,8 @@ $node->safe_psql('postgres', q{
 });
 ok(wait_for($node, 'postgres', q{SELECT backfill_state FROM ec_status('w')}, 'done', 30, 'rolled-back rollback'),
 	'a rollback undone by ROLLBACK TO SAVEPOINT keeps the launch: the backfill runs');
+# Its index is rebuilt concurrently after the backfill: wait outside a transaction block first.
+$node->safe_psql('postgres', q{CALL ec_wait('w')});
 $node->safe_psql('postgres', q{SELECT ec_complete('w')});
 
 $node->stop;
