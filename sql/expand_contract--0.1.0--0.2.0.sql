@@ -121,9 +121,10 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                        coalesce((SELECT CASE WHEN x[1] LIKE 'CREATE%' THEN 'index ' || x[2]
                                              WHEN x[1] LIKE 'VALIDATE%' THEN 'validate ' || x[2]
                                              WHEN x[1] LIKE 'REINDEX%' THEN 'reindex ' || x[2]
+                                             WHEN x[1] LIKE 'VACUUM%' THEN 'vacuum ' || x[2]
                                              ELSE 'add ' || x[2] END
                                    FROM regexp_match(o.sql,
-                                          '(CREATE (?:UNIQUE )?INDEX CONCURRENTLY|VALIDATE CONSTRAINT|ADD CONSTRAINT|REINDEX INDEX CONCURRENTLY) (\S+)') x),
+                                          '(CREATE (?:UNIQUE )?INDEX CONCURRENTLY|VALIDATE CONSTRAINT|ADD CONSTRAINT|REINDEX INDEX CONCURRENTLY|VACUUM \([^)]*\)) (\S+)') x),
                                 left(o.sql, 60)),
                        CASE WHEN m.paused AND o.state IN ('pending', 'running', 'throttled') THEN 'paused'
                             WHEN o.state = 'pending' THEN 'queued'
@@ -133,7 +134,15 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                                   || '% of blocks', '') || ')'
                           FROM pg_catalog.pg_stat_progress_create_index p
                          WHERE o.state = 'running' AND p.relid = o.relid
-                           AND p.command IN ('CREATE INDEX CONCURRENTLY', 'REINDEX CONCURRENTLY') LIMIT 1)), '; ' ORDER BY o.seq)
+                           AND p.command IN ('CREATE INDEX CONCURRENTLY', 'REINDEX CONCURRENTLY') LIMIT 1),
+                       -- the compaction's VACUUM (compact.c): its progress, and how often it ran during the backfill
+                       (SELECT '(' || v.phase || coalesce(', ' || round(100.0 * v.heap_blks_scanned
+                                             / nullif(v.heap_blks_total, 0)) || '% of blocks', '') || ')'
+                          FROM pg_catalog.pg_stat_progress_vacuum v
+                         WHERE o.state = 'running' AND o.kind = 'compact' AND o.sql LIKE 'VACUUM%'
+                           AND v.relid = o.relid LIMIT 1),
+                       CASE WHEN o.kind = 'compact' AND o.sql LIKE 'VACUUM%' AND o.batches > 0
+                            THEN '(' || o.batches || ' during the backfill)' END), '; ' ORDER BY o.seq)
               FROM expand_contract.tasks o
              WHERE o.migration_id = m.id AND o.kind <> 'backfill' AND o.state <> 'done'
                AND o.seq IS DISTINCT FROM t.seq

@@ -558,11 +558,12 @@ ec_complete(PG_FUNCTION_ARGS)
 	ec_guc_pop(nestlevel);
 	if (skipped > 0)
 		ereport(NOTICE,
-				(errmsg("%llu index rebuild(s) of the migration's compaction skipped",
+				(errmsg("%llu compaction task(s) of the migration skipped",
 						(unsigned long long) skipped),
-				 errdetail("ec_complete ran before the background worker rebuilt them."),
-				 errhint("Run CALL ec_wait() before ec_complete() to let them finish, or REINDEX INDEX "
-						 "CONCURRENTLY them yourself.")));
+				 errdetail("ec_complete ran before the background worker had vacuumed the tables and "
+						   "rebuilt their indexes."),
+				 errhint("Run CALL ec_wait() before ec_complete() to let them finish, or VACUUM the "
+						 "tables and REINDEX INDEX CONCURRENTLY their indexes yourself.")));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -362,7 +362,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 					ec_worker.parallel_note);
 
 	if (s->compact)
-		ec_worker.vacuum_due = ec_compact_after_batch(task->relid, end - ec_worker.batch_first_block);
+		ec_worker.vacuum_due = ec_compact_after_batch(id, task->relid, end - ec_worker.batch_first_block);
 	ec_pace_record(&ec_worker.pace, processed,
 				   (double) (GetCurrentTimestamp() - began) / 1000.0, waiters, s->batch_time_ms);
 	ec_read_load(began, &load);

@@ -10,11 +10,15 @@
  *							enters the free space map, and the next batches' new versions go
  *							there instead of the table's end.  SKIP_LOCKED: a VACUUM already
  *							running (autovacuum's, another worker's) does the same; TRUNCATE false:
- *							truncating takes ACCESS EXCLUSIVE.
+ *							truncating takes ACCESS EXCLUSIVE.  These VACUUMs belong to a task
+ *							of their own (kind "compact", queued after the backfills), so that
+ *							ec_status shows them, their progress and their failure apart from
+ *							the backfill's; the task itself, reached after the backfills, runs
+ *							the last VACUUM, of the last twentieth.
  *	  after the backfill	the surviving indexes the migration did not build are rebuilt with
  *							REINDEX INDEX CONCURRENTLY, each a task of its own (kind
- *							"compact", see ec_queue_compaction), which the worker skips when
- *							compact is off by the time it reaches them.
+ *							"compact", see ec_queue_compaction).  The worker skips compaction
+ *							tasks when compact is off by the time it reaches them.
  *
  *	  Measured on 1M rows of t(id bigint primary key, a int, b text), a to bigint, then complete and
  *	  VACUUM, against an offline ALTER TABLE: heap 1.07x with the vacuums (1.91x without), indexes
@@ -58,14 +62,21 @@ bool		ec_compact = true;
  */
 #define COMPACT_MIN_BLOCKS	1024
 
-/* What this worker filled of one table since its last VACUUM. */
+/* The VACUUM of the filled blocks: see the header. */
+static char *
+vacuum_statement(Oid relid)
+{
+	return psprintf("VACUUM (SKIP_LOCKED, TRUNCATE false) %s", ec_rel_qualified(relid));
+}
 
 /*
- * After a batch that filled `blocks` blocks of relid: the VACUUM to run once it committed, or NULL.
- * Counted per worker: several workers filling one table each vacuum after their own twentieth.
+ * After a batch of migration id that filled `blocks` blocks of relid: the VACUUM to run once it
+ * committed, or NULL; ec_worker.vacuum_seq is its task (0: none, as for a migration queued before
+ * 0.2.0, whose VACUUMs show in the backfill's detail).  Counted per worker: several workers filling
+ * one table each vacuum after their own twentieth.
  */
 char *
-ec_compact_after_batch(Oid relid, int64 blocks)
+ec_compact_after_batch(int64 id, Oid relid, int64 blocks)
 {
 	if (relid != ec_worker.filled_relid)
 	{
@@ -76,14 +87,13 @@ ec_compact_after_batch(Oid relid, int64 blocks)
 		table_close(rel, AccessShareLock);
 		ec_worker.filled_relid = relid;
 		ec_worker.filled_blocks = 0;
+		ec_worker.vacuum_seq = ec_vacuum_task_seq(id, relid);
 	}
 	ec_worker.filled_blocks += blocks;
 	if (ec_worker.filled_blocks < ec_worker.vacuum_every)
 		return NULL;
 	ec_worker.filled_blocks = 0;
-	return MemoryContextStrdup(TopMemoryContext,
-							   psprintf("VACUUM (SKIP_LOCKED, TRUNCATE false) %s",
-										ec_rel_qualified(relid)));
+	return MemoryContextStrdup(TopMemoryContext, vacuum_statement(relid));
 }
 
 /* Does the index read a column of the table that complete drops (dropped: attnums, offset)? */
@@ -133,16 +143,12 @@ name_taken(Oid indexid, const char *label)
  * is, as REINDEX would pick another name that the cleanup could not know.
  */
 static void
-queue_reindexes(EcStartContext *cxt, Oid heapid, Bitmapset *dropped)
+queue_reindexes(EcStartContext *cxt, Relation rel, Bitmapset *dropped)
 {
-	Relation	rel = table_open(heapid, AccessShareLock);
+	Oid			heapid = RelationGetRelid(rel);
 	List	   *indexes = RelationGetIndexList(rel);
-	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
 	ListCell   *lc;
 
-	table_close(rel, AccessShareLock);
-	if (nblocks < COMPACT_MIN_BLOCKS)
-		return;
 	foreach(lc, indexes)
 	{
 		Oid			indexid = lfirst_oid(lc);
@@ -168,8 +174,8 @@ queue_reindexes(EcStartContext *cxt, Oid heapid, Bitmapset *dropped)
 }
 
 /*
- * After the backfill of table (queued just before): its compaction tasks, per leaf partition of a
- * partitioned table.  They are queued whatever expand_contract.compact says now; the worker skips
+ * After the backfill of table (queued just before): its compaction tasks, the VACUUM and the
+ * REINDEXes, per leaf partition of a partitioned table.  They are queued whatever expand_contract.compact says now; the worker skips
  * them if it is off when it reaches them (ec_configure may turn it off after ec_start).
  */
 void
@@ -194,6 +200,8 @@ ec_queue_compaction(EcStartContext *cxt, EcTable *table)
 		Oid			heapid = lfirst_oid(lc);
 		Bitmapset  *dropped = NULL;
 		ListCell   *lc2;
+		Relation	rel;
+		BlockNumber nblocks;
 
 		if (get_rel_relkind(heapid) != RELKIND_RELATION)
 			continue;
@@ -204,7 +212,15 @@ ec_queue_compaction(EcStartContext *cxt, EcTable *table)
 			if (attnum != InvalidAttrNumber)
 				dropped = bms_add_member(dropped, attnum - FirstLowInvalidHeapAttributeNumber);
 		}
-		queue_reindexes(cxt, heapid, dropped);
+		rel = table_open(heapid, AccessShareLock);
+		nblocks = RelationGetNumberOfBlocks(rel);
+		/* A table too small to be vacuumed during its backfill is left to autovacuum. */
+		if (nblocks >= VACUUM_MIN_BLOCKS)
+			ec_add_task(cxt->migration_id, ++cxt->ntasks + EC_SEQ_AFTER_BACKFILL, "compact", heapid,
+						NIL, vacuum_statement(heapid));
+		if (nblocks >= COMPACT_MIN_BLOCKS)
+			queue_reindexes(cxt, rel, dropped);
+		table_close(rel, AccessShareLock);
 	}
 }
 

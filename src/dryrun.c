@@ -23,6 +23,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "commands/tablecmds.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -155,6 +156,21 @@ statement_lock(const char *sql, char **relation, const char **lock)
 						concurrently = true;
 				*relation = range_var_sql(r->relation);
 				*lock = lock_name(concurrently ? ShareUpdateExclusiveLock : AccessExclusiveLock);
+				break;
+			}
+		case T_VacuumStmt:
+			{
+				VacuumStmt *v = (VacuumStmt *) stmt;
+				ListCell   *lc;
+				bool		full = false;
+
+				if (list_length(v->rels) != 1)
+					break;
+				foreach(lc, v->options)
+					if (strcmp(((DefElem *) lfirst(lc))->defname, "full") == 0)
+						full = defGetBoolean(lfirst(lc));
+				*relation = range_var_sql(linitial_node(VacuumRelation, v->rels)->relation);
+				*lock = lock_name(full ? AccessExclusiveLock : ShareUpdateExclusiveLock);
 				break;
 			}
 		case T_RefreshMatViewStmt:
@@ -399,7 +415,11 @@ ec_plan_capture(int64 id, const char *schema)
 				starts_with_ci(sql, "CREATE UNIQUE INDEX") || starts_with_ci(sql, "REINDEX");
 
 			s = add_step("worker", NULL, NULL, sql,
-						 strcmp(kind, "compact") == 0 ? "compaction: rebuilds an index the backfill bloated" : NULL);
+						 strcmp(kind, "compact") != 0 ? NULL :
+						 starts_with_ci(sql, "VACUUM") ?
+						 "compaction: vacuums the table after every twentieth of its blocks the backfill "
+						 "fills, and once more after it, so that new row versions reuse the space" :
+						 "compaction: rebuilds an index the backfill bloated");
 			/* The table the task works on (a REINDEX INDEX names the index; it locks both). */
 			if (relation != NULL)
 				s->relation = MemoryContextStrdup(plan_cxt, relation);

@@ -385,6 +385,8 @@ extern bool ec_migration_names(int64 id, char **schema, char **name);
 extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
 extern List *ec_compaction_cleanups(int64 id);
 extern uint64 ec_skip_compaction_tasks(int64 id);
+extern int	ec_vacuum_task_seq(int64 id, Oid relid);
+extern void ec_record_backfill_vacuum(int64 id, int seq, bool running);
 extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
 								char **in_progress);
 extern void ec_require_catalog(const char *version, const char *feature);
@@ -535,7 +537,7 @@ extern long ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms
 /* ---- leaving the table compact (compact.c) ---- */
 
 extern bool ec_compact;
-extern char *ec_compact_after_batch(Oid relid, int64 blocks);
+extern char *ec_compact_after_batch(int64 id, Oid relid, int64 blocks);
 extern void ec_queue_compaction(EcStartContext *cxt, EcTable *table);
 extern char *ec_compact_cleanup(const char *cleanup);
 extern uint64 ec_skip_compaction(int64 id);

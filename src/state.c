@@ -1032,6 +1032,48 @@ ec_skip_compaction_tasks(int64 id)
 						1, types, values, NULL, SPI_OK_UPDATE);
 }
 
+/* The seq of the migration's VACUUM task of relid (compact.c), 0 when it has none. */
+int
+ec_vacuum_task_seq(int64 id, Oid relid)
+{
+	Oid			types[2] = {INT8OID, OIDOID};
+	Datum		values[2] = {Int64GetDatum(id), ObjectIdGetDatum(relid)};
+	bool		isnull;
+	Datum		d;
+
+	if (ec_state_spi("SELECT seq FROM " EC_STATE_SCHEMA ".tasks"
+					 " WHERE migration_id = $1 AND relid = $2 AND kind = 'compact' AND part = 0"
+					 "   AND sql LIKE 'VACUUM %' ORDER BY seq LIMIT 1",
+					 2, types, values, NULL, SPI_OK_SELECT) == 0)
+		return 0;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * A VACUUM of the VACUUM task seq run during the backfill, before (running) and after it: counted
+ * in its batches, shown as running while it runs and queued (for its last run) after.  A task
+ * that failed or was skipped keeps its state.
+ */
+void
+ec_record_backfill_vacuum(int64 id, int seq, bool running)
+{
+	Oid			types[3] = {INT8OID, INT4OID, BOOLOID};
+	Datum		values[3] = {Int64GetDatum(id), Int32GetDatum(seq), BoolGetDatum(running)};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks"
+						" SET state = CASE WHEN $3 THEN 'running' ELSE 'pending' END,"
+						"     batches = batches + CASE WHEN $3 THEN 1 ELSE 0 END,"
+						"     detail = CASE WHEN $3 THEN 'vacuuming the blocks filled so far'"
+						"              ELSE 'vacuumed ' || batches || ' time(s) during the backfill;"
+						" vacuums once more after it' END,"
+						"     started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+						"     updated_at = pg_catalog.clock_timestamp()"
+						" WHERE migration_id = $1 AND seq = $2 AND part = 0"
+						"   AND state IN ('pending', 'running', 'throttled')",
+						3, types, values, NULL, SPI_OK_UPDATE);
+}
+
 /* relid and, for a partition, its ancestors, as an oid[] (what covers a partition covers it). */
 Datum
 ec_relation_and_ancestors(Oid relid)

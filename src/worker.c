@@ -497,15 +497,31 @@ do_step(int64 id, long *wait_ms)
 		if (result == STEP_NEXT && ec_worker.vacuum_due != NULL)
 		{
 			char	   *vacuum = ec_worker.vacuum_due;
+			int			vacuum_seq = ec_worker.vacuum_seq;
 
 			ec_worker.vacuum_due = NULL;
-			/* Shown until the next batch's progress replaces it. */
 			begin_step("expand_contract: recording progress");
-			ec_set_task_state(id, seq, part, "running", "vacuuming the blocks filled so far (compact)");
+			if (vacuum_seq > 0)
+				ec_record_backfill_vacuum(id, vacuum_seq, true);
+			else				/* shown until the next batch's progress replaces it */
+				ec_set_task_state(id, seq, part, "running", "vacuuming the blocks filled so far (compact)");
 			end_step();
+			/* A failure is the VACUUM task's, not the backfill's. */
+			if (vacuum_seq > 0)
+			{
+				ec_worker.batch_seq = vacuum_seq;
+				ec_worker.batch_part = 0;
+				ec_worker.batch_migration = 0;
+			}
 			pgstat_report_activity(STATE_RUNNING, vacuum);
 			run_toplevel(vacuum);
 			pfree(vacuum);
+			if (vacuum_seq > 0)
+			{
+				begin_step("expand_contract: recording progress");
+				ec_record_backfill_vacuum(id, vacuum_seq, false);
+				end_step();
+			}
 		}
 		return result;
 	}

@@ -76,6 +76,7 @@ typedef struct EcWorkerState
 	bool		release_after_commit;	/* the claimed part is done */
 	char	   *parallel_note;	/* how many workers fill the backfill, for ec_status */
 	char	   *vacuum_due;		/* a VACUUM of the table to run once the batch committed */
+	int			vacuum_seq;		/* its task (compact.c), 0 for none */
 
 	/* The batch in flight (backfill.c), for diagnosing a failure after its transaction aborted. */
 	Oid			batch_relid;

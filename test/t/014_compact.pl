@@ -1,7 +1,8 @@
 # A data-moving migration leaves the table compact (src/compact.c): against the same change made
 # offline (ALTER TABLE ... TYPE, then VACUUM), the heap is at most 1.2x and the indexes 1.1x after
 # ec_complete and a VACUUM; with expand_contract.compact off they are about twice the size (so the
-# comparison means something).  The REINDEX CONCURRENTLY tasks show in ec_status; one interrupted
+# comparison means something).  The VACUUM and REINDEX CONCURRENTLY tasks show in ec_status (a
+# cancelled VACUUM is retried without failing the backfill); one interrupted REINDEX
 # leaves no invalid index behind, nor does a kill -9 in the middle of one; pg_repack works on the
 # table after ec_complete.
 use strict;
@@ -75,6 +76,12 @@ my ($heap, $index) = migrate('{}');
 note sprintf('compact: heap %.2fx, indexes %.2fx of the offline change', $heap / $off_heap, $index / $off_index);
 cmp_ok($heap / $off_heap, '<=', 1.2, 'heap at most 1.2x the offline change');
 cmp_ok($index / $off_index, '<=', 1.1, 'indexes at most 1.1x the offline change');
+my ($vacuum_state, $vacuums) = split /\|/, $node->safe_psql('postgres', q{SELECT state || '|' || batches
+  FROM expand_contract.tasks WHERE kind = 'compact' AND sql LIKE 'VACUUM%'
+   AND migration_id = (SELECT max(id) FROM expand_contract.migrations)});
+is($vacuum_state, 'done', 'the VACUUM task is done');
+# One VACUUM per twentieth of the table filled, and the task's own at the end.
+cmp_ok($vacuums, '>=', 15, "the VACUUM task ran $vacuums times during the backfill");
 
 my ($heap_off, $index_off) = migrate('{"compact": false}');
 note sprintf('compact off: heap %.2fx, indexes %.2fx', $heap_off / $off_heap, $index_off / $off_index);
@@ -82,8 +89,48 @@ cmp_ok($heap_off / $off_heap, '>=', 1.5, 'compact off: the heap is much bigger (
 cmp_ok($index_off / $off_index, '>=', 1.5, 'compact off: so are the indexes');
 is($node->safe_psql('postgres', q{SELECT string_agg(detail, ', ') FROM expand_contract.tasks
   WHERE kind = 'compact' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
-	'skipped: expand_contract.compact is off, skipped: expand_contract.compact is off',
-	'compact off: the REINDEX tasks were skipped');
+	'skipped: expand_contract.compact is off, skipped: expand_contract.compact is off, skipped: expand_contract.compact is off',
+	'compact off: the VACUUM and REINDEX tasks were skipped');
+is($node->safe_psql('postgres', q{SELECT batches FROM expand_contract.tasks
+  WHERE kind = 'compact' AND sql LIKE 'VACUUM%' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
+	'0', 'compact off: no VACUUM during the backfill');
+
+############################################################################
+# The VACUUMs during the backfill are a task of their own in ec_status, with their progress; one
+# cancelled is retried at the next twentieth without failing the backfill.  vacuum_cost_delay
+# (read by the worker from the database's settings) slows them down enough to watch.
+############################################################################
+load('t');
+$node->safe_psql('postgres', q{ALTER DATABASE postgres SET vacuum_cost_delay = '20ms';
+  ALTER DATABASE postgres SET vacuum_cost_limit = 1});
+$node->safe_psql('postgres', qq{SELECT ec_start('v13', $migration)});
+ok(wait_for($node, 'postgres', q{SELECT tasks ~ 'vacuum public\.t running \([a-z ]+(, \d+% of blocks)?\) \(1 during the backfill\)'
+  FROM ec_status('public')}, 't', 120),
+	'ec_status shows the VACUUM of the filled blocks as a task of its own, with its progress')
+	or diag($node->safe_psql('postgres', q{SELECT tasks FROM ec_status('public')}));
+is($node->safe_psql('postgres', q{SELECT backfill_state FROM ec_status('public')}), 'running',
+	'while the backfill task stays running');
+is($node->safe_psql('postgres', q{SELECT bool_and(pg_cancel_backend(pid)) FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill' AND query LIKE 'VACUUM%'}),
+	't', 'the VACUUM is cancelled');
+ok(wait_for($node, 'postgres', q{SELECT detail LIKE 'retrying after: canceling statement%'
+  FROM expand_contract.tasks WHERE kind = 'compact' AND sql LIKE 'VACUUM%'
+   AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}, 't', 60),
+	'the cancelled VACUUM: its task says it is retried');
+$node->safe_psql('postgres', q{ALTER DATABASE postgres RESET vacuum_cost_delay;
+  ALTER DATABASE postgres RESET vacuum_cost_limit});
+# A new worker, without the slow settings.
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill'});
+$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
+$node->safe_psql('postgres', 'CALL ec_wait()');
+# (the backfill may be split into parts: one row each)
+is($node->safe_psql('postgres', q{SELECT count(DISTINCT seq) || ' tasks, ' || count(*) FILTER (WHERE state <> 'done')
+  || ' not done' FROM expand_contract.tasks WHERE migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
+	'4 tasks, 0 not done', 'after the cancel: the backfill, the VACUUM and the REINDEX tasks done');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE a IS DISTINCT FROM id'), '0',
+	'after the cancel: every row converted');
+$node->safe_psql('postgres', 'SELECT ec_complete()');
 
 ############################################################################
 # The REINDEX tasks in ec_status; one interrupted leaves nothing invalid behind.
@@ -144,7 +191,7 @@ ok(wait_for($node, 'postgres',
 	'the worker is in the middle of REINDEX CONCURRENTLY, held up by an old snapshot');
 my ($ret, $stdout, $stderr) = $node->psql('postgres', 'SELECT ec_complete()');
 is($ret, 0, 'ec_complete does not wait for it');
-like($stderr, qr/NOTICE:  2 index rebuild\(s\) of the migration's compaction skipped/,
+like($stderr, qr/NOTICE:  2 compaction task\(s\) of the migration skipped/,
 	'and says which work it skipped');
 $holder->query_safe('COMMIT');
 $holder->quit;
@@ -169,20 +216,24 @@ ok(wait_for($node, 'postgres',
 my $reindex_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity
   WHERE backend_type = 'expand_contract backfill' AND query LIKE 'REINDEX%'});
 like($reindex_pid, qr/^\d+$/, "kill -9: the REINDEX runs in the worker (pid $reindex_pid)");
+# Paused, so that the worker relaunched after recovery does not clean up before we look.
+$node->safe_psql('postgres', q{SELECT ec_pause('public')});
+my $log_offset = -s $node->logfile;
 kill 'KILL', $reindex_pid;
+$node->wait_for_log(qr/database system is ready to accept connections/, $log_offset);
 ok(wait_for($node, 'postgres', 'SELECT 1', '1', 60, 'crash recovery'), 'kill -9: the server is back');
 eval { $holder->quit };
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
   WHERE c.relname = 't_pkey_ccnew' AND NOT i.indisvalid}),
 	'1', 'kill -9: the crash left the invalid t_pkey_ccnew');
-$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
+$node->safe_psql('postgres', q{SELECT ec_resume('public')});
 $node->safe_psql('postgres', 'CALL ec_wait()');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
   WHERE c.relname LIKE 't%cc%' OR NOT i.indisvalid}),
 	'0', 'kill -9: after recovery and the retry, no _ccnew/_ccold and no invalid index');
 is($node->safe_psql('postgres', q{SELECT string_agg(state, ',') FROM expand_contract.tasks
   WHERE kind = 'compact' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
-	'done,done', 'kill -9: both REINDEX tasks done');
+	'done,done,done', 'kill -9: the VACUUM and both REINDEX tasks done');
 $node->safe_psql('postgres', 'SELECT ec_complete(); VACUUM t');
 ($heap, $index) = sizes('t');
 cmp_ok($index / $off_index, '<=', 1.1, 'kill -9: the indexes end compact');
@@ -208,8 +259,9 @@ $node->safe_psql('postgres', q{SELECT ec_start('v11', '{"operations": [{"alter_c
 $node->safe_psql('postgres', 'CALL ec_wait()');
 is($node->safe_psql('postgres', q{SELECT string_agg(sql, '; ' ORDER BY seq) FROM expand_contract.tasks
   WHERE kind = 'compact' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
-	'REINDEX INDEX CONCURRENTLY public.pt_1_pkey; REINDEX INDEX CONCURRENTLY public.pt_2_pkey',
-	'partitioned: one REINDEX per leaf index');
+	'VACUUM (SKIP_LOCKED, TRUNCATE false) public.pt_1; REINDEX INDEX CONCURRENTLY public.pt_1_pkey; '
+	. 'VACUUM (SKIP_LOCKED, TRUNCATE false) public.pt_2; REINDEX INDEX CONCURRENTLY public.pt_2_pkey',
+	'partitioned: one VACUUM per leaf and one REINDEX per leaf index');
 $node->safe_psql('postgres', 'SELECT ec_complete(); VACUUM pt');
 for my $leaf ('pt_1', 'pt_2')
 {
