@@ -14,7 +14,8 @@
  *	  sqlbuild.c	every piece of SQL text the extension builds, and running it
  *	  privileges.c	running as another role; grants copied to views and rebuilt columns
  *	  wait.c		waiting for a migration's background work (ec_complete, CALL ec_wait)
- *	  state.c		the extension's own tables: history, dual-write plans, backfill work
+ *	  state.c		the extension's own tables: the history (migrations); state_tasks.c the
+ *					work queue (tasks); state_dual_writes.c the dual-write plans (dual_writes)
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger (firing); trigger_plan.c its per-relation plan and cache
  *	  carry*.c		what hangs on a rebuilt column (indexes, constraints, foreign keys, views)
@@ -338,7 +339,7 @@ extern TransactionId ec_write_horizon(EcXidList *in_progress);
 extern bool ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next,
 							TransactionId *in_progress, int nin_progress);
 
-/* ---- the extension's tables (state.c) ---- */
+/* ---- the extension's tables (state.c, state_tasks.c, state_dual_writes.c) ---- */
 
 typedef struct EcMigrationRow
 {

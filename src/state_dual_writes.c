@@ -1,0 +1,148 @@
+/*
+ * state_dual_writes.c
+ *	  Owns expand_contract.dual_writes, the tables' dual-write plans: every query of that table is a
+ *	  named function here.  All access through SPI with bound parameters.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "nodes/nodes.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "expand_contract.h"
+
+static Datum
+name_array(Datum *elems, int n)
+{
+	return PointerGetDatum(construct_array(elems, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+}
+
+static Datum
+column_name(Oid relid, AttrNumber attnum)
+{
+	return DirectFunctionCall1(namein, CStringGetDatum(attnum ? get_attname(relid, attnum, false) : ""));
+}
+
+/*
+ * The table's dual-write plan: per column pair the physical columns and the "up"/"down" expressions,
+ * each both as a node tree (what the trigger runs) and as SQL text over the columns' names (what a
+ * restored database re-analyses, see restore.c).
+ */
+void
+ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char *new_migration,
+				   const char *old_schema, const char *old_migration)
+{
+	Oid			types[14] = {INT8OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	NAMEARRAYOID, NAMEARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[14];
+	char		nulls[14] = {' ', ' ', ' ', ' ', old_schema ? ' ' : 'n', old_migration ? ' ' : 'n',
+	' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			n = list_length(table->columns);
+	Datum	   *old_attnums = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *new_attnums = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *ups = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *downs = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *old_names = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *new_names = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *up_sources = palloc(sizeof(Datum) * (n + 1));
+	Datum	   *down_sources = palloc(sizeof(Datum) * (n + 1));
+	int			npairs = 0;
+	ListCell   *lc;
+
+	foreach(lc, table->columns)
+	{
+		EcColumn   *col = lfirst(lc);
+
+		if (!col->moves_data)
+			continue;
+		old_attnums[npairs] = Int16GetDatum(col->old_attnum);
+		new_attnums[npairs] = Int16GetDatum(col->new_attnum);
+		ups[npairs] = CStringGetTextDatum(col->up ? nodeToString(col->up) : "");
+		downs[npairs] = CStringGetTextDatum(col->down ? nodeToString(col->down) : "");
+		old_names[npairs] = column_name(table->relid, col->old_attnum);
+		new_names[npairs] = column_name(table->relid, col->new_attnum);
+		up_sources[npairs] = CStringGetTextDatum(col->up ? ec_deparse(col->up, table->relid) : "");
+		down_sources[npairs] = CStringGetTextDatum(col->down ? ec_deparse(col->down, table->relid) : "");
+		npairs++;
+	}
+	values[0] = Int64GetDatum(id);
+	values[1] = ObjectIdGetDatum(table->relid);
+	values[2] = CStringGetTextDatum(new_schema);
+	values[3] = CStringGetTextDatum(new_migration);
+	values[4] = old_schema ? CStringGetTextDatum(old_schema) : (Datum) 0;
+	values[5] = old_migration ? CStringGetTextDatum(old_migration) : (Datum) 0;
+	values[6] = PointerGetDatum(construct_array(old_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
+	values[7] = PointerGetDatum(construct_array(new_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
+	values[8] = PointerGetDatum(construct_array(ups, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[9] = PointerGetDatum(construct_array(downs, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[10] = name_array(old_names, npairs);
+	values[11] = name_array(new_names, npairs);
+	values[12] = PointerGetDatum(construct_array(up_sources, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[13] = PointerGetDatum(construct_array(down_sources, npairs, TEXTOID, -1, false, TYPALIGN_INT));
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
+						" new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
+						" down_exprs, old_columns, new_columns, up_sources, down_sources)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+						14, types, values, nulls, SPI_OK_INSERT);
+}
+
+/*
+ * What the backfill of relid sets: its new columns (name[]) and their "up" as SQL text (text[]),
+ * n of each, and the migration's in-progress xids as text ("{...}"); false without a plan.
+ */
+bool
+ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n, char **in_progress)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+
+	(void) ec_state_spi("SELECT d.new_columns, d.up_sources, m.in_progress_xids::text"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes d"
+						"  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
+						" WHERE d.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+						1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   1, &isnull)),
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, new_columns, NULL, n);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													   2, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, ups, NULL, n);
+	*in_progress = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	return true;
+}
+
+/* The migration moving relid's data (its dual-write plan is there, not complete), or NULL. */
+char *
+ec_migration_moving_data(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (ec_state_spi("SELECT m.name FROM " EC_STATE_SCHEMA ".dual_writes d"
+					 "  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
+					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND NOT m.done",
+					 1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* The first of relids (an oid[] datum) that has a dual-write plan, by name, or NULL. */
+char *
+ec_first_with_dual_writes(Datum relids)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1] = {relids};
+
+	if (ec_state_spi("SELECT d.relid::pg_catalog.text FROM " EC_STATE_SCHEMA ".dual_writes d"
+					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
+					 1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
