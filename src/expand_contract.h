@@ -384,6 +384,8 @@ extern char *ec_migration_moving_data(Oid relid);
 extern char *ec_first_with_dual_writes(Datum relids);
 extern bool ec_migration_names(int64 id, char **schema, char **name);
 extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
+extern uint64 ec_guarded_migrations(void);
+extern uint64 ec_migration_guarding_relation(Datum relids);
 extern List *ec_compaction_cleanups(int64 id);
 extern uint64 ec_skip_compaction_tasks(int64 id);
 extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
@@ -560,6 +562,7 @@ extern int64 ec_revert_window_arg(FunctionCallInfo fcinfo, int argno);
 extern void ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs);
 extern void ec_check_no_window(const char *schema);
 extern bool ec_in_revert_window(const char *schema);
+extern char *ec_revert_window_exists_sql(const char *id_expr);
 extern bool ec_window_worker(int64 id);
 extern void ec_register_launcher(void);
 

@@ -827,6 +827,18 @@ typedef struct Window
 	List	   *cleanup_steps;
 } Window;
 
+/*
+ * The SQL condition "the migration whose id is id_expr is in its revert window", for the queries of
+ * the other state tables that count windows too (the guard's, the launcher's): revert_windows is
+ * this file's table.  Only for a catalog at 0.2.0 or later, which has it.
+ */
+char *
+ec_revert_window_exists_sql(const char *id_expr)
+{
+	return psprintf("EXISTS (SELECT FROM " EC_STATE_SCHEMA ".revert_windows w WHERE w.migration_id = %s)",
+					id_expr);
+}
+
 /* The open window of the schema's latest migration, or NULL. */
 static Window *
 open_window(const char *schema)

@@ -513,8 +513,7 @@ ec_migrations_wanting_workers(void)
 								 ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
 								 "%s ORDER BY m.id",
 								 ec_catalog_at_least("0.2.0") ?
-								 " OR m.id IN (SELECT migration_id FROM " EC_STATE_SCHEMA ".revert_windows)" :
-								 ""),
+								 psprintf(" OR %s", ec_revert_window_exists_sql("m.id")) : ""),
 						0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -575,6 +574,64 @@ ec_migration_row_xmin(int64 id, TransactionId *xmin)
 	*xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 												&isnull));
 	return true;
+}
+
+/*
+ * Which migrations the DDL guard covers (ddl_guard.c): the active ones, and those in a revert
+ * window, whose kept-aside columns, tables, triggers and previous version schema ec_revert and
+ * ec_cleanup still need.  A condition on migrations m.
+ */
+static char *
+guarded_migration_sql(void)
+{
+	return psprintf("(NOT m.done OR %s)", ec_revert_window_exists_sql("m.id"));
+}
+
+/*
+ * The migrations the DDL guard covers, in SPI_tuptable: schema_name, name, version_schema, the
+ * parent's version_schema, done.  Returns how many.
+ */
+uint64
+ec_guarded_migrations(void)
+{
+	return ec_state_spi(psprintf("SELECT m.schema_name::pg_catalog.text, m.name, m.version_schema::pg_catalog.text,"
+								 "       p.version_schema::pg_catalog.text, m.done"
+								 "  FROM " EC_STATE_SCHEMA ".migrations m"
+								 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
+								 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
+								 " WHERE %s", guarded_migration_sql()),
+						0, NULL, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * The migration the DDL guard covers that covers one of relids (an oid[]: a relation and its
+ * ancestors) by its relids, its dual-write plans or its version schemas' views, in SPI_tuptable:
+ * schema_name, name, done.  Returns how many (0 or 1).
+ */
+uint64
+ec_migration_guarding_relation(Datum relids)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1] = {relids};
+
+	return ec_state_spi(psprintf("SELECT m.schema_name::pg_catalog.text, m.name, m.done"
+								 "  FROM " EC_STATE_SCHEMA ".migrations m"
+								 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
+								 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
+								 " WHERE %s AND (m.relids::pg_catalog.oid[] OPERATOR(pg_catalog.&&) $1"
+								 "    OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".dual_writes d"
+								 "                WHERE d.migration_id = m.id"
+								 "                  AND d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1))"
+								 "    OR EXISTS (SELECT FROM pg_catalog.pg_depend dep"
+								 "                 JOIN pg_catalog.pg_rewrite r ON r.oid = dep.objid"
+								 "                 JOIN pg_catalog.pg_class v ON v.oid = r.ev_class"
+								 "                 JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace"
+								 "                WHERE dep.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+								 "                  AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+								 "                  AND dep.refobjid OPERATOR(pg_catalog.=) ANY ($1)"
+								 "                  AND n.nspname IN (m.version_schema, p.version_schema)))"
+								 " LIMIT 1", guarded_migration_sql()),
+						1, types, values, NULL, SPI_OK_SELECT);
 }
 
 /* relid and, for a partition, its ancestors, as an oid[] (what covers a partition covers it). */
