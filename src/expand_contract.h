@@ -384,10 +384,14 @@ extern char *ec_migration_moving_data(Oid relid);
 extern char *ec_first_with_dual_writes(Datum relids);
 extern bool ec_migration_names(int64 id, char **schema, char **name);
 extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
+extern uint64 ec_saved_steps(int64 id);
 extern uint64 ec_guarded_migrations(void);
 extern uint64 ec_migration_guarding_relation(Datum relids);
 extern List *ec_compaction_cleanups(int64 id);
 extern uint64 ec_skip_compaction_tasks(int64 id);
+extern uint64 ec_finished_backfill_totals(void);
+extern uint64 ec_finished_index_build_totals(void);
+extern uint64 ec_planned_tasks(int64 id);
 extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
 								char **in_progress);
 extern void ec_require_catalog(const char *version, const char *feature);

@@ -577,6 +577,21 @@ ec_migration_row_xmin(int64 id, TransactionId *xmin)
 }
 
 /*
+ * Migration id's saved steps, in SPI_tuptable: validate_steps, complete_steps, rollback_steps
+ * (text[]) and relids (oid[]).  Returns how many (0: it is gone).
+ */
+uint64
+ec_saved_steps(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi("SELECT validate_steps, complete_steps, rollback_steps, relids::pg_catalog.oid[]"
+						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
+}
+
+/*
  * Which migrations the DDL guard covers (ddl_guard.c): the active ones, and those in a revert
  * window, whose kept-aside columns, tables, triggers and previous version schema ec_revert and
  * ec_cleanup still need.  A condition on migrations m.

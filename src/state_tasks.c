@@ -328,3 +328,61 @@ ec_skip_compaction_tasks(int64 id)
 						" WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
 						1, types, values, NULL, SPI_OK_UPDATE);
 }
+
+/* ---- ec_plan's look-ups (dryrun.c) ---- */
+
+/*
+ * The backfills this database finished that filled rows, in SPI_tuptable: how many (int4), their
+ * rows and their seconds (float8, NULL without any).  Returns 1.
+ */
+uint64
+ec_finished_backfill_totals(void)
+{
+	return ec_state_spi("SELECT count(*)::int4, sum(rows_done)::float8,"
+						"       sum(extract(epoch FROM finished_at - started_at))::float8"
+						"  FROM " EC_STATE_SCHEMA ".tasks"
+						" WHERE kind = 'backfill' AND state = 'done' AND rows_done > 0 AND finished_at > started_at",
+						0, NULL, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * The index builds ("sql" and "compact" tasks) this database finished, in SPI_tuptable: how many
+ * (int4), their tables' rows now and their seconds (float8, NULL without any).  Returns 1.
+ */
+uint64
+ec_finished_index_build_totals(void)
+{
+	return ec_state_spi("SELECT count(*)::int4, sum(c.reltuples)::float8,"
+						"       sum(extract(epoch FROM t.finished_at - t.started_at))::float8"
+						"  FROM " EC_STATE_SCHEMA ".tasks t JOIN pg_catalog.pg_class c ON c.oid = t.relid"
+						" WHERE t.kind IN ('sql', 'compact') AND t.state = 'done' AND c.reltuples > 0"
+						"   AND t.finished_at > t.started_at"
+						"   AND t.sql ~* '^\\s*(CREATE\\s+(UNIQUE\\s+)?INDEX|REINDEX)'",
+						0, NULL, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * The migration's tasks in queue order (seq, part), in SPI_tuptable: kind, the table (qualified,
+ * NULL: none), its columns (", "-separated), sql, and the table's rows now as the planner would
+ * estimate them (int8, NULL: never analyzed).  Returns how many.
+ */
+uint64
+ec_planned_tasks(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi("SELECT t.kind, pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
+						"         OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),"
+						"       pg_catalog.array_to_string(t.columns, ', '), t.sql,"
+						"       CASE WHEN c.reltuples < 0 THEN NULL"
+						"            WHEN c.relpages > 0 THEN (c.reltuples / c.relpages *"
+						"                 (pg_catalog.pg_relation_size(c.oid) /"
+						"                  pg_catalog.current_setting('block_size')::int8))::int8"
+						"            ELSE c.reltuples::int8 END"
+						"  FROM " EC_STATE_SCHEMA ".tasks t"
+						"  LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid"
+						"  LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
+						" WHERE t.migration_id = $1 ORDER BY t.seq, t.part",
+						1, types, values, NULL, SPI_OK_SELECT);
+}
