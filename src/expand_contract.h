@@ -385,6 +385,11 @@ extern char *ec_first_with_dual_writes(Datum relids);
 extern bool ec_migration_names(int64 id, char **schema, char **name);
 extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
 extern uint64 ec_saved_steps(int64 id);
+extern void ec_migrations_from_elsewhere(const char *origin, int64 migration_id, List **ids,
+										 List **schemas);
+extern bool ec_active_migration_origin(int64 id, char **origin);
+extern void ec_set_migration_origin(int64 id, const char *origin, TransactionId horizon,
+									EcXidList *in_progress);
 extern uint64 ec_guarded_migrations(void);
 extern uint64 ec_migration_guarding_relation(Datum relids);
 extern List *ec_compaction_cleanups(int64 id);
@@ -392,6 +397,10 @@ extern uint64 ec_skip_compaction_tasks(int64 id);
 extern uint64 ec_finished_backfill_totals(void);
 extern uint64 ec_finished_index_build_totals(void);
 extern uint64 ec_planned_tasks(int64 id);
+extern void ec_restart_backfills(int64 id);
+extern uint64 ec_stored_dual_writes(int64 id);
+extern void ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnums,
+									Datum ups, Datum downs);
 extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
 								char **in_progress);
 extern void ec_require_catalog(const char *version, const char *feature);

@@ -591,6 +591,62 @@ ec_saved_steps(int64 id)
 						1, types, values, NULL, SPI_OK_SELECT);
 }
 
+/* ---- restored migrations (restore.c) ---- */
+
+/*
+ * The active migrations of this database whose origin is not `origin` (migration_id 0: all of
+ * them, else only that one), in id order: their ids (int64 *, palloc'd) and schemas.
+ */
+void
+ec_migrations_from_elsewhere(const char *origin, int64 migration_id, List **ids, List **schemas)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2] = {CStringGetTextDatum(origin), Int64GetDatum(migration_id)};
+
+	(void) ec_state_spi("SELECT id, schema_name::text FROM " EC_STATE_SCHEMA ".migrations"
+						" WHERE NOT done AND origin <> $1 AND ($2 = 0 OR id = $2) ORDER BY id",
+						2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		*ids = lappend(*ids, id);
+		*schemas = lappend(*schemas, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+	}
+}
+
+/* The origin of active migration id (NULL if it has none) in *origin; false if it is not active. */
+bool
+ec_active_migration_origin(int64 id, char **origin)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	(void) ec_state_spi("SELECT origin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1 AND NOT done",
+						1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*origin = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return true;
+}
+
+/* An adopted migration's new origin and backfill horizon (trigger_xid and its in-progress xids). */
+void
+ec_set_migration_origin(int64 id, const char *origin, TransactionId horizon, EcXidList *in_progress)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, XIDOID, XIDARRAYOID};
+	Datum		values[4];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(origin);
+	values[2] = TransactionIdGetDatum(horizon);
+	values[3] = ec_xid_array(in_progress);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET origin = $2, trigger_xid = $3,"
+						" in_progress_xids = $4 WHERE id = $1", 4, types, values, NULL, SPI_OK_UPDATE);
+}
+
 /*
  * Which migrations the DDL guard covers (ddl_guard.c): the active ones, and those in a revert
  * window, whose kept-aside columns, tables, triggers and previous version schema ec_revert and

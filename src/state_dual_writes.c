@@ -146,3 +146,38 @@ ec_first_with_dual_writes(Datum relids)
 		return NULL;
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
+
+/* ---- restored migrations (restore.c) ---- */
+
+/*
+ * The migration's plans as names and SQL text, in SPI_tuptable: relid (oid), old_columns,
+ * new_columns (name[]), up_sources, down_sources (text[]).  Returns how many.
+ */
+uint64
+ec_stored_dual_writes(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi("SELECT relid::pg_catalog.oid, old_columns, new_columns, up_sources, down_sources"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * The node trees and attribute numbers of the migration's plan for relid, rewritten: old_attnums,
+ * new_attnums (int2[]), up and down expressions (text[] of nodeToString).
+ */
+void
+ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnums, Datum ups,
+						Datum downs)
+{
+	Oid			types[6] = {INT8OID, OIDOID, INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[6] = {Int64GetDatum(id), ObjectIdGetDatum(relid), old_attnums, new_attnums, ups,
+	downs};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".dual_writes SET old_attnums = $3, new_attnums = $4,"
+						" up_exprs = $5, down_exprs = $6"
+						" WHERE migration_id = $1 AND relid OPERATOR(pg_catalog.=) $2::pg_catalog.regclass",
+						6, types, values, NULL, SPI_OK_UPDATE);
+}

@@ -329,6 +329,35 @@ ec_skip_compaction_tasks(int64 id)
 						1, types, values, NULL, SPI_OK_UPDATE);
 }
 
+/*
+ * An adopted migration's unfinished backfills start again from the first block (restore.c): part 0
+ * of each is reset, and its other parts, cut from the old table's size, are deleted.
+ */
+void
+ec_restart_backfills(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = 0, total_blocks = NULL,"
+						" rows_done = 0, batches = 0, started_at = NULL, finished_at = NULL,"
+						" updated_at = pg_catalog.clock_timestamp(),"
+						" rows_estimated = (SELECT nullif(GREATEST(c.reltuples, 0), 0)::bigint"
+						"                     FROM pg_catalog.pg_class c WHERE c.oid = relid),"
+						" state = CASE WHEN state = 'failed' THEN state ELSE 'pending' END,"
+						" detail = 'restored from another database: every row is filled again'"
+						" WHERE migration_id = $1 AND kind = 'backfill' AND part = 0"
+						"   AND (state <> 'done' OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u"
+						"         WHERE u.migration_id = $1 AND u.seq = tasks.seq AND u.state <> 'done'))",
+						1, types, values, NULL, SPI_OK_UPDATE);
+	/* Part 0, reset above, is cut again. */
+	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".tasks t"
+						" WHERE migration_id = $1 AND kind = 'backfill' AND part > 0"
+						"   AND EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u WHERE u.migration_id = $1"
+						"                  AND u.seq = t.seq AND u.part = 0 AND u.state <> 'done')",
+						1, types, values, NULL, SPI_OK_DELETE);
+}
+
 /* ---- ec_plan's look-ups (dryrun.c) ---- */
 
 /*
