@@ -401,6 +401,10 @@ extern void ec_restart_backfills(int64 id);
 extern uint64 ec_stored_dual_writes(int64 id);
 extern void ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnums,
 									Datum ups, Datum downs);
+extern uint64 ec_dual_write_trees(int64 id);
+extern void ec_set_dual_write_sources(Oid relid, Datum old_columns, Datum new_columns,
+									  Datum up_sources, Datum down_sources);
+extern void ec_delete_dual_writes(int64 id);
 extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
 								char **in_progress);
 extern void ec_require_catalog(const char *version, const char *feature);
@@ -447,6 +451,8 @@ typedef struct EcWaitFor
 
 extern void ec_wait_for_work(const EcWaitFor *w);
 extern void ec_finish_migration(int64 id);
+extern void ec_mark_migration_done(int64 id);
+extern char *ec_migration_version_schema(const char *schema, const char *name);
 extern Datum ec_xid_array(EcXidList *xids);
 extern List *ec_text_array_to_list(Datum d);
 extern List *ec_name_array_to_list(Datum d);

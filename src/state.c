@@ -429,16 +429,37 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 						5, types, values, NULL, SPI_OK_UPDATE);
 }
 
+/* Migration id is complete (its completed_at: the transaction's start). */
 void
-ec_finish_migration(int64 id)
+ec_mark_migration_done(int64 id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_DELETE);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
 						" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/* Migration id is complete, without dual-write plans. */
+void
+ec_finish_migration(int64 id)
+{
+	ec_delete_dual_writes(id);
+	ec_mark_migration_done(id);
+}
+
+/* The version schema of the migration of that name in the schema's history, or NULL. */
+char *
+ec_migration_version_schema(const char *schema, const char *name)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(schema), CStringGetTextDatum(name)};
+
+	if (ec_state_spi("SELECT version_schema::text FROM " EC_STATE_SCHEMA ".migrations"
+					 " WHERE schema_name = $1 AND name = $2", 2, types, values, NULL,
+					 SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 void

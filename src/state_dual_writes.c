@@ -181,3 +181,48 @@ ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnum
 						" WHERE migration_id = $1 AND relid OPERATOR(pg_catalog.=) $2::pg_catalog.regclass",
 						6, types, values, NULL, SPI_OK_UPDATE);
 }
+
+/* ---- complete with a revert window (revert.c) ---- */
+
+/*
+ * The migration's plans as node trees, in SPI_tuptable: relid (oid), old_attnums, new_attnums
+ * (int2[]), up_exprs, down_exprs (text[]).  Returns how many.
+ */
+uint64
+ec_dual_write_trees(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi("SELECT relid::pg_catalog.oid, old_attnums, new_attnums, up_exprs, down_exprs"
+						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * relid's plan by names and SQL text, rewritten: old_columns, new_columns (name[]), up_sources,
+ * down_sources (text[]).
+ */
+void
+ec_set_dual_write_sources(Oid relid, Datum old_columns, Datum new_columns, Datum up_sources,
+						  Datum down_sources)
+{
+	Oid			types[5] = {OIDOID, NAMEARRAYOID, NAMEARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5] = {ObjectIdGetDatum(relid), old_columns, new_columns, up_sources,
+	down_sources};
+
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".dual_writes"
+						"   SET old_columns = $2, new_columns = $3, up_sources = $4, down_sources = $5"
+						" WHERE relid = $1", 5, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/* The migration's dual-write plans deleted: its trigger no longer converts anything. */
+void
+ec_delete_dual_writes(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						1, types, values, NULL, SPI_OK_DELETE);
+}
