@@ -398,6 +398,7 @@ extern uint64 ec_finished_backfill_totals(void);
 extern uint64 ec_finished_index_build_totals(void);
 extern uint64 ec_planned_tasks(int64 id);
 extern void ec_restart_backfills(int64 id);
+extern uint64 ec_trigger_plan_row(Oid relid);
 extern uint64 ec_stored_dual_writes(int64 id);
 extern void ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnums,
 									Datum ups, Datum downs);

@@ -11,6 +11,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "expand_contract.h"
 
@@ -145,6 +146,53 @@ ec_first_with_dual_writes(Datum relids)
 					 1, types, values, NULL, SPI_OK_SELECT) == 0)
 		return NULL;
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/* ---- the dual-write trigger's plan (trigger_plan.c) ---- */
+
+/*
+ * relid's plan and its migration's horizon, in SPI_tuptable: new_version_schema, new_migration,
+ * old_version_schema, old_migration (text), old_attnums, new_attnums (int2[]), up_exprs, down_exprs
+ * (text[]), trigger_xid, in_progress_xids (xid[]), origin, old_columns, new_columns (name[]),
+ * up_sources, down_sources (text[]), whether its backfill is unfinished, whether the migration is
+ * complete (its revert window), migration_id.  Returns how many (0 or 1).  Read-only, not as the
+ * tables' owner: the trigger runs as the writer, with search_path pg_catalog.
+ */
+uint64
+ec_trigger_plan_row(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	int			rc;
+
+	/*
+	 * Read the plan as the catalogs are read, with a fresh snapshot, not the writer's: the table's
+	 * trigger and helper columns (which the relcache shows as of now) and its dual_writes row commit
+	 * together, but a writer's snapshot may predate them, a REPEATABLE READ transaction's or the
+	 * logical replication apply worker's (it takes its snapshot before it locks the table).  Seen
+	 * through that snapshot the table would have no pairs, and that plan would stay cached.
+	 */
+	PushActiveSnapshot(GetLatestSnapshot());
+	rc = SPI_execute_with_args("SELECT d.new_version_schema::text, d.new_migration,"
+							   "       d.old_version_schema::text, d.old_migration,"
+							   "       d.old_attnums, d.new_attnums, d.up_exprs, d.down_exprs,"
+							   "       m.trigger_xid, m.in_progress_xids, m.origin,"
+							   "       d.old_columns, d.new_columns, d.up_sources, d.down_sources,"
+							   "       EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks t"
+							   "                WHERE t.migration_id = d.migration_id AND t.relid = d.relid"
+							   "                  AND t.kind = 'backfill' AND t.state <> 'done'),"
+							   "       m.done,"
+							   "       d.migration_id"
+							   "  FROM " EC_STATE_SCHEMA ".dual_writes d"
+							   "  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
+							   " WHERE d.relid = $1::regclass",
+							   1, types, values, NULL, true, 1);
+	PopActiveSnapshot();
+	if (rc != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg_internal("could not read expand_contract.dual_writes: %s", SPI_result_code_string(rc))));
+	return SPI_processed;
 }
 
 /* ---- restored migrations (restore.c) ---- */
