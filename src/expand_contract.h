@@ -433,6 +433,7 @@ extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
 							   const char *new_migration, const char *old_schema,
 							   const char *old_migration);
 extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
+extern bool ec_task_with_cleanup_exists(int64 id, const char *cleanup);
 extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
 						const char *sql);
 extern int	ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress);

@@ -53,6 +53,17 @@ ec_set_task_cleanup(int64 id, int seq, const char *cleanup)
 						3, types, values, NULL, SPI_OK_UPDATE);
 }
 
+/* Has the migration a task with that cleanup (an index an earlier operation claimed)? */
+bool
+ec_task_with_cleanup_exists(int64 id, const char *cleanup)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(id), CStringGetTextDatum(cleanup)};
+
+	return ec_state_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND cleanup = $2",
+						2, types, values, NULL, SPI_OK_SELECT) > 0;
+}
+
 /*
  * Where the migration's work stands: how many tasks are unfinished, and the first failure (as
  * "table: error (row ...)"), or NULL.  Compaction is not work complete waits for (it skips what is
