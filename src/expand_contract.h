@@ -436,6 +436,7 @@ extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
 extern bool ec_task_with_cleanup_exists(int64 id, const char *cleanup);
 extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
 						const char *sql);
+extern char *ec_task_failure_text(const char *last_error, const char *error_row);
 extern int	ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress);
 
 /* ---- waiting for a migration's background work (wait.c) ---- */

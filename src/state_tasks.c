@@ -8,9 +8,12 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "utils/builtins.h"
 
 #include "expand_contract.h"
+
+PG_FUNCTION_INFO_V1(ec_task_failure_text_sql);
 
 /* Appends a task to the migration's work queue, done in seq order by its background worker. */
 void
@@ -65,6 +68,31 @@ ec_task_with_cleanup_exists(int64 id, const char *cleanup)
 }
 
 /*
+ * A failed task's error as ec_status(), ec_wait() and ec_complete() show it: what the worker
+ * recorded (last_error, see worker.c's record_failure) and the failing row's key, if any (error_row,
+ * NULL: none).  The one place of that format: ec_status()'s SQL calls it as
+ * expand_contract.task_failure_text (a 0.2.0 object; the C callers need no catalog for it).
+ */
+char *
+ec_task_failure_text(const char *last_error, const char *error_row)
+{
+	if (error_row == NULL)
+		return pstrdup(last_error);
+	return psprintf("%s (row %s)", last_error, error_row);
+}
+
+/* expand_contract.task_failure_text(last_error text, error_row text): NULL without an error. */
+Datum
+ec_task_failure_text_sql(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(ec_task_failure_text(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+														  PG_ARGISNULL(1) ? NULL :
+														  text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+}
+
+/*
  * Where the migration's work stands: how many tasks are unfinished, and the first failure (as
  * "table: error (row ...)"), or NULL.  Compaction is not work complete waits for (it skips what is
  * left of it, compact.c); ec_wait waits for it too.
@@ -75,17 +103,29 @@ ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progre
 	Oid			types[2] = {INT8OID, BOOLOID};
 	Datum		values[2] = {Int64GetDatum(id), BoolGetDatum(include_compaction)};
 	bool		isnull;
+	char	   *table;
+	char	   *last_error;
+	char	   *error_row;
 
-	(void) ec_state_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
-						"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
-						"       (SELECT coalesce(table_name || ': ', '') || last_error"
-			      "               || coalesce(' (row ' || error_row || ')', '')"
-			      "          FROM " EC_STATE_SCHEMA ".tasks f"
-			      "         WHERE f.migration_id = $1 AND f.state = 'failed' AND ($2 OR f.kind <> 'compact')"
-			      "         ORDER BY seq LIMIT 1)"
-						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND ($2 OR kind <> 'compact')",
+	(void) ec_state_spi("SELECT s.unfinished, s.progress, f.table_name, f.last_error, f.error_row"
+						"  FROM (SELECT count(*) FILTER (WHERE state <> 'done') AS unfinished,"
+						"               coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint"
+						"                 AS progress"
+						"          FROM " EC_STATE_SCHEMA ".tasks"
+						"         WHERE migration_id = $1 AND ($2 OR kind <> 'compact')) s"
+						"  LEFT JOIN (SELECT table_name, last_error, error_row"
+						"               FROM " EC_STATE_SCHEMA ".tasks f"
+						"              WHERE f.migration_id = $1 AND f.state = 'failed'"
+						"                AND ($2 OR f.kind <> 'compact')"
+						"              ORDER BY seq LIMIT 1) f ON true",
 						2, types, values, NULL, SPI_OK_SELECT);
-	*failure = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	table = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	last_error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	error_row = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	*failure = NULL;
+	if (last_error != NULL)
+		*failure = table ? psprintf("%s: %s", table, ec_task_failure_text(last_error, error_row)) :
+			ec_task_failure_text(last_error, error_row);
 	if (progress)
 		*progress = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
 												&isnull));
