@@ -358,6 +358,7 @@ typedef struct EcMigrationRow
 } EcMigrationRow;
 
 extern void ec_lock_schema(Oid nspid);
+extern uint64 ec_state_spi_id(const char *sql, int64 id, int expected);
 extern char *ec_catalog_version(void);
 extern bool ec_catalog_at_least(const char *version);
 extern void ec_set_paused(int64 id, bool paused);

@@ -193,6 +193,16 @@ ec_list_to_oid_array(List *list)
 	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 }
 
+/* ec_state_spi of a query whose one parameter, $1, is migration id (bigint). */
+uint64
+ec_state_spi_id(const char *sql, int64 id, int expected)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi(sql, 1, types, values, NULL, expected);
+}
+
 static char *
 getstring(int column)
 {
@@ -433,11 +443,8 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 void
 ec_mark_migration_done(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
-						" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+	(void) ec_state_spi_id("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
+						   " WHERE id = $1", id, SPI_OK_UPDATE);
 }
 
 /* Migration id is complete, without dual-write plans. */
@@ -465,11 +472,8 @@ ec_migration_version_schema(const char *schema, const char *name)
 void
 ec_delete_migration(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-						1, types, values, NULL, SPI_OK_DELETE);
+	(void) ec_state_spi_id("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						   id, SPI_OK_DELETE);
 }
 
 void
@@ -506,13 +510,10 @@ ec_merge_settings(int64 id, Jsonb *settings)
 char *
 ec_migration_description(int64 id, Oid *login_roleid, Oid *roleid)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("SELECT format('migration %I of schema %I', name, schema_name),"
-						"       started_by::pg_catalog.oid, login_role::pg_catalog.oid"
-						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi_id("SELECT format('migration %I of schema %I', name, schema_name),"
+						   "       started_by::pg_catalog.oid, login_role::pg_catalog.oid"
+						   "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						   id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	*roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, false);
@@ -551,12 +552,10 @@ ec_migrations_wanting_workers(void)
 bool
 ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *trigger_xid)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
-	(void) ec_state_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
-						" WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi_id("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
+						   " WHERE id = $1 AND NOT done", id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -570,11 +569,8 @@ ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *tri
 bool
 ec_migration_names(int64 id, char **schema, char **name)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	if (ec_state_spi("SELECT schema_name::pg_catalog.text, name FROM " EC_STATE_SCHEMA ".migrations"
-					 " WHERE id = $1", 1, types, values, NULL, SPI_OK_SELECT) != 1)
+	if (ec_state_spi_id("SELECT schema_name::pg_catalog.text, name FROM " EC_STATE_SCHEMA ".migrations"
+						" WHERE id = $1", id, SPI_OK_SELECT) != 1)
 		return false;
 	*schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -585,12 +581,10 @@ ec_migration_names(int64 id, char **schema, char **name)
 bool
 ec_migration_row_xmin(int64 id, TransactionId *xmin)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
-	if (ec_state_spi("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-					 1, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (ec_state_spi_id("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						id, SPI_OK_SELECT) == 0)
 		return false;
 	*xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 												&isnull));
@@ -604,12 +598,9 @@ ec_migration_row_xmin(int64 id, TransactionId *xmin)
 uint64
 ec_saved_steps(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("SELECT validate_steps, complete_steps, rollback_steps, relids::pg_catalog.oid[]"
-						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
+	return ec_state_spi_id("SELECT validate_steps, complete_steps, rollback_steps, relids::pg_catalog.oid[]"
+						   "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						   id, SPI_OK_SELECT);
 }
 
 /* ---- restored migrations (restore.c) ---- */
@@ -642,11 +633,8 @@ ec_migrations_from_elsewhere(const char *origin, int64 migration_id, List **ids,
 bool
 ec_active_migration_origin(int64 id, char **origin)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("SELECT origin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1 AND NOT done",
-						1, types, values, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi_id("SELECT origin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1 AND NOT done",
+						   id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*origin = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);

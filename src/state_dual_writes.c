@@ -204,12 +204,9 @@ ec_trigger_plan_row(Oid relid)
 uint64
 ec_stored_dual_writes(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("SELECT relid::pg_catalog.oid, old_columns, new_columns, up_sources, down_sources"
-						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
+	return ec_state_spi_id("SELECT relid::pg_catalog.oid, old_columns, new_columns, up_sources, down_sources"
+						   "  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						   id, SPI_OK_SELECT);
 }
 
 /*
@@ -239,12 +236,9 @@ ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnum
 uint64
 ec_dual_write_trees(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("SELECT relid::pg_catalog.oid, old_attnums, new_attnums, up_exprs, down_exprs"
-						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
+	return ec_state_spi_id("SELECT relid::pg_catalog.oid, old_attnums, new_attnums, up_exprs, down_exprs"
+						   "  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						   id, SPI_OK_SELECT);
 }
 
 /*
@@ -268,9 +262,6 @@ ec_set_dual_write_sources(Oid relid, Datum old_columns, Datum new_columns, Datum
 void
 ec_delete_dual_writes(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_DELETE);
+	(void) ec_state_spi_id("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
+						   id, SPI_OK_DELETE);
 }

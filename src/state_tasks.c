@@ -137,13 +137,10 @@ ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progre
 void
 ec_requeue_tasks(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
-						" last_error = NULL, error_row = NULL"
-						" WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
-						1, types, values, NULL, SPI_OK_UPDATE);
+	(void) ec_state_spi_id("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
+						   " last_error = NULL, error_row = NULL"
+						   " WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
+						   id, SPI_OK_UPDATE);
 }
 
 /*
@@ -154,13 +151,10 @@ ec_requeue_tasks(int64 id)
 uint64
 ec_unfinished_tasks(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
-						"       cleanup, started_at IS NOT NULL, part, first_block"
-						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
-						" ORDER BY seq, part", 1, types, values, NULL, SPI_OK_SELECT);
+	return ec_state_spi_id("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
+						   "       cleanup, started_at IS NOT NULL, part, first_block"
+						   "  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
+						   " ORDER BY seq, part", id, SPI_OK_SELECT);
 }
 
 /*
@@ -352,15 +346,13 @@ ec_task_all_parts_done(int64 id, int seq, int part)
 List *
 ec_compaction_cleanups(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
 	List	   *cleanups = NIL;
 	uint64		n;
 
-	n = ec_state_spi("SELECT cleanup FROM " EC_STATE_SCHEMA ".tasks"
-					 " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'"
-					 "   AND cleanup IS NOT NULL ORDER BY seq",
-					 1, types, values, NULL, SPI_OK_SELECT);
+	n = ec_state_spi_id("SELECT cleanup FROM " EC_STATE_SCHEMA ".tasks"
+						" WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'"
+						"   AND cleanup IS NOT NULL ORDER BY seq",
+						id, SPI_OK_SELECT);
 	for (uint64 i = 0; i < n; i++)
 		cleanups = lappend(cleanups, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	return cleanups;
@@ -370,14 +362,11 @@ ec_compaction_cleanups(int64 id)
 uint64
 ec_skip_compaction_tasks(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'done',"
-						" detail = 'skipped: ec_complete ran before it',"
-						" finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
-						1, types, values, NULL, SPI_OK_UPDATE);
+	return ec_state_spi_id("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'done',"
+						   " detail = 'skipped: ec_complete ran before it',"
+						   " finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()"
+						   " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
+						   id, SPI_OK_UPDATE);
 }
 
 /*
@@ -387,26 +376,23 @@ ec_skip_compaction_tasks(int64 id)
 void
 ec_restart_backfills(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = 0, total_blocks = NULL,"
-						" rows_done = 0, batches = 0, started_at = NULL, finished_at = NULL,"
-						" updated_at = pg_catalog.clock_timestamp(),"
-						" rows_estimated = (SELECT nullif(GREATEST(c.reltuples, 0), 0)::bigint"
-						"                     FROM pg_catalog.pg_class c WHERE c.oid = relid),"
-						" state = CASE WHEN state = 'failed' THEN state ELSE 'pending' END,"
-						" detail = 'restored from another database: every row is filled again'"
-						" WHERE migration_id = $1 AND kind = 'backfill' AND part = 0"
-						"   AND (state <> 'done' OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u"
-						"         WHERE u.migration_id = $1 AND u.seq = tasks.seq AND u.state <> 'done'))",
-						1, types, values, NULL, SPI_OK_UPDATE);
+	(void) ec_state_spi_id("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = 0, total_blocks = NULL,"
+						   " rows_done = 0, batches = 0, started_at = NULL, finished_at = NULL,"
+						   " updated_at = pg_catalog.clock_timestamp(),"
+						   " rows_estimated = (SELECT nullif(GREATEST(c.reltuples, 0), 0)::bigint"
+						   "                     FROM pg_catalog.pg_class c WHERE c.oid = relid),"
+						   " state = CASE WHEN state = 'failed' THEN state ELSE 'pending' END,"
+						   " detail = 'restored from another database: every row is filled again'"
+						   " WHERE migration_id = $1 AND kind = 'backfill' AND part = 0"
+						   "   AND (state <> 'done' OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u"
+						   "         WHERE u.migration_id = $1 AND u.seq = tasks.seq AND u.state <> 'done'))",
+						   id, SPI_OK_UPDATE);
 	/* Part 0, reset above, is cut again. */
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".tasks t"
-						" WHERE migration_id = $1 AND kind = 'backfill' AND part > 0"
-						"   AND EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u WHERE u.migration_id = $1"
-						"                  AND u.seq = t.seq AND u.part = 0 AND u.state <> 'done')",
-						1, types, values, NULL, SPI_OK_DELETE);
+	(void) ec_state_spi_id("DELETE FROM " EC_STATE_SCHEMA ".tasks t"
+						   " WHERE migration_id = $1 AND kind = 'backfill' AND part > 0"
+						   "   AND EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u WHERE u.migration_id = $1"
+						   "                  AND u.seq = t.seq AND u.part = 0 AND u.state <> 'done')",
+						   id, SPI_OK_DELETE);
 }
 
 /* ---- ec_plan's look-ups (dryrun.c) ---- */
@@ -449,20 +435,17 @@ ec_finished_index_build_totals(void)
 uint64
 ec_planned_tasks(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("SELECT t.kind, pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
-						"         OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),"
-						"       pg_catalog.array_to_string(t.columns, ', '), t.sql,"
-						"       CASE WHEN c.reltuples < 0 THEN NULL"
-						"            WHEN c.relpages > 0 THEN (c.reltuples / c.relpages *"
-						"                 (pg_catalog.pg_relation_size(c.oid) /"
-						"                  pg_catalog.current_setting('block_size')::int8))::int8"
-						"            ELSE c.reltuples::int8 END"
-						"  FROM " EC_STATE_SCHEMA ".tasks t"
-						"  LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid"
-						"  LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
-						" WHERE t.migration_id = $1 ORDER BY t.seq, t.part",
-						1, types, values, NULL, SPI_OK_SELECT);
+	return ec_state_spi_id("SELECT t.kind, pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
+						   "         OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),"
+						   "       pg_catalog.array_to_string(t.columns, ', '), t.sql,"
+						   "       CASE WHEN c.reltuples < 0 THEN NULL"
+						   "            WHEN c.relpages > 0 THEN (c.reltuples / c.relpages *"
+						   "                 (pg_catalog.pg_relation_size(c.oid) /"
+						   "                  pg_catalog.current_setting('block_size')::int8))::int8"
+						   "            ELSE c.reltuples::int8 END"
+						   "  FROM " EC_STATE_SCHEMA ".tasks t"
+						   "  LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid"
+						   "  LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
+						   " WHERE t.migration_id = $1 ORDER BY t.seq, t.part",
+						   id, SPI_OK_SELECT);
 }
