@@ -19,27 +19,15 @@ CREATE OR REPLACE PROCEDURE pg_catalog.ec_wait(schema text DEFAULT 'public', tim
 
 -- A failed task's error as ec_status(), ec_wait() and ec_complete() show it: the worker's message and
 -- the failing row's key.  The format is the C library's (src/state_tasks.c), which ec_wait() and
--- ec_complete() use directly, also against a 0.1.0 catalog.
+-- ec_complete() use directly, also against a 0.1.0 catalog.  (0.1.0's wait_state, which only a CALL
+-- ec_wait() of 0.1.0 still calls, keeps its own copy until 0.3.0 drops it.)
 CREATE FUNCTION expand_contract.task_failure_text(last_error text, error_row text) RETURNS text
     AS 'MODULE_PATHNAME', 'ec_task_failure_text_sql' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION expand_contract.task_failure_text(text, text) IS
     'a failed task''s error with the failing row''s key, as ec_status, ec_wait and ec_complete show it (NULL without an error)';
 
 -- expand_contract.wait_state stays for this release: a CALL ec_wait() of 0.1.0 running while the update
--- runs still calls it.  0.3.0 drops it.  Its failure in the format above.
-CREATE OR REPLACE FUNCTION expand_contract.wait_state(schema text, OUT unfinished bigint, OUT failure text,
-                                                      OUT paused boolean)
-    LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-    SELECT count(*) FILTER (WHERE t.state <> 'done'),
-           min(t.table_name || ': ' || expand_contract.task_failure_text(t.last_error, t.error_row))
-               FILTER (WHERE t.state = 'failed'),
-           bool_or(m.paused)
-      FROM expand_contract.migrations m
-      LEFT JOIN expand_contract.tasks t ON t.migration_id = m.id
-     WHERE m.schema_name = $1 AND NOT m.done
-    $$;
+-- runs still calls it.  0.3.0 drops it.
 
 -- A dry run of ec_start (dryrun.c): its steps and those of the worker, ec_complete and ec_rollback.
 CREATE FUNCTION pg_catalog.ec_plan(name text, migration jsonb, schema text DEFAULT 'public')
