@@ -357,32 +357,46 @@ typedef struct EcMigrationRow
 	TimestampTz started_at;
 } EcMigrationRow;
 
+/* A migration of the history met again by ec_start (ec_migration_rerun). */
+typedef struct EcMigrationRerun
+{
+	char	   *version_schema;
+	bool		done;
+	bool		same;			/* the same document (jsonb equality) */
+	char	   *difference;		/* otherwise what differs, a sentence */
+} EcMigrationRerun;
+
+/* state.c: migrations, and what the state files share */
 extern void ec_lock_schema(Oid nspid);
-extern uint64 ec_state_spi_id(const char *sql, int64 id, int expected);
 extern char *ec_catalog_version(void);
 extern bool ec_catalog_at_least(const char *version);
+extern void ec_require_catalog(const char *version, const char *feature);
+extern List *ec_text_array_to_list(Datum d);
+extern List *ec_name_array_to_list(Datum d);
+extern Datum ec_list_to_text_array(List *list);
+extern Datum ec_list_to_oid_array(List *list);
+extern uint64 ec_state_spi_id(const char *sql, int64 id, int expected);
+extern Oid	ec_existing_role(HeapTuple tuple, TupleDesc desc, int column, bool missing_ok);
+extern EcMigrationRow *ec_active_migration(const char *schema);
+extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
+extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
+extern bool ec_migration_exists(const char *schema, const char *name);
+extern EcMigrationRerun *ec_migration_rerun(const char *schema, const char *name, Jsonb *doc);
+extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
+								 const char *version_schema, Jsonb *doc,
+								 TransactionId trigger_xid, EcXidList *in_progress);
+extern Datum ec_xid_array(EcXidList *xids);
+extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
+						 List *rollback_steps, List *relids);
+extern void ec_mark_migration_done(int64 id);
+extern void ec_finish_migration(int64 id);
+extern char *ec_migration_version_schema(const char *schema, const char *name);
+extern void ec_delete_migration(int64 id);
 extern void ec_set_paused(int64 id, bool paused);
-extern void ec_requeue_tasks(int64 id);
 extern Jsonb *ec_merge_settings(int64 id, Jsonb *settings);
 extern char *ec_migration_description(int64 id, Oid *login_roleid, Oid *roleid);
 extern List *ec_migrations_wanting_workers(void);
 extern bool ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *trigger_xid);
-extern uint64 ec_unfinished_tasks(int64 id);
-extern void ec_set_task_state(int64 id, int seq, int part, const char *state, const char *detail);
-extern void ec_record_task_failure(int64 id, int seq, int part, const char *message, const char *row);
-extern Oid	ec_task_relid(int64 id, int seq);
-extern bool ec_task_statement(int64 id, int seq, char **sql, char **cleanup, bool *compaction);
-extern void ec_task_started(int64 id, int seq, int part);
-extern void ec_task_filled(int64 id, int seq, int part, int64 total_blocks);
-extern void ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows,
-							int64 total_blocks, const char *detail);
-extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts);
-extern Datum ec_list_to_text_array(List *list);
-extern Datum ec_list_to_oid_array(List *list);
-extern Datum ec_relation_and_ancestors(Oid relid);
-extern bool ec_task_all_parts_done(int64 id, int seq, int part);
-extern char *ec_migration_moving_data(Oid relid);
-extern char *ec_first_with_dual_writes(Datum relids);
 extern bool ec_migration_names(int64 id, char **schema, char **name);
 extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
 extern uint64 ec_saved_steps(int64 id);
@@ -393,12 +407,42 @@ extern void ec_set_migration_origin(int64 id, const char *origin, TransactionId 
 									EcXidList *in_progress);
 extern uint64 ec_guarded_migrations(void);
 extern uint64 ec_migration_guarding_relation(Datum relids);
+extern Datum ec_relation_and_ancestors(Oid relid);
+
+/* state_tasks.c: tasks */
+extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
+						const char *sql);
+extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
+extern bool ec_task_with_cleanup_exists(int64 id, const char *cleanup);
+extern char *ec_task_failure_text(const char *last_error, const char *error_row);
+extern int	ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress);
+extern void ec_requeue_tasks(int64 id);
+extern uint64 ec_unfinished_tasks(int64 id);
+extern void ec_set_task_state(int64 id, int seq, int part, const char *state, const char *detail);
+extern void ec_record_task_failure(int64 id, int seq, int part, const char *message, const char *row);
+extern Oid	ec_task_relid(int64 id, int seq);
+extern bool ec_task_statement(int64 id, int seq, char **sql, char **cleanup, bool *compaction);
+extern void ec_task_started(int64 id, int seq, int part);
+extern void ec_task_filled(int64 id, int seq, int part, int64 total_blocks);
+extern void ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows,
+							int64 total_blocks, const char *detail);
+extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts);
+extern bool ec_task_all_parts_done(int64 id, int seq, int part);
 extern List *ec_compaction_cleanups(int64 id);
 extern uint64 ec_skip_compaction_tasks(int64 id);
+extern void ec_restart_backfills(int64 id);
 extern uint64 ec_finished_backfill_totals(void);
 extern uint64 ec_finished_index_build_totals(void);
 extern uint64 ec_planned_tasks(int64 id);
-extern void ec_restart_backfills(int64 id);
+
+/* state_dual_writes.c: dual_writes */
+extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
+							   const char *new_migration, const char *old_schema,
+							   const char *old_migration);
+extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
+								char **in_progress);
+extern char *ec_migration_moving_data(Oid relid);
+extern char *ec_first_with_dual_writes(Datum relids);
 extern uint64 ec_trigger_plan_row(Oid relid);
 extern uint64 ec_stored_dual_writes(int64 id);
 extern void ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnums,
@@ -407,38 +451,6 @@ extern uint64 ec_dual_write_trees(int64 id);
 extern void ec_set_dual_write_sources(Oid relid, Datum old_columns, Datum new_columns,
 									  Datum up_sources, Datum down_sources);
 extern void ec_delete_dual_writes(int64 id);
-extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
-								char **in_progress);
-extern void ec_require_catalog(const char *version, const char *feature);
-extern EcMigrationRow *ec_active_migration(const char *schema);
-extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
-extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
-extern bool ec_migration_exists(const char *schema, const char *name);
-
-/* A migration of the history met again by ec_start (ec_migration_rerun). */
-typedef struct EcMigrationRerun
-{
-	char	   *version_schema;
-	bool		done;
-	bool		same;			/* the same document (jsonb equality) */
-	char	   *difference;		/* otherwise what differs, a sentence */
-} EcMigrationRerun;
-
-extern EcMigrationRerun *ec_migration_rerun(const char *schema, const char *name, Jsonb *doc);
-extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
-								 const char *version_schema, Jsonb *doc,
-								 TransactionId trigger_xid, EcXidList *in_progress);
-extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
-						 List *rollback_steps, List *relids);
-extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
-							   const char *new_migration, const char *old_schema,
-							   const char *old_migration);
-extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
-extern bool ec_task_with_cleanup_exists(int64 id, const char *cleanup);
-extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
-						const char *sql);
-extern char *ec_task_failure_text(const char *last_error, const char *error_row);
-extern int	ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress);
 
 /* ---- waiting for a migration's background work (wait.c) ---- */
 
@@ -454,14 +466,6 @@ typedef struct EcWaitFor
 } EcWaitFor;
 
 extern void ec_wait_for_work(const EcWaitFor *w);
-extern void ec_finish_migration(int64 id);
-extern void ec_mark_migration_done(int64 id);
-extern char *ec_migration_version_schema(const char *schema, const char *name);
-extern Datum ec_xid_array(EcXidList *xids);
-extern List *ec_text_array_to_list(Datum d);
-extern List *ec_name_array_to_list(Datum d);
-extern Oid	ec_existing_role(HeapTuple tuple, TupleDesc desc, int column, bool missing_ok);
-extern void ec_delete_migration(int64 id);
 
 /* ---- migrations restored into another database (restore.c) ---- */
 
