@@ -2,6 +2,7 @@
 # scripts/lib.sh: the helpers every script under scripts/ shares.  Source it, do not run it.
 #
 #   packages       ensure_packages (Debian, as root; as non-root only check), apt_install PKG...
+#                  (scripts/lib_packages.sh, sourced here)
 #   PostgreSQL     pg_config_cmd, pg_bindir (PG_CONFIG, default PostgreSQL 15); as_pg CMD... (run as the
 #                  PostgreSQL OS user); build_and_install DIR; pg_cluster_start DIR [conf...] / pg_cluster_stop
 #   clients        q / qv (psql: aligned / values), pgbench_as SEARCH_PATH APPNAME ARGS...
@@ -63,88 +64,10 @@ pg_config_cmd() {
 }
 
 pg_bindir() { local c; c=$(pg_config_cmd) && "$c" --bindir; }
-pkg_installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
 
-# apt_install PKG...: install Debian packages (as root), updating the package lists once if needed
-apt_install() {
-    export DEBIAN_FRONTEND=noninteractive
-    local apt=(apt-get -y -q -o Dpkg::Use-Pty=0 install --no-install-recommends)
-    "${apt[@]}" "$@" 2>/dev/null || { apt-get update -q && "${apt[@]}" "$@"; } || die "apt-get install $* failed"
-}
-
-# Install what the build and the suites need.  postgresql-contrib-15 does not exist in bookworm (contrib is
-# part of postgresql-15; postgresql-contrib is a virtual/metapackage), and the extension needs no contrib
-# module, so it is not listed.  postgresql-server-dev-15 pulls in clang/llvm (PGXS builds bitcode too).
-ensure_packages() {
-    if ! is_root; then
-        ensure_tools_present
-        return
-    fi
-    if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
-        die "ensure_packages: this needs Debian/Ubuntu (dpkg, apt-get); install PostgreSQL $EC_PG_MAJOR and its server dev files by hand"
-    fi
-    # postgresql-15-repack: test/t/014_compact.pl runs pg_repack on a migrated table.
-    # pgbouncer: test/t/020_pgbouncer.pl runs clients through it in transaction pooling mode (it starts
-    # its own pgbouncer; the package's service is not used).
-    local wanted=(postgresql-common "postgresql-$EC_PG_MAJOR" "postgresql-server-dev-$EC_PG_MAJOR"
-                  "postgresql-$EC_PG_MAJOR-repack" pgbouncer libipc-run-perl make gcc libc6-dev)
-    local missing=() p
-    for p in "${wanted[@]}"; do pkg_installed "$p" || missing+=("$p"); done
-    if ((${#missing[@]})); then
-        say "installing missing packages: ${missing[*]}"
-        if ! pkg_installed "postgresql-$EC_PG_MAJOR"; then
-            # Install postgresql-common first and tell it not to create (and start) a "main" cluster when
-            # postgresql-15 is installed: every cluster we use is a throwaway one.
-            pkg_installed postgresql-common || apt_install postgresql-common
-            local conf=/etc/postgresql-common/createcluster.conf
-            if [[ -f $conf ]]; then
-                if grep -qE '^[#[:space:]]*create_main_cluster' "$conf"; then
-                    sed -i -E 's/^[#[:space:]]*create_main_cluster.*/create_main_cluster = false/' "$conf"
-                else
-                    echo 'create_main_cluster = false' >>"$conf"
-                fi
-            fi
-        fi
-        # Packages with a service (pgbouncer) must not start it: every server we run is a throwaway
-        # one on its own port.  policy-rc.d answering 101 ("action forbidden") is how Debian says so.
-        local policy=/usr/sbin/policy-rc.d policy_ours=0
-        if [[ ! -e $policy ]]; then
-            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && policy_ours=1
-        fi
-        local rc=0
-        (apt_install "${missing[@]}") || rc=$?
-        ((policy_ours)) && rm -f "$policy"
-        ((rc == 0)) || die "apt-get install ${missing[*]} failed"
-    fi
-    ensure_pg_user
-    ensure_tools_present
-}
-
-# postgresql-common creates the postgres user; create it ourselves if it is somehow missing.
-ensure_pg_user() {
-    is_root || return 0
-    id -u "$EC_PG_USER" >/dev/null 2>&1 && return 0
-    say "creating OS user $EC_PG_USER"
-    useradd --system --user-group --home-dir /var/lib/postgresql --create-home --shell /bin/bash "$EC_PG_USER" ||
-        die "could not create user $EC_PG_USER"
-}
-
-ensure_tools_present() {
-    local missing=() c
-    pg_config_cmd >/dev/null 2>&1 || missing+=("pg_config ($PG_CONFIG; package postgresql-server-dev-$EC_PG_MAJOR)")
-    for c in make gcc perl prove runuser timeout tar; do
-        [[ $c == runuser ]] && ! is_root && continue
-        command -v "$c" >/dev/null 2>&1 || missing+=("$c")
-    done
-    perl -MIPC::Run -e 1 >/dev/null 2>&1 || missing+=("perl module IPC::Run (libipc-run-perl)")
-    if ((${#missing[@]})); then
-        local m
-        printf 'ERROR: missing: %s\n' "${missing[@]}" >&2
-        if is_root; then m="even after apt-get install"; else m="run as root to have them installed"; fi
-        die "required tools are missing ($m)"
-    fi
-    return 0
-}
+# ensure_packages and the checks it runs: scripts/lib_packages.sh.
+# shellcheck source=scripts/lib_packages.sh
+source "$EC_ROOT/scripts/lib_packages.sh"
 
 # make_workdir NAME: a fresh temporary directory owned by the PostgreSQL OS user, mode 700, removed by the
 # exit trap; its path is left in EC_WORKDIR (not printed: a $(...) subshell could not register it).

@@ -16,6 +16,16 @@
 CREATE OR REPLACE PROCEDURE pg_catalog.ec_wait(schema text DEFAULT 'public', timeout interval DEFAULT NULL)
     LANGUAGE C
     AS 'MODULE_PATHNAME', 'ec_wait';
+
+-- A failed task's error as ec_status(), ec_wait() and ec_complete() show it: the worker's message and
+-- the failing row's key.  The format is the C library's (src/state_tasks.c), which ec_wait() and
+-- ec_complete() use directly, also against a 0.1.0 catalog.  (0.1.0's wait_state, which only a CALL
+-- ec_wait() of 0.1.0 still calls, keeps its own copy until 0.3.0 drops it.)
+CREATE FUNCTION expand_contract.task_failure_text(last_error text, error_row text) RETURNS text
+    AS 'MODULE_PATHNAME', 'ec_task_failure_text_sql' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION expand_contract.task_failure_text(text, text) IS
+    'a failed task''s error with the failing row''s key, as ec_status, ec_wait and ec_complete show it (NULL without an error)';
+
 -- expand_contract.wait_state stays for this release: a CALL ec_wait() of 0.1.0 running while the update
 -- runs still calls it.  0.3.0 drops it.
 
@@ -111,8 +121,7 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                                         FROM pg_catalog.pg_stat_progress_vacuum v
                                        WHERE v.relid = t.relid LIMIT 1), '')
                             ELSE '' END,
-                    CASE WHEN t.last_error IS NOT NULL THEN t.last_error
-                         || coalesce(' (row ' || t.error_row || ')', '') END),
+                    expand_contract.task_failure_text(t.last_error, t.error_row)),
            m.started_at, m.completed_at,
            -- The worker's other unfinished work on the table, index builds with their progress,
            -- constraints added and validated; tables without a backfill have theirs shown on the

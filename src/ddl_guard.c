@@ -60,15 +60,6 @@ typedef struct Guard
 	bool		window;			/* complete, in its revert window (revert.c) */
 } Guard;
 
-/*
- * Which migrations the guard covers: the active ones, and those in a revert window, whose kept-aside
- * columns, tables, triggers and previous version schema ec_revert and ec_cleanup still need.
- */
-#define COVERED_MIGRATION \
-	"(NOT m.done OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".revert_windows w" \
-	" WHERE w.migration_id = m.id))"
-
-
 /* The schemas of every active migration: each migrated schema and its version schemas. */
 static List *
 active_guards(void)
@@ -78,12 +69,7 @@ active_guards(void)
 	MemoryContext cxt = CurrentMemoryContext;
 
 	SPI_connect();
-	n = ec_state_spi("SELECT m.schema_name::pg_catalog.text, m.name, m.version_schema::pg_catalog.text,"
-					 "       p.version_schema::pg_catalog.text, m.done"
-					 "  FROM " EC_STATE_SCHEMA ".migrations m"
-					 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
-					 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
-					 " WHERE " COVERED_MIGRATION, 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	n = ec_guarded_migrations();
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
@@ -141,8 +127,7 @@ static Guard *
 relation_guard(List *guards, Oid relid)
 {
 	Guard	   *g;
-	Oid			types[1] = {OIDARRAYOID};
-	Datum		values[1];
+	Datum		relids;
 	char	   *schema = NULL;
 	char	   *migration = NULL;
 	bool		window = false;
@@ -151,25 +136,9 @@ relation_guard(List *guards, Oid relid)
 		return NULL;
 	if ((g = schema_guard(guards, get_rel_namespace(relid))) != NULL && g->version_schema)
 		return g;
-	values[0] = ec_relation_and_ancestors(relid);
+	relids = ec_relation_and_ancestors(relid);
 	SPI_connect();
-	if (ec_state_spi("SELECT m.schema_name::pg_catalog.text, m.name, m.done"
-					 "  FROM " EC_STATE_SCHEMA ".migrations m"
-					 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
-					 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
-					 " WHERE " COVERED_MIGRATION " AND (m.relids::pg_catalog.oid[] OPERATOR(pg_catalog.&&) $1"
-					 "    OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".dual_writes d"
-					 "                WHERE d.migration_id = m.id"
-					 "                  AND d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1))"
-					 "    OR EXISTS (SELECT FROM pg_catalog.pg_depend dep"
-					 "                 JOIN pg_catalog.pg_rewrite r ON r.oid = dep.objid"
-					 "                 JOIN pg_catalog.pg_class v ON v.oid = r.ev_class"
-					 "                 JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace"
-					 "                WHERE dep.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
-					 "                  AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-					 "                  AND dep.refobjid OPERATOR(pg_catalog.=) ANY ($1)"
-					 "                  AND n.nspname IN (m.version_schema, p.version_schema)))"
-					 " LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT) > 0)
+	if (ec_migration_guarding_relation(relids) > 0)
 	{
 		schema = MemoryContextStrdup(TopTransactionContext,
 									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));

@@ -274,16 +274,19 @@ ec_plan_record_locks(List *relids, List *modes)
 				 " and lock_retries), and held until ec_start's transaction ends");
 }
 
-/* A measured rate: rows per second of earlier work of this kind in this database, or -1. */
+/*
+ * A measured rate: rows per second of earlier work of this kind in this database, or -1, from the
+ * n rows in SPI_tuptable of its totals (how many, their rows, their seconds).
+ */
 static double
-measured_rate(const char *sql, int *samples)
+measured_rate(uint64 n, int *samples)
 {
 	bool		isnull;
 	double		rows;
 	double		secs;
 
 	*samples = 0;
-	if (ec_state_spi(sql, 0, NULL, NULL, NULL, SPI_OK_SELECT) != 1)
+	if (n != 1)
 		return -1;
 	*samples = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	rows = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -344,8 +347,6 @@ contract_steps(const char *phase, List *relations, List *steps, const char *view
 void
 ec_plan_capture(int64 id, const char *schema)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 	List	   *validate;
 	List	   *complete;
@@ -360,36 +361,12 @@ ec_plan_capture(int64 id, const char *schema)
 	uint64		n;
 	MemoryContext old;
 
-	backfill_rate = measured_rate(
-		"SELECT count(*)::int4, sum(rows_done)::float8,"
-		"       sum(extract(epoch FROM finished_at - started_at))::float8"
-		"  FROM " EC_STATE_SCHEMA ".tasks"
-		" WHERE kind = 'backfill' AND state = 'done' AND rows_done > 0 AND finished_at > started_at",
-		&backfill_samples);
+	backfill_rate = measured_rate(ec_finished_backfill_totals(), &backfill_samples);
 	/* Index builds: rows of their tables now (a table's size then is not recorded) per second. */
-	index_rate = measured_rate(
-		"SELECT count(*)::int4, sum(c.reltuples)::float8,"
-		"       sum(extract(epoch FROM t.finished_at - t.started_at))::float8"
-		"  FROM " EC_STATE_SCHEMA ".tasks t JOIN pg_catalog.pg_class c ON c.oid = t.relid"
-		" WHERE t.kind IN ('sql', 'compact') AND t.state = 'done' AND c.reltuples > 0"
-		"   AND t.finished_at > t.started_at"
-		"   AND t.sql ~* '^\\s*(CREATE\\s+(UNIQUE\\s+)?INDEX|REINDEX)'",
-		&index_samples);
+	index_rate = measured_rate(ec_finished_index_build_totals(), &index_samples);
 
 	/* The worker's tasks, in the order it runs them. */
-	n = ec_state_spi("SELECT t.kind, pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.'"
-					 "         OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),"
-					 "       pg_catalog.array_to_string(t.columns, ', '), t.sql,"
-					 "       CASE WHEN c.reltuples < 0 THEN NULL"
-					 "            WHEN c.relpages > 0 THEN (c.reltuples / c.relpages *"
-					 "                 (pg_catalog.pg_relation_size(c.oid) /"
-					 "                  pg_catalog.current_setting('block_size')::int8))::int8"
-					 "            ELSE c.reltuples::int8 END"
-					 "  FROM " EC_STATE_SCHEMA ".tasks t"
-					 "  LEFT JOIN pg_catalog.pg_class c ON c.oid = t.relid"
-					 "  LEFT JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace"
-					 " WHERE t.migration_id = $1 ORDER BY t.seq, t.part",
-					 1, types, values, NULL, SPI_OK_SELECT);
+	n = ec_planned_tasks(id);
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -432,9 +409,7 @@ ec_plan_capture(int64 id, const char *schema)
 	}
 
 	/* ec_complete's and ec_rollback's steps, as saved. */
-	n = ec_state_spi("SELECT validate_steps, complete_steps, rollback_steps, relids::pg_catalog.oid[]"
-					 "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-					 1, types, values, NULL, SPI_OK_SELECT);
+	n = ec_saved_steps(id);
 	if (n != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

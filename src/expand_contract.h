@@ -14,7 +14,8 @@
  *	  sqlbuild.c	every piece of SQL text the extension builds, and running it
  *	  privileges.c	running as another role; grants copied to views and rebuilt columns
  *	  wait.c		waiting for a migration's background work (ec_complete, CALL ec_wait)
- *	  state.c		the extension's own tables: history, dual-write plans, backfill work
+ *	  state.c		the extension's own tables: the history (migrations); state_tasks.c the
+ *					work queue (tasks); state_dual_writes.c the dual-write plans (dual_writes)
  *	  horizon.c		which rows the backfill must fill (the horizon, and the test shared with the trigger)
  *	  trigger.c		the C dual-write trigger (firing); trigger_plan.c its per-relation plan and cache
  *	  carry*.c		what hangs on a rebuilt column (indexes, constraints, foreign keys, views)
@@ -338,7 +339,7 @@ extern TransactionId ec_write_horizon(EcXidList *in_progress);
 extern bool ec_row_unfilled(HeapTupleHeader tuple, TransactionId horizon, TransactionId next,
 							TransactionId *in_progress, int nin_progress);
 
-/* ---- the extension's tables (state.c) ---- */
+/* ---- the extension's tables (state.c, state_tasks.c, state_dual_writes.c) ---- */
 
 typedef struct EcMigrationRow
 {
@@ -356,15 +357,66 @@ typedef struct EcMigrationRow
 	TimestampTz started_at;
 } EcMigrationRow;
 
+/* A migration of the history met again by ec_start (ec_migration_rerun). */
+typedef struct EcMigrationRerun
+{
+	char	   *version_schema;
+	bool		done;
+	bool		same;			/* the same document (jsonb equality) */
+	char	   *difference;		/* otherwise what differs, a sentence */
+} EcMigrationRerun;
+
+/* state.c: migrations, and what the state files share */
 extern void ec_lock_schema(Oid nspid);
 extern char *ec_catalog_version(void);
 extern bool ec_catalog_at_least(const char *version);
+extern void ec_require_catalog(const char *version, const char *feature);
+extern List *ec_text_array_to_list(Datum d);
+extern List *ec_name_array_to_list(Datum d);
+extern Datum ec_list_to_text_array(List *list);
+extern Datum ec_list_to_oid_array(List *list);
+extern uint64 ec_state_spi_id(const char *sql, int64 id, int expected);
+extern Oid	ec_existing_role(HeapTuple tuple, TupleDesc desc, int column, bool missing_ok);
+extern EcMigrationRow *ec_active_migration(const char *schema);
+extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
+extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
+extern bool ec_migration_exists(const char *schema, const char *name);
+extern EcMigrationRerun *ec_migration_rerun(const char *schema, const char *name, Jsonb *doc);
+extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
+								 const char *version_schema, Jsonb *doc,
+								 TransactionId trigger_xid, EcXidList *in_progress);
+extern Datum ec_xid_array(EcXidList *xids);
+extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
+						 List *rollback_steps, List *relids);
+extern void ec_mark_migration_done(int64 id);
+extern void ec_finish_migration(int64 id);
+extern char *ec_migration_version_schema(const char *schema, const char *name);
+extern void ec_delete_migration(int64 id);
 extern void ec_set_paused(int64 id, bool paused);
-extern void ec_requeue_tasks(int64 id);
 extern Jsonb *ec_merge_settings(int64 id, Jsonb *settings);
 extern char *ec_migration_description(int64 id, Oid *login_roleid, Oid *roleid);
 extern List *ec_migrations_wanting_workers(void);
 extern bool ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *trigger_xid);
+extern bool ec_migration_names(int64 id, char **schema, char **name);
+extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
+extern uint64 ec_saved_steps(int64 id);
+extern void ec_migrations_from_elsewhere(const char *origin, int64 migration_id, List **ids,
+										 List **schemas);
+extern bool ec_active_migration_origin(int64 id, char **origin);
+extern void ec_set_migration_origin(int64 id, const char *origin, TransactionId horizon,
+									EcXidList *in_progress);
+extern uint64 ec_guarded_migrations(void);
+extern uint64 ec_migration_guarding_relation(Datum relids);
+extern Datum ec_relation_and_ancestors(Oid relid);
+
+/* state_tasks.c: tasks */
+extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
+						const char *sql);
+extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
+extern bool ec_task_with_cleanup_exists(int64 id, const char *cleanup);
+extern char *ec_task_failure_text(const char *last_error, const char *error_row);
+extern int	ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress);
+extern void ec_requeue_tasks(int64 id);
 extern uint64 ec_unfinished_tasks(int64 id);
 extern void ec_set_task_state(int64 id, int seq, int part, const char *state, const char *detail);
 extern void ec_record_task_failure(int64 id, int seq, int part, const char *message, const char *row);
@@ -375,48 +427,32 @@ extern void ec_task_filled(int64 id, int seq, int part, int64 total_blocks);
 extern void ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows,
 							int64 total_blocks, const char *detail);
 extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts);
-extern Datum ec_list_to_text_array(List *list);
-extern Datum ec_list_to_oid_array(List *list);
-extern Datum ec_relation_and_ancestors(Oid relid);
 extern bool ec_task_all_parts_done(int64 id, int seq, int part);
-extern char *ec_migration_moving_data(Oid relid);
-extern char *ec_first_with_dual_writes(Datum relids);
-extern bool ec_migration_names(int64 id, char **schema, char **name);
-extern bool ec_migration_row_xmin(int64 id, TransactionId *xmin);
 extern List *ec_compaction_cleanups(int64 id);
 extern uint64 ec_skip_compaction_tasks(int64 id);
 extern int	ec_vacuum_task_seq(int64 id, Oid relid);
 extern void ec_record_backfill_vacuum(int64 id, int seq, bool running);
-extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
-								char **in_progress);
-extern void ec_require_catalog(const char *version, const char *feature);
-extern EcMigrationRow *ec_active_migration(const char *schema);
-extern EcMigrationRow *ec_latest_completed_migration(const char *schema);
-extern void ec_check_migration_privilege(EcMigrationRow *m, const char *action);
-extern bool ec_migration_exists(const char *schema, const char *name);
+extern void ec_restart_backfills(int64 id);
+extern uint64 ec_finished_backfill_totals(void);
+extern uint64 ec_finished_index_build_totals(void);
+extern uint64 ec_planned_tasks(int64 id);
 
-/* A migration of the history met again by ec_start (ec_migration_rerun). */
-typedef struct EcMigrationRerun
-{
-	char	   *version_schema;
-	bool		done;
-	bool		same;			/* the same document (jsonb equality) */
-	char	   *difference;		/* otherwise what differs, a sentence */
-} EcMigrationRerun;
-
-extern EcMigrationRerun *ec_migration_rerun(const char *schema, const char *name, Jsonb *doc);
-extern int64 ec_insert_migration(const char *schema, const char *name, const char *parent,
-								 const char *version_schema, Jsonb *doc,
-								 TransactionId trigger_xid, EcXidList *in_progress);
-extern void ec_save_plan(int64 id, List *validate_steps, List *complete_steps,
-						 List *rollback_steps, List *relids);
+/* state_dual_writes.c: dual_writes */
 extern void ec_save_dual_write(int64 id, EcTable *table, const char *new_schema,
 							   const char *new_migration, const char *old_schema,
 							   const char *old_migration);
-extern void ec_set_task_cleanup(int64 id, int seq, const char *cleanup);
-extern void ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns,
-						const char *sql);
-extern int	ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress);
+extern bool ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n,
+								char **in_progress);
+extern char *ec_migration_moving_data(Oid relid);
+extern char *ec_first_with_dual_writes(Datum relids);
+extern uint64 ec_trigger_plan_row(Oid relid);
+extern uint64 ec_stored_dual_writes(int64 id);
+extern void ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datum new_attnums,
+									Datum ups, Datum downs);
+extern uint64 ec_dual_write_trees(int64 id);
+extern void ec_set_dual_write_sources(Oid relid, Datum old_columns, Datum new_columns,
+									  Datum up_sources, Datum down_sources);
+extern void ec_delete_dual_writes(int64 id);
 
 /* ---- waiting for a migration's background work (wait.c) ---- */
 
@@ -432,12 +468,6 @@ typedef struct EcWaitFor
 } EcWaitFor;
 
 extern void ec_wait_for_work(const EcWaitFor *w);
-extern void ec_finish_migration(int64 id);
-extern Datum ec_xid_array(EcXidList *xids);
-extern List *ec_text_array_to_list(Datum d);
-extern List *ec_name_array_to_list(Datum d);
-extern Oid	ec_existing_role(HeapTuple tuple, TupleDesc desc, int column, bool missing_ok);
-extern void ec_delete_migration(int64 id);
 
 /* ---- migrations restored into another database (restore.c) ---- */
 
@@ -561,6 +591,7 @@ extern int64 ec_revert_window_arg(FunctionCallInfo fcinfo, int argno);
 extern void ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs);
 extern void ec_check_no_window(const char *schema);
 extern bool ec_in_revert_window(const char *schema);
+extern char *ec_revert_window_exists_sql(const char *id_expr);
 extern bool ec_window_worker(int64 id);
 extern void ec_register_launcher(void);
 

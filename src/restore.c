@@ -109,8 +109,6 @@ rewrite_plan(int64 id, StoredPlan *plan)
 	Datum	   *new_attnums = palloc(sizeof(Datum) * (n + 1));
 	Datum	   *ups = palloc(sizeof(Datum) * (n + 1));
 	Datum	   *downs = palloc(sizeof(Datum) * (n + 1));
-	Oid			types[6] = {INT8OID, OIDOID, INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[6];
 
 	for (int i = 0; i < n; i++)
 	{
@@ -128,16 +126,11 @@ rewrite_plan(int64 id, StoredPlan *plan)
 									   nodeToString(ec_reanalyze(plan->relid, down, old_attnum,
 																 "down expression")) : "");
 	}
-	values[0] = Int64GetDatum(id);
-	values[1] = ObjectIdGetDatum(plan->relid);
-	values[2] = PointerGetDatum(construct_array(old_attnums, n, INT2OID, 2, true, TYPALIGN_SHORT));
-	values[3] = PointerGetDatum(construct_array(new_attnums, n, INT2OID, 2, true, TYPALIGN_SHORT));
-	values[4] = PointerGetDatum(construct_array(ups, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[5] = PointerGetDatum(construct_array(downs, n, TEXTOID, -1, false, TYPALIGN_INT));
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".dual_writes SET old_attnums = $3, new_attnums = $4,"
-						" up_exprs = $5, down_exprs = $6"
-						" WHERE migration_id = $1 AND relid OPERATOR(pg_catalog.=) $2::pg_catalog.regclass",
-						6, types, values, NULL, SPI_OK_UPDATE);
+	ec_set_dual_write_trees(id, plan->relid,
+							PointerGetDatum(construct_array(old_attnums, n, INT2OID, 2, true, TYPALIGN_SHORT)),
+							PointerGetDatum(construct_array(new_attnums, n, INT2OID, 2, true, TYPALIGN_SHORT)),
+							PointerGetDatum(construct_array(ups, n, TEXTOID, -1, false, TYPALIGN_INT)),
+							PointerGetDatum(construct_array(downs, n, TEXTOID, -1, false, TYPALIGN_INT)));
 	/* Writers drop the plan they re-analysed and read the stored one. */
 	CacheInvalidateRelcacheByRelid(plan->relid);
 }
@@ -146,18 +139,14 @@ rewrite_plan(int64 id, StoredPlan *plan)
 static void
 adopt(int64 id, const char *schema, const char *origin)
 {
-	Oid			types[4] = {INT8OID, TEXTOID, XIDOID, XIDARRAYOID};
-	Datum		values[4];
 	List	   *plans = NIL;
 	ListCell   *lc;
 	EcXidList	in_progress;
 	TransactionId horizon;
+	uint64		n;
 
-	values[0] = Int64GetDatum(id);
-	(void) ec_state_spi("SELECT relid::pg_catalog.oid, old_columns, new_columns, up_sources, down_sources"
-						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	n = ec_stored_dual_writes(id);
+	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -185,28 +174,8 @@ adopt(int64 id, const char *schema, const char *origin)
 	 * above all of them, and every later writer goes through the trigger.
 	 */
 	horizon = ec_write_horizon(&in_progress);
-	values[1] = CStringGetTextDatum(ec_current_origin());
-	values[2] = TransactionIdGetDatum(horizon);
-	values[3] = ec_xid_array(&in_progress);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET origin = $2, trigger_xid = $3,"
-						" in_progress_xids = $4 WHERE id = $1", 4, types, values, NULL, SPI_OK_UPDATE);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = 0, total_blocks = NULL,"
-						" rows_done = 0, batches = 0, started_at = NULL, finished_at = NULL,"
-						" updated_at = pg_catalog.clock_timestamp(),"
-						" rows_estimated = (SELECT nullif(GREATEST(c.reltuples, 0), 0)::bigint"
-						"                     FROM pg_catalog.pg_class c WHERE c.oid = relid),"
-						" state = CASE WHEN state = 'failed' THEN state ELSE 'pending' END,"
-						" detail = 'restored from another database: every row is filled again'"
-						" WHERE migration_id = $1 AND kind = 'backfill' AND part = 0"
-						"   AND (state <> 'done' OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u"
-						"         WHERE u.migration_id = $1 AND u.seq = tasks.seq AND u.state <> 'done'))",
-						1, types, values, NULL, SPI_OK_UPDATE);
-	/* The parts of a split backfill were cut from the old table's size: part 0, reset above, is cut again. */
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".tasks t"
-						" WHERE migration_id = $1 AND kind = 'backfill' AND part > 0"
-						"   AND EXISTS (SELECT FROM " EC_STATE_SCHEMA ".tasks u WHERE u.migration_id = $1"
-						"                  AND u.seq = t.seq AND u.part = 0 AND u.state <> 'done')",
-						1, types, values, NULL, SPI_OK_DELETE);
+	ec_set_migration_origin(id, ec_current_origin(), horizon, &in_progress);
+	ec_restart_backfills(id);
 	ereport(NOTICE,
 			(errmsg("migration of schema \"%s\" was restored from another database", schema),
 			 errdetail("It was started in database %s; its unfinished backfills start again from "
@@ -261,8 +230,6 @@ adopt_or_warn(int64 id, const char *schema, const char *origin)
 void
 ec_adopt_restored(int64 migration_id)
 {
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		values[2] = {CStringGetTextDatum(ec_current_origin()), Int64GetDatum(migration_id)};
 	List	   *ids = NIL;
 	List	   *schemas = NIL;
 	ListCell   *lc1,
@@ -270,35 +237,19 @@ ec_adopt_restored(int64 migration_id)
 
 	if (RecoveryInProgress())
 		return;
-	(void) ec_state_spi("SELECT id, schema_name::text FROM " EC_STATE_SCHEMA ".migrations"
-						" WHERE NOT done AND origin <> $1 AND ($2 = 0 OR id = $2) ORDER BY id",
-						2, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		int64	   *id = palloc(sizeof(int64));
-
-		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		ids = lappend(ids, id);
-		schemas = lappend(schemas, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
-	}
+	ec_migrations_from_elsewhere(ec_current_origin(), migration_id, &ids, &schemas);
 	forboth(lc1, ids, lc2, schemas)
 	{
 		int64		id = *(int64 *) lfirst(lc1);
 		Oid			nspid = get_namespace_oid(lfirst(lc2), true);
-		Oid			t[1] = {INT8OID};
-		Datum		v[1] = {Int64GetDatum(id)};
 		char	   *origin;
 
 		if (!OidIsValid(nspid))
 			continue;
 		/* Against another adopter, and against ec_start/complete/rollback of the schema. */
 		ec_lock_schema(nspid);
-		(void) ec_state_spi("SELECT origin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1 AND NOT done",
-							1, t, v, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 0)
+		if (!ec_active_migration_origin(id, &origin))
 			continue;
-		origin = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (!ec_origin_is_current(origin))
 			adopt_or_warn(id, lfirst(lc2), origin);
 	}

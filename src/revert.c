@@ -681,17 +681,11 @@ sources_of(Oid relid, Datum *exprs, int n)
 static void
 refresh_dual_writes(int64 id)
 {
-	Oid			types[5] = {OIDOID, NAMEARRAYOID, NAMEARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[5];
 	List	   *rows = NIL;
 	ListCell   *lc;
+	uint64		n = ec_dual_write_trees(id);
 
-	values[0] = Int64GetDatum(id);
-	types[0] = INT8OID;
-	(void) ec_state_spi("SELECT relid::pg_catalog.oid, old_attnums, new_attnums, up_exprs, down_exprs"
-						"  FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -713,19 +707,15 @@ refresh_dual_writes(int64 id)
 									 row->relid)));
 		rows = lappend(rows, row);
 	}
-	types[0] = OIDOID;
 	foreach(lc, rows)
 	{
 		DualWriteRow *row = lfirst(lc);
+		Datum		old_columns = names_of(row->relid, row->old_attnums, row->n);
+		Datum		new_columns = names_of(row->relid, row->new_attnums, row->n);
+		Datum		up_sources = sources_of(row->relid, row->ups, row->n);
+		Datum		down_sources = sources_of(row->relid, row->downs, row->n);
 
-		values[0] = ObjectIdGetDatum(row->relid);
-		values[1] = names_of(row->relid, row->old_attnums, row->n);
-		values[2] = names_of(row->relid, row->new_attnums, row->n);
-		values[3] = sources_of(row->relid, row->ups, row->n);
-		values[4] = sources_of(row->relid, row->downs, row->n);
-		(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".dual_writes"
-							"   SET old_columns = $2, new_columns = $3, up_sources = $4, down_sources = $5"
-							" WHERE relid = $1", 5, types, values, NULL, SPI_OK_UPDATE);
+		ec_set_dual_write_sources(row->relid, old_columns, new_columns, up_sources, down_sources);
 	}
 }
 
@@ -800,8 +790,7 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
 						" (migration_id, ends_at, revert_steps, cleanup_steps)"
 						" VALUES ($1, $2, $3, $4)", 4, types, values, NULL, SPI_OK_INSERT);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
-						" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+	ec_mark_migration_done(m->id);
 	/* Sessions' cached trigger plans learn that the tables are the new version now. */
 	foreach(lc, m->relids)
 		CacheInvalidateRelcacheByRelid(lfirst_oid(lc));
@@ -826,6 +815,18 @@ typedef struct Window
 	List	   *revert_steps;
 	List	   *cleanup_steps;
 } Window;
+
+/*
+ * The SQL condition "the migration whose id is id_expr is in its revert window", for the queries of
+ * the other state tables that count windows too (the guard's, the launcher's): revert_windows is
+ * this file's table.  Only for a catalog at 0.2.0 or later, which has it.
+ */
+char *
+ec_revert_window_exists_sql(const char *id_expr)
+{
+	return psprintf("EXISTS (SELECT FROM " EC_STATE_SCHEMA ".revert_windows w WHERE w.migration_id = %s)",
+					id_expr);
+}
 
 /* The open window of the schema's latest migration, or NULL. */
 static Window *
@@ -938,18 +939,9 @@ lock_for(EcMigrationRow *m, const char *version_schema)
 static char *
 parent_version_schema(const char *schema, const char *parent)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-
 	if (parent == NULL)
 		return NULL;
-	values[0] = CStringGetTextDatum(schema);
-	values[1] = CStringGetTextDatum(parent);
-	if (ec_state_spi("SELECT version_schema::text FROM " EC_STATE_SCHEMA ".migrations"
-					 " WHERE schema_name = $1 AND name = $2", 2, types, values, NULL,
-					 SPI_OK_SELECT) == 0)
-		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return ec_migration_version_schema(schema, parent);
 }
 
 /* The window's end: what complete would have dropped, dropped now. */
@@ -962,8 +954,7 @@ cleanup_window(Window *w, const char *schema)
 
 	lock_for(w->m, parent_version_schema(schema, w->m->parent));
 	ec_exec_contract_steps(w->m->started_by, schema, w->cleanup_steps, false);
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_DELETE);
+	ec_delete_dual_writes(w->m->id);
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".revert_windows WHERE migration_id = $1",
 						1, types, values, NULL, SPI_OK_DELETE);
 	ec_notify(schema, w->m->name, EC_EVENT_CLEANED_UP, NULL, NULL, NULL);

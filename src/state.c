@@ -1,7 +1,10 @@
 /*
  * state.c
- *	  The extension's own tables in schema expand_contract: migration history, dual-write plans,
- *	  backfill work.  All access through SPI with bound parameters.
+ *	  Owns expand_contract.migrations, the migration history: every query of that table is a named
+ *	  function here, called by the rest of the code.  Also the catalog version checks, the schema
+ *	  lock and the array helpers the state files share.  The work queue (tasks) is state_tasks.c's,
+ *	  the dual-write plans (dual_writes) state_dual_writes.c's, the revert windows revert.c's.  All
+ *	  access through SPI with bound parameters.
  */
 #include "postgres.h"
 
@@ -188,6 +191,16 @@ ec_list_to_oid_array(List *list)
 	foreach(lc, list)
 		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
 	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+/* ec_state_spi of a query whose one parameter, $1, is migration id (bigint). */
+uint64
+ec_state_spi_id(const char *sql, int64 id, int expected)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi(sql, 1, types, values, NULL, expected);
 }
 
 static char *
@@ -426,175 +439,42 @@ ec_save_plan(int64 id, List *validate_steps, List *complete_steps, List *rollbac
 						5, types, values, NULL, SPI_OK_UPDATE);
 }
 
-static Datum
-name_array(Datum *elems, int n)
-{
-	return PointerGetDatum(construct_array(elems, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
-}
-
-static Datum
-column_name(Oid relid, AttrNumber attnum)
-{
-	return DirectFunctionCall1(namein, CStringGetDatum(attnum ? get_attname(relid, attnum, false) : ""));
-}
-
-/*
- * The table's dual-write plan: per column pair the physical columns and the "up"/"down" expressions,
- * each both as a node tree (what the trigger runs) and as SQL text over the columns' names (what a
- * restored database re-analyses, see restore.c).
- */
+/* Migration id is complete (its completed_at: the transaction's start). */
 void
-ec_save_dual_write(int64 id, EcTable *table, const char *new_schema, const char *new_migration,
-				   const char *old_schema, const char *old_migration)
+ec_mark_migration_done(int64 id)
 {
-	Oid			types[14] = {INT8OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		INT2ARRAYOID, INT2ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	NAMEARRAYOID, NAMEARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[14];
-	char		nulls[14] = {' ', ' ', ' ', ' ', old_schema ? ' ' : 'n', old_migration ? ' ' : 'n',
-	' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	int			n = list_length(table->columns);
-	Datum	   *old_attnums = palloc(sizeof(Datum) * (n + 1));
-	Datum	   *new_attnums = palloc(sizeof(Datum) * (n + 1));
-	Datum	   *ups = palloc(sizeof(Datum) * (n + 1));
-	Datum	   *downs = palloc(sizeof(Datum) * (n + 1));
-	Datum	   *old_names = palloc(sizeof(Datum) * (n + 1));
-	Datum	   *new_names = palloc(sizeof(Datum) * (n + 1));
-	Datum	   *up_sources = palloc(sizeof(Datum) * (n + 1));
-	Datum	   *down_sources = palloc(sizeof(Datum) * (n + 1));
-	int			npairs = 0;
-	ListCell   *lc;
-
-	foreach(lc, table->columns)
-	{
-		EcColumn   *col = lfirst(lc);
-
-		if (!col->moves_data)
-			continue;
-		old_attnums[npairs] = Int16GetDatum(col->old_attnum);
-		new_attnums[npairs] = Int16GetDatum(col->new_attnum);
-		ups[npairs] = CStringGetTextDatum(col->up ? nodeToString(col->up) : "");
-		downs[npairs] = CStringGetTextDatum(col->down ? nodeToString(col->down) : "");
-		old_names[npairs] = column_name(table->relid, col->old_attnum);
-		new_names[npairs] = column_name(table->relid, col->new_attnum);
-		up_sources[npairs] = CStringGetTextDatum(col->up ? ec_deparse(col->up, table->relid) : "");
-		down_sources[npairs] = CStringGetTextDatum(col->down ? ec_deparse(col->down, table->relid) : "");
-		npairs++;
-	}
-	values[0] = Int64GetDatum(id);
-	values[1] = ObjectIdGetDatum(table->relid);
-	values[2] = CStringGetTextDatum(new_schema);
-	values[3] = CStringGetTextDatum(new_migration);
-	values[4] = old_schema ? CStringGetTextDatum(old_schema) : (Datum) 0;
-	values[5] = old_migration ? CStringGetTextDatum(old_migration) : (Datum) 0;
-	values[6] = PointerGetDatum(construct_array(old_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
-	values[7] = PointerGetDatum(construct_array(new_attnums, npairs, INT2OID, 2, true, TYPALIGN_SHORT));
-	values[8] = PointerGetDatum(construct_array(ups, npairs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[9] = PointerGetDatum(construct_array(downs, npairs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[10] = name_array(old_names, npairs);
-	values[11] = name_array(new_names, npairs);
-	values[12] = PointerGetDatum(construct_array(up_sources, npairs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[13] = PointerGetDatum(construct_array(down_sources, npairs, TEXTOID, -1, false, TYPALIGN_INT));
-	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".dual_writes (migration_id, relid, new_version_schema,"
-						" new_migration, old_version_schema, old_migration, old_attnums, new_attnums, up_exprs,"
-						" down_exprs, old_columns, new_columns, up_sources, down_sources)"
-						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-						14, types, values, nulls, SPI_OK_INSERT);
+	(void) ec_state_spi_id("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
+						   " WHERE id = $1", id, SPI_OK_UPDATE);
 }
 
-/* Appends a task to the migration's work queue, done in seq order by its background worker. */
-void
-ec_add_task(int64 id, int seq, const char *kind, Oid relid, List *columns, const char *sql)
-{
-	Oid			types[6] = {INT8OID, INT4OID, TEXTOID, OIDOID, TEXTARRAYOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', OidIsValid(relid) ? ' ' : 'n', columns ? ' ' : 'n',
-	sql ? ' ' : 'n'};
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = CStringGetTextDatum(kind);
-	values[3] = ObjectIdGetDatum(relid);
-	values[4] = columns ? ec_list_to_text_array(columns) : (Datum) 0;
-	values[5] = sql ? CStringGetTextDatum(sql) : (Datum) 0;
-	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks"
-						" (migration_id, seq, kind, relid, table_name, columns, sql, rows_estimated)"
-						" SELECT $1, $2, $3, $4,"
-						"        (SELECT pg_catalog.quote_ident(relname) FROM pg_catalog.pg_class WHERE oid = $4),"
-						"        $5::name[], $6,"
-						"        CASE WHEN $3 = 'backfill' THEN"
-						"             (SELECT nullif(GREATEST(reltuples, 0), 0)::bigint FROM pg_catalog.pg_class WHERE oid = $4)"
-						"        END",
-						6, types, values, nulls, SPI_OK_INSERT);
-}
-
-/* What the worker runs before it tries the task again, and after it failed (see worker.c). */
-void
-ec_set_task_cleanup(int64 id, int seq, const char *cleanup)
-{
-	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		values[3];
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = CStringGetTextDatum(cleanup);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET cleanup = $3"
-						" WHERE migration_id = $1 AND seq = $2",
-						3, types, values, NULL, SPI_OK_UPDATE);
-}
-
-/*
- * Where the migration's work stands: how many tasks are unfinished, and the first failure (as
- * "table: error (row ...)"), or NULL.  Compaction is not work complete waits for (it skips what is
- * left of it, compact.c); ec_wait waits for it too.
- */
-int
-ec_task_summary(int64 id, bool include_compaction, char **failure, int64 *progress)
-{
-	Oid			types[2] = {INT8OID, BOOLOID};
-	Datum		values[2] = {Int64GetDatum(id), BoolGetDatum(include_compaction)};
-	bool		isnull;
-
-	(void) ec_state_spi("SELECT count(*) FILTER (WHERE state <> 'done'),"
-						"       coalesce(sum(batches) + count(*) FILTER (WHERE state = 'done'), 0)::bigint,"
-						"       (SELECT coalesce(table_name || ': ', '') || last_error"
-			      "               || coalesce(' (row ' || error_row || ')', '')"
-			      "          FROM " EC_STATE_SCHEMA ".tasks f"
-			      "         WHERE f.migration_id = $1 AND f.state = 'failed' AND ($2 OR f.kind <> 'compact')"
-			      "         ORDER BY seq LIMIT 1)"
-						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND ($2 OR kind <> 'compact')",
-						2, types, values, NULL, SPI_OK_SELECT);
-	*failure = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-	if (progress)
-		*progress = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
-												&isnull));
-	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											 &isnull));
-}
-
+/* Migration id is complete, without dual-write plans. */
 void
 ec_finish_migration(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
+	ec_delete_dual_writes(id);
+	ec_mark_migration_done(id);
+}
 
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".dual_writes WHERE migration_id = $1",
-						1, types, values, NULL, SPI_OK_DELETE);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
-						" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+/* The version schema of the migration of that name in the schema's history, or NULL. */
+char *
+ec_migration_version_schema(const char *schema, const char *name)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(schema), CStringGetTextDatum(name)};
+
+	if (ec_state_spi("SELECT version_schema::text FROM " EC_STATE_SCHEMA ".migrations"
+					 " WHERE schema_name = $1 AND name = $2", 2, types, values, NULL,
+					 SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 void
 ec_delete_migration(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-						1, types, values, NULL, SPI_OK_DELETE);
+	(void) ec_state_spi_id("DELETE FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						   id, SPI_OK_DELETE);
 }
-
-/* ---- steering: pause, resume, configure (control.c), and who needs a worker (launcher.c) ---- */
 
 void
 ec_set_paused(int64 id, bool paused)
@@ -604,19 +484,6 @@ ec_set_paused(int64 id, bool paused)
 
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET paused = $2 WHERE id = $1",
 						2, types, values, NULL, SPI_OK_UPDATE);
-}
-
-/* Failed or stalled tasks back in the queue, from where they stopped (their progress is kept). */
-void
-ec_requeue_tasks(int64 id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'pending', detail = NULL,"
-						" last_error = NULL, error_row = NULL"
-						" WHERE migration_id = $1 AND state IN ('failed', 'paused', 'throttled')",
-						1, types, values, NULL, SPI_OK_UPDATE);
 }
 
 /* The migration's overrides merged with settings (a JSON null removes one); returns the result. */
@@ -643,13 +510,10 @@ ec_merge_settings(int64 id, Jsonb *settings)
 char *
 ec_migration_description(int64 id, Oid *login_roleid, Oid *roleid)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	(void) ec_state_spi("SELECT format('migration %I of schema %I', name, schema_name),"
-						"       started_by::pg_catalog.oid, login_role::pg_catalog.oid"
-						"  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-						1, types, values, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi_id("SELECT format('migration %I of schema %I', name, schema_name),"
+						   "       started_by::pg_catalog.oid, login_role::pg_catalog.oid"
+						   "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						   id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	*roleid = ec_existing_role(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, false);
@@ -671,8 +535,7 @@ ec_migrations_wanting_workers(void)
 								 ".tasks t WHERE t.migration_id = m.id AND t.state NOT IN ('done', 'failed'))"
 								 "%s ORDER BY m.id",
 								 ec_catalog_at_least("0.2.0") ?
-								 " OR m.id IN (SELECT migration_id FROM " EC_STATE_SCHEMA ".revert_windows)" :
-								 ""),
+								 psprintf(" OR %s", ec_revert_window_exists_sql("m.id")) : ""),
 						0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -685,18 +548,14 @@ ec_migrations_wanting_workers(void)
 	return ids;
 }
 
-/* ---- the worker's queue (worker.c, backfill.c, toplevel.c) ---- */
-
 /* What the worker reads of its migration before each step; false if it is gone or complete. */
 bool
 ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *trigger_xid)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
-	(void) ec_state_spi("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
-						" WHERE id = $1 AND NOT done", 1, types, values, NULL, SPI_OK_SELECT);
+	(void) ec_state_spi_id("SELECT paused, settings, trigger_xid FROM " EC_STATE_SCHEMA ".migrations"
+						   " WHERE id = $1 AND NOT done", id, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	*paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -706,278 +565,12 @@ ec_worker_migration(int64 id, bool *paused, Jsonb **settings, TransactionId *tri
 	return true;
 }
 
-/*
- * The migration's unfinished tasks in queue order (seq, part), in SPI_tuptable: seq, kind, relid,
- * sql, next_block, total_blocks, state, rows_done, cleanup, started, part, first_block (the
- * columns worker.c's task_from_row reads).  Returns how many.
- */
-uint64
-ec_unfinished_tasks(int64 id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("SELECT seq, kind, relid, sql, next_block, total_blocks, state, rows_done,"
-						"       cleanup, started_at IS NOT NULL, part, first_block"
-						"  FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND state <> 'done'"
-						" ORDER BY seq, part", 1, types, values, NULL, SPI_OK_SELECT);
-}
-
-/*
- * A task's (one part's) state and detail; started_at when it first runs, finished_at when done.
- */
-void
-ec_set_task_state(int64 id, int seq, int part, const char *state, const char *detail)
-{
-	Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', detail ? ' ' : 'n', ' '};
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = CStringGetTextDatum(state);
-	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
-	values[4] = Int32GetDatum(part);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = $3, detail = $4,"
-						" updated_at = pg_catalog.clock_timestamp(),"
-	/* Found paused or held back, a task has not started: its rate and ETA would count the wait. */
-						" started_at = CASE WHEN $3 IN ('paused', 'pending', 'throttled') THEN started_at"
-						"              ELSE coalesce(started_at, pg_catalog.clock_timestamp()) END,"
-						" finished_at = CASE WHEN $3 = 'done' THEN pg_catalog.clock_timestamp() END"
-						" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
-						SPI_OK_UPDATE);
-}
-
-/* A task failed: its error and the failing row's key (or NULL); the worker has stopped at it. */
-void
-ec_record_task_failure(int64 id, int seq, int part, const char *message, const char *row)
-{
-	Oid			types[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', row ? ' ' : 'n', ' '};
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = CStringGetTextDatum(message);
-	values[3] = row ? CStringGetTextDatum(row) : (Datum) 0;
-	values[4] = Int32GetDatum(part);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'failed', last_error = $3,"
-						" error_row = $4, detail = NULL, updated_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND seq = $2 AND part = $5", 5, types, values, nulls,
-						SPI_OK_UPDATE);
-}
-
-/* The table of task seq (InvalidOid: none, or no such task). */
-Oid
-ec_task_relid(int64 id, int seq)
-{
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
-	bool		isnull;
-
-	if (ec_state_spi("SELECT coalesce(relid::pg_catalog.oid, 0) FROM " EC_STATE_SCHEMA ".tasks"
-					 " WHERE migration_id = $1 AND seq = $2 LIMIT 1", 2, types, values, NULL,
-					 SPI_OK_SELECT) != 1)
-		return InvalidOid;
-	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * The statement and cleanup (NULL: none) of task seq when it is an "sql" or "compact" task, in SPI's
- * memory; false if it is not one.
- */
-bool
-ec_task_statement(int64 id, int seq, char **sql, char **cleanup, bool *compaction)
-{
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
-
-	(void) ec_state_spi("SELECT sql, cleanup, kind = 'compact' FROM " EC_STATE_SCHEMA ".tasks"
-						" WHERE migration_id = $1 AND seq = $2 AND kind IN ('sql', 'compact')",
-						2, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		return false;
-	*sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	*cleanup = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	*compaction = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
-	return true;
-}
-
-/* A backfill task's (part's) clock starts before its first batch, for its rate and ETA. */
-void
-ec_task_started(int64 id, int seq, int part)
-{
-	Oid			types[3] = {INT8OID, INT4OID, INT4OID};
-	Datum		values[3] = {Int64GetDatum(id), Int32GetDatum(seq), Int32GetDatum(part)};
-
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET started_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND seq = $2 AND part = $3 AND started_at IS NULL",
-						3, types, values, NULL, SPI_OK_UPDATE);
-}
-
-/* A backfill part reached its last block (total_blocks, fixed when it began). */
-void
-ec_task_filled(int64 id, int seq, int part, int64 total_blocks)
-{
-	Oid			types[4] = {INT8OID, INT4OID, INT8OID, INT4OID};
-	Datum		values[4] = {Int64GetDatum(id), Int32GetDatum(seq), Int64GetDatum(total_blocks),
-	Int32GetDatum(part)};
-
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3, next_block = $3"
-						" WHERE migration_id = $1 AND seq = $2 AND part = $4", 4, types, values, NULL,
-						SPI_OK_UPDATE);
-}
-
-/*
- * A batch committed with the part's progress: the next block, the rows it filled, and the part's
- * state; without statistics, the estimate is what the blocks filled so far promise for the rest.
- */
-void
-ec_record_batch(int64 id, int seq, int part, int64 next_block, uint64 rows, int64 total_blocks,
-				const char *detail)
-{
-	Oid			types[7] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', detail ? ' ' : 'n'};
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = Int64GetDatum(next_block);
-	values[3] = Int64GetDatum((int64) rows);
-	values[4] = Int64GetDatum(total_blocks);
-	values[5] = Int32GetDatum(part);
-	values[6] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET next_block = $3, rows_done = rows_done + $4,"
-						" rows_estimated = CASE WHEN rows_estimated > 0 AND (SELECT reltuples > 0 FROM"
-						"   pg_catalog.pg_class WHERE oid = relid) THEN rows_estimated"
-						"   ELSE ((rows_done + $4)::float8 / ($3 - first_block) * ($5 - first_block))::bigint END,"
-						" batches = batches + 1, total_blocks = $5, state = 'running', detail = $7,"
-						" last_error = NULL, error_row = NULL,"
-						" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-						" updated_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND seq = $2 AND part = $6", 7, types, values, nulls,
-						SPI_OK_UPDATE);
-}
-
-/*
- * A backfill task cut into parts of size blocks: part 0 keeps the first, parts 1 .. parts - 1 are
- * inserted, each with its share of the row estimate.
- */
-void
-ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 parts)
-{
-	Oid			types[5] = {INT8OID, INT4OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[5];
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = Int64GetDatum(size);
-	values[3] = Int64GetDatum(nblocks);
-	values[4] = Int64GetDatum(parts);
-	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".tasks (migration_id, seq, part, kind, relid,"
-						"        table_name, columns, first_block, next_block, total_blocks, rows_estimated)"
-						" SELECT migration_id, seq, p, kind, relid, table_name, columns, p * $3, p * $3,"
-						"        LEAST($4, (p + 1) * $3),"
-						"        (rows_estimated * (LEAST($4, (p + 1) * $3) - p * $3)::float8 / $4)::bigint"
-						"   FROM " EC_STATE_SCHEMA ".tasks, pg_catalog.generate_series(1::bigint, $5 - 1) p"
-						"  WHERE migration_id = $1 AND seq = $2 AND part = 0",
-						5, types, values, NULL, SPI_OK_INSERT);
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET total_blocks = $3,"
-						" rows_estimated = (rows_estimated * $3::float8 / $4)::bigint"
-						" WHERE migration_id = $1 AND seq = $2 AND part = 0",
-						4, types, values, NULL, SPI_OK_UPDATE);
-}
-
-/*
- * Are all parts of backfill task seq done?  Asked by the worker that finished part: a part other
- * than 0 first locks part 0's row, so that of workers finishing parts at once exactly one sees all
- * done once the others' "done" committed (part 0's own worker holds that lock by its update).
- */
-bool
-ec_task_all_parts_done(int64 id, int seq, int part)
-{
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(seq)};
-
-	if (part != 0)
-		(void) ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
-							" WHERE migration_id = $1 AND seq = $2 AND part = 0 FOR UPDATE",
-							2, types, values, NULL, SPI_OK_SELECT);
-	return ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".tasks"
-						" WHERE migration_id = $1 AND seq = $2 AND state <> 'done' LIMIT 1",
-						2, types, values, NULL, SPI_OK_SELECT) == 0;
-}
-
-/* ---- the dual-write plans (dual_writes) ---- */
-
-/*
- * What the backfill of relid sets: its new columns (name[]) and their "up" as SQL text (text[]),
- * n of each, and the migration's in-progress xids as text ("{...}"); false without a plan.
- */
-bool
-ec_backfill_sources(Oid relid, Datum **new_columns, Datum **ups, int *n, char **in_progress)
-{
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
-	bool		isnull;
-
-	(void) ec_state_spi("SELECT d.new_columns, d.up_sources, m.in_progress_xids::text"
-						"  FROM " EC_STATE_SCHEMA ".dual_writes d"
-						"  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
-						" WHERE d.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
-						1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return false;
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-													   1, &isnull)),
-					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, new_columns, NULL, n);
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-													   2, &isnull)),
-					  TEXTOID, -1, false, TYPALIGN_INT, ups, NULL, n);
-	*in_progress = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-	return true;
-}
-
-/* ---- lookups for the event triggers, events and waits ---- */
-
-/* The migration moving relid's data (its dual-write plan is there, not complete), or NULL. */
-char *
-ec_migration_moving_data(Oid relid)
-{
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(relid)};
-
-	if (ec_state_spi("SELECT m.name FROM " EC_STATE_SCHEMA ".dual_writes d"
-					 "  JOIN " EC_STATE_SCHEMA ".migrations m ON m.id = d.migration_id"
-					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1 AND NOT m.done",
-					 1, types, values, NULL, SPI_OK_SELECT) == 0)
-		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
-/* The first of relids (an oid[] datum) that has a dual-write plan, by name, or NULL. */
-char *
-ec_first_with_dual_writes(Datum relids)
-{
-	Oid			types[1] = {OIDARRAYOID};
-	Datum		values[1] = {relids};
-
-	if (ec_state_spi("SELECT d.relid::pg_catalog.text FROM " EC_STATE_SCHEMA ".dual_writes d"
-					 " WHERE d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
-					 1, types, values, NULL, SPI_OK_SELECT) == 0)
-		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
 /* The schema and name of migration id; false if it is gone. */
 bool
 ec_migration_names(int64 id, char **schema, char **name)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	if (ec_state_spi("SELECT schema_name::pg_catalog.text, name FROM " EC_STATE_SCHEMA ".migrations"
-					 " WHERE id = $1", 1, types, values, NULL, SPI_OK_SELECT) != 1)
+	if (ec_state_spi_id("SELECT schema_name::pg_catalog.text, name FROM " EC_STATE_SCHEMA ".migrations"
+						" WHERE id = $1", id, SPI_OK_SELECT) != 1)
 		return false;
 	*schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -988,90 +581,137 @@ ec_migration_names(int64 id, char **schema, char **name)
 bool
 ec_migration_row_xmin(int64 id, TransactionId *xmin)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
 	bool		isnull;
 
-	if (ec_state_spi("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
-					 1, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (ec_state_spi_id("SELECT xmin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						id, SPI_OK_SELECT) == 0)
 		return false;
 	*xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 												&isnull));
 	return true;
 }
 
-/* The cleanups of the migration's compaction tasks not done yet, in queue order. */
-List *
-ec_compaction_cleanups(int64 id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-	List	   *cleanups = NIL;
-	uint64		n;
-
-	n = ec_state_spi("SELECT cleanup FROM " EC_STATE_SCHEMA ".tasks"
-					 " WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'"
-					 "   AND cleanup IS NOT NULL ORDER BY seq",
-					 1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < n; i++)
-		cleanups = lappend(cleanups, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	return cleanups;
-}
-
-/* The compaction tasks not done yet marked done as skipped by ec_complete; returns how many. */
+/*
+ * Migration id's saved steps, in SPI_tuptable: validate_steps, complete_steps, rollback_steps
+ * (text[]) and relids (oid[]).  Returns how many (0: it is gone).
+ */
 uint64
-ec_skip_compaction_tasks(int64 id)
+ec_saved_steps(int64 id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
-
-	return ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET state = 'done',"
-						" detail = 'skipped: ec_complete ran before it',"
-						" finished_at = pg_catalog.clock_timestamp(), updated_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND kind = 'compact' AND state <> 'done'",
-						1, types, values, NULL, SPI_OK_UPDATE);
+	return ec_state_spi_id("SELECT validate_steps, complete_steps, rollback_steps, relids::pg_catalog.oid[]"
+						   "  FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1",
+						   id, SPI_OK_SELECT);
 }
 
-/* The seq of the migration's VACUUM task of relid (compact.c), 0 when it has none. */
-int
-ec_vacuum_task_seq(int64 id, Oid relid)
-{
-	Oid			types[2] = {INT8OID, OIDOID};
-	Datum		values[2] = {Int64GetDatum(id), ObjectIdGetDatum(relid)};
-	bool		isnull;
-	Datum		d;
+/* ---- restored migrations (restore.c) ---- */
 
-	if (ec_state_spi("SELECT seq FROM " EC_STATE_SCHEMA ".tasks"
-					 " WHERE migration_id = $1 AND relid = $2 AND kind = 'compact' AND part = 0"
-					 "   AND sql LIKE 'VACUUM %' ORDER BY seq LIMIT 1",
-					 2, types, values, NULL, SPI_OK_SELECT) == 0)
-		return 0;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetInt32(d);
+/*
+ * The active migrations of this database whose origin is not `origin` (migration_id 0: all of
+ * them, else only that one), in id order: their ids (int64 *, palloc'd) and schemas.
+ */
+void
+ec_migrations_from_elsewhere(const char *origin, int64 migration_id, List **ids, List **schemas)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2] = {CStringGetTextDatum(origin), Int64GetDatum(migration_id)};
+
+	(void) ec_state_spi("SELECT id, schema_name::text FROM " EC_STATE_SCHEMA ".migrations"
+						" WHERE NOT done AND origin <> $1 AND ($2 = 0 OR id = $2) ORDER BY id",
+						2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		*ids = lappend(*ids, id);
+		*schemas = lappend(*schemas, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+	}
+}
+
+/* The origin of active migration id (NULL if it has none) in *origin; false if it is not active. */
+bool
+ec_active_migration_origin(int64 id, char **origin)
+{
+	(void) ec_state_spi_id("SELECT origin FROM " EC_STATE_SCHEMA ".migrations WHERE id = $1 AND NOT done",
+						   id, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	*origin = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return true;
+}
+
+/* An adopted migration's new origin and backfill horizon (trigger_xid and its in-progress xids). */
+void
+ec_set_migration_origin(int64 id, const char *origin, TransactionId horizon, EcXidList *in_progress)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, XIDOID, XIDARRAYOID};
+	Datum		values[4];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(origin);
+	values[2] = TransactionIdGetDatum(horizon);
+	values[3] = ec_xid_array(in_progress);
+	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET origin = $2, trigger_xid = $3,"
+						" in_progress_xids = $4 WHERE id = $1", 4, types, values, NULL, SPI_OK_UPDATE);
 }
 
 /*
- * A VACUUM of the VACUUM task seq run during the backfill, before (running) and after it: counted
- * in its batches, shown as running while it runs and queued (for its last run) after.  A task
- * that failed or was skipped keeps its state.
+ * Which migrations the DDL guard covers (ddl_guard.c): the active ones, and those in a revert
+ * window, whose kept-aside columns, tables, triggers and previous version schema ec_revert and
+ * ec_cleanup still need.  A condition on migrations m.
  */
-void
-ec_record_backfill_vacuum(int64 id, int seq, bool running)
+static char *
+guarded_migration_sql(void)
 {
-	Oid			types[3] = {INT8OID, INT4OID, BOOLOID};
-	Datum		values[3] = {Int64GetDatum(id), Int32GetDatum(seq), BoolGetDatum(running)};
+	return psprintf("(NOT m.done OR %s)", ec_revert_window_exists_sql("m.id"));
+}
 
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks"
-						" SET state = CASE WHEN $3 THEN 'running' ELSE 'pending' END,"
-						"     batches = batches + CASE WHEN $3 THEN 1 ELSE 0 END,"
-						"     detail = CASE WHEN $3 THEN 'vacuuming the blocks filled so far'"
-						"              ELSE 'vacuumed ' || batches || ' time(s) during the backfill;"
-						" vacuums once more after it' END,"
-						"     started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-						"     updated_at = pg_catalog.clock_timestamp()"
-						" WHERE migration_id = $1 AND seq = $2 AND part = 0"
-						"   AND state IN ('pending', 'running', 'throttled')",
-						3, types, values, NULL, SPI_OK_UPDATE);
+/*
+ * The migrations the DDL guard covers, in SPI_tuptable: schema_name, name, version_schema, the
+ * parent's version_schema, done.  Returns how many.
+ */
+uint64
+ec_guarded_migrations(void)
+{
+	return ec_state_spi(psprintf("SELECT m.schema_name::pg_catalog.text, m.name, m.version_schema::pg_catalog.text,"
+								 "       p.version_schema::pg_catalog.text, m.done"
+								 "  FROM " EC_STATE_SCHEMA ".migrations m"
+								 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
+								 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
+								 " WHERE %s", guarded_migration_sql()),
+						0, NULL, NULL, NULL, SPI_OK_SELECT);
+}
+
+/*
+ * The migration the DDL guard covers that covers one of relids (an oid[]: a relation and its
+ * ancestors) by its relids, its dual-write plans or its version schemas' views, in SPI_tuptable:
+ * schema_name, name, done.  Returns how many (0 or 1).
+ */
+uint64
+ec_migration_guarding_relation(Datum relids)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1] = {relids};
+
+	return ec_state_spi(psprintf("SELECT m.schema_name::pg_catalog.text, m.name, m.done"
+								 "  FROM " EC_STATE_SCHEMA ".migrations m"
+								 "  LEFT JOIN " EC_STATE_SCHEMA ".migrations p"
+								 "    ON p.schema_name = m.schema_name AND p.name = m.parent"
+								 " WHERE %s AND (m.relids::pg_catalog.oid[] OPERATOR(pg_catalog.&&) $1"
+								 "    OR EXISTS (SELECT FROM " EC_STATE_SCHEMA ".dual_writes d"
+								 "                WHERE d.migration_id = m.id"
+								 "                  AND d.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1))"
+								 "    OR EXISTS (SELECT FROM pg_catalog.pg_depend dep"
+								 "                 JOIN pg_catalog.pg_rewrite r ON r.oid = dep.objid"
+								 "                 JOIN pg_catalog.pg_class v ON v.oid = r.ev_class"
+								 "                 JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace"
+								 "                WHERE dep.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+								 "                  AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+								 "                  AND dep.refobjid OPERATOR(pg_catalog.=) ANY ($1)"
+								 "                  AND n.nspname IN (m.version_schema, p.version_schema)))"
+								 " LIMIT 1", guarded_migration_sql()),
+						1, types, values, NULL, SPI_OK_SELECT);
 }
 
 /* relid and, for a partition, its ancestors, as an oid[] (what covers a partition covers it). */

@@ -436,9 +436,6 @@ plan_expression(EcTriggerPlan *plan, Datum stored, Datum source, bool stored_fit
 static void
 build_plan(EcTriggerPlan *plan, Relation rel)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(plan->relid)};
-	int			rc;
 	int			nestlevel;
 
 	if (plan->cxt)
@@ -463,34 +460,7 @@ build_plan(EcTriggerPlan *plan, Relation rel)
 	SPI_connect();
 	/* The writer's search_path must not choose what "=" means here. */
 	nestlevel = ec_guc_push("search_path", "pg_catalog");
-	/*
-	 * Read the plan as the catalogs are read, with a fresh snapshot, not the writer's: the table's
-	 * trigger and helper columns (which the relcache shows as of now) and its dual_writes row commit
-	 * together, but a writer's snapshot may predate them, a REPEATABLE READ transaction's or the
-	 * logical replication apply worker's (it takes its snapshot before it locks the table).  Seen
-	 * through that snapshot the table would have no pairs, and that plan would stay cached.
-	 */
-	PushActiveSnapshot(GetLatestSnapshot());
-	rc = SPI_execute_with_args("SELECT d.new_version_schema::text, d.new_migration,"
-							   "       d.old_version_schema::text, d.old_migration,"
-							   "       d.old_attnums, d.new_attnums, d.up_exprs, d.down_exprs,"
-							   "       m.trigger_xid, m.in_progress_xids, m.origin,"
-							   "       d.old_columns, d.new_columns, d.up_sources, d.down_sources,"
-							   "       EXISTS (SELECT FROM expand_contract.tasks t"
-							   "                WHERE t.migration_id = d.migration_id AND t.relid = d.relid"
-							   "                  AND t.kind = 'backfill' AND t.state <> 'done'),"
-							   "       m.done,"
-							   "       d.migration_id"
-							   "  FROM expand_contract.dual_writes d"
-							   "  JOIN expand_contract.migrations m ON m.id = d.migration_id"
-							   " WHERE d.relid = $1::regclass",
-							   1, types, values, NULL, true, 1);
-	PopActiveSnapshot();
-	if (rc != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg_internal("could not read expand_contract.dual_writes: %s", SPI_result_code_string(rc))));
-	if (SPI_processed == 1)
+	if (ec_trigger_plan_row(plan->relid) == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;

@@ -237,8 +237,6 @@ check_name_free(EcStartContext *cxt, const char *name)
 {
 	EcModel    *model = cxt->model;
 	ListCell   *lc;
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
 
 	if (OidIsValid(get_relname_relid(name, model->nspid)))
 		ereport(ERROR,
@@ -261,10 +259,7 @@ check_name_free(EcStartContext *cxt, const char *name)
 						 errdetail("A unique constraint of this migration takes that name.")));
 		}
 	}
-	values[0] = Int64GetDatum(cxt->migration_id);
-	values[1] = CStringGetTextDatum(cleanup_sql(model->schema, name));
-	if (ec_state_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND cleanup = $2",
-					 2, types, values, NULL, SPI_OK_SELECT) > 0)
+	if (ec_task_with_cleanup_exists(cxt->migration_id, cleanup_sql(model->schema, name)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),
 				 errmsg("relation \"%s\" already exists in schema \"%s\"", name, model->schema),
@@ -382,18 +377,11 @@ queue_build(EcStartContext *cxt, Oid relid, const char *schema, const char *name
 			bool unique)
 {
 	int			seq = ++cxt->ntasks;
-	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		values[3];
 
 	if (!unique)
 		seq += EC_SEQ_AFTER_BACKFILL;
 	ec_add_task(cxt->migration_id, seq, "sql", relid, NIL, sql);
-	values[0] = Int64GetDatum(cxt->migration_id);
-	values[1] = Int32GetDatum(seq);
-	values[2] = CStringGetTextDatum(cleanup_sql(schema, name));
-	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".tasks SET cleanup = $3"
-						" WHERE migration_id = $1 AND seq = $2",
-						3, types, values, NULL, SPI_OK_UPDATE);
+	ec_set_task_cleanup(cxt->migration_id, seq, cleanup_sql(schema, name));
 }
 
 /*
@@ -417,8 +405,6 @@ partition_index_name(EcStartContext *cxt, Oid relid, CreateIndexOp *op)
 	{
 		char		label[NAMEDATALEN];
 		char	   *name;
-		Oid			types[2] = {INT8OID, TEXTOID};
-		Datum		values[2];
 
 		if (pass == 0)
 			strlcpy(label, "idx", sizeof(label));
@@ -427,10 +413,7 @@ partition_index_name(EcStartContext *cxt, Oid relid, CreateIndexOp *op)
 		name = makeObjectName(get_rel_name(relid), columns.data, label);
 		if (OidIsValid(get_relname_relid(name, nspid)))
 			continue;
-		values[0] = Int64GetDatum(cxt->migration_id);
-		values[1] = CStringGetTextDatum(cleanup_sql(schema, name));
-		if (ec_state_spi("SELECT 1 FROM " EC_STATE_SCHEMA ".tasks WHERE migration_id = $1 AND cleanup = $2",
-						 2, types, values, NULL, SPI_OK_SELECT) == 0)
+		if (!ec_task_with_cleanup_exists(cxt->migration_id, cleanup_sql(schema, name)))
 			return name;
 	}
 }
