@@ -43,6 +43,8 @@
 #   BENCH_FAST=1             0: phase 1 leaves the fast server configuration out (durable only)
 #   BENCH_MIXED_NICE="0.5 2" nice_ratio values for more backfills under traffic in 5 ("" for none)
 #   BENCH_MIXED_DELAYS=""    batch_delay_ms values for more backfills under traffic in 5 (e.g. "50")
+#   BENCH_MIXED_VARIANTS=""  more backfills under traffic in 5, as KEY=JSON words for ec_configure
+#                            (e.g. 'noflush={"wal_flush_kb":0} nice10={"worker_nice":10}')
 #   BENCH_PARALLEL_WORKERS="1 2 4"   worker counts of 7 (the first is the speed-up's baseline)
 #   BENCH_PHASES="backfill writes mixed rebuild parallel compact"   which parts to run (backfill
 #                            includes 3 and 4; rebuild is 6, parallel 7, compact 8)
@@ -97,6 +99,7 @@ BENCH_PGBENCH_MODE=${BENCH_PGBENCH_MODE:-simple}
 BENCH_EC_BATCHES=${BENCH_EC_BATCHES-20000}
 BENCH_MIXED_NICE=${BENCH_MIXED_NICE-0.5 2}
 BENCH_MIXED_DELAYS=${BENCH_MIXED_DELAYS-}
+BENCH_MIXED_VARIANTS=${BENCH_MIXED_VARIANTS-}
 BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed rebuild parallel compact}
 BENCH_REBUILD_TRANSFERS=${BENCH_REBUILD_TRANSFERS:-1}
 BENCH_REBUILD_SETTINGS=${BENCH_REBUILD_SETTINGS:-}
@@ -123,6 +126,7 @@ words() { local w; for w in ${!1}; do [[ $w =~ ^($2)$ ]] || die "$1: '$w' is not
 words BENCH_EC_BATCHES '[1-9][0-9]*' "a positive integer"
 words BENCH_MIXED_DELAYS '[0-9]+' "a number of milliseconds"
 words BENCH_MIXED_NICE '[0-9]+(\.[0-9]+)?' "a number"
+words BENCH_MIXED_VARIANTS '[a-z0-9_]+=\{[^ ]*\}' "KEY={json}"
 words BENCH_PARALLEL_WORKERS '[1-9][0-9]*' "a positive integer"
 words BENCH_PHASES 'backfill|writes|mixed|rebuild|parallel|compact' "a part (backfill writes mixed rebuild parallel compact)"
 words BENCH_WRITE_VARIANTS 'plain|extra_column|ec|ec_subquery|plpgsql|plpgsql_subquery' "a write variant"

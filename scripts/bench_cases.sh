@@ -72,6 +72,7 @@ define_cases() {
     mix_variant unthrottled "unthrottled (nice_ratio 0, max_load 0)" "$ec_conf"
     for r in $BENCH_MIXED_NICE; do mix_variant "nice${r//./_}" "nice_ratio $r" "{\"nice_ratio\": $r}"; done
     for d in $BENCH_MIXED_DELAYS; do mix_variant "delay$d" "batch_delay_ms $d" "{\"batch_delay_ms\": $d}"; done
+    for v in $BENCH_MIXED_VARIANTS; do mix_variant "${v%%=*}" "${v#*=}" "${v#*=}"; done
 
     # 7: parallel backfill, no traffic
     group parallel

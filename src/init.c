@@ -145,6 +145,31 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("expand_contract.worker_nice",
+							"The operating system's scheduling priority (nice value) of the backfill "
+							"workers.",
+							"Above 0 the kernel gives the application's backends the CPU first while "
+							"both want it; on an idle server the backfill runs flat out all the same.  "
+							"A worker's priority is only ever lowered: a smaller value applies to the "
+							"workers started after the change.  0 leaves the priority as it is.",
+							&ec_worker_nice,
+							0, 0, 19,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("expand_contract.wal_flush_kb",
+							"While other sessions are busy, a backfill batch flushes its own WAL after "
+							"every this much of it; 0 leaves it to the WAL writer.",
+							"A commit waits for all WAL logged before it, the batch's included: "
+							"flushed as the batch goes, little of it is left for the application's "
+							"commits to wait for.",
+							&ec_wal_flush_kb,
+							256, 0, 1048576,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("expand_contract.max_load",
 							"The backfill waits while more client sessions than this are running a "
 							"query; -1: the number of CPUs; 0: never.",

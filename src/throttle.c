@@ -25,6 +25,9 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -35,8 +38,12 @@
 #include "utils/wait_event.h"
 
 #include "expand_contract.h"
+#include "worker.h"
 
 #define MIN_TARGET_MS	10.0
+
+int			ec_worker_nice = 0;
+int			ec_wal_flush_kb = 256;
 
 /*
  * Is the session running a query asleep: waiting for a timeout, a latch of its own (an extension's
@@ -164,14 +171,66 @@ ec_pace_record(EcPace *pace, uint64 rows, double ms, int waiters, int batch_time
 	pace->waiters = waiters;
 }
 
-/* The sleep after a batch: nice_ratio of its time while others work, batch_delay_ms at least. */
+/*
+ * The sleep after a batch: nice_ratio of its time while others work, batch_delay_ms at least.  The
+ * next batch flushes its WAL as it goes (every wal_flush_kb) while others work and the worker is to
+ * be nice to them.
+ */
 long
-ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy)
+ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy, int wal_flush_kb)
 {
 	double		nice = busy ? nice_ratio * pace->last_ms : 0;
+
+	pace->flush_bytes = busy && nice_ratio > 0 ? (uint64) wal_flush_kb * 1024 : 0;
 
 	/* Kept waiting, they get a batch's time to catch up whatever the ratio. */
 	if (pace->waiters > 0)
 		nice = Max(nice, pace->last_ms);
 	return Max((long) batch_delay_ms, (long) nice);
+}
+
+/*
+ * Called by the batch statement for every page it reads (horizon.c).  A session's commit must
+ * write and sync all WAL inserted before its commit record, the batch's included: left to the WAL
+ * writer, a batch's WAL piles up to a megabyte or 200 ms' worth (wal_writer_flush_after,
+ * wal_writer_delay), and the commits that come then wait for it.  Flushed by the batch itself every
+ * wal_flush_kb, their wait stays short, and the batch, not the application, pays for the syncs.
+ */
+void
+ec_pace_wal(void)
+{
+	XLogRecPtr	insert;
+
+	if (!ec_worker.batch_executing || ec_worker.pace.flush_bytes == 0)
+		return;
+	/* The end of this batch's last record (the insert position may be past a page header). */
+	insert = XactLastRecEnd;
+	if (insert < ec_worker.pace.wal_flushed_to + ec_worker.pace.flush_bytes)
+		return;
+	XLogFlush(insert);
+	ec_worker.pace.wal_flushed_to = insert;
+}
+
+/*
+ * Before a batch: the worker's operating-system priority lowered to worker_nice, so that while
+ * the application's backends want the CPU the kernel runs them first.  Only ever lowered: an
+ * unprivileged process cannot raise it again, so a smaller value applies from the next worker on.
+ */
+void
+ec_set_worker_nice(int nice)
+{
+	static int	tried = 0;
+	int			current;
+
+	if (nice <= tried)
+		return;
+	tried = nice;
+	errno = 0;
+	current = getpriority(PRIO_PROCESS, 0);
+	if (errno != 0 || current >= nice)
+		return;
+	if (setpriority(PRIO_PROCESS, 0, nice) != 0)
+		ereport(LOG,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("could not lower the backfill worker's priority to nice %d: %m", nice)));
 }

@@ -157,6 +157,8 @@ read_migration(int64 id, Settings *s)
 		s->max_load = Max(1, (int) sysconf(_SC_NPROCESSORS_ONLN));
 	s->max_parallel = Max(1, setting(settings, "max_parallel_workers", ec_max_parallel_workers));
 	s->compact = setting_bool(settings, "compact", ec_compact);
+	s->wal_flush_kb = Max(0, setting(settings, "wal_flush_kb", ec_wal_flush_kb));
+	s->worker_nice = Max(0, setting(settings, "worker_nice", ec_worker_nice));
 	return true;
 }
 
@@ -426,6 +428,7 @@ do_step(int64 id, long *wait_ms)
 		end_step();
 		return STEP_FINISHED;
 	}
+	ec_set_worker_nice(s.worker_nice);
 	task = next_task(id, &busy, &free_parts);
 	if (task == NULL)
 	{

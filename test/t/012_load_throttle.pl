@@ -76,7 +76,8 @@ $node->safe_psql('postgres', qq{
   SELECT ec_start('v1', $migration);
   SELECT ec_configure('public', '{"batch_size": 1000, "max_load": 1}');
 });
-my $busy = 'SELECT count(*) FROM generate_series(1, 100000000000)';
+# (generate_series in the select list: in FROM it would fill a temporary file)
+my $busy = 'SELECT count(*) FROM (SELECT generate_series(1, 100000000000)) s';
 my @workers = sessions($busy, 2);
 $node->safe_psql('postgres', q{SELECT ec_resume('public')});
 ok($node->poll_query_until('postgres',
@@ -121,6 +122,69 @@ ok($node->poll_query_until('postgres', q{SELECT backfill_state = 'done' FROM ec_
 	'backfill without a target done');
 cmp_ok(status('batches'), '<=', 3, 'batch_time_ms 0: batches of batch_size rows');
 $node->safe_psql('postgres', 'SELECT ec_complete()');
+
+############################################################################
+# worker_nice: the worker's operating-system priority, lowered before its batches.
+############################################################################
+my $widen = q{'{"operations": [{"alter_column": {"table": "t", "column": "amount", "type": "numeric(14,2)",
+  "up": "amount", "down": "amount"}}]}'};
+$node->safe_psql('postgres', qq{
+  BEGIN;
+  SELECT ec_start('v3', $widen);
+  SELECT ec_configure('public', '{"worker_nice": 7, "batch_size": 1000, "batch_delay_ms": 100}');
+  COMMIT;
+});
+my $worker_pid;
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill' AND state = 'active'}), 'the worker runs');
+$worker_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill'});
+sub nice_of
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/stat") or return undef;
+	my $stat = <$fh>;
+	close $fh;
+	$stat =~ s/^.*\) //;    # after the command name, which may hold spaces
+	return (split / /, $stat)[16];    # field 19 of stat(5)
+}
+my $postmaster_nice = nice_of($node->safe_psql('postgres', 'SELECT pg_backend_pid()'));
+ok($node->poll_query_until('postgres', q{SELECT rows_done > 0 FROM ec_status('public')}), 'batches run');
+is(nice_of($worker_pid), 7, "worker_nice 7: the worker (pid $worker_pid) runs at nice 7");
+is($postmaster_nice, 0, 'a client backend keeps nice 0');
+$node->safe_psql('postgres', q{SELECT ec_configure('public', '{"batch_delay_ms": 0}')});
+$node->safe_psql('postgres', 'CALL ec_wait()');
+$node->safe_psql('postgres', 'SELECT ec_rollback()');
+
+############################################################################
+# wal_flush_kb: while other sessions are busy, the batches flush their own WAL as they go.  Counted
+# in pg_stat_wal's writes (syncs are 0 with the tests' fsync off), which the worker reports after
+# each step.
+############################################################################
+sub backfill_syncs
+{
+	my ($settings) = @_;
+	$node->safe_psql('postgres', 'SELECT pg_stat_reset_shared(\'wal\')');
+	$node->safe_psql('postgres', qq{
+	  BEGIN;
+	  SELECT ec_start('v3', $widen);
+	  SELECT ec_configure('public', '$settings');
+	  COMMIT;
+	});
+	$node->safe_psql('postgres', 'CALL ec_wait()');
+	my $syncs = $node->safe_psql('postgres', 'SELECT wal_write FROM pg_stat_wal');
+	$node->safe_psql('postgres', 'SELECT ec_rollback()');
+	return $syncs;
+}
+# One session running a query all along: the worker is to be nice (nice_ratio 0.01 keeps it fast;
+# without compaction, whose REINDEX CONCURRENTLY would wait for that query to end).
+my @busy = sessions($busy, 1);
+my $syncs_flush = backfill_syncs('{"wal_flush_kb": 16, "nice_ratio": 0.01, "max_load": 0, "compact": false}');
+my $syncs_none = backfill_syncs('{"wal_flush_kb": 0, "nice_ratio": 0.01, "max_load": 0, "compact": false}');
+stop_sessions($busy, @busy);
+note "WAL writes during a backfill of 100,000 rows: $syncs_flush with wal_flush_kb 16, $syncs_none with 0";
+cmp_ok($syncs_flush, '>', 2 * $syncs_none,
+	'wal_flush_kb 16: the batches flush their WAL as they go (more than twice the writes)');
 
 ############################################################################
 # ec_configure checks its values.
