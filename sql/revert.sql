@@ -154,6 +154,90 @@ SELECT ec_cleanup('rv');
 SELECT * FROM ec_test.same_as_twin('rv', 'rvtwin');
 SELECT * FROM ec_test.leftovers();
 
+-- Keys: a rebuilt column with a unique constraint that other tables' foreign keys reference, and a
+-- rebuilt column with a foreign key of its own.  The old constraints are kept aside in force on the
+-- old columns (as during the migration), so ec_revert only renames them back.
+CREATE FUNCTION ec_test.make_keys(nsp text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('CREATE SCHEMA %I', nsp);
+  EXECUTE format('CREATE TABLE %I.accounts (id int PRIMARY KEY, code int CONSTRAINT accounts_code_key UNIQUE, name text)', nsp);
+  EXECUTE format('CREATE TABLE %I.payments (id int PRIMARY KEY, code int CONSTRAINT payments_code_fkey'
+                 ' REFERENCES %I.accounts (code) ON DELETE CASCADE, cents int)', nsp, nsp);
+  EXECUTE format('CREATE TABLE %I.notes (id int PRIMARY KEY, pid int CONSTRAINT notes_pid_fkey REFERENCES %I.payments, txt text)', nsp, nsp);
+  EXECUTE format('INSERT INTO %I.accounts VALUES (1, 10, ''ann''), (2, 20, ''bob''), (6, 60, ''fay'')', nsp);
+  EXECUTE format('INSERT INTO %I.payments VALUES (1, 10, 100), (2, 10, 200), (6, 60, 600)', nsp);
+  EXECUTE format('INSERT INTO %I.notes VALUES (1, 6, ''n1'')', nsp);
+  PERFORM ec_start('k0', '{"operations": [{"rename_column": {"table": "accounts", "from": "name", "to": "label"}}]}', nsp);
+  PERFORM ec_complete(nsp);
+END $$;
+SELECT ec_test.make_keys('rk');
+SELECT ec_test.make_keys('rktwin');
+-- down folds codes into int, so the new version can write a code whose old value is taken.
+\set keys '{"operations": [{"alter_column": {"table": "accounts", "column": "code", "type": "bigint", "up": "code", "down": "(code % 1000000)::int"}}, {"alter_column": {"table": "notes", "column": "pid", "type": "bigint", "up": "pid", "down": "pid::int"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rk') x \gset
+SELECT ec_start('k1', :'keys', 'rk');
+CALL ec_wait('rk');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE connamespace = 'rk'::regnamespace AND contype IN ('u', 'f') ORDER BY 1, 2;
+-- Writes through the new version and the old one, to the key table and the referencing ones.
+INSERT INTO rk.accounts (id, code, label) VALUES (3, 30, 'cat');
+INSERT INTO rk.payments (id, code, cents) VALUES (3, 30, 300);
+INSERT INTO rk.notes (id, pid, txt) VALUES (2, 3, 'n2');
+UPDATE rk.accounts SET code = 21 WHERE id = 2;
+SET search_path TO rk_k0;
+INSERT INTO accounts (id, code, label) VALUES (4, 40, 'dan');
+INSERT INTO payments (id, code, cents) VALUES (4, 40, 400);
+INSERT INTO notes (id, pid, txt) VALUES (3, 4, 'n3');
+UPDATE accounts SET code = 22 WHERE id = 2;
+SELECT ec_test.try($$INSERT INTO payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+RESET search_path;
+-- Both versions' foreign keys hold; the kept-aside unique constraint refuses a new code whose old
+-- value (down) is taken, as the old constraint did during the migration.
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+SELECT ec_test.try($$INSERT INTO rk.accounts (id, code, label) VALUES (9, 1000030, 'x')$$);
+-- ON DELETE CASCADE runs for both foreign keys.
+DELETE FROM rk.accounts WHERE id = 1;
+SELECT ec_test.try($$DELETE FROM rk.payments WHERE id = 3$$);
+SELECT ec_revert('rk');
+SELECT * FROM ec_test.diff(:'before', 'rk');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rk.accounts ORDER BY id;
+SELECT * FROM rk.payments ORDER BY id;
+SELECT * FROM rk.notes ORDER BY id;
+-- The restored foreign keys are in force.
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+SELECT ec_test.try($$UPDATE rk.accounts SET code = 31 WHERE id = 3$$);
+-- Again, then cleanup: what a plain complete leaves.
+SELECT ec_start('k1', :'keys', 'rk');
+SELECT ec_start('k1', :'keys', 'rktwin');
+CALL ec_wait('rk');
+CALL ec_wait('rktwin');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT ec_complete('rktwin');
+INSERT INTO rk.accounts (id, code, label) VALUES (5, 50, 'eve');
+INSERT INTO rk.payments (id, code, cents) VALUES (5, 50, 500);
+SELECT ec_cleanup('rk');
+SELECT * FROM ec_test.same_as_twin('rk', 'rktwin');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rk.accounts ORDER BY id;
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+-- A rebuilt primary key (int to bigint, referenced or not) is refused a window, with nothing done.
+SELECT ec_start('k2', '{"operations": [{"alter_column": {"table": "payments", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'rk');
+CALL ec_wait('rk');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT phase FROM ec_status('rk');
+SELECT ec_rollback('rk');
+SELECT ec_start('k2', '{"operations": [{"alter_column": {"table": "accounts", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'rk');
+CALL ec_wait('rk');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT ec_rollback('rk');
+DROP SCHEMA rk, rk_k1, rktwin, rktwin_k1 CASCADE;
+
 -- The window's end: the worker contracts by itself.
 SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "varchar(20)", "up": "client", "down": "client"}}]}', 'rv');
 CALL ec_wait('rv');
@@ -170,17 +254,21 @@ SELECT count(*) AS windows_left FROM expand_contract.revert_windows;
 SELECT * FROM ec_test.leftovers();
 SELECT phase FROM ec_status('rv');
 
--- A migration whose complete steps cannot be kept aside is refused a window, with nothing done;
--- a plain complete still works.
+-- A rebuilt column with an index and a foreign key of its own keeps a window: both go aside with it.
 CREATE INDEX orders_client_idx ON rv.orders (client);
 CREATE TABLE rv.clients (name text PRIMARY KEY);
 INSERT INTO rv.clients SELECT DISTINCT client FROM rv.orders;
 ALTER TABLE rv.orders ADD FOREIGN KEY (client) REFERENCES rv.clients;
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
 SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "text", "up": "client", "down": "client"}}]}', 'rv');
 CALL ec_wait('rv');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT phase FROM ec_status('rv');
-SELECT ec_rollback('rv');
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
+SELECT ec_test.try($$INSERT INTO rv.orders (id, client, flag) VALUES (99, 'nobody', 0)$$);
+-- A migration whose complete steps cannot be kept aside is refused a window, with nothing done;
+-- a plain complete still works.
 SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side (i int)", "down": "DROP TABLE rv.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'rv');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_complete('rv', revert_window => '0');

@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "access/htup_details.h"
 #include "common/int.h"
@@ -53,7 +54,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "expand_contract.h"
+#include "operations.h"
 
 PG_FUNCTION_INFO_V1(ec_revert);
 PG_FUNCTION_INFO_V1(ec_cleanup);
@@ -67,6 +68,7 @@ typedef struct Deferred
 	Oid			relid;
 	const char *column;			/* NULL: the table itself */
 	const char *trigger;		/* a dual-write trigger of the table */
+	const char *constraint;		/* a kept-aside foreign key of the table */
 	const char *sql;			/* a statement as is (DROP SCHEMA) */
 } Deferred;
 
@@ -75,6 +77,7 @@ typedef struct WindowRun
 	const char *migration;
 	const char *schema;
 	List	   *steps;
+	List	   *parsed;			/* the steps' statements */
 	List	   *undo;			/* in the order to run: last step's undo first */
 	List	   *deferred;
 	const char *step;			/* for the error context */
@@ -108,6 +111,15 @@ is_dual_write_trigger(const char *name)
 {
 	return strcmp(name, EC_TRIGGER_FIRST_NAME) == 0 || strcmp(name, EC_TRIGGER_LAST_NAME) == 0;
 }
+
+/*
+ * A table has one primary key: the carried one cannot be attached while the old one stays, and the
+ * old one's index goes with its constraint, so a revert would have to build it again, scanning the
+ * table under complete's locks.
+ */
+#define PRIMARY_KEY_WHY \
+	"attaches or drops a primary key (a table has one: the old key cannot be kept aside, and " \
+	"rebuilding it at the revert would lock the table for a full index build)"
 
 /*
  * The first pass, before anything runs: is every step one that can be kept aside or undone?
@@ -149,10 +161,22 @@ unsupported(Node *stmt)
 					case AT_ValidateConstraint:
 						return NULL;
 					case AT_DropConstraint:
-						/* Only the stand-in checks of NOT NULL, which the rollback drops again. */
-						if (strncmp(cmd->name, "_ec_", 4) == 0)
-							return NULL;
-						return "drops a constraint";
+						/*
+						 * The stand-in checks of NOT NULL, which the rollback drops again, and
+						 * foreign keys (run_step keeps only those to a kept-aside column).
+						 */
+						return NULL;
+					case AT_AddConstraint:
+						{
+							Constraint *con = (Constraint *) cmd->def;
+
+							if (IsA(con, Constraint) && con->indexname != NULL &&
+								con->contype == CONSTR_UNIQUE)
+								return NULL;
+							if (IsA(con, Constraint) && con->contype == CONSTR_PRIMARY)
+								return PRIMARY_KEY_WHY;
+							return "adds a constraint other than a carried unique one";
+						}
 					default:
 						return "changes an index, constraint, identity or other property of a table";
 				}
@@ -206,13 +230,30 @@ defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const 
 	run->deferred = lappend(run->deferred, d);
 }
 
+static Oid
+constraint_relid(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	Oid			result;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
+	result = ((Form_pg_constraint) GETSTRUCT(tuple))->conrelid;
+	ReleaseSysCache(tuple);
+	return result;
+}
+
 /*
- * A column that complete would drop, kept aside with what hangs on it: its plain indexes and CHECK
- * constraints are renamed aside too (the complete steps may give their names to the carried ones,
- * and they go with the column at the window's end).  Refused if a key, unique or exclusion
- * constraint, a foreign key (either way), a trigger or an owned sequence depends on it: complete
- * replaces or moves those in steps that a window cannot keep.  The old version's views depend on
- * it too; they are why it is kept.
+ * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK
+ * and unique constraints (a unique constraint's index is renamed with it) and foreign keys, its own
+ * or other tables' to it, are renamed aside too (the complete steps may give their names to the
+ * carried ones, and they go with the column at the window's end).  They stay in force on the old
+ * column, which "down" keeps filled, as they were during the migration.  Refused if a primary key
+ * (PRIMARY_KEY_WHY), an exclusion constraint, a trigger or an owned sequence depends on it:
+ * complete replaces or moves those in steps that a window cannot keep.  The old version's views
+ * depend on it too; they are why it is kept.
  */
 static void
 keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
@@ -225,7 +266,8 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 	ListCell   *lc;
 
 	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
-			   "             THEN (SELECT CASE WHEN c.contype = 'c' THEN 'check' END"
+			   "             THEN (SELECT CASE c.contype WHEN 'c' THEN 'check' WHEN 'u' THEN 'unique'"
+			   "                                         WHEN 'f' THEN 'foreign key' WHEN 'p' THEN 'primary' END"
 			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
 			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
@@ -249,9 +291,10 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 
 		if (kind == NULL)
 			refuse(run, run->step,
-				   psprintf("drops column \"%s\" of table \"%s\", on which a key, unique, exclusion or "
-							"foreign key constraint, a trigger or a sequence depends", name,
-							get_rel_name(relid)));
+				   psprintf("drops column \"%s\" of table \"%s\", on which an exclusion constraint, a "
+							"trigger or a sequence depends", name, get_rel_name(relid)));
+		if (strcmp(kind, "primary") == 0)
+			refuse(run, run->step, PRIMARY_KEY_WHY);
 		if (strcmp(kind, "index") == 0)
 			indexes = list_append_unique_oid(indexes, objid);
 		else
@@ -273,7 +316,8 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 	foreach(lc, checks)
 	{
 		char	   *check = get_constraint_name(lfirst_oid(lc));
-		char	   *tsql = ec_rel_qualified(relid);
+		/* An inbound foreign key is its referencing table's. */
+		char	   *tsql = ec_rel_qualified(constraint_relid(lfirst_oid(lc)));
 		char	   *aside;
 
 		if (strncmp(check, "_ec_old_", 8) == 0)
@@ -336,6 +380,114 @@ attnotnull(Oid relid, AttrNumber attnum)
 		ReleaseSysCache(tuple);
 	}
 	return result;
+}
+
+/* The constraint's contype, or '\0' if there is none. */
+static char
+constraint_type(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	char		result = '\0';
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+static bool
+is_foreign_key(Oid conoid)
+{
+	return constraint_type(conoid) == CONSTRAINT_FOREIGN;
+}
+
+/* The foreign keys that the unique index backs. */
+static List *
+foreign_keys_on_index(Oid index)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(index)};
+	List	   *result = NIL;
+	uint64		n;
+
+	n = ec_spi("SELECT oid FROM pg_catalog.pg_constraint WHERE conindid = $1 AND contype = 'f'"
+			   " ORDER BY oid", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		result = lappend_oid(result,
+							 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	return result;
+}
+
+/* Does a step drop column attnum of relid (which the window keeps aside)? */
+static bool
+dropped_by_a_step(WindowRun *run, Oid relid, AttrNumber attnum)
+{
+	char	   *name = get_attname(relid, attnum, true);
+	ListCell   *lc;
+
+	if (name == NULL)
+		return false;
+	foreach(lc, run->parsed)
+	{
+		AlterTableStmt *a = lfirst(lc);
+		AlterTableCmd *cmd;
+
+		if (!IsA(a, AlterTableStmt) || list_length(a->cmds) != 1)
+			continue;
+		cmd = linitial(a->cmds);
+		if (cmd->subtype == AT_DropColumn && strcmp(cmd->name, name) == 0 &&
+			RangeVarGetRelid(a->relation, NoLock, true) == relid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A foreign key that complete drops because the key column it references is rebuilt (its carried
+ * one takes its name): kept aside, in force on the kept-aside key column as during the migration,
+ * and dropped at the window's end before that column.  Any other dropped foreign key would bind the
+ * new version during the window: refused.
+ */
+static void
+keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, const char *name)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	Form_pg_constraint con;
+	bool		kept = false;
+	char	   *aside;
+	char	   *tsql = ec_rel_qualified(relid);
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
+	con = (Form_pg_constraint) GETSTRUCT(tuple);
+	if (constraint_type(get_index_constraint(con->conindid)) == CONSTRAINT_PRIMARY)
+		refuse(run, step, PRIMARY_KEY_WHY);
+	{
+		int			n;
+		AttrNumber *keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
+
+		for (int i = 0; i < n; i++)
+			kept = kept || dropped_by_a_step(run, con->confrelid, keys[i]);
+	}
+	ReleaseSysCache(tuple);
+	if (!kept)
+		refuse(run, step, "drops a foreign key whose referenced columns it keeps");
+	aside = ec_temp_name("_ec_old_", name);
+	ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql, quote_identifier(name),
+					 quote_identifier(aside)));
+	push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+							quote_identifier(aside), quote_identifier(name)));
+	defer(run, relid, NULL, NULL, NULL);
+	((Deferred *) llast(run->deferred))->constraint = aside;
 }
 
 /*
@@ -438,17 +590,44 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							Oid			conoid = get_relation_constraint_oid(relid, cmd->name,
 																			 cmd->missing_ok);
 
+							if (OidIsValid(conoid) && is_foreign_key(conoid))
+							{
+								keep_foreign_key_aside(run, step, relid, conoid, cmd->name);
+								return;
+							}
+
 							/*
 							 * Put back NOT VALID, without a scan: it is one of ours, which the
 							 * rollback steps drop right after (with its column, or by name).
 							 */
-							if (OidIsValid(conoid) && !is_check(conoid))
-								refuse(run, step, "drops a constraint that is not a check");
+							if (OidIsValid(conoid) && (!is_check(conoid) ||
+													   strncmp(cmd->name, "_ec_", 4) != 0))
+								refuse(run, step, "drops a constraint that is not one of its own checks");
 							if (OidIsValid(conoid))
 								push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
 														tsql, quote_identifier(cmd->name),
 														TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
 																								ObjectIdGetDatum(conoid)))));
+							break;
+						}
+					case AT_AddConstraint:
+						{
+							/*
+							 * A carried unique index attached as its constraint: dropping the
+							 * constraint drops the index, and the carried foreign keys that the
+							 * index backs first, all of which the rollback steps drop anyway.
+							 */
+							Constraint *con = (Constraint *) cmd->def;
+							Oid			index = get_relname_relid(con->indexname,
+																  get_rel_namespace(relid));
+							ListCell   *lc;
+
+							push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+													quote_identifier(con->conname)));
+							foreach(lc, foreign_keys_on_index(index))
+								push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
+														ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
+														quote_identifier(get_constraint_name(lfirst_oid(lc)))));
 							break;
 						}
 					default:
@@ -538,6 +717,7 @@ run_window_steps(void *arg)
 			refuse(run, lfirst(lc), why);
 		parsed = lappend(parsed, stmt);
 	}
+	run->parsed = parsed;
 
 	callback.callback = window_error_context;
 	callback.arg = run;
@@ -580,6 +760,10 @@ cleanup_steps(List *deferred)
 			steps = lappend(steps, psprintf("ALTER TABLE %s DROP COLUMN %s",
 											ec_rel_qualified(d->relid),
 											quote_identifier(d->column)));
+		else if (d->constraint)
+			steps = lappend(steps, psprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s",
+											ec_rel_qualified(d->relid),
+											quote_identifier(d->constraint)));
 		else if (!d->trigger)
 			steps = lappend(steps, psprintf("DROP TABLE %s", ec_rel_qualified(d->relid)));
 	}
