@@ -14,12 +14,24 @@
  * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
  * The window's end runs the drops that complete deferred (the cleanup steps).
  *
- * Only steps with an exact undo are kept aside; a migration with any other complete step (a key,
- * unique or foreign key constraint attached or re-pointed, carried views, identities, owned
- * sequences, dropped indexes, "sql" operations) or on a partitioned table is refused a window
- * before anything runs: such a step either drops what a kept-aside column still needs or cannot be
- * undone.  A kept-aside column's plain indexes and CHECK constraints go aside with it, so that
- * carried indexes and constraints can take their names.
+ * Only steps with an exact undo are kept aside; a migration with any other complete step (a
+ * primary key attached or dropped, carried views, identities, owned sequences, dropped indexes,
+ * "sql" operations) or on a partitioned table is refused a window before anything runs: such a
+ * step either drops what a kept-aside column still needs or cannot be undone.  A kept-aside
+ * column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
+ * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
+ * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
+ * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
+ * constraint (or old foreign key) that its new value keeps is refused during the window as it was
+ * during the migration; for a type widening such as int to bigint it cannot happen (down is the
+ * identity, or fails on overflow).  The carried unique constraint's undo drops it, with the index
+ * that it was attached from and the carried foreign keys that index backs: the rollback steps that
+ * follow drop those anyway, so the schema still ends exactly as before ec_start.
+ *
+ * Primary keys stay refused: a table has one, so the carried key cannot be attached while the old
+ * one stays, and the old one's index goes with its constraint (and the foreign keys to it with
+ * the index); putting it back at ec_revert would mean a full index build and a validation of every
+ * referencing table under the revert's locks.
  *
  * Everything is in the caller's transaction (or one worker transaction for the cleanup), and the
  * window's state is a table: a crash at any point leaves the window open or closed, never half.
