@@ -238,6 +238,43 @@ SELECT ec_complete('rk', revert_window => '1h');
 SELECT ec_rollback('rk');
 DROP SCHEMA rk, rk_k1, rktwin, rktwin_k1 CASCADE;
 
+-- Both sides rebuilt: a unique column, the other table's referencing column and a self-reference.
+CREATE SCHEMA rb;
+CREATE TABLE rb.parent (id int PRIMARY KEY, u int CONSTRAINT parent_u_key UNIQUE, up int CONSTRAINT parent_up_fkey REFERENCES rb.parent (u));
+CREATE TABLE rb.child (id int PRIMARY KEY, pu int CONSTRAINT child_pu_fkey REFERENCES rb.parent (u) ON DELETE CASCADE);
+INSERT INTO rb.parent VALUES (1, 10, NULL), (2, 20, 10);
+INSERT INTO rb.child VALUES (1, 10), (2, 20);
+SELECT ec_start('b0', '{"operations": [{"rename_column": {"table": "child", "from": "id", "to": "cid"}}]}', 'rb');
+SELECT ec_complete('rb');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rb') x \gset
+\set both '{"operations": [{"alter_column": {"table": "parent", "column": "u", "type": "bigint", "up": "u", "down": "u::int"}}, {"alter_column": {"table": "child", "column": "pu", "type": "bigint", "up": "pu", "down": "pu::int"}}, {"alter_column": {"table": "parent", "column": "up", "type": "bigint", "up": "up", "down": "up::int"}}]}'
+SELECT ec_start('b1', :'both', 'rb');
+CALL ec_wait('rb');
+SELECT ec_complete('rb', revert_window => '1h');
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE connamespace = 'rb'::regnamespace AND contype IN ('u', 'f') ORDER BY 1, 2;
+INSERT INTO rb.parent (id, u, up) VALUES (3, 30, 20);
+INSERT INTO rb.child (cid, pu) VALUES (3, 30);
+SET search_path TO rb_b0;
+INSERT INTO parent (id, u, up) VALUES (4, 40, 30);
+INSERT INTO child (cid, pu) VALUES (4, 40);
+SELECT ec_test.try($$INSERT INTO parent (id, u, up) VALUES (5, 50, 99)$$);
+RESET search_path;
+DELETE FROM rb.parent WHERE id = 4;
+SELECT ec_revert('rb');
+SELECT * FROM ec_test.diff(:'before', 'rb');
+SELECT * FROM rb.parent ORDER BY id;
+SELECT * FROM rb.child ORDER BY cid;
+SELECT ec_test.try($$INSERT INTO rb.child VALUES (9, 99)$$);
+SELECT ec_start('b1', :'both', 'rb');
+CALL ec_wait('rb');
+SELECT ec_complete('rb', revert_window => '1h');
+SELECT ec_cleanup('rb');
+SELECT * FROM ec_test.leftovers();
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE connamespace = 'rb'::regnamespace AND contype IN ('u', 'f') ORDER BY 1, 2;
+DROP SCHEMA rb, rb_b1 CASCADE;
+
 -- The window's end: the worker contracts by itself.
 SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "varchar(20)", "up": "client", "down": "client"}}]}', 'rv');
 CALL ec_wait('rv');
