@@ -273,6 +273,19 @@ SELECT ec_cleanup('rb');
 SELECT * FROM ec_test.leftovers();
 SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE connamespace = 'rb'::regnamespace AND contype IN ('u', 'f') ORDER BY 1, 2;
+-- A dropped unique constraint stays in force on the kept-aside column during the window, as during
+-- the migration: down copies a duplicate there, so the new version still cannot write one.
+CREATE TABLE rb.tags (id int PRIMARY KEY, tag text CONSTRAINT tags_tag_key UNIQUE);
+INSERT INTO rb.tags VALUES (1, 'red');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rb') x \gset
+SELECT ec_start('b2', '{"operations": [{"drop_constraint": {"table": "tags", "name": "tags_tag_key", "up": "tag", "down": "tag"}}]}', 'rb');
+CALL ec_wait('rb');
+SELECT ec_complete('rb', revert_window => '1h');
+SELECT ec_test.try($$INSERT INTO rb.tags (id, tag) VALUES (2, 'red')$$);
+INSERT INTO rb.tags (id, tag) VALUES (3, 'blue');
+SELECT ec_revert('rb');
+SELECT * FROM ec_test.diff(:'before', 'rb');
+SELECT * FROM rb.tags ORDER BY id;
 DROP SCHEMA rb, rb_b1 CASCADE;
 
 -- The window's end: the worker contracts by itself.
