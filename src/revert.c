@@ -242,6 +242,35 @@ defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const 
 	run->deferred = lappend(run->deferred, d);
 }
 
+/* A kept-aside foreign key, dropped at the window's end before the columns it references. */
+static void
+defer_constraint_drop(WindowRun *run, Oid relid, const char *constraint)
+{
+	defer(run, relid, NULL, NULL, NULL);
+	((Deferred *) llast(run->deferred))->constraint = constraint;
+}
+
+/* The constraint's contype, or '\0' if there is none. */
+static char
+constraint_type(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	char		result = '\0';
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+static bool
+is_foreign_key(Oid conoid)
+{
+	return constraint_type(conoid) == CONSTRAINT_FOREIGN;
+}
+
 static Oid
 constraint_relid(Oid conoid)
 {
@@ -339,6 +368,9 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 						 quote_identifier(check), quote_identifier(aside)));
 		push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
 								quote_identifier(aside), quote_identifier(check)));
+		/* One that references the column must go before it (its own goes with it). */
+		if (is_foreign_key(lfirst_oid(lc)))
+			defer_constraint_drop(run, constraint_relid(lfirst_oid(lc)), aside);
 	}
 	CommandCounterIncrement();
 }
@@ -392,27 +424,6 @@ attnotnull(Oid relid, AttrNumber attnum)
 		ReleaseSysCache(tuple);
 	}
 	return result;
-}
-
-/* The constraint's contype, or '\0' if there is none. */
-static char
-constraint_type(Oid conoid)
-{
-	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
-	char		result = '\0';
-
-	if (HeapTupleIsValid(tuple))
-	{
-		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype;
-		ReleaseSysCache(tuple);
-	}
-	return result;
-}
-
-static bool
-is_foreign_key(Oid conoid)
-{
-	return constraint_type(conoid) == CONSTRAINT_FOREIGN;
 }
 
 /* The foreign keys that the unique index backs. */
@@ -472,6 +483,8 @@ keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, 
 {
 	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
 	Form_pg_constraint con;
+	AttrNumber *keys;
+	int			n;
 	bool		kept = false;
 	char	   *aside;
 	char	   *tsql = ec_rel_qualified(relid);
@@ -483,13 +496,9 @@ keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, 
 	con = (Form_pg_constraint) GETSTRUCT(tuple);
 	if (constraint_type(get_index_constraint(con->conindid)) == CONSTRAINT_PRIMARY)
 		refuse(run, step, PRIMARY_KEY_WHY);
-	{
-		int			n;
-		AttrNumber *keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
-
-		for (int i = 0; i < n; i++)
-			kept = kept || dropped_by_a_step(run, con->confrelid, keys[i]);
-	}
+	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
+	for (int i = 0; i < n; i++)
+		kept = kept || dropped_by_a_step(run, con->confrelid, keys[i]);
 	ReleaseSysCache(tuple);
 	if (!kept)
 		refuse(run, step, "drops a foreign key whose referenced columns it keeps");
@@ -498,8 +507,7 @@ keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, 
 					 quote_identifier(aside)));
 	push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
 							quote_identifier(aside), quote_identifier(name)));
-	defer(run, relid, NULL, NULL, NULL);
-	((Deferred *) llast(run->deferred))->constraint = aside;
+	defer_constraint_drop(run, relid, aside);
 }
 
 /*
