@@ -17,6 +17,18 @@ CREATE FUNCTION ec_test.same_as_twin(nsp text, rvtwin text) RETURNS SETOF text L
    EXCEPT SELECT 'plain only: ' || x FROM ec_test.snapshot(nsp) x)
   ORDER BY 1
 $$;
+-- Until the worker has run a window's prepare steps (a rebuilt primary key's), ec_revert waits.
+-- A procedure that commits as it waits: the worker's CREATE INDEX CONCURRENTLY waits for older
+-- transactions.
+CREATE PROCEDURE ec_test.wait_prepared() LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1 .. 300 LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM expand_contract.revert_windows WHERE prepare_steps <> '{}');
+    COMMIT;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RAISE NOTICE 'prepared: %', NOT EXISTS (SELECT FROM expand_contract.revert_windows WHERE prepare_steps <> '{}');
+END $$;
 CREATE FUNCTION ec_test.make(nsp text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('CREATE SCHEMA %I', nsp);
@@ -226,17 +238,58 @@ SELECT * FROM ec_test.leftovers();
 SELECT * FROM rk.accounts ORDER BY id;
 SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (9, 99, 0)$$);
 SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (9, 99, 'x')$$);
--- A rebuilt primary key (int to bigint, referenced or not) is refused a window, with nothing done.
-SELECT ec_start('k2', '{"operations": [{"alter_column": {"table": "payments", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'rk');
+-- Rebuilt primary keys, int to bigint, one with another table's foreign key to it: a table has one
+-- primary key, so the old one goes, and the migration's worker builds a copy of its index on the
+-- kept-aside column at the window's start (concurrently) and adds the foreign key to it again (NOT
+-- VALID, then validated); ec_revert waits for that, then attaches the index as the primary key and
+-- renames the foreign key back: no scan under its locks.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rk') x \gset
+\set pk '{"operations": [{"alter_column": {"table": "payments", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}, {"alter_column": {"table": "accounts", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}'
+SELECT ec_start('k2', :'pk', 'rk');
 CALL ec_wait('rk');
 SELECT ec_complete('rk', revert_window => '1h');
-SELECT phase FROM ec_status('rk');
-SELECT ec_rollback('rk');
-SELECT ec_start('k2', '{"operations": [{"alter_column": {"table": "accounts", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'rk');
+CALL ec_test.wait_prepared();
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+ WHERE connamespace = 'rk'::regnamespace AND contype IN ('p', 'f') ORDER BY 1, 2;
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid), indisvalid FROM pg_index
+ WHERE indrelid IN ('rk.payments'::regclass, 'rk.accounts'::regclass) ORDER BY indexrelid::regclass::text COLLATE "C";
+INSERT INTO rk.payments (id, code, cents) VALUES (10, 30, 1000);
+INSERT INTO rk.notes (id, pid, txt) VALUES (10, 10, 'n10');
+SET search_path TO rk_k1;
+INSERT INTO payments (id, code, cents) VALUES (11, 30, 1100);
+INSERT INTO notes (id, pid, txt) VALUES (11, 11, 'n11');
+UPDATE payments SET cents = 1 WHERE id = 4;
+SELECT ec_test.try($$INSERT INTO payments (id, code, cents) VALUES (11, 30, 0)$$);
+SELECT ec_test.try($$INSERT INTO notes (id, pid, txt) VALUES (12, 99, 'x')$$);
+RESET search_path;
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (10, 30, 0)$$);
+-- down cannot map a key beyond int: refused, as during the migration.
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (3000000000, 30, 0)$$);
+SELECT ec_test.try($$DELETE FROM rk.payments WHERE id = 10$$);
+DELETE FROM rk.notes WHERE id = 10;
+DELETE FROM rk.payments WHERE id = 10;
+SELECT ec_revert('rk');
+SELECT * FROM ec_test.diff(:'before', 'rk');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rk.payments ORDER BY id;
+SELECT * FROM rk.notes ORDER BY id;
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (12, 99, 'x')$$);
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (11, 30, 0)$$);
+SELECT ec_test.try($$DELETE FROM rk.payments WHERE id = 11$$);
+-- Again, then cleanup (at once, the worker's copy of the key perhaps not built): a plain complete's shape.
+SELECT ec_start('k2', :'pk', 'rk');
+SELECT ec_start('k2', :'pk', 'rktwin');
 CALL ec_wait('rk');
+CALL ec_wait('rktwin');
 SELECT ec_complete('rk', revert_window => '1h');
-SELECT ec_rollback('rk');
-DROP SCHEMA rk, rk_k1, rktwin, rktwin_k1 CASCADE;
+SELECT ec_complete('rktwin');
+INSERT INTO rk.payments (id, code, cents) VALUES (12, 30, 1200);
+SELECT ec_cleanup('rk');
+SELECT * FROM ec_test.same_as_twin('rk', 'rktwin');
+SELECT * FROM ec_test.leftovers();
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (12, 99, 'x')$$);
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (12, 30, 0)$$);
+DROP SCHEMA rk, rk_k2, rktwin, rktwin_k2 CASCADE;
 
 -- Both sides rebuilt: a unique column, the other table's referencing column and a self-reference.
 CREATE SCHEMA rb;
@@ -322,11 +375,15 @@ SELECT ec_test.try($$INSERT INTO rv.orders (id, client, flag) VALUES (99, 'nobod
 SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side (i int)", "down": "DROP TABLE rv.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'rv');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_complete('rv', revert_window => '0');
--- A referenced primary key column: complete re-points the foreign key and attaches the new key.
+-- A referenced primary key column: complete re-points the foreign key and attaches the new key;
+-- the window keeps the old ones (as above).
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
 SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "clients", "column": "name", "type": "varchar(50)", "up": "name", "down": "name"}}]}', 'rv');
 CALL ec_wait('rv');
 SELECT ec_complete('rv', revert_window => '1h');
-SELECT ec_rollback('rv');
+CALL ec_test.wait_prepared();
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
 SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '-1 hour')$$);
 SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1000 years')$$);
 -- After the window's end, before its cleanup ran: no revert, no new migration; ec_cleanup finishes it.

@@ -59,6 +59,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -67,6 +68,7 @@
 #include "utils/timestamp.h"
 
 #include "operations.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(ec_revert);
 PG_FUNCTION_INFO_V1(ec_cleanup);
@@ -92,6 +94,7 @@ typedef struct WindowRun
 	List	   *parsed;			/* the steps' statements */
 	List	   *undo;			/* in the order to run: last step's undo first */
 	List	   *deferred;
+	List	   *prepare;		/* for the worker at the window's start */
 	const char *step;			/* for the error context */
 } WindowRun;
 
@@ -123,15 +126,6 @@ is_dual_write_trigger(const char *name)
 {
 	return strcmp(name, EC_TRIGGER_FIRST_NAME) == 0 || strcmp(name, EC_TRIGGER_LAST_NAME) == 0;
 }
-
-/*
- * A table has one primary key: the carried one cannot be attached while the old one stays, and the
- * old one's index goes with its constraint, so a revert would have to build it again, scanning the
- * table under complete's locks.
- */
-#define PRIMARY_KEY_WHY \
-	"attaches or drops a primary key (a table has one: the old key cannot be kept aside, and " \
-	"rebuilding it at the revert would lock the table for a full index build)"
 
 /*
  * The first pass, before anything runs: is every step one that can be kept aside or undone?
@@ -183,11 +177,9 @@ unsupported(Node *stmt)
 							Constraint *con = (Constraint *) cmd->def;
 
 							if (IsA(con, Constraint) && con->indexname != NULL &&
-								con->contype == CONSTR_UNIQUE)
+								(con->contype == CONSTR_UNIQUE || con->contype == CONSTR_PRIMARY))
 								return NULL;
-							if (IsA(con, Constraint) && con->contype == CONSTR_PRIMARY)
-								return PRIMARY_KEY_WHY;
-							return "adds a constraint other than a carried unique one";
+							return "adds a constraint other than a carried unique or primary key one";
 						}
 					default:
 						return "changes an index, constraint, identity or other property of a table";
@@ -291,14 +283,15 @@ constraint_relid(Oid conoid)
  * and unique constraints (a unique constraint's index is renamed with it) and foreign keys, its own
  * or other tables' to it, are renamed aside too (the complete steps may give their names to the
  * carried ones, and they go with the column at the window's end).  They stay in force on the old
- * column, which "down" keeps filled, as they were during the migration.  Refused if a primary key
- * (PRIMARY_KEY_WHY), an exclusion constraint, a trigger or an owned sequence depends on it:
- * complete replaces or moves those in steps that a window cannot keep.  The old version's views
- * depend on it too; they are why it is kept.
+ * column, which "down" keeps filled, as they were during the migration.  Refused if an exclusion
+ * constraint, a trigger or an owned sequence depends on it: complete replaces or moves those in
+ * steps that a window cannot keep.  The old version's views depend on it too; they are why it is
+ * kept.  Returns its primary key, if any, for keep_primary_key_aside once the column is aside.
  */
-static void
+static Oid
 keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
 {
+	Oid			primary = InvalidOid;
 	Oid			types[2] = {OIDOID, INT2OID};
 	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
 	uint64		n;
@@ -335,8 +328,8 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 				   psprintf("drops column \"%s\" of table \"%s\", on which an exclusion constraint, a "
 							"trigger or a sequence depends", name, get_rel_name(relid)));
 		if (strcmp(kind, "primary") == 0)
-			refuse(run, run->step, PRIMARY_KEY_WHY);
-		if (strcmp(kind, "index") == 0)
+			primary = objid;
+		else if (strcmp(kind, "index") == 0)
 			indexes = list_append_unique_oid(indexes, objid);
 		else
 			checks = list_append_unique_oid(checks, objid);
@@ -373,6 +366,7 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 			defer_constraint_drop(run, constraint_relid(lfirst_oid(lc)), aside);
 	}
 	CommandCounterIncrement();
+	return primary;
 }
 
 static char *
@@ -494,8 +488,6 @@ keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, 
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
 	con = (Form_pg_constraint) GETSTRUCT(tuple);
-	if (constraint_type(get_index_constraint(con->conindid)) == CONSTRAINT_PRIMARY)
-		refuse(run, step, PRIMARY_KEY_WHY);
 	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
 	for (int i = 0; i < n; i++)
 		kept = kept || dropped_by_a_step(run, con->confrelid, keys[i]);
@@ -508,6 +500,64 @@ keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, 
 	push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
 							quote_identifier(aside), quote_identifier(name)));
 	defer_constraint_drop(run, relid, aside);
+}
+
+/*
+ * The primary key of a kept-aside column (renamed aside already): a table has one, so it goes, and
+ * with its index the foreign keys to it (kept aside by their steps).  ec_revert puts it back with
+ * ADD CONSTRAINT ... PRIMARY KEY USING INDEX of a copy of its index, which the migration's worker
+ * builds concurrently at the window's start, and the foreign keys as they were, which the worker
+ * adds NOT VALID and validates on the kept-aside key column (the prepare steps): no scan under the
+ * revert's locks.  Until they are done the old column has no index and ec_revert waits; the new
+ * key, which down maps to the old one, keeps both unique and the new foreign keys keep the
+ * references, which are the same columns.
+ */
+static void
+keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
+{
+	char	   *conname = get_constraint_name(conoid);
+	Oid			index = get_constraint_index(conoid);
+	char	   *aside = ec_temp_name("_ec_old_", conname);
+	char	   *tsql = ec_rel_qualified(relid);
+	char	   *def;
+	char	   *prefix = psprintf("CREATE UNIQUE INDEX %s ON ", quote_identifier(get_rel_name(index)));
+	ListCell   *lc;
+	int			nestlevel = NewGUCNestLevel();
+
+	/* Definitions with every name qualified: the worker runs them on search_path pg_catalog. */
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	def = TextDatumGetCString(DirectFunctionCall1(pg_get_indexdef, ObjectIdGetDatum(index)));
+
+	if (strncmp(def, prefix, strlen(prefix)) != 0)
+		refuse(run, run->step, "drops a primary key whose index cannot be copied");
+	run->prepare = lappend(run->prepare, psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s",
+												  sibling(relid, aside)));
+	run->prepare = lappend(run->prepare,
+						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY %s ON %s",
+									quote_identifier(aside), def + strlen(prefix)));
+	foreach(lc, foreign_keys_on_index(index))
+	{
+		Oid			fk = lfirst_oid(lc);
+		char	   *fksql = ec_rel_qualified(constraint_relid(fk));
+		const char *fkname = quote_identifier(get_constraint_name(fk));
+
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", fksql, fkname,
+										TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
+																				ObjectIdGetDatum(fk)))));
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", fksql, fkname));
+	}
+	AtEOXact_GUC(true, nestlevel);
+	foreach(lc, foreign_keys_on_index(index))
+		ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
+						 ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
+						 quote_identifier(get_constraint_name(lfirst_oid(lc)))));
+	ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql, quote_identifier(conname)));
+	push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY USING INDEX %s", tsql,
+							quote_identifier(conname), quote_identifier(aside)));
+	CommandCounterIncrement();
 }
 
 /*
@@ -571,17 +621,22 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					case AT_DropColumn:
 						{
 							AttrNumber	attnum = get_attnum(relid, cmd->name);
+							Oid			primary;
 							char	   *aside;
 
 							if (attnum == InvalidAttrNumber)
 								return;
-							keep_dependents_aside(run, relid, attnum, cmd->name);
+							primary = keep_dependents_aside(run, relid, attnum, cmd->name);
 							aside = ec_temp_name("_ec_old_", cmd->name);
 							ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 											 quote_identifier(cmd->name), quote_identifier(aside)));
 							push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 													quote_identifier(aside),
 													quote_identifier(cmd->name)));
+							CommandCounterIncrement();
+							/* Its definitions now name the kept-aside column. */
+							if (OidIsValid(primary))
+								keep_primary_key_aside(run, relid, primary);
 							defer(run, relid, aside, NULL, NULL);
 							return;
 						}
@@ -633,9 +688,10 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					case AT_AddConstraint:
 						{
 							/*
-							 * A carried unique index attached as its constraint: dropping the
-							 * constraint drops the index, and the carried foreign keys that the
-							 * index backs first, all of which the rollback steps drop anyway.
+							 * A carried unique index attached as its constraint (unique or
+							 * primary key): dropping the constraint drops the index, and the
+							 * carried foreign keys that the index backs first, all of which the
+							 * rollback steps drop anyway.
 							 */
 							Constraint *con = (Constraint *) cmd->def;
 							Oid			index = get_relname_relid(con->indexname,
@@ -942,8 +998,8 @@ void
 ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs)
 {
 	WindowRun	run;
-	Oid			types[4] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[4];
+	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
 	ListCell   *lc;
 
 	foreach(lc, m->relids)
@@ -1001,9 +1057,10 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() + usecs);
 	values[2] = ec_list_to_text_array(run.undo);
 	values[3] = ec_list_to_text_array(cleanup_steps(run.deferred));
+	values[4] = ec_list_to_text_array(run.prepare);
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
-						" (migration_id, ends_at, revert_steps, cleanup_steps)"
-						" VALUES ($1, $2, $3, $4)", 4, types, values, NULL, SPI_OK_INSERT);
+						" (migration_id, ends_at, revert_steps, cleanup_steps, prepare_steps)"
+						" VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL, SPI_OK_INSERT);
 	(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".migrations SET done = true, completed_at = now()"
 						" WHERE id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
 	/* Sessions' cached trigger plans learn that the tables are the new version now. */
@@ -1029,7 +1086,23 @@ typedef struct Window
 	TimestampTz ends_at;
 	List	   *revert_steps;
 	List	   *cleanup_steps;
+	bool		prepared;		/* its prepare steps are done */
 } Window;
+
+/* The window's prepare steps not done yet (keep_primary_key_aside). */
+static List *
+window_prepare_steps(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	bool		isnull;
+
+	if (ec_state_spi("SELECT prepare_steps FROM " EC_STATE_SCHEMA ".revert_windows"
+					 " WHERE migration_id = $1", 1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NIL;
+	return ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											   &isnull));
+}
 
 /* The open window of the schema's latest migration, or NULL. */
 static Window *
@@ -1059,6 +1132,7 @@ open_window(const char *schema)
 														  SPI_tuptable->tupdesc, 2, &isnull));
 	w->cleanup_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 3, &isnull));
+	w->prepared = window_prepare_steps(m->id) == NIL;
 	return w;
 }
 
@@ -1110,6 +1184,13 @@ require_window(const char *schema, const char *function)
 						schema),
 				 errdetail("It ended at %s; its cleanup has not run yet.", timestamptz_to_str(w->ends_at)),
 				 errhint("Call ec_cleanup(%s) to finish it now.", quote_literal_cstr(schema))));
+	if (strcmp(function, "ec_revert") == 0 && !w->prepared)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the revert of migration \"%s\" of schema \"%s\" is not ready yet", w->m->name,
+						schema),
+				 errdetail("Its worker is still building the index of the old primary key and adding the foreign keys to it, which the revert puts back."),
+				 errhint("Try again once it is done; ec_status() shows its worker.")));
 	return w;
 }
 
@@ -1231,6 +1312,86 @@ ec_cleanup(PG_FUNCTION_ARGS)
 }
 
 /*
+ * In the migration's worker, at the window's start: runs the prepare steps, each a top-level
+ * statement in its own transactions (CREATE INDEX CONCURRENTLY), and empties them once all ran.
+ * They can all run again: a failure (a lock timeout, a crash) starts them over 10 seconds later.
+ */
+static void
+window_prepare(int64 id)
+{
+	for (;;)
+	{
+		List	   *steps;
+		ListCell   *lc;
+		MemoryContext cxt = CurrentMemoryContext;
+		bool		done = false;
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		steps = ec_catalog_at_least("0.2.0") ? window_prepare_steps(id) : NIL;
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+			List	   *copy = NIL;
+
+			foreach(lc, steps)
+				copy = lappend(copy, pstrdup(lfirst(lc)));
+			steps = copy;
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
+		if (steps == NIL)
+			return;
+		pgstat_report_activity(STATE_RUNNING, "expand_contract: preparing a revert window");
+		PG_TRY();
+		{
+			Oid			types[1] = {INT8OID};
+			Datum		values[1] = {Int64GetDatum(id)};
+
+			foreach(lc, steps)
+				run_toplevel(lfirst(lc));
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".revert_windows SET prepare_steps = '{}'"
+								" WHERE migration_id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			done = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			ereport(LOG,
+					(errmsg("expand_contract: preparing the revert window of migration " INT64_FORMAT
+							" failed: %s", id, edata->message),
+					 errdetail("It is tried again in 10 seconds.")));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (done)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10000,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
  * In the migration's worker: if the migration is in a revert window, waits for its end (the slot
  * stays taken meanwhile) and then runs the cleanup, retrying after a lock timeout.  Returns false
  * at once if the migration has no window.  ec_revert and ec_cleanup stop this worker before they
@@ -1239,6 +1400,7 @@ ec_cleanup(PG_FUNCTION_ARGS)
 bool
 ec_window_worker(int64 id)
 {
+	window_prepare(id);
 	for (;;)
 	{
 		Oid			types[1] = {INT8OID};
