@@ -14,10 +14,10 @@
  * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
  * The window's end runs the drops that complete deferred (the cleanup steps).
  *
- * Only steps with an exact undo are kept aside; a migration with any other complete step (a
- * primary key attached or dropped, carried views, identities, owned sequences, dropped indexes,
- * "sql" operations) or on a partitioned table is refused a window before anything runs: such a
- * step either drops what a kept-aside column still needs or cannot be undone.  A kept-aside
+ * Only steps with an exact undo are kept aside; a migration with any other complete step (carried
+ * views, identities, owned sequences, dropped indexes, "sql" operations, a dropped foreign key
+ * whose referenced column stays) or on a partitioned table is refused a window before anything
+ * runs: such a step either drops what a kept-aside column still needs or cannot be undone.  A kept-aside
  * column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
  * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
  * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
@@ -28,10 +28,14 @@
  * that it was attached from and the carried foreign keys that index backs: the rollback steps that
  * follow drop those anyway, so the schema still ends exactly as before ec_start.
  *
- * Primary keys stay refused: a table has one, so the carried key cannot be attached while the old
- * one stays, and the old one's index goes with its constraint (and the foreign keys to it with
- * the index); putting it back at ec_revert would mean a full index build and a validation of every
- * referencing table under the revert's locks.
+ * A primary key cannot stay aside: a table has one, and the old one's index goes with its
+ * constraint, and the foreign keys to it with the index.  So complete drops them, and the
+ * migration's worker, at the window's start, builds a copy of the old key's index concurrently and
+ * adds the foreign keys to it again, NOT VALID and then validated (the window's prepare steps, see
+ * keep_primary_key_aside): ec_revert, which waits for them, then only attaches and renames, with no
+ * build and no scan under its locks.  Until they are done the old key column has no index of its
+ * own; the new key, of which down makes the old one, keeps it unique meanwhile, and the new
+ * foreign keys check the same referencing columns.
  *
  * Everything is in the caller's transaction (or one worker transaction for the cleanup), and the
  * window's state is a table: a crash at any point leaves the window open or closed, never half.
