@@ -507,6 +507,13 @@ keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, 
 }
 
 /*
+ * A prepare step that drops the copy of an old key's index left invalid by an interrupted build, so
+ * that the next step builds it again; window_prepare skips it when the copy is valid (a foreign key
+ * added by a previous run may depend on it).
+ */
+#define DROP_INVALID_PREFIX "DROP INDEX CONCURRENTLY IF EXISTS "
+
+/*
  * The primary key of a kept-aside column (renamed aside already): a table has one, so it goes, and
  * with its index the foreign keys to it (kept aside by their steps).  ec_revert puts it back with
  * ADD CONSTRAINT ... PRIMARY KEY USING INDEX of a copy of its index, which the migration's worker
@@ -535,10 +542,9 @@ keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 
 	if (strncmp(def, prefix, strlen(prefix)) != 0)
 		refuse(run, run->step, "drops a primary key whose index cannot be copied");
-	run->prepare = lappend(run->prepare, psprintf("DROP INDEX CONCURRENTLY IF EXISTS %s",
-												  sibling(relid, aside)));
+	run->prepare = lappend(run->prepare, psprintf(DROP_INVALID_PREFIX "%s", sibling(relid, aside)));
 	run->prepare = lappend(run->prepare,
-						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY %s ON %s",
+						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
 									quote_identifier(aside), def + strlen(prefix)));
 	foreach(lc, foreign_keys_on_index(index))
 	{
@@ -1315,6 +1321,26 @@ ec_cleanup(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Is the index of that qualified name there and valid?  In a transaction of its own. */
+static bool
+valid_index(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		valid;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	valid = ec_spi("SELECT FROM pg_catalog.pg_index WHERE indexrelid = pg_catalog.to_regclass($1)"
+				   "   AND indisvalid", 1, types, values, NULL, SPI_OK_SELECT) > 0;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return valid;
+}
+
 /*
  * In the migration's worker, at the window's start: runs the prepare steps, each a top-level
  * statement in its own transactions (CREATE INDEX CONCURRENTLY), and empties them once all ran.
@@ -1358,7 +1384,12 @@ window_prepare(int64 id)
 			Datum		values[1] = {Int64GetDatum(id)};
 
 			foreach(lc, steps)
+			{
+				if (strncmp(lfirst(lc), DROP_INVALID_PREFIX, strlen(DROP_INVALID_PREFIX)) == 0 &&
+					valid_index((char *) lfirst(lc) + strlen(DROP_INVALID_PREFIX)))
+					continue;
 				run_toplevel(lfirst(lc));
+			}
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
 			SPI_connect();
