@@ -289,6 +289,11 @@ SELECT * FROM ec_test.same_as_twin('rk', 'rktwin');
 SELECT * FROM ec_test.leftovers();
 SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (12, 99, 'x')$$);
 SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (12, 30, 0)$$);
+-- Refused: a rebuilt primary key in a migration that also renames a table.
+SELECT ec_start('k3', '{"operations": [{"alter_column": {"table": "payments", "column": "cents", "type": "bigint", "up": "cents", "down": "cents::int"}}, {"alter_column": {"table": "notes", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}, {"rename_table": {"from": "payments", "to": "charges"}}]}', 'rk');
+CALL ec_wait('rk');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT ec_rollback('rk');
 DROP SCHEMA rk, rk_k2, rktwin, rktwin_k2 CASCADE;
 
 -- Both sides rebuilt: a unique column, the other table's referencing column and a self-reference.

@@ -506,6 +506,26 @@ keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, 
 	defer_constraint_drop(run, relid, aside);
 }
 
+/* Does a step after the current one rename a table? */
+static bool
+renames_a_table_later(WindowRun *run)
+{
+	bool		after = false;
+	ListCell   *lc,
+			   *lc2;
+
+	forboth(lc, run->steps, lc2, run->parsed)
+	{
+		Node	   *stmt = lfirst(lc2);
+
+		if (after && IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_TABLE)
+			return true;
+		if (lfirst(lc) == run->step)
+			after = true;
+	}
+	return false;
+}
+
 /*
  * A prepare step that drops the copy of an old key's index left invalid by an interrupted build, so
  * that the next step builds it again; window_prepare skips it when the copy is valid (a foreign key
@@ -542,6 +562,10 @@ keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 
 	if (strncmp(def, prefix, strlen(prefix)) != 0)
 		refuse(run, run->step, "drops a primary key whose index cannot be copied");
+	if (renames_a_table_later(run))
+		refuse(run, run->step,
+			   "drops a primary key in a migration that renames a table (the worker's copy of the key "
+			   "is named before the rename)");
 	run->prepare = lappend(run->prepare, psprintf(DROP_INVALID_PREFIX "%s", sibling(relid, aside)));
 	run->prepare = lappend(run->prepare,
 						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
