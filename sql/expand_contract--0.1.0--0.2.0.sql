@@ -47,7 +47,11 @@ CREATE TABLE expand_contract.revert_windows (
     migration_id   bigint      PRIMARY KEY REFERENCES expand_contract.migrations ON DELETE CASCADE,
     ends_at        timestamptz NOT NULL,
     revert_steps   text[]      NOT NULL DEFAULT '{}',
-    cleanup_steps  text[]      NOT NULL DEFAULT '{}'
+    cleanup_steps  text[]      NOT NULL DEFAULT '{}',
+    -- Run by the migration's worker at the window's start, outside any transaction block, and
+    -- emptied once done: what a revert of a rebuilt primary key needs (the old key's index built
+    -- concurrently, the foreign keys to it added NOT VALID and validated).  ec_revert waits for it.
+    prepare_steps  text[]      NOT NULL DEFAULT '{}'
 );
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.revert_windows', '');
 GRANT SELECT ON expand_contract.revert_windows TO PUBLIC;

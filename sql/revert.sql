@@ -17,6 +17,18 @@ CREATE FUNCTION ec_test.same_as_twin(nsp text, rvtwin text) RETURNS SETOF text L
    EXCEPT SELECT 'plain only: ' || x FROM ec_test.snapshot(nsp) x)
   ORDER BY 1
 $$;
+-- Until the worker has run a window's prepare steps (a rebuilt primary key's), ec_revert waits.
+-- A procedure that commits as it waits: the worker's CREATE INDEX CONCURRENTLY waits for older
+-- transactions.
+CREATE PROCEDURE ec_test.wait_prepared() LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1 .. 300 LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM expand_contract.revert_windows WHERE prepare_steps <> '{}');
+    COMMIT;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+  RAISE NOTICE 'prepared: %', NOT EXISTS (SELECT FROM expand_contract.revert_windows WHERE prepare_steps <> '{}');
+END $$;
 CREATE FUNCTION ec_test.make(nsp text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('CREATE SCHEMA %I', nsp);
@@ -154,6 +166,186 @@ SELECT ec_cleanup('rv');
 SELECT * FROM ec_test.same_as_twin('rv', 'rvtwin');
 SELECT * FROM ec_test.leftovers();
 
+-- Keys: a rebuilt column with a unique constraint that other tables' foreign keys reference, and a
+-- rebuilt column with a foreign key of its own.  The old constraints are kept aside in force on the
+-- old columns (as during the migration), so ec_revert only renames them back.
+CREATE FUNCTION ec_test.make_keys(nsp text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('CREATE SCHEMA %I', nsp);
+  EXECUTE format('CREATE TABLE %I.accounts (id int PRIMARY KEY, code int CONSTRAINT accounts_code_key UNIQUE, name text)', nsp);
+  EXECUTE format('CREATE TABLE %I.payments (id int PRIMARY KEY, code int CONSTRAINT payments_code_fkey'
+                 ' REFERENCES %I.accounts (code) ON DELETE CASCADE, cents int)', nsp, nsp);
+  EXECUTE format('CREATE TABLE %I.notes (id int PRIMARY KEY, pid int CONSTRAINT notes_pid_fkey REFERENCES %I.payments, txt text)', nsp, nsp);
+  EXECUTE format('INSERT INTO %I.accounts VALUES (1, 10, ''ann''), (2, 20, ''bob''), (6, 60, ''fay'')', nsp);
+  EXECUTE format('INSERT INTO %I.payments VALUES (1, 10, 100), (2, 10, 200), (6, 60, 600)', nsp);
+  EXECUTE format('INSERT INTO %I.notes VALUES (1, 6, ''n1'')', nsp);
+  PERFORM ec_start('k0', '{"operations": [{"rename_column": {"table": "accounts", "from": "name", "to": "label"}}]}', nsp);
+  PERFORM ec_complete(nsp);
+END $$;
+SELECT ec_test.make_keys('rk');
+SELECT ec_test.make_keys('rktwin');
+-- down folds codes into int, so the new version can write a code whose old value is taken.
+\set keys '{"operations": [{"alter_column": {"table": "accounts", "column": "code", "type": "bigint", "up": "code", "down": "(code % 1000000)::int"}}, {"alter_column": {"table": "notes", "column": "pid", "type": "bigint", "up": "pid", "down": "pid::int"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rk') x \gset
+SELECT ec_start('k1', :'keys', 'rk');
+CALL ec_wait('rk');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE connamespace = 'rk'::regnamespace AND contype IN ('u', 'f') ORDER BY 1, 2;
+-- Writes through the new version and the old one, to the key table and the referencing ones.
+INSERT INTO rk.accounts (id, code, label) VALUES (3, 30, 'cat');
+INSERT INTO rk.payments (id, code, cents) VALUES (3, 30, 300);
+INSERT INTO rk.notes (id, pid, txt) VALUES (2, 3, 'n2');
+UPDATE rk.accounts SET code = 21 WHERE id = 2;
+SET search_path TO rk_k0;
+INSERT INTO accounts (id, code, label) VALUES (4, 40, 'dan');
+INSERT INTO payments (id, code, cents) VALUES (4, 40, 400);
+INSERT INTO notes (id, pid, txt) VALUES (3, 4, 'n3');
+UPDATE accounts SET code = 22 WHERE id = 2;
+SELECT ec_test.try($$INSERT INTO payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+RESET search_path;
+-- Both versions' foreign keys hold; the kept-aside unique constraint refuses a new code whose old
+-- value (down) is taken, as the old constraint did during the migration.
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+SELECT ec_test.try($$INSERT INTO rk.accounts (id, code, label) VALUES (9, 1000030, 'x')$$);
+-- ON DELETE CASCADE runs for both foreign keys.
+DELETE FROM rk.accounts WHERE id = 1;
+SELECT ec_test.try($$DELETE FROM rk.payments WHERE id = 3$$);
+SELECT ec_revert('rk');
+SELECT * FROM ec_test.diff(:'before', 'rk');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rk.accounts ORDER BY id;
+SELECT * FROM rk.payments ORDER BY id;
+SELECT * FROM rk.notes ORDER BY id;
+-- The restored foreign keys are in force.
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+SELECT ec_test.try($$UPDATE rk.accounts SET code = 31 WHERE id = 3$$);
+-- Again, then cleanup: what a plain complete leaves.
+SELECT ec_start('k1', :'keys', 'rk');
+SELECT ec_start('k1', :'keys', 'rktwin');
+CALL ec_wait('rk');
+CALL ec_wait('rktwin');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT ec_complete('rktwin');
+INSERT INTO rk.accounts (id, code, label) VALUES (5, 50, 'eve');
+INSERT INTO rk.payments (id, code, cents) VALUES (5, 50, 500);
+SELECT ec_cleanup('rk');
+SELECT * FROM ec_test.same_as_twin('rk', 'rktwin');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rk.accounts ORDER BY id;
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (9, 99, 0)$$);
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (9, 99, 'x')$$);
+-- Rebuilt primary keys, int to bigint, one with another table's foreign key to it: a table has one
+-- primary key, so the old one goes, and the migration's worker builds a copy of its index on the
+-- kept-aside column at the window's start (concurrently) and adds the foreign key to it again (NOT
+-- VALID, then validated); ec_revert waits for that, then attaches the index as the primary key and
+-- renames the foreign key back: no scan under its locks.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rk') x \gset
+\set pk '{"operations": [{"alter_column": {"table": "payments", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}, {"alter_column": {"table": "accounts", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}'
+SELECT ec_start('k2', :'pk', 'rk');
+CALL ec_wait('rk');
+SELECT ec_complete('rk', revert_window => '1h');
+CALL ec_test.wait_prepared();
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+ WHERE connamespace = 'rk'::regnamespace AND contype IN ('p', 'f') ORDER BY 1, 2;
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid), indisvalid FROM pg_index
+ WHERE indrelid IN ('rk.payments'::regclass, 'rk.accounts'::regclass) ORDER BY indexrelid::regclass::text COLLATE "C";
+INSERT INTO rk.payments (id, code, cents) VALUES (10, 30, 1000);
+INSERT INTO rk.notes (id, pid, txt) VALUES (10, 10, 'n10');
+SET search_path TO rk_k1;
+INSERT INTO payments (id, code, cents) VALUES (11, 30, 1100);
+INSERT INTO notes (id, pid, txt) VALUES (11, 11, 'n11');
+UPDATE payments SET cents = 1 WHERE id = 4;
+SELECT ec_test.try($$INSERT INTO payments (id, code, cents) VALUES (11, 30, 0)$$);
+SELECT ec_test.try($$INSERT INTO notes (id, pid, txt) VALUES (12, 99, 'x')$$);
+RESET search_path;
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (10, 30, 0)$$);
+-- down cannot map a key beyond int: refused, as during the migration.
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (3000000000, 30, 0)$$);
+SELECT ec_test.try($$DELETE FROM rk.payments WHERE id = 10$$);
+DELETE FROM rk.notes WHERE id = 10;
+DELETE FROM rk.payments WHERE id = 10;
+SELECT ec_revert('rk');
+SELECT * FROM ec_test.diff(:'before', 'rk');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rk.payments ORDER BY id;
+SELECT * FROM rk.notes ORDER BY id;
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (12, 99, 'x')$$);
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (11, 30, 0)$$);
+SELECT ec_test.try($$DELETE FROM rk.payments WHERE id = 11$$);
+-- Again, then cleanup (at once, the worker's copy of the key perhaps not built): a plain complete's shape.
+SELECT ec_start('k2', :'pk', 'rk');
+SELECT ec_start('k2', :'pk', 'rktwin');
+CALL ec_wait('rk');
+CALL ec_wait('rktwin');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT ec_complete('rktwin');
+INSERT INTO rk.payments (id, code, cents) VALUES (12, 30, 1200);
+SELECT ec_cleanup('rk');
+SELECT * FROM ec_test.same_as_twin('rk', 'rktwin');
+SELECT * FROM ec_test.leftovers();
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (12, 99, 'x')$$);
+SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (12, 30, 0)$$);
+-- Refused: a rebuilt primary key in a migration that also renames a table.
+SELECT ec_start('k3', '{"operations": [{"alter_column": {"table": "payments", "column": "cents", "type": "bigint", "up": "cents", "down": "cents::int"}}, {"alter_column": {"table": "notes", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}, {"rename_table": {"from": "payments", "to": "charges"}}]}', 'rk');
+CALL ec_wait('rk');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT ec_rollback('rk');
+DROP SCHEMA rk, rk_k2, rktwin, rktwin_k2 CASCADE;
+
+-- Both sides rebuilt: a unique column, the other table's referencing column and a self-reference.
+CREATE SCHEMA rb;
+CREATE TABLE rb.parent (id int PRIMARY KEY, u int CONSTRAINT parent_u_key UNIQUE, up int CONSTRAINT parent_up_fkey REFERENCES rb.parent (u));
+CREATE TABLE rb.child (id int PRIMARY KEY, pu int CONSTRAINT child_pu_fkey REFERENCES rb.parent (u) ON DELETE CASCADE);
+INSERT INTO rb.parent VALUES (1, 10, NULL), (2, 20, 10);
+INSERT INTO rb.child VALUES (1, 10), (2, 20);
+SELECT ec_start('b0', '{"operations": [{"rename_column": {"table": "child", "from": "id", "to": "cid"}}]}', 'rb');
+SELECT ec_complete('rb');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rb') x \gset
+\set both '{"operations": [{"alter_column": {"table": "parent", "column": "u", "type": "bigint", "up": "u", "down": "u::int"}}, {"alter_column": {"table": "child", "column": "pu", "type": "bigint", "up": "pu", "down": "pu::int"}}, {"alter_column": {"table": "parent", "column": "up", "type": "bigint", "up": "up", "down": "up::int"}}]}'
+SELECT ec_start('b1', :'both', 'rb');
+CALL ec_wait('rb');
+SELECT ec_complete('rb', revert_window => '1h');
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE connamespace = 'rb'::regnamespace AND contype IN ('u', 'f') ORDER BY 1, 2;
+INSERT INTO rb.parent (id, u, up) VALUES (3, 30, 20);
+INSERT INTO rb.child (cid, pu) VALUES (3, 30);
+SET search_path TO rb_b0;
+INSERT INTO parent (id, u, up) VALUES (4, 40, 30);
+INSERT INTO child (cid, pu) VALUES (4, 40);
+SELECT ec_test.try($$INSERT INTO parent (id, u, up) VALUES (5, 50, 99)$$);
+RESET search_path;
+DELETE FROM rb.parent WHERE id = 4;
+SELECT ec_revert('rb');
+SELECT * FROM ec_test.diff(:'before', 'rb');
+SELECT * FROM rb.parent ORDER BY id;
+SELECT * FROM rb.child ORDER BY cid;
+SELECT ec_test.try($$INSERT INTO rb.child VALUES (9, 99)$$);
+SELECT ec_start('b1', :'both', 'rb');
+CALL ec_wait('rb');
+SELECT ec_complete('rb', revert_window => '1h');
+SELECT ec_cleanup('rb');
+SELECT * FROM ec_test.leftovers();
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE connamespace = 'rb'::regnamespace AND contype IN ('u', 'f') ORDER BY 1, 2;
+-- A dropped unique constraint stays in force on the kept-aside column during the window, as during
+-- the migration: down copies a duplicate there, so the new version still cannot write one.
+CREATE TABLE rb.tags (id int PRIMARY KEY, tag text CONSTRAINT tags_tag_key UNIQUE);
+INSERT INTO rb.tags VALUES (1, 'red');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rb') x \gset
+SELECT ec_start('b2', '{"operations": [{"drop_constraint": {"table": "tags", "name": "tags_tag_key", "up": "tag", "down": "tag"}}]}', 'rb');
+CALL ec_wait('rb');
+SELECT ec_complete('rb', revert_window => '1h');
+SELECT ec_test.try($$INSERT INTO rb.tags (id, tag) VALUES (2, 'red')$$);
+INSERT INTO rb.tags (id, tag) VALUES (3, 'blue');
+SELECT ec_revert('rb');
+SELECT * FROM ec_test.diff(:'before', 'rb');
+SELECT * FROM rb.tags ORDER BY id;
+DROP SCHEMA rb, rb_b1 CASCADE;
+
 -- The window's end: the worker contracts by itself.
 SELECT ec_start('v4', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "varchar(20)", "up": "client", "down": "client"}}]}', 'rv');
 CALL ec_wait('rv');
@@ -170,25 +362,33 @@ SELECT count(*) AS windows_left FROM expand_contract.revert_windows;
 SELECT * FROM ec_test.leftovers();
 SELECT phase FROM ec_status('rv');
 
--- A migration whose complete steps cannot be kept aside is refused a window, with nothing done;
--- a plain complete still works.
+-- A rebuilt column with an index and a foreign key of its own keeps a window: both go aside with it.
 CREATE INDEX orders_client_idx ON rv.orders (client);
 CREATE TABLE rv.clients (name text PRIMARY KEY);
 INSERT INTO rv.clients SELECT DISTINCT client FROM rv.orders;
 ALTER TABLE rv.orders ADD FOREIGN KEY (client) REFERENCES rv.clients;
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
 SELECT ec_start('v5', '{"operations": [{"alter_column": {"table": "orders", "column": "client", "type": "text", "up": "client", "down": "client"}}]}', 'rv');
 CALL ec_wait('rv');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT phase FROM ec_status('rv');
-SELECT ec_rollback('rv');
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
+SELECT ec_test.try($$INSERT INTO rv.orders (id, client, flag) VALUES (99, 'nobody', 0)$$);
+-- A migration whose complete steps cannot be kept aside is refused a window, with nothing done;
+-- a plain complete still works.
 SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side (i int)", "down": "DROP TABLE rv.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'rv');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_complete('rv', revert_window => '0');
--- A referenced primary key column: complete re-points the foreign key and attaches the new key.
+-- A referenced primary key column: complete re-points the foreign key and attaches the new key;
+-- the window keeps the old ones (as above).
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
 SELECT ec_start('v6', '{"operations": [{"alter_column": {"table": "clients", "column": "name", "type": "varchar(50)", "up": "name", "down": "name"}}]}', 'rv');
 CALL ec_wait('rv');
 SELECT ec_complete('rv', revert_window => '1h');
-SELECT ec_rollback('rv');
+CALL ec_test.wait_prepared();
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
 SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '-1 hour')$$);
 SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1000 years')$$);
 -- After the window's end, before its cleanup ran: no revert, no new migration; ec_cleanup finishes it.

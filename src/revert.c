@@ -14,12 +14,28 @@
  * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
  * The window's end runs the drops that complete deferred (the cleanup steps).
  *
- * Only steps with an exact undo are kept aside; a migration with any other complete step (a key,
- * unique or foreign key constraint attached or re-pointed, carried views, identities, owned
- * sequences, dropped indexes, "sql" operations) or on a partitioned table is refused a window
- * before anything runs: such a step either drops what a kept-aside column still needs or cannot be
- * undone.  A kept-aside column's plain indexes and CHECK constraints go aside with it, so that
- * carried indexes and constraints can take their names.
+ * Only steps with an exact undo are kept aside; a migration with any other complete step (carried
+ * views, identities, owned sequences, dropped indexes, "sql" operations, a dropped foreign key
+ * whose referenced column stays) or on a partitioned table is refused a window before anything
+ * runs: such a step either drops what a kept-aside column still needs or cannot be undone.  A kept-aside
+ * column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
+ * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
+ * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
+ * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
+ * constraint (or old foreign key) that its new value keeps is refused during the window as it was
+ * during the migration; for a type widening such as int to bigint it cannot happen (down is the
+ * identity, or fails on overflow).  The carried unique constraint's undo drops it, with the index
+ * that it was attached from and the carried foreign keys that index backs: the rollback steps that
+ * follow drop those anyway, so the schema still ends exactly as before ec_start.
+ *
+ * A primary key cannot stay aside: a table has one, and the old one's index goes with its
+ * constraint, and the foreign keys to it with the index.  So complete drops them, and the
+ * migration's worker, at the window's start, builds a copy of the old key's index concurrently and
+ * adds the foreign keys to it again, NOT VALID and then validated (the window's prepare steps, see
+ * keep_primary_key_aside): ec_revert, which waits for them, then only attaches and renames, with no
+ * build and no scan under its locks.  Until they are done the old key column has no index of its
+ * own; the new key, of which down makes the old one, keeps it unique meanwhile, and the new
+ * foreign keys check the same referencing columns.
  *
  * Everything is in the caller's transaction (or one worker transaction for the cleanup), and the
  * window's state is a table: a crash at any point leaves the window open or closed, never half.
@@ -27,6 +43,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "access/htup_details.h"
 #include "common/int.h"
@@ -46,6 +63,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -53,7 +71,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "expand_contract.h"
+#include "operations.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(ec_revert);
 PG_FUNCTION_INFO_V1(ec_cleanup);
@@ -67,6 +86,7 @@ typedef struct Deferred
 	Oid			relid;
 	const char *column;			/* NULL: the table itself */
 	const char *trigger;		/* a dual-write trigger of the table */
+	const char *constraint;		/* a kept-aside foreign key of the table */
 	const char *sql;			/* a statement as is (DROP SCHEMA) */
 } Deferred;
 
@@ -75,8 +95,10 @@ typedef struct WindowRun
 	const char *migration;
 	const char *schema;
 	List	   *steps;
+	List	   *parsed;			/* the steps' statements */
 	List	   *undo;			/* in the order to run: last step's undo first */
 	List	   *deferred;
+	List	   *prepare;		/* for the worker at the window's start */
 	const char *step;			/* for the error context */
 } WindowRun;
 
@@ -149,10 +171,20 @@ unsupported(Node *stmt)
 					case AT_ValidateConstraint:
 						return NULL;
 					case AT_DropConstraint:
-						/* Only the stand-in checks of NOT NULL, which the rollback drops again. */
-						if (strncmp(cmd->name, "_ec_", 4) == 0)
-							return NULL;
-						return "drops a constraint";
+						/*
+						 * The stand-in checks of NOT NULL, which the rollback drops again, and
+						 * foreign keys (run_step keeps only those to a kept-aside column).
+						 */
+						return NULL;
+					case AT_AddConstraint:
+						{
+							Constraint *con = (Constraint *) cmd->def;
+
+							if (IsA(con, Constraint) && con->indexname != NULL &&
+								(con->contype == CONSTR_UNIQUE || con->contype == CONSTR_PRIMARY))
+								return NULL;
+							return "adds a constraint other than a carried unique or primary key one";
+						}
 					default:
 						return "changes an index, constraint, identity or other property of a table";
 				}
@@ -206,17 +238,64 @@ defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const 
 	run->deferred = lappend(run->deferred, d);
 }
 
-/*
- * A column that complete would drop, kept aside with what hangs on it: its plain indexes and CHECK
- * constraints are renamed aside too (the complete steps may give their names to the carried ones,
- * and they go with the column at the window's end).  Refused if a key, unique or exclusion
- * constraint, a foreign key (either way), a trigger or an owned sequence depends on it: complete
- * replaces or moves those in steps that a window cannot keep.  The old version's views depend on
- * it too; they are why it is kept.
- */
+/* A kept-aside foreign key, dropped at the window's end before the columns it references. */
 static void
+defer_constraint_drop(WindowRun *run, Oid relid, const char *constraint)
+{
+	defer(run, relid, NULL, NULL, NULL);
+	((Deferred *) llast(run->deferred))->constraint = constraint;
+}
+
+/* The constraint's contype, or '\0' if there is none. */
+static char
+constraint_type(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	char		result = '\0';
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+static bool
+is_foreign_key(Oid conoid)
+{
+	return constraint_type(conoid) == CONSTRAINT_FOREIGN;
+}
+
+static Oid
+constraint_relid(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	Oid			result;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
+	result = ((Form_pg_constraint) GETSTRUCT(tuple))->conrelid;
+	ReleaseSysCache(tuple);
+	return result;
+}
+
+/*
+ * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK
+ * and unique constraints (a unique constraint's index is renamed with it) and foreign keys, its own
+ * or other tables' to it, are renamed aside too (the complete steps may give their names to the
+ * carried ones, and they go with the column at the window's end).  They stay in force on the old
+ * column, which "down" keeps filled, as they were during the migration.  Refused if an exclusion
+ * constraint, a trigger or an owned sequence depends on it: complete replaces or moves those in
+ * steps that a window cannot keep.  The old version's views depend on it too; they are why it is
+ * kept.  Returns its primary key, if any, for keep_primary_key_aside once the column is aside.
+ */
+static Oid
 keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
 {
+	Oid			primary = InvalidOid;
 	Oid			types[2] = {OIDOID, INT2OID};
 	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
 	uint64		n;
@@ -225,7 +304,8 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 	ListCell   *lc;
 
 	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
-			   "             THEN (SELECT CASE WHEN c.contype = 'c' THEN 'check' END"
+			   "             THEN (SELECT CASE c.contype WHEN 'c' THEN 'check' WHEN 'u' THEN 'unique'"
+			   "                                         WHEN 'f' THEN 'foreign key' WHEN 'p' THEN 'primary' END"
 			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
 			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
@@ -249,10 +329,11 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 
 		if (kind == NULL)
 			refuse(run, run->step,
-				   psprintf("drops column \"%s\" of table \"%s\", on which a key, unique, exclusion or "
-							"foreign key constraint, a trigger or a sequence depends", name,
-							get_rel_name(relid)));
-		if (strcmp(kind, "index") == 0)
+				   psprintf("drops column \"%s\" of table \"%s\", on which an exclusion constraint, a "
+							"trigger or a sequence depends", name, get_rel_name(relid)));
+		if (strcmp(kind, "primary") == 0)
+			primary = objid;
+		else if (strcmp(kind, "index") == 0)
 			indexes = list_append_unique_oid(indexes, objid);
 		else
 			checks = list_append_unique_oid(checks, objid);
@@ -273,7 +354,8 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 	foreach(lc, checks)
 	{
 		char	   *check = get_constraint_name(lfirst_oid(lc));
-		char	   *tsql = ec_rel_qualified(relid);
+		/* An inbound foreign key is its referencing table's. */
+		char	   *tsql = ec_rel_qualified(constraint_relid(lfirst_oid(lc)));
 		char	   *aside;
 
 		if (strncmp(check, "_ec_old_", 8) == 0)
@@ -283,8 +365,12 @@ keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *
 						 quote_identifier(check), quote_identifier(aside)));
 		push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
 								quote_identifier(aside), quote_identifier(check)));
+		/* One that references the column must go before it (its own goes with it). */
+		if (is_foreign_key(lfirst_oid(lc)))
+			defer_constraint_drop(run, constraint_relid(lfirst_oid(lc)), aside);
 	}
 	CommandCounterIncrement();
+	return primary;
 }
 
 static char *
@@ -336,6 +422,176 @@ attnotnull(Oid relid, AttrNumber attnum)
 		ReleaseSysCache(tuple);
 	}
 	return result;
+}
+
+/* The foreign keys that the unique index backs. */
+static List *
+foreign_keys_on_index(Oid index)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(index)};
+	List	   *result = NIL;
+	uint64		n;
+
+	n = ec_spi("SELECT oid FROM pg_catalog.pg_constraint WHERE conindid = $1 AND contype = 'f'"
+			   " ORDER BY oid", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		result = lappend_oid(result,
+							 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	return result;
+}
+
+/* Does a step drop column attnum of relid (which the window keeps aside)? */
+static bool
+dropped_by_a_step(WindowRun *run, Oid relid, AttrNumber attnum)
+{
+	char	   *name = get_attname(relid, attnum, true);
+	ListCell   *lc;
+
+	if (name == NULL)
+		return false;
+	foreach(lc, run->parsed)
+	{
+		AlterTableStmt *a = lfirst(lc);
+		AlterTableCmd *cmd;
+
+		if (!IsA(a, AlterTableStmt) || list_length(a->cmds) != 1)
+			continue;
+		cmd = linitial(a->cmds);
+		if (cmd->subtype == AT_DropColumn && strcmp(cmd->name, name) == 0 &&
+			RangeVarGetRelid(a->relation, NoLock, true) == relid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A foreign key that complete drops because the key column it references is rebuilt (its carried
+ * one takes its name): kept aside, in force on the kept-aside key column as during the migration,
+ * and dropped at the window's end before that column.  Any other dropped foreign key would bind the
+ * new version during the window: refused.
+ */
+static void
+keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, const char *name)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	Form_pg_constraint con;
+	AttrNumber *keys;
+	int			n;
+	bool		kept = false;
+	char	   *aside;
+	char	   *tsql = ec_rel_qualified(relid);
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
+	con = (Form_pg_constraint) GETSTRUCT(tuple);
+	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
+	for (int i = 0; i < n; i++)
+		kept = kept || dropped_by_a_step(run, con->confrelid, keys[i]);
+	ReleaseSysCache(tuple);
+	if (!kept)
+		refuse(run, step, "drops a foreign key whose referenced columns it keeps");
+	aside = ec_temp_name("_ec_old_", name);
+	ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql, quote_identifier(name),
+					 quote_identifier(aside)));
+	push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+							quote_identifier(aside), quote_identifier(name)));
+	defer_constraint_drop(run, relid, aside);
+}
+
+/* Does a step after the current one rename a table? */
+static bool
+renames_a_table_later(WindowRun *run)
+{
+	bool		after = false;
+	ListCell   *lc,
+			   *lc2;
+
+	forboth(lc, run->steps, lc2, run->parsed)
+	{
+		Node	   *stmt = lfirst(lc2);
+
+		if (after && IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_TABLE)
+			return true;
+		if (lfirst(lc) == run->step)
+			after = true;
+	}
+	return false;
+}
+
+/*
+ * A prepare step that drops the copy of an old key's index left invalid by an interrupted build, so
+ * that the next step builds it again; window_prepare skips it when the copy is valid (a foreign key
+ * added by a previous run may depend on it).
+ */
+#define DROP_INVALID_PREFIX "DROP INDEX CONCURRENTLY IF EXISTS "
+
+/*
+ * The primary key of a kept-aside column (renamed aside already): a table has one, so it goes, and
+ * with its index the foreign keys to it (kept aside by their steps).  ec_revert puts it back with
+ * ADD CONSTRAINT ... PRIMARY KEY USING INDEX of a copy of its index, which the migration's worker
+ * builds concurrently at the window's start, and the foreign keys as they were, which the worker
+ * adds NOT VALID and validates on the kept-aside key column (the prepare steps): no scan under the
+ * revert's locks.  Until they are done the old column has no index and ec_revert waits; the new
+ * key, which down maps to the old one, keeps both unique and the new foreign keys keep the
+ * references, which are the same columns.
+ */
+static void
+keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
+{
+	char	   *conname = get_constraint_name(conoid);
+	Oid			index = get_constraint_index(conoid);
+	char	   *aside = ec_temp_name("_ec_old_", conname);
+	char	   *tsql = ec_rel_qualified(relid);
+	char	   *def;
+	char	   *prefix = psprintf("CREATE UNIQUE INDEX %s ON ", quote_identifier(get_rel_name(index)));
+	ListCell   *lc;
+	int			nestlevel = NewGUCNestLevel();
+
+	/* Definitions with every name qualified: the worker runs them on search_path pg_catalog. */
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	def = TextDatumGetCString(DirectFunctionCall1(pg_get_indexdef, ObjectIdGetDatum(index)));
+
+	if (strncmp(def, prefix, strlen(prefix)) != 0)
+		refuse(run, run->step, "drops a primary key whose index cannot be copied");
+	if (renames_a_table_later(run))
+		refuse(run, run->step,
+			   "drops a primary key in a migration that renames a table (the worker's copy of the key "
+			   "is named before the rename)");
+	run->prepare = lappend(run->prepare, psprintf(DROP_INVALID_PREFIX "%s", sibling(relid, aside)));
+	run->prepare = lappend(run->prepare,
+						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
+									quote_identifier(aside), def + strlen(prefix)));
+	foreach(lc, foreign_keys_on_index(index))
+	{
+		Oid			fk = lfirst_oid(lc);
+		char	   *fksql = ec_rel_qualified(constraint_relid(fk));
+		const char *fkname = quote_identifier(get_constraint_name(fk));
+
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", fksql, fkname,
+										TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
+																				ObjectIdGetDatum(fk)))));
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", fksql, fkname));
+	}
+	AtEOXact_GUC(true, nestlevel);
+	foreach(lc, foreign_keys_on_index(index))
+		ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
+						 ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
+						 quote_identifier(get_constraint_name(lfirst_oid(lc)))));
+	ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql, quote_identifier(conname)));
+	push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY USING INDEX %s", tsql,
+							quote_identifier(conname), quote_identifier(aside)));
+	CommandCounterIncrement();
 }
 
 /*
@@ -399,17 +655,22 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					case AT_DropColumn:
 						{
 							AttrNumber	attnum = get_attnum(relid, cmd->name);
+							Oid			primary;
 							char	   *aside;
 
 							if (attnum == InvalidAttrNumber)
 								return;
-							keep_dependents_aside(run, relid, attnum, cmd->name);
+							primary = keep_dependents_aside(run, relid, attnum, cmd->name);
 							aside = ec_temp_name("_ec_old_", cmd->name);
 							ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 											 quote_identifier(cmd->name), quote_identifier(aside)));
 							push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 													quote_identifier(aside),
 													quote_identifier(cmd->name)));
+							CommandCounterIncrement();
+							/* Its definitions now name the kept-aside column. */
+							if (OidIsValid(primary))
+								keep_primary_key_aside(run, relid, primary);
 							defer(run, relid, aside, NULL, NULL);
 							return;
 						}
@@ -438,17 +699,45 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							Oid			conoid = get_relation_constraint_oid(relid, cmd->name,
 																			 cmd->missing_ok);
 
+							if (OidIsValid(conoid) && is_foreign_key(conoid))
+							{
+								keep_foreign_key_aside(run, step, relid, conoid, cmd->name);
+								return;
+							}
+
 							/*
 							 * Put back NOT VALID, without a scan: it is one of ours, which the
 							 * rollback steps drop right after (with its column, or by name).
 							 */
-							if (OidIsValid(conoid) && !is_check(conoid))
-								refuse(run, step, "drops a constraint that is not a check");
+							if (OidIsValid(conoid) && (!is_check(conoid) ||
+													   strncmp(cmd->name, "_ec_", 4) != 0))
+								refuse(run, step, "drops a constraint that is not one of its own checks");
 							if (OidIsValid(conoid))
 								push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
 														tsql, quote_identifier(cmd->name),
 														TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
 																								ObjectIdGetDatum(conoid)))));
+							break;
+						}
+					case AT_AddConstraint:
+						{
+							/*
+							 * A carried unique index attached as its constraint (unique or
+							 * primary key): dropping the constraint drops the index, and the
+							 * carried foreign keys that the index backs first, all of which the
+							 * rollback steps drop anyway.
+							 */
+							Constraint *con = (Constraint *) cmd->def;
+							Oid			index = get_relname_relid(con->indexname,
+																  get_rel_namespace(relid));
+							ListCell   *lc;
+
+							push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+													quote_identifier(con->conname)));
+							foreach(lc, foreign_keys_on_index(index))
+								push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
+														ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
+														quote_identifier(get_constraint_name(lfirst_oid(lc)))));
 							break;
 						}
 					default:
@@ -538,6 +827,7 @@ run_window_steps(void *arg)
 			refuse(run, lfirst(lc), why);
 		parsed = lappend(parsed, stmt);
 	}
+	run->parsed = parsed;
 
 	callback.callback = window_error_context;
 	callback.arg = run;
@@ -580,6 +870,10 @@ cleanup_steps(List *deferred)
 			steps = lappend(steps, psprintf("ALTER TABLE %s DROP COLUMN %s",
 											ec_rel_qualified(d->relid),
 											quote_identifier(d->column)));
+		else if (d->constraint)
+			steps = lappend(steps, psprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s",
+											ec_rel_qualified(d->relid),
+											quote_identifier(d->constraint)));
 		else if (!d->trigger)
 			steps = lappend(steps, psprintf("DROP TABLE %s", ec_rel_qualified(d->relid)));
 	}
@@ -728,8 +1022,8 @@ void
 ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs)
 {
 	WindowRun	run;
-	Oid			types[4] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[4];
+	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
 	ListCell   *lc;
 
 	foreach(lc, m->relids)
@@ -787,9 +1081,10 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() + usecs);
 	values[2] = ec_list_to_text_array(run.undo);
 	values[3] = ec_list_to_text_array(cleanup_steps(run.deferred));
+	values[4] = ec_list_to_text_array(run.prepare);
 	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
-						" (migration_id, ends_at, revert_steps, cleanup_steps)"
-						" VALUES ($1, $2, $3, $4)", 4, types, values, NULL, SPI_OK_INSERT);
+						" (migration_id, ends_at, revert_steps, cleanup_steps, prepare_steps)"
+						" VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL, SPI_OK_INSERT);
 	ec_mark_migration_done(m->id);
 	/* Sessions' cached trigger plans learn that the tables are the new version now. */
 	foreach(lc, m->relids)
@@ -814,6 +1109,7 @@ typedef struct Window
 	TimestampTz ends_at;
 	List	   *revert_steps;
 	List	   *cleanup_steps;
+	bool		prepared;		/* its prepare steps are done */
 } Window;
 
 /*
@@ -826,6 +1122,21 @@ ec_revert_window_exists_sql(const char *id_expr)
 {
 	return psprintf("EXISTS (SELECT FROM " EC_STATE_SCHEMA ".revert_windows w WHERE w.migration_id = %s)",
 					id_expr);
+}
+
+/* The window's prepare steps not done yet (keep_primary_key_aside). */
+static List *
+window_prepare_steps(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	bool		isnull;
+
+	if (ec_state_spi("SELECT prepare_steps FROM " EC_STATE_SCHEMA ".revert_windows"
+					 " WHERE migration_id = $1", 1, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NIL;
+	return ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											   &isnull));
 }
 
 /* The open window of the schema's latest migration, or NULL. */
@@ -856,6 +1167,7 @@ open_window(const char *schema)
 														  SPI_tuptable->tupdesc, 2, &isnull));
 	w->cleanup_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 3, &isnull));
+	w->prepared = window_prepare_steps(m->id) == NIL;
 	return w;
 }
 
@@ -907,6 +1219,13 @@ require_window(const char *schema, const char *function)
 						schema),
 				 errdetail("It ended at %s; its cleanup has not run yet.", timestamptz_to_str(w->ends_at)),
 				 errhint("Call ec_cleanup(%s) to finish it now.", quote_literal_cstr(schema))));
+	if (strcmp(function, "ec_revert") == 0 && !w->prepared)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the revert of migration \"%s\" of schema \"%s\" is not ready yet", w->m->name,
+						schema),
+				 errdetail("Its worker is still building the index of the old primary key and adding the foreign keys to it, which the revert puts back."),
+				 errhint("Try again once it is done; ec_status() shows its worker.")));
 	return w;
 }
 
@@ -1017,6 +1336,111 @@ ec_cleanup(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Is the index of that qualified name there and valid?  In a transaction of its own. */
+static bool
+valid_index(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		valid;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	valid = ec_spi("SELECT FROM pg_catalog.pg_index WHERE indexrelid = pg_catalog.to_regclass($1)"
+				   "   AND indisvalid", 1, types, values, NULL, SPI_OK_SELECT) > 0;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return valid;
+}
+
+/*
+ * In the migration's worker, at the window's start: runs the prepare steps, each a top-level
+ * statement in its own transactions (CREATE INDEX CONCURRENTLY), and empties them once all ran.
+ * They can all run again: a failure (a lock timeout, a crash) starts them over 10 seconds later.
+ */
+static void
+window_prepare(int64 id)
+{
+	for (;;)
+	{
+		List	   *steps;
+		ListCell   *lc;
+		MemoryContext cxt = CurrentMemoryContext;
+		bool		done = false;
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		steps = ec_catalog_at_least("0.2.0") ? window_prepare_steps(id) : NIL;
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+			List	   *copy = NIL;
+
+			foreach(lc, steps)
+				copy = lappend(copy, pstrdup(lfirst(lc)));
+			steps = copy;
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
+		if (steps == NIL)
+			return;
+		pgstat_report_activity(STATE_RUNNING, "expand_contract: preparing a revert window");
+		PG_TRY();
+		{
+			Oid			types[1] = {INT8OID};
+			Datum		values[1] = {Int64GetDatum(id)};
+
+			foreach(lc, steps)
+			{
+				if (strncmp(lfirst(lc), DROP_INVALID_PREFIX, strlen(DROP_INVALID_PREFIX)) == 0 &&
+					valid_index((char *) lfirst(lc) + strlen(DROP_INVALID_PREFIX)))
+					continue;
+				run_toplevel(lfirst(lc));
+			}
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".revert_windows SET prepare_steps = '{}'"
+								" WHERE migration_id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			done = true;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			ereport(LOG,
+					(errmsg("expand_contract: preparing the revert window of migration " INT64_FORMAT
+							" failed: %s", id, edata->message),
+					 errdetail("It is tried again in 10 seconds.")));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (done)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10000,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
 /*
  * In the migration's worker: if the migration is in a revert window, waits for its end (the slot
  * stays taken meanwhile) and then runs the cleanup, retrying after a lock timeout.  Returns false
@@ -1026,6 +1450,7 @@ ec_cleanup(PG_FUNCTION_ARGS)
 bool
 ec_window_worker(int64 id)
 {
+	window_prepare(id);
 	for (;;)
 	{
 		Oid			types[1] = {INT8OID};

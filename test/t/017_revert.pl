@@ -170,5 +170,113 @@ is($node->safe_psql('restored', $snap), $before_v4, 'ec_revert in the restored d
 is($node->safe_psql('restored', q{SELECT name FROM accounts WHERE id = 9000002}), 'restored',
 	'a row written through the new version after the restore is mapped back');
 
+# Keys under traffic: int to bigint of a unique column that another table's foreign key references
+# (the old constraint and foreign key stay in force on the kept-aside column), complete with a
+# window and revert while both versions insert into the key table and the referencing one and
+# delete with the cascade.  (A rebuilt primary key is refused a window: see sql/revert.sql.)
+$node->safe_psql('postgres', 'CREATE DATABASE keys');
+$node->safe_psql('keys', 'CREATE EXTENSION expand_contract');
+$node->safe_psql('keys', slurp_file('test/regress_helpers.sql'));
+$node->safe_psql('keys', q{
+  CREATE SEQUENCE ids START 100000;
+  CREATE TABLE journal (id bigint PRIMARY KEY, code bigint);
+  CREATE TABLE ukeys (id bigint PRIMARY KEY, code int NOT NULL CONSTRAINT ukeys_code_key UNIQUE, note text);
+  CREATE TABLE urefs (id bigint PRIMARY KEY, code int NOT NULL
+                      CONSTRAINT urefs_code_fkey REFERENCES ukeys (code) ON DELETE CASCADE);
+  INSERT INTO ukeys SELECT g, g, 'n' || g FROM generate_series(1, 5000) g;
+  INSERT INTO urefs SELECT g, g FROM generate_series(1, 5000) g;
+  CREATE TABLE journal2 (id bigint PRIMARY KEY);
+  CREATE TABLE pkeys (id int PRIMARY KEY, v text);
+  CREATE TABLE prefs (id bigint PRIMARY KEY, pid int NOT NULL
+                      CONSTRAINT prefs_pid_fkey REFERENCES pkeys ON DELETE CASCADE);
+  INSERT INTO pkeys SELECT g, 'v' || g FROM generate_series(1, 5000) g;
+  INSERT INTO prefs SELECT g, g FROM generate_series(1, 5000) g;
+  SELECT ec_start('k0', '{"operations": [{"rename_column": {"table": "ukeys", "from": "note", "to": "remark"}}]}');
+  SELECT ec_complete();
+});
+my $keys_before = $node->safe_psql('keys', $snap);
+for my $v ('k0', 'k1')
+{
+	open($f, '>', "$dir/keys_$v.sql") or die;
+	print $f qq{\\set r random(1, 5000)
+BEGIN;
+SET LOCAL search_path = public_$v;
+WITH k AS (INSERT INTO ukeys (id, code) VALUES (nextval('public.ids'), currval('public.ids')) RETURNING id, code),
+     r AS (INSERT INTO urefs SELECT id, code FROM k RETURNING id, code)
+  INSERT INTO public.journal SELECT id, code FROM r;
+DELETE FROM ukeys WHERE id = :r;
+COMMIT;
+};
+	close $f;
+}
+$node->safe_psql('keys', q{SELECT ec_start('k1', '{"operations": [{"alter_column": {"table": "ukeys", "column": "code", "type": "bigint", "up": "code", "down": "code::int"}}]}')});
+$node->safe_psql('keys', 'CALL ec_wait()');
+my @keys_clients = map {
+	start_pgbench(['pgbench', '-n', '-c', '2', '-T', $_->[1], '-f', "$dir/keys_$_->[0].sql",
+			'-h', $node->host, '-p', $node->port, 'keys'], '')
+} (['k0', 8], ['k1', 3]);
+sleep 1;
+$node->safe_psql('keys', q{SELECT ec_complete(revert_window => '1 day')});
+is($node->safe_psql('keys', 'SELECT phase FROM ec_status()'), 'revert window', 'keys: complete kept a window');
+is($node->safe_psql('keys', q{SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE contype IN ('u', 'f') AND conrelid IN ('ukeys'::regclass, 'urefs'::regclass)}),
+	'_ec_old_ukeys_code_key,_ec_old_urefs_code_fkey,ukeys_code_key,urefs_code_fkey', 'keys: the old constraints kept aside, the new ones in place');
+finish_clients($keys_clients[1], 'keys: new version writers (through complete)');
+$node->safe_psql('keys', 'SELECT ec_revert()');
+finish_clients($keys_clients[0], 'keys: old version writers (through complete and revert)');
+is($node->safe_psql('keys', $snap), $keys_before, 'keys: revert under traffic leaves the schema as before ec_start');
+is($node->safe_psql('keys', q{
+  SELECT count(*) FILTER (WHERE k.code IS DISTINCT FROM j.code OR r.code IS DISTINCT FROM j.code) || ' of ' || (count(*) > 0)::text
+    FROM journal j LEFT JOIN ukeys k USING (id) LEFT JOIN urefs r USING (id)}),
+	'0 of true', 'keys: every row written through either version is there, key and reference mapped back');
+is($node->safe_psql('keys', q{SELECT count(*) FROM urefs r WHERE NOT EXISTS (SELECT FROM ukeys k WHERE k.code = r.code)}),
+	'0', 'keys: no dangling reference');
+is($node->safe_psql('keys', q{SELECT (count(*) < 5000) || ' ' || count(*) FILTER (WHERE NOT EXISTS (SELECT FROM ukeys k WHERE k.id = r.id))
+                                 FROM urefs r WHERE r.id <= 5000}),
+	'true 0', 'keys: the writers deleted keys, and the cascade their references');
+my (undef, undef, $fk_err) = $node->psql('keys', q{INSERT INTO urefs VALUES (1, -1)});
+like($fk_err, qr/violates foreign key constraint "urefs_code_fkey"/, 'keys: the restored foreign key is in force');
+
+# The same for int to bigint of a primary key with a foreign key to it: the worker builds the old
+# key's index again and adds the foreign key to it at the window's start; ec_revert waits for that.
+for my $v ('k0', 'p1')
+{
+	open($f, '>', "$dir/pk_$v.sql") or die;
+	print $f qq{\\set r random(1, 5000)
+BEGIN;
+SET LOCAL search_path = public_$v;
+WITH k AS (INSERT INTO pkeys (id, v) VALUES (nextval('public.ids'), 'w') RETURNING id),
+     r AS (INSERT INTO prefs SELECT id, id FROM k RETURNING id)
+  INSERT INTO public.journal2 SELECT id FROM r;
+DELETE FROM pkeys WHERE id = :r;
+COMMIT;
+};
+	close $f;
+}
+$node->safe_psql('keys', q{SELECT ec_start('p1', '{"operations": [{"alter_column": {"table": "pkeys", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}')});
+$node->safe_psql('keys', 'CALL ec_wait()');
+my @pk_clients = map {
+	start_pgbench(['pgbench', '-n', '-c', '2', '-T', $_->[1], '-f', "$dir/pk_$_->[0].sql",
+			'-h', $node->host, '-p', $node->port, 'keys'], '')
+} (['k0', 10], ['p1', 5]);
+sleep 1;
+$node->safe_psql('keys', q{SELECT ec_complete(revert_window => '1 day')});
+is($node->safe_psql('keys', 'SELECT phase FROM ec_status()'), 'revert window', 'primary key: complete kept a window');
+ok(wait_for($node, 'keys', q{SELECT prepare_steps = '{}' FROM expand_contract.revert_windows}, 't', 60, 'the window prepared'),
+	'primary key: the worker built the old key again under traffic');
+is($node->safe_psql('keys', q{SELECT string_agg(conname || ' ' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'prefs'::regclass AND contype = 'f'}),
+	'_ec_old_prefs_pid_fkey true,prefs_pid_fkey true', 'primary key: the old foreign key is back on the kept-aside key, validated');
+finish_clients($pk_clients[1], 'primary key: new version writers (through complete)');
+$node->safe_psql('keys', 'SELECT ec_revert()');
+finish_clients($pk_clients[0], 'primary key: old version writers (through complete and revert)');
+is($node->safe_psql('keys', $snap), $keys_before, 'primary key: revert under traffic leaves the schema as before ec_start');
+is($node->safe_psql('keys', q{
+  SELECT count(*) FILTER (WHERE k.id IS NULL OR r.pid IS DISTINCT FROM j.id) || ' of ' || (count(*) > 0)::text
+    FROM journal2 j LEFT JOIN pkeys k USING (id) LEFT JOIN prefs r USING (id)}),
+	'0 of true', 'primary key: every row written through either version is there, key and reference');
+is($node->safe_psql('keys', q{SELECT count(*) FROM prefs r WHERE NOT EXISTS (SELECT FROM pkeys k WHERE k.id = r.pid)}),
+	'0', 'primary key: no dangling reference');
+(undef, undef, $fk_err) = $node->psql('keys', q{INSERT INTO prefs VALUES (1, -1)});
+like($fk_err, qr/violates foreign key constraint "prefs_pid_fkey"/, 'primary key: the restored foreign key is in force');
+
 $node->stop;
 done_testing();
