@@ -48,6 +48,8 @@
 #   BENCH_PARALLEL_WORKERS="1 2 4"   worker counts of 7 (the first is the speed-up's baseline)
 #   BENCH_PHASES="backfill writes mixed rebuild parallel compact"   which parts to run (backfill
 #                            includes 3 and 4; rebuild is 6, parallel 7, compact 8)
+#   BENCH_BACKFILL_SETTINGS=''  jsonb for ec_configure in phase 1's backfills (1b), e.g. '{"compact": false}' to
+#                            time the backfill alone, without compaction (phase 8 times that)
 #   BENCH_REBUILD_TRANSFERS=1   transfers per account in 6 (1: as many transfers as accounts)
 #   BENCH_REBUILD_SETTINGS=''   jsonb for ec_configure in 6's ec_start transaction, e.g.
 #                            '{"batch_size": 1000, "batch_delay_ms": 10}' ("": the extension's defaults)
@@ -103,6 +105,7 @@ BENCH_MIXED_VARIANTS=${BENCH_MIXED_VARIANTS-}
 BENCH_PHASES=${BENCH_PHASES:-backfill writes mixed rebuild parallel compact}
 BENCH_REBUILD_TRANSFERS=${BENCH_REBUILD_TRANSFERS:-1}
 BENCH_REBUILD_SETTINGS=${BENCH_REBUILD_SETTINGS:-}
+BENCH_BACKFILL_SETTINGS=${BENCH_BACKFILL_SETTINGS:-}
 BENCH_WRITE_VARIANTS=${BENCH_WRITE_VARIANTS:-plain extra_column ec ec_subquery plpgsql plpgsql_subquery}
 BENCH_BACKFILL_TIMEOUT=${BENCH_BACKFILL_TIMEOUT:-}
 BENCH_STALL_TIMEOUT=${BENCH_STALL_TIMEOUT:-30}

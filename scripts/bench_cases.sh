@@ -31,26 +31,26 @@ MIXED_SCRIPTS=(pgb_mixed_select.sql@4 pgb_mixed_update.sql@1)
 define_cases() {
     local b v w r d settings
     local pre_s='probe_ec_start/reads probe_ec_complete' pre_l='probe_ec_start/probe_ec_complete'
-    local ec_conf='{"nice_ratio": 0, "max_load": 0}'
+    local ec_conf='{"nice_ratio": 0, "max_load": 0}' bf=${BENCH_BACKFILL_SETTINGS:--}
     #     name                 rows load          step     arg                      settings  expect               first     what
     group backfill_durable
     kase  S.update             S    load.sql      update   backfill_update.sql      -         -                    -         "1a. backfill baseline: one UPDATE"
-    kase  S.ec                 S    load.sql      ec       MIGRATION                -         'cents / 100.0'      "$pre_s"  "1b. expand_contract: ec_start, worker backfill"
+    kase  S.ec                 S    load.sql      ec       MIGRATION                "$bf"     'cents / 100.0'      "$pre_s"  "1b. expand_contract: ec_start, worker backfill"
     kase  S.pgroll             S    load.sql      pgroll   -                        -         -                    -         "1c. pgroll-style backfill: PL/pgSQL trigger, batches of 1,000 ids"
     kase  S.text.update        S    load_text.sql update   backfill_update_text.sql -         -                    -         "1a. text -> bigint baseline: one UPDATE"
-    kase  S.text.ec            S    load_text.sql ec       MIGRATION_TEXT           -         'CAST(a AS bigint)'  -         "1b. text -> bigint: expand_contract"
+    kase  S.text.ec            S    load_text.sql ec       MIGRATION_TEXT           "$bf"     'CAST(a AS bigint)'  -         "1b. text -> bigint: expand_contract"
     group backfill_fast
     kase  S.fast.update        S    load.sql      update   backfill_update.sql      -         -                    -         "1a. backfill baseline: one UPDATE"
-    kase  S.fast.ec            S    load.sql      ec       MIGRATION                -         'cents / 100.0'      -         "1b. expand_contract: ec_start, worker backfill"
+    kase  S.fast.ec            S    load.sql      ec       MIGRATION                "$bf"     'cents / 100.0'      -         "1b. expand_contract: ec_start, worker backfill"
     kase  S.text_fast.update   S    load_text.sql update   backfill_update_text.sql -         -                    -         "1a. text -> bigint baseline: one UPDATE"
-    kase  S.text_fast.ec       S    load_text.sql ec       MIGRATION_TEXT           -         'CAST(a AS bigint)'  -         "1b. text -> bigint: expand_contract"
+    kase  S.text_fast.ec       S    load_text.sql ec       MIGRATION_TEXT           "$bf"     'CAST(a AS bigint)'  -         "1b. text -> bigint: expand_contract"
     group backfill_batches
     for b in $BENCH_EC_BATCHES; do
     kase  "S.batch$b"          S    load.sql      ec       MIGRATION    "{\"batch_size\": $b}" 'cents / 100.0'     -         "1b'. expand_contract, batch_size $b (ec_configure)"
     done
     group backfill_large
     kase  L.update             L    load.sql      update   backfill_update.sql      -         -                    -         "1a. backfill baseline: one UPDATE"
-    kase  L.ec                 L    load.sql      ec       MIGRATION                -         'cents / 100.0'      "$pre_l"  "1b. expand_contract: ec_start, worker backfill, ec_complete"
+    kase  L.ec                 L    load.sql      ec       MIGRATION                "$bf"     'cents / 100.0'      "$pre_l"  "1b. expand_contract: ec_start, worker backfill, ec_complete"
     kase  L.pgroll             L    load.sql      pgroll   -                        -         -                    -         "1c. pgroll-style backfill: PL/pgSQL trigger, batches of 1,000 ids"
 
     # 2: INSERT ... SELECT into an empty table, then single-row INSERTs, with what the variant sets up
