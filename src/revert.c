@@ -1356,10 +1356,23 @@ valid_index(const char *name)
 	return valid;
 }
 
+/* Has the window of migration id ended (or gone)? */
+static bool
+window_ended(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".revert_windows WHERE migration_id = $1"
+						"   AND ends_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()",
+						1, types, values, NULL, SPI_OK_SELECT) == 0;
+}
+
 /*
  * In the migration's worker, at the window's start: runs the prepare steps, each a top-level
  * statement in its own transactions (CREATE INDEX CONCURRENTLY), and empties them once all ran.
- * They can all run again: a failure (a lock timeout, a crash) starts them over 10 seconds later.
+ * They can all run again: a failure (a lock timeout, a crash) starts them over 10 seconds later,
+ * until the window ends (its cleanup then drops what they built, and ec_revert is over anyway).
  */
 static void
 window_prepare(int64 id)
@@ -1376,7 +1389,7 @@ window_prepare(int64 id)
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		steps = ec_catalog_at_least("0.2.0") ? window_prepare_steps(id) : NIL;
+		steps = ec_catalog_at_least("0.2.0") && !window_ended(id) ? window_prepare_steps(id) : NIL;
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);
 			List	   *copy = NIL;
