@@ -130,6 +130,7 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
            -- The worker's other unfinished work on the table, index builds with their progress,
            -- constraints added and validated; tables without a backfill have theirs shown on the
            -- first row.
+           nullif(pg_catalog.concat_ws('; ',
            (SELECT string_agg(pg_catalog.concat_ws(' ',
                        coalesce((SELECT CASE WHEN x[1] LIKE 'CREATE%' THEN 'index ' || x[2]
                                              WHEN x[1] LIKE 'VALIDATE%' THEN 'validate ' || x[2]
@@ -165,6 +166,10 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                         AND NOT EXISTS (SELECT FROM expand_contract.tasks b
                                          WHERE b.migration_id = m.id AND b.kind = 'backfill'
                                            AND b.relid = o.relid)))),
+           -- A revert window's prepare steps (revert.c): until they are done, ec_revert refuses.
+           CASE WHEN cardinality(w.prepare_steps) > 0 THEN
+                'preparing ec_revert: ' || cardinality(w.prepare_steps)
+                || ' step(s) left (the old key''s index built again, its foreign keys added)' END), ''),
            w.ends_at,
            u.old_last_write, u.old_writes, u.new_last_write, u.new_writes, u.note
       FROM (SELECT DISTINCT ON (schema_name) *

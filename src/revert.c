@@ -1225,7 +1225,7 @@ require_window(const char *schema, const char *function)
 				 errmsg("the revert of migration \"%s\" of schema \"%s\" is not ready yet", w->m->name,
 						schema),
 				 errdetail("Its worker is still building the index of the old primary key and adding the foreign keys to it, which the revert puts back."),
-				 errhint("Try again once it is done; ec_status() shows its worker.")));
+				 errhint("Try again once it is done: until then ec_status()'s tasks say \"preparing ec_revert\".")));
 	return w;
 }
 
