@@ -44,7 +44,7 @@
 #   BENCH_MIXED_NICE="0.5 2" nice_ratio values for more backfills under traffic in 5 ("" for none)
 #   BENCH_MIXED_DELAYS=""    batch_delay_ms values for more backfills under traffic in 5 (e.g. "50")
 #   BENCH_MIXED_VARIANTS=""  more backfills under traffic in 5, as KEY=JSON words for ec_configure
-#                            (e.g. 'noflush={"wal_flush_kb":0} nice10={"worker_nice":10}')
+#                            (e.g. 'nice10={"worker_nice":10} nocompact={"compact":false}')
 #   BENCH_PARALLEL_WORKERS="1 2 4"   worker counts of 7 (the first is the speed-up's baseline)
 #   BENCH_PHASES="backfill writes mixed rebuild parallel compact"   which parts to run (backfill
 #                            includes 3 and 4; rebuild is 6, parallel 7, compact 8)

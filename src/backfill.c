@@ -164,7 +164,6 @@ void
 ec_backfill_batch_done(void)
 {
 	ec_worker.batch_running = false;
-	ec_worker.batch_executing = false;
 }
 
 /* Has a batch statement been built, to retry a failed batch's rows one by one with? */
@@ -344,9 +343,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	values[2] = TransactionIdGetDatum(s->trigger_xid);
 	began = GetCurrentTimestamp();
 	ec_worker.batch_running = true;
-	ec_worker.batch_executing = true;
 	rc = SPI_execute_plan(ec_worker.batch_plan, values, NULL, false, 0);
-	ec_worker.batch_executing = false;
 	ec_worker.batch_running = false;
 	if (rc != SPI_OK_UPDATE)
 		ereport(ERROR,
@@ -369,8 +366,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	ec_pace_record(&ec_worker.pace, processed,
 				   (double) (GetCurrentTimestamp() - began) / 1000.0, waiters, s->batch_time_ms);
 	ec_read_load(began, &load);
-	*wait_ms = ec_pace_sleep_ms(&ec_worker.pace, s->nice_ratio, s->batch_delay_ms, load.busy > 0,
-								s->wal_flush_kb);
+	*wait_ms = ec_pace_sleep_ms(&ec_worker.pace, s->nice_ratio, s->batch_delay_ms, load.busy > 0);
 	return STEP_NEXT;
 }
 

@@ -102,7 +102,6 @@ static const Settable settable[] = {
 	{"max_parallel_workers", 1, 64, SETTABLE_INT},
 	{"max_replication_lag_ms", 0, PG_INT32_MAX, SETTABLE_INT},
 	{"compact", 0, 1, SETTABLE_BOOL},
-	{"wal_flush_kb", 0, 1048576, SETTABLE_INT},
 	{"worker_nice", 0, 19, SETTABLE_INT},
 	{NULL}
 };

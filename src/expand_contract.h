@@ -556,20 +556,15 @@ typedef struct EcPace
 	double		target_ms;		/* the next batch's target duration; 0: batch_time_ms */
 	double		last_ms;		/* the last batch's duration */
 	int			waiters;		/* sessions the last batch kept waiting */
-	uint64		flush_bytes;	/* the batch flushes its WAL after this much (ec_pace_wal); 0: not */
-	uint64		wal_flushed_to; /* up to where it did */
 } EcPace;
 
 extern void ec_read_load(TimestampTz since, EcLoad *load);
 extern int	ec_lock_waiters(void);
 extern int64 ec_pace_rows(EcPace *pace, int batch_size, int batch_time_ms);
 extern void ec_pace_record(EcPace *pace, uint64 rows, double ms, int waiters, int batch_time_ms);
-extern long ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy,
-							 int wal_flush_kb);
-extern void ec_pace_wal(void);
+extern long ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy);
 extern void ec_set_worker_nice(int nice);
 extern int	ec_worker_nice;
-extern int	ec_wal_flush_kb;
 
 /* ---- leaving the table compact (compact.c) ---- */
 

@@ -188,7 +188,6 @@ read_page(UnfilledCache *cache, BlockNumber block)
 				 errmsg("\"%s\" is not a heap table", RelationGetRelationName(rel))));
 	cache->block = InvalidBlockNumber;
 	cache->maxoff = InvalidOffsetNumber;
-	ec_pace_wal();
 	if (block < RelationGetNumberOfBlocks(rel))
 	{
 		buffer = ReadBufferExtended(rel, MAIN_FORKNUM, block, RBM_NORMAL, NULL);

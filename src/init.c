@@ -158,18 +158,6 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("expand_contract.wal_flush_kb",
-							"While other sessions are busy, a backfill batch flushes its own WAL after "
-							"every this much of it; 0 leaves it to the WAL writer.",
-							"A commit waits for all WAL logged before it, the batch's included: "
-							"flushed as the batch goes, little of it is left for the application's "
-							"commits to wait for.",
-							&ec_wal_flush_kb,
-							256, 0, 1048576,
-							PGC_SIGHUP,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("expand_contract.max_load",
 							"The backfill waits while more client sessions than this are running a "
 							"query; -1: the number of CPUs; 0: never.",

@@ -16,6 +16,10 @@
  *					much throughput kept.
  *	  load gate		before a batch, the worker waits while more client sessions than max_load run
  *					a query (the number of CPUs by default), and ec_status says "throttled: load".
+ *	  OS priority	worker_nice (0, off, by default) lowers the workers' scheduling priority, so
+ *					that the kernel runs the application's backends first when both want a CPU.
+ *					(A batch flushing its own WAL as it went, for the clients' commits to find less
+ *					to flush, was measured worse: its syncs hold WALWriteLock, and the commits queue.)
  *
  *	  The signals come from the backend status array and the PGPROC wait events, which
  *	  pg_stat_activity shows, read in C: no privilege over other roles' sessions needed, and no
@@ -27,7 +31,6 @@
 
 #include <sys/resource.h>
 
-#include "access/xlog.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -43,7 +46,6 @@
 #define MIN_TARGET_MS	10.0
 
 int			ec_worker_nice = 0;
-int			ec_wal_flush_kb = 256;
 
 /*
  * Is the session running a query asleep: waiting for a timeout, a latch of its own (an extension's
@@ -171,44 +173,16 @@ ec_pace_record(EcPace *pace, uint64 rows, double ms, int waiters, int batch_time
 	pace->waiters = waiters;
 }
 
-/*
- * The sleep after a batch: nice_ratio of its time while others work, batch_delay_ms at least.  The
- * next batch flushes its WAL as it goes (every wal_flush_kb) while others work and the worker is to
- * be nice to them.
- */
+/* The sleep after a batch: nice_ratio of its time while others work, batch_delay_ms at least. */
 long
-ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy, int wal_flush_kb)
+ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy)
 {
 	double		nice = busy ? nice_ratio * pace->last_ms : 0;
-
-	pace->flush_bytes = busy && nice_ratio > 0 ? (uint64) wal_flush_kb * 1024 : 0;
 
 	/* Kept waiting, they get a batch's time to catch up whatever the ratio. */
 	if (pace->waiters > 0)
 		nice = Max(nice, pace->last_ms);
 	return Max((long) batch_delay_ms, (long) nice);
-}
-
-/*
- * Called by the batch statement for every page it reads (horizon.c).  A session's commit must
- * write and sync all WAL inserted before its commit record, the batch's included: left to the WAL
- * writer, a batch's WAL piles up to a megabyte or 200 ms' worth (wal_writer_flush_after,
- * wal_writer_delay), and the commits that come then wait for it.  Flushed by the batch itself every
- * wal_flush_kb, their wait stays short, and the batch, not the application, pays for the syncs.
- */
-void
-ec_pace_wal(void)
-{
-	XLogRecPtr	insert;
-
-	if (!ec_worker.batch_executing || ec_worker.pace.flush_bytes == 0)
-		return;
-	/* The end of this batch's last record (the insert position may be past a page header). */
-	insert = XactLastRecEnd;
-	if (insert < ec_worker.pace.wal_flushed_to + ec_worker.pace.flush_bytes)
-		return;
-	XLogFlush(insert);
-	ec_worker.pace.wal_flushed_to = insert;
 }
 
 /*

@@ -157,7 +157,6 @@ read_migration(int64 id, Settings *s)
 		s->max_load = Max(1, (int) sysconf(_SC_NPROCESSORS_ONLN));
 	s->max_parallel = Max(1, setting(settings, "max_parallel_workers", ec_max_parallel_workers));
 	s->compact = setting_bool(settings, "compact", ec_compact);
-	s->wal_flush_kb = Max(0, setting(settings, "wal_flush_kb", ec_wal_flush_kb));
 	s->worker_nice = Max(0, setting(settings, "worker_nice", ec_worker_nice));
 	return true;
 }

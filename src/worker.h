@@ -41,7 +41,6 @@ typedef struct Settings
 	int			max_lag_ms;
 	int			batch_time_ms;
 	double		nice_ratio;
-	int			wal_flush_kb;	/* see ec_pace_wal */
 	int			worker_nice;	/* see ec_set_worker_nice */
 	int			max_load;		/* resolved: 0 = no load gate */
 	int			max_parallel;	/* workers for this migration's backfills, this one included */
@@ -91,7 +90,6 @@ typedef struct EcWorkerState
 	Oid			statement_relid;
 	TransactionId batch_trigger_xid;
 	bool		batch_running;	/* the batch statement is being started */
-	bool		batch_executing;	/* and until it is done (ec_pace_wal) */
 
 	/* The previous batch of the task being filled, to size the next one (backfill.c). */
 	EcPace		pace;

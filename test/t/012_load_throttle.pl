@@ -160,36 +160,6 @@ $node->safe_psql('postgres', 'CALL ec_wait()');
 $node->safe_psql('postgres', 'SELECT ec_rollback()');
 
 ############################################################################
-# wal_flush_kb: while other sessions are busy, the batches flush their own WAL as they go.  Counted
-# in pg_stat_wal's writes (syncs are 0 with the tests' fsync off), which the worker reports after
-# each step.
-############################################################################
-sub backfill_syncs
-{
-	my ($settings) = @_;
-	$node->safe_psql('postgres', 'SELECT pg_stat_reset_shared(\'wal\')');
-	$node->safe_psql('postgres', qq{
-	  BEGIN;
-	  SELECT ec_start('v3', $widen);
-	  SELECT ec_configure('public', '$settings');
-	  COMMIT;
-	});
-	$node->safe_psql('postgres', 'CALL ec_wait()');
-	my $syncs = $node->safe_psql('postgres', 'SELECT wal_write FROM pg_stat_wal');
-	$node->safe_psql('postgres', 'SELECT ec_rollback()');
-	return $syncs;
-}
-# One session running a query all along: the worker is to be nice (nice_ratio 0.01 keeps it fast;
-# without compaction, whose REINDEX CONCURRENTLY would wait for that query to end).
-my @busy = sessions($busy, 1);
-my $syncs_flush = backfill_syncs('{"wal_flush_kb": 16, "nice_ratio": 0.01, "max_load": 0, "compact": false}');
-my $syncs_none = backfill_syncs('{"wal_flush_kb": 0, "nice_ratio": 0.01, "max_load": 0, "compact": false}');
-stop_sessions($busy, @busy);
-note "WAL writes during a backfill of 100,000 rows: $syncs_flush with wal_flush_kb 16, $syncs_none with 0";
-cmp_ok($syncs_flush, '>', 2 * $syncs_none,
-	'wal_flush_kb 16: the batches flush their WAL as they go (more than twice the writes)');
-
-############################################################################
 # ec_configure checks its values.
 ############################################################################
 $node->safe_psql('postgres', qq{SELECT ec_start('v2', '{"operations": [{"add_column": {"table": "t",
