@@ -1356,6 +1356,26 @@ valid_index(const char *name)
 	return valid;
 }
 
+/*
+ * In the window's worker, after an error in `what` ("preparing", "the end of") the window of
+ * migration id: the transaction aborted and the error logged, to be tried again in 10 seconds.
+ */
+static void
+log_window_failure(MemoryContext cxt, int64 id, const char *what)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	ereport(LOG,
+			(errmsg("expand_contract: %s the revert window of migration " INT64_FORMAT " failed: %s",
+					what, id, edata->message),
+			 errdetail("It is tried again in 10 seconds.")));
+	FreeErrorData(edata);
+}
+
 /* Has the window of migration id ended (or gone)? */
 static bool
 window_ended(int64 id)
@@ -1431,17 +1451,7 @@ window_prepare(int64 id)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			ereport(LOG,
-					(errmsg("expand_contract: preparing the revert window of migration " INT64_FORMAT
-							" failed: %s", id, edata->message),
-					 errdetail("It is tried again in 10 seconds.")));
-			FreeErrorData(edata);
+			log_window_failure(cxt, id, "preparing");
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
@@ -1516,17 +1526,7 @@ ec_window_worker(int64 id)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			ereport(LOG,
-					(errmsg("expand_contract: the end of the revert window of migration " INT64_FORMAT
-							" failed: %s", id, edata->message),
-					 errdetail("It is tried again in 10 seconds.")));
-			FreeErrorData(edata);
+			log_window_failure(cxt, id, "the end of");
 			found = true;
 			due = false;
 			wait_ms = 10000;
