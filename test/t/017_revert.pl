@@ -260,8 +260,8 @@ my @pk_clients = map {
 } (['k0', 10], ['p1', 5]);
 sleep 1;
 # A snapshot older than the window: the worker's CREATE INDEX CONCURRENTLY of the old key waits for it.
-my $holder = $node->background_psql('keys');
-$holder->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM journal2');
+my $pk_holder = $node->background_psql('keys');
+$pk_holder->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM journal2');
 $node->safe_psql('keys', q{SELECT ec_complete(revert_window => '1 day')});
 is($node->safe_psql('keys', 'SELECT phase FROM ec_status()'), 'revert window', 'primary key: complete kept a window');
 ok(wait_for($node, 'keys', q{SELECT count(*) > 0 FROM pg_stat_activity
@@ -272,8 +272,8 @@ like($node->safe_psql('keys', q{SELECT string_agg(DISTINCT coalesce(tasks, ''), 
 my (undef, undef, $not_ready) = $node->psql('keys', 'SELECT ec_revert()');
 like($not_ready, qr/the revert of migration "p1" of schema "public" is not ready yet/,
 	'primary key: ec_revert refuses until then, with a clear error');
-$holder->query_safe('COMMIT');
-$holder->quit;
+$pk_holder->query_safe('COMMIT');
+$pk_holder->quit;
 ok(wait_for($node, 'keys', q{SELECT prepare_steps = '{}' FROM expand_contract.revert_windows}, 't', 60, 'the window prepared'),
 	'primary key: the worker built the old key again under traffic');
 is($node->safe_psql('keys', 'SELECT bool_and(tasks IS NULL) FROM ec_status()'), 't', 'primary key: and ec_status no longer says preparing');
