@@ -586,7 +586,11 @@ extern bool ec_launch_helper(const EcWorkerArgs *args);
 extern bool ec_ensure_worker(int64 migration_id, bool error_if_no_slot);
 extern void ec_stop_worker(int64 migration_id);
 
-/* ---- revert after complete (revert.c) ---- */
+/* ---- revert after complete (revert_complete.c: ec_complete's window; revert.c: the rest) ---- */
+
+/* A prepare step that drops an interrupted build's invalid index (revert_complete.c, revert.c). */
+#define EC_DROP_INVALID_PREFIX "DROP INDEX CONCURRENTLY IF EXISTS "
+
 
 extern int	ec_revert_window_s;
 extern int64 ec_revert_window_arg(FunctionCallInfo fcinfo, int argno);

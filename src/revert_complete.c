@@ -1,0 +1,1103 @@
+/*
+ * revert_complete.c
+ *	  ec_complete with a revert window: runs the complete steps keeping aside what they would
+ *	  destroy, and records each step's undo, the cleanup at the window's end and the worker's
+ *	  prepare steps in expand_contract.revert_windows.  ec_revert, ec_cleanup, the window's worker
+ *	  and the rest of that table's use are in revert.c.
+ *
+ * With a window, ec_complete runs the migration's complete steps one by one, as it would, except
+ * that what they would destroy is kept aside: a dropped column or table is renamed to an _ec_ name
+ * instead, and the dual-write triggers and the previous version's schema stay.  So the tables have
+ * the new shape under their final names (the new version), the old version still reads and writes
+ * the old columns through its views, and the dual-write trigger, told that the base tables are now
+ * the new version, keeps the old columns in step with "down" for every write.  Before each step it
+ * records the step that undoes it, read off the catalog as it is right then; ec_revert runs those
+ * in reverse order, which leaves the schema exactly as before ec_complete, and then the
+ * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
+ * The window's end runs the drops that complete deferred (the cleanup steps).
+ *
+ * Only steps with an exact undo are kept aside; a migration with any other complete step (carried
+ * views, identities, owned sequences, dropped indexes, "sql" operations, a dropped foreign key
+ * whose referenced column stays) or on a partitioned table is refused a window before anything
+ * runs: such a step either drops what a kept-aside column still needs or cannot be undone.  A kept-aside
+ * column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
+ * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
+ * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
+ * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
+ * constraint (or old foreign key) that its new value keeps is refused during the window as it was
+ * during the migration; for a type widening such as int to bigint it cannot happen (down is the
+ * identity, or fails on overflow).  The carried unique constraint's undo drops it, with the index
+ * that it was attached from and the carried foreign keys that index backs: the rollback steps that
+ * follow drop those anyway, so the schema still ends exactly as before ec_start.
+ *
+ * A primary key cannot stay aside: a table has one, and the old one's index goes with its
+ * constraint, and the foreign keys to it with the index.  So complete drops them, and the
+ * migration's worker, at the window's start, builds a copy of the old key's index concurrently and
+ * adds the foreign keys to it again, NOT VALID and then validated (the window's prepare steps, see
+ * keep_primary_key_aside): ec_revert, which waits for them, then only attaches and renames, with no
+ * build and no scan under its locks.  Until they are done the old key column has no index of its
+ * own; the new key, of which down makes the old one, keeps it unique meanwhile, and the new
+ * foreign keys check the same referencing columns.
+ *
+ * Everything is in the caller's transaction (or one worker transaction for the cleanup), and the
+ * window's state is a table: a crash at any point leaves the window open or closed, never half.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "access/htup_details.h"
+#include "common/int.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "operations.h"
+#include "worker.h"
+
+
+/* expand_contract.revert_window, in seconds: 0 = complete contracts at once. */
+int			ec_revert_window_s = 0;
+
+/* A table's leftover from complete, dropped at the window's end (by OID: it may be renamed later). */
+typedef struct Deferred
+{
+	Oid			relid;
+	const char *column;			/* NULL: the table itself */
+	const char *trigger;		/* a dual-write trigger of the table */
+	const char *constraint;		/* a kept-aside foreign key of the table */
+	const char *sql;			/* a statement as is (DROP SCHEMA) */
+} Deferred;
+
+typedef struct WindowRun
+{
+	const char *migration;
+	const char *schema;
+	List	   *steps;
+	List	   *parsed;			/* the steps' statements */
+	List	   *undo;			/* in the order to run: last step's undo first */
+	List	   *deferred;
+	List	   *prepare;		/* for the worker at the window's start */
+	const char *step;			/* for the error context */
+} WindowRun;
+
+static void
+refuse(WindowRun *run, const char *step, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("migration \"%s\" cannot be completed with a revert window", run->migration),
+			 errdetail("Its complete step \"%s\" %s, which a revert could not undo exactly.", step,
+					   why),
+			 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0'), or "
+					 "roll it back with ec_rollback(%s).", quote_literal_cstr(run->schema),
+					 quote_literal_cstr(run->schema))));
+}
+
+static Node *
+parse_step(const char *step)
+{
+	List	   *raw = raw_parser(step, RAW_PARSE_DEFAULT);
+
+	if (list_length(raw) != 1)
+		return NULL;
+	return ((RawStmt *) linitial(raw))->stmt;
+}
+
+static bool
+is_dual_write_trigger(const char *name)
+{
+	return strcmp(name, EC_TRIGGER_FIRST_NAME) == 0 || strcmp(name, EC_TRIGGER_LAST_NAME) == 0;
+}
+
+/*
+ * The first pass, before anything runs: is every step one that can be kept aside or undone?
+ * Returns NULL if so, else why not.
+ */
+static const char *
+unsupported(Node *stmt)
+{
+	if (stmt == NULL)
+		return "is not a single statement";
+	switch (nodeTag(stmt))
+	{
+		case T_DropStmt:
+			{
+				DropStmt   *d = (DropStmt *) stmt;
+
+				if (list_length(d->objects) != 1)
+					return "drops several objects";
+				if (d->removeType == OBJECT_TABLE || d->removeType == OBJECT_SCHEMA)
+					return NULL;
+				if (d->removeType == OBJECT_TRIGGER &&
+					is_dual_write_trigger(strVal(llast(linitial(d->objects)))))
+					return NULL;
+				return "drops an object that is not a column, a table or a version schema";
+			}
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *a = (AlterTableStmt *) stmt;
+				AlterTableCmd *cmd;
+
+				if (a->objtype != OBJECT_TABLE || list_length(a->cmds) != 1)
+					return "changes something other than a table's column";
+				cmd = linitial(a->cmds);
+				switch (cmd->subtype)
+				{
+					case AT_DropColumn:
+					case AT_SetNotNull:
+					case AT_ColumnDefault:
+					case AT_ValidateConstraint:
+						return NULL;
+					case AT_DropConstraint:
+						/*
+						 * The stand-in checks of NOT NULL, which the rollback drops again, and
+						 * foreign keys (run_step keeps only those to a kept-aside column).
+						 */
+						return NULL;
+					case AT_AddConstraint:
+						{
+							Constraint *con = (Constraint *) cmd->def;
+
+							if (IsA(con, Constraint) && con->indexname != NULL &&
+								(con->contype == CONSTR_UNIQUE || con->contype == CONSTR_PRIMARY))
+								return NULL;
+							return "adds a constraint other than a carried unique or primary key one";
+						}
+					default:
+						return "changes an index, constraint, identity or other property of a table";
+				}
+			}
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+
+				if (r->renameType == OBJECT_COLUMN || r->renameType == OBJECT_TABLE ||
+					r->renameType == OBJECT_TABCONSTRAINT || r->renameType == OBJECT_INDEX)
+					return NULL;
+				return "renames an object that is not a table, column, constraint or index";
+			}
+		case T_CommentStmt:
+			if (((CommentStmt *) stmt)->objtype == OBJECT_COLUMN)
+				return NULL;
+			return "comments on an object that is not a column";
+		default:
+			return "runs a statement (a \"sql\" operation or a carried object's)";
+	}
+}
+
+static Oid
+step_relid(RangeVar *rv)
+{
+	return RangeVarGetRelid(rv, NoLock, false);
+}
+
+/* The qualified name of the schema-qualified relation `name` in relid's schema. */
+static char *
+sibling(Oid relid, const char *name)
+{
+	return ec_qualified(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+static void
+push_undo(WindowRun *run, char *sql)
+{
+	run->undo = lcons(sql, run->undo);
+}
+
+static void
+defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const char *sql)
+{
+	Deferred   *d = palloc0(sizeof(Deferred));
+
+	d->relid = relid;
+	d->column = column;
+	d->trigger = trigger;
+	d->sql = sql;
+	run->deferred = lappend(run->deferred, d);
+}
+
+/* A kept-aside foreign key, dropped at the window's end before the columns it references. */
+static void
+defer_constraint_drop(WindowRun *run, Oid relid, const char *constraint)
+{
+	defer(run, relid, NULL, NULL, NULL);
+	((Deferred *) llast(run->deferred))->constraint = constraint;
+}
+
+/* The constraint's contype, or '\0' if there is none. */
+static char
+constraint_type(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	char		result = '\0';
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+static bool
+is_foreign_key(Oid conoid)
+{
+	return constraint_type(conoid) == CONSTRAINT_FOREIGN;
+}
+
+static Oid
+constraint_relid(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	Oid			result;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
+	result = ((Form_pg_constraint) GETSTRUCT(tuple))->conrelid;
+	ReleaseSysCache(tuple);
+	return result;
+}
+
+/*
+ * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK
+ * and unique constraints (a unique constraint's index is renamed with it) and foreign keys, its own
+ * or other tables' to it, are renamed aside too (the complete steps may give their names to the
+ * carried ones, and they go with the column at the window's end).  They stay in force on the old
+ * column, which "down" keeps filled, as they were during the migration.  Refused if an exclusion
+ * constraint, a trigger or an owned sequence depends on it: complete replaces or moves those in
+ * steps that a window cannot keep.  The old version's views depend on it too; they are why it is
+ * kept.  Returns its primary key, if any, for keep_primary_key_aside once the column is aside.
+ */
+static Oid
+keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
+{
+	Oid			primary = InvalidOid;
+	Oid			types[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+	uint64		n;
+	List	   *indexes = NIL;
+	List	   *checks = NIL;
+	ListCell   *lc;
+
+	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
+			   "             THEN (SELECT CASE c.contype WHEN 'c' THEN 'check' WHEN 'u' THEN 'unique'"
+			   "                                         WHEN 'f' THEN 'foreign key' WHEN 'p' THEN 'primary' END"
+			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
+			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
+			   "                            (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = r.oid)"
+			   "                          THEN 'index' END"
+			   "                     FROM pg_catalog.pg_class r WHERE r.oid = d.objid) END,"
+			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "  FROM pg_catalog.pg_depend d"
+			   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1"
+			   "   AND d.refobjsubid = $2 AND d.deptype IN ('n', 'a')"
+			   "   AND d.classid IN ('pg_catalog.pg_class'::pg_catalog.regclass,"
+			   "                     'pg_catalog.pg_constraint'::pg_catalog.regclass,"
+			   "                     'pg_catalog.pg_trigger'::pg_catalog.regclass)"
+			   " ORDER BY 1, 2", 2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *kind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		Oid			objid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (kind == NULL)
+			refuse(run, run->step,
+				   psprintf("drops column \"%s\" of table \"%s\", on which an exclusion constraint, a "
+							"trigger or a sequence depends", name, get_rel_name(relid)));
+		if (strcmp(kind, "primary") == 0)
+			primary = objid;
+		else if (strcmp(kind, "index") == 0)
+			indexes = list_append_unique_oid(indexes, objid);
+		else
+			checks = list_append_unique_oid(checks, objid);
+	}
+	foreach(lc, indexes)
+	{
+		char	   *index = get_rel_name(lfirst_oid(lc));
+		char	   *aside;
+
+		if (strncmp(index, "_ec_old_", 8) == 0)
+			continue;			/* on two dropped columns: aside already */
+		aside = ec_temp_name("_ec_old_", index);
+		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(lfirst_oid(lc)),
+						 quote_identifier(aside)));
+		push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", sibling(lfirst_oid(lc), aside),
+								quote_identifier(index)));
+	}
+	foreach(lc, checks)
+	{
+		char	   *check = get_constraint_name(lfirst_oid(lc));
+		/* An inbound foreign key is its referencing table's. */
+		char	   *tsql = ec_rel_qualified(constraint_relid(lfirst_oid(lc)));
+		char	   *aside;
+
+		if (strncmp(check, "_ec_old_", 8) == 0)
+			continue;
+		aside = ec_temp_name("_ec_old_", check);
+		ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+						 quote_identifier(check), quote_identifier(aside)));
+		push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+								quote_identifier(aside), quote_identifier(check)));
+		/* One that references the column must go before it (its own goes with it). */
+		if (is_foreign_key(lfirst_oid(lc)))
+			defer_constraint_drop(run, constraint_relid(lfirst_oid(lc)), aside);
+	}
+	CommandCounterIncrement();
+	return primary;
+}
+
+static char *
+column_default(Oid relid, AttrNumber attnum)
+{
+	Oid			types[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+
+	if (ec_spi("SELECT pg_catalog.pg_get_expr(adbin, adrelid) FROM pg_catalog.pg_attrdef"
+			   " WHERE adrelid = $1 AND adnum = $2", 2, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+static char *
+column_comment(Oid relid, AttrNumber attnum)
+{
+	Oid			types[2] = {OIDOID, INT4OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int32GetDatum(attnum)};
+
+	(void) ec_spi("SELECT pg_catalog.col_description($1, $2)", 2, types, values, NULL,
+				  SPI_OK_SELECT);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+static bool
+is_check(Oid conoid)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype == CONSTRAINT_CHECK;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+static bool
+attnotnull(Oid relid, AttrNumber attnum)
+{
+	HeapTuple	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		result = ((Form_pg_attribute) GETSTRUCT(tuple))->attnotnull;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+/* The foreign keys that the unique index backs. */
+static List *
+foreign_keys_on_index(Oid index)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(index)};
+	List	   *result = NIL;
+	uint64		n;
+
+	n = ec_spi("SELECT oid FROM pg_catalog.pg_constraint WHERE conindid = $1 AND contype = 'f'"
+			   " ORDER BY oid", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		result = lappend_oid(result,
+							 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	return result;
+}
+
+/* Does a step drop column attnum of relid (which the window keeps aside)? */
+static bool
+dropped_by_a_step(WindowRun *run, Oid relid, AttrNumber attnum)
+{
+	char	   *name = get_attname(relid, attnum, true);
+	ListCell   *lc;
+
+	if (name == NULL)
+		return false;
+	foreach(lc, run->parsed)
+	{
+		AlterTableStmt *a = lfirst(lc);
+		AlterTableCmd *cmd;
+
+		if (!IsA(a, AlterTableStmt) || list_length(a->cmds) != 1)
+			continue;
+		cmd = linitial(a->cmds);
+		if (cmd->subtype == AT_DropColumn && strcmp(cmd->name, name) == 0 &&
+			RangeVarGetRelid(a->relation, NoLock, true) == relid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A foreign key that complete drops because the key column it references is rebuilt (its carried
+ * one takes its name): kept aside, in force on the kept-aside key column as during the migration,
+ * and dropped at the window's end before that column.  Any other dropped foreign key would bind the
+ * new version during the window: refused.
+ */
+static void
+keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, const char *name)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
+	Form_pg_constraint con;
+	AttrNumber *keys;
+	int			n;
+	bool		kept = false;
+	char	   *aside;
+	char	   *tsql = ec_rel_qualified(relid);
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
+	con = (Form_pg_constraint) GETSTRUCT(tuple);
+	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
+	for (int i = 0; i < n; i++)
+		kept = kept || dropped_by_a_step(run, con->confrelid, keys[i]);
+	ReleaseSysCache(tuple);
+	if (!kept)
+		refuse(run, step, "drops a foreign key whose referenced columns it keeps");
+	aside = ec_temp_name("_ec_old_", name);
+	ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql, quote_identifier(name),
+					 quote_identifier(aside)));
+	push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+							quote_identifier(aside), quote_identifier(name)));
+	defer_constraint_drop(run, relid, aside);
+}
+
+/* Does a step after the current one rename a table? */
+static bool
+renames_a_table_later(WindowRun *run)
+{
+	bool		after = false;
+	ListCell   *lc,
+			   *lc2;
+
+	forboth(lc, run->steps, lc2, run->parsed)
+	{
+		Node	   *stmt = lfirst(lc2);
+
+		if (after && IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_TABLE)
+			return true;
+		if (lfirst(lc) == run->step)
+			after = true;
+	}
+	return false;
+}
+
+/*
+ * A prepare step that drops the copy of an old key's index left invalid by an interrupted build, so
+ * that the next step builds it again; window_prepare skips it when the copy is valid (a foreign key
+ * added by a previous run may depend on it).
+ */
+
+/*
+ * The primary key of a kept-aside column (renamed aside already): a table has one, so it goes, and
+ * with its index the foreign keys to it (kept aside by their steps).  ec_revert puts it back with
+ * ADD CONSTRAINT ... PRIMARY KEY USING INDEX of a copy of its index, which the migration's worker
+ * builds concurrently at the window's start, and the foreign keys as they were, which the worker
+ * adds NOT VALID and validates on the kept-aside key column (the prepare steps): no scan under the
+ * revert's locks.  Until they are done the old column has no index and ec_revert waits; the new
+ * key, which down maps to the old one, keeps both unique and the new foreign keys keep the
+ * references, which are the same columns.
+ */
+static void
+keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
+{
+	char	   *conname = get_constraint_name(conoid);
+	Oid			index = get_constraint_index(conoid);
+	char	   *aside = ec_temp_name("_ec_old_", conname);
+	char	   *tsql = ec_rel_qualified(relid);
+	char	   *def;
+	char	   *prefix = psprintf("CREATE UNIQUE INDEX %s ON ", quote_identifier(get_rel_name(index)));
+	ListCell   *lc;
+	int			nestlevel = NewGUCNestLevel();
+
+	/* Definitions with every name qualified: the worker runs them on search_path pg_catalog. */
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	def = TextDatumGetCString(DirectFunctionCall1(pg_get_indexdef, ObjectIdGetDatum(index)));
+
+	if (strncmp(def, prefix, strlen(prefix)) != 0)
+		refuse(run, run->step, "drops a primary key whose index cannot be copied");
+	if (renames_a_table_later(run))
+		refuse(run, run->step,
+			   "drops a primary key in a migration that renames a table (the worker's copy of the key "
+			   "is named before the rename)");
+	run->prepare = lappend(run->prepare, psprintf(EC_DROP_INVALID_PREFIX "%s", sibling(relid, aside)));
+	run->prepare = lappend(run->prepare,
+						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
+									quote_identifier(aside), def + strlen(prefix)));
+	foreach(lc, foreign_keys_on_index(index))
+	{
+		Oid			fk = lfirst_oid(lc);
+		char	   *fksql = ec_rel_qualified(constraint_relid(fk));
+		const char *fkname = quote_identifier(get_constraint_name(fk));
+
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", fksql, fkname,
+										TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
+																				ObjectIdGetDatum(fk)))));
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", fksql, fkname));
+	}
+	AtEOXact_GUC(true, nestlevel);
+	foreach(lc, foreign_keys_on_index(index))
+		ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
+						 ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
+						 quote_identifier(get_constraint_name(lfirst_oid(lc)))));
+	ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql, quote_identifier(conname)));
+	push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY USING INDEX %s", tsql,
+							quote_identifier(conname), quote_identifier(aside)));
+	CommandCounterIncrement();
+}
+
+/*
+ * Runs one step, or what keeps its object aside, and records its undo, read off the catalog as it
+ * is just before the step.
+ */
+static void
+run_step(WindowRun *run, Node *stmt, const char *step)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_DropStmt:
+			{
+				DropStmt   *d = (DropStmt *) stmt;
+				List	   *names = linitial(d->objects);
+
+				if (d->removeType == OBJECT_SCHEMA)
+				{
+					/* The previous version's schema: its views read the kept-aside columns. */
+					defer(run, InvalidOid, NULL, NULL, step);
+				}
+				else if (d->removeType == OBJECT_TRIGGER)
+				{
+					RangeVar   *rv = makeRangeVarFromNameList(list_truncate(list_copy(names),
+																		  list_length(names) - 1));
+					Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+					if (OidIsValid(relid))
+						defer(run, relid, NULL, strVal(llast(names)), NULL);
+				}
+				else
+				{
+					Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock,
+														 d->missing_ok);
+					char	   *name;
+					char	   *aside;
+
+					if (!OidIsValid(relid))
+						break;
+					if (get_rel_relkind(relid) != RELKIND_RELATION)
+						refuse(run, step, "drops a table that is not a plain table");
+					name = get_rel_name(relid);
+					aside = ec_temp_name("_ec_dropped_", name);
+					ec_exec(psprintf("ALTER TABLE %s RENAME TO %s", ec_rel_qualified(relid),
+									 quote_identifier(aside)));
+					push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s", sibling(relid, aside),
+											quote_identifier(name)));
+					defer(run, relid, NULL, NULL, NULL);
+				}
+				return;
+			}
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *a = (AlterTableStmt *) stmt;
+				AlterTableCmd *cmd = linitial(a->cmds);
+				Oid			relid = step_relid(a->relation);
+				char	   *tsql = ec_rel_qualified(relid);
+
+				switch (cmd->subtype)
+				{
+					case AT_DropColumn:
+						{
+							AttrNumber	attnum = get_attnum(relid, cmd->name);
+							Oid			primary;
+							char	   *aside;
+
+							if (attnum == InvalidAttrNumber)
+								return;
+							primary = keep_dependents_aside(run, relid, attnum, cmd->name);
+							aside = ec_temp_name("_ec_old_", cmd->name);
+							ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+											 quote_identifier(cmd->name), quote_identifier(aside)));
+							push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+													quote_identifier(aside),
+													quote_identifier(cmd->name)));
+							CommandCounterIncrement();
+							/* Its definitions now name the kept-aside column. */
+							if (OidIsValid(primary))
+								keep_primary_key_aside(run, relid, primary);
+							defer(run, relid, aside, NULL, NULL);
+							return;
+						}
+					case AT_SetNotNull:
+						{
+							AttrNumber	attnum = get_attnum(relid, cmd->name);
+
+							if (attnum != InvalidAttrNumber && !attnotnull(relid, attnum))
+								push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL",
+														tsql, quote_identifier(cmd->name)));
+							break;
+						}
+					case AT_ColumnDefault:
+						{
+							AttrNumber	attnum = get_attnum(relid, cmd->name);
+							char	   *def = attnum ? column_default(relid, attnum) : NULL;
+
+							push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s %s", tsql,
+													quote_identifier(cmd->name),
+													def ? psprintf("SET DEFAULT %s", def) :
+													"DROP DEFAULT"));
+							break;
+						}
+					case AT_DropConstraint:
+						{
+							Oid			conoid = get_relation_constraint_oid(relid, cmd->name,
+																			 cmd->missing_ok);
+
+							if (OidIsValid(conoid) && is_foreign_key(conoid))
+							{
+								keep_foreign_key_aside(run, step, relid, conoid, cmd->name);
+								return;
+							}
+
+							/*
+							 * Put back NOT VALID, without a scan: it is one of ours, which the
+							 * rollback steps drop right after (with its column, or by name).
+							 */
+							if (OidIsValid(conoid) && (!is_check(conoid) ||
+													   strncmp(cmd->name, "_ec_", 4) != 0))
+								refuse(run, step, "drops a constraint that is not one of its own checks");
+							if (OidIsValid(conoid))
+								push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
+														tsql, quote_identifier(cmd->name),
+														TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
+																								ObjectIdGetDatum(conoid)))));
+							break;
+						}
+					case AT_AddConstraint:
+						{
+							/*
+							 * A carried unique index attached as its constraint (unique or
+							 * primary key): dropping the constraint drops the index, and the
+							 * carried foreign keys that the index backs first, all of which the
+							 * rollback steps drop anyway.
+							 */
+							Constraint *con = (Constraint *) cmd->def;
+							Oid			index = get_relname_relid(con->indexname,
+																  get_rel_namespace(relid));
+							ListCell   *lc;
+
+							push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+													quote_identifier(con->conname)));
+							foreach(lc, foreign_keys_on_index(index))
+								push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
+														ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
+														quote_identifier(get_constraint_name(lfirst_oid(lc)))));
+							break;
+						}
+					default:
+						/* VALIDATE CONSTRAINT: the worker validated it already; nothing to undo. */
+						break;
+				}
+				break;
+			}
+		case T_RenameStmt:
+			{
+				RenameStmt *r = (RenameStmt *) stmt;
+				Oid			relid = step_relid(r->relation);
+				char	   *tsql = ec_rel_qualified(relid);
+
+				switch (r->renameType)
+				{
+					case OBJECT_COLUMN:
+						push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+												quote_identifier(r->newname),
+												quote_identifier(r->subname)));
+						break;
+					case OBJECT_TABCONSTRAINT:
+						push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+												quote_identifier(r->newname),
+												quote_identifier(r->subname)));
+						break;
+					case OBJECT_INDEX:
+						push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s",
+												sibling(relid, r->newname),
+												quote_identifier(get_rel_name(relid))));
+						break;
+					default:
+						push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s",
+												sibling(relid, r->newname),
+												quote_identifier(get_rel_name(relid))));
+						break;
+				}
+				break;
+			}
+		case T_CommentStmt:
+			{
+				CommentStmt *c = (CommentStmt *) stmt;
+				List	   *names = castNode(List, c->object);
+				const char *column = strVal(llast(names));
+				Oid			relid = step_relid(makeRangeVarFromNameList(list_truncate(list_copy(names),
+																					  list_length(names) - 1)));
+				AttrNumber	attnum = get_attnum(relid, column);
+				char	   *old = attnum ? column_comment(relid, attnum) : NULL;
+
+				push_undo(run, psprintf("COMMENT ON COLUMN %s.%s IS %s", ec_rel_qualified(relid),
+										quote_identifier(column),
+										old ? quote_literal_cstr(old) : "NULL"));
+				break;
+			}
+		default:
+			break;
+	}
+	ec_exec(step);
+}
+
+static void
+window_error_context(void *arg)
+{
+	WindowRun  *run = arg;
+
+	if (run->step)
+		errcontext("complete step \"%s\" of migration \"%s\", kept for a revert window", run->step,
+				   run->migration);
+}
+
+static void
+run_window_steps(void *arg)
+{
+	WindowRun  *run = arg;
+	List	   *parsed = NIL;
+	ErrorContextCallback callback;
+	ListCell   *lc,
+			   *lc2;
+
+	/* Refuse before anything runs. */
+	foreach(lc, run->steps)
+	{
+		Node	   *stmt = parse_step(lfirst(lc));
+		const char *why = unsupported(stmt);
+
+		if (why)
+			refuse(run, lfirst(lc), why);
+		parsed = lappend(parsed, stmt);
+	}
+	run->parsed = parsed;
+
+	callback.callback = window_error_context;
+	callback.arg = run;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	forboth(lc, run->steps, lc2, parsed)
+	{
+		run->step = lfirst(lc);
+		run_step(run, lfirst(lc2), run->step);
+		CommandCounterIncrement();
+	}
+	run->step = NULL;
+	error_context_stack = callback.previous;
+}
+
+/* What the window's end drops, under the names the objects have once complete is done. */
+static List *
+cleanup_steps(List *deferred)
+{
+	List	   *steps = NIL;
+	ListCell   *lc;
+
+	/* Triggers first (they read the old columns), then columns and tables, the schema last. */
+	foreach(lc, deferred)
+	{
+		Deferred   *d = lfirst(lc);
+
+		if (d->trigger)
+			steps = lappend(steps, psprintf("DROP TRIGGER IF EXISTS %s ON %s",
+											quote_identifier(d->trigger),
+											ec_rel_qualified(d->relid)));
+	}
+	foreach(lc, deferred)
+	{
+		Deferred   *d = lfirst(lc);
+
+		if (d->sql)
+			steps = lappend(steps, pstrdup(d->sql));
+		else if (d->column)
+			steps = lappend(steps, psprintf("ALTER TABLE %s DROP COLUMN %s",
+											ec_rel_qualified(d->relid),
+											quote_identifier(d->column)));
+		else if (d->constraint)
+			steps = lappend(steps, psprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s",
+											ec_rel_qualified(d->relid),
+											quote_identifier(d->constraint)));
+		else if (!d->trigger)
+			steps = lappend(steps, psprintf("DROP TABLE %s", ec_rel_qualified(d->relid)));
+	}
+	return steps;
+}
+
+
+/* The window asked for: the call's argument (argno) if given and not NULL, else the setting. */
+int64
+ec_revert_window_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int64		usecs;
+
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+	{
+		Interval   *i = PG_GETARG_INTERVAL_P(argno);
+
+		int64		days = (int64) i->month * DAYS_PER_MONTH + i->day;
+
+		/* At most about a century: ends_at must stay a timestamp. */
+		if (days > 36600 || days < -36600 ||
+			pg_add_s64_overflow(i->time, days * USECS_PER_DAY, &usecs) ||
+			usecs > (int64) 36600 * USECS_PER_DAY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("revert window is too long"),
+					 errdetail("A revert window lasts at most 36600 days.")));
+		if (usecs < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("revert window must not be negative")));
+	}
+	else
+		usecs = (int64) ec_revert_window_s * USECS_PER_SEC;
+	if (usecs > 0)
+		ec_require_catalog("0.2.0", "ec_complete with a revert window");
+	return usecs;
+}
+
+typedef struct DualWriteRow
+{
+	Oid			relid;
+	int			n;
+	Datum	   *old_attnums;
+	Datum	   *new_attnums;
+	Datum	   *ups;
+	Datum	   *downs;
+} DualWriteRow;
+
+static Datum *
+array_items(HeapTuple tuple, TupleDesc desc, int column, Oid type, int *n)
+{
+	bool		isnull;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *items;
+	ArrayType  *array = DatumGetArrayTypePCopy(SPI_getbinval(tuple, desc, column, &isnull));
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	deconstruct_array(array, type, typlen, typbyval, typalign, &items, NULL, n);
+	return items;
+}
+
+static Datum
+names_of(Oid relid, Datum *attnums, int n)
+{
+	Datum	   *names = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		AttrNumber	attnum = DatumGetInt16(attnums[i]);
+
+		names[i] = DirectFunctionCall1(namein,
+									   CStringGetDatum(attnum ? get_attname(relid, attnum, false) : ""));
+	}
+	return PointerGetDatum(construct_array(names, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+}
+
+static Datum
+sources_of(Oid relid, Datum *exprs, int n)
+{
+	Datum	   *sources = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *tree = TextDatumGetCString(exprs[i]);
+
+		sources[i] = CStringGetTextDatum(tree[0] ? ec_deparse(stringToNode(tree), relid) : "");
+	}
+	return PointerGetDatum(construct_array(sources, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * The dual_writes rows' columns by name and expressions as text, which a restored database
+ * re-analyses (restore.c), under the names complete just gave the columns: a dump taken during the
+ * window restores a trigger that still keeps the old columns in step.
+ */
+static void
+refresh_dual_writes(int64 id)
+{
+	List	   *rows = NIL;
+	ListCell   *lc;
+	uint64		n = ec_dual_write_trees(id);
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		DualWriteRow *row = palloc0(sizeof(DualWriteRow));
+		bool		isnull;
+		int			n2,
+					n3,
+					n4;
+
+		row->relid = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
+		row->old_attnums = array_items(tuple, desc, 2, INT2OID, &row->n);
+		row->new_attnums = array_items(tuple, desc, 3, INT2OID, &n2);
+		row->ups = array_items(tuple, desc, 4, TEXTOID, &n3);
+		row->downs = array_items(tuple, desc, 5, TEXTOID, &n4);
+		if (n2 != row->n || n3 != row->n || n4 != row->n)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("expand_contract.dual_writes arrays for relation %u differ in length",
+									 row->relid)));
+		rows = lappend(rows, row);
+	}
+	foreach(lc, rows)
+	{
+		DualWriteRow *row = lfirst(lc);
+		Datum		old_columns = names_of(row->relid, row->old_attnums, row->n);
+		Datum		new_columns = names_of(row->relid, row->new_attnums, row->n);
+		Datum		up_sources = sources_of(row->relid, row->ups, row->n);
+		Datum		down_sources = sources_of(row->relid, row->downs, row->n);
+
+		ec_set_dual_write_sources(row->relid, old_columns, new_columns, up_sources, down_sources);
+	}
+}
+
+/*
+ * ec_complete's steps with a revert window of `usecs`: runs them keeping the old structure aside,
+ * records the window, and keeps the migration's dual_writes rows.  The caller holds complete's
+ * locks and marks the migration complete afterwards as usual (ec_finish_migration is not called).
+ */
+void
+ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs)
+{
+	WindowRun	run;
+	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+	ListCell   *lc;
+
+	foreach(lc, m->relids)
+	{
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("migration \"%s\" cannot be completed with a revert window", m->name),
+					 errdetail("It changes partitioned table \"%s\"; revert windows do not cover partitioned tables yet.",
+							   get_rel_name(lfirst_oid(lc))),
+					 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0').",
+							 quote_literal_cstr(schema))));
+	}
+
+	/*
+	 * A published table would publish the kept-aside columns and tables to its subscribers, which
+	 * lack them (their apply worker stops); its column list steps cannot be undone exactly either.
+	 */
+	if (ec_publications_mode == EC_PUBLICATIONS_MANAGE)
+	{
+		foreach(lc, m->relids)
+		{
+			Oid			relid = lfirst_oid(lc);
+			Oid			types1[1] = {OIDOID};
+			Datum		values1[1] = {ObjectIdGetDatum(relid)};
+
+			if (ec_catalog_spi("SELECT pubname::pg_catalog.text FROM pg_catalog.pg_publication_tables t"
+							   " JOIN pg_catalog.pg_class c ON c.relname = t.tablename"
+							   "  AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace"
+							   "                         WHERE nspname = t.schemaname)"
+							   " WHERE c.oid = $1 ORDER BY 1 LIMIT 1",
+							   1, types1, values1, NULL, SPI_OK_SELECT) > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("migration \"%s\" cannot be completed with a revert window", m->name),
+						 errdetail("Table \"%s\" is in publication \"%s\": its subscribers would receive the "
+								   "columns and tables the window keeps aside.",
+								   get_rel_name(relid),
+								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+						 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0'), "
+								 "or set expand_contract.publications to 'ignore' if you take care of the "
+								 "subscribers.", quote_literal_cstr(schema))));
+		}
+	}
+
+	memset(&run, 0, sizeof(run));
+	run.migration = m->name;
+	run.schema = schema;
+	run.steps = steps;
+	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
+			  run_window_steps, &run);
+
+	refresh_dual_writes(m->id);
+	values[0] = Int64GetDatum(m->id);
+	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() + usecs);
+	values[2] = ec_list_to_text_array(run.undo);
+	values[3] = ec_list_to_text_array(cleanup_steps(run.deferred));
+	values[4] = ec_list_to_text_array(run.prepare);
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
+						" (migration_id, ends_at, revert_steps, cleanup_steps, prepare_steps)"
+						" VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL, SPI_OK_INSERT);
+	ec_mark_migration_done(m->id);
+	/* Sessions' cached trigger plans learn that the tables are the new version now. */
+	foreach(lc, m->relids)
+		CacheInvalidateRelcacheByRelid(lfirst_oid(lc));
+	/*
+	 * Its worker waits for the window's end.  The worker lock that ec_complete took to stop the
+	 * backfill worker goes now, not after the commit: the worker launched at commit would find it
+	 * still held and leave.  One started meanwhile sees the migration active, with nothing to do.
+	 */
+	{
+		LOCKTAG		tag;
+
+		ec_worker_lock_tag(&tag, MyDatabaseId, m->id);
+		(void) LockRelease(&tag, ExclusiveLock, false);
+	}
+	ec_launch_after_commit(m->id);
+}
