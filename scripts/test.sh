@@ -207,6 +207,16 @@ if ((total_fail > 0)); then
             done
             if ((show)); then print_tail "$f" 80; fi
         done
+        # Last, where a CI log's tail shows it: each failed assertion with the diagnostics after it.
+        echo
+        echo "================ failed TAP assertions ================"
+        for f in "$src"/tmp_check/log/regress_log_*; do
+            [[ -f $f ]] || continue
+            awk -v name="$(basename "$f")" '
+                / not ok [0-9]+ / { print name ": " $0; n = 12; next }
+                n > 0 && /^(\[[^]]*\]\([^)]*\) )?#/ { print "    " $0; n--; next }
+                { n = 0 }' "$f" | cut -c1-400 | head -n 60
+        done
     fi
 fi
 

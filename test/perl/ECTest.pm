@@ -9,7 +9,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use IPC::Run;
 
-our @EXPORT = qw(wait_for start_pgbench running finish_clients);
+our @EXPORT = qw(wait_for start_pgbench running finish_clients make_seen_durable);
 
 # Polls $query in database $db of $node until it returns $expected, for at most $secs seconds (short,
 # so that a broken backfill fails a test quickly instead of after the framework's 180 s).  Returns
@@ -28,6 +28,16 @@ sub wait_for
 	diag("timed out after ${secs}s waiting for $what: query\n$query\nexpected '$expected', got '$out'"
 		  . ($err ne '' ? "\nstderr: $err" : ''));
 	return 0;
+}
+
+# The worker commits its batches with synchronous_commit = off: a crash may lose the last ones it
+# committed (their rows and their progress together, in one transaction; they are done again).  A
+# test that reads the worker's progress and then crashes the server calls this in between: a commit
+# of its own, synchronous, flushes the WAL up to it, so every batch it saw committed survives.
+sub make_seen_durable
+{
+	my ($node, $db) = @_;
+	$node->safe_psql($db // 'postgres', 'SET synchronous_commit = on; SELECT txid_current()');
 }
 
 # Starts pgbench (@$cmd) in the background with PGOPTIONS $pgoptions; returns a handle for running

@@ -1,6 +1,8 @@
 # Crash safety of the backfill.  Progress is committed with each batch, so after the worker is killed
 # (the postmaster then reinitialises the whole cluster), after a fast shutdown and after a crash of the
-# server, the backfill goes on from its last committed batch, and every row ends up right.
+# server, the backfill goes on from its last committed batch, and every row ends up right.  (The worker
+# commits asynchronously, so a crash may undo its last few batches, rows and progress together; the
+# test makes what it saw durable before each crash, see make_seen_durable.)
 #  (a) without shared_preload_libraries: the work resumes at the next ec_status() call;
 #  (b) with shared_preload_libraries = 'expand_contract': the launcher resumes it without any call.
 #  (c) a partitioned table, one backfill task per leaf, the worker killed in the middle of a leaf.
@@ -114,6 +116,7 @@ my $before = progress_past($node, 100, 'kill -9');
 my $pid = worker_pid($node);
 ok($pid =~ /^\d+$/, "the worker is running (pid $pid)");
 $before = task($node);
+make_seen_durable($node);
 kill 'KILL', $pid;
 # The postmaster treats this as a crash: every backend is terminated and shared memory reinitialised.
 ok(wait_for($node, 'postgres', 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
@@ -168,6 +171,7 @@ $before = progress_past($node, 100, 'preload kill -9');
 $pid = worker_pid($node);
 ok($pid =~ /^\d+$/, "the worker is running (pid $pid)");
 $before = task($node);
+make_seen_durable($node);
 kill 'KILL', $pid;
 ok(wait_for($node, 'postgres', 'SELECT 1', '1', 30, 'crash recovery'), 'server back after the worker was killed');
 $at_restart = check_resumed($node, $before, 'preload kill -9');
@@ -176,6 +180,7 @@ check_continues($node, $at_restart, 'preload kill -9') if $at_restart;
 # Crash of the server (immediate stop), then start.
 $half = int(task($node)->{total} / 2);
 $before = progress_past($node, $half, 'preload crash');
+make_seen_durable($node);
 $node->stop('immediate');
 $node->start;
 $at_restart = check_resumed($node, $before, 'preload crash');
@@ -243,6 +248,7 @@ is($first->{state}, 'done', '(c) the first leaf is done');
 $pid = worker_pid($node);
 ok($pid =~ /^\d+$/, "(c) the worker is running (pid $pid)");
 $second = leaf_task('events_2');
+make_seen_durable($node);
 kill 'KILL', $pid;
 ok(wait_for($node, 'postgres', 'SELECT 1', '1', 30, 'crash recovery'), '(c) server back after the worker was killed');
 my $after = leaf_task('events_2');

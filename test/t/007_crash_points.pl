@@ -1084,6 +1084,11 @@ sub stopped_state
 	usleep(1_000) while stopped_state($pid) ne 'T' && time() < $stop_deadline;
 	my $killed_at = time();
 	$node->kill9;
+	# kill() returns before the postmaster is gone, and its children are told of its death (a signal,
+	# PR_SET_PDEATHSIG) only when it has exited: let the worker go on only then, or it may do a few
+	# batches more in between, the postmaster still being there.
+	my $exit_deadline = time() + 30;
+	usleep(1_000) while stopped_state($postmaster) !~ /^Z?$/ && time() < $exit_deadline;
 	kill 'CONT', $pid;
 	my $deadline = time() + 30;
 	usleep(50_000) while kill(0, $pid) && (readlink("/proc/$pid/cwd") // '') ne '' && time() < $deadline;

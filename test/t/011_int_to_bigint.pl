@@ -368,7 +368,15 @@ sub run_variant
 		    JOIN expand_contract.migrations m ON m.id = t.migration_id WHERE NOT m.done
 		  UNION ALL
 		  SELECT 'L|' || (SELECT coalesce(max(id), 0) FROM aux.ledger WHERE phase = 1 AND how LIKE 'old%')
-		         || '|' || (SELECT coalesce(max(id), 0) FROM aux.ledger WHERE phase = 1 AND how LIKE 'new%')}))
+		         || '|' || (SELECT coalesce(max(id), 0) FROM aux.ledger WHERE phase = 1 AND how LIKE 'new%')
+		  UNION ALL
+		  SELECT 'A|' || coalesce((NOT bool_or(t.state <> 'done')
+		                  AND EXISTS (SELECT FROM aux.ledger l WHERE l.phase = 1 AND l.how LIKE 'old%'
+		                                 AND l.at > max(t.finished_at))
+		                  AND EXISTS (SELECT FROM aux.ledger l WHERE l.phase = 1 AND l.how LIKE 'new%'
+		                                 AND l.at > max(t.finished_at)))::text, 'false')
+		    FROM expand_contract.tasks t JOIN expand_contract.migrations m ON m.id = t.migration_id
+		   WHERE NOT m.done}))
 		{
 			my ($kind, @f) = split /\|/, $line, 5;
 			if ($kind eq 'S')
@@ -376,6 +384,7 @@ sub run_variant
 				push @{ $s{status} }, { table => $f[0], state => $f[1], rows => $f[2], text => $f[3] };
 			}
 			elsif ($kind eq 'T') { $s{tasks}{ $f[0] } = $f[1]; }
+			elsif ($kind eq 'A') { $s{written_after} = ($f[0] // '') eq 'true'; }
 			else { @s{qw(old new)} = @f; }
 		}
 		push @samples, \%s;
@@ -399,7 +408,9 @@ sub run_variant
 	{
 		my $both_before = running($run{old}) && running($run{new});
 		my $sample = $take_sample->($both_before);
-		$work_done ||= $both_before && !grep { $_ ne 'done' } values %{ $sample->{tasks} };
+		# Done once both versions have committed writes after the last task finished (clients
+		# still running when it finished may have been in their last moments).
+		$work_done ||= $sample->{written_after};
 		for my $ver (qw(old new))
 		{
 			next if $run{$ver}{done} || running($run{$ver});
