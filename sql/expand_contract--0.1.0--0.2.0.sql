@@ -51,7 +51,10 @@ CREATE TABLE expand_contract.revert_windows (
     -- Run by the migration's worker at the window's start, outside any transaction block, and
     -- emptied once done: what a revert of a rebuilt primary key needs (the old key's index built
     -- concurrently, the foreign keys to it added NOT VALID and validated).  ec_revert waits for it.
-    prepare_steps  text[]      NOT NULL DEFAULT '{}'
+    prepare_steps  text[]      NOT NULL DEFAULT '{}',
+    -- The window's worker's last failure (of its prepare steps or of the final cleanup, each tried
+    -- again every 10 seconds), cleared once the prepare steps are done; ec_status shows it.
+    last_error     text
 );
 SELECT pg_catalog.pg_extension_config_dump('expand_contract.revert_windows', '');
 GRANT SELECT ON expand_contract.revert_windows TO PUBLIC;
@@ -169,7 +172,9 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
            -- A revert window's prepare steps (revert.c): until they are done, ec_revert refuses.
            CASE WHEN cardinality(w.prepare_steps) > 0 THEN
                 'preparing ec_revert: ' || cardinality(w.prepare_steps)
-                || ' step(s) left (the old key''s index built again, its foreign keys added)' END), ''),
+                || ' step(s) left (the old key''s index built again, its foreign keys added)'
+                || coalesce('; ' || w.last_error || ' (tried again every 10 seconds)', '')
+                WHEN w.last_error IS NOT NULL THEN w.last_error || ' (tried again every 10 seconds)' END), ''),
            w.ends_at,
            u.old_last_write, u.old_writes, u.new_last_write, u.new_writes, u.note
       FROM (SELECT DISTINCT ON (schema_name) *

@@ -53,6 +53,7 @@ typedef struct Window
 	List	   *revert_steps;
 	List	   *cleanup_steps;
 	bool		prepared;		/* its prepare steps are done */
+	char	   *last_error;		/* of the window's worker, or NULL */
 } Window;
 
 /*
@@ -98,7 +99,7 @@ open_window(const char *schema)
 	if (m == NULL)
 		return NULL;
 	values[0] = Int64GetDatum(m->id);
-	if (ec_state_spi("SELECT ends_at, revert_steps, cleanup_steps FROM " EC_STATE_SCHEMA
+	if (ec_state_spi("SELECT ends_at, revert_steps, cleanup_steps, last_error FROM " EC_STATE_SCHEMA
 					 ".revert_windows WHERE migration_id = $1", 1, types, values, NULL,
 					 SPI_OK_SELECT) == 0)
 		return NULL;
@@ -110,6 +111,7 @@ open_window(const char *schema)
 														  SPI_tuptable->tupdesc, 2, &isnull));
 	w->cleanup_steps = ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 3, &isnull));
+	w->last_error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	w->prepared = window_prepare_steps(m->id) == NIL;
 	return w;
 }
@@ -167,6 +169,9 @@ require_window(const char *schema, const char *function)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the revert of migration \"%s\" of schema \"%s\" is not ready yet", w->m->name,
 						schema),
+				 w->last_error ?
+				 errdetail("Its worker builds the index of the old primary key and adds the foreign keys to it again, which the revert puts back; its last attempt failed (%s), and it tries again every 10 seconds.",
+						   w->last_error) :
 				 errdetail("Its worker is still building the index of the old primary key and adding the foreign keys to it, which the revert puts back."),
 				 errhint("Try again once it is done: until then ec_status()'s tasks say \"preparing ec_revert\".")));
 	return w;
@@ -300,13 +305,32 @@ valid_index(const char *name)
 }
 
 /*
+ * Sets (message NULL: clears) revert_windows.last_error of migration id, in the caller's
+ * transaction; a new message is a task_failed event too (a failure repeated every 10 seconds is one).
+ */
+static void
+set_window_error(int64 id, const char *message)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(id), message ? CStringGetTextDatum(message) : (Datum) 0};
+	char		nulls[2] = {' ', message ? ' ' : 'n'};
+
+	if (ec_state_spi("UPDATE " EC_STATE_SCHEMA ".revert_windows SET last_error = $2"
+					 " WHERE migration_id = $1 AND last_error IS DISTINCT FROM $2",
+					 2, types, values, nulls, SPI_OK_UPDATE) > 0 && message != NULL)
+		ec_notify_migration(id, EC_EVENT_TASK_FAILED, NULL, "error", message);
+}
+
+/*
  * In the window's worker, after an error in `what` ("preparing", "the end of") the window of
- * migration id: the transaction aborted and the error logged, to be tried again in 10 seconds.
+ * migration id: the transaction aborted, the error logged and kept in revert_windows.last_error
+ * (ec_status shows it), to be tried again in 10 seconds.
  */
 static void
 log_window_failure(MemoryContext cxt, int64 id, const char *what)
 {
 	ErrorData  *edata;
+	char	   *message;
 
 	MemoryContextSwitchTo(cxt);
 	edata = CopyErrorData();
@@ -316,7 +340,30 @@ log_window_failure(MemoryContext cxt, int64 id, const char *what)
 			(errmsg("expand_contract: %s the revert window of migration " INT64_FORMAT " failed: %s",
 					what, id, edata->message),
 			 errdetail("It is tried again in 10 seconds.")));
+	message = psprintf("%s the revert window failed: %s", what, edata->message);
 	FreeErrorData(edata);
+
+	/* Shown by ec_status until the next attempt succeeds; if even this fails, the LOG says it all. */
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		set_window_error(id, message);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	pfree(message);
 }
 
 /* Has the window of migration id ended (or gone)? */
@@ -387,6 +434,7 @@ window_prepare(int64 id)
 			PushActiveSnapshot(GetTransactionSnapshot());
 			(void) ec_state_spi("UPDATE " EC_STATE_SCHEMA ".revert_windows SET prepare_steps = '{}'"
 								" WHERE migration_id = $1", 1, types, values, NULL, SPI_OK_UPDATE);
+			set_window_error(id, NULL);
 			SPI_finish();
 			PopActiveSnapshot();
 			CommitTransactionCommand();

@@ -12,7 +12,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 'test/perl';
 use ECTest;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(time usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('revert');
 $node->init;
@@ -257,7 +257,7 @@ $node->safe_psql('keys', 'CALL ec_wait()');
 my @pk_clients = map {
 	start_pgbench(['pgbench', '-n', '-c', '2', '-T', $_->[1], '-f', "$dir/pk_$_->[0].sql",
 			'-h', $node->host, '-p', $node->port, 'keys'], '')
-} (['k0', 10], ['p1', 5]);
+} (['k0', 25], ['p1', 5]);
 sleep 1;
 # A snapshot older than the window: the worker's CREATE INDEX CONCURRENTLY of the old key waits for it.
 my $pk_holder = $node->background_psql('keys');
@@ -272,6 +272,26 @@ like($node->safe_psql('keys', q{SELECT string_agg(DISTINCT coalesce(tasks, ''), 
 my (undef, undef, $not_ready) = $node->psql('keys', 'SELECT ec_revert()');
 like($not_ready, qr/the revert of migration "p1" of schema "public" is not ready yet/,
 	'primary key: ec_revert refuses until then, with a clear error');
+# The build fails (canceled, as a statement_timeout or a DBA would): ec_status and ec_revert say
+# why, a task_failed event tells listeners, and the worker tries again.
+my $listener = $node->background_psql('keys');
+$listener->query_safe('LISTEN expand_contract');
+is($node->safe_psql('keys', q{SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill' AND wait_event = 'virtualxid'}), '1',
+	'primary key: the old key\'s build canceled');
+ok(wait_for($node, 'keys', q{SELECT string_agg(DISTINCT coalesce(tasks, ''), '|') ~ '^preparing ec_revert: \d+ step\(s\) left .*; preparing the revert window failed: canceling statement due to user request \(tried again every 10 seconds\)$' FROM ec_status()},
+	't', 30, 'the failure shown'), 'primary key: ec_status shows the failed attempt, and that it is tried again');
+(undef, undef, $not_ready) = $node->psql('keys', 'SELECT ec_revert()');
+like($not_ready, qr/not ready yet\nDETAIL:  .*its last attempt failed \(preparing the revert window failed: canceling statement due to user request\), and it tries again every 10 seconds/,
+	'primary key: ec_revert\'s refusal says why');
+my $notified = '';
+for (my $deadline = time() + 10; $notified !~ /task_failed/ && time() < $deadline; usleep(100_000))
+{
+	$notified .= $listener->query_safe('SELECT 1');
+}
+like($notified, qr/Asynchronous notification "expand_contract" with payload "\{"schema": "public", "migration": "p1", "event": "task_failed", "error": "preparing the revert window failed: canceling statement due to user request"\}"/,
+	'primary key: a task_failed event for the failed attempt');
+$listener->quit;
 $pk_holder->query_safe('COMMIT');
 $pk_holder->quit;
 ok(wait_for($node, 'keys', q{SELECT prepare_steps = '{}' FROM expand_contract.revert_windows}, 't', 60, 'the window prepared'),
