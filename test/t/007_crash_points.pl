@@ -487,7 +487,7 @@ sub state_rows
 # worker added it: its ADD CONSTRAINT may have committed before a kill that kept its task from being
 # marked done, and its VALIDATE likewise; once complete exactly one, the re-pointed one under the
 # original name, validated.  Then in each version: no transfer whose account is missing (while
-# active, in the new version, among the transfers whose new account_id is filled), and the
+# active, in the new version, among the transfers whose account's new key is filled), and the
 # constraint in force: an orphan transfer and the delete of a referenced account both fail with
 # 23503.
 sub check_foreign_keys
@@ -519,9 +519,13 @@ sub check_foreign_keys
 	for my $nsp (@versions)
 	{
 		my $version = $nsp eq $s && $phase ne 'complete' ? 'old version' : "$nsp";
+		# While active, the new version shows NULL for the key of an account the backfill has not
+		# reached (an account inserted just before ec_start, its transfer just after): not an orphan.
+		my $unfilled = $phase eq 'active' && $nsp ne $s
+		  ? "AND NOT EXISTS (SELECT FROM $s.accounts b WHERE b.id = t.account_id AND b._ec_new_id IS NULL)" : '';
 		my ($orphans, $in_force) = split /\|/, q1($node, qq{SET search_path TO $nsp;
 		  SELECT (SELECT count(*) FROM transfers t WHERE t.account_id IS NOT NULL
-		            AND NOT EXISTS (SELECT FROM accounts a WHERE a.id = t.account_id))
+		            AND NOT EXISTS (SELECT FROM accounts a WHERE a.id = t.account_id) $unfilled)
 		         || '|' || crashtest.try('INSERT INTO transfers (id, account_id, amount) VALUES (900001, 900001, 1)')
 		         || ' ' || crashtest.try('DELETE FROM accounts WHERE name = ''a1''')});
 		is($orphans, '0', "$what: $phase, $version: no transfer without its account");
