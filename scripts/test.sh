@@ -214,7 +214,7 @@ if ((total_fail > 0)); then
             [[ -f $f ]] || continue
             awk -v name="$(basename "$f")" '
                 / not ok [0-9]+ / { print name ": " $0; n = 12; next }
-                n > 0 && /^(\[[^]]*\]\([^)]*\) )?#/ { print "    " $0; n--; next }
+                n > 0 && /^(\[[^]]*\]\([^)]*\) ?)?(#|$)/ { if ($0 ~ /#/) { print "    " $0; n-- }; next }
                 { n = 0 }' "$f" | cut -c1-400 | head -n 60
         done
     fi
