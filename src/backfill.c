@@ -323,6 +323,8 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 									 SPI_result_code_string(SPI_result))));
 		ec_worker.statement_migration = id;
 		ec_worker.statement_relid = task->relid;
+		/* Another table's rows may be wider: its first batch measures its own rate. */
+		ec_worker.pace.rows_per_ms = 0;
 	}
 	ec_backfill_relid = task->relid;
 

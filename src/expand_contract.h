@@ -563,6 +563,8 @@ extern int	ec_lock_waiters(void);
 extern int64 ec_pace_rows(EcPace *pace, int batch_size, int batch_time_ms);
 extern void ec_pace_record(EcPace *pace, uint64 rows, double ms, int waiters, int batch_time_ms);
 extern long ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy);
+extern long ec_nice_sleep_after(TimestampTz started, double nice_ratio);
+extern void ec_sleep_ms(long ms);
 extern void ec_set_worker_nice(int nice);
 extern int	ec_worker_nice;
 

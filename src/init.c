@@ -109,7 +109,7 @@ _PG_init(void)
 							"Rows per backfill batch (one transaction each).",
 							"Per migration: ec_configure(schema, '{\"batch_size\": n}').",
 							&ec_batch_size,
-							5000, 1, 10000000,
+							50000, 1, 10000000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

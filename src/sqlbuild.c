@@ -235,7 +235,6 @@ ec_lock_with_retry(List *relids, List *modes)
 		{
 			ErrorData  *edata;
 			long		delay_ms;
-			TimestampTz deadline;
 
 			MemoryContextSwitchTo(oldcxt);
 			edata = CopyErrorData();
@@ -274,29 +273,15 @@ ec_lock_with_retry(List *relids, List *modes)
 			FreeErrorData(edata);
 
 			/*
-			 * Sleep until the deadline, not until the first wakeup: the latch is set by more than
-			 * the end of the delay.  A lock wait that lock_timeout ends before deadlock_timeout
-			 * leaves one behind: the deadlock check's SIGALRM stays scheduled for deadlock_timeout
-			 * after the wait began, and its handler sets the latch.  A single WaitLatch therefore
-			 * cut every pause to at most deadlock_timeout - lock_timeout (500 ms by default).
+			 * The whole delay (ec_sleep_ms): a lock wait that lock_timeout ends before
+			 * deadlock_timeout leaves the deadlock check's SIGALRM scheduled, and its handler sets
+			 * the latch; a single WaitLatch cut every pause to at most deadlock_timeout -
+			 * lock_timeout (500 ms by default).
 			 */
 			delay_ms = Min(50L << Min(timeouts, 10), 2000L);
 			delay_ms += random() % (delay_ms / 2 + 1);
 			timeouts++;
-			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
-			for (;;)
-			{
-				/* rounds up, so 0 only once the deadline has passed */
-				long		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-																		   deadline);
-
-				if (remaining_ms <= 0)
-					break;
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 remaining_ms, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
-				CHECK_FOR_INTERRUPTS();
-			}
+			ec_sleep_ms(delay_ms);
 		}
 		PG_END_TRY();
 		if (done)

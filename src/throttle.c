@@ -4,7 +4,8 @@
  *	  the server to calm down.  Defaults that need no tuning, after gh-ost's controls:
  *
  *	  batch time	each batch is sized to take about expand_contract.batch_time_ms (batch_size
- *					rows at most), from the rate of the batch before: a row a batch writes stays
+ *					rows at most, 1000 for a table's first), from the rate of the batch before (the
+ *					time target, not batch_size, bounds batches by default): a row a batch writes stays
  *					locked until the batch commits, so a session that wants it waits that long at
  *					most.  When sessions were found waiting for the batch's locks, the next batch's
  *					target halves (10 ms at least); it grows back by a quarter per batch without.
@@ -13,7 +14,8 @@
  *					backfill flat out).  The default, 0.5, was the best trade-off make bench
  *					measured: under traffic the batches also slow down while the clients have the
  *					CPU, so 1 took 2.2-3.4x the unthrottled backfill's time, 0.5 1.2-1.8x, with as
- *					much throughput kept.
+ *					much throughput kept.  The compaction's VACUUMs and REINDEXes (compact.c) are
+ *					followed by the same sleep.
  *	  load gate		before a batch, the worker waits while more client sessions than max_load run
  *					a query (the number of CPUs by default), and ec_status says "throttled: load".
  *	  OS priority	worker_nice (0, off, by default) lowers the workers' scheduling priority, so
@@ -34,6 +36,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/backend_status.h"
@@ -44,6 +47,7 @@
 #include "worker.h"
 
 #define MIN_TARGET_MS	10.0
+#define FIRST_BATCH_ROWS	1000
 
 int			ec_worker_nice = 0;
 
@@ -141,14 +145,20 @@ ec_lock_waiters(void)
 	}
 }
 
-/* Rows for the next batch: batch_size, or fewer if that would take longer than the target. */
+/*
+ * Rows for the next batch: batch_size, or fewer if that would take longer than the target.  With
+ * no rate yet (a table's first batch) a short one measures it: batch_size, the most a batch may
+ * fill, is sized for fast rows and would hold wide ones locked far longer than the target.
+ */
 int64
 ec_pace_rows(EcPace *pace, int batch_size, int batch_time_ms)
 {
 	double		rows;
 
-	if (batch_time_ms <= 0 || pace->rows_per_ms <= 0)
+	if (batch_time_ms <= 0)
 		return batch_size;
+	if (pace->rows_per_ms <= 0)
+		return Min(batch_size, FIRST_BATCH_ROWS);
 	if (pace->target_ms <= 0 || pace->target_ms > batch_time_ms)
 		pace->target_ms = batch_time_ms;
 	rows = pace->rows_per_ms * pace->target_ms;
@@ -183,6 +193,50 @@ ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy)
 	if (pace->waiters > 0)
 		nice = Max(nice, pace->last_ms);
 	return Max((long) batch_delay_ms, (long) nice);
+}
+
+/*
+ * The sleep after a compaction step (a VACUUM of the filled blocks, a REINDEX CONCURRENTLY) that
+ * began at `started`: nice_ratio of its time if other sessions worked meanwhile, as after a batch.
+ * Such a step is one statement, which cannot pause inside; sleeping after it gives the application
+ * the same share of the server over the backfill's whole run.
+ */
+long
+ec_nice_sleep_after(TimestampTz started, double nice_ratio)
+{
+	EcLoad		load;
+
+	if (nice_ratio <= 0)
+		return 0;
+	ec_read_load(started, &load);
+	if (load.busy == 0)
+		return 0;
+	return (long) (nice_ratio * TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()));
+}
+
+/*
+ * Sleep ms milliseconds on the latch, the whole time: the latch is set by more than the end of the
+ * delay (a parallel worker of the last statement exiting, a lock wait's deadlock timer firing
+ * late), and a single WaitLatch would cut the sleep short at the first of those.  Interrupts are
+ * served meanwhile (a SIGTERM ends the process here).
+ */
+void
+ec_sleep_ms(long ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		/* rounds up, so 0 only once the deadline has passed */
+		long		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+
+		if (remaining_ms <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, remaining_ms,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*

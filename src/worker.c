@@ -63,7 +63,7 @@
 
 #include "worker.h"
 
-int			ec_batch_size = 5000;
+int			ec_batch_size = 50000;
 int			ec_batch_delay_ms = 0;
 int			ec_max_replication_lag_ms = 0;
 int			ec_batch_time_ms = 50;
@@ -500,6 +500,7 @@ do_step(int64 id, long *wait_ms)
 		{
 			char	   *vacuum = ec_worker.vacuum_due;
 			int			vacuum_seq = ec_worker.vacuum_seq;
+			TimestampTz started;
 
 			ec_worker.vacuum_due = NULL;
 			begin_step("expand_contract: recording progress");
@@ -516,14 +517,14 @@ do_step(int64 id, long *wait_ms)
 				ec_worker.batch_migration = 0;
 			}
 			pgstat_report_activity(STATE_RUNNING, vacuum);
+			started = GetCurrentTimestamp();
 			run_toplevel(vacuum);
 			pfree(vacuum);
+			begin_step("expand_contract: recording progress");
 			if (vacuum_seq > 0)
-			{
-				begin_step("expand_contract: recording progress");
 				ec_record_backfill_vacuum(id, vacuum_seq, false);
-				end_step();
-			}
+			*wait_ms = Max(*wait_ms, ec_nice_sleep_after(started, s.nice_ratio));
+			end_step();
 		}
 		return result;
 	}
@@ -537,6 +538,7 @@ do_step(int64 id, long *wait_ms)
 		int			seq = task->seq;
 		bool		compaction = strcmp(task->kind, "compact") == 0;
 		char	   *sql = MemoryContextStrdup(step_cxt, task->sql);	/* SPI's is gone soon */
+		TimestampTz started;
 		char	   *cleanup = task->cleanup && task->attempted ?
 			MemoryContextStrdup(step_cxt, compaction ? ec_compact_cleanup(task->cleanup) :
 								task->cleanup) : NULL;
@@ -556,10 +558,13 @@ do_step(int64 id, long *wait_ms)
 			run_toplevel(cleanup);
 		}
 		pgstat_report_activity(STATE_RUNNING, sql);
+		started = GetCurrentTimestamp();
 		run_toplevel(sql);
 		begin_step("expand_contract: recording progress");
 		ec_set_task_state(id, seq, 0, "done", NULL);
-		if (!compaction)
+		if (compaction)
+			*wait_ms = ec_nice_sleep_after(started, s.nice_ratio);
+		else
 			index_built_event(id, sql);
 		end_step();
 		pfree(sql);
@@ -800,11 +805,7 @@ ec_worker_main(Datum main_arg)
 		if (result == STEP_FINISHED)
 			break;
 		if (wait_ms > 0)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+			ec_sleep_ms(wait_ms);
 	}
 	proc_exit(0);
 }

@@ -1,7 +1,8 @@
 # The backfill's load-aware pace (src/throttle.c): it waits while more client sessions than max_load
 # run queries, says so in ec_status ("throttled: load"), and goes on by itself once they stop;
 # sessions that only sleep in a query (pg_sleep, CALL ec_wait()) are not load; batch_time_ms sizes
-# batches by their duration, batch_size staying the maximum.
+# batches by their duration, batch_size staying the maximum; nice_ratio sleeps after batches and
+# after the compaction steps while another session works.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -126,6 +127,9 @@ $node->safe_psql('postgres', 'SELECT ec_complete()');
 ############################################################################
 # worker_nice: the worker's operating-system priority, lowered before its batches.
 ############################################################################
+# The previous migration's worker may still be finishing: the one counted below must be the next's.
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill'}), 'no worker left');
 my $widen = q{'{"operations": [{"alter_column": {"table": "t", "column": "amount", "type": "numeric(14,2)",
   "up": "amount", "down": "amount"}}]}'};
 $node->safe_psql('postgres', qq{
@@ -135,8 +139,9 @@ $node->safe_psql('postgres', qq{
   COMMIT;
 });
 my $worker_pid;
+# Any state: between its batches (a few ms each) it sleeps 100 ms, idle.
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
-  WHERE backend_type = 'expand_contract backfill' AND state = 'active'}), 'the worker runs');
+  WHERE backend_type = 'expand_contract backfill'}), 'the worker runs');
 $worker_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity
   WHERE backend_type = 'expand_contract backfill'});
 sub nice_of
@@ -158,6 +163,67 @@ is(nice_of($postmaster_pid), 0, 'the postmaster keeps nice 0');
 $node->safe_psql('postgres', q{SELECT ec_configure('public', '{"batch_delay_ms": 0}')});
 $node->safe_psql('postgres', 'CALL ec_wait()');
 $node->safe_psql('postgres', 'SELECT ec_rollback()');
+
+############################################################################
+# nice_ratio: while another session works, the worker sleeps nice_ratio times each step's time,
+# after its batches and after the compaction's VACUUM and REINDEX steps alike (those are single
+# statements that cannot pause inside).  Sampled from one session: the worker's wait on its latch,
+# during the backfill and after it (when only compaction steps are left).
+############################################################################
+$node->safe_psql('postgres', q{
+  CREATE TABLE big (id int PRIMARY KEY, n int NOT NULL, pad text NOT NULL);
+  INSERT INTO big SELECT g, g, repeat('x', 60) FROM generate_series(1, 300000) g;
+  VACUUM ANALYZE big;
+  CREATE TABLE nice_samples (compacting bool, sleeping bool);
+});
+# Both loops commit each round: a REINDEX CONCURRENTLY waits for every older snapshot.
+my $busy = q{DO $$BEGIN LOOP PERFORM count(*) FROM generate_series(1, 100000); COMMIT; END LOOP; END$$};
+my @busy = sessions($busy, 1);
+$node->safe_psql('postgres', q{
+  BEGIN;
+  SELECT ec_start('n1', '{"operations": [{"alter_column": {"table": "big", "column": "n",
+    "type": "bigint", "up": "n", "down": "n::int"}}]}');
+  SELECT ec_configure('public', '{"nice_ratio": 4, "max_load": 0}');
+  COMMIT;
+});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill'}), 'nice_ratio 4: the worker runs');
+$node->safe_psql('postgres', q{
+  DO $$
+  DECLARE
+    migration bigint := (SELECT id FROM expand_contract.migrations WHERE name = 'n1');
+    deadline timestamptz := clock_timestamp() + interval '180 s';
+  BEGIN
+    LOOP
+      PERFORM pg_stat_clear_snapshot();
+      INSERT INTO nice_samples
+        SELECT NOT EXISTS (SELECT FROM expand_contract.tasks
+                            WHERE migration_id = migration AND kind = 'backfill' AND state <> 'done'),
+               a.wait_event_type IS NOT DISTINCT FROM 'Extension'
+          FROM pg_stat_activity a WHERE a.backend_type = 'expand_contract backfill';
+      EXIT WHEN NOT FOUND OR clock_timestamp() > deadline;
+      COMMIT;
+      PERFORM pg_sleep(0.005);
+    END LOOP;
+  END $$;
+});
+stop_sessions($busy, @busy);
+is($node->safe_psql('postgres', q{SELECT count(*) FROM expand_contract.tasks t
+  JOIN expand_contract.migrations m ON m.id = t.migration_id
+  WHERE m.name = 'n1' AND t.kind = 'compact' AND t.state = 'done' AND t.detail IS DISTINCT FROM 'skipped: expand_contract.compact is off'}),
+	'2', 'the VACUUM task and the primary key\'s REINDEX ran');
+my ($backfill_n, $backfill_asleep, $compact_n, $compact_asleep) = split /\|/, $node->safe_psql('postgres', q{
+  SELECT count(*) FILTER (WHERE NOT compacting), count(*) FILTER (WHERE NOT compacting AND sleeping),
+         count(*) FILTER (WHERE compacting), count(*) FILTER (WHERE compacting AND sleeping)
+    FROM nice_samples});
+note("samples: backfill $backfill_asleep of $backfill_n asleep, compaction $compact_asleep of $compact_n");
+cmp_ok($backfill_n, '>=', 20, 'samples taken during the backfill');
+cmp_ok($backfill_asleep, '>', 0.4 * $backfill_n,
+	'nice_ratio 4 under traffic: the worker sleeps most of the backfill (after each batch)');
+cmp_ok($compact_n, '>=', 10, 'samples taken during the compaction steps');
+cmp_ok($compact_asleep, '>', 0.4 * $compact_n,
+	'nice_ratio 4 under traffic: the worker sleeps after each VACUUM and REINDEX step');
+$node->safe_psql('postgres', 'SELECT ec_complete()');
 
 ############################################################################
 # ec_configure checks its values.
