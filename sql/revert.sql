@@ -375,9 +375,24 @@ SELECT phase FROM ec_status('rv');
 SELECT ec_revert('rv');
 SELECT * FROM ec_test.diff(:'before', 'rv');
 SELECT ec_test.try($$INSERT INTO rv.orders (id, client, flag) VALUES (99, 'nobody', 0)$$);
+-- drop_index keeps a window: the index stays as it is, in force, until the window's end.  A "sql"
+-- operation whose "up" ran at start has no complete step: the revert runs its "down", as rollback does.
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset
+SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side (i int)", "down": "DROP TABLE rv.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'rv');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT phase FROM ec_status('rv');
+SELECT count(*) AS index_kept FROM pg_indexes WHERE schemaname = 'rv' AND indexname = 'orders_client_idx';
+SELECT ec_revert('rv');
+SELECT * FROM ec_test.diff(:'before', 'rv');
+SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side (i int)", "down": "DROP TABLE rv.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'rv');
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_cleanup('rv');
+SELECT count(*) AS index_left FROM pg_indexes WHERE schemaname = 'rv' AND indexname = 'orders_client_idx';
+SELECT to_regclass('rv.side') IS NOT NULL AS side_table_kept;
+SELECT * FROM ec_test.leftovers();
 -- A migration whose complete steps cannot be kept aside is refused a window, with nothing done;
 -- a plain complete still works.
-SELECT ec_start('v5', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side (i int)", "down": "DROP TABLE rv.side"}}, {"drop_index": {"name": "orders_client_idx"}}]}', 'rv');
+SELECT ec_start('v5b', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side2 (i int)", "onComplete": true}}]}', 'rv');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_complete('rv', revert_window => '0');
 -- A referenced primary key column: complete re-points the foreign key and attaches the new key;

@@ -16,8 +16,9 @@
  * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
  * The window's end runs the drops that complete deferred (the cleanup steps).
  *
- * Only steps with an exact undo are kept aside; a migration with any other complete step (carried
- * views, identities, owned sequences, dropped indexes, "sql" operations, a dropped foreign key
+ * An index that drop_index drops stays as it is until the window's end (nothing to undo).  Only
+ * steps with an exact undo are kept aside; a migration with any other complete step (carried
+ * views, identities, owned sequences, "sql" operations run at complete, a dropped foreign key
  * whose referenced column stays) or on a partitioned table is refused a window before anything
  * runs: such a step either drops what a kept-aside column still needs or cannot be undone.  A kept-aside
  * column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
@@ -87,6 +88,7 @@ typedef struct Deferred
 	const char *column;			/* NULL: the table itself */
 	const char *trigger;		/* a dual-write trigger of the table */
 	const char *constraint;		/* a kept-aside foreign key of the table */
+	bool		index;			/* relid is an index that drop_index drops */
 	const char *sql;			/* a statement as is (DROP SCHEMA) */
 } Deferred;
 
@@ -148,12 +150,13 @@ unsupported(Node *stmt)
 
 				if (list_length(d->objects) != 1)
 					return "drops several objects";
-				if (d->removeType == OBJECT_TABLE || d->removeType == OBJECT_SCHEMA)
+				if (d->removeType == OBJECT_TABLE || d->removeType == OBJECT_SCHEMA ||
+					d->removeType == OBJECT_INDEX)
 					return NULL;
 				if (d->removeType == OBJECT_TRIGGER &&
 					is_dual_write_trigger(strVal(llast(linitial(d->objects)))))
 					return NULL;
-				return "drops an object that is not a column, a table or a version schema";
+				return "drops an object that is not a column, a table, an index or a version schema";
 			}
 		case T_AlterTableStmt:
 			{
@@ -612,6 +615,21 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					/* The previous version's schema: its views read the kept-aside columns. */
 					defer(run, InvalidOid, NULL, NULL, step);
 				}
+				else if (d->removeType == OBJECT_INDEX)
+				{
+					/*
+					 * drop_index: the index stays as it is, in force and maintained, as during the
+					 * migration; the revert has nothing to undo, the window's end drops it.
+					 */
+					Oid			indexid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock,
+														   d->missing_ok);
+
+					if (OidIsValid(indexid))
+					{
+						defer(run, indexid, NULL, NULL, NULL);
+						((Deferred *) llast(run->deferred))->index = true;
+					}
+				}
 				else if (d->removeType == OBJECT_TRIGGER)
 				{
 					RangeVar   *rv = makeRangeVarFromNameList(list_truncate(list_copy(names),
@@ -865,6 +883,8 @@ cleanup_steps(List *deferred)
 
 		if (d->sql)
 			steps = lappend(steps, pstrdup(d->sql));
+		else if (d->index)
+			steps = lappend(steps, psprintf("DROP INDEX IF EXISTS %s", ec_rel_qualified(d->relid)));
 		else if (d->column)
 			steps = lappend(steps, psprintf("ALTER TABLE %s DROP COLUMN %s",
 											ec_rel_qualified(d->relid),
