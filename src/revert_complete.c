@@ -85,10 +85,9 @@ int			ec_revert_window_s = 0;
 typedef struct Deferred
 {
 	Oid			relid;
-	const char *column;			/* NULL: the table itself */
+	const char *column;			/* NULL: the relation itself (a table, or drop_index's index) */
 	const char *trigger;		/* a dual-write trigger of the table */
 	const char *constraint;		/* a kept-aside foreign key of the table */
-	bool		index;			/* relid is an index that drop_index drops */
 	const char *sql;			/* a statement as is (DROP SCHEMA) */
 } Deferred;
 
@@ -625,10 +624,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 														   d->missing_ok);
 
 					if (OidIsValid(indexid))
-					{
 						defer(run, indexid, NULL, NULL, NULL);
-						((Deferred *) llast(run->deferred))->index = true;
-					}
 				}
 				else if (d->removeType == OBJECT_TRIGGER)
 				{
@@ -883,7 +879,7 @@ cleanup_steps(List *deferred)
 
 		if (d->sql)
 			steps = lappend(steps, pstrdup(d->sql));
-		else if (d->index)
+		else if (get_rel_relkind(d->relid) == RELKIND_INDEX)
 			steps = lappend(steps, psprintf("DROP INDEX IF EXISTS %s", ec_rel_qualified(d->relid)));
 		else if (d->column)
 			steps = lappend(steps, psprintf("ALTER TABLE %s DROP COLUMN %s",
