@@ -300,6 +300,8 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	end = Min(task->total_blocks,
 			  task->next_block + blocks_per_batch(id, task,
 												  ec_pace_rows(&ec_worker.pace, s->batch_size, s->batch_time_ms)));
+	if (s->compact)
+		end = Min(end, task->next_block + ec_compact_batch_blocks(id, task->relid));
 	/* The statement is the same for every batch of a table: built once, on its first batch. */
 	if (ec_worker.batch_plan == NULL || ec_worker.statement_migration != id || ec_worker.statement_relid != task->relid)
 	{

@@ -77,30 +77,50 @@ vacuum_statement(Oid relid, bool interim)
 					ec_rel_qualified(relid));
 }
 
+/* The worker's count of relid's filled blocks, (re)started on the first batch of each table. */
+static void
+track_filled(int64 id, Oid relid)
+{
+	Relation	rel;
+
+	if (relid == ec_worker.filled_relid)
+		return;
+	rel = table_open(relid, AccessShareLock);
+	ec_worker.vacuum_every = Max(VACUUM_MIN_BLOCKS,
+								 (int64) RelationGetNumberOfBlocks(rel) / VACUUM_FRACTION);
+	table_close(rel, AccessShareLock);
+	ec_worker.filled_relid = relid;
+	ec_worker.filled_blocks = 0;
+	ec_worker.vacuum_seq = ec_vacuum_task_seq(id, relid);
+}
+
+/*
+ * The most blocks of relid one batch may fill: a twentieth.  The batches are sized by time, and
+ * on a fast server one batch of a small table can span several twentieths; its new versions would
+ * then go to the table's end before any VACUUM freed room for them.
+ */
+int64
+ec_compact_batch_blocks(int64 id, Oid relid)
+{
+	track_filled(id, relid);
+	return ec_worker.vacuum_every;
+}
+
 /*
  * After a batch of migration id that filled `blocks` blocks of relid: the VACUUM to run once it
  * committed, or NULL; ec_worker.vacuum_seq is its task (0: none, as for a migration queued before
  * 0.2.0, whose VACUUMs show in the backfill's detail).  Counted per worker: several workers filling
- * one table each vacuum after their own twentieth.
+ * one table each vacuum after their own twentieth.  What a batch filled beyond the twentieth
+ * counts towards the next one, so that batches of any size keep one VACUUM per twentieth.
  */
 char *
 ec_compact_after_batch(int64 id, Oid relid, int64 blocks)
 {
-	if (relid != ec_worker.filled_relid)
-	{
-		Relation	rel = table_open(relid, AccessShareLock);
-
-		ec_worker.vacuum_every = Max(VACUUM_MIN_BLOCKS,
-						   (int64) RelationGetNumberOfBlocks(rel) / VACUUM_FRACTION);
-		table_close(rel, AccessShareLock);
-		ec_worker.filled_relid = relid;
-		ec_worker.filled_blocks = 0;
-		ec_worker.vacuum_seq = ec_vacuum_task_seq(id, relid);
-	}
+	track_filled(id, relid);
 	ec_worker.filled_blocks += blocks;
 	if (ec_worker.filled_blocks < ec_worker.vacuum_every)
 		return NULL;
-	ec_worker.filled_blocks = 0;
+	ec_worker.filled_blocks %= ec_worker.vacuum_every;
 	return MemoryContextStrdup(TopMemoryContext, vacuum_statement(relid, true));
 }
 

@@ -572,6 +572,7 @@ extern int	ec_worker_nice;
 
 extern bool ec_compact;
 extern char *ec_compact_after_batch(int64 id, Oid relid, int64 blocks);
+extern int64 ec_compact_batch_blocks(int64 id, Oid relid);
 extern void ec_queue_compaction(EcStartContext *cxt, EcTable *table);
 extern char *ec_compact_cleanup(const char *cleanup);
 extern uint64 ec_skip_compaction(int64 id);
