@@ -432,6 +432,7 @@ extern List *ec_compaction_cleanups(int64 id);
 extern uint64 ec_skip_compaction_tasks(int64 id);
 extern int	ec_vacuum_task_seq(int64 id, Oid relid);
 extern void ec_record_backfill_vacuum(int64 id, int seq, bool running);
+extern void ec_reset_interrupted_vacuums(int64 id);
 extern void ec_restart_backfills(int64 id);
 extern uint64 ec_finished_backfill_totals(void);
 extern uint64 ec_finished_index_build_totals(void);
@@ -601,6 +602,8 @@ extern void ec_complete_with_window(EcMigrationRow *m, const char *schema, List 
 extern void ec_check_no_window(const char *schema);
 extern bool ec_in_revert_window(const char *schema);
 extern char *ec_revert_window_exists_sql(const char *id_expr);
+extern void ec_open_revert_window(int64 id, TimestampTz ends_at, List *revert_steps,
+								  List *cleanup_steps, List *prepare_steps);
 extern bool ec_window_worker(int64 id);
 extern void ec_register_launcher(void);
 

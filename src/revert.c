@@ -68,6 +68,24 @@ ec_revert_window_exists_sql(const char *id_expr)
 					id_expr);
 }
 
+/* The window of migration id, ending at ends_at, with the steps that revert, clean up and prepare it. */
+void
+ec_open_revert_window(int64 id, TimestampTz ends_at, List *revert_steps, List *cleanup_steps,
+					  List *prepare_steps)
+{
+	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[5];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = TimestampTzGetDatum(ends_at);
+	values[2] = ec_list_to_text_array(revert_steps);
+	values[3] = ec_list_to_text_array(cleanup_steps);
+	values[4] = ec_list_to_text_array(prepare_steps);
+	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
+						" (migration_id, ends_at, revert_steps, cleanup_steps, prepare_steps)"
+						" VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL, SPI_OK_INSERT);
+}
+
 /* The window's prepare steps not done yet (keep_primary_key_aside). */
 static List *
 window_prepare_steps(int64 id)

@@ -1037,8 +1037,6 @@ void
 ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs)
 {
 	WindowRun	run;
-	Oid			types[5] = {INT8OID, TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[5];
 	ListCell   *lc;
 
 	foreach(lc, m->relids)
@@ -1092,14 +1090,8 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 			  run_window_steps, &run);
 
 	refresh_dual_writes(m->id);
-	values[0] = Int64GetDatum(m->id);
-	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() + usecs);
-	values[2] = ec_list_to_text_array(run.undo);
-	values[3] = ec_list_to_text_array(cleanup_steps(run.deferred));
-	values[4] = ec_list_to_text_array(run.prepare);
-	(void) ec_state_spi("INSERT INTO " EC_STATE_SCHEMA ".revert_windows"
-						" (migration_id, ends_at, revert_steps, cleanup_steps, prepare_steps)"
-						" VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL, SPI_OK_INSERT);
+	ec_open_revert_window(m->id, GetCurrentTransactionStartTimestamp() + usecs, run.undo,
+						  cleanup_steps(run.deferred), run.prepare);
 	ec_mark_migration_done(m->id);
 	/* Sessions' cached trigger plans learn that the tables are the new version now. */
 	foreach(lc, m->relids)

@@ -491,3 +491,21 @@ ec_record_backfill_vacuum(int64 id, int seq, bool running)
 						"   AND state IN ('pending', 'running', 'throttled')",
 						3, types, values, NULL, SPI_OK_UPDATE);
 }
+
+/*
+ * The VACUUMs of the filled blocks that a worker left "running" when it stopped in the middle of
+ * one (a crash, a terminate): pending again, saying so, rather than shown running until the next
+ * twentieth.  The caller makes sure no worker of the migration is left to be running one.
+ */
+void
+ec_reset_interrupted_vacuums(int64 id)
+{
+	(void) ec_state_spi_id("UPDATE " EC_STATE_SCHEMA ".tasks"
+						   " SET state = 'pending',"
+						   "     detail = 'vacuumed ' || batches || ' time(s) during the backfill, the last"
+						   " one interrupted; vacuums again at the next twentieth and once more after it',"
+						   "     updated_at = pg_catalog.clock_timestamp()"
+						   " WHERE migration_id = $1 AND kind = 'compact' AND state = 'running'"
+						   "   AND detail = 'vacuuming the blocks filled so far'",
+						   id, SPI_OK_UPDATE);
+}

@@ -733,7 +733,6 @@ ec_worker_main(Datum main_arg)
 	 * checks and triggers of whatever the migration's expressions write, which its role could not
 	 * do by itself.
 	 *
-	 * A batch and its progress commit together
 	 * A batch and its progress commit together, so a commit lost in a crash only means that batch
 	 * is done again: no need to wait for each one's WAL flush.
 	 */
@@ -752,6 +751,19 @@ ec_worker_main(Datum main_arg)
 	{
 		begin_step("expand_contract: checking for a restored migration");
 		ec_adopt_restored(args.migration_id);
+		end_step();
+		/*
+		 * A VACUUM of the filled blocks that the previous worker was running when it stopped: no
+		 * longer running, unless one of its helpers (holding the helper lock) still is.
+		 */
+		begin_step("expand_contract: recovering interrupted steps");
+		{
+			LOCKTAG		helpers;
+
+			ec_helper_lock_tag(&helpers, args.dboid, args.migration_id);
+			if (LockAcquire(&helpers, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+				ec_reset_interrupted_vacuums(args.migration_id);
+		}
 		end_step();
 		/* A completed migration in its revert window: wait for the window's end, contract. */
 		if (ec_window_worker(args.migration_id))

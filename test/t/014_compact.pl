@@ -117,6 +117,30 @@ ok(wait_for($node, 'postgres', q{SELECT detail LIKE 'retrying after: canceling s
   FROM expand_contract.tasks WHERE kind = 'compact' AND sql LIKE 'VACUUM%'
    AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}, 't', 60),
 	'the cancelled VACUUM: its task says it is retried');
+# A worker stopped in the middle of one: the next worker does not show it running.  A session
+# waiting behind the VACUUM for a SHARE lock on t gets it when the VACUUM goes, and holds off the
+# next batches (and so the next VACUUM) while the test looks.
+ok(wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill' AND query LIKE 'VACUUM%'}, 't', 120),
+	'the VACUUM of the next twentieth runs');
+my $locker = $node->background_psql('postgres');
+$locker->query_until(qr/locking/, "\\echo locking\nBEGIN; LOCK TABLE t IN SHARE MODE;\n");
+ok(wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_locks
+  WHERE relation = 't'::regclass AND mode = 'ShareLock' AND NOT granted}, 't', 60),
+	'a session waits behind the VACUUM');
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+  WHERE backend_type = 'expand_contract backfill'});
+$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
+ok(wait_for($node, 'postgres', q{SELECT state = 'pending' AND detail ~ '^vacuumed \d+ time\(s\) during the backfill, the last one interrupted; vacuums again at the next twentieth'
+  FROM expand_contract.tasks
+  WHERE kind = 'compact' AND sql LIKE 'VACUUM%' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)},
+	't', 60),
+	'the next worker shows the interrupted VACUUM as pending, not running')
+	or diag($node->safe_psql('postgres', q{SELECT tasks FROM ec_status('public')}));
+unlike($node->safe_psql('postgres', q{SELECT tasks FROM ec_status('public')}), qr/vacuum public\.t running/,
+	'ec_status does not show it running');
+$locker->query_safe('COMMIT');
+$locker->quit;
 $node->safe_psql('postgres', q{ALTER DATABASE postgres RESET vacuum_cost_delay;
   ALTER DATABASE postgres RESET vacuum_cost_limit});
 # A new worker, without the slow settings.
