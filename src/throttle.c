@@ -199,19 +199,25 @@ ec_pace_sleep_ms(EcPace *pace, double nice_ratio, int batch_delay_ms, bool busy)
  * The sleep after a compaction step (a VACUUM of the filled blocks, a REINDEX CONCURRENTLY) that
  * began at `started`: nice_ratio of its time if other sessions worked meanwhile, as after a batch.
  * Such a step is one statement, which cannot pause inside; sleeping after it gives the application
- * the same share of the server over the backfill's whole run.
+ * the same share of the server over the backfill's whole run.  At most a minute: the load of an
+ * hour-long REINDEX is over once it ends, and a half-hour sleep after it would only delay the rest
+ * of the work, not spread that load.
  */
+#define NICE_SLEEP_AFTER_STEP_MAX_MS	(60 * 1000)
+
 long
 ec_nice_sleep_after(TimestampTz started, double nice_ratio)
 {
 	EcLoad		load;
+	double		ms;
 
 	if (nice_ratio <= 0)
 		return 0;
 	ec_read_load(started, &load);
 	if (load.busy == 0)
 		return 0;
-	return (long) (nice_ratio * TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()));
+	ms = nice_ratio * TimestampDifferenceMilliseconds(started, GetCurrentTimestamp());
+	return (long) Min(ms, NICE_SLEEP_AFTER_STEP_MAX_MS);
 }
 
 /*

@@ -817,7 +817,13 @@ ec_worker_main(Datum main_arg)
 		if (result == STEP_FINISHED)
 			break;
 		if (wait_ms > 0)
+		{
+			/* pg_stat_activity says why the worker is idle, rather than its last statement. */
+			pgstat_report_activity(STATE_IDLE,
+								   psprintf("expand_contract: waiting %ld ms before the next step (throttle)",
+											wait_ms));
 			ec_sleep_ms(wait_ms);
+		}
 	}
 	proc_exit(0);
 }

@@ -174,7 +174,7 @@ $node->safe_psql('postgres', q{
   CREATE TABLE big (id int PRIMARY KEY, n int NOT NULL, pad text NOT NULL);
   INSERT INTO big SELECT g, g, repeat('x', 60) FROM generate_series(1, 300000) g;
   VACUUM ANALYZE big;
-  CREATE TABLE nice_samples (compacting bool, sleeping bool);
+  CREATE TABLE nice_samples (compacting bool, sleeping bool, says_waiting bool);
 });
 # Both loops commit each round: a REINDEX CONCURRENTLY waits for every older snapshot.
 my $busy = q{DO $$BEGIN LOOP PERFORM count(*) FROM generate_series(1, 100000); COMMIT; END LOOP; END$$};
@@ -199,7 +199,8 @@ $node->safe_psql('postgres', q{
       INSERT INTO nice_samples
         SELECT NOT EXISTS (SELECT FROM expand_contract.tasks
                             WHERE migration_id = migration AND kind = 'backfill' AND state <> 'done'),
-               a.wait_event_type IS NOT DISTINCT FROM 'Extension'
+               a.wait_event_type IS NOT DISTINCT FROM 'Extension',
+               a.query ~ '^expand_contract: waiting \d+ ms before the next step \(throttle\)$'
           FROM pg_stat_activity a WHERE a.backend_type = 'expand_contract backfill';
       EXIT WHEN NOT FOUND OR clock_timestamp() > deadline;
       COMMIT;
@@ -223,6 +224,8 @@ cmp_ok($backfill_asleep, '>', 0.4 * $backfill_n,
 cmp_ok($compact_n, '>=', 10, 'samples taken during the compaction steps');
 cmp_ok($compact_asleep, '>', 0.4 * $compact_n,
 	'nice_ratio 4 under traffic: the worker sleeps after each VACUUM and REINDEX step');
+is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE sleeping AND says_waiting) > 0.9 * count(*) FILTER (WHERE sleeping)
+  FROM nice_samples}), 't', 'while it sleeps, the worker\'s pg_stat_activity says it waits before the next step');
 $node->safe_psql('postgres', 'SELECT ec_complete()');
 
 ############################################################################
