@@ -146,6 +146,16 @@ SELECT phase, step, relation, lock, sql, rows, note
   FROM ec_plan('v1', (SELECT doc FROM plan_docs WHERE kind = 'alter_column compacted')::jsonb, 'app')
  WHERE phase = 'worker';
 
+-- With an index on the rebuilt column: the migration builds the new column's index itself, and
+-- the compaction rebuilds only the primary key, which survives complete untouched; neither the old
+-- column's index (complete drops it) nor the new one is rebuilt.  ec_start queues the same.
+CREATE INDEX big_v ON app.big (v);
+SELECT phase, step, relation, lock, sql
+  FROM ec_plan('v1', (SELECT doc FROM plan_docs WHERE kind = 'alter_column compacted')::jsonb, 'app')
+ WHERE phase = 'worker';
+SELECT r AS outcome FROM ec_test.plan_vs_start((SELECT doc FROM plan_docs WHERE kind = 'alter_column compacted')) r;
+DROP INDEX app.big_v;
+
 -- The worker's steps of a partitioned table: a backfill per leaf, each with its rows.
 SELECT phase, step, relation, lock, rows, estimate IS NULL AS no_estimate
   FROM ec_plan('v1', (SELECT doc FROM plan_docs WHERE kind = 'alter_column partitioned')::jsonb, 'app')
