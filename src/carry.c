@@ -130,6 +130,22 @@ ec_carry_fk_action(char action)
 	return NULL;				/* keep compiler quiet */
 }
 
+/*
+ * The action of a foreign key that writes its referencing rows ("ON DELETE SET NULL", "ON UPDATE
+ * CASCADE", ...), or NULL when it has none: the carrying code refuses those, each saying why.
+ */
+char *
+ec_carry_fk_writing_action(Form_pg_constraint con)
+{
+	if (con->confdeltype == FKCONSTR_ACTION_SETNULL || con->confdeltype == FKCONSTR_ACTION_SETDEFAULT)
+		return psprintf("ON DELETE %s", ec_carry_fk_action(con->confdeltype));
+	if (con->confupdtype == FKCONSTR_ACTION_CASCADE ||
+		con->confupdtype == FKCONSTR_ACTION_SETNULL ||
+		con->confupdtype == FKCONSTR_ACTION_SETDEFAULT)
+		return psprintf("ON UPDATE %s", ec_carry_fk_action(con->confupdtype));
+	return NULL;
+}
+
 /* pg_constraint's confmatchtype as SQL. */
 const char *
 ec_carry_fk_match(char match)

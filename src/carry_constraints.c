@@ -152,14 +152,8 @@ foreign_key_definition(EcTable *table, HeapTuple tuple, EcRebuildMap *map)
 static void
 refuse_writing_action(EcTable *table, Form_pg_constraint con)
 {
-	const char *writes = NULL;
+	const char *writes = ec_carry_fk_writing_action(con);
 
-	if (con->confdeltype == FKCONSTR_ACTION_SETNULL || con->confdeltype == FKCONSTR_ACTION_SETDEFAULT)
-		writes = psprintf("ON DELETE %s", ec_carry_fk_action(con->confdeltype));
-	else if (con->confupdtype == FKCONSTR_ACTION_CASCADE ||
-			 con->confupdtype == FKCONSTR_ACTION_SETNULL ||
-			 con->confupdtype == FKCONSTR_ACTION_SETDEFAULT)
-		writes = psprintf("ON UPDATE %s", ec_carry_fk_action(con->confupdtype));
 	if (writes)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

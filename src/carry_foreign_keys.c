@@ -312,14 +312,8 @@ read_inbound(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, HeapTuple t
 	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_conkey, &n);
 	if (any_rebuilt(ref_map, keys, n))
 	{
-		const char *writes = NULL;
+		const char *writes = ec_carry_fk_writing_action(con);
 
-		if (con->confdeltype == FKCONSTR_ACTION_SETNULL || con->confdeltype == FKCONSTR_ACTION_SETDEFAULT)
-			writes = psprintf("ON DELETE %s", ec_carry_fk_action(con->confdeltype));
-		else if (con->confupdtype == FKCONSTR_ACTION_CASCADE ||
-				 con->confupdtype == FKCONSTR_ACTION_SETNULL ||
-				 con->confupdtype == FKCONSTR_ACTION_SETDEFAULT)
-			writes = psprintf("ON UPDATE %s", ec_carry_fk_action(con->confupdtype));
 		if (writes)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

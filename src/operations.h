@@ -17,6 +17,7 @@
 #define EC_OPERATIONS_H
 
 #include "expand_contract.h"
+#include "catalog/pg_constraint.h"
 #include "nodes/bitmapset.h"
 
 /* ---- reading the document (document.c) ---- */
@@ -182,6 +183,7 @@ extern EcRebuildMap *ec_rebuild_map(EcTable *table);
 extern void ec_carry_dependents(EcStartContext *cxt, EcTable *table, bool before_backfill);
 extern AttrNumber *ec_carry_constraint_attnums(HeapTuple tuple, AttrNumber attribute, int *n);
 extern const char *ec_carry_fk_action(char action);
+extern char *ec_carry_fk_writing_action(Form_pg_constraint con);
 extern const char *ec_carry_fk_match(char match);
 extern void ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *map,
 							 bool before_backfill);
