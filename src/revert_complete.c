@@ -19,9 +19,9 @@
  * An index that drop_index drops stays as it is until the window's end (nothing to undo).  Only
  * steps with an exact undo are kept aside; a migration with any other complete step (carried
  * views, identities, owned sequences, "sql" operations run at complete, a dropped foreign key
- * whose referenced column stays) or on a partitioned table is refused a window before anything
- * runs: such a step either drops what a kept-aside column still needs or cannot be undone.  A kept-aside
- * column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
+ * whose referenced column stays) is refused a window before anything runs: such a step either
+ * drops what a kept-aside column still needs or cannot be undone.  A partitioned table is one
+ * table: its steps are on the parent and reach every partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
  * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
  * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
  * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
@@ -1038,18 +1038,6 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 {
 	WindowRun	run;
 	ListCell   *lc;
-
-	foreach(lc, m->relids)
-	{
-		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("migration \"%s\" cannot be completed with a revert window", m->name),
-					 errdetail("It changes partitioned table \"%s\"; revert windows do not cover partitioned tables yet.",
-							   get_rel_name(lfirst_oid(lc))),
-					 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0').",
-							 quote_literal_cstr(schema))));
-	}
 
 	/*
 	 * A published table would publish the kept-aside columns and tables to its subscribers, which

@@ -52,6 +52,7 @@
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -76,9 +77,28 @@ EcWorkerState ec_worker;
 
 
 
+/*
+ * Keeps what pg_stat_activity shows the worker doing, unless that is its own bookkeeping
+ * ("expand_contract: recording progress", a wait): a batch, a VACUUM, a CREATE INDEX.
+ */
+static void
+remember_work(void)
+{
+	const char *own = "expand_contract: ";
+
+	if (MyBEEntry == NULL || MyBEEntry->st_activity_raw[0] == '\0' ||
+		strncmp(MyBEEntry->st_activity_raw, own, strlen(own)) == 0)
+		return;
+	if (ec_worker.last_work)
+		pfree(ec_worker.last_work);
+	ec_worker.last_work = MemoryContextStrdup(TopMemoryContext,
+											  pgstat_clip_activity(MyBEEntry->st_activity_raw));
+}
+
 static void
 begin_step(const char *activity)
 {
+	remember_work();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -686,6 +706,20 @@ act_as(Oid login_roleid, Oid roleid)
 	CommitTransactionCommand();
 }
 
+/*
+ * pg_stat_activity says that the worker waits, and after what: "expand_contract: waiting 50 ms
+ * (throttle) after: expand_contract backfill of orders: blocks 0 to 640 of 8334".
+ */
+static void
+report_wait(long wait_ms)
+{
+	remember_work();
+	pgstat_report_activity(STATE_IDLE,
+						   psprintf("expand_contract: waiting %ld ms (throttle)%s%s", wait_ms,
+									ec_worker.last_work ? " after: " : "",
+									ec_worker.last_work ? ec_worker.last_work : ""));
+}
+
 void
 ec_worker_main(Datum main_arg)
 {
@@ -818,10 +852,7 @@ ec_worker_main(Datum main_arg)
 			break;
 		if (wait_ms > 0)
 		{
-			/* pg_stat_activity says why the worker is idle, rather than its last statement. */
-			pgstat_report_activity(STATE_IDLE,
-								   psprintf("expand_contract: waiting %ld ms before the next step (throttle)",
-											wait_ms));
+			report_wait(wait_ms);
 			ec_sleep_ms(wait_ms);
 		}
 	}

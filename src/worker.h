@@ -103,6 +103,9 @@ typedef struct EcWorkerState
 	Oid			filled_relid;
 	int64		filled_blocks;
 	int64		vacuum_every;
+
+	/* The last work the worker reported in pg_stat_activity, for its waits' "after:" (worker.c). */
+	char	   *last_work;
 } EcWorkerState;
 
 extern EcWorkerState ec_worker;
