@@ -371,6 +371,14 @@ SELECT ec_start('bad', '{"operations": [{"create_constraint": {"table": "c", "na
   "columns": ["a"], "up": {"a": "a"}, "down": {"a": "a"}}}]}', 'pt');
 SELECT ec_start('bad', '{"operations": [{"add_column": {"table": "c", "up": "id",
   "column": {"name": "code", "type": "int", "nullable": true, "unique": true}}}]}', 'pt');
+-- A rebuilt key of a partitioned table that a foreign key references: the new key has no unique
+-- index on the parent before complete, so the foreign key could not follow it.
+CREATE TABLE pt.pk (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE pt.pk_all PARTITION OF pt.pk DEFAULT;
+CREATE TABLE pt.pk_refs (id int PRIMARY KEY, pid int, pday date, FOREIGN KEY (pid, pday) REFERENCES pt.pk);
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('pt') x \gset
+SELECT ec_start('bad', '{"operations": [{"alter_column": {"table": "pk", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'pt');
+SELECT * FROM ec_plan('bad', '{"operations": [{"alter_column": {"table": "pk", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'pt');
 SELECT * FROM ec_test.diff(:'before', 'pt');
 
 DROP SCHEMA pt, pt_v7, pt_offline CASCADE;

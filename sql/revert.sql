@@ -418,4 +418,76 @@ COMMIT;
 SELECT phase FROM ec_status('rv');
 
 DROP SCHEMA rv, rv_v7, rvtwin, rvtwin_c1 CASCADE;
+
+-- Partitioned tables: the parent and its partitions as one table (a range partition, one
+-- sub-partitioned by hash, a default partition).
+DO $$
+DECLARE
+  nsp text;
+BEGIN
+  FOREACH nsp IN ARRAY ARRAY['rvp', 'rvptwin'] LOOP
+    EXECUTE format('CREATE SCHEMA %I', nsp);
+    EXECUTE format('CREATE TABLE %I.events (id int, day date, cents int, who text, note text,'
+                   ' PRIMARY KEY (id, day)) PARTITION BY RANGE (day)', nsp);
+    EXECUTE format('CREATE TABLE %I.events_2025 PARTITION OF %I.events'
+                   ' FOR VALUES FROM (''2025-01-01'') TO (''2026-01-01'')', nsp, nsp);
+    EXECUTE format('CREATE TABLE %I.events_2026 PARTITION OF %I.events'
+                   ' FOR VALUES FROM (''2026-01-01'') TO (''2027-01-01'') PARTITION BY HASH (id)', nsp, nsp);
+    EXECUTE format('CREATE TABLE %I.events_2026_a PARTITION OF %I.events_2026 FOR VALUES WITH (MODULUS 2, REMAINDER 0)', nsp, nsp);
+    EXECUTE format('CREATE TABLE %I.events_2026_b PARTITION OF %I.events_2026 FOR VALUES WITH (MODULUS 2, REMAINDER 1)', nsp, nsp);
+    EXECUTE format('CREATE TABLE %I.events_other PARTITION OF %I.events DEFAULT', nsp, nsp);
+    EXECUTE format('CREATE INDEX events_who ON %I.events (who)', nsp);
+    EXECUTE format('INSERT INTO %I.events SELECT g, date ''2025-03-01'' + g * 60, g * 10, ''w'' || g, ''n'' || g'
+                   ' FROM generate_series(1, 12) g', nsp);
+    -- A first migration, so that the one under test has a previous version schema (<nsp>_v1).
+    PERFORM ec_start('v1', '{"operations": [{"rename_column": {"table": "events", "from": "note", "to": "remark"}}]}', nsp);
+    PERFORM ec_complete(nsp);
+  END LOOP;
+END $$;
+\set parted '{"operations": [{"alter_column": {"table": "events", "column": "cents", "name": "amount", "type": "numeric(12,2)", "up": "cents / 100.0", "down": "(amount * 100)::int"}}, {"rename_column": {"table": "events", "from": "who", "to": "client"}}, {"add_column": {"table": "events", "column": {"name": "code", "type": "text", "nullable": false, "default": "''x''"}, "up": "''c'' || id"}}, {"drop_column": {"table": "events", "column": "remark", "down": "''restored '' || id"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvp') x \gset
+SELECT ec_start('v2', :'parted', 'rvp');
+CALL ec_wait('rvp');
+SELECT ec_complete('rvp', revert_window => '1 day');
+SELECT phase FROM ec_status('rvp') LIMIT 1;
+SELECT tableoid::regclass AS part, * FROM rvp.events ORDER BY id;
+-- Writes through the new version, into several partitions, and through the old one.
+INSERT INTO rvp.events (id, day, amount, client) VALUES (13, '2025-02-01', 7.5, 'new13'), (14, '2026-07-01', 1.25, 'new14'), (15, '2030-01-01', 2, 'new15');
+UPDATE rvp.events SET amount = 9.99 WHERE id = 1;
+SET search_path TO rvp_v1;
+INSERT INTO events (id, day, cents, who, remark) VALUES (16, '2026-03-01', 990, 'old16', 'r16');
+UPDATE events SET cents = 333 WHERE id = 2;
+RESET search_path;
+SELECT tableoid::regclass AS part, * FROM rvp.events ORDER BY id;
+SELECT * FROM rvp_v1.events ORDER BY id;
+-- Partitions cannot come or go during the window.
+SELECT ec_test.try($$CREATE TABLE rvp.events_2031 PARTITION OF rvp.events FOR VALUES FROM ('2031-01-01') TO ('2032-01-01')$$);
+SELECT ec_test.try($$ALTER TABLE rvp.events DETACH PARTITION rvp.events_2025$$);
+SELECT ec_revert('rvp');
+SELECT * FROM ec_test.diff(:'before', 'rvp');
+SELECT * FROM ec_test.leftovers();
+SELECT tableoid::regclass AS part, * FROM rvp.events ORDER BY id;
+-- Again, then cleanup: the shape a plain complete leaves.
+SELECT ec_start('v2', :'parted', 'rvp');
+SELECT ec_start('v2', :'parted', 'rvptwin');
+CALL ec_wait('rvp');
+CALL ec_wait('rvptwin');
+SELECT ec_complete('rvp', revert_window => '1 day');
+SELECT ec_complete('rvptwin');
+SELECT ec_cleanup('rvp');
+SELECT * FROM ec_test.same_as_twin('rvp', 'rvptwin');
+SELECT * FROM ec_test.leftovers();
+SELECT tableoid::regclass AS part, * FROM rvp.events ORDER BY id;
+-- A rebuilt primary key of a partitioned table is refused a window (nothing changed); a plain
+-- complete or a rollback still works.
+CREATE TABLE rvp.keyed (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE rvp.keyed_all PARTITION OF rvp.keyed DEFAULT;
+INSERT INTO rvp.keyed VALUES (1, '2026-01-01');
+SELECT ec_start('v3', '{"operations": [{"alter_column": {"table": "keyed", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'rvp');
+CALL ec_wait('rvp');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvp') x \gset
+SELECT ec_complete('rvp', revert_window => '1 day');
+SELECT * FROM ec_test.diff(:'before', 'rvp');
+SELECT ec_rollback('rvp');
+DROP SCHEMA rvp, rvp_v2, rvptwin, rvptwin_v2 CASCADE;
 DELETE FROM expand_contract.migrations;

@@ -252,6 +252,20 @@ read_inbound(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, HeapTuple t
 		return ik;
 	}
 
+	/*
+	 * A foreign key to a partitioned table needs a unique index on the parent.  The new key's is
+	 * built concurrently per partition and becomes the parent's only at complete, with the primary
+	 * key (ADD CONSTRAINT ... USING INDEX does not take a partitioned index), too late for the new
+	 * foreign key, which the worker adds and validates before.
+	 */
+	if (get_rel_relkind(table->relid) == RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot re-point foreign key \"%s\" of table \"%s\" to the rebuilt columns of partitioned table \"%s\"",
+						ik->name, tname, get_rel_name(table->relid)),
+				 errdetail("A foreign key to a partitioned table needs a unique index on the parent, and the "
+						   "rebuilt key's index is built on each partition and reaches the parent only at complete."),
+				 errhint("Drop the foreign key in a \"sql\" operation first and recreate it after completing.")));
 	if (con->coninhcount > 0 || OidIsValid(con->conparentid) || relkind == RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -185,6 +185,16 @@ unsupported(Node *stmt)
 							if (IsA(con, Constraint) && con->indexname != NULL &&
 								(con->contype == CONSTR_UNIQUE || con->contype == CONSTR_PRIMARY))
 								return NULL;
+							/*
+							 * A partitioned table's carried key: its partitions' keys come from
+							 * their built indexes, the parent's is made over them.  Keeping the
+							 * old key aside would need a copy built on every partition.
+							 */
+							if (IsA(con, Constraint) &&
+								(con->contype == CONSTR_UNIQUE || con->contype == CONSTR_PRIMARY) &&
+								get_rel_relkind(RangeVarGetRelid(a->relation, NoLock, true)) ==
+								RELKIND_PARTITIONED_TABLE)
+								return "adds the carried primary key or unique constraint of a partitioned table";
 							return "adds a constraint other than a carried unique or primary key one";
 						}
 					default:
