@@ -490,4 +490,62 @@ SELECT ec_complete('rvp', revert_window => '1 day');
 SELECT * FROM ec_test.diff(:'before', 'rvp');
 SELECT ec_rollback('rvp');
 DROP SCHEMA rvp, rvp_v2, rvptwin, rvptwin_v2 CASCADE;
+-- Carried views (a view on a view, with options, a comment, a column comment and default, grants and
+-- a column grant): complete renames the old ones aside (_ec_old_<name>, still reading the kept-aside
+-- column) and creates them again over the new one; ec_revert drops the new ones and renames the old
+-- ones back; the cleanup drops the old ones.
+CREATE ROLE regress_rv_viewer;
+DO $$
+DECLARE
+  nsp text;
+BEGIN
+  FOREACH nsp IN ARRAY ARRAY['rvv', 'rvvtwin'] LOOP
+    EXECUTE format('CREATE SCHEMA %I', nsp);
+    EXECUTE format('CREATE TABLE %I.t (id int PRIMARY KEY, a int, b text)', nsp);
+    EXECUTE format('INSERT INTO %I.t VALUES (1, 10, ''x''), (2, 20, ''y'')', nsp);
+    EXECUTE format('CREATE VIEW %I.v WITH (security_barrier) AS SELECT id, a + 1 AS a1, b FROM %I.t', nsp, nsp);
+    EXECUTE format('COMMENT ON VIEW %I.v IS ''the v''', nsp);
+    EXECUTE format('COMMENT ON COLUMN %I.v.a1 IS ''a plus one''', nsp);
+    EXECUTE format('ALTER VIEW %I.v ALTER COLUMN b SET DEFAULT ''dflt''', nsp);
+    EXECUTE format('CREATE VIEW %I.w AS SELECT * FROM %I.v WHERE a1 > 0', nsp, nsp);
+    EXECUTE format('GRANT SELECT ON %I.v TO regress_rv_viewer', nsp);
+    EXECUTE format('GRANT SELECT (id) ON %I.w TO regress_rv_viewer', nsp);
+    PERFORM ec_start('v1', '{"operations": [{"rename_column": {"table": "t", "from": "b", "to": "bb"}}]}', nsp);
+    PERFORM ec_complete(nsp);
+  END LOOP;
+END $$;
+\set widen '{"operations": [{"alter_column": {"table": "t", "column": "a", "type": "bigint", "up": "a", "down": "a::int"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvv') x \gset
+SELECT array_agg(x ORDER BY x) AS before_views FROM ec_test.views('rvv') x \gset
+SELECT ec_start('v2', :'widen', 'rvv');
+CALL ec_wait('rvv');
+SELECT ec_complete('rvv', revert_window => '1 day');
+SELECT relname FROM pg_class WHERE relnamespace = 'rvv'::regnamespace AND relkind = 'v' ORDER BY 1;
+SELECT * FROM ec_test.views('rvv') ORDER BY 1;
+INSERT INTO rvv.t (id, a, bb) VALUES (3, 30, 'z');
+SET search_path TO rvv_v1;
+INSERT INTO t (id, a, bb) VALUES (4, 40, 'old');
+RESET search_path;
+SELECT * FROM rvv.w ORDER BY id;
+SELECT * FROM rvv._ec_old_w ORDER BY id;
+SELECT ec_revert('rvv');
+SELECT * FROM ec_test.diff(:'before', 'rvv');
+SELECT x FROM ec_test.views('rvv') x EXCEPT SELECT unnest(:'before_views'::text[]);
+SELECT c.relname, c.relacl, c.reloptions, obj_description(c.oid, 'pg_class') AS comment
+  FROM pg_class c WHERE c.relnamespace = 'rvv'::regnamespace AND c.relkind = 'v' ORDER BY 1;
+SELECT * FROM rvv.w ORDER BY id;
+SELECT ec_start('v2', :'widen', 'rvv');
+SELECT ec_start('v2', :'widen', 'rvvtwin');
+CALL ec_wait('rvv');
+CALL ec_wait('rvvtwin');
+SELECT ec_complete('rvv', revert_window => '1 day');
+SELECT ec_complete('rvvtwin');
+SELECT ec_cleanup('rvv');
+SELECT * FROM ec_test.same_as_twin('rvv', 'rvvtwin');
+SELECT * FROM ec_test.leftovers();
+SELECT c.relname, c.relacl, c.reloptions, obj_description(c.oid, 'pg_class') AS comment
+  FROM pg_class c WHERE c.relnamespace = 'rvv'::regnamespace AND c.relkind = 'v' ORDER BY 1;
+SELECT * FROM rvv.w ORDER BY id;
+DROP SCHEMA rvv, rvv_v2, rvvtwin, rvvtwin_v2 CASCADE;
+DROP ROLE regress_rv_viewer;
 DELETE FROM expand_contract.migrations;

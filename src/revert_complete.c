@@ -16,12 +16,15 @@
  * migration's rollback steps, which leave it exactly as before ec_start (what ec_rollback does).
  * The window's end runs the drops that complete deferred (the cleanup steps).
  *
- * An index that drop_index drops stays as it is until the window's end (nothing to undo).  Only
- * steps with an exact undo are kept aside; a migration with any other complete step (carried
- * views, identities, owned sequences, "sql" operations run at complete, a dropped foreign key
- * whose referenced column stays) is refused a window before anything runs: such a step either
- * drops what a kept-aside column still needs or cannot be undone.  A partitioned table is one
- * table: its steps are on the parent and reach every partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
+ * An index that drop_index drops stays as it is until the window's end (nothing to undo).  A
+ * carried view is renamed aside as it is (_ec_old_<name>, reading the kept-aside column), and the
+ * steps that create it again, and set its owner, grants, comments and options, are undone by
+ * dropping the new one.  Only steps with an exact undo are kept aside; a migration with any other
+ * complete step (carried materialized views and triggers, identities, owned sequences, "sql"
+ * operations run at complete, a dropped foreign key whose referenced column stays) is refused a
+ * window before anything runs: such a step either drops what a kept-aside column still needs or
+ * cannot be undone.  A partitioned table is one table: its steps are on the parent and reach every
+ * partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
  * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
  * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
  * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
@@ -101,6 +104,7 @@ typedef struct WindowRun
 	List	   *deferred;
 	List	   *prepare;		/* for the worker at the window's start */
 	const char *step;			/* for the error context */
+	List	   *created_views;	/* OIDs of the carried views the steps created again */
 } WindowRun;
 
 static void
@@ -147,6 +151,9 @@ unsupported(Node *stmt)
 			{
 				DropStmt   *d = (DropStmt *) stmt;
 
+				/* Carried views: kept aside under _ec_old_ names, created again after. */
+				if (d->removeType == OBJECT_VIEW)
+					return NULL;
 				if (list_length(d->objects) != 1)
 					return "drops several objects";
 				if (d->removeType == OBJECT_TABLE || d->removeType == OBJECT_SCHEMA ||
@@ -162,6 +169,9 @@ unsupported(Node *stmt)
 				AlterTableStmt *a = (AlterTableStmt *) stmt;
 				AlterTableCmd *cmd;
 
+				/* A carried view's owner, options or defaults: run_step checks it is a new one. */
+				if (a->objtype == OBJECT_VIEW)
+					return NULL;
 				if (a->objtype != OBJECT_TABLE || list_length(a->cmds) != 1)
 					return "changes something other than a table's column";
 				cmd = linitial(a->cmds);
@@ -211,9 +221,19 @@ unsupported(Node *stmt)
 				return "renames an object that is not a table, column, constraint or index";
 			}
 		case T_CommentStmt:
-			if (((CommentStmt *) stmt)->objtype == OBJECT_COLUMN)
+			if (((CommentStmt *) stmt)->objtype == OBJECT_COLUMN ||
+				((CommentStmt *) stmt)->objtype == OBJECT_VIEW)
 				return NULL;
-			return "comments on an object that is not a column";
+			return "comments on an object that is not a column or a view";
+		case T_ViewStmt:
+			if (((ViewStmt *) stmt)->replace)
+				return "replaces a view";
+			return NULL;
+		case T_GrantStmt:
+			if (((GrantStmt *) stmt)->is_grant && ((GrantStmt *) stmt)->targtype == ACL_TARGET_OBJECT &&
+				((GrantStmt *) stmt)->objtype == OBJECT_TABLE)
+				return NULL;
+			return "grants or revokes privileges other than a carried view's";
 		default:
 			return "runs a statement (a \"sql\" operation or a carried object's)";
 	}
@@ -606,6 +626,17 @@ keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 }
 
 /*
+ * A step that changes a view (its owner, grants, comment, options, defaults) needs no undo when the
+ * view is one the steps created again: the undo of its creation drops it.
+ */
+static void
+require_created_view(WindowRun *run, const char *step, Oid relid)
+{
+	if (!list_member_oid(run->created_views, relid))
+		refuse(run, step, "changes a view that the migration does not create");
+}
+
+/*
  * Runs one step, or what keeps its object aside, and records its undo, read off the catalog as it
  * is just before the step.
  */
@@ -619,7 +650,36 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				DropStmt   *d = (DropStmt *) stmt;
 				List	   *names = linitial(d->objects);
 
-				if (d->removeType == OBJECT_SCHEMA)
+				if (d->removeType == OBJECT_VIEW)
+				{
+					ListCell   *lc;
+
+					/*
+					 * Carried views: renamed aside, as they are (their grants, comments, owner
+					 * and options stay on them), still reading the kept-aside column, which
+					 * they bind by number; the steps after create them again over the new one.
+					 */
+					foreach(lc, d->objects)
+					{
+						Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(lfirst(lc)),
+															 NoLock, d->missing_ok);
+						char	   *name;
+						char	   *aside;
+
+						if (!OidIsValid(relid))
+							continue;
+						if (get_rel_relkind(relid) != RELKIND_VIEW)
+							refuse(run, step, "drops a relation that is not a view");
+						name = get_rel_name(relid);
+						aside = ec_temp_name("_ec_old_", name);
+						ec_exec(psprintf("ALTER VIEW %s RENAME TO %s", ec_rel_qualified(relid),
+										 quote_identifier(aside)));
+						push_undo(run, psprintf("ALTER VIEW %s RENAME TO %s", sibling(relid, aside),
+												quote_identifier(name)));
+						defer(run, relid, NULL, NULL, NULL);
+					}
+				}
+				else if (d->removeType == OBJECT_SCHEMA)
 				{
 					/* The previous version's schema: its views read the kept-aside columns. */
 					defer(run, InvalidOid, NULL, NULL, step);
@@ -673,6 +733,11 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				Oid			relid = step_relid(a->relation);
 				char	   *tsql = ec_rel_qualified(relid);
 
+				if (a->objtype == OBJECT_VIEW)
+				{
+					require_created_view(run, step, relid);
+					break;
+				}
 				switch (cmd->subtype)
 				{
 					case AT_DropColumn:
@@ -800,7 +865,34 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				}
 				break;
 			}
+		case T_ViewStmt:
+			{
+				ViewStmt   *v = (ViewStmt *) stmt;
+				Oid			relid;
+
+				ec_exec(step);
+				relid = RangeVarGetRelid(v->view, NoLock, false);
+				run->created_views = lappend_oid(run->created_views, relid);
+				push_undo(run, psprintf("DROP VIEW %s", ec_rel_qualified(relid)));
+				return;
+			}
+		case T_GrantStmt:
+			{
+				ListCell   *lc;
+
+				foreach(lc, ((GrantStmt *) stmt)->objects)
+					require_created_view(run, step, RangeVarGetRelid(lfirst(lc), NoLock, false));
+				break;
+			}
 		case T_CommentStmt:
+			if (((CommentStmt *) stmt)->objtype == OBJECT_VIEW)
+			{
+				List	   *names = castNode(List, ((CommentStmt *) stmt)->object);
+
+				require_created_view(run, step,
+									 RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock, false));
+				break;
+			}
 			{
 				CommentStmt *c = (CommentStmt *) stmt;
 				List	   *names = castNode(List, c->object);
@@ -873,7 +965,13 @@ cleanup_steps(List *deferred)
 	List	   *steps = NIL;
 	ListCell   *lc;
 
-	/* Triggers first (they read the old columns), then columns and tables, the schema last. */
+	StringInfoData views;
+
+	/*
+	 * Triggers and the kept-aside views first (they read the old columns; the views, dropped in
+	 * one statement, may read each other), then columns and tables, the schema last.
+	 */
+	initStringInfo(&views);
 	foreach(lc, deferred)
 	{
 		Deferred   *d = lfirst(lc);
@@ -882,11 +980,18 @@ cleanup_steps(List *deferred)
 			steps = lappend(steps, psprintf("DROP TRIGGER IF EXISTS %s ON %s",
 											quote_identifier(d->trigger),
 											ec_rel_qualified(d->relid)));
+		else if (!d->sql && !d->column && !d->constraint && get_rel_relkind(d->relid) == RELKIND_VIEW)
+			appendStringInfo(&views, "%s%s", views.len ? ", " : "", ec_rel_qualified(d->relid));
 	}
+	if (views.len)
+		steps = lappend(steps, psprintf("DROP VIEW IF EXISTS %s", views.data));
 	foreach(lc, deferred)
 	{
 		Deferred   *d = lfirst(lc);
 
+		if (!d->sql && !d->column && !d->constraint && !d->trigger &&
+			get_rel_relkind(d->relid) == RELKIND_VIEW)
+			continue;
 		if (d->sql)
 			steps = lappend(steps, pstrdup(d->sql));
 		else if (get_rel_relkind(d->relid) == RELKIND_INDEX)
