@@ -548,4 +548,45 @@ SELECT c.relname, c.relacl, c.reloptions, obj_description(c.oid, 'pg_class') AS 
 SELECT * FROM rvv.w ORDER BY id;
 DROP SCHEMA rvv, rvv_v2, rvvtwin, rvvtwin_v2 CASCADE;
 DROP ROLE regress_rv_viewer;
+-- A serial primary key referenced by a foreign key, int to bigint: complete moves the sequence to
+-- the new column (OWNED BY), ec_revert moves it back to the old one (the same attribute), the
+-- cleanup leaves it on the new one.
+CREATE SCHEMA rvs;
+CREATE TABLE rvs.t (id serial PRIMARY KEY, b text);
+CREATE TABLE rvs.r (id int PRIMARY KEY, tid int REFERENCES rvs.t);
+INSERT INTO rvs.t (b) VALUES ('x'), ('y');
+INSERT INTO rvs.r VALUES (1, 1);
+SELECT ec_start('v1', '{"operations": [{"rename_column": {"table": "t", "from": "b", "to": "bb"}}]}', 'rvs');
+SELECT ec_complete('rvs');
+CREATE FUNCTION ec_test.sequence_owner(seq regclass) RETURNS text LANGUAGE sql AS $$
+  SELECT a.attrelid::regclass || '.' || a.attname || ' (attribute ' || a.attnum || ')'
+    FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+   WHERE d.classid = 'pg_class'::regclass AND d.objid = seq AND d.deptype = 'a'
+$$;
+SELECT ec_test.sequence_owner('rvs.t_id_seq');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvs') x \gset
+\set serial '{"operations": [{"alter_column": {"table": "t", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}'
+SELECT ec_start('v2', :'serial', 'rvs');
+CALL ec_wait('rvs');
+SELECT ec_complete('rvs', revert_window => '1 day');
+SELECT regexp_replace(ec_test.sequence_owner('rvs.t_id_seq'), '\d+\)$', 'N)') AS owner;
+INSERT INTO rvs.t (bb) VALUES ('new');
+SET search_path TO rvs_v1;
+INSERT INTO t (bb) VALUES ('old');
+RESET search_path;
+CALL ec_test.wait_prepared();
+SELECT ec_revert('rvs');
+SELECT * FROM ec_test.diff(:'before', 'rvs');
+SELECT ec_test.sequence_owner('rvs.t_id_seq');
+SELECT count(*), count(DISTINCT id) FROM rvs.t;
+INSERT INTO rvs.t (bb) VALUES ('after');
+SELECT ec_start('v2', :'serial', 'rvs');
+CALL ec_wait('rvs');
+SELECT ec_complete('rvs', revert_window => '1 day');
+SELECT ec_cleanup('rvs');
+SELECT regexp_replace(ec_test.sequence_owner('rvs.t_id_seq'), '\d+\)$', 'N)') AS owner;
+SELECT * FROM ec_test.leftovers();
+SELECT bb FROM rvs.t ORDER BY id;
+DROP SCHEMA rvs, rvs_v2 CASCADE;
+DROP FUNCTION ec_test.sequence_owner(regclass);
 DELETE FROM expand_contract.migrations;

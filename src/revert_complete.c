@@ -19,8 +19,9 @@
  * An index that drop_index drops stays as it is until the window's end (nothing to undo).  A
  * carried view is renamed aside as it is (_ec_old_<name>, reading the kept-aside column), and the
  * steps that create it again, and set its owner, grants, comments and options, are undone by
- * dropping the new one.  Only steps with an exact undo are kept aside; a migration with any other
- * complete step (carried materialized views and triggers, identities, owned sequences, "sql"
+ * dropping the new one.  A serial column's sequence, which complete moves to the rebuilt column
+ * (OWNED BY), is moved back.  Only steps with an exact undo are kept aside; a migration with any other
+ * complete step (carried materialized views and triggers, identities, "sql"
  * operations run at complete, a dropped foreign key whose referenced column stays) is refused a
  * window before anything runs: such a step either drops what a kept-aside column still needs or
  * cannot be undone.  A partitioned table is one table: its steps are on the parent and reach every
@@ -225,6 +226,16 @@ unsupported(Node *stmt)
 				((CommentStmt *) stmt)->objtype == OBJECT_VIEW)
 				return NULL;
 			return "comments on an object that is not a column or a view";
+		case T_AlterSeqStmt:
+			{
+				List	   *options = ((AlterSeqStmt *) stmt)->options;
+
+				/* A serial column's sequence, moved to the rebuilt column. */
+				if (list_length(options) == 1 &&
+					strcmp(((DefElem *) linitial(options))->defname, "owned_by") == 0)
+					return NULL;
+				return "changes a sequence other than by OWNED BY";
+			}
 		case T_ViewStmt:
 			if (((ViewStmt *) stmt)->replace)
 				return "replaces a view";
@@ -863,6 +874,24 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 												quote_identifier(get_rel_name(relid))));
 						break;
 				}
+				break;
+			}
+		case T_AlterSeqStmt:
+			{
+				/*
+				 * The sequence's owning column before the step.  Its undo runs after the later
+				 * steps' undo, when that column has its name back: the name it has now.
+				 */
+				Oid			seqid = RangeVarGetRelid(((AlterSeqStmt *) stmt)->sequence, NoLock, false);
+				Oid			tableid;
+				int32		colid;
+
+				if (sequenceIsOwned(seqid, DEPENDENCY_AUTO, &tableid, &colid))
+					push_undo(run, psprintf("ALTER SEQUENCE %s OWNED BY %s.%s", ec_rel_qualified(seqid),
+											ec_rel_qualified(tableid),
+											quote_identifier(get_attname(tableid, colid, false))));
+				else
+					push_undo(run, psprintf("ALTER SEQUENCE %s OWNED BY NONE", ec_rel_qualified(seqid)));
 				break;
 			}
 		case T_ViewStmt:
