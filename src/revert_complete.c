@@ -20,12 +20,14 @@
  * carried view is renamed aside as it is (_ec_old_<name>, reading the kept-aside column), and the
  * steps that create it again, and set its owner, grants, comments and options, are undone by
  * dropping the new one.  A serial column's sequence, which complete moves to the rebuilt column
- * (OWNED BY), is moved back.  Only steps with an exact undo are kept aside; a migration with any other
- * complete step (carried materialized views and triggers, identities, "sql"
+ * (OWNED BY), is moved back; an identity's new sequence takes over from the old one for both
+ * versions until the revert (carry_sequence_defaults).  Only steps with an exact undo are kept
+ * aside; a migration with any other complete step (carried materialized views and triggers, "sql"
  * operations run at complete, a dropped foreign key whose referenced column stays) is refused a
  * window before anything runs: such a step either drops what a kept-aside column still needs or
  * cannot be undone.  A partitioned table is one table: its steps are on the parent and reach every
- * partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys go aside with it (renamed
+ * partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys
+ * go aside with it (renamed
  * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
  * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
  * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
@@ -74,6 +76,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -138,6 +141,38 @@ is_dual_write_trigger(const char *name)
 }
 
 /*
+ * Is the step the carried identity's "SELECT pg_catalog.setval('<new sequence>', last_value,
+ * is_called) FROM <old sequence>"?  If so, its two sequences' names.
+ */
+static bool
+identity_setval(SelectStmt *select, char **new_seq, RangeVar **old_seq)
+{
+	ResTarget  *target;
+	FuncCall   *call;
+	A_Const    *arg;
+
+	if (list_length(select->targetList) != 1 || list_length(select->fromClause) != 1 ||
+		!IsA(linitial(select->fromClause), RangeVar) || select->whereClause != NULL)
+		return false;
+	target = linitial(select->targetList);
+	if (!IsA(target->val, FuncCall))
+		return false;
+	call = (FuncCall *) target->val;
+	if (list_length(call->funcname) != 2 || strcmp(strVal(linitial(call->funcname)), "pg_catalog") != 0 ||
+		strcmp(strVal(lsecond(call->funcname)), "setval") != 0 || list_length(call->args) != 3 ||
+		!IsA(linitial(call->args), A_Const))
+		return false;
+	arg = linitial(call->args);
+	if (arg->isnull || !IsA(&arg->val, String))
+		return false;
+	if (new_seq)
+		*new_seq = strVal(&arg->val);
+	if (old_seq)
+		*old_seq = linitial(select->fromClause);
+	return true;
+}
+
+/*
  * The first pass, before anything runs: is every step one that can be kept aside or undone?
  * Returns NULL if so, else why not.
  */
@@ -182,6 +217,7 @@ unsupported(Node *stmt)
 					case AT_SetNotNull:
 					case AT_ColumnDefault:
 					case AT_ValidateConstraint:
+					case AT_AddIdentity:	/* an identity column's, on the rebuilt column */
 						return NULL;
 					case AT_DropConstraint:
 						/*
@@ -217,9 +253,10 @@ unsupported(Node *stmt)
 				RenameStmt *r = (RenameStmt *) stmt;
 
 				if (r->renameType == OBJECT_COLUMN || r->renameType == OBJECT_TABLE ||
-					r->renameType == OBJECT_TABCONSTRAINT || r->renameType == OBJECT_INDEX)
+					r->renameType == OBJECT_TABCONSTRAINT || r->renameType == OBJECT_INDEX ||
+					r->renameType == OBJECT_SEQUENCE)
 					return NULL;
-				return "renames an object that is not a table, column, constraint or index";
+				return "renames an object that is not a table, column, constraint, index or sequence";
 			}
 		case T_CommentStmt:
 			if (((CommentStmt *) stmt)->objtype == OBJECT_COLUMN ||
@@ -236,6 +273,10 @@ unsupported(Node *stmt)
 					return NULL;
 				return "changes a sequence other than by OWNED BY";
 			}
+		case T_SelectStmt:
+			if (identity_setval((SelectStmt *) stmt, NULL, NULL))
+				return NULL;
+			return "runs a query";
 		case T_ViewStmt:
 			if (((ViewStmt *) stmt)->replace)
 				return "replaces a view";
@@ -637,6 +678,80 @@ keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 }
 
 /*
+ * An identity column kept aside keeps its sequence, which the rebuilt column's new identity
+ * sequence is about to be renamed to: it goes aside too.  (The column's drop at the window's end
+ * drops it.)
+ */
+static void
+keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum)
+{
+	Oid			seqid = getIdentitySequence(relid, attnum, true);
+	char	   *name;
+	char	   *aside;
+
+	if (!OidIsValid(seqid))
+		return;
+	name = get_rel_name(seqid);
+	aside = ec_temp_name("_ec_old_", name);
+	ec_exec(psprintf("ALTER SEQUENCE %s RENAME TO %s", ec_rel_qualified(seqid), quote_identifier(aside)));
+	push_undo(run, psprintf("ALTER SEQUENCE %s RENAME TO %s", sibling(seqid, aside),
+							quote_identifier(name)));
+	CommandCounterIncrement();
+}
+
+/*
+ * The carried identity's setval: the rebuilt column's new sequence takes over from the old
+ * column's.  During the window both versions must draw from the new one: the defaults that still
+ * call the old one's nextval (the previous version's views) are pointed at the new one.  At the
+ * revert the old sequence takes over again, advanced past every value the new one gave.  Both
+ * undo steps run once the later steps' renames are undone, under the sequences' names of now.
+ */
+static void
+carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(old_seq)};
+	uint64		n;
+	List	   *relids = NIL;
+	List	   *attnums = NIL;
+	ListCell   *lc,
+			   *lc2;
+
+	push_undo(run, psprintf("SELECT pg_catalog.setval(%s, GREATEST(o.last_value, n.last_value), true)"
+							" FROM %s o, %s n",
+							quote_literal_cstr(ec_rel_qualified(old_seq)), ec_rel_qualified(old_seq),
+							ec_rel_qualified(new_seq)));
+	n = ec_spi("SELECT d.adrelid, d.adnum FROM pg_catalog.pg_attrdef d"
+			   "  JOIN pg_catalog.pg_depend p ON p.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass"
+			   "   AND p.objid = d.oid AND p.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "   AND p.refobjid = $1"
+			   "  JOIN pg_catalog.pg_class c ON c.oid = d.adrelid AND c.relkind = 'v'"
+			   " ORDER BY 1, 2", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		relids = lappend_oid(relids, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 1, &isnull)));
+		attnums = lappend_int(attnums, DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 2, &isnull)));
+	}
+	forboth(lc, relids, lc2, attnums)
+	{
+		Oid			relid = lfirst_oid(lc);
+		AttrNumber	attnum = (AttrNumber) lfirst_int(lc2);
+		char	   *column = get_attname(relid, attnum, false);
+		char	   *def = column_default(relid, attnum);
+
+		ec_exec(psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT pg_catalog.nextval(%s::pg_catalog.regclass)",
+						 ec_rel_qualified(relid), quote_identifier(column),
+						 quote_literal_cstr(ec_rel_qualified(new_seq))));
+		push_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT %s", ec_rel_qualified(relid),
+								quote_identifier(column), def));
+	}
+}
+
+/*
  * A step that changes a view (its owner, grants, comment, options, defaults) needs no undo when the
  * view is one the steps created again: the undo of its creation drops it.
  */
@@ -746,6 +861,17 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 
 				if (a->objtype == OBJECT_VIEW)
 				{
+					/* A version view's default: the identity's nextval, which the column takes over. */
+					if (!list_member_oid(run->created_views, relid) && cmd->subtype == AT_ColumnDefault)
+					{
+						AttrNumber	attnum = get_attnum(relid, cmd->name);
+						char	   *def = attnum ? column_default(relid, attnum) : NULL;
+
+						push_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s %s", tsql,
+												quote_identifier(cmd->name),
+												def ? psprintf("SET DEFAULT %s", def) : "DROP DEFAULT"));
+						break;
+					}
 					require_created_view(run, step, relid);
 					break;
 				}
@@ -760,6 +886,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							if (attnum == InvalidAttrNumber)
 								return;
 							primary = keep_dependents_aside(run, relid, attnum, cmd->name);
+							keep_identity_sequence_aside(run, relid, attnum);
 							aside = ec_temp_name("_ec_old_", cmd->name);
 							ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 											 quote_identifier(cmd->name), quote_identifier(aside)));
@@ -773,6 +900,11 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							defer(run, relid, aside, NULL, NULL);
 							return;
 						}
+					case AT_AddIdentity:
+						/* Dropping the identity drops its sequence, which the step creates. */
+						push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP IDENTITY", tsql,
+												quote_identifier(cmd->name)));
+						break;
 					case AT_SetNotNull:
 						{
 							AttrNumber	attnum = get_attnum(relid, cmd->name);
@@ -868,12 +1000,28 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 												sibling(relid, r->newname),
 												quote_identifier(get_rel_name(relid))));
 						break;
+					case OBJECT_SEQUENCE:
+						push_undo(run, psprintf("ALTER SEQUENCE %s RENAME TO %s",
+												sibling(relid, r->newname),
+												quote_identifier(get_rel_name(relid))));
+						break;
 					default:
 						push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s",
 												sibling(relid, r->newname),
 												quote_identifier(get_rel_name(relid))));
 						break;
 				}
+				break;
+			}
+		case T_SelectStmt:
+			{
+				char	   *new_seq;
+				RangeVar   *old_rv;
+
+				(void) identity_setval((SelectStmt *) stmt, &new_seq, &old_rv);
+				carry_sequence_defaults(run, RangeVarGetRelid(old_rv, NoLock, false),
+										RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(new_seq)),
+														 NoLock, false));
 				break;
 			}
 		case T_AlterSeqStmt:
