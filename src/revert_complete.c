@@ -27,9 +27,8 @@
  * window before anything runs: such a step either drops what a kept-aside column still needs or
  * cannot be undone.  A partitioned table is one table: its steps are on the parent and reach every
  * partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys
- * go aside with it (renamed
- * _ec_old_<name>), so that carried ones can take their names, and so do other tables' foreign keys
- * to it, which complete would drop: they stay in force on the old columns, which "down" keeps
+ * go aside with it (renamed _ec_old_<name>), so that carried ones can take their names, and so do
+ * other tables' foreign keys to it, which complete would drop: they stay in force on the old columns, which "down" keeps
  * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
  * constraint (or old foreign key) that its new value keeps is refused during the window as it was
  * during the migration; for a type widening such as int to bigint it cannot happen (down is the
