@@ -528,6 +528,7 @@ ec_complete(PG_FUNCTION_ARGS)
 	/* Their steps' DDL on a partitioned table takes each partition's lock too: up front here. */
 	relids = ec_lock_partitions_too(relids, &modes);
 	version_schema_views(parent ? parent->version_schema : NULL, &relids, &modes);
+	ec_relations_named_by(m->complete_steps, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 	skipped = ec_skip_compaction(m->id);
 

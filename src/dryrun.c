@@ -352,6 +352,9 @@ ec_plan_capture(int64 id, const char *schema)
 	List	   *complete;
 	List	   *rollback;
 	List	   *relations = NIL;
+	List	   *relation_oids = NIL;
+	List	   *relation_modes = NIL;
+	List	   *complete_relations;
 	List	   *reversed = NIL;
 	EcMigrationRow *parent;
 	double		backfill_rate;
@@ -426,7 +429,21 @@ ec_plan_capture(int64 id, const char *schema)
 														   SPI_tuptable->tupdesc, 4, &isnull)),
 						  OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &nrel);
 		for (int i = 0; i < nrel; i++)
+		{
 			relations = lappend(relations, ec_rel_qualified(DatumGetObjectId(elems[i])));
+			relation_oids = lappend_oid(relation_oids, DatumGetObjectId(elems[i]));
+			relation_modes = lappend_int(relation_modes, AccessExclusiveLock);
+		}
+	}
+	/* ec_complete also locks what its steps alter, rename or drop (version views, sequences). */
+	{
+		int			before = list_length(relation_oids);
+
+		complete_relations = list_copy(relations);
+		ec_relations_named_by(complete, &relation_oids, &relation_modes);
+		for (int i = before; i < list_length(relation_oids); i++)
+			complete_relations = lappend(complete_relations,
+										 ec_rel_qualified(list_nth_oid(relation_oids, i)));
 	}
 
 	/* What ec_complete adds: the previous version schema goes (api.c). */
@@ -435,7 +452,7 @@ ec_plan_capture(int64 id, const char *schema)
 		validate = lappend(validate, psprintf("DROP SCHEMA %s CASCADE",
 											  quote_identifier(parent->version_schema)));
 	old = MemoryContextSwitchTo(plan_cxt);
-	contract_steps("complete", relations, list_concat(validate, complete),
+	contract_steps("complete", complete_relations, list_concat(validate, complete),
 				   "the previous version schema");
 	/* ec_rollback runs its steps last to first. */
 	for (int i = list_length(rollback) - 1; i >= 0; i--)

@@ -307,6 +307,7 @@ extern void ec_apply_operation(EcStartContext *cxt, EcOperation *op);
 extern void ec_check_operation_owners(Oid nspid, List *operations);
 extern List *ec_relations_to_lock(Oid nspid, List *operations, List **modes);
 extern List *ec_lock_partitions_too(List *relids, List **modes);
+extern void ec_relations_named_by(List *steps, List **relids, List **modes);
 
 /* ---- after the operations: triggers and the complete plan (plan.c) ---- */
 

@@ -13,6 +13,8 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 
@@ -170,6 +172,72 @@ ec_relations_to_lock(Oid nspid, List *operations, List **modes)
 		*modes = lappend_int(*modes, strongest[i]);
 	}
 	return ec_lock_partitions_too(result, modes);
+}
+
+static void
+add_named(RangeVar *rv, List **relids, List **modes)
+{
+	Oid			relid = rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
+
+	/* A name that does not resolve yet is created by an earlier step: no one else uses it. */
+	if (!OidIsValid(relid) || list_member_oid(*relids, relid))
+		return;
+	*relids = lappend_oid(*relids, relid);
+	*modes = lappend_int(*modes, AccessExclusiveLock);
+}
+
+/*
+ * The views and sequences that the statements of a contract phase (complete, revert, a window's
+ * cleanup) alter, rename or drop, appended to relids for an up-front ACCESS EXCLUSIVE lock with the
+ * tables (whose own locks cover their indexes and constraints): views above all (an identity's version view default, a carried view renamed aside or dropped,
+ * the previous version's views pointed at a new sequence), which applications use, and which a
+ * step would otherwise wait for in the middle, holding the tables' locks while the applications'
+ * sessions hold the view's and wait for the tables'.
+ */
+void
+ec_relations_named_by(List *steps, List **relids, List **modes)
+{
+	ListCell   *lc;
+
+	foreach(lc, steps)
+	{
+		List	   *raw = raw_parser(lfirst(lc), RAW_PARSE_DEFAULT);
+		Node	   *stmt;
+		ListCell   *lc2;
+
+		if (list_length(raw) != 1)
+			continue;
+		stmt = ((RawStmt *) linitial(raw))->stmt;
+		switch (nodeTag(stmt))
+		{
+			case T_AlterTableStmt:
+				if (((AlterTableStmt *) stmt)->objtype == OBJECT_VIEW ||
+					((AlterTableStmt *) stmt)->objtype == OBJECT_SEQUENCE)
+					add_named(((AlterTableStmt *) stmt)->relation, relids, modes);
+				break;
+			case T_RenameStmt:
+				if (((RenameStmt *) stmt)->renameType == OBJECT_VIEW ||
+					((RenameStmt *) stmt)->renameType == OBJECT_SEQUENCE)
+					add_named(((RenameStmt *) stmt)->relation, relids, modes);
+				break;
+			case T_AlterSeqStmt:
+				add_named(((AlterSeqStmt *) stmt)->sequence, relids, modes);
+				break;
+			case T_DropStmt:
+				{
+					DropStmt   *d = (DropStmt *) stmt;
+
+					if (d->removeType != OBJECT_VIEW && d->removeType != OBJECT_MATVIEW &&
+						d->removeType != OBJECT_SEQUENCE)
+						break;
+					foreach(lc2, d->objects)
+						add_named(makeRangeVarFromNameList(lfirst(lc2)), relids, modes);
+					break;
+				}
+			default:
+				break;
+		}
+	}
 }
 
 /*

@@ -196,9 +196,12 @@ require_window(const char *schema, const char *function)
 }
 
 
-/* The migration's tables and their partitions, and the views of a version schema, exclusively. */
+/*
+ * The migration's tables and their partitions, the views of a version schema and what the steps
+ * name, exclusively.
+ */
 static void
-lock_for(EcMigrationRow *m, const char *version_schema)
+lock_for(EcMigrationRow *m, const char *version_schema, List *steps)
 {
 	List	   *relids = list_copy(m->relids);
 	List	   *modes = NIL;
@@ -216,6 +219,7 @@ lock_for(EcMigrationRow *m, const char *version_schema)
 			modes = lappend_int(modes, AccessExclusiveLock);
 		}
 	}
+	ec_relations_named_by(steps, &relids, &modes);
 	ec_lock_with_retry(relids, modes);
 }
 
@@ -237,7 +241,7 @@ cleanup_window(Window *w, const char *schema)
 	Datum		values[1] = {Int64GetDatum(w->m->id)};
 	int			nestlevel = ec_push_step_settings(schema);
 
-	lock_for(w->m, parent_version_schema(schema, w->m->parent));
+	lock_for(w->m, parent_version_schema(schema, w->m->parent), w->cleanup_steps);
 	ec_exec_contract_steps(w->m->started_by, schema, w->cleanup_steps, false);
 	ec_delete_dual_writes(w->m->id);
 	(void) ec_state_spi("DELETE FROM " EC_STATE_SCHEMA ".revert_windows WHERE migration_id = $1",
@@ -267,7 +271,7 @@ ec_revert(PG_FUNCTION_ARGS)
 	ec_stop_worker(w->m->id);
 
 	nestlevel = ec_push_step_settings(schema);
-	lock_for(w->m, w->m->version_schema);
+	lock_for(w->m, w->m->version_schema, w->revert_steps);
 	/* Back to the shape before ec_complete, then to the one before ec_start. */
 	ec_exec_contract_steps(w->m->started_by, schema, w->revert_steps, false);
 	ec_exec_contract_steps(w->m->started_by, schema, w->m->rollback_steps, true);

@@ -51,6 +51,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/relation.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "access/htup_details.h"
@@ -63,8 +64,10 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
+#include "parser/parsetree.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
@@ -699,6 +702,63 @@ keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum)
 }
 
 /*
+ * The views' columns without a default of their own that show the identity column of old_seq as
+ * it is (the previous version's views): an insert through them that leaves the column out gets the
+ * column's identity, the old sequence's next value, unless the view gives it one.  Appended to
+ * relids and attnums, after those already there.
+ */
+static void
+views_over_identity(Oid old_seq, List **relids, List **attnums)
+{
+	Oid			tableid;
+	int32		colid;
+	Oid			types[2] = {OIDOID, INT4OID};
+	Datum		values[2];
+	List	   *views = NIL;
+	ListCell   *lc;
+	uint64		n;
+
+	if (!sequenceIsOwned(old_seq, DEPENDENCY_INTERNAL, &tableid, &colid))
+		return;
+	values[0] = ObjectIdGetDatum(tableid);
+	values[1] = Int32GetDatum(colid);
+	n = ec_spi("SELECT DISTINCT r.ev_class FROM pg_catalog.pg_depend d"
+			   "  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+			   "  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'"
+			   " WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+			   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "   AND d.refobjid = $1 AND d.refobjsubid = $2 ORDER BY 1",
+			   2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		views = lappend_oid(views, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	foreach(lc, views)
+	{
+		Relation	view = relation_open(lfirst_oid(lc), AccessShareLock);
+		Query	   *query = get_view_query(view);
+		ListCell   *lc2;
+
+		foreach(lc2, query->targetList)
+		{
+			TargetEntry *te = lfirst(lc2);
+			Var		   *var = (Var *) te->expr;
+
+			if (te->resjunk || !IsA(var, Var) || var->varlevelsup != 0 ||
+				rt_fetch(var->varno, query->rtable)->relid != tableid || var->varattno != colid ||
+				column_default(lfirst_oid(lc), te->resno) != NULL)
+				continue;
+			*relids = lappend_oid(*relids, lfirst_oid(lc));
+			*attnums = lappend_int(*attnums, te->resno);
+		}
+		relation_close(view, AccessShareLock);
+	}
+}
+
+/*
  * The carried identity's setval: the rebuilt column's new sequence takes over from the old
  * column's.  During the window both versions must draw from the new one: the defaults that still
  * call the old one's nextval (the previous version's views) are pointed at the new one.  At the
@@ -735,6 +795,7 @@ carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq)
 		attnums = lappend_int(attnums, DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[i],
 																  SPI_tuptable->tupdesc, 2, &isnull)));
 	}
+	views_over_identity(old_seq, &relids, &attnums);
 	forboth(lc, relids, lc2, attnums)
 	{
 		Oid			relid = lfirst_oid(lc);
@@ -745,8 +806,8 @@ carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq)
 		ec_exec(psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT pg_catalog.nextval(%s::pg_catalog.regclass)",
 						 ec_rel_qualified(relid), quote_identifier(column),
 						 quote_literal_cstr(ec_rel_qualified(new_seq))));
-		push_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT %s", ec_rel_qualified(relid),
-								quote_identifier(column), def));
+		push_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s %s", ec_rel_qualified(relid),
+								quote_identifier(column), def ? psprintf("SET DEFAULT %s", def) : "DROP DEFAULT"));
 	}
 }
 
