@@ -714,28 +714,20 @@ views_over_identity(Oid old_seq, List **relids, List **attnums)
 	int32		colid;
 	Oid			types[2] = {OIDOID, INT4OID};
 	Datum		values[2];
-	List	   *views = NIL;
+	List	   *views;
 	ListCell   *lc;
-	uint64		n;
 
 	if (!sequenceIsOwned(old_seq, DEPENDENCY_INTERNAL, &tableid, &colid))
 		return;
 	values[0] = ObjectIdGetDatum(tableid);
 	values[1] = Int32GetDatum(colid);
-	n = ec_spi("SELECT DISTINCT r.ev_class FROM pg_catalog.pg_depend d"
-			   "  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
-			   "  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'"
-			   " WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
-			   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-			   "   AND d.refobjid = $1 AND d.refobjsubid = $2 ORDER BY 1",
-			   2, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		views = lappend_oid(views, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
-	}
+	views = ec_spi_oids("SELECT DISTINCT r.ev_class FROM pg_catalog.pg_depend d"
+						"  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+						"  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'"
+						" WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+						"   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+						"   AND d.refobjid = $1 AND d.refobjsubid = $2 ORDER BY 1",
+						2, types, values);
 	foreach(lc, views)
 	{
 		Relation	view = relation_open(lfirst_oid(lc), AccessShareLock);
