@@ -635,4 +635,32 @@ SELECT * FROM ec_test.leftovers();
 INSERT INTO rvi.t (bb) VALUES ('final');
 SELECT count(*), count(DISTINCT id) FROM rvi.t;
 DROP SCHEMA rvi, rvi_v2 CASCADE;
+-- A table dropped and created again under its name: the kept-aside table's indexes go aside with it
+-- (_ec_old_<name>), so that the new table's primary key takes its name at complete.
+DO $$
+DECLARE
+  nsp text;
+BEGIN
+  FOREACH nsp IN ARRAY ARRAY['rvd', 'rvdtwin'] LOOP
+    EXECUTE format('CREATE SCHEMA %I', nsp);
+    EXECUTE format('CREATE TABLE %I.items (id int PRIMARY KEY, v text UNIQUE)', nsp);
+    EXECUTE format('INSERT INTO %I.items VALUES (1, ''a'')', nsp);
+  END LOOP;
+END $$;
+\set replace '{"operations": [{"drop_table": {"name": "items"}}, {"create_table": {"name": "items", "columns": [{"name": "id", "type": "bigint", "pk": true}, {"name": "v", "type": "text", "unique": true}]}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvd') x \gset
+SELECT ec_start('v1', :'replace', 'rvd');
+SELECT ec_start('v1', :'replace', 'rvdtwin');
+SELECT ec_complete('rvd', revert_window => '1 hour');
+SELECT ec_complete('rvdtwin');
+SELECT relname FROM pg_class WHERE relnamespace = 'rvd'::regnamespace AND relkind IN ('r', 'i') ORDER BY 1;
+SELECT ec_revert('rvd');
+SELECT * FROM ec_test.diff(:'before', 'rvd');
+SELECT * FROM rvd.items;
+SELECT ec_start('v1', :'replace', 'rvd');
+SELECT ec_complete('rvd', revert_window => '1 hour');
+SELECT ec_cleanup('rvd');
+SELECT * FROM ec_test.same_as_twin('rvd', 'rvdtwin');
+SELECT * FROM ec_test.leftovers();
+DROP SCHEMA rvd, rvd_v1, rvdtwin, rvdtwin_v1 CASCADE;
 DELETE FROM expand_contract.migrations;

@@ -52,6 +52,7 @@
 
 #include "access/xact.h"
 #include "access/relation.h"
+#include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "access/htup_details.h"
@@ -680,6 +681,31 @@ keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 }
 
 /*
+ * A table kept aside keeps its indexes, whose names a table created in its place (create_table of
+ * the same name) takes at complete: they go aside too.
+ */
+static void
+keep_indexes_aside(WindowRun *run, Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	table_close(rel, AccessShareLock);
+	foreach(lc, indexes)
+	{
+		Oid			indexid = lfirst_oid(lc);
+		char	   *name = get_rel_name(indexid);
+		char	   *aside = ec_temp_name("_ec_old_", name);
+
+		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(indexid), quote_identifier(aside)));
+		push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", sibling(indexid, aside),
+								quote_identifier(name)));
+	}
+	CommandCounterIncrement();
+}
+
+/*
  * An identity column kept aside keeps its sequence, which the rebuilt column's new identity
  * sequence is about to be renamed to: it goes aside too.  (The column's drop at the window's end
  * drops it.)
@@ -900,6 +926,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 									 quote_identifier(aside)));
 					push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s", sibling(relid, aside),
 											quote_identifier(name)));
+					keep_indexes_aside(run, relid);
 					defer(run, relid, NULL, NULL, NULL);
 				}
 				return;
