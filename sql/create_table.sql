@@ -284,4 +284,16 @@ SELECT ec_start('v1', '{"operations": [{"rename_table": {"from": "t", "to": "u"}
 SELECT * FROM ec_test.diff(:'before', 'bad');
 SELECT * FROM ec_test.leftovers();
 DROP SCHEMA bad CASCADE;
+-- A table created in place of a dropped one, whose foreign key the document names after the dropped
+-- table's primary key: its own primary key gets a numbered name, as PostgreSQL gives it, and
+-- complete succeeds (it renamed the key to the taken name before).
+CREATE SCHEMA rep;
+CREATE TABLE rep.ref (id int PRIMARY KEY);
+CREATE TABLE rep.items (k int PRIMARY KEY);
+SELECT ec_start('v1', '{"operations": [{"drop_table": {"name": "items"}},
+  {"create_table": {"name": "items", "columns": [{"name": "k", "type": "serial", "pk": true},
+    {"name": "r", "type": "int", "nullable": true, "references": {"name": "items_pkey", "table": "ref", "column": "id"}}]}}]}', 'rep');
+SELECT ec_complete('rep');
+SELECT conname, contype FROM pg_constraint WHERE conrelid = 'rep.items'::regclass ORDER BY 1;
+DROP SCHEMA rep, rep_v1 CASCADE;
 DELETE FROM expand_contract.migrations;

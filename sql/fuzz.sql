@@ -197,8 +197,7 @@ SELECT CASE WHEN sqlstate = 'accepted' THEN sqlstate ELSE left(sqlstate, 2) END 
 SELECT count(*) AS internal_errors FROM outcome
  WHERE sqlstate LIKE 'XX%' OR plan_sqlstate LIKE 'XX%' OR window_sqlstate LIKE 'XX%';
 -- The accepted ones through ec_complete with a window and ec_revert: reverted, or refused cleanly
--- (55000: backfill work left; the one 42710 is a document whose create_table names a foreign key
--- after the primary key of the table it replaces, which complete without a window refuses too).
+-- (55000: backfill work left).
 SELECT window_sqlstate AS windowed, count(*)
   FROM outcome WHERE sqlstate = 'accepted' GROUP BY 1 ORDER BY 1;
 -- ec_plan raised what ec_start raised (or accepted what it accepted), document by document.

@@ -169,6 +169,30 @@ name_free(EcStartContext *cxt, const char *name, Oid self)
 	return (!OidIsValid(holder) || holder == self) && !claimed_at_complete(cxt, name);
 }
 
+/* Does the document give one of the table's constraints this name? */
+static bool
+named_in_document(NewTable *nt, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, nt->op->columns)
+	{
+		EcColumnDef *c = lfirst(lc);
+
+		if ((c->check && c->check->name && strcmp(c->check->name, name) == 0) ||
+			(c->references && c->references->name && strcmp(c->references->name, name) == 0))
+			return true;
+	}
+	foreach(lc, nt->op->constraints)
+	{
+		EcConstraintDef *c = lfirst(lc);
+
+		if (c->name && strcmp(c->name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
 /*
  * The name to give now to an index (kind "INDEX") or sequence ("SEQUENCE") of the new table that
  * should be called wanted in the end.  self: the relation itself if it exists already.  A name that
@@ -185,7 +209,10 @@ claim_name(NewTable *nt, const char *wanted, const char *kind, Oid self, bool gi
 	Oid			holder = get_relname_relid(wanted, nspid);
 	char	   *now;
 
-	if (name_free(cxt, wanted, self))
+	/* A made-up name that one of the document's own constraints takes: numbered, as PostgreSQL does. */
+	if (!given && named_in_document(nt, wanted))
+		holder = InvalidOid;
+	else if (name_free(cxt, wanted, self))
 		return pstrdup(wanted);
 	if (OidIsValid(holder) && holder != self && freed_at_complete(cxt->model, holder) &&
 		!claimed_at_complete(cxt, wanted))
@@ -216,7 +243,8 @@ claim_name(NewTable *nt, const char *wanted, const char *kind, Oid self, bool gi
 	for (int pass = 1;; pass++)
 	{
 		now = makeObjectName(nt->op->name, name2, psprintf("%s%d", label, pass));
-		if (name_free(cxt, now, self) && !ConstraintNameExists(now, nspid))
+		if (name_free(cxt, now, self) && !ConstraintNameExists(now, nspid) &&
+			!named_in_document(nt, now))
 			return now;
 	}
 }
