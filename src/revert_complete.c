@@ -1,7 +1,7 @@
 /*
  * revert_complete.c
  *	  ec_complete with a revert window: runs the complete steps keeping aside what they would
- *	  destroy, and records each step's undo, the cleanup at the window's end and the worker's
+ *	  destroy (the keeping aside itself: revert_aside.c), and records each step's undo, the cleanup at the window's end and the worker's
  *	  prepare steps in expand_contract.revert_windows.  ec_revert, ec_cleanup, the window's worker
  *	  and the rest of that table's use are in revert.c.
  *
@@ -85,37 +85,16 @@
 #include "utils/timestamp.h"
 
 #include "operations.h"
+#include "revert_window.h"
 #include "worker.h"
 
 
 /* expand_contract.revert_window, in seconds: 0 = complete contracts at once. */
 int			ec_revert_window_s = 0;
 
-/* A table's leftover from complete, dropped at the window's end (by OID: it may be renamed later). */
-typedef struct Deferred
-{
-	Oid			relid;
-	const char *column;			/* NULL: the relation itself (a table, or drop_index's index) */
-	const char *trigger;		/* a dual-write trigger of the table */
-	const char *constraint;		/* a kept-aside foreign key of the table */
-	const char *sql;			/* a statement as is (DROP SCHEMA) */
-} Deferred;
 
-typedef struct WindowRun
-{
-	const char *migration;
-	const char *schema;
-	List	   *steps;
-	List	   *parsed;			/* the steps' statements */
-	List	   *undo;			/* in the order to run: last step's undo first */
-	List	   *deferred;
-	List	   *prepare;		/* for the worker at the window's start */
-	const char *step;			/* for the error context */
-	List	   *created_views;	/* OIDs of the carried views the steps created again */
-} WindowRun;
-
-static void
-refuse(WindowRun *run, const char *step, const char *why)
+void
+ec_window_refuse(WindowRun *run, const char *step, const char *why)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -301,14 +280,14 @@ step_relid(RangeVar *rv)
 }
 
 /* The qualified name of the schema-qualified relation `name` in relid's schema. */
-static char *
-sibling(Oid relid, const char *name)
+char *
+ec_window_sibling(Oid relid, const char *name)
 {
 	return ec_qualified(get_namespace_name(get_rel_namespace(relid)), name);
 }
 
-static void
-push_undo(WindowRun *run, char *sql)
+void
+ec_window_undo(WindowRun *run, char *sql)
 {
 	run->undo = lcons(sql, run->undo);
 }
@@ -326,507 +305,11 @@ defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const 
 }
 
 /* A kept-aside foreign key, dropped at the window's end before the columns it references. */
-static void
-defer_constraint_drop(WindowRun *run, Oid relid, const char *constraint)
+void
+ec_window_defer_constraint(WindowRun *run, Oid relid, const char *constraint)
 {
 	defer(run, relid, NULL, NULL, NULL);
 	((Deferred *) llast(run->deferred))->constraint = constraint;
-}
-
-/* The constraint's contype, or '\0' if there is none. */
-static char
-constraint_type(Oid conoid)
-{
-	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
-	char		result = '\0';
-
-	if (HeapTupleIsValid(tuple))
-	{
-		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype;
-		ReleaseSysCache(tuple);
-	}
-	return result;
-}
-
-static bool
-is_foreign_key(Oid conoid)
-{
-	return constraint_type(conoid) == CONSTRAINT_FOREIGN;
-}
-
-static Oid
-constraint_relid(Oid conoid)
-{
-	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
-	Oid			result;
-
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
-	result = ((Form_pg_constraint) GETSTRUCT(tuple))->conrelid;
-	ReleaseSysCache(tuple);
-	return result;
-}
-
-/*
- * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK
- * and unique constraints (a unique constraint's index is renamed with it) and foreign keys, its own
- * or other tables' to it, are renamed aside too (the complete steps may give their names to the
- * carried ones, and they go with the column at the window's end).  They stay in force on the old
- * column, which "down" keeps filled, as they were during the migration.  Refused if an exclusion
- * constraint, a trigger or an owned sequence depends on it: complete replaces or moves those in
- * steps that a window cannot keep.  The old version's views depend on it too; they are why it is
- * kept.  Returns its primary key, if any, for keep_primary_key_aside once the column is aside.
- */
-static Oid
-keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name)
-{
-	Oid			primary = InvalidOid;
-	Oid			types[2] = {OIDOID, INT2OID};
-	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
-	uint64		n;
-	List	   *indexes = NIL;
-	List	   *checks = NIL;
-	ListCell   *lc;
-
-	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
-			   "             THEN (SELECT CASE c.contype WHEN 'c' THEN 'check' WHEN 'u' THEN 'unique'"
-			   "                                         WHEN 'f' THEN 'foreign key' WHEN 'p' THEN 'primary' END"
-			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
-			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
-			   "                            (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = r.oid)"
-			   "                          THEN 'index' END"
-			   "                     FROM pg_catalog.pg_class r WHERE r.oid = d.objid) END,"
-			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-			   "  FROM pg_catalog.pg_depend d"
-			   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1"
-			   "   AND d.refobjsubid = $2 AND d.deptype IN ('n', 'a')"
-			   "   AND d.classid IN ('pg_catalog.pg_class'::pg_catalog.regclass,"
-			   "                     'pg_catalog.pg_constraint'::pg_catalog.regclass,"
-			   "                     'pg_catalog.pg_trigger'::pg_catalog.regclass)"
-			   " ORDER BY 1, 2", 2, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < n; i++)
-	{
-		char	   *kind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		bool		isnull;
-		Oid			objid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc, 2, &isnull));
-
-		if (kind == NULL)
-			refuse(run, run->step,
-				   psprintf("drops column \"%s\" of table \"%s\", on which an exclusion constraint, a "
-							"trigger or a sequence depends", name, get_rel_name(relid)));
-		if (strcmp(kind, "primary") == 0)
-			primary = objid;
-		else if (strcmp(kind, "index") == 0)
-			indexes = list_append_unique_oid(indexes, objid);
-		else
-			checks = list_append_unique_oid(checks, objid);
-	}
-	foreach(lc, indexes)
-	{
-		char	   *index = get_rel_name(lfirst_oid(lc));
-		char	   *aside;
-
-		if (strncmp(index, "_ec_old_", 8) == 0)
-			continue;			/* on two dropped columns: aside already */
-		aside = ec_temp_name("_ec_old_", index);
-		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(lfirst_oid(lc)),
-						 quote_identifier(aside)));
-		push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", sibling(lfirst_oid(lc), aside),
-								quote_identifier(index)));
-	}
-	foreach(lc, checks)
-	{
-		char	   *check = get_constraint_name(lfirst_oid(lc));
-		/* An inbound foreign key is its referencing table's. */
-		char	   *tsql = ec_rel_qualified(constraint_relid(lfirst_oid(lc)));
-		char	   *aside;
-
-		if (strncmp(check, "_ec_old_", 8) == 0)
-			continue;
-		aside = ec_temp_name("_ec_old_", check);
-		ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
-						 quote_identifier(check), quote_identifier(aside)));
-		push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
-								quote_identifier(aside), quote_identifier(check)));
-		/* One that references the column must go before it (its own goes with it). */
-		if (is_foreign_key(lfirst_oid(lc)))
-			defer_constraint_drop(run, constraint_relid(lfirst_oid(lc)), aside);
-	}
-	CommandCounterIncrement();
-	return primary;
-}
-
-static char *
-column_default(Oid relid, AttrNumber attnum)
-{
-	Oid			types[2] = {OIDOID, INT2OID};
-	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
-
-	if (ec_spi("SELECT pg_catalog.pg_get_expr(adbin, adrelid) FROM pg_catalog.pg_attrdef"
-			   " WHERE adrelid = $1 AND adnum = $2", 2, types, values, NULL, SPI_OK_SELECT) == 0)
-		return NULL;
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
-static char *
-column_comment(Oid relid, AttrNumber attnum)
-{
-	Oid			types[2] = {OIDOID, INT4OID};
-	Datum		values[2] = {ObjectIdGetDatum(relid), Int32GetDatum(attnum)};
-
-	(void) ec_spi("SELECT pg_catalog.col_description($1, $2)", 2, types, values, NULL,
-				  SPI_OK_SELECT);
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
-static bool
-is_check(Oid conoid)
-{
-	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
-	bool		result = false;
-
-	if (HeapTupleIsValid(tuple))
-	{
-		result = ((Form_pg_constraint) GETSTRUCT(tuple))->contype == CONSTRAINT_CHECK;
-		ReleaseSysCache(tuple);
-	}
-	return result;
-}
-
-static bool
-attnotnull(Oid relid, AttrNumber attnum)
-{
-	HeapTuple	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
-	bool		result = false;
-
-	if (HeapTupleIsValid(tuple))
-	{
-		result = ((Form_pg_attribute) GETSTRUCT(tuple))->attnotnull;
-		ReleaseSysCache(tuple);
-	}
-	return result;
-}
-
-/* The foreign keys that the unique index backs. */
-static List *
-foreign_keys_on_index(Oid index)
-{
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(index)};
-	List	   *result = NIL;
-	uint64		n;
-
-	n = ec_spi("SELECT oid FROM pg_catalog.pg_constraint WHERE conindid = $1 AND contype = 'f'"
-			   " ORDER BY oid", 1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		result = lappend_oid(result,
-							 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															SPI_tuptable->tupdesc, 1, &isnull)));
-	}
-	return result;
-}
-
-/* Does a step drop column attnum of relid (which the window keeps aside)? */
-static bool
-dropped_by_a_step(WindowRun *run, Oid relid, AttrNumber attnum)
-{
-	char	   *name = get_attname(relid, attnum, true);
-	ListCell   *lc;
-
-	if (name == NULL)
-		return false;
-	foreach(lc, run->parsed)
-	{
-		AlterTableStmt *a = lfirst(lc);
-		AlterTableCmd *cmd;
-
-		if (!IsA(a, AlterTableStmt) || list_length(a->cmds) != 1)
-			continue;
-		cmd = linitial(a->cmds);
-		if (cmd->subtype == AT_DropColumn && strcmp(cmd->name, name) == 0 &&
-			RangeVarGetRelid(a->relation, NoLock, true) == relid)
-			return true;
-	}
-	return false;
-}
-
-/*
- * A foreign key that complete drops because the key column it references is rebuilt (its carried
- * one takes its name): kept aside, in force on the kept-aside key column as during the migration,
- * and dropped at the window's end before that column.  Any other dropped foreign key would bind the
- * new version during the window: refused.
- */
-static void
-keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoid, const char *name)
-{
-	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conoid));
-	Form_pg_constraint con;
-	AttrNumber *keys;
-	int			n;
-	bool		kept = false;
-	char	   *aside;
-	char	   *tsql = ec_rel_qualified(relid);
-
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg_internal("cache lookup failed for constraint %u", conoid)));
-	con = (Form_pg_constraint) GETSTRUCT(tuple);
-	keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &n);
-	for (int i = 0; i < n; i++)
-		kept = kept || dropped_by_a_step(run, con->confrelid, keys[i]);
-	ReleaseSysCache(tuple);
-	if (!kept)
-		refuse(run, step, "drops a foreign key whose referenced columns it keeps");
-	aside = ec_temp_name("_ec_old_", name);
-	ec_exec(psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql, quote_identifier(name),
-					 quote_identifier(aside)));
-	push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
-							quote_identifier(aside), quote_identifier(name)));
-	defer_constraint_drop(run, relid, aside);
-}
-
-/* Does a step after the current one rename a table? */
-static bool
-renames_a_table_later(WindowRun *run)
-{
-	bool		after = false;
-	ListCell   *lc,
-			   *lc2;
-
-	forboth(lc, run->steps, lc2, run->parsed)
-	{
-		Node	   *stmt = lfirst(lc2);
-
-		if (after && IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_TABLE)
-			return true;
-		if (lfirst(lc) == run->step)
-			after = true;
-	}
-	return false;
-}
-
-/*
- * A prepare step that drops the copy of an old key's index left invalid by an interrupted build, so
- * that the next step builds it again; window_prepare skips it when the copy is valid (a foreign key
- * added by a previous run may depend on it).
- */
-
-/*
- * The primary key of a kept-aside column (renamed aside already): a table has one, so it goes, and
- * with its index the foreign keys to it (kept aside by their steps).  ec_revert puts it back with
- * ADD CONSTRAINT ... PRIMARY KEY USING INDEX of a copy of its index, which the migration's worker
- * builds concurrently at the window's start, and the foreign keys as they were, which the worker
- * adds NOT VALID and validates on the kept-aside key column (the prepare steps): no scan under the
- * revert's locks.  Until they are done the old column has no index and ec_revert waits; the new
- * key, which down maps to the old one, keeps both unique and the new foreign keys keep the
- * references, which are the same columns.
- */
-static void
-keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
-{
-	char	   *conname = get_constraint_name(conoid);
-	Oid			index = get_constraint_index(conoid);
-	char	   *aside = ec_temp_name("_ec_old_", conname);
-	char	   *tsql = ec_rel_qualified(relid);
-	char	   *def;
-	char	   *prefix = psprintf("CREATE UNIQUE INDEX %s ON ", quote_identifier(get_rel_name(index)));
-	ListCell   *lc;
-	int			nestlevel = NewGUCNestLevel();
-
-	/* Definitions with every name qualified: the worker runs them on search_path pg_catalog. */
-	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	def = TextDatumGetCString(DirectFunctionCall1(pg_get_indexdef, ObjectIdGetDatum(index)));
-
-	if (strncmp(def, prefix, strlen(prefix)) != 0)
-		refuse(run, run->step, "drops a primary key whose index cannot be copied");
-	if (renames_a_table_later(run))
-		refuse(run, run->step,
-			   "drops a primary key in a migration that renames a table (the worker's copy of the key "
-			   "is named before the rename)");
-	run->prepare = lappend(run->prepare, psprintf(EC_DROP_INVALID_PREFIX "%s", sibling(relid, aside)));
-	run->prepare = lappend(run->prepare,
-						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
-									quote_identifier(aside), def + strlen(prefix)));
-	foreach(lc, foreign_keys_on_index(index))
-	{
-		Oid			fk = lfirst_oid(lc);
-		char	   *fksql = ec_rel_qualified(constraint_relid(fk));
-		const char *fkname = quote_identifier(get_constraint_name(fk));
-
-		run->prepare = lappend(run->prepare,
-							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", fksql, fkname,
-										TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
-																				ObjectIdGetDatum(fk)))));
-		run->prepare = lappend(run->prepare,
-							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", fksql, fkname));
-	}
-	AtEOXact_GUC(true, nestlevel);
-	foreach(lc, foreign_keys_on_index(index))
-		ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
-						 ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
-						 quote_identifier(get_constraint_name(lfirst_oid(lc)))));
-	ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql, quote_identifier(conname)));
-	push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY USING INDEX %s", tsql,
-							quote_identifier(conname), quote_identifier(aside)));
-	CommandCounterIncrement();
-}
-
-/*
- * A table kept aside keeps its indexes, whose names a table created in its place (create_table of
- * the same name) takes at complete: they go aside too.
- */
-static void
-keep_indexes_aside(WindowRun *run, Oid relid)
-{
-	Relation	rel = table_open(relid, AccessShareLock);
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-
-	table_close(rel, AccessShareLock);
-	foreach(lc, indexes)
-	{
-		Oid			indexid = lfirst_oid(lc);
-		char	   *name = get_rel_name(indexid);
-		char	   *aside = ec_temp_name("_ec_old_", name);
-
-		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(indexid), quote_identifier(aside)));
-		push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", sibling(indexid, aside),
-								quote_identifier(name)));
-	}
-	CommandCounterIncrement();
-}
-
-/*
- * An identity column kept aside keeps its sequence, which the rebuilt column's new identity
- * sequence is about to be renamed to: it goes aside too.  (The column's drop at the window's end
- * drops it.)
- */
-static void
-keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum)
-{
-	Oid			seqid = getIdentitySequence(relid, attnum, true);
-	char	   *name;
-	char	   *aside;
-
-	if (!OidIsValid(seqid))
-		return;
-	name = get_rel_name(seqid);
-	aside = ec_temp_name("_ec_old_", name);
-	ec_exec(psprintf("ALTER SEQUENCE %s RENAME TO %s", ec_rel_qualified(seqid), quote_identifier(aside)));
-	push_undo(run, psprintf("ALTER SEQUENCE %s RENAME TO %s", sibling(seqid, aside),
-							quote_identifier(name)));
-	CommandCounterIncrement();
-}
-
-/*
- * The views' columns without a default of their own that show the identity column of old_seq as
- * it is (the previous version's views): an insert through them that leaves the column out gets the
- * column's identity, the old sequence's next value, unless the view gives it one.  Appended to
- * relids and attnums, after those already there.
- */
-static void
-views_over_identity(Oid old_seq, List **relids, List **attnums)
-{
-	Oid			tableid;
-	int32		colid;
-	Oid			types[2] = {OIDOID, INT4OID};
-	Datum		values[2];
-	List	   *views;
-	ListCell   *lc;
-
-	if (!sequenceIsOwned(old_seq, DEPENDENCY_INTERNAL, &tableid, &colid))
-		return;
-	values[0] = ObjectIdGetDatum(tableid);
-	values[1] = Int32GetDatum(colid);
-	views = ec_spi_oids("SELECT DISTINCT r.ev_class FROM pg_catalog.pg_depend d"
-						"  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
-						"  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'"
-						" WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
-						"   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-						"   AND d.refobjid = $1 AND d.refobjsubid = $2 ORDER BY 1",
-						2, types, values);
-	foreach(lc, views)
-	{
-		Relation	view = relation_open(lfirst_oid(lc), AccessShareLock);
-		Query	   *query = get_view_query(view);
-		ListCell   *lc2;
-
-		foreach(lc2, query->targetList)
-		{
-			TargetEntry *te = lfirst(lc2);
-			Var		   *var = (Var *) te->expr;
-
-			if (te->resjunk || !IsA(var, Var) || var->varlevelsup != 0 ||
-				rt_fetch(var->varno, query->rtable)->relid != tableid || var->varattno != colid ||
-				column_default(lfirst_oid(lc), te->resno) != NULL)
-				continue;
-			*relids = lappend_oid(*relids, lfirst_oid(lc));
-			*attnums = lappend_int(*attnums, te->resno);
-		}
-		relation_close(view, AccessShareLock);
-	}
-}
-
-/*
- * The carried identity's setval: the rebuilt column's new sequence takes over from the old
- * column's.  During the window both versions must draw from the new one: the defaults that still
- * call the old one's nextval (the previous version's views) are pointed at the new one.  At the
- * revert the old sequence takes over again, advanced past every value the new one gave.  Both
- * undo steps run once the later steps' renames are undone, under the sequences' names of now.
- */
-static void
-carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq)
-{
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(old_seq)};
-	uint64		n;
-	List	   *relids = NIL;
-	List	   *attnums = NIL;
-	ListCell   *lc,
-			   *lc2;
-
-	push_undo(run, psprintf("SELECT pg_catalog.setval(%s, GREATEST(o.last_value, n.last_value), true)"
-							" FROM %s o, %s n",
-							quote_literal_cstr(ec_rel_qualified(old_seq)), ec_rel_qualified(old_seq),
-							ec_rel_qualified(new_seq)));
-	n = ec_spi("SELECT d.adrelid, d.adnum FROM pg_catalog.pg_attrdef d"
-			   "  JOIN pg_catalog.pg_depend p ON p.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass"
-			   "   AND p.objid = d.oid AND p.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-			   "   AND p.refobjid = $1"
-			   "  JOIN pg_catalog.pg_class c ON c.oid = d.adrelid AND c.relkind = 'v'"
-			   " ORDER BY 1, 2", 1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		relids = lappend_oid(relids, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																  SPI_tuptable->tupdesc, 1, &isnull)));
-		attnums = lappend_int(attnums, DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[i],
-																  SPI_tuptable->tupdesc, 2, &isnull)));
-	}
-	views_over_identity(old_seq, &relids, &attnums);
-	forboth(lc, relids, lc2, attnums)
-	{
-		Oid			relid = lfirst_oid(lc);
-		AttrNumber	attnum = (AttrNumber) lfirst_int(lc2);
-		char	   *column = get_attname(relid, attnum, false);
-		char	   *def = column_default(relid, attnum);
-
-		ec_exec(psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT pg_catalog.nextval(%s::pg_catalog.regclass)",
-						 ec_rel_qualified(relid), quote_identifier(column),
-						 quote_literal_cstr(ec_rel_qualified(new_seq))));
-		push_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s %s", ec_rel_qualified(relid),
-								quote_identifier(column), def ? psprintf("SET DEFAULT %s", def) : "DROP DEFAULT"));
-	}
 }
 
 /*
@@ -837,7 +320,7 @@ static void
 require_created_view(WindowRun *run, const char *step, Oid relid)
 {
 	if (!list_member_oid(run->created_views, relid))
-		refuse(run, step, "changes a view that the migration does not create");
+		ec_window_refuse(run, step, "changes a view that the migration does not create");
 }
 
 /*
@@ -873,12 +356,12 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 						if (!OidIsValid(relid))
 							continue;
 						if (get_rel_relkind(relid) != RELKIND_VIEW)
-							refuse(run, step, "drops a relation that is not a view");
+							ec_window_refuse(run, step, "drops a relation that is not a view");
 						name = get_rel_name(relid);
 						aside = ec_temp_name("_ec_old_", name);
 						ec_exec(psprintf("ALTER VIEW %s RENAME TO %s", ec_rel_qualified(relid),
 										 quote_identifier(aside)));
-						push_undo(run, psprintf("ALTER VIEW %s RENAME TO %s", sibling(relid, aside),
+						ec_window_undo(run, psprintf("ALTER VIEW %s RENAME TO %s", ec_window_sibling(relid, aside),
 												quote_identifier(name)));
 						defer(run, relid, NULL, NULL, NULL);
 					}
@@ -919,14 +402,14 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					if (!OidIsValid(relid))
 						break;
 					if (get_rel_relkind(relid) != RELKIND_RELATION)
-						refuse(run, step, "drops a table that is not a plain table");
+						ec_window_refuse(run, step, "drops a table that is not a plain table");
 					name = get_rel_name(relid);
 					aside = ec_temp_name("_ec_dropped_", name);
 					ec_exec(psprintf("ALTER TABLE %s RENAME TO %s", ec_rel_qualified(relid),
 									 quote_identifier(aside)));
-					push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s", sibling(relid, aside),
+					ec_window_undo(run, psprintf("ALTER TABLE %s RENAME TO %s", ec_window_sibling(relid, aside),
 											quote_identifier(name)));
-					keep_indexes_aside(run, relid);
+					ec_keep_indexes_aside(run, relid);
 					defer(run, relid, NULL, NULL, NULL);
 				}
 				return;
@@ -944,9 +427,9 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					if (!list_member_oid(run->created_views, relid) && cmd->subtype == AT_ColumnDefault)
 					{
 						AttrNumber	attnum = get_attnum(relid, cmd->name);
-						char	   *def = attnum ? column_default(relid, attnum) : NULL;
+						char	   *def = attnum ? ec_window_column_default(relid, attnum) : NULL;
 
-						push_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s %s", tsql,
+						ec_window_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s %s", tsql,
 												quote_identifier(cmd->name),
 												def ? psprintf("SET DEFAULT %s", def) : "DROP DEFAULT"));
 						break;
@@ -964,41 +447,41 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 
 							if (attnum == InvalidAttrNumber)
 								return;
-							primary = keep_dependents_aside(run, relid, attnum, cmd->name);
-							keep_identity_sequence_aside(run, relid, attnum);
+							primary = ec_keep_dependents_aside(run, relid, attnum, cmd->name);
+							ec_keep_identity_sequence_aside(run, relid, attnum);
 							aside = ec_temp_name("_ec_old_", cmd->name);
 							ec_exec(psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 											 quote_identifier(cmd->name), quote_identifier(aside)));
-							push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+							ec_window_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 													quote_identifier(aside),
 													quote_identifier(cmd->name)));
 							CommandCounterIncrement();
 							/* Its definitions now name the kept-aside column. */
 							if (OidIsValid(primary))
-								keep_primary_key_aside(run, relid, primary);
+								ec_keep_primary_key_aside(run, relid, primary);
 							defer(run, relid, aside, NULL, NULL);
 							return;
 						}
 					case AT_AddIdentity:
 						/* Dropping the identity drops its sequence, which the step creates. */
-						push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP IDENTITY", tsql,
+						ec_window_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP IDENTITY", tsql,
 												quote_identifier(cmd->name)));
 						break;
 					case AT_SetNotNull:
 						{
 							AttrNumber	attnum = get_attnum(relid, cmd->name);
 
-							if (attnum != InvalidAttrNumber && !attnotnull(relid, attnum))
-								push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL",
+							if (attnum != InvalidAttrNumber && !ec_window_attnotnull(relid, attnum))
+								ec_window_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL",
 														tsql, quote_identifier(cmd->name)));
 							break;
 						}
 					case AT_ColumnDefault:
 						{
 							AttrNumber	attnum = get_attnum(relid, cmd->name);
-							char	   *def = attnum ? column_default(relid, attnum) : NULL;
+							char	   *def = attnum ? ec_window_column_default(relid, attnum) : NULL;
 
-							push_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s %s", tsql,
+							ec_window_undo(run, psprintf("ALTER TABLE %s ALTER COLUMN %s %s", tsql,
 													quote_identifier(cmd->name),
 													def ? psprintf("SET DEFAULT %s", def) :
 													"DROP DEFAULT"));
@@ -1009,9 +492,9 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							Oid			conoid = get_relation_constraint_oid(relid, cmd->name,
 																			 cmd->missing_ok);
 
-							if (OidIsValid(conoid) && is_foreign_key(conoid))
+							if (OidIsValid(conoid) && ec_window_is_foreign_key(conoid))
 							{
-								keep_foreign_key_aside(run, step, relid, conoid, cmd->name);
+								ec_keep_foreign_key_aside(run, step, relid, conoid, cmd->name);
 								return;
 							}
 
@@ -1019,11 +502,11 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							 * Put back NOT VALID, without a scan: it is one of ours, which the
 							 * rollback steps drop right after (with its column, or by name).
 							 */
-							if (OidIsValid(conoid) && (!is_check(conoid) ||
+							if (OidIsValid(conoid) && (!ec_window_is_check(conoid) ||
 													   strncmp(cmd->name, "_ec_", 4) != 0))
-								refuse(run, step, "drops a constraint that is not one of its own checks");
+								ec_window_refuse(run, step, "drops a constraint that is not one of its own checks");
 							if (OidIsValid(conoid))
-								push_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
+								ec_window_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID",
 														tsql, quote_identifier(cmd->name),
 														TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
 																								ObjectIdGetDatum(conoid)))));
@@ -1042,11 +525,11 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 																  get_rel_namespace(relid));
 							ListCell   *lc;
 
-							push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+							ec_window_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
 													quote_identifier(con->conname)));
-							foreach(lc, foreign_keys_on_index(index))
-								push_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
-														ec_rel_qualified(constraint_relid(lfirst_oid(lc))),
+							foreach(lc, ec_window_foreign_keys_on_index(index))
+								ec_window_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
+														ec_rel_qualified(ec_window_constraint_relid(lfirst_oid(lc))),
 														quote_identifier(get_constraint_name(lfirst_oid(lc)))));
 							break;
 						}
@@ -1065,28 +548,28 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				switch (r->renameType)
 				{
 					case OBJECT_COLUMN:
-						push_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
+						ec_window_undo(run, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", tsql,
 												quote_identifier(r->newname),
 												quote_identifier(r->subname)));
 						break;
 					case OBJECT_TABCONSTRAINT:
-						push_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
+						ec_window_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
 												quote_identifier(r->newname),
 												quote_identifier(r->subname)));
 						break;
 					case OBJECT_INDEX:
-						push_undo(run, psprintf("ALTER INDEX %s RENAME TO %s",
-												sibling(relid, r->newname),
+						ec_window_undo(run, psprintf("ALTER INDEX %s RENAME TO %s",
+												ec_window_sibling(relid, r->newname),
 												quote_identifier(get_rel_name(relid))));
 						break;
 					case OBJECT_SEQUENCE:
-						push_undo(run, psprintf("ALTER SEQUENCE %s RENAME TO %s",
-												sibling(relid, r->newname),
+						ec_window_undo(run, psprintf("ALTER SEQUENCE %s RENAME TO %s",
+												ec_window_sibling(relid, r->newname),
 												quote_identifier(get_rel_name(relid))));
 						break;
 					default:
-						push_undo(run, psprintf("ALTER TABLE %s RENAME TO %s",
-												sibling(relid, r->newname),
+						ec_window_undo(run, psprintf("ALTER TABLE %s RENAME TO %s",
+												ec_window_sibling(relid, r->newname),
 												quote_identifier(get_rel_name(relid))));
 						break;
 				}
@@ -1098,7 +581,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				RangeVar   *old_rv;
 
 				(void) identity_setval((SelectStmt *) stmt, &new_seq, &old_rv);
-				carry_sequence_defaults(run, RangeVarGetRelid(old_rv, NoLock, false),
+				ec_window_carry_sequence_defaults(run, RangeVarGetRelid(old_rv, NoLock, false),
 										RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(new_seq)),
 														 NoLock, false));
 				break;
@@ -1114,11 +597,11 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				int32		colid;
 
 				if (sequenceIsOwned(seqid, DEPENDENCY_AUTO, &tableid, &colid))
-					push_undo(run, psprintf("ALTER SEQUENCE %s OWNED BY %s.%s", ec_rel_qualified(seqid),
+					ec_window_undo(run, psprintf("ALTER SEQUENCE %s OWNED BY %s.%s", ec_rel_qualified(seqid),
 											ec_rel_qualified(tableid),
 											quote_identifier(get_attname(tableid, colid, false))));
 				else
-					push_undo(run, psprintf("ALTER SEQUENCE %s OWNED BY NONE", ec_rel_qualified(seqid)));
+					ec_window_undo(run, psprintf("ALTER SEQUENCE %s OWNED BY NONE", ec_rel_qualified(seqid)));
 				break;
 			}
 		case T_ViewStmt:
@@ -1129,7 +612,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				ec_exec(step);
 				relid = RangeVarGetRelid(v->view, NoLock, false);
 				run->created_views = lappend_oid(run->created_views, relid);
-				push_undo(run, psprintf("DROP VIEW %s", ec_rel_qualified(relid)));
+				ec_window_undo(run, psprintf("DROP VIEW %s", ec_rel_qualified(relid)));
 				return;
 			}
 		case T_GrantStmt:
@@ -1156,9 +639,9 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				Oid			relid = step_relid(makeRangeVarFromNameList(list_truncate(list_copy(names),
 																					  list_length(names) - 1)));
 				AttrNumber	attnum = get_attnum(relid, column);
-				char	   *old = attnum ? column_comment(relid, attnum) : NULL;
+				char	   *old = attnum ? ec_window_column_comment(relid, attnum) : NULL;
 
-				push_undo(run, psprintf("COMMENT ON COLUMN %s.%s IS %s", ec_rel_qualified(relid),
+				ec_window_undo(run, psprintf("COMMENT ON COLUMN %s.%s IS %s", ec_rel_qualified(relid),
 										quote_identifier(column),
 										old ? quote_literal_cstr(old) : "NULL"));
 				break;
@@ -1195,7 +678,7 @@ run_window_steps(void *arg)
 		const char *why = unsupported(stmt);
 
 		if (why)
-			refuse(run, lfirst(lc), why);
+			ec_window_refuse(run, lfirst(lc), why);
 		parsed = lappend(parsed, stmt);
 	}
 	run->parsed = parsed;
