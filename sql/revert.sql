@@ -663,4 +663,121 @@ SELECT ec_cleanup('rvd');
 SELECT * FROM ec_test.same_as_twin('rvd', 'rvdtwin');
 SELECT * FROM ec_test.leftovers();
 DROP SCHEMA rvd, rvd_v1, rvdtwin, rvdtwin_v1 CASCADE;
+-- Carried triggers and materialized views (a rebuilt column that they read): complete drops them and
+-- creates them again over the new column.  With a window, ec_revert creates the old triggers again,
+-- with their enabled state and comment, and renames the old materialized view back with its
+-- indexes; during the window the old one is "_ec_old_totals", its rows as at complete.  An UPDATE OF
+-- trigger fires for the old version's updates through its copy on the kept-aside column,
+-- "_ec_old_<name>", as its stand-in "_ec_new_<name>" did for the new version's during the migration.
+CREATE FUNCTION ec_test.carried(nsp text) RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT replace(x, nsp || '.', '_.') FROM (
+    SELECT format('trigger %s enabled %s comment %s: %s', t.tgname, t.tgenabled,
+                  obj_description(t.oid, 'pg_trigger'), pg_get_triggerdef(t.oid)) AS x
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+     WHERE c.relnamespace = nsp::regnamespace AND NOT t.tgisinternal
+    UNION ALL
+    SELECT format('matview %s options %s comment %s: %s', c.relname, c.reloptions,
+                  obj_description(c.oid, 'pg_class'), pg_get_viewdef(c.oid, true))
+      FROM pg_class c WHERE c.relnamespace = nsp::regnamespace AND c.relkind = 'm'
+    UNION ALL
+    SELECT format('index %s: %s', i.relname, pg_get_indexdef(i.oid))
+      FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class m ON m.oid = x.indrelid
+     WHERE m.relnamespace = nsp::regnamespace AND m.relkind = 'm'
+    UNION ALL
+    SELECT format('view %s: %s', c.relname, pg_get_viewdef(c.oid, true))
+      FROM pg_class c WHERE c.relnamespace = nsp::regnamespace AND c.relkind = 'v'
+  ) s
+$$;
+DO $$
+DECLARE
+  nsp text;
+BEGIN
+  FOREACH nsp IN ARRAY ARRAY['rvt', 'rvttwin'] LOOP
+    EXECUTE format('CREATE SCHEMA %I', nsp);
+    PERFORM set_config('search_path', nsp, true);
+    CREATE TABLE accounts (id int PRIMARY KEY, branch int, amount int NOT NULL, note text);
+    CREATE TABLE other (id int PRIMARY KEY, x text);
+    CREATE TABLE log (seq serial, what text, val text);
+    CREATE FUNCTION log_amount() RETURNS trigger LANGUAGE plpgsql AS $f$
+    BEGIN
+      EXECUTE format('INSERT INTO %I.log (what, val) VALUES (%L, %L)', TG_TABLE_SCHEMA, TG_NAME,
+                     TG_OP || ' ' || coalesce(OLD.amount::text || ' -> ', '') || NEW.amount);
+      RETURN NEW;
+    END $f$;
+    CREATE FUNCTION flag_big() RETURNS trigger LANGUAGE plpgsql AS $f$
+    BEGIN
+      NEW.note := 'big';
+      RETURN NEW;
+    END $f$;
+    CREATE TRIGGER amount_changed AFTER INSERT OR UPDATE OF amount ON accounts
+      FOR EACH ROW EXECUTE FUNCTION log_amount();
+    CREATE TRIGGER amount_big BEFORE INSERT OR UPDATE ON accounts
+      FOR EACH ROW WHEN (NEW.amount > 100) EXECUTE FUNCTION flag_big();
+    CREATE TRIGGER amount_off AFTER UPDATE OF amount ON accounts
+      FOR EACH ROW EXECUTE FUNCTION log_amount();
+    ALTER TABLE accounts DISABLE TRIGGER amount_off;
+    COMMENT ON TRIGGER amount_changed ON accounts IS 'logs amounts';
+    INSERT INTO accounts SELECT g, g % 3, g * 10, 'n' FROM generate_series(1, 6) g;
+    CREATE MATERIALIZED VIEW totals WITH (fillfactor = 90) AS
+      SELECT branch, sum(amount) AS total FROM accounts GROUP BY branch;
+    CREATE UNIQUE INDEX totals_branch ON totals (branch);
+    COMMENT ON MATERIALIZED VIEW totals IS 'per branch';
+    CREATE VIEW big_branches AS SELECT branch FROM totals WHERE total > 50;
+    -- A first migration, for a previous version schema (<nsp>_v1).
+    PERFORM ec_start('v1', '{"operations": [{"rename_column": {"table": "other", "from": "x", "to": "y"}}]}', nsp);
+    PERFORM ec_complete(nsp);
+  END LOOP;
+END $$;
+\set widen_amount '{"operations": [{"alter_column": {"table": "accounts", "column": "amount", "type": "bigint", "up": "amount", "down": "amount::int"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvt') x \gset
+SELECT array_agg(x ORDER BY x) AS before_carried FROM ec_test.carried('rvt') x \gset
+SELECT ec_start('v2', :'widen_amount', 'rvt');
+CALL ec_wait('rvt');
+SELECT ec_complete('rvt', revert_window => '1 day');
+SELECT * FROM ec_test.carried('rvt') ORDER BY 1;
+-- Writes through both versions fire each trigger once: amount_changed (and amount_big) for the new
+-- version's, the copy for the old version's updates; both versions' inserts fire amount_changed.
+TRUNCATE rvt.log;
+UPDATE rvt.accounts SET amount = 500 WHERE id = 1;
+INSERT INTO rvt.accounts (id, branch, amount, note) VALUES (7, 1, 1000, 'n');
+SET search_path TO rvt_v1;
+UPDATE accounts SET amount = 600 WHERE id = 2;
+INSERT INTO accounts VALUES (8, 2, 700, 'n');
+UPDATE accounts SET note = 'untouched amount' WHERE id = 3;
+RESET search_path;
+SELECT what, val FROM rvt.log ORDER BY seq;
+SELECT id, amount, _ec_old_amount, note FROM rvt.accounts ORDER BY id;
+SELECT * FROM rvt.totals ORDER BY branch;
+SELECT * FROM rvt._ec_old_totals ORDER BY branch;
+DELETE FROM rvt.accounts WHERE id = 7;
+SELECT ec_revert('rvt');
+SELECT * FROM ec_test.diff(:'before', 'rvt');
+SELECT x AS changed FROM ec_test.carried('rvt') x EXCEPT SELECT unnest(:'before_carried'::text[]);
+SELECT x AS lost FROM unnest(:'before_carried'::text[]) x EXCEPT SELECT ec_test.carried('rvt');
+-- The old triggers fire again, on the old column; the old materialized view is back, with its rows.
+TRUNCATE rvt.log;
+UPDATE rvt.accounts SET amount = 900 WHERE id = 8;
+SELECT what, val FROM rvt.log ORDER BY seq;
+SELECT * FROM rvt.totals ORDER BY branch;
+REFRESH MATERIALIZED VIEW CONCURRENTLY rvt.totals;
+SELECT * FROM rvt.big_branches ORDER BY branch;
+-- The window's end leaves what a plain complete leaves.
+SELECT ec_start('v2', :'widen_amount', 'rvt');
+SELECT ec_start('v2', :'widen_amount', 'rvttwin');
+CALL ec_wait('rvt');
+CALL ec_wait('rvttwin');
+SELECT ec_complete('rvt', revert_window => '1 day');
+SELECT ec_complete('rvttwin');
+SELECT ec_cleanup('rvt');
+SELECT * FROM ec_test.same_as_twin('rvt', 'rvttwin');
+(SELECT ec_test.carried('rvt') EXCEPT SELECT ec_test.carried('rvttwin'))
+UNION ALL (SELECT ec_test.carried('rvttwin') EXCEPT SELECT ec_test.carried('rvt'));
+SELECT * FROM ec_test.leftovers();
+TRUNCATE rvt.log;
+UPDATE rvt.accounts SET amount = 950 WHERE id = 8;
+SELECT what, val FROM rvt.log ORDER BY seq;
+SET client_min_messages = warning;
+DROP SCHEMA rvt, rvt_v2, rvttwin, rvttwin_v2 CASCADE;
+RESET client_min_messages;
+DROP FUNCTION ec_test.carried(text);
 DELETE FROM expand_contract.migrations;

@@ -217,6 +217,7 @@ ec_relations_named_by(List *steps, List **relids, List **modes)
 				break;
 			case T_RenameStmt:
 				if (((RenameStmt *) stmt)->renameType == OBJECT_VIEW ||
+					((RenameStmt *) stmt)->renameType == OBJECT_MATVIEW ||
 					((RenameStmt *) stmt)->renameType == OBJECT_SEQUENCE)
 					add_named(((RenameStmt *) stmt)->relation, relids, modes);
 				break;

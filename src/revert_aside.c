@@ -109,6 +109,11 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 		Oid			objid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 														   SPI_tuptable->tupdesc, 2, &isnull));
 
+		/* A carried trigger's copy for the window (revert_carried.c). */
+		if (kind == NULL && !DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3,
+														&isnull)) &&
+			list_member_oid(run->aside_triggers, objid))
+			continue;
 		if (kind == NULL)
 			ec_window_refuse(run, run->step,
 				   psprintf("drops column \"%s\" of table \"%s\", on which an exclusion constraint, a "

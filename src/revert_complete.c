@@ -174,13 +174,16 @@ unsupported(Node *stmt)
 					return NULL;
 				if (list_length(d->objects) != 1)
 					return "drops several objects";
+				/*
+				 * Materialized views replaced by their copies, and triggers: the dual-write ones,
+				 * carried ones (created again after) and UPDATE OF stand-ins.
+				 */
 				if (d->removeType == OBJECT_TABLE || d->removeType == OBJECT_SCHEMA ||
-					d->removeType == OBJECT_INDEX)
+					d->removeType == OBJECT_INDEX || d->removeType == OBJECT_MATVIEW ||
+					d->removeType == OBJECT_TRIGGER)
 					return NULL;
-				if (d->removeType == OBJECT_TRIGGER &&
-					is_dual_write_trigger(strVal(llast(linitial(d->objects)))))
-					return NULL;
-				return "drops an object that is not a column, a table, an index or a version schema";
+				return "drops an object that is not a column, a table, an index, a trigger, a "
+					"materialized view or a version schema";
 			}
 		case T_AlterTableStmt:
 			{
@@ -200,6 +203,10 @@ unsupported(Node *stmt)
 					case AT_ColumnDefault:
 					case AT_ValidateConstraint:
 					case AT_AddIdentity:	/* an identity column's, on the rebuilt column */
+					case AT_EnableTrig: /* a carried trigger's: run_step checks it is new */
+					case AT_EnableAlwaysTrig:
+					case AT_EnableReplicaTrig:
+					case AT_DisableTrig:
 						return NULL;
 					case AT_DropConstraint:
 						/*
@@ -236,15 +243,21 @@ unsupported(Node *stmt)
 
 				if (r->renameType == OBJECT_COLUMN || r->renameType == OBJECT_TABLE ||
 					r->renameType == OBJECT_TABCONSTRAINT || r->renameType == OBJECT_INDEX ||
-					r->renameType == OBJECT_SEQUENCE)
+					r->renameType == OBJECT_SEQUENCE || r->renameType == OBJECT_MATVIEW)
 					return NULL;
-				return "renames an object that is not a table, column, constraint, index or sequence";
+				return "renames an object that is not a table, column, constraint, index, sequence or "
+					"materialized view";
 			}
 		case T_CommentStmt:
 			if (((CommentStmt *) stmt)->objtype == OBJECT_COLUMN ||
-				((CommentStmt *) stmt)->objtype == OBJECT_VIEW)
+				((CommentStmt *) stmt)->objtype == OBJECT_VIEW ||
+				((CommentStmt *) stmt)->objtype == OBJECT_TRIGGER)
 				return NULL;
-			return "comments on an object that is not a column or a view";
+			return "comments on an object that is not a column, a view or a trigger";
+		case T_CreateTrigStmt:
+			if (((CreateTrigStmt *) stmt)->replace)
+				return "replaces a trigger";
+			return NULL;
 		case T_AlterSeqStmt:
 			{
 				List	   *options = ((AlterSeqStmt *) stmt)->options;
@@ -292,8 +305,8 @@ ec_window_undo(WindowRun *run, char *sql)
 	run->undo = lcons(sql, run->undo);
 }
 
-static void
-defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const char *sql)
+void
+ec_window_defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const char *sql)
 {
 	Deferred   *d = palloc0(sizeof(Deferred));
 
@@ -308,7 +321,7 @@ defer(WindowRun *run, Oid relid, const char *column, const char *trigger, const 
 void
 ec_window_defer_constraint(WindowRun *run, Oid relid, const char *constraint)
 {
-	defer(run, relid, NULL, NULL, NULL);
+	ec_window_defer(run, relid, NULL, NULL, NULL);
 	((Deferred *) llast(run->deferred))->constraint = constraint;
 }
 
@@ -363,13 +376,13 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 										 quote_identifier(aside)));
 						ec_window_undo(run, psprintf("ALTER VIEW %s RENAME TO %s", ec_window_sibling(relid, aside),
 												quote_identifier(name)));
-						defer(run, relid, NULL, NULL, NULL);
+						ec_window_defer(run, relid, NULL, NULL, NULL);
 					}
 				}
 				else if (d->removeType == OBJECT_SCHEMA)
 				{
 					/* The previous version's schema: its views read the kept-aside columns. */
-					defer(run, InvalidOid, NULL, NULL, step);
+					ec_window_defer(run, InvalidOid, NULL, NULL, step);
 				}
 				else if (d->removeType == OBJECT_INDEX)
 				{
@@ -381,16 +394,33 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 														   d->missing_ok);
 
 					if (OidIsValid(indexid))
-						defer(run, indexid, NULL, NULL, NULL);
+						ec_window_defer(run, indexid, NULL, NULL, NULL);
 				}
 				else if (d->removeType == OBJECT_TRIGGER)
 				{
 					RangeVar   *rv = makeRangeVarFromNameList(list_truncate(list_copy(names),
 																		  list_length(names) - 1));
 					Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+					char	   *trigger = strVal(llast(names));
+
+					if (!OidIsValid(relid))
+						return;
+					/* The dual-write triggers keep the kept-aside columns in step until the end. */
+					if (is_dual_write_trigger(trigger))
+					{
+						ec_window_defer(run, relid, NULL, trigger, NULL);
+						return;
+					}
+					ec_window_drop_trigger(run, relid, trigger);
+					ec_exec(step);
+				}
+				else if (d->removeType == OBJECT_MATVIEW)
+				{
+					Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList(names), NoLock,
+														 d->missing_ok);
 
 					if (OidIsValid(relid))
-						defer(run, relid, NULL, strVal(llast(names)), NULL);
+						ec_window_keep_matview_aside(run, relid);
 				}
 				else
 				{
@@ -410,7 +440,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					ec_window_undo(run, psprintf("ALTER TABLE %s RENAME TO %s", ec_window_sibling(relid, aside),
 											quote_identifier(name)));
 					ec_keep_indexes_aside(run, relid);
-					defer(run, relid, NULL, NULL, NULL);
+					ec_window_defer(run, relid, NULL, NULL, NULL);
 				}
 				return;
 			}
@@ -459,7 +489,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							/* Its definitions now name the kept-aside column. */
 							if (OidIsValid(primary))
 								ec_keep_primary_key_aside(run, relid, primary);
-							defer(run, relid, aside, NULL, NULL);
+							ec_window_defer(run, relid, aside, NULL, NULL);
 							return;
 						}
 					case AT_AddIdentity:
@@ -533,6 +563,12 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 														quote_identifier(get_constraint_name(lfirst_oid(lc)))));
 							break;
 						}
+					case AT_EnableTrig:
+					case AT_EnableAlwaysTrig:
+					case AT_EnableReplicaTrig:
+					case AT_DisableTrig:
+						ec_window_require_created_trigger(run, step, relid, cmd->name);
+						break;
 					default:
 						/* VALIDATE CONSTRAINT: the worker validated it already; nothing to undo. */
 						break;
@@ -564,6 +600,11 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 						break;
 					case OBJECT_SEQUENCE:
 						ec_window_undo(run, psprintf("ALTER SEQUENCE %s RENAME TO %s",
+												ec_window_sibling(relid, r->newname),
+												quote_identifier(get_rel_name(relid))));
+						break;
+					case OBJECT_MATVIEW:
+						ec_window_undo(run, psprintf("ALTER MATERIALIZED VIEW %s RENAME TO %s",
 												ec_window_sibling(relid, r->newname),
 												quote_identifier(get_rel_name(relid))));
 						break;
@@ -623,7 +664,25 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					require_created_view(run, step, RangeVarGetRelid(lfirst(lc), NoLock, false));
 				break;
 			}
+		case T_CreateTrigStmt:
+			{
+				CreateTrigStmt *c = (CreateTrigStmt *) stmt;
+
+				ec_exec(step);
+				ec_window_created_trigger(run, step_relid(c->relation), c->trigname);
+				return;
+			}
 		case T_CommentStmt:
+			if (((CommentStmt *) stmt)->objtype == OBJECT_TRIGGER)
+			{
+				List	   *names = castNode(List, ((CommentStmt *) stmt)->object);
+
+				ec_window_require_created_trigger(run, step,
+												  step_relid(makeRangeVarFromNameList(list_truncate(list_copy(names),
+																									list_length(names) - 1))),
+												  strVal(llast(names)));
+				break;
+			}
 			if (((CommentStmt *) stmt)->objtype == OBJECT_VIEW)
 			{
 				List	   *names = castNode(List, ((CommentStmt *) stmt)->object);
@@ -705,12 +764,15 @@ cleanup_steps(List *deferred)
 	ListCell   *lc;
 
 	StringInfoData views;
+	StringInfoData matviews;
 
 	/*
 	 * Triggers and the kept-aside views first (they read the old columns; the views, dropped in
-	 * one statement, may read each other), then columns and tables, the schema last.
+	 * one statement, may read each other, and the materialized views they read), then columns and
+	 * tables, the schema last.
 	 */
 	initStringInfo(&views);
+	initStringInfo(&matviews);
 	foreach(lc, deferred)
 	{
 		Deferred   *d = lfirst(lc);
@@ -721,15 +783,20 @@ cleanup_steps(List *deferred)
 											ec_rel_qualified(d->relid)));
 		else if (!d->sql && !d->column && !d->constraint && get_rel_relkind(d->relid) == RELKIND_VIEW)
 			appendStringInfo(&views, "%s%s", views.len ? ", " : "", ec_rel_qualified(d->relid));
+		else if (!d->sql && !d->column && !d->constraint && get_rel_relkind(d->relid) == RELKIND_MATVIEW)
+			appendStringInfo(&matviews, "%s%s", matviews.len ? ", " : "", ec_rel_qualified(d->relid));
 	}
 	if (views.len)
 		steps = lappend(steps, psprintf("DROP VIEW IF EXISTS %s", views.data));
+	if (matviews.len)
+		steps = lappend(steps, psprintf("DROP MATERIALIZED VIEW IF EXISTS %s", matviews.data));
 	foreach(lc, deferred)
 	{
 		Deferred   *d = lfirst(lc);
 
 		if (!d->sql && !d->column && !d->constraint && !d->trigger &&
-			get_rel_relkind(d->relid) == RELKIND_VIEW)
+			(get_rel_relkind(d->relid) == RELKIND_VIEW ||
+			 get_rel_relkind(d->relid) == RELKIND_MATVIEW))
 			continue;
 		if (d->sql)
 			steps = lappend(steps, pstrdup(d->sql));

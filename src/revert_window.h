@@ -1,7 +1,8 @@
 /*
  * revert_window.h
- *	  What the two halves of ec_complete with a revert window share: revert_complete.c runs the
- *	  complete steps and records their undo, revert_aside.c keeps aside what they would destroy.
+ *	  What the parts of ec_complete with a revert window share: revert_complete.c runs the
+ *	  complete steps and records their undo, revert_aside.c keeps aside what they would destroy,
+ *	  revert_carried.c does both for carried triggers and materialized views.
  */
 #ifndef EC_REVERT_WINDOW_H
 #define EC_REVERT_WINDOW_H
@@ -32,12 +33,16 @@ typedef struct WindowRun
 	List	   *prepare;		/* for the worker at the window's start */
 	const char *step;			/* for the error context */
 	List	   *created_views;	/* OIDs of the carried views the steps created again */
+	List	   *created_triggers;	/* "<relid>/<name>" of the triggers the steps created */
+	List	   *aside_triggers; /* OIDs of the triggers' copies on kept-aside columns */
 } WindowRun;
 
 /* revert_complete.c */
 extern void ec_window_refuse(WindowRun *run, const char *step, const char *why);
 extern char *ec_window_sibling(Oid relid, const char *name);
 extern void ec_window_undo(WindowRun *run, char *sql);
+extern void ec_window_defer(WindowRun *run, Oid relid, const char *column, const char *trigger,
+							const char *sql);
 extern void ec_window_defer_constraint(WindowRun *run, Oid relid, const char *constraint);
 
 /* revert_aside.c */
@@ -54,5 +59,12 @@ extern void ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid);
 extern void ec_keep_indexes_aside(WindowRun *run, Oid relid);
 extern void ec_keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum);
 extern void ec_window_carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq);
+
+/* revert_carried.c */
+extern void ec_window_drop_trigger(WindowRun *run, Oid relid, const char *name);
+extern void ec_window_created_trigger(WindowRun *run, Oid relid, const char *name);
+extern void ec_window_require_created_trigger(WindowRun *run, const char *step, Oid relid,
+											  const char *name);
+extern void ec_window_keep_matview_aside(WindowRun *run, Oid relid);
 
 #endif							/* EC_REVERT_WINDOW_H */
