@@ -478,18 +478,64 @@ SELECT ec_cleanup('rvp');
 SELECT * FROM ec_test.same_as_twin('rvp', 'rvptwin');
 SELECT * FROM ec_test.leftovers();
 SELECT tableoid::regclass AS part, * FROM rvp.events ORDER BY id;
--- A rebuilt primary key of a partitioned table is refused a window (nothing changed); a plain
--- complete or a rollback still works.
-CREATE TABLE rvp.keyed (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
-CREATE TABLE rvp.keyed_all PARTITION OF rvp.keyed DEFAULT;
-INSERT INTO rvp.keyed VALUES (1, '2026-01-01');
-SELECT ec_start('v3', '{"operations": [{"alter_column": {"table": "keyed", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}', 'rvp');
-CALL ec_wait('rvp');
-SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvp') x \gset
-SELECT ec_complete('rvp', revert_window => '1 day');
-SELECT * FROM ec_test.diff(:'before', 'rvp');
-SELECT ec_rollback('rvp');
 DROP SCHEMA rvp, rvp_v2, rvptwin, rvptwin_v2 CASCADE;
+-- A rebuilt primary key of a partitioned table (two levels: a default partition hashed in two):
+-- complete drops the old key, the worker builds a copy of each leaf's index concurrently
+-- (_ec_old_<name>), and ec_revert makes each copy its leaf's key again and the partitioned table's
+-- over them, which attaches rather than builds.  A rebuilt unique constraint is still refused.
+CREATE SCHEMA rvk;
+CREATE TABLE rvk.keyed (id int, day date, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE rvk.keyed_2026 PARTITION OF rvk.keyed FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE rvk.keyed_rest PARTITION OF rvk.keyed DEFAULT PARTITION BY HASH (day);
+CREATE TABLE rvk.keyed_rest_0 PARTITION OF rvk.keyed_rest FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE rvk.keyed_rest_1 PARTITION OF rvk.keyed_rest FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+CREATE TABLE rvk.other (id int PRIMARY KEY, x text);
+INSERT INTO rvk.keyed VALUES (1, '2026-01-01'), (2, '2030-01-01'), (3, '2031-01-01');
+-- A first migration, for a previous version schema (rvk_v1).
+SELECT ec_start('v1', '{"operations": [{"rename_column": {"table": "other", "from": "x", "to": "y"}}]}', 'rvk');
+SELECT ec_complete('rvk');
+CREATE FUNCTION ec_test.keyed_indexes() RETURNS SETOF text LANGUAGE sql AS $$
+  SELECT format('%s: %s', c.relname, pg_get_indexdef(i.indexrelid))
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+   WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('rvk.keyed')) ORDER BY 1
+$$;
+\set keyed '{"operations": [{"alter_column": {"table": "keyed", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvk') x \gset
+SELECT array_agg(x ORDER BY x) AS before_indexes FROM ec_test.keyed_indexes() x \gset
+SELECT ec_start('v2', :'keyed', 'rvk');
+CALL ec_wait('rvk');
+SELECT ec_complete('rvk', revert_window => '1 day');
+CALL ec_test.wait_prepared();
+SELECT * FROM ec_test.keyed_indexes();
+-- Writes through both versions; the new key refuses a duplicate from either.
+INSERT INTO rvk.keyed (id, day) VALUES (4, '2026-05-01'), (5, '2032-01-01');
+SET search_path TO rvk_v1;
+INSERT INTO keyed (id, day) VALUES (6, '2026-06-01'), (7, '2033-01-01');
+SELECT ec_test.try($$INSERT INTO keyed (id, day) VALUES (4, '2026-05-01')$$);
+RESET search_path;
+SELECT ec_test.try($$INSERT INTO rvk.keyed (id, day) VALUES (7, '2033-01-01')$$);
+SELECT ec_revert('rvk');
+SELECT * FROM ec_test.diff(:'before', 'rvk');
+SELECT x AS changed FROM ec_test.keyed_indexes() x EXCEPT SELECT unnest(:'before_indexes'::text[]);
+SELECT x AS lost FROM unnest(:'before_indexes'::text[]) x EXCEPT SELECT ec_test.keyed_indexes();
+SELECT tableoid::regclass AS part, * FROM rvk.keyed ORDER BY id;
+SELECT ec_test.try($$INSERT INTO rvk.keyed (id, day) VALUES (6, '2026-06-01')$$);
+-- Again, then cleanup: the new key alone, under the old names.
+SELECT ec_start('v2', :'keyed', 'rvk');
+CALL ec_wait('rvk');
+SELECT ec_complete('rvk', revert_window => '1 day');
+SELECT ec_cleanup('rvk');
+SELECT * FROM ec_test.keyed_indexes();
+SELECT * FROM ec_test.leftovers();
+SELECT ec_test.try($$INSERT INTO rvk.keyed (id, day) VALUES (6, '2026-06-01')$$);
+CREATE TABLE rvk.uniq (id int, day date, code int, UNIQUE (code, day)) PARTITION BY RANGE (day);
+CREATE TABLE rvk.uniq_all PARTITION OF rvk.uniq DEFAULT;
+SELECT ec_start('v3', '{"operations": [{"alter_column": {"table": "uniq", "column": "code", "type": "bigint", "up": "code", "down": "code::int"}}]}', 'rvk');
+CALL ec_wait('rvk');
+SELECT ec_complete('rvk', revert_window => '1 day');
+SELECT ec_rollback('rvk');
+DROP FUNCTION ec_test.keyed_indexes();
+DROP SCHEMA rvk, rvk_v2 CASCADE;
 -- Carried views (a view on a view, with options, a comment, a column comment and default, grants and
 -- a column grant): complete renames the old ones aside (_ec_old_<name>, still reading the kept-aside
 -- column) and creates them again over the new one; ec_revert drops the new ones and renames the old

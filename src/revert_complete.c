@@ -223,14 +223,19 @@ unsupported(Node *stmt)
 								return NULL;
 							/*
 							 * A partitioned table's carried key: its partitions' keys come from
-							 * their built indexes, the parent's is made over them.  Keeping the
-							 * old key aside would need a copy built on every partition.
+							 * their built indexes, the parent's is made over them.  The old
+							 * primary key is kept as a copy of each leaf's index
+							 * (revert_aside.c); an old unique constraint would stay in force
+							 * on every leaf under the names the new one takes.
 							 */
-							if (IsA(con, Constraint) &&
-								(con->contype == CONSTR_UNIQUE || con->contype == CONSTR_PRIMARY) &&
+							if (IsA(con, Constraint) && con->contype == CONSTR_PRIMARY &&
 								get_rel_relkind(RangeVarGetRelid(a->relation, NoLock, true)) ==
 								RELKIND_PARTITIONED_TABLE)
-								return "adds the carried primary key or unique constraint of a partitioned table";
+								return NULL;
+							if (IsA(con, Constraint) && con->contype == CONSTR_UNIQUE &&
+								get_rel_relkind(RangeVarGetRelid(a->relation, NoLock, true)) ==
+								RELKIND_PARTITIONED_TABLE)
+								return "adds the carried unique constraint of a partitioned table";
 							return "adds a constraint other than a carried unique or primary key one";
 						}
 					default:
@@ -551,12 +556,19 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							 * rollback steps drop anyway.
 							 */
 							Constraint *con = (Constraint *) cmd->def;
-							Oid			index = get_relname_relid(con->indexname,
-																  get_rel_namespace(relid));
+							Oid			index = con->indexname ?
+								get_relname_relid(con->indexname, get_rel_namespace(relid)) :
+								InvalidOid;
 							ListCell   *lc;
 
-							ec_window_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s", tsql,
+							/*
+							 * IF EXISTS: a partition's goes with its partitioned table's, whose
+							 * undo runs first.
+							 */
+							ec_window_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", tsql,
 													quote_identifier(con->conname)));
+							if (!OidIsValid(index))
+								break;
 							foreach(lc, ec_window_foreign_keys_on_index(index))
 								ec_window_undo(run, psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
 														ec_rel_qualified(ec_window_constraint_relid(lfirst_oid(lc))),
