@@ -528,14 +528,40 @@ SELECT ec_cleanup('rvk');
 SELECT * FROM ec_test.keyed_indexes();
 SELECT * FROM ec_test.leftovers();
 SELECT ec_test.try($$INSERT INTO rvk.keyed (id, day) VALUES (6, '2026-06-01')$$);
+-- A rebuilt unique constraint of a partitioned table: the old one stays in force on every partition
+-- during the window, renamed aside with its indexes (_ec_old_<name>); ec_revert renames them back.
 CREATE TABLE rvk.uniq (id int, day date, code int, UNIQUE (code, day)) PARTITION BY RANGE (day);
-CREATE TABLE rvk.uniq_all PARTITION OF rvk.uniq DEFAULT;
-SELECT ec_start('v3', '{"operations": [{"alter_column": {"table": "uniq", "column": "code", "type": "bigint", "up": "code", "down": "code::int"}}]}', 'rvk');
+CREATE TABLE rvk.uniq_2026 PARTITION OF rvk.uniq FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE rvk.uniq_rest PARTITION OF rvk.uniq DEFAULT PARTITION BY HASH (day);
+CREATE TABLE rvk.uniq_rest_0 PARTITION OF rvk.uniq_rest FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE rvk.uniq_rest_1 PARTITION OF rvk.uniq_rest FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+INSERT INTO rvk.uniq VALUES (1, '2026-01-01', 10), (2, '2030-01-01', 20);
+SELECT ec_start('v3', '{"operations": [{"rename_column": {"table": "other", "from": "y", "to": "z"}}]}', 'rvk');
+SELECT ec_complete('rvk');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvk') x \gset
+\set uniq '{"operations": [{"alter_column": {"table": "uniq", "column": "code", "type": "bigint", "up": "code", "down": "code::int"}}]}'
+SELECT ec_start('v4', :'uniq', 'rvk');
 CALL ec_wait('rvk');
 SELECT ec_complete('rvk', revert_window => '1 day');
-SELECT ec_rollback('rvk');
+SELECT c.relname AS index, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('rvk.uniq')) AND c.relname ~ 'code' ORDER BY 1;
+INSERT INTO rvk.uniq (id, day, code) VALUES (3, '2026-02-01', 30);
+SET search_path TO rvk_v3;
+INSERT INTO uniq (id, day, code) VALUES (4, '2031-01-01', 40);
+SELECT ec_test.try($$INSERT INTO uniq (id, day, code) VALUES (5, '2026-02-01', 30)$$);
+RESET search_path;
+SELECT ec_revert('rvk');
+SELECT * FROM ec_test.diff(:'before', 'rvk');
+SELECT * FROM rvk.uniq ORDER BY id;
+SELECT ec_start('v4', :'uniq', 'rvk');
+CALL ec_wait('rvk');
+SELECT ec_complete('rvk', revert_window => '1 day');
+SELECT ec_cleanup('rvk');
+SELECT c.relname AS index, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('rvk.uniq')) ORDER BY 1;
+SELECT * FROM ec_test.leftovers();
 DROP FUNCTION ec_test.keyed_indexes();
-DROP SCHEMA rvk, rvk_v2 CASCADE;
+DROP SCHEMA rvk, rvk_v4 CASCADE;
 -- Carried views (a view on a view, with options, a comment, a column comment and default, grants and
 -- a column grant): complete renames the old ones aside (_ec_old_<name>, still reading the kept-aside
 -- column) and creates them again over the new one; ec_revert drops the new ones and renames the old

@@ -67,6 +67,43 @@ ec_window_constraint_relid(Oid conoid)
 }
 
 /*
+ * A partitioned table's unique constraint kept aside: its partitions' constraints go aside too,
+ * renamed with their indexes, for the new one's partitions take their names.
+ */
+static void
+partitions_constraints_aside(WindowRun *run, Oid index)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(index)};
+	uint64		n;
+	Oid		   *indexes;
+
+	if (!OidIsValid(index))
+		return;
+	n = ec_spi("SELECT relid FROM pg_catalog.pg_partition_tree($1) WHERE relid <> $1",
+			   1, types, values, NULL, SPI_OK_SELECT);
+	indexes = palloc(sizeof(Oid) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		indexes[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+													1, &isnull));
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *name = get_rel_name(indexes[i]);
+		char	   *aside = ec_temp_name("_ec_old_", name);
+
+		/* Renaming an index renames its constraint. */
+		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(indexes[i]),
+						 quote_identifier(aside)));
+		ec_window_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", ec_window_sibling(indexes[i], aside),
+									 quote_identifier(name)));
+	}
+}
+
+/*
  * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK
  * and unique constraints (a unique constraint's index is renamed with it) and foreign keys, its own
  * or other tables' to it, are renamed aside too (the complete steps may give their names to the
@@ -154,6 +191,9 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 						 quote_identifier(check), quote_identifier(aside)));
 		ec_window_undo(run, psprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", tsql,
 								quote_identifier(aside), quote_identifier(check)));
+		if (constraint_type(lfirst_oid(lc)) == CONSTRAINT_UNIQUE &&
+			get_rel_relkind(ec_window_constraint_relid(lfirst_oid(lc))) == RELKIND_PARTITIONED_TABLE)
+			partitions_constraints_aside(run, get_constraint_index(lfirst_oid(lc)));
 		/* One that references the column must go before it (its own goes with it). */
 		if (ec_window_is_foreign_key(lfirst_oid(lc)))
 			ec_window_defer_constraint(run, ec_window_constraint_relid(lfirst_oid(lc)), aside);

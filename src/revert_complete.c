@@ -224,18 +224,15 @@ unsupported(Node *stmt)
 							/*
 							 * A partitioned table's carried key: its partitions' keys come from
 							 * their built indexes, the parent's is made over them.  The old
-							 * primary key is kept as a copy of each leaf's index
-							 * (revert_aside.c); an old unique constraint would stay in force
-							 * on every leaf under the names the new one takes.
+							 * primary key is kept as a copy of each leaf's index, an old unique
+							 * constraint stays in force on every partition under _ec_old_ names
+							 * (revert_aside.c).
 							 */
-							if (IsA(con, Constraint) && con->contype == CONSTR_PRIMARY &&
+							if (IsA(con, Constraint) &&
+								(con->contype == CONSTR_PRIMARY || con->contype == CONSTR_UNIQUE) &&
 								get_rel_relkind(RangeVarGetRelid(a->relation, NoLock, true)) ==
 								RELKIND_PARTITIONED_TABLE)
 								return NULL;
-							if (IsA(con, Constraint) && con->contype == CONSTR_UNIQUE &&
-								get_rel_relkind(RangeVarGetRelid(a->relation, NoLock, true)) ==
-								RELKIND_PARTITIONED_TABLE)
-								return "adds the carried unique constraint of a partitioned table";
 							return "adds a constraint other than a carried unique or primary key one";
 						}
 					default:
