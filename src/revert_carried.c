@@ -33,7 +33,6 @@
 /* What a trigger's recreation needs, read just before a step drops it. */
 typedef struct TriggerDef
 {
-	Oid			oid;
 	char	   *def;
 	char		enabled;
 	char	   *comment;
@@ -45,19 +44,16 @@ read_trigger(Oid relid, const char *name, TriggerDef *t)
 {
 	Oid			types[2] = {OIDOID, TEXTOID};
 	Datum		values[2] = {ObjectIdGetDatum(relid), CStringGetTextDatum(name)};
-	bool		isnull;
 
-	if (ec_spi("SELECT t.oid, pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled,"
+	if (ec_spi("SELECT pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled,"
 			   "       pg_catalog.obj_description(t.oid, 'pg_trigger'), t.tgattr::pg_catalog.text"
 			   "  FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND t.tgname = $2",
 			   2, types, values, NULL, SPI_OK_SELECT) == 0)
 		return false;
-	t->oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											&isnull));
-	t->def = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	t->enabled = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3)[0];
-	t->comment = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-	t->attnums = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	t->def = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	t->enabled = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)[0];
+	t->comment = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	t->attnums = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	return true;
 }
 
