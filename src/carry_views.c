@@ -230,24 +230,43 @@ add_update_of_stand_in(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, c
 	(void) CreateTrigger(stmt, def, table->relid, InvalidOid, InvalidOid, InvalidOid, InvalidOid,
 						 InvalidOid, NULL, false, false);
 	CommandCounterIncrement();
-	switch (enabled[0])
 	{
-		case TRIGGER_DISABLED:
-			ec_exec(psprintf("ALTER TABLE %s DISABLE TRIGGER %s", tsql, qstand_in));
-			break;
-		case TRIGGER_FIRES_ON_REPLICA:
-			ec_exec(psprintf("ALTER TABLE %s ENABLE REPLICA TRIGGER %s", tsql, qstand_in));
-			break;
-		case TRIGGER_FIRES_ALWAYS:
-			ec_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", tsql, qstand_in));
-			break;
-		default:
-			break;
+		char	   *enable = ec_trigger_enabled_statement(table->relid, stand_in, enabled[0]);
+
+		if (enable)
+			ec_exec(enable);
 	}
 	/* It depends on the new columns: it must go before they do at rollback, and at complete. */
 	cxt->rollback_steps = lappend(cxt->rollback_steps,
 								  psprintf("DROP TRIGGER IF EXISTS %s ON %s", qstand_in, tsql));
 	*before = lappend(*before, psprintf("DROP TRIGGER IF EXISTS %s ON %s", qstand_in, tsql));
+}
+
+/*
+ * The statement that gives trigger `name` of relid its enabled state (pg_trigger.tgenabled), or
+ * NULL for the default, which a created trigger has.
+ */
+char *
+ec_trigger_enabled_statement(Oid relid, const char *name, char enabled)
+{
+	const char *how;
+
+	switch (enabled)
+	{
+		case TRIGGER_DISABLED:
+			how = "DISABLE";
+			break;
+		case TRIGGER_FIRES_ON_REPLICA:
+			how = "ENABLE REPLICA";
+			break;
+		case TRIGGER_FIRES_ALWAYS:
+			how = "ENABLE ALWAYS";
+			break;
+		default:
+			return NULL;
+	}
+	return psprintf("ALTER TABLE %s %s TRIGGER %s", ec_rel_qualified(relid), how,
+					quote_identifier(name));
 }
 
 /* User triggers whose UPDATE OF list or WHEN clause reads a rebuilt column. */
@@ -304,19 +323,12 @@ carry_triggers(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Datum att
 									   before);
 			*before = lappend(*before, psprintf("DROP TRIGGER %s ON %s", qname, tsql));
 			*after = lappend(*after, defs[i]);
-			switch (enabled[i][0])
 			{
-				case TRIGGER_DISABLED:
-					*after = lappend(*after, psprintf("ALTER TABLE %s DISABLE TRIGGER %s", tsql, qname));
-					break;
-				case TRIGGER_FIRES_ON_REPLICA:
-					*after = lappend(*after, psprintf("ALTER TABLE %s ENABLE REPLICA TRIGGER %s", tsql, qname));
-					break;
-				case TRIGGER_FIRES_ALWAYS:
-					*after = lappend(*after, psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", tsql, qname));
-					break;
-				default:
-					break;
+				char	   *enable = ec_trigger_enabled_statement(table->relid, names[i],
+																  enabled[i][0]);
+
+				if (enable)
+					*after = lappend(*after, enable);
 			}
 			if (comments[i])
 				*after = lappend(*after, psprintf("COMMENT ON TRIGGER %s ON %s IS %s", qname, tsql,

@@ -189,6 +189,7 @@ extern void ec_carry_indexes(EcStartContext *cxt, EcTable *table, EcRebuildMap *
 							 bool before_backfill);
 extern void ec_carry_constraints(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
 extern void ec_carry_views(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
+extern char *ec_trigger_enabled_statement(Oid relid, const char *name, char enabled);
 extern List *ec_carry_foreign_keys_claimed(EcStartContext *cxt, EcTable *table);
 extern void ec_carry_foreign_keys(EcStartContext *cxt, EcTable *table, EcRebuildMap *map);
 extern List *ec_carry_foreign_keys_tables(EcStartContext *cxt, EcTable *table);

@@ -28,6 +28,7 @@
 #include "utils/lsyscache.h"
 
 #include "expand_contract.h"
+#include "operations.h"
 #include "revert_window.h"
 
 /* What a trigger's recreation needs, read just before a step drops it. */
@@ -55,30 +56,6 @@ read_trigger(Oid relid, const char *name, TriggerDef *t)
 	t->comment = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	t->attnums = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	return true;
-}
-
-/* The statement that gives trigger name of relid the enabled state, or NULL for the default. */
-static char *
-enable_statement(Oid relid, const char *name, char enabled)
-{
-	const char *how;
-
-	switch (enabled)
-	{
-		case TRIGGER_DISABLED:
-			how = "DISABLE";
-			break;
-		case TRIGGER_FIRES_ON_REPLICA:
-			how = "ENABLE REPLICA";
-			break;
-		case TRIGGER_FIRES_ALWAYS:
-			how = "ENABLE ALWAYS";
-			break;
-		default:
-			return NULL;
-	}
-	return psprintf("ALTER TABLE %s %s TRIGGER %s", ec_rel_qualified(relid), how,
-					quote_identifier(name));
 }
 
 /* Does a step of the run drop column `column` of relid, or create trigger `trigger` on it? */
@@ -153,7 +130,7 @@ copy_for_kept_aside_columns(WindowRun *run, Oid relid, const char *name, Trigger
 	address = CreateTrigger(stmt, t->def, relid, InvalidOid, InvalidOid, InvalidOid, InvalidOid,
 							InvalidOid, NULL, false, false);
 	CommandCounterIncrement();
-	enable = enable_statement(relid, aside, t->enabled);
+	enable = ec_trigger_enabled_statement(relid, aside, t->enabled);
 	if (enable)
 		ec_exec(enable);
 	run->aside_triggers = lappend_oid(run->aside_triggers, address.objectId);
@@ -179,7 +156,7 @@ ec_window_drop_trigger(WindowRun *run, Oid relid, const char *name)
 	if (t.comment)
 		ec_window_undo(run, psprintf("COMMENT ON TRIGGER %s ON %s IS %s", quote_identifier(name),
 									 ec_rel_qualified(relid), quote_literal_cstr(t.comment)));
-	enable = enable_statement(relid, name, t.enabled);
+	enable = ec_trigger_enabled_statement(relid, name, t.enabled);
 	if (enable)
 		ec_window_undo(run, enable);
 	ec_window_undo(run, t.def);
