@@ -75,30 +75,21 @@ partitions_constraints_aside(WindowRun *run, Oid index)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(index)};
-	uint64		n;
-	Oid		   *indexes;
+	ListCell   *lc;
 
 	if (!OidIsValid(index))
 		return;
-	n = ec_spi("SELECT relid FROM pg_catalog.pg_partition_tree($1) WHERE relid <> $1",
-			   1, types, values, NULL, SPI_OK_SELECT);
-	indexes = palloc(sizeof(Oid) * (n + 1));
-	for (uint64 i = 0; i < n; i++)
+	foreach(lc, ec_spi_oids("SELECT relid FROM pg_catalog.pg_partition_tree($1) WHERE relid <> $1",
+							1, types, values))
 	{
-		bool		isnull;
-
-		indexes[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-													1, &isnull));
-	}
-	for (uint64 i = 0; i < n; i++)
-	{
-		char	   *name = get_rel_name(indexes[i]);
+		Oid			partition_index = lfirst_oid(lc);
+		char	   *name = get_rel_name(partition_index);
 		char	   *aside = ec_temp_name("_ec_old_", name);
 
 		/* Renaming an index renames its constraint. */
-		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(indexes[i]),
+		ec_exec(psprintf("ALTER INDEX %s RENAME TO %s", ec_rel_qualified(partition_index),
 						 quote_identifier(aside)));
-		ec_window_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", ec_window_sibling(indexes[i], aside),
+		ec_window_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", ec_window_sibling(partition_index, aside),
 									 quote_identifier(name)));
 	}
 }
@@ -356,10 +347,74 @@ renames_a_table_later(WindowRun *run)
 }
 
 /*
- * A prepare step that drops the copy of an old key's index left invalid by an interrupted build, so
- * that the next step builds it again; window_prepare skips it when the copy is valid (a foreign key
- * added by a previous run may depend on it).
+ * The prepare steps that build a copy of a kept-aside key's unique index, "aside", for ec_revert to
+ * make a key again: the first drops a copy left invalid by an interrupted build, so that the
+ * second builds it again (window_prepare skips it when the copy is valid: a foreign key added by a
+ * previous run may depend on it).  Definitions with every name qualified: the worker runs them on
+ * search_path pg_catalog.
  */
+static void
+queue_index_copy(WindowRun *run, Oid index, const char *aside)
+{
+	char	   *prefix = psprintf("CREATE UNIQUE INDEX %s ON ", quote_identifier(get_rel_name(index)));
+	int			nestlevel = NewGUCNestLevel();
+	char	   *def;
+
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	def = TextDatumGetCString(DirectFunctionCall1(pg_get_indexdef, ObjectIdGetDatum(index)));
+	AtEOXact_GUC(true, nestlevel);
+	if (strncmp(def, prefix, strlen(prefix)) != 0)
+		ec_window_refuse(run, run->step, "drops a primary key whose index cannot be copied");
+	run->prepare = lappend(run->prepare, psprintf(EC_DROP_INVALID_PREFIX "%s",
+												  ec_window_sibling(index, aside)));
+	run->prepare = lappend(run->prepare,
+						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
+									quote_identifier(aside), def + strlen(prefix)));
+}
+
+/*
+ * The same for a partitioned table's primary key (see ec_keep_primary_key_aside): the worker builds
+ * a copy of each leaf's index, ec_revert makes each copy its leaf's key again (ADD CONSTRAINT ...
+ * USING INDEX, under the leaf's constraint name), then the partitioned table's by its definition,
+ * which finds the leaves' keys and attaches them rather than building (the partitioned tables
+ * between get theirs on the way).  Foreign keys to a partitioned table's rebuilt key are refused
+ * at ec_start.
+ */
+static void
+keep_partitioned_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
+{
+	char	   *conname = get_constraint_name(conoid);
+	char	   *def = TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
+															  ObjectIdGetDatum(conoid)));
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(get_constraint_index(conoid))};
+	List	   *leaves;
+	ListCell   *lc;
+
+	leaves = ec_spi_oids("SELECT relid FROM pg_catalog.pg_partition_tree($1) WHERE isleaf",
+						 1, types, values);
+	/* Undo runs last-pushed first: the leaves' keys, then the partitioned table's. */
+	ec_window_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", ec_rel_qualified(relid),
+								 quote_identifier(conname), def));
+	foreach(lc, leaves)
+	{
+		Oid			index = lfirst_oid(lc);
+		Oid			leafcon = get_index_constraint(index);
+		char	   *aside = ec_temp_name("_ec_old_", get_rel_name(index));
+
+		if (!OidIsValid(leafcon))
+			ec_window_refuse(run, run->step, "drops a primary key whose index cannot be copied");
+		queue_index_copy(run, index, aside);
+		ec_window_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY USING INDEX %s",
+									 ec_rel_qualified(IndexGetRelation(index, false)),
+									 quote_identifier(get_constraint_name(leafcon)),
+									 quote_identifier(aside)));
+	}
+	ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", ec_rel_qualified(relid),
+					 quote_identifier(conname)));
+	CommandCounterIncrement();
+}
 
 /*
  * The primary key of a kept-aside column (renamed aside already): a table has one, so it goes, and
@@ -371,112 +426,30 @@ renames_a_table_later(WindowRun *run)
  * key, which down maps to the old one, keeps both unique and the new foreign keys keep the
  * references, which are the same columns.
  */
-/*
- * The same for a partitioned table's primary key: the worker builds a copy of each leaf's index,
- * ec_revert makes each copy its leaf's key again (ADD CONSTRAINT ... USING INDEX, under the leaf's
- * constraint name), then the partitioned table's by its definition, which finds the leaves' keys
- * and attaches them rather than building (the partitioned tables between get theirs on the way).
- * Foreign keys to a partitioned table's rebuilt key are refused at ec_start.
- */
-static void
-keep_partitioned_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
+void
+ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 {
 	char	   *conname = get_constraint_name(conoid);
-	char	   *def = TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
-															  ObjectIdGetDatum(conoid)));
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(get_constraint_index(conoid))};
-	uint64		n;
-	Oid		   *leaves;
-	char	  **defs;
-	int			nestlevel = NewGUCNestLevel();
+	Oid			index = get_constraint_index(conoid);
+	char	   *aside = ec_temp_name("_ec_old_", conname);
+	char	   *tsql = ec_rel_qualified(relid);
+	ListCell   *lc;
+	int			nestlevel;
 
 	if (renames_a_table_later(run))
 		ec_window_refuse(run, run->step,
 			   "drops a primary key in a migration that renames a table (the worker's copy of the key "
 			   "is named before the rename)");
-	/* Definitions with every name qualified: the worker runs them on search_path pg_catalog. */
-	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	n = ec_spi("SELECT t.relid, pg_catalog.pg_get_indexdef(t.relid)"
-			   "  FROM pg_catalog.pg_partition_tree($1) t WHERE t.isleaf ORDER BY t.relid::pg_catalog.regclass::pg_catalog.text",
-			   1, types, values, NULL, SPI_OK_SELECT);
-	leaves = palloc(sizeof(Oid) * (n + 1));
-	defs = palloc(sizeof(char *) * (n + 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		leaves[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
-												   &isnull));
-		defs[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-	}
-	AtEOXact_GUC(true, nestlevel);
-	/* Undo runs last-pushed first: the leaves' keys, then the partitioned table's. */
-	ec_window_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", ec_rel_qualified(relid),
-								 quote_identifier(conname), def));
-	for (uint64 i = 0; i < n; i++)
-	{
-		Oid			leaf = IndexGetRelation(leaves[i], false);
-		Oid			leafcon = get_index_constraint(leaves[i]);
-		char	   *index = get_rel_name(leaves[i]);
-		char	   *aside = ec_temp_name("_ec_old_", index);
-		char	   *prefix = psprintf("CREATE UNIQUE INDEX %s ON ", quote_identifier(index));
-
-		if (strncmp(defs[i], prefix, strlen(prefix)) != 0 || !OidIsValid(leafcon))
-			ec_window_refuse(run, run->step, "drops a primary key whose index cannot be copied");
-		run->prepare = lappend(run->prepare, psprintf(EC_DROP_INVALID_PREFIX "%s",
-													  ec_window_sibling(leaf, aside)));
-		run->prepare = lappend(run->prepare,
-							   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
-										quote_identifier(aside), defs[i] + strlen(prefix)));
-		ec_window_undo(run, psprintf("ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY USING INDEX %s",
-									 ec_rel_qualified(leaf),
-									 quote_identifier(get_constraint_name(leafcon)),
-									 quote_identifier(aside)));
-	}
-	ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", ec_rel_qualified(relid),
-					 quote_identifier(conname)));
-	CommandCounterIncrement();
-}
-
-void
-ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
-{
-	char	   *conname;
-	Oid			index;
-	char	   *aside;
-	char	   *tsql = ec_rel_qualified(relid);
-	char	   *def;
-	char	   *prefix;
-	ListCell   *lc;
-	int			nestlevel;
-
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 	{
 		keep_partitioned_primary_key_aside(run, relid, conoid);
 		return;
 	}
-	conname = get_constraint_name(conoid);
-	index = get_constraint_index(conoid);
-	aside = ec_temp_name("_ec_old_", conname);
-	prefix = psprintf("CREATE UNIQUE INDEX %s ON ", quote_identifier(get_rel_name(index)));
+	queue_index_copy(run, index, aside);
 	nestlevel = NewGUCNestLevel();
-	/* Definitions with every name qualified: the worker runs them on search_path pg_catalog. */
+	/* The foreign keys' definitions too, with every name qualified. */
 	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	def = TextDatumGetCString(DirectFunctionCall1(pg_get_indexdef, ObjectIdGetDatum(index)));
-
-	if (strncmp(def, prefix, strlen(prefix)) != 0)
-		ec_window_refuse(run, run->step, "drops a primary key whose index cannot be copied");
-	if (renames_a_table_later(run))
-		ec_window_refuse(run, run->step,
-			   "drops a primary key in a migration that renames a table (the worker's copy of the key "
-			   "is named before the rename)");
-	run->prepare = lappend(run->prepare, psprintf(EC_DROP_INVALID_PREFIX "%s", ec_window_sibling(relid, aside)));
-	run->prepare = lappend(run->prepare,
-						   psprintf("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS %s ON %s",
-									quote_identifier(aside), def + strlen(prefix)));
 	foreach(lc, ec_window_foreign_keys_on_index(index))
 	{
 		Oid			fk = lfirst_oid(lc);
