@@ -152,14 +152,12 @@ CREATE FUNCTION pg_catalog.ec_status(schema text DEFAULT NULL)
                           FROM pg_catalog.pg_stat_progress_create_index p
                          WHERE o.state = 'running' AND p.relid = o.relid
                            AND p.command IN ('CREATE INDEX CONCURRENTLY', 'REINDEX CONCURRENTLY') LIMIT 1),
-                       -- the compaction's VACUUM (compact.c): its progress, and how often it ran during the backfill
+                       -- the compaction's VACUUM (compact.c): its progress
                        (SELECT '(' || v.phase || coalesce(', ' || round(100.0 * v.heap_blks_scanned
                                              / nullif(v.heap_blks_total, 0)) || '% of blocks', '') || ')'
                           FROM pg_catalog.pg_stat_progress_vacuum v
                          WHERE o.state = 'running' AND o.kind = 'compact' AND o.sql LIKE 'VACUUM%'
-                           AND v.relid = o.relid LIMIT 1),
-                       CASE WHEN o.kind = 'compact' AND o.sql LIKE 'VACUUM%' AND o.batches > 0
-                            THEN '(' || o.batches || ' during the backfill)' END), '; ' ORDER BY o.seq)
+                           AND v.relid = o.relid LIMIT 1)), '; ' ORDER BY o.seq)
               FROM expand_contract.tasks o
              WHERE o.migration_id = m.id AND o.kind <> 'backfill' AND o.state <> 'done'
                AND o.seq IS DISTINCT FROM t.seq

@@ -301,7 +301,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 			  task->next_block + blocks_per_batch(id, task,
 												  ec_pace_rows(&ec_worker.pace, s->batch_size, s->batch_time_ms)));
 	if (s->compact)
-		end = Min(end, task->next_block + ec_compact_batch_blocks(id, task->relid));
+		end = Min(end, task->next_block + ec_compact_batch_blocks(task->relid));
 	/* The statement is the same for every batch of a table: built once, on its first batch. */
 	if (ec_worker.batch_plan == NULL || ec_worker.statement_migration != id || ec_worker.statement_relid != task->relid)
 	{
@@ -366,7 +366,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 					ec_worker.parallel_note);
 
 	if (s->compact)
-		ec_worker.vacuum_due = ec_compact_after_batch(id, task->relid, end - ec_worker.batch_first_block);
+		ec_compact_after_batch(task->relid, ec_worker.batch_first_block, end);
 	ec_pace_record(&ec_worker.pace, processed,
 				   (double) (GetCurrentTimestamp() - began) / 1000.0, waiters, s->batch_time_ms);
 	ec_read_load(began, &load);

@@ -4,48 +4,58 @@
  *	  version goes to a new page, with new index entries: left alone, a migration doubles the
  *	  table and its indexes.  So, unless expand_contract.compact is off:
  *
- *	  during the backfill	after every twentieth of a table's blocks filled, the worker runs
- *							VACUUM (SKIP_LOCKED, TRUNCATE false) on it: the versions the
- *							committed batches left dead are pruned, their pages' free space
- *							enters the free space map, and the next batches' new versions go
- *							there instead of the table's end.  SKIP_LOCKED: a VACUUM already
- *							running (autovacuum's, another worker's) does the same; TRUNCATE false:
- *							truncating takes ACCESS EXCLUSIVE.  These VACUUMs belong to a task
- *							of their own (kind "compact", queued after the backfills), so that
- *							ec_status shows them, their progress and their failure apart from
- *							the backfill's; the task itself, reached after the backfills, runs
- *							the last VACUUM, of the last twentieth.
- *	  after the backfill	the surviving indexes the migration did not build are rebuilt with
- *							REINDEX INDEX CONCURRENTLY, each a task of its own (kind
- *							"compact", see ec_queue_compaction).  The worker skips compaction
- *							tasks when compact is off by the time it reaches them.
+ *	  during the backfill	after each batch commits, the worker prunes the pages of the batches
+ *							whose old versions no snapshot can see any more (heap_page_prune_opt,
+ *							what any scan of a page does) and enters their free space in the free
+ *							space map, so that the next batches' new versions go there instead of
+ *							the table's end.  The pruned versions leave dead line pointers and
+ *							index entries behind until the VACUUM after the backfill; meanwhile
+ *							the indexes' bottom-up deletion removes the entries on pages that would
+ *							split.  No batch fills more than a twentieth of the table, so that
+ *							what goes to the table's end before the first prune stays small.
+ *	  after the backfill	a VACUUM (SKIP_LOCKED, TRUNCATE false) of each table, then the
+ *							surviving indexes the migration did not build rebuilt with REINDEX
+ *							INDEX CONCURRENTLY, each a task of its own (kind "compact", see
+ *							ec_queue_compaction).  SKIP_LOCKED: a VACUUM already running
+ *							(autovacuum's) does the same; TRUNCATE false: truncating takes ACCESS
+ *							EXCLUSIVE.  The worker skips compaction tasks when compact is off by
+ *							the time it reaches them.
  *
- *	  Measured on 1M rows of t(id bigint primary key, a int, b text), a to bigint, then complete and
- *	  VACUUM, against an offline ALTER TABLE: heap 1.07x with the vacuums (1.91x without), indexes
- *	  2.0x without the REINDEX.
+ *	  Until 2026-12-03 the worker ran a VACUUM after each twentieth of the table instead of pruning:
+ *	  as compact (1M rows of t(id bigint primary key, a text, b text), a to bigint: heap 1.16-1.17x of
+ *	  the table before in both), but each VACUUM scans every index whole, and the backfill took
+ *	  1.25-1.32x one UPDATE against 0.75-1.07x with pruning (fast server, four interleaved rounds).
+ *	  Pruning was faster than no compaction too: the new versions go to pages already in the buffer
+ *	  cache instead of extending the table.
  */
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/transam.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/event_trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
 #include "parser/parser.h"
 #include "storage/bufmgr.h"
+#include "storage/freespace.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
-#include "utils/syscache.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "access/table.h"
+#include "utils/syscache.h"
 
 #include "expand_contract.h"
 #include "operations.h"
@@ -53,8 +63,8 @@
 
 bool		ec_compact = true;
 
-#define VACUUM_FRACTION	20			/* a VACUUM after each twentieth of the table */
-#define VACUUM_MIN_BLOCKS	128		/* 1 MB: not for every batch of a small table */
+#define BATCH_FRACTION	20			/* no batch fills more than a twentieth of the table */
+#define VACUUM_MIN_BLOCKS	128		/* 1 MB: smaller tables are left to autovacuum */
 
 /*
  * Below 8 MB at start a table's indexes are not rebuilt: the bloat is small, autovacuum deals with
@@ -62,66 +72,119 @@ bool		ec_compact = true;
  */
 #define COMPACT_MIN_BLOCKS	1024
 
-/*
- * The VACUUM of the filled blocks: see the header.  During the backfill (interim) it leaves the TOAST
- * table alone: an UPDATE keeps the toasted values it does not change, so the batches do not write
- * it; the task's own VACUUM, after the backfills, does it.  (Leaving the indexes alone too, with
- * INDEX_CLEANUP off, measured slower and less compact: the dead line pointers it leaves keep every
- * filled page from becoming all-visible, so each later VACUUM scans them all again.)
- */
 static char *
-vacuum_statement(Oid relid, bool interim)
+vacuum_statement(Oid relid)
 {
-	return psprintf("VACUUM (SKIP_LOCKED, TRUNCATE false%s) %s",
-					interim ? ", PROCESS_TOAST false" : "",
-					ec_rel_qualified(relid));
+	return psprintf("VACUUM (SKIP_LOCKED, TRUNCATE false) %s", ec_rel_qualified(relid));
 }
 
-/* The worker's count of relid's filled blocks, (re)started on the first batch of each table. */
-static void
-track_filled(int64 id, Oid relid)
+/*
+ * The most blocks of relid one batch may fill: a twentieth.  The batches are sized by time, and on
+ * a fast server one batch of a small table could fill most of it before anything was pruned; its
+ * new versions would all go to the table's end.
+ */
+int64
+ec_compact_batch_blocks(Oid relid)
 {
 	Relation	rel;
 
-	if (relid == ec_worker.filled_relid)
-		return;
+	if (relid == ec_worker.cap_relid)
+		return ec_worker.cap_blocks;
 	rel = table_open(relid, AccessShareLock);
-	ec_worker.vacuum_every = Max(VACUUM_MIN_BLOCKS,
-								 (int64) RelationGetNumberOfBlocks(rel) / VACUUM_FRACTION);
+	ec_worker.cap_blocks = Max(VACUUM_MIN_BLOCKS,
+							   (int64) RelationGetNumberOfBlocks(rel) / BATCH_FRACTION);
 	table_close(rel, AccessShareLock);
-	ec_worker.filled_relid = relid;
-	ec_worker.filled_blocks = 0;
-	ec_worker.vacuum_seq = ec_vacuum_task_seq(id, relid);
+	ec_worker.cap_relid = relid;
+	return ec_worker.cap_blocks;
 }
 
 /*
- * The most blocks of relid one batch may fill: a twentieth.  The batches are sized by time, and
- * on a fast server one batch of a small table can span several twentieths; its new versions would
- * then go to the table's end before any VACUUM freed room for them.
+ * In the transaction of a batch that filled relid's blocks [first, end): its pages, to prune once
+ * its transaction's deletions are visible to every snapshot (ec_compact_prune).  Kept per worker
+ * (each of several workers filling one table prunes its own batches' pages) and for the table it
+ * is filling: a worker moving on to another table leaves the last pages of the previous one to
+ * that table's VACUUM.  When a long transaction holds the horizon back, the batches not pruned
+ * yet are merged into the newest, which is pruned once the newest is.
  */
-int64
-ec_compact_batch_blocks(int64 id, Oid relid)
+void
+ec_compact_after_batch(Oid relid, int64 first, int64 end)
 {
-	track_filled(id, relid);
-	return ec_worker.vacuum_every;
+	TransactionId xid = GetCurrentTransactionIdIfAny();
+	int			n;
+
+	if (relid != ec_worker.prune_relid || ec_worker.prune_pending == 0)
+	{
+		ec_worker.prune_relid = relid;
+		ec_worker.prune_from = first;
+		ec_worker.prune_pending = 0;
+	}
+	/* Without an xid of its own the batch deleted nothing: any later xid is a safe bound. */
+	if (!TransactionIdIsValid(xid))
+		xid = ReadNextTransactionId();
+	n = ec_worker.prune_pending;
+	if (n == lengthof(ec_worker.prune_batches))
+		n--;
+	else
+		ec_worker.prune_pending++;
+	ec_worker.prune_batches[n].end = end;
+	ec_worker.prune_batches[n].xid = xid;
 }
 
 /*
- * After a batch of migration id that filled `blocks` blocks of relid: the VACUUM to run once it
- * committed, or NULL; ec_worker.vacuum_seq is its task (0: none, as for a migration queued before
- * 0.2.0, whose VACUUMs show in the backfill's detail).  Counted per worker: several workers filling
- * one table each vacuum after their own twentieth.  What a batch filled beyond the twentieth
- * counts towards the next one, so that batches of any size keep one VACUUM per twentieth.
+ * After a batch committed, in a transaction of its own: prunes the pages of the earlier batches
+ * (ec_compact_after_batch) whose deletions every snapshot sees, oldest first, and enters their free
+ * space in the free space map.  Pruning takes no lock beyond a page's, and only a page no one else
+ * has pinned (heap_page_prune_opt skips the others); a page it cannot prune keeps the free space
+ * it has.  Only heap tables: another access method's pages are its own.
  */
-char *
-ec_compact_after_batch(int64 id, Oid relid, int64 blocks)
+void
+ec_compact_prune(void)
 {
-	track_filled(id, relid);
-	ec_worker.filled_blocks += blocks;
-	if (ec_worker.filled_blocks < ec_worker.vacuum_every)
-		return NULL;
-	ec_worker.filled_blocks %= ec_worker.vacuum_every;
-	return MemoryContextStrdup(TopMemoryContext, vacuum_statement(relid, true));
+	Relation	rel;
+	GlobalVisState *vistest;
+	BlockNumber first = (BlockNumber) ec_worker.prune_from;
+	BlockNumber end = first;
+	int			ready = 0;
+
+	if (ec_worker.prune_pending == 0)
+		return;
+	rel = try_table_open(ec_worker.prune_relid, AccessShareLock);
+	if (rel == NULL || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+	{
+		ec_worker.prune_pending = 0;
+		if (rel)
+			table_close(rel, AccessShareLock);
+		return;
+	}
+	vistest = GlobalVisTestFor(rel);
+	while (ready < ec_worker.prune_pending &&
+		   GlobalVisTestIsRemovableXid(vistest, ec_worker.prune_batches[ready].xid))
+		end = (BlockNumber) ec_worker.prune_batches[ready++].end;
+	if (ready > 0)
+	{
+		memmove(ec_worker.prune_batches, ec_worker.prune_batches + ready,
+				sizeof(ec_worker.prune_batches[0]) * (ec_worker.prune_pending - ready));
+		ec_worker.prune_pending -= ready;
+		ec_worker.prune_from = end;
+		end = Min(end, RelationGetNumberOfBlocks(rel));
+		for (BlockNumber blkno = first; blkno < end; blkno++)
+		{
+			Buffer		buffer;
+			Size		free_space;
+
+			CHECK_FOR_INTERRUPTS();
+			buffer = ReadBuffer(rel, blkno);
+			heap_page_prune_opt(rel, buffer);
+			LockBuffer(buffer, BUFFER_LOCK_SHARE);
+			free_space = PageGetHeapFreeSpace(BufferGetPage(buffer));
+			UnlockReleaseBuffer(buffer);
+			RecordPageWithFreeSpace(rel, blkno, free_space);
+		}
+		/* The map's upper levels, which its searches start from. */
+		if (end > first)
+			FreeSpaceMapVacuumRange(rel, first, end);
+	}
+	table_close(rel, AccessShareLock);
 }
 
 /* Does the index read a column of the table that complete drops (dropped: attnums, offset)? */
@@ -242,10 +305,10 @@ ec_queue_compaction(EcStartContext *cxt, EcTable *table)
 		}
 		rel = table_open(heapid, AccessShareLock);
 		nblocks = RelationGetNumberOfBlocks(rel);
-		/* A table too small to be vacuumed during its backfill is left to autovacuum. */
+		/* A table too small for its VACUUM to matter is left to autovacuum. */
 		if (nblocks >= VACUUM_MIN_BLOCKS)
 			ec_add_task(cxt->migration_id, ++cxt->ntasks + EC_SEQ_AFTER_BACKFILL, "compact", heapid,
-						NIL, vacuum_statement(heapid, false));
+						NIL, vacuum_statement(heapid));
 		if (nblocks >= COMPACT_MIN_BLOCKS)
 			queue_reindexes(cxt, rel, dropped);
 		table_close(rel, AccessShareLock);

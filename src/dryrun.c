@@ -397,8 +397,8 @@ ec_plan_capture(int64 id, const char *schema)
 			s = add_step("worker", NULL, NULL, sql,
 						 strcmp(kind, "compact") != 0 ? NULL :
 						 starts_with_ci(sql, "VACUUM") ?
-						 "compaction: vacuums the table after every twentieth of its blocks the backfill "
-						 "fills, and once more after it, so that new row versions reuse the space" :
+						 "compaction: vacuums the table after the backfill, which pruned the pages it "
+						 "filled as it went so that new row versions reuse the space" :
 						 "compaction: rebuilds an index the backfill bloated");
 			/* The table the task works on (a REINDEX INDEX names the index; it locks both). */
 			if (relation != NULL)

@@ -431,9 +431,6 @@ extern void ec_split_task(int64 id, int seq, int64 size, int64 nblocks, int64 pa
 extern bool ec_task_all_parts_done(int64 id, int seq, int part);
 extern List *ec_compaction_cleanups(int64 id);
 extern uint64 ec_skip_compaction_tasks(int64 id);
-extern int	ec_vacuum_task_seq(int64 id, Oid relid);
-extern void ec_record_backfill_vacuum(int64 id, int seq, bool running);
-extern void ec_reset_interrupted_vacuums(int64 id);
 extern void ec_restart_backfills(int64 id);
 extern uint64 ec_finished_backfill_totals(void);
 extern uint64 ec_finished_index_build_totals(void);
@@ -573,8 +570,9 @@ extern int	ec_worker_nice;
 /* ---- leaving the table compact (compact.c) ---- */
 
 extern bool ec_compact;
-extern char *ec_compact_after_batch(int64 id, Oid relid, int64 blocks);
-extern int64 ec_compact_batch_blocks(int64 id, Oid relid);
+extern void ec_compact_after_batch(Oid relid, int64 first, int64 end);
+extern int64 ec_compact_batch_blocks(Oid relid);
+extern void ec_compact_prune(void);
 extern void ec_queue_compaction(EcStartContext *cxt, EcTable *table);
 extern char *ec_compact_cleanup(const char *cleanup);
 extern uint64 ec_skip_compaction(int64 id);

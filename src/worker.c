@@ -501,49 +501,21 @@ do_step(int64 id, long *wait_ms)
 	if (strcmp(task->kind, "backfill") == 0)
 	{
 		StepResult	result;
-		int			seq;
-		int			part;
 
 		if (!ec_worker.am_helper)
 			share_backfill(id, &s, free_parts);
 		result = backfill_batch(id, task, &s, wait_ms);
-		seq = task->seq;		/* task goes with SPI's memory */
-		part = task->part;
-
 		end_step();
 		if (ec_worker.release_after_commit)
 		{
 			release_claim();
 			ec_worker.release_after_commit = false;
 		}
-		if (result == STEP_NEXT && ec_worker.vacuum_due != NULL)
+		/* After the commit: the batches' old versions are dead for the next snapshots only. */
+		if (ec_worker.prune_pending > 0)
 		{
-			char	   *vacuum = ec_worker.vacuum_due;
-			int			vacuum_seq = ec_worker.vacuum_seq;
-			TimestampTz started;
-
-			ec_worker.vacuum_due = NULL;
-			begin_step("expand_contract: recording progress");
-			if (vacuum_seq > 0)
-				ec_record_backfill_vacuum(id, vacuum_seq, true);
-			else				/* shown until the next batch's progress replaces it */
-				ec_set_task_state(id, seq, part, "running", "vacuuming the blocks filled so far (compact)");
-			end_step();
-			/* A failure is the VACUUM task's, not the backfill's. */
-			if (vacuum_seq > 0)
-			{
-				ec_worker.batch_seq = vacuum_seq;
-				ec_worker.batch_part = 0;
-				ec_worker.batch_migration = 0;
-			}
-			pgstat_report_activity(STATE_RUNNING, vacuum);
-			started = GetCurrentTimestamp();
-			run_toplevel(vacuum);
-			pfree(vacuum);
-			begin_step("expand_contract: recording progress");
-			if (vacuum_seq > 0)
-				ec_record_backfill_vacuum(id, vacuum_seq, false);
-			*wait_ms = Max(*wait_ms, ec_nice_sleep_after(started, s.nice_ratio));
+			begin_step("expand_contract: pruning the filled blocks");
+			ec_compact_prune();
 			end_step();
 		}
 		return result;
@@ -785,19 +757,6 @@ ec_worker_main(Datum main_arg)
 	{
 		begin_step("expand_contract: checking for a restored migration");
 		ec_adopt_restored(args.migration_id);
-		end_step();
-		/*
-		 * A VACUUM of the filled blocks that the previous worker was running when it stopped: no
-		 * longer running, unless one of its helpers (holding the helper lock) still is.
-		 */
-		begin_step("expand_contract: recovering interrupted steps");
-		{
-			LOCKTAG		helpers;
-
-			ec_helper_lock_tag(&helpers, args.dboid, args.migration_id);
-			if (LockAcquire(&helpers, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
-				ec_reset_interrupted_vacuums(args.migration_id);
-		}
 		end_step();
 		/* A completed migration in its revert window: wait for the window's end, contract. */
 		if (ec_window_worker(args.migration_id))

@@ -76,8 +76,16 @@ typedef struct EcWorkerState
 	int			claim_part;
 	bool		release_after_commit;	/* the claimed part is done */
 	char	   *parallel_note;	/* how many workers fill the backfill, for ec_status */
-	char	   *vacuum_due;		/* a VACUUM of the table to run once the batch committed */
-	int			vacuum_seq;		/* its task (compact.c), 0 for none */
+
+	/* The committed batches whose pages are not pruned yet, oldest first (compact.c). */
+	Oid			prune_relid;
+	int64		prune_from;		/* their first block */
+	int			prune_pending;
+	struct
+	{
+		int64		end;		/* a batch's end block */
+		TransactionId xid;		/* and its transaction */
+	}			prune_batches[64];
 
 	/* The batch in flight (backfill.c), for diagnosing a failure after its transaction aborted. */
 	Oid			batch_relid;
@@ -99,10 +107,9 @@ typedef struct EcWorkerState
 	int64		prev_blocks;
 	uint64		prev_rows;
 
-	/* What this worker filled of one table since its last VACUUM (compact.c). */
-	Oid			filled_relid;
-	int64		filled_blocks;
-	int64		vacuum_every;
+	/* The most blocks a batch of cap_relid may fill while compact is on (compact.c). */
+	Oid			cap_relid;
+	int64		cap_blocks;
 
 	/* The last work the worker reported in pg_stat_activity, for its waits' "after:" (worker.c). */
 	char	   *last_work;

@@ -1,8 +1,10 @@
 # A data-moving migration leaves the table compact (src/compact.c): against the same change made
 # offline (ALTER TABLE ... TYPE, then VACUUM), the heap is at most 1.2x and the indexes 1.1x after
 # ec_complete and a VACUUM; with expand_contract.compact off they are about twice the size (so the
-# comparison means something).  The VACUUM and REINDEX CONCURRENTLY tasks show in ec_status (a
-# cancelled VACUUM is retried without failing the backfill); one interrupted REINDEX
+# comparison means something).  The VACUUM after the backfill truncates nothing, so the heap's size
+# is what the pruning during the backfill kept.  A snapshot older than the backfill reads the rows
+# as they were (nothing it sees is pruned).  The VACUUM and REINDEX CONCURRENTLY tasks show in
+# ec_status (a cancelled VACUUM is retried); one interrupted REINDEX
 # leaves no invalid index behind, nor does a kill -9 in the middle of one; pg_repack works on the
 # table after ec_complete.
 use strict;
@@ -80,8 +82,7 @@ my ($vacuum_state, $vacuums) = split /\|/, $node->safe_psql('postgres', q{SELECT
   FROM expand_contract.tasks WHERE kind = 'compact' AND sql LIKE 'VACUUM%'
    AND migration_id = (SELECT max(id) FROM expand_contract.migrations)});
 is($vacuum_state, 'done', 'the VACUUM task is done');
-# One VACUUM per twentieth of the table filled, and the task's own at the end.
-cmp_ok($vacuums, '>=', 15, "the VACUUM task ran $vacuums times during the backfill");
+is($vacuums, '0', 'no VACUUM during the backfill: its batches prune instead');
 
 my ($heap_off, $index_off) = migrate('{"compact": false}');
 note sprintf('compact off: heap %.2fx, indexes %.2fx', $heap_off / $off_heap, $index_off / $off_index);
@@ -91,56 +92,53 @@ is($node->safe_psql('postgres', q{SELECT string_agg(detail, ', ') FROM expand_co
   WHERE kind = 'compact' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
 	'skipped: expand_contract.compact is off, skipped: expand_contract.compact is off, skipped: expand_contract.compact is off',
 	'compact off: the VACUUM and REINDEX tasks were skipped');
-is($node->safe_psql('postgres', q{SELECT batches FROM expand_contract.tasks
-  WHERE kind = 'compact' AND sql LIKE 'VACUUM%' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}),
-	'0', 'compact off: no VACUUM during the backfill');
 
 ############################################################################
-# The VACUUMs during the backfill are a task of their own in ec_status, with their progress; one
-# cancelled is retried at the next twentieth without failing the backfill.  vacuum_cost_delay
-# (read by the worker from the database's settings) slows them down enough to watch.
+# A snapshot taken before the backfill: the pages the batches fill are pruned only of what no
+# snapshot sees, so it reads every row as it was, and the backfill still finishes.
+############################################################################
+load('t');
+my $before = $node->safe_psql('postgres', q{SELECT count(*) || '|' || sum(a) || '|' || sum(length(b)) FROM t});
+# The snapshot is taken on another table: a lock on t would hold ec_start off.
+my $reader = $node->background_psql('postgres');
+$reader->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t_offline');
+$node->safe_psql('postgres', qq{SELECT ec_start('v20', $migration)});
+ok(wait_for($node, 'postgres', q{SELECT bool_and(state = 'done') FROM expand_contract.tasks
+  WHERE kind = 'backfill' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}, 't', 120),
+	'the backfill finishes under an older snapshot');
+is($reader->query_safe(q{SELECT count(*) || '|' || sum(a) || '|' || sum(length(b)) FROM t}), $before,
+	'the older snapshot still reads every row as it was');
+$reader->query_safe('COMMIT');
+$reader->quit;
+$node->safe_psql('postgres', 'CALL ec_wait()');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE a IS DISTINCT FROM id'), '0',
+	'under an older snapshot: every row converted');
+$node->safe_psql('postgres', 'SELECT ec_complete()');
+
+############################################################################
+# The VACUUM after the backfill is a task of its own in ec_status, with its progress; one
+# cancelled is retried.  vacuum_cost_delay (read by the worker from the database's settings) slows
+# it down enough to watch.
 ############################################################################
 load('t');
 $node->safe_psql('postgres', q{ALTER DATABASE postgres SET vacuum_cost_delay = '20ms';
   ALTER DATABASE postgres SET vacuum_cost_limit = 1});
 $node->safe_psql('postgres', qq{SELECT ec_start('v13', $migration)});
-ok(wait_for($node, 'postgres', q{SELECT tasks ~ 'vacuum public\.t running \([a-z ]+(, \d+% of blocks)?\) \(1 during the backfill\)'
+ok(wait_for($node, 'postgres', q{SELECT tasks ~ 'vacuum public\.t running \([a-z ]+(, \d+% of blocks)?\)'
   FROM ec_status('public')}, 't', 120),
-	'ec_status shows the VACUUM of the filled blocks as a task of its own, with its progress')
+	'ec_status shows the VACUUM as a task of its own, with its progress')
 	or diag($node->safe_psql('postgres', q{SELECT tasks FROM ec_status('public')}));
-is($node->safe_psql('postgres', q{SELECT backfill_state FROM ec_status('public')}), 'running',
-	'while the backfill task stays running');
+is($node->safe_psql('postgres', q{SELECT backfill_state FROM ec_status('public')}), 'done',
+	'after the backfill');
 is($node->safe_psql('postgres', q{SELECT bool_and(pg_cancel_backend(pid)) FROM pg_stat_activity
   WHERE backend_type = 'expand_contract backfill' AND query LIKE 'VACUUM%'}),
 	't', 'the VACUUM is cancelled');
 ok(wait_for($node, 'postgres', q{SELECT detail LIKE 'retrying after: canceling statement%'
   FROM expand_contract.tasks WHERE kind = 'compact' AND sql LIKE 'VACUUM%'
    AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}, 't', 60),
-	'the cancelled VACUUM: its task says it is retried');
-# A worker stopped in the middle of one: the next worker does not show it running.  A session
-# waiting behind the VACUUM for a SHARE lock on t gets it when the VACUUM goes, and holds off the
-# next batches (and so the next VACUUM) while the test looks.
-ok(wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
-  WHERE backend_type = 'expand_contract backfill' AND query LIKE 'VACUUM%'}, 't', 120),
-	'the VACUUM of the next twentieth runs');
-my $locker = $node->background_psql('postgres');
-$locker->query_until(qr/locking/, "\\echo locking\nBEGIN; LOCK TABLE t IN SHARE MODE;\n");
-ok(wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_locks
-  WHERE relation = 't'::regclass AND mode = 'ShareLock' AND NOT granted}, 't', 60),
-	'a session waits behind the VACUUM');
-$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-  WHERE backend_type = 'expand_contract backfill'});
-$node->safe_psql('postgres', q{SELECT count(*) FROM ec_status()});
-ok(wait_for($node, 'postgres', q{SELECT state = 'pending' AND detail ~ '^vacuumed \d+ time\(s\) during the backfill, the last one interrupted; vacuums again at the next twentieth'
-  FROM expand_contract.tasks
-  WHERE kind = 'compact' AND sql LIKE 'VACUUM%' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)},
-	't', 60),
-	'the next worker shows the interrupted VACUUM as pending, not running')
-	or diag($node->safe_psql('postgres', q{SELECT tasks FROM ec_status('public')}));
-unlike($node->safe_psql('postgres', q{SELECT tasks FROM ec_status('public')}), qr/vacuum public\.t running/,
-	'ec_status does not show it running');
-$locker->query_safe('COMMIT');
-$locker->quit;
+	'the cancelled VACUUM: its task says it is retried')
+	or diag($node->safe_psql('postgres', q{SELECT state || ' ' || coalesce(detail, '') FROM expand_contract.tasks
+  WHERE kind = 'compact' AND migration_id = (SELECT max(id) FROM expand_contract.migrations)}));
 $node->safe_psql('postgres', q{ALTER DATABASE postgres RESET vacuum_cost_delay;
   ALTER DATABASE postgres RESET vacuum_cost_limit});
 # A new worker, without the slow settings.
@@ -292,8 +290,8 @@ for my $leaf ('pt_1', 'pt_2')
 	my ($h, $i) = sizes($leaf);
 	my ($oh, $oi) = sizes($leaf =~ s/pt/pt_offline/r);
 	note sprintf('partition %s: heap %.2fx, indexes %.2fx of the offline change', $leaf, $h / $oh, $i / $oi);
-	# 16 MB leaves, each vacuumed after every twentieth of its blocks like a plain table (measured
-	# 1.04-1.06x here on 2026-12-02).
+	# 16 MB leaves, each pruned as its backfill goes like a plain table (measured 1.04-1.06x here
+	# on 2026-12-02 with a VACUUM after each twentieth instead).
 	cmp_ok($h / $oh, '<=', 1.2, "partition $leaf: heap at most 1.2x the offline change (1.9x without)");
 	cmp_ok($i / $oi, '<=', 1.1, "partition $leaf: indexes at most 1.1x");
 }
