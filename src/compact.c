@@ -64,6 +64,7 @@
 bool		ec_compact = true;
 
 #define BATCH_FRACTION	20			/* no batch fills more than a twentieth of the table */
+#define BATCH_CAP_MIN_BLOCKS	128	/* 1 MB: a small table's batches are not cut smaller */
 #define VACUUM_MIN_BLOCKS	128		/* 1 MB: smaller tables are left to autovacuum */
 
 /*
@@ -91,7 +92,7 @@ ec_compact_batch_blocks(Oid relid)
 	if (relid == ec_worker.cap_relid)
 		return ec_worker.cap_blocks;
 	rel = table_open(relid, AccessShareLock);
-	ec_worker.cap_blocks = Max(VACUUM_MIN_BLOCKS,
+	ec_worker.cap_blocks = Max(BATCH_CAP_MIN_BLOCKS,
 							   (int64) RelationGetNumberOfBlocks(rel) / BATCH_FRACTION);
 	table_close(rel, AccessShareLock);
 	ec_worker.cap_relid = relid;
