@@ -102,33 +102,36 @@ ec_compact_batch_blocks(Oid relid)
 /*
  * In the transaction of a batch that filled relid's blocks [first, end): its pages, to prune once
  * its transaction's deletions are visible to every snapshot (ec_compact_prune).  Kept per worker
- * (each of several workers filling one table prunes its own batches' pages) and for the table it
- * is filling: a worker moving on to another table leaves the last pages of the previous one to
- * that table's VACUUM.  When a long transaction holds the horizon back, the batches not pruned
- * yet are merged into the newest, which is pruned once the newest is.
+ * (each of several workers filling one table prunes its own batches' pages, which need not follow
+ * each other when it moves from one part of the table to another) and for the table it is
+ * filling: a worker moving on to another table leaves the last pages of the previous one to that
+ * table's VACUUM.  When a long transaction holds the horizon back, the batches not pruned yet are
+ * merged into the newest, which is pruned once the newest is.
  */
 void
 ec_compact_after_batch(Oid relid, int64 first, int64 end)
 {
 	TransactionId xid = GetCurrentTransactionIdIfAny();
-	int			n;
+	int			n = ec_worker.prune_pending;
 
-	if (relid != ec_worker.prune_relid || ec_worker.prune_pending == 0)
+	if (relid != ec_worker.prune_relid)
 	{
 		ec_worker.prune_relid = relid;
-		ec_worker.prune_from = first;
-		ec_worker.prune_pending = 0;
+		n = 0;
 	}
 	/* Without an xid of its own the batch deleted nothing: any later xid is a safe bound. */
 	if (!TransactionIdIsValid(xid))
 		xid = ReadNextTransactionId();
-	n = ec_worker.prune_pending;
 	if (n == lengthof(ec_worker.prune_batches))
+	{
 		n--;
-	else
-		ec_worker.prune_pending++;
+		first = Min(first, ec_worker.prune_batches[n].first);
+		end = Max(end, ec_worker.prune_batches[n].end);
+	}
+	ec_worker.prune_batches[n].first = first;
 	ec_worker.prune_batches[n].end = end;
 	ec_worker.prune_batches[n].xid = xid;
+	ec_worker.prune_pending = n + 1;
 }
 
 /*
@@ -143,8 +146,7 @@ ec_compact_prune(void)
 {
 	Relation	rel;
 	GlobalVisState *vistest;
-	BlockNumber first = (BlockNumber) ec_worker.prune_from;
-	BlockNumber end = first;
+	BlockNumber nblocks;
 	int			ready = 0;
 
 	if (ec_worker.prune_pending == 0)
@@ -158,16 +160,14 @@ ec_compact_prune(void)
 		return;
 	}
 	vistest = GlobalVisTestFor(rel);
-	while (ready < ec_worker.prune_pending &&
-		   GlobalVisTestIsRemovableXid(vistest, ec_worker.prune_batches[ready].xid))
-		end = (BlockNumber) ec_worker.prune_batches[ready++].end;
-	if (ready > 0)
+	nblocks = RelationGetNumberOfBlocks(rel);
+	for (; ready < ec_worker.prune_pending; ready++)
 	{
-		memmove(ec_worker.prune_batches, ec_worker.prune_batches + ready,
-				sizeof(ec_worker.prune_batches[0]) * (ec_worker.prune_pending - ready));
-		ec_worker.prune_pending -= ready;
-		ec_worker.prune_from = end;
-		end = Min(end, RelationGetNumberOfBlocks(rel));
+		BlockNumber first = (BlockNumber) ec_worker.prune_batches[ready].first;
+		BlockNumber end = Min((BlockNumber) ec_worker.prune_batches[ready].end, nblocks);
+
+		if (!GlobalVisTestIsRemovableXid(vistest, ec_worker.prune_batches[ready].xid))
+			break;
 		for (BlockNumber blkno = first; blkno < end; blkno++)
 		{
 			Buffer		buffer;
@@ -185,6 +185,9 @@ ec_compact_prune(void)
 		if (end > first)
 			FreeSpaceMapVacuumRange(rel, first, end);
 	}
+	memmove(ec_worker.prune_batches, ec_worker.prune_batches + ready,
+			sizeof(ec_worker.prune_batches[0]) * (ec_worker.prune_pending - ready));
+	ec_worker.prune_pending -= ready;
 	table_close(rel, AccessShareLock);
 }
 

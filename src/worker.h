@@ -79,11 +79,11 @@ typedef struct EcWorkerState
 
 	/* The committed batches whose pages are not pruned yet, oldest first (compact.c). */
 	Oid			prune_relid;
-	int64		prune_from;		/* their first block */
 	int			prune_pending;
 	struct
 	{
-		int64		end;		/* a batch's end block */
+		int64		first;		/* a batch's blocks, [first, end) */
+		int64		end;
 		TransactionId xid;		/* and its transaction */
 	}			prune_batches[64];
 
