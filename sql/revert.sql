@@ -852,4 +852,51 @@ SET client_min_messages = warning;
 DROP SCHEMA rvt, rvt_v2, rvttwin, rvttwin_v2 CASCADE;
 RESET client_min_messages;
 DROP FUNCTION ec_test.carried(text);
+-- A dropped column with an exclusion constraint: kept aside with the column, in force on it (down
+-- keeps it filled, empty ranges overlap nothing), as during the migration.
+CREATE FUNCTION ec_test.make_bookings(nsp text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('CREATE SCHEMA %I', nsp);
+  EXECUTE format('CREATE TABLE %I.bookings (id int PRIMARY KEY, room int, during tsrange,'
+                 ' CONSTRAINT bookings_no_overlap EXCLUDE USING gist (during WITH &&))', nsp);
+  EXECUTE format('INSERT INTO %I.bookings VALUES (1, 7, ''[2026-01-01 10:00, 2026-01-01 11:00)''),'
+                 ' (2, 8, ''[2026-01-01 11:00, 2026-01-01 12:00)'')', nsp);
+  PERFORM ec_start('x0', '{"operations": [{"rename_column": {"table": "bookings", "from": "room", "to": "room_no"}}]}', nsp);
+  PERFORM ec_complete(nsp);
+END $$;
+SELECT ec_test.make_bookings('rx');
+SELECT ec_test.make_bookings('rxtwin');
+\set drop_during '{"operations": [{"drop_column": {"table": "bookings", "column": "during", "down": "''empty''::tsrange"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rx') x \gset
+SELECT ec_start('x1', :'drop_during', 'rx');
+CALL ec_wait('rx');
+SELECT ec_complete('rx', revert_window => '1h');
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE conrelid = 'rx.bookings'::regclass AND contype = 'x';
+INSERT INTO rx.bookings (id, room_no) VALUES (3, 9);
+SET search_path TO rx_x0;
+SELECT ec_test.try($$INSERT INTO bookings VALUES (4, 7, '[2026-01-01 10:30, 2026-01-01 10:45)')$$);
+INSERT INTO bookings VALUES (5, 7, '[2026-01-01 12:00, 2026-01-01 13:00)');
+SELECT id, room_no, during FROM bookings ORDER BY id;
+RESET search_path;
+SELECT ec_revert('rx');
+SELECT * FROM ec_test.diff(:'before', 'rx');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rx.bookings ORDER BY id;
+SELECT ec_test.try($$INSERT INTO rx.bookings VALUES (6, 7, '[2026-01-01 12:30, 2026-01-01 12:40)')$$);
+-- Again, then cleanup: what a plain complete leaves.
+SELECT ec_start('x1', :'drop_during', 'rx');
+SELECT ec_start('x1', :'drop_during', 'rxtwin');
+CALL ec_wait('rx');
+CALL ec_wait('rxtwin');
+SELECT ec_complete('rx', revert_window => '1h');
+SELECT ec_complete('rxtwin');
+SELECT ec_cleanup('rx');
+SELECT * FROM ec_test.same_as_twin('rx', 'rxtwin');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rx.bookings ORDER BY id;
+SET client_min_messages = warning;
+DROP SCHEMA rx, rx_x1, rxtwin, rxtwin_x1 CASCADE;
+RESET client_min_messages;
+DROP FUNCTION ec_test.make_bookings(text);
 DELETE FROM expand_contract.migrations;

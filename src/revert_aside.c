@@ -95,13 +95,13 @@ partitions_constraints_aside(WindowRun *run, Oid index)
 }
 
 /*
- * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK
- * and unique constraints (a unique constraint's index is renamed with it) and foreign keys, its own
- * or other tables' to it, are renamed aside too (the complete steps may give their names to the
- * carried ones, and they go with the column at the window's end).  They stay in force on the old
- * column, which "down" keeps filled, as they were during the migration.  Refused if an exclusion
- * constraint, a trigger or an owned sequence depends on it: complete replaces or moves those in
- * steps that a window cannot keep.  The old version's views depend on it too; they are why it is
+ * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK,
+ * unique and exclusion constraints (such a constraint's index is renamed with it) and foreign keys,
+ * its own or other tables' to it, are renamed aside too (the complete steps may give their names to
+ * the carried ones, and they go with the column at the window's end).  They stay in force on the
+ * old column, which "down" keeps filled, as they were during the migration.  Refused if a trigger
+ * or an owned sequence depends on it: complete replaces or moves those in steps that a window
+ * cannot keep.  The old version's views depend on it too; they are why it is
  * kept.  Returns its primary key, if any, for keep_primary_key_aside once the column is aside.
  */
 Oid
@@ -117,7 +117,8 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 
 	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
 			   "             THEN (SELECT CASE c.contype WHEN 'c' THEN 'check' WHEN 'u' THEN 'unique'"
-			   "                                         WHEN 'f' THEN 'foreign key' WHEN 'p' THEN 'primary' END"
+			   "                                         WHEN 'f' THEN 'foreign key' WHEN 'p' THEN 'primary'"
+			   "                                         WHEN 'x' THEN 'exclusion' END"
 			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
 			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
@@ -146,8 +147,8 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 			continue;
 		if (kind == NULL)
 			ec_window_refuse(run, run->step,
-				   psprintf("drops column \"%s\" of table \"%s\", on which an exclusion constraint, a "
-							"trigger or a sequence depends", name, get_rel_name(relid)));
+				   psprintf("drops column \"%s\" of table \"%s\", on which a trigger or a sequence "
+							"depends", name, get_rel_name(relid)));
 		if (strcmp(kind, "primary") == 0)
 			primary = objid;
 		else if (strcmp(kind, "index") == 0)
