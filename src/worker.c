@@ -116,6 +116,41 @@ end_step(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * The compaction's pruning after a batch (compact.c), in a transaction of its own.  It only saves
+ * space: an error in it (a damaged page, a cancel) is logged and the pages left to the VACUUM after
+ * the backfill, rather than failing the backfill, whose batch committed already.
+ */
+static void
+prune_step(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	begin_step("expand_contract: pruning the filled blocks");
+	PG_TRY();
+	{
+		ec_compact_prune();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ec_worker.prune_pending = 0;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not prune the blocks the backfill filled: %s", edata->message),
+				 errdetail("The VACUUM after the backfill frees their space instead.")));
+		FreeErrorData(edata);
+		return;
+	}
+	PG_END_TRY();
+	end_step();
+}
+
 /* A per-migration override (ec_configure) of a setting, or NULL. */
 static JsonbValue *
 override(Jsonb *settings, const char *key)
@@ -513,11 +548,7 @@ do_step(int64 id, long *wait_ms)
 		}
 		/* After the commit: the batches' old versions are dead for the next snapshots only. */
 		if (ec_worker.prune_pending > 0)
-		{
-			begin_step("expand_contract: pruning the filled blocks");
-			ec_compact_prune();
-			end_step();
-		}
+			prune_step();
 		return result;
 	}
 
