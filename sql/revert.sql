@@ -289,12 +289,51 @@ SELECT * FROM ec_test.same_as_twin('rk', 'rktwin');
 SELECT * FROM ec_test.leftovers();
 SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (12, 99, 'x')$$);
 SELECT ec_test.try($$INSERT INTO rk.payments (id, code, cents) VALUES (12, 30, 0)$$);
--- Refused: a rebuilt primary key in a migration that also renames a table.
-SELECT ec_start('k3', '{"operations": [{"alter_column": {"table": "payments", "column": "cents", "type": "bigint", "up": "cents", "down": "cents::int"}}, {"alter_column": {"table": "notes", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}, {"rename_table": {"from": "payments", "to": "charges"}}]}', 'rk');
+-- A rebuilt primary key in a migration that also renames its table and the referencing one: the
+-- worker's steps (the copy of the key's index, the foreign key to it added again), queued before
+-- the renames, run under the tables' new names.
+CREATE TABLE rk.tags (id int PRIMARY KEY, note_id int CONSTRAINT tags_note_id_fkey REFERENCES rk.notes, label text);
+CREATE TABLE rktwin.tags (id int PRIMARY KEY, note_id int CONSTRAINT tags_note_id_fkey REFERENCES rktwin.notes, label text);
+INSERT INTO rk.tags SELECT id, id, 't' || id FROM rk.notes;
+INSERT INTO rktwin.tags SELECT id, id, 't' || id FROM rktwin.notes;
+\set renamed '{"operations": [{"alter_column": {"table": "notes", "column": "id", "type": "bigint", "up": "id", "down": "id::int"}}, {"rename_table": {"from": "notes", "to": "memos"}}, {"rename_table": {"from": "tags", "to": "labels"}}]}'
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rk') x \gset
+SELECT ec_start('k3', :'renamed', 'rk');
 CALL ec_wait('rk');
 SELECT ec_complete('rk', revert_window => '1h');
-SELECT ec_rollback('rk');
-DROP SCHEMA rk, rk_k2, rktwin, rktwin_k2 CASCADE;
+CALL ec_test.wait_prepared();
+SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint
+ WHERE conrelid IN ('rk.memos'::regclass, 'rk.labels'::regclass) AND contype IN ('p', 'f') ORDER BY 1, 2;
+SELECT indexrelid::regclass AS index, pg_get_indexdef(indexrelid), indisvalid FROM pg_index
+ WHERE indrelid = 'rk.memos'::regclass ORDER BY indexrelid::regclass::text COLLATE "C";
+INSERT INTO rk.memos (id, pid, txt) VALUES (20, 3, 'n20');
+INSERT INTO rk.labels (id, note_id, label) VALUES (20, 20, 't20');
+SET search_path TO rk_k2;
+INSERT INTO notes (id, pid, txt) VALUES (21, 3, 'n21');
+SELECT ec_test.try($$INSERT INTO notes (id, pid, txt) VALUES (20, 3, 'x')$$);
+RESET search_path;
+INSERT INTO rk.labels (id, note_id, label) VALUES (21, 21, 't21');
+SELECT ec_test.try($$INSERT INTO rk.labels (id, note_id, label) VALUES (22, 99, 'x')$$);
+SELECT ec_revert('rk');
+SELECT * FROM ec_test.diff(:'before', 'rk');
+SELECT * FROM ec_test.leftovers();
+SELECT * FROM rk.notes ORDER BY id;
+SELECT * FROM rk.tags ORDER BY id;
+SELECT ec_test.try($$INSERT INTO rk.tags (id, note_id, label) VALUES (22, 99, 'x')$$);
+SELECT ec_test.try($$INSERT INTO rk.notes (id, pid, txt) VALUES (20, 3, 'x')$$);
+-- Again, then cleanup: what a plain complete leaves.
+SELECT ec_start('k3', :'renamed', 'rk');
+SELECT ec_start('k3', :'renamed', 'rktwin');
+CALL ec_wait('rk');
+CALL ec_wait('rktwin');
+SELECT ec_complete('rk', revert_window => '1h');
+SELECT ec_complete('rktwin');
+CALL ec_test.wait_prepared();
+SELECT ec_cleanup('rk');
+SELECT * FROM ec_test.same_as_twin('rk', 'rktwin');
+SELECT * FROM ec_test.leftovers();
+SELECT ec_test.try($$INSERT INTO rk.labels (id, note_id, label) VALUES (22, 99, 'x')$$);
+DROP SCHEMA rk, rk_k3, rktwin, rktwin_k3 CASCADE;
 
 -- Both sides rebuilt: a unique column, the other table's referencing column and a self-reference.
 CREATE SCHEMA rb;

@@ -19,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "parser/parsetree.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
@@ -327,24 +328,75 @@ ec_keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoi
 	ec_window_defer_constraint(run, relid, aside);
 }
 
-/* Does a step after the current one rename a table? */
-static bool
-renames_a_table_later(WindowRun *run)
+/* The tables a prepare step names, with where in its text: the index's, the foreign key's two. */
+static List *
+prepared_tables(Node *stmt)
 {
-	bool		after = false;
-	ListCell   *lc,
-			   *lc2;
+	List	   *tables = NIL;
+	ListCell   *lc;
 
-	forboth(lc, run->steps, lc2, run->parsed)
+	if (IsA(stmt, IndexStmt))
+		return list_make1(((IndexStmt *) stmt)->relation);
+	if (!IsA(stmt, AlterTableStmt))
+		return NIL;
+	tables = list_make1(((AlterTableStmt *) stmt)->relation);
+	foreach(lc, ((AlterTableStmt *) stmt)->cmds)
 	{
-		Node	   *stmt = lfirst(lc2);
+		AlterTableCmd *cmd = lfirst(lc);
 
-		if (after && IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_TABLE)
-			return true;
-		if (lfirst(lc) == run->step)
-			after = true;
+		if (cmd->subtype == AT_AddConstraint && IsA(cmd->def, Constraint) &&
+			((Constraint *) cmd->def)->contype == CONSTR_FOREIGN)
+			tables = lappend(tables, ((Constraint *) cmd->def)->pktable);
 	}
-	return false;
+	return tables;
+}
+
+/*
+ * After a step that renames a table: the prepare steps queued by the steps before it name the table
+ * by its old name, and the worker runs them once complete is done.  Each name is replaced where
+ * the statement's parse tree puts it (the names are qualified and quoted as quote_qualified_identifier
+ * writes them: the definitions were read on search_path pg_catalog), so that nothing else in the
+ * text can be taken for it.  The revert's steps need no change: the rename is undone before them.
+ */
+void
+ec_window_rename_prepared(WindowRun *run, RenameStmt *rename)
+{
+	const char *schema = rename->relation->schemaname ? rename->relation->schemaname : run->schema;
+	char	   *old_name = quote_qualified_identifier(schema, rename->relation->relname);
+	char	   *new_name = quote_qualified_identifier(schema, rename->newname);
+	ListCell   *lc;
+
+	foreach(lc, run->prepare)
+	{
+		char	   *sql = lfirst(lc);
+		List	   *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+		List	   *locations = NIL;
+		ListCell   *lc2;
+
+		if (list_length(raw) != 1)
+			continue;
+		foreach(lc2, prepared_tables(linitial_node(RawStmt, raw)->stmt))
+		{
+			RangeVar   *rv = lfirst(lc2);
+			const char *rv_schema = rv->schemaname ? rv->schemaname : run->schema;
+
+			if (strcmp(rv_schema, schema) != 0 || strcmp(rv->relname, rename->relation->relname) != 0)
+				continue;
+			if (rv->location < 0 || strncmp(sql + rv->location, old_name, strlen(old_name)) != 0)
+				ec_window_refuse(run, run->step,
+								 psprintf("renames table \"%s\", which the worker's step \"%s\" names in a "
+										  "form it cannot rewrite", rename->relation->relname, sql));
+			/* Last first, so that the earlier locations stay right. */
+			locations = lcons_int(rv->location, locations);
+		}
+		foreach(lc2, locations)
+		{
+			int			at = lfirst_int(lc2);
+
+			sql = psprintf("%.*s%s%s", at, sql, new_name, sql + at + strlen(old_name));
+		}
+		lfirst(lc) = sql;
+	}
 }
 
 /*
@@ -437,10 +489,6 @@ ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 	ListCell   *lc;
 	int			nestlevel;
 
-	if (renames_a_table_later(run))
-		ec_window_refuse(run, run->step,
-			   "drops a primary key in a migration that renames a table (the worker's copy of the key "
-			   "is named before the rename)");
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 	{
 		keep_partitioned_primary_key_aside(run, relid, conoid);

@@ -759,6 +759,8 @@ run_window_steps(void *arg)
 	{
 		run->step = lfirst(lc);
 		run_step(run, lfirst(lc2), run->step);
+		if (IsA(lfirst(lc2), RenameStmt) && ((RenameStmt *) lfirst(lc2))->renameType == OBJECT_TABLE)
+			ec_window_rename_prepared(run, lfirst(lc2));
 		CommandCounterIncrement();
 	}
 	run->step = NULL;

@@ -47,6 +47,7 @@ extern void ec_window_defer_constraint(WindowRun *run, Oid relid, const char *co
 
 /* revert_aside.c */
 extern bool ec_window_is_foreign_key(Oid conoid);
+extern void ec_window_rename_prepared(WindowRun *run, RenameStmt *rename);
 extern Oid ec_window_constraint_relid(Oid conoid);
 extern Oid ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const char *name);
 extern char *ec_window_column_default(Oid relid, AttrNumber attnum);
