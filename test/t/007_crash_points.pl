@@ -864,7 +864,11 @@ for my $i (1 .. scalar @bf_kills)
 			# take a while).
 			usleep(10_000) while q1($node, qq{SELECT count(*) $tasks AND t.kind = 'sql'
 			    AND t.sql LIKE '%UNIQUE INDEX CONCURRENTLY%' AND t.state <> 'done'}) ne '0' && time() < $deadline;
+			# Paused while the holder takes its snapshot (that takes a bg_psql start and a poll): a
+			# backfill of small tables can be done, and its index builds with it, by then.
+			q1($node, "SELECT ec_pause('$s')");
 			push @snapshots, $snapshot_holder->();
+			q1($node, "SELECT ec_resume('$s')");
 		}
 		usleep(10_000)
 		  while ($reached = q1($node, $invalid)) eq '' && q1($node, $tasks_left) ne '0' && time() < $deadline;
