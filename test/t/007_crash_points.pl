@@ -843,7 +843,13 @@ for my $i (1 .. scalar @bf_kills)
 	my @snapshots;  # bg_psql jobs holding a snapshot
 	my %holders;    # sessions of holder(), holding locks
 	push @snapshots, $snapshot_holder->() if $part eq 'first index build';
-	q1($node, start_sql($s, $settings, $part eq 'key index build'));
+	q1($node, start_sql($s, $settings, $part eq 'key index build' || $part eq 'index build after the backfills'));
+	if ($part eq 'index build after the backfills')
+	{
+		$holders{'transfers row'} = holder($node, "locker of a transfers row $s",
+			"SELECT 1 FROM $s.transfers WHERE id = 1 FOR UPDATE");
+		q1($node, "SELECT ec_resume('$s')");
+	}
 
 	my $old = bg_psql($node, old_writer_sql($s, 100001, 3000));
 	my $new = bg_psql($node, new_writer_sql($s, 200001, 3000));
@@ -860,15 +866,15 @@ for my $i (1 .. scalar @bf_kills)
 	{
 		if ($part eq 'index build after the backfills')
 		{
-			# Once the unique indexes are built (the backfill of transfers, the validations then
-			# take a while).
-			usleep(10_000) while q1($node, qq{SELECT count(*) $tasks AND t.kind = 'sql'
-			    AND t.sql LIKE '%UNIQUE INDEX CONCURRENTLY%' AND t.state <> 'done'}) ne '0' && time() < $deadline;
-			# Paused while the holder takes its snapshot (that takes a bg_psql start and a poll): a
-			# backfill of small tables can be done, and its index builds with it, by then.
-			q1($node, "SELECT ec_pause('$s')");
+			# The last backfill (transfers') is held at its first row, locked before the paused
+			# migration was resumed (its batch waits lock_timeout and tries again), until every task before it
+			# is done; then the snapshot is taken and the row let go, so that the index builds
+			# queued after the backfills wait for the snapshot, whatever the machine's speed.
+			usleep(10_000) while q1($node, qq{SELECT count(*) $tasks AND t.seq < (SELECT max(b.seq)
+			    FROM expand_contract.tasks b WHERE b.migration_id = t.migration_id AND b.kind = 'backfill')
+			    AND t.state <> 'done'}) ne '0' && time() < $deadline;
 			push @snapshots, $snapshot_holder->();
-			q1($node, "SELECT ec_resume('$s')");
+			quit_holders(delete $holders{'transfers row'});
 		}
 		usleep(10_000)
 		  while ($reached = q1($node, $invalid)) eq '' && q1($node, $tasks_left) ne '0' && time() < $deadline;
