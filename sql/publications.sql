@@ -140,12 +140,64 @@ SELECT ec_resume('pubs');
 CALL ec_wait('pubs');
 SELECT ec_complete('pubs');
 SELECT * FROM ec_test.entries();
--- A published table gets no revert window: its subscribers would receive the kept-aside columns.
+-- A revert window: what it keeps aside is not published meanwhile (the subscribers lack it).  An
+-- entry of a table with kept-aside columns gets a column list without them (pub_plain had none;
+-- pub_plain_list's loses its dropped columns at complete anyway), a kept-aside table's entries go;
+-- ec_revert puts every entry back exactly, the cleanup leaves the entries a plain complete leaves.
+-- The tables come from a migration, so that its version schema (the window's old one) shows them.
+SELECT ec_start('v5p', '{"operations": [
+  {"create_table": {"name": "plain", "columns": [{"name": "id", "type": "int", "pk": true},
+     {"name": "v", "type": "int", "nullable": true}, {"name": "w", "type": "int", "nullable": true}]}},
+  {"create_table": {"name": "doomed", "columns": [{"name": "id", "type": "int", "pk": true}]}}]}', 'pubs');
+SELECT ec_complete('pubs');
+INSERT INTO pubs.plain VALUES (1, 10, 100);
 SET client_min_messages = error;
-CREATE TABLE pubs.plain (id int PRIMARY KEY, v int);
-CREATE PUBLICATION pub_plain FOR TABLE pubs.plain;
+CREATE PUBLICATION pub_plain FOR TABLE pubs.plain, pubs.doomed;
+CREATE PUBLICATION pub_plain_list FOR TABLE pubs.plain (id, v, w) WHERE (id > 0);
 RESET client_min_messages;
-SELECT ec_start('v6', '{"operations": [{"drop_column": {"table": "plain", "column": "v", "down": "0"}}]}', 'pubs');
+SELECT array_agg(x::text ORDER BY x::text) AS before FROM ec_test.entries() x \gset
+SELECT array_agg(x ORDER BY x) AS before_shape FROM ec_test.snapshot('pubs') x \gset
+\set window_doc '{"operations": [{"drop_column": {"table": "plain", "column": "v", "down": "0"}}, {"alter_column": {"table": "plain", "column": "w", "type": "bigint"}}, {"drop_table": {"name": "doomed"}}]}'
+SELECT ec_start('v6', :'window_doc', 'pubs');
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs', revert_window => '1 hour');
+SELECT * FROM ec_test.entries() WHERE rel::text ~ '(plain|doomed)';
+SELECT pubname, tablename, attnames, rowfilter FROM pg_publication_tables
+ WHERE schemaname = 'pubs' AND tablename ~ '(plain|doomed)' ORDER BY 1, 2;
+-- Both versions write: the new one through the base table, the old one through pubs_v5p.
+INSERT INTO pubs.plain (id, w) VALUES (2, 20);
+SET search_path = pubs_v5p;
+INSERT INTO plain (id, v, w) VALUES (3, 30, 300);
+RESET search_path;
+SELECT ec_revert('pubs');
+SELECT array_agg(x::text ORDER BY x::text) = :'before'::text[] AS entries_restored FROM ec_test.entries() x;
+SELECT * FROM ec_test.diff(:'before_shape', 'pubs');
+SELECT * FROM pubs.plain ORDER BY id;
+-- Again, then the cleanup: the entries of a plain complete (pub_plain without a list again).
+SELECT ec_start('v6', :'window_doc', 'pubs');
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs', revert_window => '1 hour');
+SELECT ec_cleanup('pubs');
+SELECT * FROM ec_test.entries() WHERE rel::text ~ '(plain|doomed)';
+SELECT * FROM ec_test.leftovers();
+-- Refused, with nothing changed: a FOR TABLES IN SCHEMA publication takes no column list, and a
+-- list without the kept-aside column does not cover a REPLICA IDENTITY FULL.
+ALTER TABLE pubs.plain REPLICA IDENTITY FULL;
+SET client_min_messages = error;
+CREATE PUBLICATION pub_schema FOR TABLES IN SCHEMA pubs;
+RESET client_min_messages;
+SELECT ec_start('v6b', '{"operations": [{"drop_column": {"table": "plain", "column": "w", "down": "0"}}]}', 'pubs');
+SELECT ec_resume('pubs');
+CALL ec_wait('pubs');
+SELECT ec_complete('pubs', revert_window => '1 hour');
+DROP PUBLICATION pub_schema;
+SELECT ec_complete('pubs', revert_window => '1 hour');
+SELECT phase FROM ec_status('pubs');
+SELECT ec_complete('pubs');
+-- An onComplete "sql" operation has no "down": no window, whatever its statement looks like.
+SELECT ec_start('v6c', $m${"operations": [{"sql": {"up": "DO 'BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_publication WHERE false) THEN NULL; END IF; END'", "onComplete": true}}]}$m$, 'pubs');
 SELECT ec_complete('pubs', revert_window => '1 hour');
 SELECT ec_complete('pubs');
 -- Names are quoted as literals in the steps, whatever they contain.
@@ -158,8 +210,13 @@ SELECT ec_rollback('pubs');
 SELECT ec_start('v7', '{"operations": [{"alter_column": {"table": "odd$ec_publication$name", "column": "v", "type": "bigint"}}]}', 'pubs');
 SELECT ec_resume('pubs');
 CALL ec_wait('pubs');
-SELECT ec_complete('pubs');
+-- With a window too (its entry steps are DO blocks quoted the same way): a list for the window,
+-- none again after the cleanup.
+SELECT ec_complete('pubs', revert_window => '1 hour');
+SELECT * FROM ec_test.entries() WHERE pub = 'pub$ec_publication$';
+SELECT ec_cleanup('pubs');
+SELECT * FROM ec_test.entries() WHERE pub = 'pub$ec_publication$';
 SELECT pubname, attnames FROM pg_publication_tables WHERE tablename = 'odd$ec_publication$name';
 SET client_min_messages = warning;
-DROP PUBLICATION pub_root, pub_plain, "pub$ec_publication$";
+DROP PUBLICATION pub_root, pub_plain, pub_plain_list, "pub$ec_publication$";
 DROP SCHEMA pubs CASCADE;

@@ -326,6 +326,21 @@ extern int	ec_publications_mode;
 
 extern List *ec_publications_snapshot(Oid nspid);
 extern void ec_publications_apply(EcStartContext *cxt, List *snapshot);
+/* One publication's entry for a table (pg_publication_rel), as publications.c reads it. */
+typedef struct EcPublicationEntry
+{
+	char	   *pub;			/* the publication's name */
+	bool		writes;			/* it publishes updates or deletes */
+	bool		via_root;		/* publish_via_partition_root */
+	bool		has_list;		/* the entry has a column list */
+	List	   *listed;			/* its columns' names, in attnum order */
+	char	   *filter;			/* its row filter, deparsed, or NULL */
+	char	   *qual;			/* the same as a node string, or NULL */
+} EcPublicationEntry;
+
+extern List *ec_publication_entries(Oid relid);
+extern bool ec_is_publication_step(Node *stmt);
+extern char *ec_publication_entries_sql(Oid relid, List *omit, bool every_column, bool add_back);
 
 /* ---- which rows the backfill must fill (horizon.c) ---- */
 

@@ -23,14 +23,18 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "nodes/bitmapset.h"
+#include "nodes/parsenodes.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "expand_contract.h"
 
@@ -59,6 +63,57 @@ publishable_columns(Oid relid)
 	ec_spi(psprintf("SELECT " PUBLISHABLE_COLUMNS, "$1"), 1, types, values, NULL, SPI_OK_SELECT);
 	return ec_text_array_to_list(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											   &isnull));
+}
+
+static bool
+replica_identity_full(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		full;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	full = ((Form_pg_class) GETSTRUCT(tup))->relreplident == REPLICA_IDENTITY_FULL;
+	ReleaseSysCache(tup);
+	return full;
+}
+
+/* The entries of the publications that list relid, by publication name. */
+List *
+ec_publication_entries(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	List	   *entries = NIL;
+	uint64		n;
+
+	n = ec_spi("SELECT p.pubname::pg_catalog.text, p.pubupdate OR p.pubdelete, p.pubviaroot,"
+			   "       r.prattrs IS NOT NULL,"
+			   "       ARRAY(SELECT a.attname::pg_catalog.text"
+			   "               FROM pg_catalog.unnest(r.prattrs::pg_catalog.int2[]) k"
+			   "               JOIN pg_catalog.pg_attribute a ON a.attrelid = r.prrelid AND a.attnum = k"
+			   "              ORDER BY a.attnum),"
+			   "       pg_catalog.pg_get_expr(r.prqual, r.prrelid), r.prqual::pg_catalog.text"
+			   "  FROM pg_catalog.pg_publication_rel r"
+			   "  JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid"
+			   " WHERE r.prrelid = $1 ORDER BY p.pubname", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		EcPublicationEntry *e = palloc0(sizeof(EcPublicationEntry));
+		bool		isnull;
+
+		e->pub = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+		e->writes = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		e->via_root = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		e->has_list = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		e->listed = ec_text_array_to_list(SPI_getbinval(tup, desc, 5, &isnull));
+		e->filter = SPI_getvalue(tup, desc, 6);
+		e->qual = SPI_getvalue(tup, desc, 7);
+		entries = lappend(entries, e);
+	}
+	return entries;
 }
 
 /*
@@ -261,11 +316,9 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 		bool		added = false;
 		char	   *tsql = ec_rel_qualified(t->relid);
 		char	   *final_sql = NULL;
-		Oid			types[1] = {OIDOID};
-		Datum		values[1] = {ObjectIdGetDatum(t->relid)};
-		uint64		n;
-		ListCell   *lc2;
-		SPITupleTable *entries;
+		bool		full_identity;
+		ListCell   *lc2,
+				   *lc3;
 
 		foreach(lc2, publishable_columns(t->relid))
 			if (!has_name(t->columns, lfirst(lc2)))
@@ -280,33 +333,17 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 		else
 			final_sql = tsql;	/* a partition: complete renames only the tables it migrates */
 
-		n = ec_spi("SELECT p.pubname::pg_catalog.text, p.pubupdate OR p.pubdelete,"
-				   "       r.prattrs IS NOT NULL,"
-				   "       ARRAY(SELECT a.attname::pg_catalog.text"
-				   "                          FROM pg_catalog.unnest(r.prattrs::pg_catalog.int2[]) k"
-				   "                          JOIN pg_catalog.pg_attribute a"
-				   "                            ON a.attrelid = r.prrelid AND a.attnum = k ORDER BY a.attnum),"
-				   "       pg_catalog.pg_get_expr(r.prqual, r.prrelid), r.prqual::pg_catalog.text,"
-				   "       c.relreplident = 'f', c.relkind = 'p' AND NOT p.pubviaroot"
-				   "  FROM pg_catalog.pg_publication_rel r"
-				   "  JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid"
-				   "  JOIN pg_catalog.pg_class c ON c.oid = r.prrelid"
-				   " WHERE r.prrelid = $1 ORDER BY p.pubname", 1, types, values, NULL, SPI_OK_SELECT);
-		entries = SPI_tuptable;
-		for (uint64 i = 0; i < n; i++)
+		full_identity = replica_identity_full(t->relid);
+		foreach(lc3, ec_publication_entries(t->relid))
 		{
-			HeapTuple	tup = entries->vals[i];
-			TupleDesc	desc = entries->tupdesc;
-			bool		isnull;
-			char	   *pub = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
-			bool		updates = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-			bool		has_list = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-			List	   *listed = ec_text_array_to_list(SPI_getbinval(tup, desc, 4, &isnull));
-			Datum		filter_datum = SPI_getbinval(tup, desc, 5, &isnull);
-			char	   *filter = isnull ? NULL : TextDatumGetCString(filter_datum);
-			Datum		qual_datum = SPI_getbinval(tup, desc, 6, &isnull);
-			bool		full_identity = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
-			bool		leaves_published = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+			EcPublicationEntry *e = lfirst(lc3);
+			char	   *pub = e->pub;
+			bool		updates = e->writes;
+			bool		has_list = e->has_list;
+			List	   *listed = e->listed;
+			char	   *filter = e->filter;
+			bool		leaves_published = get_rel_relkind(t->relid) == RELKIND_PARTITIONED_TABLE &&
+				!e->via_root;
 			List	   *during = has_list ? listed : t->columns;
 			List	   *final = NIL;
 			bool		listed_dropped = false;
@@ -336,7 +373,7 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 				 * A row filter depends on its columns: one that complete drops (or rebuilds) would
 				 * block it, and one that it renames could not be named again in the filter's text.
 				 */
-				pull_varattnos(stringToNode(TextDatumGetCString(qual_datum)), 1, &attnos);
+				pull_varattnos(stringToNode(e->qual), 1, &attnos);
 				while ((k = bms_next_member(attnos, k)) >= 0)
 				{
 					AttrNumber	attnum = k + FirstLowInvalidHeapAttributeNumber;
@@ -404,4 +441,75 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 															   has_list ? final : NIL, filter))));
 		}
 	}
+}
+
+/*
+ * Is this complete step one of ours (publication_drop or publication_restore above)?  A revert
+ * window runs them and records their undo (revert_publications.c).  They are DO blocks of
+ * guarded_drop or guarded_add; a migration's onComplete "sql", which could look the same, refuses
+ * the window before its steps are looked at.
+ */
+bool
+ec_is_publication_step(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt == NULL || !IsA(stmt, DoStmt))
+		return false;
+	foreach(lc, ((DoStmt *) stmt)->args)
+	{
+		DefElem    *arg = lfirst(lc);
+
+		if (strcmp(arg->defname, "as") == 0 && IsA(arg->arg, String) &&
+			strncmp(strVal(arg->arg), "BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_publication",
+					strlen("BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_publication")) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A statement that makes the publication entries of relid what they are now, whatever they are
+ * when it runs: it drops every entry of the table, then adds back those it read here (if
+ * add_back), each with its row filter and its column list less the names in omit; with
+ * every_column, an entry without a list gets one, of the table's publishable columns less omit.
+ * An entry whose list ends empty is not added back (an empty list is no list).  The table is named
+ * as it is now: a revert window's undo steps run in reverse order, and its cleanup steps after the
+ * renames, when it has that name again.
+ */
+char *
+ec_publication_entries_sql(Oid relid, List *omit, bool every_column, bool add_back)
+{
+	char	   *tsql = ec_rel_qualified(relid);
+	List	   *all = every_column ? publishable_columns(relid) : NIL;
+	StringInfoData body;
+	ListCell   *lc;
+
+	initStringInfo(&body);
+	appendStringInfo(&body,
+					 "DECLARE ec_pub text; BEGIN"
+					 " FOR ec_pub IN SELECT p.pubname FROM pg_catalog.pg_publication_rel r"
+					 " JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid"
+					 " WHERE r.prrelid = %s::pg_catalog.regclass LOOP"
+					 " EXECUTE pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE %%s', ec_pub, %s);"
+					 " END LOOP;",
+					 quote_literal_cstr(tsql), quote_literal_cstr(tsql));
+	foreach(lc, add_back ? ec_publication_entries(relid) : NIL)
+	{
+		EcPublicationEntry *e = lfirst(lc);
+		bool		has_list = e->has_list || every_column;
+		List	   *columns = NIL;
+		ListCell   *lc2;
+
+		foreach(lc2, e->has_list ? e->listed : all)
+			if (!has_name(omit, lfirst(lc2)))
+				columns = lappend(columns, lfirst(lc2));
+		if (has_list && columns == NIL)
+			continue;
+		appendStringInfo(&body, " %s",
+						 guarded_add(e->pub, tsql,
+									 add_table_sql(e->pub, tsql, has_list ? columns : NIL, e->filter)));
+	}
+	appendStringInfoString(&body, " END");
+	return psprintf("DO %s", quote_literal_cstr(body.data));
 }

@@ -22,10 +22,12 @@
  * dropping the new one.  A serial column's sequence, which complete moves to the rebuilt column
  * (OWNED BY), is moved back; an identity's new sequence takes over from the old one for both
  * versions until the revert (carry_sequence_defaults).  Only steps with an exact undo are kept
- * aside; a migration with any other complete step (carried materialized views and triggers, "sql"
- * operations run at complete, a dropped foreign key whose referenced column stays) is refused a
- * window before anything runs: such a step either drops what a kept-aside column still needs or
- * cannot be undone.  A partitioned table is one table: its steps are on the parent and reach every
+ * aside; a migration with any other complete step ("sql" operations run at complete, a dropped
+ * foreign key whose referenced column stays, a dropped column's trigger that complete does not
+ * create again) is refused a window before anything runs: such a step either drops what a
+ * kept-aside column still needs or cannot be undone.  Complete's own publication steps run with an
+ * undo that puts the entries back, and once the steps are done revert_publications.c keeps the
+ * kept-aside columns and tables out of every publication.  A partitioned table is one table: its steps are on the parent and reach every
  * partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys
  * go aside with it (renamed _ec_old_<name>), so that carried ones can take their names, and so do
  * other tables' foreign keys to it, which complete would drop: they stay in force on the old columns, which "down" keeps
@@ -283,6 +285,11 @@ unsupported(Node *stmt)
 				((GrantStmt *) stmt)->objtype == OBJECT_TABLE)
 				return NULL;
 			return "grants or revokes privileges other than a carried view's";
+		case T_DoStmt:
+			/* publications.c's steps on the tables' entries: run as they are, with their undo */
+			if (ec_is_publication_step(stmt))
+				return NULL;
+			return "runs a statement (a \"sql\" operation or a carried object's)";
 		default:
 			return "runs a statement (a \"sql\" operation or a carried object's)";
 	}
@@ -681,6 +688,11 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				ec_window_created_trigger(run, step_relid(c->relation), c->trigname);
 				return;
 			}
+		case T_DoStmt:
+			/* A publication step (unsupported() let no other through). */
+			ec_window_publication_step(run);
+			ec_exec(step);
+			return;
 		case T_CommentStmt:
 			if (((CommentStmt *) stmt)->objtype == OBJECT_TRIGGER)
 			{
@@ -730,6 +742,17 @@ window_error_context(void *arg)
 				   run->migration);
 }
 
+static bool
+is_on_complete(WindowRun *run, const char *step)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->on_complete)
+		if (strcmp(lfirst(lc), step) == 0)
+			return true;
+	return false;
+}
+
 static void
 run_window_steps(void *arg)
 {
@@ -744,6 +767,10 @@ run_window_steps(void *arg)
 	{
 		Node	   *stmt = parse_step(lfirst(lc));
 		const char *why = unsupported(stmt);
+
+		/* An onComplete "sql" has no "down": whatever it looks like, it cannot be undone. */
+		if (!why && is_on_complete(run, lfirst(lc)))
+			why = "runs a statement (a \"sql\" operation or a carried object's)";
 
 		if (why)
 			ec_window_refuse(run, lfirst(lc), why);
@@ -764,6 +791,9 @@ run_window_steps(void *arg)
 		CommandCounterIncrement();
 	}
 	run->step = NULL;
+	/* No kept-aside column or table is published meanwhile (unless told to leave publications be). */
+	if (ec_publications_mode == EC_PUBLICATIONS_MANAGE)
+		ec_window_publications(run);
 	error_context_stack = callback.previous;
 }
 
@@ -960,6 +990,30 @@ refresh_dual_writes(int64 id)
 	}
 }
 
+/* The "up" of the migration's onComplete "sql" operations: complete runs each as a step. */
+static List *
+on_complete_steps(int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+	List	   *ups = NIL;
+	uint64		n;
+
+	n = ec_catalog_spi("SELECT o.value->'sql'->>'up' FROM " EC_STATE_SCHEMA ".migrations m,"
+					   " pg_catalog.jsonb_array_elements(m.migration->'operations') o"
+					   " WHERE m.id = $1 AND pg_catalog.jsonb_typeof(o.value->'sql') = 'object'"
+					   "   AND (o.value->'sql'->'onComplete') = 'true'::pg_catalog.jsonb",
+					   1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *up = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (up)
+			ups = lappend(ups, up);
+	}
+	return ups;
+}
+
 /*
  * ec_complete's steps with a revert window of `usecs`: runs them keeping the old structure aside,
  * records the window, and keeps the migration's dual_writes rows.  The caller holds complete's
@@ -971,41 +1025,12 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 	WindowRun	run;
 	ListCell   *lc;
 
-	/*
-	 * A published table would publish the kept-aside columns and tables to its subscribers, which
-	 * lack them (their apply worker stops); its column list steps cannot be undone exactly either.
-	 */
-	if (ec_publications_mode == EC_PUBLICATIONS_MANAGE)
-	{
-		foreach(lc, m->relids)
-		{
-			Oid			relid = lfirst_oid(lc);
-			Oid			types1[1] = {OIDOID};
-			Datum		values1[1] = {ObjectIdGetDatum(relid)};
-
-			if (ec_catalog_spi("SELECT pubname::pg_catalog.text FROM pg_catalog.pg_publication_tables t"
-							   " JOIN pg_catalog.pg_class c ON c.relname = t.tablename"
-							   "  AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace"
-							   "                         WHERE nspname = t.schemaname)"
-							   " WHERE c.oid = $1 ORDER BY 1 LIMIT 1",
-							   1, types1, values1, NULL, SPI_OK_SELECT) > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("migration \"%s\" cannot be completed with a revert window", m->name),
-						 errdetail("Table \"%s\" is in publication \"%s\": its subscribers would receive the "
-								   "columns and tables the window keeps aside.",
-								   get_rel_name(relid),
-								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-						 errhint("Complete it without a window, with ec_complete(%s, revert_window => '0'), "
-								 "or set expand_contract.publications to 'ignore' if you take care of the "
-								 "subscribers.", quote_literal_cstr(schema))));
-		}
-	}
-
 	memset(&run, 0, sizeof(run));
 	run.migration = m->name;
 	run.schema = schema;
 	run.steps = steps;
+	run.relids = m->relids;
+	run.on_complete = on_complete_steps(m->id);
 	ec_run_as(OidIsValid(m->started_by) ? m->started_by : GetUserId(), quote_identifier(schema),
 			  run_window_steps, &run);
 

@@ -27,6 +27,8 @@ typedef struct WindowRun
 	const char *migration;
 	const char *schema;
 	List	   *steps;
+	List	   *relids;			/* the tables complete locks (the migration's relids) */
+	List	   *on_complete;	/* the "up" of its onComplete "sql" operations, as complete steps */
 	List	   *parsed;			/* the steps' statements */
 	List	   *undo;			/* in the order to run: last step's undo first */
 	List	   *deferred;
@@ -61,6 +63,9 @@ extern void ec_keep_indexes_aside(WindowRun *run, Oid relid);
 extern void ec_keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum);
 extern void ec_window_carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq);
 
+/* revert_publications.c */
+extern void ec_window_publication_step(WindowRun *run);
+extern void ec_window_publications(WindowRun *run);
 /* revert_carried.c */
 extern void ec_window_drop_trigger(WindowRun *run, Oid relid, const char *name);
 extern void ec_window_created_trigger(WindowRun *run, Oid relid, const char *name);

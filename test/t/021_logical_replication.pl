@@ -15,6 +15,10 @@
 # advanced past the last writes; the entry has no column list again.  Then a rename_column, which a
 # subscriber cannot follow without errors: completed on the publisher first, the subscriber's apply
 # worker fails on the new name until the subscriber completes too, and has every row afterwards.
+# Last, revert windows on the publisher (the subscriber completed without one): twice an
+# alter_column completed with a window, during which the entry lists the table's columns without
+# the kept-aside one and both versions write; once ended by ec_revert, once by ec_cleanup; the
+# subscriber's rows equal the publisher's after each, and its apply worker still never failed.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -162,6 +166,75 @@ $pub->wait_for_catchup('s');
 my $q = q{SELECT count(*) || ' ' || md5(string_agg(id || ':' || cents || ':' || coalesce(remark, '-'), ',' ORDER BY id)) FROM t};
 is($sub->safe_psql('postgres', $q), $pub->safe_psql('postgres', $q),
 	'rename, once the subscriber has completed too: it has every row');
+
+# A revert window on the publisher (the subscriber completes without one): the column it keeps
+# aside (_ec_old_remark) is not published meanwhile, so the subscriber keeps applying every write of
+# either version; ec_revert and then, on a second run, the window's cleanup give the entry back its
+# shape (no column list).
+my $errors_before = $sub->safe_psql('postgres', q{SELECT apply_error_count FROM pg_stat_subscription_stats});
+my $widen = q{'{"operations": [{"alter_column": {"table": "t", "column": "remark", "type": "varchar(200)"}}]}'};
+my $next_id = 4000000;
+sub window_writes
+{
+	my ($what) = @_;
+	my ($new, $old) = ($next_id, $next_id + 100);
+	$next_id += 1000;
+	# The new version (the base table) and the previous one (public_v2's views, which still read and
+	# write the kept-aside column).
+	$pub->safe_psql('postgres', qq{
+	  INSERT INTO t (id, cents, remark) SELECT g, g, '$what new' FROM generate_series($new, $new + 49) g;
+	  UPDATE t SET remark = '$what new upd' WHERE id % 83 = 1;
+	  BEGIN;
+	  SET LOCAL expand_contract.version = 'public_v2';
+	  INSERT INTO public_v2.t (id, cents, remark) SELECT g, g, '$what old' FROM generate_series($old, $old + 49) g;
+	  UPDATE public_v2.t SET remark = '$what old upd' WHERE id % 79 = 1;
+	  DELETE FROM public_v2.t WHERE id % 1013 = 7;
+	  COMMIT;
+	});
+}
+sub same_remarks
+{
+	my ($what) = @_;
+	$pub->wait_for_catchup('s');
+	is($sub->safe_psql('postgres', $q), $pub->safe_psql('postgres', $q),
+		"$what: the subscriber's rows equal the publisher's");
+}
+$sub->safe_psql('postgres', "SELECT ec_start('v3', $widen)");
+$sub->safe_psql('postgres', 'CALL ec_wait()');
+$sub->safe_psql('postgres', 'SELECT ec_complete()');
+for my $run (1, 2)
+{
+	$pub->safe_psql('postgres', "SELECT ec_start('v3', $widen)");
+	$pub->safe_psql('postgres', 'CALL ec_wait()');
+	$pub->safe_psql('postgres', q{SELECT ec_complete(revert_window => '1 hour')});
+	is($pub->safe_psql('postgres', q{SELECT phase FROM ec_status()}), 'revert window', "window run $run: the window is open");
+	like($pub->safe_psql('postgres', q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+	    WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped}), qr/_ec_old_remark/,
+		"window run $run: the old column is kept aside");
+	is($pub->safe_psql('postgres', q{SELECT attnames FROM pg_publication_tables WHERE pubname = 'p'}),
+		'{id,cents,remark}', "window run $run: p publishes t without the kept-aside column");
+	window_writes("window $run") for 1 .. 3;
+	same_remarks("window run $run, during the window");
+	if ($run == 1)
+	{
+		$pub->safe_psql('postgres', 'SELECT ec_revert()');
+		is($pub->safe_psql('postgres', q{SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+		    WHERE attrelid = 't'::regclass AND attname = 'remark'}), 'text', 'after ec_revert, remark is text again');
+	}
+	else
+	{
+		$pub->safe_psql('postgres', 'SELECT ec_cleanup()');
+		is($pub->safe_psql('postgres', q{SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+		    WHERE attrelid = 't'::regclass AND attname = 'remark'}), 'character varying(200)',
+			'after ec_cleanup, remark is varchar(200)');
+	}
+	is($pub->safe_psql('postgres', q{SELECT prattrs IS NULL FROM pg_publication_rel WHERE prrelid = 't'::regclass}),
+		't', "window run $run: after the " . ($run == 1 ? 'revert' : 'cleanup') . ', p publishes t without a column list again');
+	$pub->safe_psql('postgres', q{UPDATE t SET remark = remark || '.' WHERE id % 61 = 3});
+	same_remarks("window run $run, after the " . ($run == 1 ? 'revert' : 'cleanup'));
+}
+is($sub->safe_psql('postgres', q{SELECT apply_error_count FROM pg_stat_subscription_stats}), $errors_before,
+	'the apply worker never failed during the windows');
 
 $sub->stop;
 $pub->stop;
