@@ -340,7 +340,9 @@ typedef struct EcPublicationEntry
 
 extern List *ec_publication_entries(Oid relid);
 extern bool ec_is_publication_step(Node *stmt);
-extern char *ec_publication_entries_sql(Oid relid, List *omit, bool every_column, bool add_back);
+extern char *ec_publication_entries_sql(Oid relid, List *entries, List *omit, bool every_column,
+										List *drop_also);
+extern List *ec_publication_names(List *entries);
 
 /* ---- which rows the backfill must fill (horizon.c) ---- */
 

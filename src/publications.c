@@ -469,32 +469,34 @@ ec_is_publication_step(Node *stmt)
 }
 
 /*
- * A statement that makes the publication entries of relid what they are now, whatever they are
- * when it runs: it drops every entry of the table, then adds back those it read here (if
- * add_back), each with its row filter and its column list less the names in omit; with
- * every_column, an entry without a list gets one, of the table's publishable columns less omit.
- * An entry whose list ends empty is not added back (an empty list is no list).  The table is named
- * as it is now: a revert window's undo steps run in reverse order, and its cleanup steps after the
+ * A statement that gives relid the publication entries "entries" (read earlier with
+ * ec_publication_entries) in the publications that they and drop_also name, and leaves the table's
+ * entries in other publications alone (one made during a revert window, say): it drops the table
+ * from each of those publications where it is there, then adds back each entry, with its row
+ * filter and its column list less the names in omit; with every_column, an entry without a list
+ * gets one, of the table's publishable columns less omit.  An entry whose list ends empty is not
+ * added back (an empty list is no list), nor one whose publication is gone.  The table is named as
+ * it is now: a revert window's undo steps run in reverse order, and its cleanup steps after the
  * renames, when it has that name again.
  */
 char *
-ec_publication_entries_sql(Oid relid, List *omit, bool every_column, bool add_back)
+ec_publication_entries_sql(Oid relid, List *entries, List *omit, bool every_column,
+						   List *drop_also)
 {
 	char	   *tsql = ec_rel_qualified(relid);
 	List	   *all = every_column ? publishable_columns(relid) : NIL;
+	List	   *pubs = ec_publication_names(entries);
 	StringInfoData body;
 	ListCell   *lc;
 
+	foreach(lc, drop_also)
+		if (!has_name(pubs, lfirst(lc)))
+			pubs = lappend(pubs, lfirst(lc));
 	initStringInfo(&body);
-	appendStringInfo(&body,
-					 "DECLARE ec_pub text; BEGIN"
-					 " FOR ec_pub IN SELECT p.pubname FROM pg_catalog.pg_publication_rel r"
-					 " JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid"
-					 " WHERE r.prrelid = %s::pg_catalog.regclass LOOP"
-					 " EXECUTE pg_catalog.format('ALTER PUBLICATION %%I DROP TABLE %%s', ec_pub, %s);"
-					 " END LOOP;",
-					 quote_literal_cstr(tsql), quote_literal_cstr(tsql));
-	foreach(lc, add_back ? ec_publication_entries(relid) : NIL)
+	appendStringInfoString(&body, "BEGIN");
+	foreach(lc, pubs)
+		appendStringInfo(&body, " %s", guarded_drop(lfirst(lc), tsql));
+	foreach(lc, entries)
 	{
 		EcPublicationEntry *e = lfirst(lc);
 		bool		has_list = e->has_list || every_column;
@@ -512,4 +514,16 @@ ec_publication_entries_sql(Oid relid, List *omit, bool every_column, bool add_ba
 	}
 	appendStringInfoString(&body, " END");
 	return psprintf("DO %s", quote_literal_cstr(body.data));
+}
+
+/* The names of the publications of entries (ec_publication_entries). */
+List *
+ec_publication_names(List *entries)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	foreach(lc, entries)
+		names = lappend(names, ((EcPublicationEntry *) lfirst(lc))->pub);
+	return names;
 }

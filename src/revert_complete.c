@@ -690,8 +690,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 			}
 		case T_DoStmt:
 			/* A publication step (unsupported() let no other through). */
-			ec_window_publication_step(run);
-			ec_exec(step);
+			ec_window_publication_step(run, step);
 			return;
 		case T_CommentStmt:
 			if (((CommentStmt *) stmt)->objtype == OBJECT_TRIGGER)

@@ -4,16 +4,18 @@
  *	  migration's tables publish none of what the window keeps aside (see revert_complete.c, which
  *	  runs complete's steps).
  *
- * A subscriber's table has the columns a plain ec_complete leaves; a change that carries a column
- * it lacks stops its apply worker for good ("missing replicated column").  The kept-aside columns
- * (_ec_old_<name>) and tables (_ec_dropped_<name>) are such columns and tables.  So once complete's
- * steps have run, each explicit publication entry of a table that has kept-aside columns gets a
- * column list without them (the table's publishable columns if it had none), and the entries of a
- * kept-aside table go; each change is undone by ec_revert, and the window's cleanup, once the
- * kept-aside columns are dropped, gives the entries the lists a plain complete leaves.  The
- * publication steps of complete itself (publications.c: the entries dropped before the columns go
- * and added again under the final names) run as they are, their undo putting the entries back as
- * they were.  Everything is in complete's transaction, so the walsender, which decodes each change
+ * A subscriber's table has the columns a plain ec_complete leaves; a change that carries a
+ * column it lacks stops its apply worker for good ("missing replicated column").  The kept-aside
+ * columns (_ec_old_<name>) and tables (_ec_dropped_<name>) are such columns and tables.  So once
+ * complete's steps have run, each explicit publication entry of a table that has kept-aside
+ * columns gets a column list without them (the table's publishable columns if it had none), and
+ * the entries of a kept-aside table go; each change is undone by ec_revert, and the window's
+ * cleanup, once the kept-aside columns are dropped, gives the entries the lists a plain complete
+ * leaves.  Both touch only the publications whose entries the window changed: an entry made
+ * during the window, in another publication, is the DBA's and stays as it is.  The publication
+ * steps of complete itself (publications.c: the entries dropped before the columns go and added
+ * again under the final names) run as they are, their undo putting the entries back as they
+ * were.  Everything is in complete's transaction, so the walsender, which decodes each change
  * with the catalog of its time, never sees a kept-aside column published.
  *
  * Refused, with nothing changed: a table with kept-aside columns, or kept aside, that a FOR ALL
@@ -109,16 +111,28 @@ window_tables(WindowRun *run)
 }
 
 /*
- * Before one of complete's publication steps runs: its undo puts every entry of the tables back as
- * it is now (the step drops or adds some; which, the undo need not know).
+ * One of complete's publication steps (they drop or add entries of the migration's tables): runs
+ * it, with an undo that gives every table the entries it had before in the publications that had
+ * or now have an entry for it.
  */
 void
-ec_window_publication_step(WindowRun *run)
+ec_window_publication_step(WindowRun *run, const char *step)
 {
-	ListCell   *lc;
+	List	   *tables = window_tables(run);
+	List	   *before = NIL;
+	ListCell   *lc,
+			   *lc2;
 
-	foreach(lc, window_tables(run))
-		ec_window_undo(run, ec_publication_entries_sql(lfirst_oid(lc), NIL, false, true));
+	foreach(lc, tables)
+		before = lappend(before, ec_publication_entries(lfirst_oid(lc)));
+	ec_exec(step);
+	forboth(lc, tables, lc2, before)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		ec_window_undo(run, ec_publication_entries_sql(relid, lfirst(lc2), NIL, false,
+													   ec_publication_names(ec_publication_entries(relid))));
+	}
 }
 
 static void
@@ -213,6 +227,7 @@ ec_window_publications(WindowRun *run)
 		Oid			types[2] = {OIDOID, OIDOID};
 		Datum		values[2] = {ObjectIdGetDatum(relid), ObjectIdGetDatum(get_rel_namespace(relid))};
 		bool		change = false;
+		List	   *entries;
 		ListCell   *lc2;
 
 		if (!aside && kept == NIL)
@@ -238,7 +253,8 @@ ec_window_publications(WindowRun *run)
 								SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
 		}
 
-		foreach(lc2, ec_publication_entries(relid))
+		entries = ec_publication_entries(relid);
+		foreach(lc2, entries)
 		{
 			EcPublicationEntry *e = lfirst(lc2);
 			char	   *why;
@@ -255,9 +271,11 @@ ec_window_publications(WindowRun *run)
 		}
 		if (!change)
 			continue;
-		ec_window_undo(run, ec_publication_entries_sql(relid, NIL, false, true));
+		ec_window_undo(run, ec_publication_entries_sql(relid, entries, NIL, false, NIL));
 		if (!aside)
-			ec_window_defer(run, InvalidOid, NULL, NULL, ec_publication_entries_sql(relid, kept, false, true));
-		ec_exec(ec_publication_entries_sql(relid, kept, true, !aside));
+			ec_window_defer(run, InvalidOid, NULL, NULL,
+							ec_publication_entries_sql(relid, entries, kept, false, NIL));
+		ec_exec(ec_publication_entries_sql(relid, aside ? NIL : entries, kept, true,
+										   ec_publication_names(entries)));
 	}
 }

@@ -64,7 +64,7 @@ extern void ec_keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumbe
 extern void ec_window_carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq);
 
 /* revert_publications.c */
-extern void ec_window_publication_step(WindowRun *run);
+extern void ec_window_publication_step(WindowRun *run, const char *step);
 extern void ec_window_publications(WindowRun *run);
 /* revert_carried.c */
 extern void ec_window_drop_trigger(WindowRun *run, Oid relid, const char *name);
