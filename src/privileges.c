@@ -251,18 +251,36 @@ ec_push_step_settings(const char *schema)
 /*
  * A migration's stored contract steps (complete, rollback, revert, cleanup), as the role that
  * started it; they may create, attach or detach partitions (partitions.c lets them).
+ *
+ * A step that drops a column or table fails when something the migration did not make depends on
+ * it (a view made since, a publication's column list): PostgreSQL's detail names those objects,
+ * but its hint, DROP ... CASCADE, is not a way forward here.  Ours says what is.
  */
 void
 ec_exec_contract_steps(Oid roleid, const char *schema, List *steps, bool reverse)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+
 	ec_partition_ddl_allowed = true;
 	PG_TRY();
 	{
 		ec_exec_steps_as(roleid, quote_identifier(schema), steps, reverse);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		ec_partition_ddl_allowed = false;
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
+			PG_RE_THROW();
+		FlushErrorState();
+		edata->hint = pstrdup("The objects named in the detail depend on a column or table that "
+							  "this step removes, and the migration did not make them: drop or "
+							  "change them, then try again.  Nothing was changed.");
+		ReThrowError(edata);
 	}
 	PG_END_TRY();
+	ec_partition_ddl_allowed = false;
 }
