@@ -103,6 +103,14 @@ SET client_min_messages = warning;
 SELECT ec_start('v4', '{"operations": [
   {"add_column": {"table": "other", "column": {"name": "w", "type": "int", "nullable": true}}}]}', 'pubs');
 DROP PUBLICATION pub_schema;
+-- (nor, in 15, a publication that lists the table but has a FOR TABLES IN SCHEMA element too)
+CREATE SCHEMA pubs_elsewhere;
+SET client_min_messages = error;
+CREATE PUBLICATION pub_mixed FOR TABLE pubs.other, TABLES IN SCHEMA pubs_elsewhere;
+SET client_min_messages = warning;
+SELECT ec_start('v4', '{"operations": [
+  {"add_column": {"table": "other", "column": {"name": "w", "type": "int", "nullable": true}}}]}', 'pubs');
+DROP PUBLICATION pub_mixed;
 SET client_min_messages = error;
 CREATE PUBLICATION pub_all FOR ALL TABLES;
 SET client_min_messages = warning;
@@ -209,6 +217,11 @@ SELECT ec_resume('pubs');
 CALL ec_wait('pubs');
 SELECT ec_complete('pubs', revert_window => '1 hour');
 DROP PUBLICATION pub_schema;
+SET client_min_messages = error;
+CREATE PUBLICATION pub_mixed FOR TABLE pubs.plain, TABLES IN SCHEMA pubs_elsewhere;
+RESET client_min_messages;
+SELECT ec_complete('pubs', revert_window => '1 hour');
+DROP PUBLICATION pub_mixed;
 SELECT ec_complete('pubs', revert_window => '1 hour');
 SELECT phase FROM ec_status('pubs');
 SELECT ec_complete('pubs');
@@ -235,4 +248,4 @@ SELECT * FROM ec_test.entries() WHERE pub = 'pub$ec_publication$';
 SELECT pubname, attnames FROM pg_publication_tables WHERE tablename = 'odd$ec_publication$name';
 SET client_min_messages = warning;
 DROP PUBLICATION pub_root, pub_plain, pub_plain_list, "pub$ec_publication$";
-DROP SCHEMA pubs CASCADE;
+DROP SCHEMA pubs, pubs_elsewhere CASCADE;

@@ -339,6 +339,7 @@ typedef struct EcPublicationEntry
 } EcPublicationEntry;
 
 extern List *ec_publication_entries(Oid relid);
+extern char *ec_publication_without_lists(Oid relid, Oid nspid, char **why);
 extern bool ec_is_publication_step(Node *stmt);
 extern char *ec_publication_entries_sql(Oid relid, List *entries, List *omit, bool every_column,
 										List *drop_also);

@@ -273,7 +273,9 @@ ec_exec_contract_steps(Oid roleid, const char *schema, List *steps, bool reverse
 		ec_partition_ddl_allowed = false;
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
+		if (edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST || edata->detail == NULL ||
+			edata->hint == NULL ||
+			strcmp(edata->hint, _("Use DROP ... CASCADE to drop the dependent objects too.")) != 0)
 			PG_RE_THROW();
 		FlushErrorState();
 		edata->hint = pstrdup("The objects named in the detail depend on a column or table that "

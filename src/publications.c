@@ -269,33 +269,60 @@ do_block(const char *body)
 	return psprintf("DO %s", quote_literal_cstr(psprintf("BEGIN %s END", body)));
 }
 
+/*
+ * The first publication (by name) that publishes relid, of schema nspid, and takes no column list
+ * for it: one FOR ALL TABLES, FOR TABLES IN SCHEMA of its schema, or one that lists it but has a
+ * FOR TABLES IN SCHEMA element too (in 15 such a publication takes no column list at all).  NULL
+ * if there is none; otherwise *why says which, as the end of a sentence.
+ */
+char *
+ec_publication_without_lists(Oid relid, Oid nspid, char **why)
+{
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2] = {ObjectIdGetDatum(nspid), ObjectIdGetDatum(relid)};
+	char	   *pub;
+	char	   *kind;
+
+	if (ec_spi("SELECT p.pubname::pg_catalog.text,"
+			   "       CASE WHEN p.puballtables THEN 'all'"
+			   "            WHEN EXISTS (SELECT FROM pg_catalog.pg_publication_namespace s"
+			   "                          WHERE s.pnpubid = p.oid AND s.pnnspid = $1) THEN 'schema'"
+			   "            ELSE 'mixed' END"
+			   "  FROM pg_catalog.pg_publication p"
+			   " WHERE p.puballtables"
+			   "    OR EXISTS (SELECT FROM pg_catalog.pg_publication_namespace s"
+			   "                WHERE s.pnpubid = p.oid"
+			   "                  AND (s.pnnspid = $1"
+			   "                       OR EXISTS (SELECT FROM pg_catalog.pg_publication_rel r"
+			   "                                   WHERE r.prpubid = p.oid AND r.prrelid = $2)))"
+			   " ORDER BY p.pubname LIMIT 1", 2, types, values, NULL, SPI_OK_SELECT) == 0)
+		return NULL;
+	pub = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (strcmp(kind, "all") == 0)
+		*why = pstrdup("is for all tables and so takes no column list");
+	else if (strcmp(kind, "schema") == 0)
+		*why = psprintf("is for the tables in schema \"%s\" and so takes no column list",
+						get_namespace_name(nspid));
+	else
+		*why = pstrdup("lists it but also has FOR TABLES IN SCHEMA elements, and so takes no column list");
+	return pub;
+}
+
 static void
 refuse_whole_schema_publications(Oid relid, Oid nspid)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(nspid)};
-	bool		isnull;
-	char	   *pub;
-	bool		all_tables;
+	char	   *why;
+	char	   *pub = ec_publication_without_lists(relid, nspid, &why);
 
-	if (ec_spi("SELECT p.pubname::pg_catalog.text, p.puballtables FROM pg_catalog.pg_publication p"
-			   " WHERE p.puballtables OR EXISTS (SELECT FROM pg_catalog.pg_publication_namespace s"
-			   "                                  WHERE s.pnpubid = p.oid AND s.pnnspid = $1)"
-			   " ORDER BY p.pubname LIMIT 1", 1, types, values, NULL, SPI_OK_SELECT) == 0)
+	if (pub == NULL)
 		return;
-	pub = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											&isnull));
-	all_tables = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
-											&isnull));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cannot add columns to table \"%s\": publication \"%s\" publishes it without a column list",
 					get_rel_name(relid), pub),
-			 errdetail("Publication \"%s\" is for %s, which takes no column list; its subscribers "
-					   "would receive the migration's helper columns, which their tables lack, and "
-					   "stop replicating.", pub,
-					   all_tables ? "all tables" :
-					   psprintf("the tables in schema \"%s\"", get_namespace_name(nspid))),
+			 errdetail("Publication \"%s\" %s; its subscribers would receive the migration's helper "
+					   "columns, which their tables lack, and stop replicating.", pub, why),
 			 errhint("Publish the table with FOR TABLE instead, or set expand_contract.publications "
 					 "to 'ignore' if you take care of the subscribers.")));
 }

@@ -110,10 +110,47 @@ window_tables(WindowRun *run)
 	return tables;
 }
 
+static bool
+same_names(List *a, List *b)
+{
+	ListCell   *la,
+			   *lb;
+
+	if (list_length(a) != list_length(b))
+		return false;
+	forboth(la, a, lb, b)
+		if (strcmp(lfirst(la), lfirst(lb)) != 0)
+			return false;
+	return true;
+}
+
+/* Are two reads of a table's entries (ec_publication_entries, by publication name) the same? */
+static bool
+same_entries(List *a, List *b)
+{
+	ListCell   *la,
+			   *lb;
+
+	if (list_length(a) != list_length(b))
+		return false;
+	forboth(la, a, lb, b)
+	{
+		EcPublicationEntry *ea = lfirst(la);
+		EcPublicationEntry *eb = lfirst(lb);
+
+		if (strcmp(ea->pub, eb->pub) != 0 || ea->has_list != eb->has_list ||
+			!same_names(ea->listed, eb->listed) ||
+			(ea->filter == NULL) != (eb->filter == NULL) ||
+			(ea->filter && strcmp(ea->filter, eb->filter) != 0))
+			return false;
+	}
+	return true;
+}
+
 /*
  * One of complete's publication steps (they drop or add entries of the migration's tables): runs
- * it, with an undo that gives every table the entries it had before in the publications that had
- * or now have an entry for it.
+ * it, with an undo for each table whose entries it changed, which gives the table the entries it
+ * had before in the publications that had or now have an entry for it (and touches no other).
  */
 void
 ec_window_publication_step(WindowRun *run, const char *step)
@@ -129,9 +166,11 @@ ec_window_publication_step(WindowRun *run, const char *step)
 	forboth(lc, tables, lc2, before)
 	{
 		Oid			relid = lfirst_oid(lc);
+		List	   *after = ec_publication_entries(relid);
 
-		ec_window_undo(run, ec_publication_entries_sql(relid, lfirst(lc2), NIL, false,
-													   ec_publication_names(ec_publication_entries(relid))));
+		if (!same_entries(lfirst(lc2), after))
+			ec_window_undo(run, ec_publication_entries_sql(relid, lfirst(lc2), NIL, false,
+														   ec_publication_names(after)));
 	}
 }
 
@@ -224,21 +263,17 @@ ec_window_publications(WindowRun *run)
 		bool		aside = kept_aside_table(run, relid);
 		List	   *kept = aside ? NIL : kept_aside_columns(run, relid);
 		List	   *ancestors = get_partition_ancestors(relid);
-		Oid			types[2] = {OIDOID, OIDOID};
-		Datum		values[2] = {ObjectIdGetDatum(relid), ObjectIdGetDatum(get_rel_namespace(relid))};
+		char	   *pub;
+		char	   *why;
 		bool		change = false;
 		List	   *entries;
 		ListCell   *lc2;
 
 		if (!aside && kept == NIL)
 			continue;
-		if (ec_catalog_spi("SELECT p.pubname::pg_catalog.text FROM pg_catalog.pg_publication p"
-						   " WHERE p.puballtables OR EXISTS (SELECT FROM pg_catalog.pg_publication_namespace s"
-						   "                                  WHERE s.pnpubid = p.oid AND s.pnnspid = $2)"
-						   " ORDER BY 1 LIMIT 1", 2, types, values, NULL, SPI_OK_SELECT) > 0)
-			refuse(run, relid,
-				   psprintf("is published by \"%s\", a FOR ALL TABLES or FOR TABLES IN SCHEMA publication, which takes no column list",
-							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
+		pub = ec_publication_without_lists(relid, get_rel_namespace(relid), &why);
+		if (pub)
+			refuse(run, relid, psprintf("is in publication \"%s\", which %s", pub, why));
 		if (ancestors != NIL)
 		{
 			Oid			atypes[1] = {OIDARRAYOID};
@@ -257,7 +292,6 @@ ec_window_publications(WindowRun *run)
 		foreach(lc2, entries)
 		{
 			EcPublicationEntry *e = lfirst(lc2);
-			char	   *why;
 
 			if (!aside && !publishes_any(e, kept))
 				continue;
