@@ -19,6 +19,8 @@
 # alter_column completed with a window, during which the entry lists the table's columns without
 # the kept-aside one and both versions write; once ended by ec_revert, once by ec_cleanup; the
 # subscriber's rows equal the publisher's after each, and its apply worker still never failed.
+# Then a drop_table completed with a window: the kept-aside table leaves the publication, and the
+# previous version's writes to it never reach the subscriber, which dropped the table.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -233,6 +235,52 @@ for my $run (1, 2)
 	$pub->safe_psql('postgres', q{UPDATE t SET remark = remark || '.' WHERE id % 61 = 3});
 	same_remarks("window run $run, after the " . ($run == 1 ? 'revert' : 'cleanup'));
 }
+
+# A dropped table, kept aside by a window as _ec_dropped_notes: it leaves p meanwhile, so the
+# previous version's writes to it are not sent to the subscriber, which dropped its table at
+# complete (a change for a table it lacks would stop its apply worker).  The table comes from a
+# migration, so that the window's previous version (public_v3b) shows it.
+my $notes = q{'{"operations": [{"create_table": {"name": "notes", "columns": [
+  {"name": "id", "type": "int", "pk": true}, {"name": "body", "type": "text", "nullable": true}]}}]}'};
+for my $node ($pub, $sub)
+{
+	$node->safe_psql('postgres', "SELECT ec_start('v3b', $notes)");
+	$node->safe_psql('postgres', 'SELECT ec_complete()');
+}
+$pub->safe_psql('postgres', q{
+  INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 100) g;
+  ALTER PUBLICATION p ADD TABLE notes;
+});
+$sub->safe_psql('postgres', 'ALTER SUBSCRIPTION s REFRESH PUBLICATION');
+ok( $sub->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM pg_subscription_rel WHERE srsubstate NOT IN ('r', 's')}),
+	'notes: initial copy done');
+$pub->wait_for_catchup('s');
+is($sub->safe_psql('postgres', 'SELECT count(*) FROM notes'), '100', 'notes: the subscriber has its rows');
+my $drop_notes = q{'{"operations": [{"drop_table": {"name": "notes"}}]}'};
+$sub->safe_psql('postgres', "SELECT ec_start('v4', $drop_notes)");
+$sub->safe_psql('postgres', 'SELECT ec_complete()');
+$pub->safe_psql('postgres', "SELECT ec_start('v4', $drop_notes)");
+$pub->safe_psql('postgres', q{SELECT ec_complete(revert_window => '1 hour')});
+is($pub->safe_psql('postgres', q{SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'p'}),
+	't', 'dropped-table window: p publishes t only, not the kept-aside table');
+$pub->safe_psql('postgres', q{
+  BEGIN;
+  SET LOCAL expand_contract.version = 'public_v3b';
+  INSERT INTO public_v3b.notes SELECT g, 'late ' || g FROM generate_series(101, 150) g;
+  UPDATE public_v3b.notes SET body = body || '!' WHERE id % 7 = 0;
+  COMMIT;
+  UPDATE t SET remark = remark || '+' WHERE id % 67 = 5;
+});
+is($pub->safe_psql('postgres', 'SELECT count(*) FROM _ec_dropped_notes'), '150',
+	'dropped-table window: the previous version writes to the kept-aside table');
+same_remarks('dropped-table window, after writes to the kept-aside table');
+$pub->safe_psql('postgres', 'SELECT ec_cleanup()');
+is($pub->safe_psql('postgres', q{SELECT to_regclass('_ec_dropped_notes') IS NULL}), 't',
+	'after the cleanup, the kept-aside table is gone');
+$pub->safe_psql('postgres', q{UPDATE t SET remark = remark || '-' WHERE id % 67 = 5});
+same_remarks('dropped-table window, after the cleanup');
+
 is($sub->safe_psql('postgres', q{SELECT apply_error_count FROM pg_stat_subscription_stats}), $errors_before,
 	'the apply worker never failed during the windows');
 
