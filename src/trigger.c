@@ -363,6 +363,43 @@ user_before_row_triggers(TriggerData *trigdata)
 }
 
 /*
+ * In a revert window the base tables are the new version, but they still have the kept-aside old
+ * columns, at their old places.  An INSERT or COPY without a column list puts values into them
+ * where the new version's columns are meant, and "down" would then overwrite those values without
+ * a trace: refused.  The sign is a value in a kept-aside column that has no default, identity or
+ * generation to give it one (those are not checked); "down" alone fills it for a new-version
+ * write.
+ */
+static void
+refuse_kept_aside_values(EcTriggerPlan *plan, TriggerData *trigdata, TupleTableSlot *slot)
+{
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+
+	for (int i = 0; i < plan->npairs; i++)
+	{
+		Form_pg_attribute att;
+		bool		isnull;
+
+		if (plan->down_eval[i] == NULL || plan->old_attnums[i] <= 0)
+			continue;
+		att = TupleDescAttr(desc, plan->old_attnums[i] - 1);
+		if (att->atthasdef || att->attidentity != '\0' || att->attgenerated != '\0')
+			continue;
+		(void) slot_getattr(slot, plan->old_attnums[i], &isnull);
+		if (!isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+					 errmsg("column \"%s\" of table \"%s\" is kept aside for the previous version",
+							NameStr(att->attname), RelationGetRelationName(trigdata->tg_relation)),
+					 errdetail("During the revert window of migration \"%s\" its value comes from "
+							   "\"down\"; a value written to it, as an INSERT or COPY without a "
+							   "column list writes one, would be lost.", plan->new_migration),
+					 errhint("Name the columns of the INSERT or COPY, or write through the version "
+							 "schema \"%s\".", plan->new_schema)));
+	}
+}
+
+/*
  * The first trigger: the other version's columns of the row as the statement wrote it, from "up"
  * for an old-version write and from "down" for a new-version one.
  */
@@ -400,6 +437,8 @@ write_counterparts(EcTriggerPlan *plan, TriggerData *trigdata, HeapTuple tuple,
 			n = 0;
 		}
 	}
+	if (from_new && plan->window && TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		refuse_kept_aside_values(plan, trigdata, slot);
 	plan->econtext->ecxt_scantuple = slot;
 
 	for (int i = 0; i < plan->npairs; i++)
