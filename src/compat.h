@@ -47,4 +47,19 @@
 #define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
 #endif
 
+/* list_member_str arrived in 16. */
+#if PG_VERSION_NUM < 160000
+#include "nodes/pg_list.h"
+static inline bool
+list_member_str(const List *list, const char *datum)
+{
+	const ListCell *cell;
+
+	foreach(cell, list)
+		if (strcmp((const char *) lfirst(cell), datum) == 0)
+			return true;
+	return false;
+}
+#endif
+
 #endif							/* EC_COMPAT_H */

@@ -153,17 +153,6 @@ ec_publications_snapshot(Oid nspid)
 	return result;
 }
 
-static bool
-has_name(List *names, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, names)
-		if (strcmp(lfirst(lc), name) == 0)
-			return true;
-	return false;
-}
-
 /* The model's table for relid, or for the partitioned table that relid is a partition of. */
 static EcTable *
 model_table(EcModel *model, Oid relid)
@@ -239,6 +228,9 @@ add_table_sql(const char *pub, const char *table_sql, List *columns, const char 
  * pipeline retired, say) is not theirs to bring back, and must not fail them.  So each step looks
  * first: drop the entry if it is there; add it if the publication exists and the table is not in it.
  */
+/* How guarded_drop's and guarded_add's tests begin: ec_is_publication_step knows the steps by it. */
+#define GUARD_START "IF EXISTS (SELECT FROM pg_catalog.pg_publication"
+
 static char *
 member_test(const char *pub, const char *table_sql)
 {
@@ -258,7 +250,7 @@ guarded_drop(const char *pub, const char *table_sql)
 static char *
 guarded_add(const char *pub, const char *table_sql, const char *add_sql)
 {
-	return psprintf("IF EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname = %s) AND NOT %s"
+	return psprintf(GUARD_START " WHERE pubname = %s) AND NOT %s"
 					" THEN %s; END IF;", quote_literal_cstr(pub), member_test(pub, table_sql), add_sql);
 }
 
@@ -348,7 +340,7 @@ ec_publications_apply(EcStartContext *cxt, List *snapshot)
 				   *lc3;
 
 		foreach(lc2, publishable_columns(t->relid))
-			if (!has_name(t->columns, lfirst(lc2)))
+			if (!list_member_str(t->columns, lfirst(lc2)))
 				added = true;
 		if (added)
 			refuse_whole_schema_publications(t->relid, get_rel_namespace(t->relid));
@@ -488,8 +480,7 @@ ec_is_publication_step(Node *stmt)
 		DefElem    *arg = lfirst(lc);
 
 		if (strcmp(arg->defname, "as") == 0 && IsA(arg->arg, String) &&
-			strncmp(strVal(arg->arg), "BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_publication",
-					strlen("BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_publication")) == 0)
+			strncmp(strVal(arg->arg), "BEGIN " GUARD_START, strlen("BEGIN " GUARD_START)) == 0)
 			return true;
 	}
 	return false;
@@ -517,10 +508,9 @@ ec_publication_entries_sql(Oid relid, List *entries, List *omit, bool every_colu
 	ListCell   *lc;
 
 	foreach(lc, drop_also)
-		if (!has_name(pubs, lfirst(lc)))
+		if (!list_member_str(pubs, lfirst(lc)))
 			pubs = lappend(pubs, lfirst(lc));
 	initStringInfo(&body);
-	appendStringInfoString(&body, "BEGIN");
 	foreach(lc, pubs)
 		appendStringInfo(&body, " %s", guarded_drop(lfirst(lc), tsql));
 	foreach(lc, entries)
@@ -531,7 +521,7 @@ ec_publication_entries_sql(Oid relid, List *entries, List *omit, bool every_colu
 		ListCell   *lc2;
 
 		foreach(lc2, e->has_list ? e->listed : all)
-			if (!has_name(omit, lfirst(lc2)))
+			if (!list_member_str(omit, lfirst(lc2)))
 				columns = lappend(columns, lfirst(lc2));
 		if (has_list && columns == NIL)
 			continue;
@@ -539,8 +529,7 @@ ec_publication_entries_sql(Oid relid, List *entries, List *omit, bool every_colu
 						 guarded_add(e->pub, tsql,
 									 add_table_sql(e->pub, tsql, has_list ? columns : NIL, e->filter)));
 	}
-	appendStringInfoString(&body, " END");
-	return psprintf("DO %s", quote_literal_cstr(body.data));
+	return do_block(body.data);
 }
 
 /* The names of the publications of entries (ec_publication_entries). */

@@ -27,16 +27,17 @@
  * create again) is refused a window before anything runs: such a step either drops what a
  * kept-aside column still needs or cannot be undone.  Complete's own publication steps run with an
  * undo that puts the entries back, and once the steps are done revert_publications.c keeps the
- * kept-aside columns and tables out of every publication.  A partitioned table is one table: its steps are on the parent and reach every
- * partition.  A kept-aside column's plain indexes, CHECK and unique constraints and foreign keys
- * go aside with it (renamed _ec_old_<name>), so that carried ones can take their names, and so do
- * other tables' foreign keys to it, which complete would drop: they stay in force on the old columns, which "down" keeps
- * filled, exactly as during the migration.  So a write whose "down" value breaks an old unique
- * constraint (or old foreign key) that its new value keeps is refused during the window as it was
- * during the migration; for a type widening such as int to bigint it cannot happen (down is the
- * identity, or fails on overflow).  The carried unique constraint's undo drops it, with the index
- * that it was attached from and the carried foreign keys that index backs: the rollback steps that
- * follow drop those anyway, so the schema still ends exactly as before ec_start.
+ * kept-aside columns and tables out of every publication.  A partitioned table is one table: its
+ * steps are on the parent and reach every partition.  A kept-aside column's plain indexes, CHECK
+ * and unique constraints and foreign keys go aside with it (renamed _ec_old_<name>), so that
+ * carried ones can take their names, and so do other tables' foreign keys to it, which complete
+ * would drop: they stay in force on the old columns, which "down" keeps filled, exactly as during
+ * the migration.  So a write whose "down" value breaks an old unique constraint (or old foreign
+ * key) that its new value keeps is refused during the window as it was during the migration; for a
+ * type widening such as int to bigint it cannot happen (down is the identity, or fails on
+ * overflow).  The carried unique constraint's undo drops it, with the index that it was attached
+ * from and the carried foreign keys that index backs: the rollback steps that follow drop those
+ * anyway, so the schema still ends exactly as before ec_start.
  *
  * A primary key cannot stay aside: a table has one, and the old one's index goes with its
  * constraint, and the foreign keys to it with the index.  So complete drops them, and the
@@ -741,17 +742,6 @@ window_error_context(void *arg)
 				   run->migration);
 }
 
-static bool
-is_on_complete(WindowRun *run, const char *step)
-{
-	ListCell   *lc;
-
-	foreach(lc, run->on_complete)
-		if (strcmp(lfirst(lc), step) == 0)
-			return true;
-	return false;
-}
-
 static void
 run_window_steps(void *arg)
 {
@@ -768,7 +758,7 @@ run_window_steps(void *arg)
 		const char *why = unsupported(stmt);
 
 		/* An onComplete "sql" has no "down": whatever it looks like, it cannot be undone. */
-		if (!why && is_on_complete(run, lfirst(lc)))
+		if (!why && list_member_str(run->on_complete, lfirst(lc)))
 			why = "runs a statement (a \"sql\" operation or a carried object's)";
 
 		if (why)

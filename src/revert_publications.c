@@ -218,14 +218,15 @@ identity_needs(Oid relid, List *names, char **why)
 		while ((k = bms_next_member(key, k)) >= 0)
 		{
 			char	   *name = get_attname(rel_id, k + FirstLowInvalidHeapAttributeNumber, false);
-			ListCell   *lc2;
 
-			foreach(lc2, names)
-				if (strcmp(lfirst(lc2), name) == 0)
-				{
-					*why = psprintf("has a replica identity on the kept-aside column \"%s\"", name);
-					return true;
-				}
+			if (list_member_str(names, name))
+			{
+				*why = rel_id == relid ?
+					psprintf("has a replica identity on the kept-aside column \"%s\"", name) :
+					psprintf("has a replica identity on the kept-aside column \"%s\" (partition \"%s\")",
+							 name, get_rel_name(rel_id));
+				return true;
+			}
 		}
 	}
 	return false;
@@ -235,15 +236,13 @@ identity_needs(Oid relid, List *names, char **why)
 static bool
 publishes_any(EcPublicationEntry *e, List *names)
 {
-	ListCell   *lc,
-			   *lc2;
+	ListCell   *lc;
 
 	if (!e->has_list)
 		return true;
 	foreach(lc, e->listed)
-		foreach(lc2, names)
-			if (strcmp(lfirst(lc), lfirst(lc2)) == 0)
-				return true;
+		if (list_member_str(names, lfirst(lc)))
+			return true;
 	return false;
 }
 
