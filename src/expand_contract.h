@@ -469,6 +469,7 @@ extern void ec_set_dual_write_trees(int64 id, Oid relid, Datum old_attnums, Datu
 extern uint64 ec_dual_write_trees(int64 id);
 extern void ec_set_dual_write_sources(Oid relid, Datum old_columns, Datum new_columns,
 									  Datum up_sources, Datum down_sources);
+extern bool ec_dual_write_has_down(Oid relid, AttrNumber attnum);
 extern void ec_delete_dual_writes(int64 id);
 
 /* ---- waiting for a migration's background work (wait.c) ---- */

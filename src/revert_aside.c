@@ -15,6 +15,7 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -571,25 +572,18 @@ ec_keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum)
 }
 
 /*
- * The views' columns without a default of their own that show the identity column of old_seq as
- * it is (the previous version's views): an insert through them that leaves the column out gets the
- * column's identity, the old sequence's next value, unless the view gives it one.  Appended to
- * relids and attnums, after those already there.
+ * The views' columns without a default of their own that show column colid of table tableid as it
+ * is (the previous version's views): an insert through them that leaves the column out gets the
+ * table's default, or its identity.  Appended to relids and attnums, after those already there.
  */
 static void
-views_over_identity(Oid old_seq, List **relids, List **attnums)
+views_showing_column(Oid tableid, AttrNumber colid, List **relids, List **attnums)
 {
-	Oid			tableid;
-	int32		colid;
 	Oid			types[2] = {OIDOID, INT4OID};
-	Datum		values[2];
+	Datum		values[2] = {ObjectIdGetDatum(tableid), Int32GetDatum(colid)};
 	List	   *views;
 	ListCell   *lc;
 
-	if (!sequenceIsOwned(old_seq, DEPENDENCY_INTERNAL, &tableid, &colid))
-		return;
-	values[0] = ObjectIdGetDatum(tableid);
-	values[1] = Int32GetDatum(colid);
 	views = ec_spi_oids("SELECT DISTINCT r.ev_class FROM pg_catalog.pg_depend d"
 						"  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
 						"  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'"
@@ -616,6 +610,79 @@ views_over_identity(Oid old_seq, List **relids, List **attnums)
 			*attnums = lappend_int(*attnums, te->resno);
 		}
 		relation_close(view, AccessShareLock);
+	}
+}
+
+/* The same for the identity column of old_seq. */
+static void
+views_over_identity(Oid old_seq, List **relids, List **attnums)
+{
+	Oid			tableid;
+	int32		colid;
+
+	if (sequenceIsOwned(old_seq, DEPENDENCY_INTERNAL, &tableid, &colid))
+		views_showing_column(tableid, (AttrNumber) colid, relids, attnums);
+}
+
+/*
+ * A kept-aside column that "down" fills for every new-version write loses its default for the
+ * window, so that the trigger can tell a value that a statement wrote into it (an INSERT or COPY
+ * without a column list, whose values land at the base table's places, the kept-aside columns
+ * among them) from one that nobody wrote: with the default there, both look alike, and the
+ * misplaced row was stored.  A serial column's nextval is no longer drawn twice, either.  The
+ * views that showed the table's default through a column of their own without one (old-version
+ * inserts) get it as theirs.  The revert puts both back.  A partitioned table's partitions have
+ * defaults of their own (an insert into a partition takes the partition's), each dropped and put
+ * back on its own, ONLY.  Identity and generated columns keep theirs: an identity gives no
+ * default to drop, and a generated column is computed, never written.
+ */
+void
+ec_window_hide_kept_aside_default(WindowRun *run, Oid relid, const char *column)
+{
+	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
+	bool		from_down = false;
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		Oid			rel = lfirst_oid(lc);
+
+		if (get_rel_relkind(rel) == RELKIND_RELATION &&
+			ec_dual_write_has_down(rel, get_attnum(rel, column)))
+			from_down = true;
+	}
+	if (!from_down)
+		return;
+	foreach(lc, rels)
+	{
+		Oid			rel = lfirst_oid(lc);
+		AttrNumber	attnum = get_attnum(rel, column);
+		char	   *def;
+		List	   *views = NIL;
+		List	   *view_attnums = NIL;
+		ListCell   *lc2,
+				   *lc3;
+
+		if (attnum == InvalidAttrNumber || get_attgenerated(rel, attnum) != '\0')
+			continue;
+		def = ec_window_column_default(rel, attnum);
+		if (def == NULL)
+			continue;
+		views_showing_column(rel, attnum, &views, &view_attnums);
+		forboth(lc2, views, lc3, view_attnums)
+		{
+			Oid			view = lfirst_oid(lc2);
+			char	   *name = get_attname(view, (AttrNumber) lfirst_int(lc3), false);
+
+			ec_exec(psprintf("ALTER VIEW %s ALTER COLUMN %s SET DEFAULT %s", ec_rel_qualified(view),
+							 quote_identifier(name), def));
+			ec_window_undo(run, psprintf("ALTER VIEW %s ALTER COLUMN %s DROP DEFAULT",
+										 ec_rel_qualified(view), quote_identifier(name)));
+		}
+		ec_exec(psprintf("ALTER TABLE ONLY %s ALTER COLUMN %s DROP DEFAULT", ec_rel_qualified(rel),
+						 quote_identifier(column)));
+		ec_window_undo(run, psprintf("ALTER TABLE ONLY %s ALTER COLUMN %s SET DEFAULT %s",
+									 ec_rel_qualified(rel), quote_identifier(column), def));
 	}
 }
 

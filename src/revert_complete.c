@@ -48,6 +48,10 @@
  * own; the new key, of which down makes the old one, keeps it unique meanwhile, and the new
  * foreign keys check the same referencing columns.
  *
+ * A kept-aside column that down fills loses its default for the window (ec_window_hide_kept_aside_
+ * default), so that the trigger can refuse a new-version INSERT or COPY without a column list,
+ * whose values land at the base table's places, kept-aside columns included.
+ *
  * Everything is in the caller's transaction (or one worker transaction for the cleanup), and the
  * window's state is a table: a crash at any point leaves the window open or closed, never half.
  */
@@ -499,6 +503,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 							/* Its definitions now name the kept-aside column. */
 							if (OidIsValid(primary))
 								ec_keep_primary_key_aside(run, relid, primary);
+							ec_window_hide_kept_aside_default(run, relid, aside);
 							ec_window_defer(run, relid, aside, NULL, NULL);
 							return;
 						}

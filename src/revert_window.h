@@ -62,6 +62,7 @@ extern void ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid);
 extern void ec_keep_indexes_aside(WindowRun *run, Oid relid);
 extern void ec_keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum);
 extern void ec_window_carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq);
+extern void ec_window_hide_kept_aside_default(WindowRun *run, Oid relid, const char *column);
 
 /* revert_publications.c */
 extern void ec_window_publication_step(WindowRun *run, const char *step);

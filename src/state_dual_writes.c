@@ -258,6 +258,20 @@ ec_set_dual_write_sources(Oid relid, Datum old_columns, Datum new_columns, Datum
 						" WHERE relid = $1", 5, types, values, NULL, SPI_OK_UPDATE);
 }
 
+/* Does a new-version write get relid's column attnum from a "down" (a kept-aside column's)? */
+bool
+ec_dual_write_has_down(Oid relid, AttrNumber attnum)
+{
+	Oid			types[2] = {OIDOID, INT2OID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int16GetDatum(attnum)};
+
+	return ec_state_spi("SELECT FROM " EC_STATE_SCHEMA ".dual_writes d,"
+						"  ROWS FROM (pg_catalog.unnest(d.old_attnums), pg_catalog.unnest(d.down_exprs)) AS p(attnum, down)"
+						" WHERE d.relid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+						"   AND p.attnum OPERATOR(pg_catalog.=) $2 AND p.down OPERATOR(pg_catalog.<>) ''",
+						2, types, values, NULL, SPI_OK_SELECT) > 0;
+}
+
 /* The migration's dual-write plans deleted: its trigger no longer converts anything. */
 void
 ec_delete_dual_writes(int64 id)
