@@ -434,6 +434,21 @@ SELECT * FROM ec_test.leftovers();
 SELECT ec_start('v5b', '{"operations": [{"sql": {"up": "CREATE TABLE rv.side2 (i int)", "onComplete": true}}]}', 'rv');
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_complete('rv', revert_window => '0');
+-- A trigger of the user's on a dropped column stops complete's DROP COLUMN with a window or
+-- without: both say so (not "complete without a window"), with nothing done.  Once the trigger is
+-- dropped the migration completes with a window.
+CREATE TABLE rv.trigged (id int PRIMARY KEY, gone text);
+CREATE FUNCTION rv.touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END $$;
+CREATE TRIGGER trigged_gone BEFORE UPDATE OF gone ON rv.trigged FOR EACH ROW EXECUTE FUNCTION rv.touch();
+SELECT ec_start('v5c', '{"operations": [{"drop_column": {"table": "trigged", "column": "gone"}}]}', 'rv');
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1h')$$);
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '0')$$);
+SELECT migration, phase FROM ec_status('rv');
+DROP TRIGGER trigged_gone ON rv.trigged;
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_revert('rv');
+DROP TABLE rv.trigged;
+DROP FUNCTION rv.touch();
 -- A referenced primary key column: complete re-points the foreign key and attaches the new key;
 -- the window keeps the old ones (as above).
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset

@@ -96,14 +96,28 @@ partitions_constraints_aside(WindowRun *run, Oid index)
 	}
 }
 
+/* The name of the trigger triggerid (replaces SPI_tuptable). */
+static char *
+trigger_name(Oid triggerid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(triggerid)};
+
+	if (ec_spi("SELECT tgname FROM pg_catalog.pg_trigger WHERE oid = $1", 1, types, values, NULL,
+			   SPI_OK_SELECT) == 0)
+		return psprintf("%u", triggerid);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
 /*
  * A column that complete would drop, kept aside with what hangs on it: its plain indexes, CHECK,
  * unique and exclusion constraints (such a constraint's index is renamed with it) and foreign keys,
  * its own or other tables' to it, are renamed aside too (the complete steps may give their names to
  * the carried ones, and they go with the column at the window's end).  They stay in force on the
- * old column, which "down" keeps filled, as they were during the migration.  Refused if a trigger
- * or an owned sequence depends on it: complete replaces or moves those in steps that a window
- * cannot keep.  The old version's views depend on it too; they are why it is
+ * old column, which "down" keeps filled, as they were during the migration.  Refused if an owned
+ * sequence or another object depends on it: complete replaces or moves those in steps that a
+ * window cannot keep.  A user's trigger on it is an error, as for the plain complete, whose DROP
+ * COLUMN it stops.  The old version's views depend on it too; they are why it is
  * kept.  Returns its primary key, if any, for keep_primary_key_aside once the column is aside.
  */
 Oid
@@ -127,7 +141,8 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 			   "                            (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = r.oid)"
 			   "                          THEN 'index' END"
 			   "                     FROM pg_catalog.pg_class r WHERE r.oid = d.objid) END,"
-			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass,"
+			   "       d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.deptype = 'n'"
 			   "  FROM pg_catalog.pg_depend d"
 			   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1"
 			   "   AND d.refobjsubid = $2 AND d.deptype IN ('n', 'a')"
@@ -147,6 +162,24 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 														&isnull)) &&
 			list_member_oid(run->aside_triggers, objid))
 			continue;
+		/*
+		 * A trigger of the user's on the column (UPDATE OF, WHEN) stops complete's DROP COLUMN
+		 * with or without a window: say so, rather than offer a complete without one.
+		 */
+		if (kind == NULL && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4,
+													   &isnull)))
+		{
+			char	   *trigger = trigger_name(objid);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop column \"%s\" of table \"%s\" because trigger \"%s\" depends on it",
+							name, get_rel_name(relid), trigger),
+					 errdetail("Completing migration \"%s\" drops the column, with a revert window or "
+							   "without, and the migration did not make the trigger.", run->migration),
+					 errhint("Drop the trigger, or change it not to use the column, then complete again.  "
+							 "Nothing was changed.")));
+		}
 		if (kind == NULL)
 			ec_window_refuse(run, run->step,
 				   psprintf("drops column \"%s\" of table \"%s\", on which a trigger or a sequence "

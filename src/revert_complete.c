@@ -23,9 +23,9 @@
  * (OWNED BY), is moved back; an identity's new sequence takes over from the old one for both
  * versions until the revert (carry_sequence_defaults).  Only steps with an exact undo are kept
  * aside; a migration with any other complete step ("sql" operations run at complete, a dropped
- * foreign key whose referenced column stays, a dropped column's trigger that complete does not
- * create again) is refused a window before anything runs: such a step either drops what a
- * kept-aside column still needs or cannot be undone.  Complete's own publication steps run with an
+ * foreign key whose referenced column stays) is refused a window before anything runs: such a step
+ * either drops what a kept-aside column still needs or cannot be undone.  (A user's trigger on a
+ * dropped column stops complete's DROP COLUMN with or without a window, and says so.)  Complete's own publication steps run with an
  * undo that puts the entries back, and once the steps are done revert_publications.c keeps the
  * kept-aside columns and tables out of every publication.  A partitioned table is one table: its
  * steps are on the parent and reach every partition.  A kept-aside column's plain indexes, CHECK
