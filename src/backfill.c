@@ -189,7 +189,8 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 	bool		isnull;
 	Datum		d;
 	double		density = 0;
-	bool		have_prev = ec_worker.prev_migration == id && ec_worker.prev_seq == task->seq && ec_worker.prev_part == task->part &&
+	/* The parts of a table are one table: its next part keeps the pace its last batch set. */
+	bool		have_prev = ec_worker.prev_migration == id && ec_worker.prev_seq == task->seq &&
 		ec_worker.prev_blocks > 0;
 	int64		blocks;
 
@@ -358,7 +359,6 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	waiters = ec_lock_waiters();
 	ec_worker.prev_migration = id;
 	ec_worker.prev_seq = task->seq;
-	ec_worker.prev_part = task->part;
 	ec_worker.prev_blocks = end - task->next_block;
 	ec_worker.prev_rows = processed;
 

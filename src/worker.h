@@ -99,11 +99,10 @@ typedef struct EcWorkerState
 	TransactionId batch_trigger_xid;
 	bool		batch_running;	/* the batch statement is being started */
 
-	/* The previous batch of the task being filled, to size the next one (backfill.c). */
+	/* The previous batch of the table being filled (any of its parts), to size the next (backfill.c). */
 	EcPace		pace;
 	int64		prev_migration;
 	int			prev_seq;
-	int			prev_part;
 	int64		prev_blocks;
 	uint64		prev_rows;
 
