@@ -17,6 +17,8 @@ CREATE TABLE pt.r1 PARTITION OF pt.r FOR VALUES FROM (0) TO (100);
 CREATE TABLE pt.r2 (b text, gone int, id int NOT NULL, a int);
 ALTER TABLE pt.r2 DROP COLUMN gone;
 ALTER TABLE pt.r ATTACH PARTITION pt.r2 FOR VALUES FROM (100) TO (200);
+-- A default of its own, which its rebuilt column keeps (as ALTER COLUMN ... TYPE does).
+ALTER TABLE pt.r2 ALTER COLUMN a SET DEFAULT 7;
 CREATE TABLE pt.r_default PARTITION OF pt.r DEFAULT;
 -- Even ids: the odd ones are free for the writes below.
 INSERT INTO pt.r SELECT 2 * g, 2 * g, 'b' || 2 * g FROM generate_series(1, 150) g;
@@ -27,6 +29,7 @@ CREATE TABLE pt_offline.r1 PARTITION OF pt_offline.r FOR VALUES FROM (0) TO (100
 CREATE TABLE pt_offline.r2 (b text, gone int, id int NOT NULL, a int);
 ALTER TABLE pt_offline.r2 DROP COLUMN gone;
 ALTER TABLE pt_offline.r ATTACH PARTITION pt_offline.r2 FOR VALUES FROM (100) TO (200);
+ALTER TABLE pt_offline.r2 ALTER COLUMN a SET DEFAULT 7;
 CREATE TABLE pt_offline.r_default PARTITION OF pt_offline.r DEFAULT;
 
 -- List, two levels: one list partition is itself hash-partitioned; a default partition.

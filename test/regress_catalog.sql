@@ -12,9 +12,11 @@ CREATE OR REPLACE FUNCTION ec_test.carry_catalog(t regclass) RETURNS SETOF text 
                                             ' ON ONLY _ '), ' ON ' || t::text || ' ', ' ON _ '))
     FROM pg_index WHERE indrelid = t
   UNION ALL
-  SELECT format('column %s %s%s', attname, format_type(atttypid, atttypmod),
-                CASE WHEN attnotnull THEN ' not null' ELSE '' END)
-    FROM pg_attribute WHERE attrelid = t AND attnum > 0 AND NOT attisdropped
+  SELECT format('column %s %s%s%s', attname, format_type(atttypid, atttypmod),
+                CASE WHEN attnotnull THEN ' not null' ELSE '' END,
+                ' default ' || pg_get_expr(d.adbin, d.adrelid))
+    FROM pg_attribute LEFT JOIN pg_attrdef d ON d.adrelid = attrelid AND d.adnum = attnum
+   WHERE attrelid = t AND attnum > 0 AND NOT attisdropped
   UNION ALL
   SELECT format('replica identity %s', relreplident) FROM pg_class WHERE oid = t
 $$;

@@ -13,12 +13,15 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_inherits.h"
+
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_opclass.h"
 #include "catalog/pg_type.h"
 #include "commands/comment.h"
@@ -444,11 +447,14 @@ attribute_not_null(Oid relid, AttrNumber attnum)
 	return result;
 }
 
-/* The old column's default, cast to the new type when it can be; NULL if none or not castable. */
+/*
+ * The default of column attnum of relid, cast to the new type when it can be; NULL if none or not
+ * castable.
+ */
 static char *
-carried_default(EcTable *table, AttrNumber attnum, Oid typid, int32 typmod)
+carried_default(Oid relid, AttrNumber attnum, Oid typid, int32 typmod)
 {
-	Relation	rel = table_open(table->relid, AccessShareLock);
+	Relation	rel = table_open(relid, AccessShareLock);
 	Node	   *expr = build_column_default(rel, attnum);
 	Node	   *coerced = NULL;
 	bool		identity = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attidentity != '\0';
@@ -459,7 +465,40 @@ carried_default(EcTable *table, AttrNumber attnum, Oid typid, int32 typmod)
 		return NULL;
 	coerced = coerce_to_target_type(NULL, expr, exprType(expr), typid, typmod, COERCION_ASSIGNMENT,
 									COERCE_IMPLICIT_CAST, -1);
-	return coerced ? ec_deparse(coerced, table->relid) : NULL;
+	return coerced ? ec_deparse(coerced, relid) : NULL;
+}
+
+/*
+ * A partitioned table's partitions may have defaults of their own (an insert into a partition
+ * takes the partition's, not its parent's), which ADD COLUMN and SET DEFAULT on the parent do not
+ * give the rebuilt column: each partition whose old column's default is not the parent's gets its
+ * own on the new column, as ALTER COLUMN ... TYPE keeps them.
+ */
+static void
+carry_partition_defaults(EcTable *table, const char *old_name, const char *new_name, Oid typid,
+						 int32 typmod, const char *parent_default)
+{
+	List	   *rels;
+	ListCell   *lc;
+
+	if (get_rel_relkind(table->relid) != RELKIND_PARTITIONED_TABLE)
+		return;
+	rels = find_all_inheritors(table->relid, NoLock, NULL);
+	foreach(lc, rels)
+	{
+		Oid			rel = lfirst_oid(lc);
+		char	   *dflt;
+
+		if (rel == table->relid)
+			continue;
+		dflt = carried_default(rel, get_attnum(rel, old_name), typid, typmod);
+		if ((dflt == NULL && parent_default == NULL) ||
+			(dflt != NULL && parent_default != NULL && strcmp(dflt, parent_default) == 0))
+			continue;
+		ec_exec(psprintf("ALTER TABLE ONLY %s ALTER COLUMN %s %s", ec_rel_qualified(rel),
+						 quote_identifier(new_name),
+						 dflt ? psprintf("SET DEFAULT %s", dflt) : "DROP DEFAULT"));
+	}
 }
 
 /*
@@ -549,10 +588,13 @@ ec_op_rebuild_column(EcStartContext *cxt, EcTable *table, EcColumn *col, const c
 		dflt = how->default_expr ? ec_op_default_sql(how->default_expr, column, new_type,
 													 new_typmod, NULL) : NULL;
 	else
-		dflt = carried_default(table, col->old_attnum, new_type, new_typmod);
+		dflt = carried_default(table->relid, col->old_attnum, new_type, new_typmod);
 	if (dflt)
 		ec_exec(psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", ec_op_table_sql(table),
 						 quote_identifier(tmpname), dflt));
+	if (!how->has_default)
+		carry_partition_defaults(table, ec_op_attname(table, col->old_attnum), tmpname, new_type,
+								 new_typmod, dflt);
 	if (new_not_null || how->not_null)
 		ec_op_new_column_not_null(cxt, table, col);
 	if (how->has_comment)
