@@ -448,6 +448,19 @@ DROP TRIGGER trigged_gone ON rv.trigged;
 SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_revert('rv');
 DROP TABLE rv.trigged;
+-- The same with the trigger on one partition only: the DROP COLUMN recurses to it.
+CREATE TABLE rv.ptrig (id int, k int, gone text, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+CREATE TABLE rv.ptrig1 PARTITION OF rv.ptrig FOR VALUES IN (1);
+CREATE TABLE rv.ptrig2 PARTITION OF rv.ptrig FOR VALUES IN (2);
+CREATE TRIGGER ptrig1_gone BEFORE UPDATE OF gone ON rv.ptrig1 FOR EACH ROW EXECUTE FUNCTION rv.touch();
+SELECT ec_start('v5d', '{"operations": [{"drop_column": {"table": "ptrig", "column": "gone", "down": "''g''"}}]}', 'rv');
+CALL ec_wait('rv');
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1h')$$);
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '0')$$);
+DROP TRIGGER ptrig1_gone ON rv.ptrig1;
+SELECT ec_complete('rv', revert_window => '1h');
+SELECT ec_revert('rv');
+DROP TABLE rv.ptrig;
 DROP FUNCTION rv.touch();
 -- A referenced primary key column: complete re-points the foreign key and attaches the new key;
 -- the window keeps the old ones (as above).

@@ -96,17 +96,52 @@ partitions_constraints_aside(WindowRun *run, Oid index)
 	}
 }
 
-/* The name of the trigger triggerid (replaces SPI_tuptable). */
-static char *
-trigger_name(Oid triggerid)
+/*
+ * A trigger of the user's on the column (UPDATE OF it, a WHEN that reads it), on the table or on
+ * one of its partitions only, stops complete's DROP COLUMN with a window or without (it recurses
+ * to the partitions): say so, rather than offer a complete without a window, and rather than keep
+ * the column aside with a trigger that the window's end could not drop it under.  A partition's
+ * clone of its parent's trigger is the parent's (tgparentid): carried, or the window's copy.
+ */
+static void
+refuse_user_triggers_on_column(WindowRun *run, Oid relid, const char *name)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(triggerid)};
+	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
+	ListCell   *lc;
 
-	if (ec_spi("SELECT tgname FROM pg_catalog.pg_trigger WHERE oid = $1", 1, types, values, NULL,
-			   SPI_OK_SELECT) == 0)
-		return psprintf("%u", triggerid);
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	foreach(lc, rels)
+	{
+		Oid			rel = lfirst_oid(lc);
+		Oid			types[2] = {OIDOID, INT2OID};
+		Datum		values[2] = {ObjectIdGetDatum(rel), Int16GetDatum(get_attnum(rel, name))};
+		uint64		n;
+
+		n = ec_spi("SELECT t.oid, t.tgname FROM pg_catalog.pg_depend d"
+				   "  JOIN pg_catalog.pg_trigger t ON t.oid = d.objid"
+				   " WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass"
+				   "   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+				   "   AND d.refobjid = $1 AND d.refobjsubid = $2 AND d.deptype = 'n'"
+				   "   AND t.tgparentid = 0 AND NOT t.tgisinternal ORDER BY t.tgname",
+				   2, types, values, NULL, SPI_OK_SELECT);
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			Oid			trigger = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull));
+
+			if (list_member_oid(run->aside_triggers, trigger))
+				continue;
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop column \"%s\" of table \"%s\" because trigger \"%s\" depends on it",
+							name, get_rel_name(rel),
+							SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)),
+					 errdetail("Completing migration \"%s\" drops the column, with a revert window or "
+							   "without, and the migration did not make the trigger.", run->migration),
+					 errhint("Drop the trigger, or change it not to use the column, then complete again.  "
+							 "Nothing was changed.")));
+		}
+	}
 }
 
 /*
@@ -131,6 +166,7 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 	List	   *checks = NIL;
 	ListCell   *lc;
 
+	refuse_user_triggers_on_column(run, relid, name);
 	n = ec_spi("SELECT CASE WHEN d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
 			   "             THEN (SELECT CASE c.contype WHEN 'c' THEN 'check' WHEN 'u' THEN 'unique'"
 			   "                                         WHEN 'f' THEN 'foreign key' WHEN 'p' THEN 'primary'"
@@ -141,8 +177,7 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 			   "                            (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = r.oid)"
 			   "                          THEN 'index' END"
 			   "                     FROM pg_catalog.pg_class r WHERE r.oid = d.objid) END,"
-			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass,"
-			   "       d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.deptype = 'n'"
+			   "       d.objid, d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 			   "  FROM pg_catalog.pg_depend d"
 			   " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = $1"
 			   "   AND d.refobjsubid = $2 AND d.deptype IN ('n', 'a')"
@@ -162,24 +197,6 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 														&isnull)) &&
 			list_member_oid(run->aside_triggers, objid))
 			continue;
-		/*
-		 * A trigger of the user's on the column (UPDATE OF, WHEN) stops complete's DROP COLUMN
-		 * with or without a window: say so, rather than offer a complete without one.
-		 */
-		if (kind == NULL && DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4,
-													   &isnull)))
-		{
-			char	   *trigger = trigger_name(objid);
-
-			ereport(ERROR,
-					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("cannot drop column \"%s\" of table \"%s\" because trigger \"%s\" depends on it",
-							name, get_rel_name(relid), trigger),
-					 errdetail("Completing migration \"%s\" drops the column, with a revert window or "
-							   "without, and the migration did not make the trigger.", run->migration),
-					 errhint("Drop the trigger, or change it not to use the column, then complete again.  "
-							 "Nothing was changed.")));
-		}
 		if (kind == NULL)
 			ec_window_refuse(run, run->step,
 				   psprintf("drops column \"%s\" of table \"%s\", on which a trigger or a sequence "
