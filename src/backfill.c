@@ -175,6 +175,18 @@ ec_backfill_has_statement(void)
 
 
 /*
+ * Was this worker's last batch of the same table?  A table's parts are one table: the next part
+ * keeps the pace the last batch set.  Another table, or migration, starts over: its rows may be
+ * wider, and its first batch measures its own rate.
+ */
+static bool
+same_table_as_last_batch(int64 id, Task *task)
+{
+	return ec_worker.prev_migration == id && ec_worker.prev_seq == task->seq &&
+		ec_worker.prev_blocks > 0;
+}
+
+/*
  * Blocks per batch for about batch_size rows to fill.  The density (rows to fill per block) is the
  * highest of what the previous batch found and what the planner's statistics say: a table's density
  * varies (a previous migration's backfill moved every row to its second half, say), and an estimate
@@ -189,13 +201,8 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 	bool		isnull;
 	Datum		d;
 	double		density = 0;
-	/* The parts of a table are one table: its next part keeps the pace its last batch set. */
-	bool		have_prev = ec_worker.prev_migration == id && ec_worker.prev_seq == task->seq &&
-		ec_worker.prev_blocks > 0;
+	bool		have_prev = same_table_as_last_batch(id, task);
 	int64		blocks;
-
-	if (!have_prev)
-		memset(&ec_worker.pace, 0, sizeof(ec_worker.pace));
 
 	/* Live rows per block, from the planner's statistics or, before any ANALYZE, the activity ones. */
 	(void) ec_spi("SELECT GREATEST(CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END,"
@@ -215,7 +222,7 @@ blocks_per_batch(int64 id, Task *task, int64 batch_size)
 	/* Knowing nothing, assume a table of small rows, about 100 to a block. */
 	blocks = (int64) (batch_size / (density > 0 ? density : 100));
 	if (have_prev)
-		blocks = Min(blocks, ec_worker.prev_blocks * 2);
+		blocks = Min(blocks, ec_worker.prev_planned_blocks * 2);
 	return Max(1, blocks);
 }
 
@@ -263,6 +270,7 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	TimestampTz began;
 	int			waiters;
 	EcLoad		load;
+	int64		planned;
 	int64		end;
 	Oid			types[3] = {TIDOID, TIDOID, XIDOID};
 	Datum		values[3];
@@ -298,11 +306,12 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 		return STEP_NEXT;
 	}
 
-	end = Min(task->total_blocks,
-			  task->next_block + blocks_per_batch(id, task,
-												  ec_pace_rows(&ec_worker.pace, s->batch_size, s->batch_time_ms)));
+	if (!same_table_as_last_batch(id, task))
+		memset(&ec_worker.pace, 0, sizeof(ec_worker.pace));
+	planned = blocks_per_batch(id, task, ec_pace_rows(&ec_worker.pace, s->batch_size, s->batch_time_ms));
 	if (s->compact)
-		end = Min(end, task->next_block + ec_compact_batch_blocks(task->relid));
+		planned = Min(planned, ec_compact_batch_blocks(task->relid));
+	end = Min(task->total_blocks, task->next_block + planned);
 	/* The statement is the same for every batch of a table: built once, on its first batch. */
 	if (ec_worker.batch_plan == NULL || ec_worker.statement_migration != id || ec_worker.statement_relid != task->relid)
 	{
@@ -326,8 +335,6 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 									 SPI_result_code_string(SPI_result))));
 		ec_worker.statement_migration = id;
 		ec_worker.statement_relid = task->relid;
-		/* Another table's rows may be wider: its first batch measures its own rate. */
-		ec_worker.pace.rows_per_ms = 0;
 	}
 	ec_backfill_relid = task->relid;
 
@@ -360,6 +367,8 @@ backfill_batch(int64 id, Task *task, Settings *s, long *wait_ms)
 	ec_worker.prev_migration = id;
 	ec_worker.prev_seq = task->seq;
 	ec_worker.prev_blocks = end - task->next_block;
+	/* Not cut short by the part's end: the next part's first batch may double it. */
+	ec_worker.prev_planned_blocks = planned;
 	ec_worker.prev_rows = processed;
 
 	ec_record_batch(id, task->seq, task->part, end, processed, task->total_blocks,

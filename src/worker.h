@@ -104,6 +104,7 @@ typedef struct EcWorkerState
 	int64		prev_migration;
 	int			prev_seq;
 	int64		prev_blocks;
+	int64		prev_planned_blocks;	/* before the part's end cut it */
 	uint64		prev_rows;
 
 	/* The most blocks a batch of cap_relid may fill while compact is on (compact.c). */
