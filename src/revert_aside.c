@@ -679,9 +679,9 @@ views_over_identity(Oid old_seq, List **relids, List **attnums)
  * window, so that the trigger can tell a value that a statement wrote into it (an INSERT or COPY
  * without a column list, whose values land at the base table's places, the kept-aside columns
  * among them) from one that nobody wrote: with the default there, both look alike, and the
- * misplaced row was stored.  A serial column's nextval is no longer drawn twice, either.  The
- * views that showed the table's default through a column of their own without one (old-version
- * inserts) get it as theirs.  The revert puts both back.  A partitioned table's partitions have
+ * misplaced row would be stored.  A serial column's sequence is then drawn once per insert, not
+ * twice.  The views that showed the table's default through a column of their own without one
+ * (old-version inserts) get it as theirs.  The revert puts both back.  A partitioned table's partitions have
  * defaults of their own (an insert into a partition takes the partition's), each dropped and put
  * back on its own, ONLY.  Identity and generated columns keep theirs: an identity gives no
  * default to drop, and a generated column is computed, never written.

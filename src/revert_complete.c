@@ -25,9 +25,9 @@
  * aside; a migration with any other complete step ("sql" operations run at complete, a dropped
  * foreign key whose referenced column stays) is refused a window before anything runs: such a step
  * either drops what a kept-aside column still needs or cannot be undone.  (A user's trigger on a
- * dropped column stops complete's DROP COLUMN with or without a window, and says so.)  Complete's own publication steps run with an
- * undo that puts the entries back, and once the steps are done revert_publications.c keeps the
- * kept-aside columns and tables out of every publication.  A partitioned table is one table: its
+ * dropped column stops complete's DROP COLUMN with or without a window, and says so.)  Complete's
+ * own publication steps run with an undo that puts the entries back, and once the steps are done
+ * revert_publications.c keeps the kept-aside columns and tables out of every publication.  A partitioned table is one table: its
  * steps are on the parent and reach every partition.  A kept-aside column's plain indexes, CHECK
  * and unique constraints and foreign keys go aside with it (renamed _ec_old_<name>), so that
  * carried ones can take their names, and so do other tables' foreign keys to it, which complete
