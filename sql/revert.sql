@@ -462,6 +462,24 @@ SELECT ec_complete('rv', revert_window => '1h');
 SELECT ec_revert('rv');
 DROP TABLE rv.ptrig;
 DROP FUNCTION rv.touch();
+-- Anything else of the user's that stops a plain complete's DROP COLUMN (a generated column, a
+-- policy) stops a windowed one: complete rehearses the window's end and raises its error, with
+-- nothing done, rather than keep a window that could never end.
+CREATE TABLE rv.gen (id int PRIMARY KEY, gone text, g text GENERATED ALWAYS AS (gone || 'x') STORED);
+CREATE TABLE rv.pol (id int PRIMARY KEY, gone text);
+ALTER TABLE rv.pol ENABLE ROW LEVEL SECURITY;
+CREATE POLICY pol_gone ON rv.pol USING (gone IS NULL);
+SELECT ec_start('v5e', '{"operations": [{"drop_column": {"table": "gen", "column": "gone", "down": "''g''"}}]}', 'rv');
+CALL ec_wait('rv');
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1h')$$);
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '0')$$);
+SELECT migration, phase FROM ec_status('rv');
+SELECT ec_rollback('rv');
+SELECT ec_start('v5f', '{"operations": [{"drop_column": {"table": "pol", "column": "gone", "down": "''p''"}}]}', 'rv');
+CALL ec_wait('rv');
+SELECT ec_test.try($$SELECT ec_complete('rv', revert_window => '1h')$$);
+SELECT ec_rollback('rv');
+DROP TABLE rv.gen, rv.pol;
 -- A referenced primary key column: complete re-points the foreign key and attaches the new key;
 -- the window keeps the old ones (as above).
 SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rv') x \gset

@@ -82,6 +82,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/resowner.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -1009,6 +1010,47 @@ on_complete_steps(int64 id)
 }
 
 /*
+ * The window's end, rehearsed now and rolled back.  A kept-aside column that something the
+ * migration did not make still reads (a generated column, a policy, a view made since ec_start)
+ * stops a plain complete's DROP COLUMN; renamed aside, it would stop the window's end the same
+ * way, every time, and leave a window that can neither end nor, once its end has passed, be
+ * reverted.  So complete raises now the error the end would raise.  The steps change only the
+ * catalogs, on what complete holds locked.
+ */
+static void
+rehearse_cleanup(EcMigrationRow *m, const char *schema, List *cleanup)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		ec_exec_contract_steps(m->started_by, schema, cleanup, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		edata->context = psprintf("%s%sthe end of the revert window of migration \"%s\", rehearsed "
+								  "by ec_complete", edata->context ? edata->context : "",
+								  edata->context ? "\n" : "", m->name);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+/*
  * ec_complete's steps with a revert window of `usecs`: runs them keeping the old structure aside,
  * records the window, and keeps the migration's dual_writes rows.  The caller holds complete's
  * locks and marks the migration complete afterwards as usual (ec_finish_migration is not called).
@@ -1017,6 +1059,7 @@ void
 ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int64 usecs)
 {
 	WindowRun	run;
+	List	   *cleanup;
 	ListCell   *lc;
 
 	memset(&run, 0, sizeof(run));
@@ -1029,8 +1072,10 @@ ec_complete_with_window(EcMigrationRow *m, const char *schema, List *steps, int6
 			  run_window_steps, &run);
 
 	refresh_dual_writes(m->id);
-	ec_open_revert_window(m->id, GetCurrentTransactionStartTimestamp() + usecs, run.undo,
-						  cleanup_steps(run.deferred), run.prepare);
+	cleanup = cleanup_steps(run.deferred);
+	rehearse_cleanup(m, schema, cleanup);
+	ec_open_revert_window(m->id, GetCurrentTransactionStartTimestamp() + usecs, run.undo, cleanup,
+						  run.prepare);
 	ec_mark_migration_done(m->id);
 	/* Sessions' cached trigger plans learn that the tables are the new version now. */
 	foreach(lc, m->relids)
