@@ -60,7 +60,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "rewrite/rewriteSupport.h"
 
@@ -742,52 +741,48 @@ carry_matview(EcStartContext *cxt, EcTable *table, EcRebuildMap *map, Oid mvid, 
  * Runs the steps with the rebuilt columns under the old names, then undoes it all.  An error is
  * raised again once the subtransaction is gone, with the object it was about in its context.
  */
+typedef struct DryRun
+{
+	EcTable    *table;
+	EcRebuildMap *map;
+	List	   *before;
+	List	   *after;
+	List	   *what;
+} DryRun;
+
+static void
+dry_run_steps(void *arg)
+{
+	DryRun	   *d = arg;
+	ErrorContextCallback callback;
+	ListCell   *lc,
+			   *lc2;
+
+	callback.callback = dry_run_context;
+	callback.arg = NULL;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	dry_run_object = NULL;
+	ec_exec_list(d->before);
+	(void) swap_rebuilt_names(d->table, d->map, NIL);
+	forboth(lc, d->after, lc2, d->what)
+	{
+		dry_run_object = lfirst(lc2);
+		ec_exec(lfirst(lc));
+	}
+	dry_run_object = NULL;
+	error_context_stack = callback.previous;
+}
+
 static void
 dry_run(EcTable *table, EcRebuildMap *map, List *before, List *after, List *what)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	DryRun		d = {table, map, before, after, what};
+	ErrorData  *edata = ec_in_subtransaction(dry_run_steps, &d, false);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		ErrorContextCallback callback;
-		ListCell   *lc,
-				   *lc2;
-
-		callback.callback = dry_run_context;
-		callback.arg = NULL;
-		callback.previous = error_context_stack;
-		error_context_stack = &callback;
-		dry_run_object = NULL;
-		ec_exec_list(before);
-		(void) swap_rebuilt_names(table, map, NIL);
-		forboth(lc, after, lc2, what)
-		{
-			dry_run_object = lfirst(lc2);
-			ec_exec(lfirst(lc));
-		}
-		dry_run_object = NULL;
-		error_context_stack = callback.previous;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		dry_run_object = NULL;
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+	dry_run_object = NULL;
+	if (edata)
 		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
 }
 
 void

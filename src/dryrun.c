@@ -35,7 +35,6 @@
 #include "utils/datetime.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -471,12 +470,18 @@ seconds_interval(double seconds)
 	return IntervalPGetDatum(iv);
 }
 
+static void
+rehearse_start(void *arg)
+{
+	(void) ec_start_internal((FunctionCallInfo) arg, true);
+}
+
 Datum
 ec_plan(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext oldcxt;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata;
 	ListCell   *lc;
 	const char *phase = NULL;
 	int			step = 0;
@@ -490,32 +495,13 @@ ec_plan(PG_FUNCTION_ARGS)
 	plan_cxt = oldcxt;
 	plan_steps = NIL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
+	/* The rehearsal's DDL, history row, tasks and locks go with its subtransaction. */
 	ec_planning = true;
-	PG_TRY();
-	{
-		(void) ec_start_internal(fcinfo, true);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		ec_planning = false;
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
+	edata = ec_in_subtransaction(rehearse_start, fcinfo, false);
 	ec_planning = false;
-	/* The rehearsal's DDL, history row, tasks and locks go. */
-	RollbackAndReleaseCurrentSubTransaction();
 	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
+	if (edata)
+		ReThrowError(edata);
 
 	foreach(lc, plan_steps)
 	{

@@ -250,6 +250,7 @@ extern void ec_exec(const char *sql);
 extern void ec_exec_list(List *steps);
 extern void ec_exec_steps_reverse(List *steps);
 extern void ec_lock_with_retry(List *relids, List *modes);
+extern ErrorData *ec_in_subtransaction(void (*fn) (void *), void *arg, bool keep);
 extern char *ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *ref_table_sql,
 						  List *ref_columns_sql);
 

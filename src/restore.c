@@ -32,7 +32,6 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
-#include "utils/resowner.h"
 
 #include "expand_contract.h"
 
@@ -187,40 +186,36 @@ adopt(int64 id, const char *schema, const char *origin)
  * the restore lacks, say) must not make ec_status() fail for every schema.  Its writes fail with
  * the same error, so it does not go unnoticed.
  */
+typedef struct Adoption
+{
+	int64		id;
+	const char *schema;
+	const char *origin;
+} Adoption;
+
+static void
+run_adopt(void *arg)
+{
+	Adoption   *a = arg;
+
+	adopt(a->id, a->schema, a->origin);
+}
+
 static void
 adopt_or_warn(int64 id, const char *schema, const char *origin)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	Adoption	a = {id, schema, origin};
+	ErrorData  *edata = ec_in_subtransaction(run_adopt, &a, true);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		adopt(id, schema, origin);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not adopt the restored migration of schema \"%s\": %s", schema,
-						edata->message),
-				 edata->detail ? errdetail("%s", edata->detail) : 0,
-				 edata->hint ? errhint("%s", edata->hint) : 0));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	if (edata == NULL)
+		return;
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("could not adopt the restored migration of schema \"%s\": %s", schema,
+					edata->message),
+			 edata->detail ? errdetail("%s", edata->detail) : 0,
+			 edata->hint ? errhint("%s", edata->hint) : 0));
+	FreeErrorData(edata);
 }
 
 /*

@@ -82,7 +82,6 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/resowner.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -1017,37 +1016,33 @@ on_complete_steps(int64 id)
  * reverted.  So complete raises now the error the end would raise.  The steps change only the
  * catalogs, on what complete holds locked.
  */
+typedef struct CleanupRun
+{
+	EcMigrationRow *m;
+	const char *schema;
+	List	   *steps;
+} CleanupRun;
+
+static void
+exec_cleanup_steps(void *arg)
+{
+	CleanupRun *c = arg;
+
+	ec_exec_contract_steps(c->m->started_by, c->schema, c->steps, false);
+}
+
 static void
 rehearse_cleanup(EcMigrationRow *m, const char *schema, List *cleanup)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	CleanupRun	c = {m, schema, cleanup};
+	ErrorData  *edata = ec_in_subtransaction(exec_cleanup_steps, &c, false);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ec_exec_contract_steps(m->started_by, schema, cleanup, false);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		edata->context = psprintf("%s%sthe end of the revert window of migration \"%s\", rehearsed "
-								  "by ec_complete", edata->context ? edata->context : "",
-								  edata->context ? "\n" : "", m->name);
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
+	if (edata == NULL)
+		return;
+	edata->context = psprintf("%s%sthe end of the revert window of migration \"%s\", rehearsed "
+							  "by ec_complete", edata->context ? edata->context : "",
+							  edata->context ? "\n" : "", m->name);
+	ReThrowError(edata);
 }
 
 /*

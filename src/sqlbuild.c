@@ -346,3 +346,37 @@ ec_fk_clause(EcForeignKeyDef *fk, List *columns_sql, const char *ref_table_sql,
 		appendStringInfoString(&buf, " INITIALLY DEFERRED");
 	return buf.data;
 }
+
+/*
+ * Runs fn(arg) in a subtransaction of its own, kept if keep and fn succeeds, else rolled back
+ * (a rehearsal).  Returns NULL, or fn's error once the subtransaction is gone (copied, and the
+ * error state flushed): the caller raises it again, or reports it and goes on.
+ */
+ErrorData *
+ec_in_subtransaction(void (*fn) (void *), void *arg, bool keep)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	if (keep && edata == NULL)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
