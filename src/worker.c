@@ -667,8 +667,12 @@ record_failure(int64 id, ErrorData *edata, long *wait_ms)
 
 		MemoryContextSwitchTo(cxt);
 		if (failed_sql_task(id, ec_worker.batch_seq, &sql, &cleanup))
+		{
+			/* Not in SPI's context, where its query left us: that one goes with end_step(). */
+			MemoryContextSwitchTo(cxt);
 			message = psprintf("%s%s%s (in: %s)", edata->message, edata->detail ? ": " : "",
 							   edata->detail ? edata->detail : "", sql);
+		}
 		if (cleanup)
 		{
 			char	   *error;
