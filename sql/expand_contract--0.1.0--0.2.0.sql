@@ -228,3 +228,12 @@ CREATE EVENT TRIGGER expand_contract_ddl_guard ON ddl_command_start
                  'DROP TRIGGER', 'ALTER VIEW', 'DROP VIEW', 'ALTER FOREIGN TABLE', 'DROP FOREIGN TABLE',
                  'ALTER SCHEMA', 'DROP SCHEMA', 'CREATE VIEW')
     EXECUTE FUNCTION expand_contract.ddl_guard();
+-- Its second half, at the command's end: during a revert window, an object made to read a kept-aside
+-- column or table (a view with SELECT *, a trigger, a policy, a function's SQL body) would stop the
+-- window's end; refused.
+CREATE FUNCTION expand_contract.ddl_guard_end() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'ec_ddl_guard_end' LANGUAGE C;
+CREATE EVENT TRIGGER expand_contract_ddl_guard_end ON ddl_command_end
+    WHEN TAG IN ('CREATE VIEW', 'ALTER VIEW', 'CREATE MATERIALIZED VIEW', 'CREATE TRIGGER',
+                 'CREATE POLICY', 'ALTER POLICY', 'CREATE FUNCTION', 'CREATE PROCEDURE', 'CREATE RULE')
+    EXECUTE FUNCTION expand_contract.ddl_guard_end();

@@ -1036,4 +1036,26 @@ SET client_min_messages = warning;
 DROP SCHEMA rvdf, rvdf_d1 CASCADE;
 RESET client_min_messages;
 DROP FUNCTION ec_test.defaults(text);
+-- During a window, an object made to read a kept-aside column (a view with SELECT *, which shows
+-- the _ec_old_ columns; a function's SQL body) would stop the window's end: refused, and one naming
+-- its columns passes.  With the override it is made, with a WARNING, and the window's end stops on
+-- it (with the hint to drop it) until it goes.
+CREATE SCHEMA rvw;
+CREATE TABLE rvw.t (id int PRIMARY KEY, gone text, keep text);
+SELECT ec_start('w1', '{"operations": [{"drop_column": {"table": "t", "column": "gone", "down": "''g''"}}]}', 'rvw');
+CALL ec_wait('rvw');
+SELECT ec_complete('rvw', revert_window => '1 day');
+SELECT ec_test.try($$CREATE VIEW rvw.everything AS SELECT * FROM rvw.t$$);
+SELECT ec_test.try($$CREATE FUNCTION rvw.f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT _ec_old_gone FROM rvw.t LIMIT 1; END$$);
+CREATE VIEW rvw.named AS SELECT id, keep FROM rvw.t;
+SET expand_contract.allow_ddl = on;
+CREATE VIEW rvw.everything AS SELECT * FROM rvw.t;
+RESET expand_contract.allow_ddl;
+SELECT ec_test.try($$SELECT ec_cleanup('rvw')$$);
+DROP VIEW rvw.everything;
+SELECT ec_cleanup('rvw');
+SELECT * FROM rvw.named ORDER BY id;
+SET client_min_messages = warning;
+DROP SCHEMA rvw, rvw_w1 CASCADE;
+RESET client_min_messages;
 DELETE FROM expand_contract.migrations;

@@ -39,6 +39,7 @@
 #include "expand_contract.h"
 
 PG_FUNCTION_INFO_V1(ec_ddl_guard);
+PG_FUNCTION_INFO_V1(ec_ddl_guard_end);
 
 bool		ec_allow_ddl = false;
 
@@ -465,6 +466,89 @@ ec_ddl_guard(PG_FUNCTION_ARGS)
 			break;
 		default:
 			break;
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * Event trigger on ddl_command_end: expand_contract.ddl_guard_end().  During a revert window, an
+ * object of the user's that reads a kept-aside column or table (a view made with SELECT *, which
+ * shows the _ec_old_ columns, a trigger, a policy, a function's SQL body) would stop the window's
+ * end, whose DROP COLUMN or DROP TABLE it depends on, every time it is tried; and ec_revert is
+ * refused once the end has passed.  So the command that makes one is refused, as the start guard
+ * refuses DDL, with what it reads.  Only the objects the command made are looked at: a view's
+ * rule, or the trigger, policy or function itself.
+ */
+Datum
+ec_ddl_guard_end(PG_FUNCTION_ARGS)
+{
+	List	   *guards;
+	bool		any_window = false;
+	ListCell   *lc;
+	List	   *found = NIL;
+	uint64		n;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired as an event trigger",
+						"expand_contract.ddl_guard_end")));
+	if (ec_own_ddl_depth > 0 || creating_extension)
+		PG_RETURN_VOID();
+	guards = active_guards();
+	foreach(lc, guards)
+		any_window = any_window || ((Guard *) lfirst(lc))->window;
+	if (!any_window)
+		PG_RETURN_VOID();
+
+	SPI_connect();
+	n = ec_catalog_spi("WITH made AS ("
+					   "  SELECT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+					   "   WHERE c.classid <> 'pg_catalog.pg_class'::pg_catalog.regclass"
+					   "  UNION ALL"
+					   "  SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, r.oid"
+					   "    FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+					   "    JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.objid"
+					   "   WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)"
+					   " SELECT d.refobjid, a.attname::text, c.relname::text,"
+					   "        CASE WHEN d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+					   "             THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass,"
+					   "                    (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid), 0)"
+					   "             ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0) END"
+					   "   FROM made m JOIN pg_catalog.pg_depend d ON d.classid = m.classid AND d.objid = m.objid"
+					   "   JOIN pg_catalog.pg_class c ON c.oid = d.refobjid"
+					   "   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+					   "  WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'n'"
+					   "    AND (a.attname LIKE '\\_ec\\_old\\_%' OR c.relname LIKE '\\_ec\\_dropped\\_%')"
+					   "  ORDER BY 4, 3, 2 LIMIT 1",
+					   0, NULL, NULL, NULL, SPI_OK_SELECT);
+	if (n > 0)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *column = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		char	   *table = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		char	   *object = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+		MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
+
+		found = list_make4(palloc(sizeof(Oid)), column ? pstrdup(column) : NULL, pstrdup(table),
+						   pstrdup(object));
+		*(Oid *) linitial(found) = relid;
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	if (found != NIL)
+	{
+		Guard	   *g = relation_guard(guards, *(Oid *) linitial(found));
+		char	   *column = lsecond(found);
+
+		if (g != NULL && g->window)
+			refuse(g, column ?
+				   psprintf("make %s read column \"%s\" of table \"%s\", which the window's end drops",
+							(char *) lfourth(found), column, (char *) lthird(found)) :
+				   psprintf("make %s read table \"%s\", which the window's end drops",
+							(char *) lfourth(found), (char *) lthird(found)));
 	}
 	PG_RETURN_VOID();
 }
