@@ -195,6 +195,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 	Oid			nspid;
 	EcMigration *migration;
 	char	   *version_schema;
+	MemoryContext caller_cxt;
 	EcMigrationRow *active;
 	EcMigrationRow *parent;
 	EcMigrationRerun *rerun;
@@ -238,6 +239,7 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 				 errdetail("Names are limited to %d bytes.", NAMEDATALEN - 1),
 				 errhint("Set a shorter \"version_schema\" in the migration.")));
 
+	caller_cxt = CurrentMemoryContext;
 	SPI_connect();
 	ec_lock_schema(nspid);
 
@@ -251,8 +253,10 @@ ec_start_internal(FunctionCallInfo fcinfo, bool planning)
 				 errdetail("ec_start was called again with the document it started with.")));
 		if (!planning)
 			remember_rerun(schema, name);
+		/* Read in SPI's memory, which SPI_finish frees. */
+		version_schema = MemoryContextStrdup(caller_cxt, rerun->version_schema);
 		SPI_finish();
-		return rerun->version_schema;
+		return version_schema;
 	}
 	if (rerun)
 		ereport(ERROR,
