@@ -126,9 +126,17 @@ ec_wait_for_work(const EcWaitFor *w)
 
 		MemoryContextReset(poll_cxt);
 		MemoryContextSwitchTo(poll_cxt);
+		/*
+		 * A connection of its own for each poll: SPI keeps every query's result until its
+		 * connection ends, and ec_complete may wait for hours (about 10 MB a minute, before).
+		 */
+		SPI_connect();
 		m = ec_active_migration(w->schema);
 		if (m == NULL || (w->migration_id != 0 && m->id != w->migration_id))
+		{
+			SPI_finish();
 			break;
+		}
 		/* ec_complete checked already; CALL ec_wait steers the worker too (ec_ensure_worker). */
 		if (tick == 0 && w->for_call)
 			ec_check_migration_privilege(m, "wait for");
@@ -136,7 +144,10 @@ ec_wait_for_work(const EcWaitFor *w)
 		if (failure != NULL)
 			report_failure(w, m->name, failure);
 		if (unfinished == 0)
+		{
+			SPI_finish();
 			break;
+		}
 		if (m->paused)
 			report_paused(w, m->name);
 		if (w->deadline != 0 && GetCurrentTimestamp() > w->deadline)
@@ -180,6 +191,7 @@ ec_wait_for_work(const EcWaitFor *w)
 							m->name),
 					 errhint("See the server log; the worker connects as the role that called "
 							 "ec_start (its session user).")));
+		SPI_finish();
 		MemoryContextSwitchTo(old);
 		if (w->commit_between_polls)
 			SPI_commit();
