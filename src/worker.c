@@ -720,11 +720,15 @@ act_as(Oid login_roleid, Oid roleid)
 static void
 report_wait(long wait_ms)
 {
+	char	   *activity;
+
 	remember_work();
-	pgstat_report_activity(STATE_IDLE,
-						   psprintf("expand_contract: waiting %ld ms (throttle)%s%s", wait_ms,
-									ec_worker.last_work ? " after: " : "",
-									ec_worker.last_work ? ec_worker.last_work : ""));
+	activity = psprintf("expand_contract: waiting %ld ms (throttle)%s%s", wait_ms,
+						ec_worker.last_work ? " after: " : "",
+						ec_worker.last_work ? ec_worker.last_work : "");
+	pgstat_report_activity(STATE_IDLE, activity);
+	/* Between steps, outside any context that is reset: one string per wait would pile up. */
+	pfree(activity);
 }
 
 void
