@@ -1058,4 +1058,27 @@ SELECT * FROM rvw.named ORDER BY id;
 SET client_min_messages = warning;
 DROP SCHEMA rvw, rvw_w1 CASCADE;
 RESET client_min_messages;
+-- A primary key and the column that references it, both int to bigint: the worker adds the foreign
+-- key again on the kept-aside referencing column (by attribute number: complete gives its name to
+-- the new column), so that ec_revert leaves it on the old column, in force.
+CREATE SCHEMA rvf;
+CREATE TABLE rvf.accounts (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text);
+CREATE TABLE rvf.transfers (id bigserial PRIMARY KEY, account_id int NOT NULL REFERENCES rvf.accounts (id));
+INSERT INTO rvf.accounts (email) VALUES ('a'), ('b');
+INSERT INTO rvf.transfers (account_id) VALUES (1), (2);
+SELECT ec_start('f0', '{"operations": [{"rename_column": {"table": "accounts", "from": "email", "to": "mail"}}]}', 'rvf');
+SELECT ec_complete('rvf');
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvf') x \gset
+SELECT ec_start('f1', '{"operations": [{"alter_column": {"table": "accounts", "column": "id", "type": "bigint", "up": "id", "down": "id"}}, {"alter_column": {"table": "transfers", "column": "account_id", "type": "bigint", "up": "account_id", "down": "account_id"}}]}', 'rvf');
+CALL ec_wait('rvf');
+SELECT ec_complete('rvf', revert_window => '1 day');
+SELECT regexp_replace(s, 'rvf\.', '', 'g') AS prepare_step
+  FROM expand_contract.revert_windows, unnest(prepare_steps) s WHERE s LIKE '%FOREIGN KEY%';
+CALL ec_test.wait_prepared();
+SELECT ec_revert('rvf');
+SELECT * FROM ec_test.diff(:'before', 'rvf');
+SELECT ec_test.try($$INSERT INTO rvf.transfers (account_id) VALUES (999)$$);
+SET client_min_messages = warning;
+DROP SCHEMA rvf, rvf_f0 CASCADE;
+RESET client_min_messages;
 DELETE FROM expand_contract.migrations;

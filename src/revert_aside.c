@@ -521,6 +521,88 @@ keep_partitioned_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 }
 
 /*
+ * A foreign key to a primary key kept aside, which the worker adds again at the window's start:
+ * by attribute numbers, turned into names once every complete step has run
+ * (ec_window_prepare_foreign_keys).  Its referencing column may be rebuilt by a later step, which
+ * gives the column's name to the new one: the copy must stay on the old column, kept aside.
+ */
+typedef struct ForeignKeyCopy
+{
+	Oid			relid;
+	char	   *name;
+	Oid			refrelid;
+	int			n;
+	AttrNumber *keys;
+	AttrNumber *refkeys;
+	char	   *tail;			/* MATCH, ON DELETE and ON UPDATE, DEFERRABLE, as pg_get_constraintdef says */
+} ForeignKeyCopy;
+
+static char *
+column_names(Oid relid, AttrNumber *attnums, int n)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&buf, "%s%s", i ? ", " : "", quote_identifier(get_attname(relid, attnums[i], false)));
+	return buf.data;
+}
+
+/* Called with search_path pg_catalog, so that pg_get_constraintdef qualifies the table. */
+static ForeignKeyCopy *
+foreign_key_copy(WindowRun *run, Oid fk)
+{
+	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(fk));
+	Form_pg_constraint con;
+	ForeignKeyCopy *copy = palloc0(sizeof(ForeignKeyCopy));
+	int			nref;
+	char	   *def;
+	char	   *prefix;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("cache lookup failed for constraint %u", fk)));
+	con = (Form_pg_constraint) GETSTRUCT(tuple);
+	copy->relid = con->conrelid;
+	copy->refrelid = con->confrelid;
+	copy->name = pstrdup(NameStr(con->conname));
+	copy->keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_conkey, &copy->n);
+	copy->refkeys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &nref);
+	ReleaseSysCache(tuple);
+	def = TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef, ObjectIdGetDatum(fk)));
+	prefix = psprintf("FOREIGN KEY (%s) REFERENCES %s(%s)", column_names(copy->relid, copy->keys, copy->n),
+					  ec_rel_qualified(copy->refrelid), column_names(copy->refrelid, copy->refkeys, nref));
+	if (nref != copy->n || strncmp(def, prefix, strlen(prefix)) != 0)
+		ec_window_refuse(run, run->step, "drops a primary key whose foreign keys cannot be copied");
+	copy->tail = pstrdup(def + strlen(prefix));
+	return copy;
+}
+
+/* The worker's steps for the foreign keys to primary keys kept aside, under the names of now. */
+void
+ec_window_prepare_foreign_keys(WindowRun *run)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->foreign_key_copies)
+	{
+		ForeignKeyCopy *c = lfirst(lc);
+		char	   *tsql = ec_rel_qualified(c->relid);
+
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s(%s)%s NOT VALID",
+										tsql, quote_identifier(c->name),
+										column_names(c->relid, c->keys, c->n),
+										ec_rel_qualified(c->refrelid),
+										column_names(c->refrelid, c->refkeys, c->n), c->tail));
+		run->prepare = lappend(run->prepare,
+							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tsql,
+										quote_identifier(c->name)));
+	}
+}
+
+/*
  * The primary key of a kept-aside column (renamed aside already): a table has one, so it goes, and
  * with its index the foreign keys to it (kept aside by their steps).  ec_revert puts it back with
  * ADD CONSTRAINT ... PRIMARY KEY USING INDEX of a copy of its index, which the migration's worker
@@ -551,18 +633,8 @@ ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	foreach(lc, ec_window_foreign_keys_on_index(index))
-	{
-		Oid			fk = lfirst_oid(lc);
-		char	   *fksql = ec_rel_qualified(ec_window_constraint_relid(fk));
-		const char *fkname = quote_identifier(get_constraint_name(fk));
-
-		run->prepare = lappend(run->prepare,
-							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", fksql, fkname,
-										TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef,
-																				ObjectIdGetDatum(fk)))));
-		run->prepare = lappend(run->prepare,
-							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", fksql, fkname));
-	}
+		run->foreign_key_copies = lappend(run->foreign_key_copies,
+										  foreign_key_copy(run, lfirst_oid(lc)));
 	AtEOXact_GUC(true, nestlevel);
 	foreach(lc, ec_window_foreign_keys_on_index(index))
 		ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",

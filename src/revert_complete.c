@@ -785,6 +785,7 @@ run_window_steps(void *arg)
 		CommandCounterIncrement();
 	}
 	run->step = NULL;
+	ec_window_prepare_foreign_keys(run);
 	/* No kept-aside column or table is published meanwhile (unless told to leave publications be). */
 	if (ec_publications_mode == EC_PUBLICATIONS_MANAGE)
 		ec_window_publications(run);

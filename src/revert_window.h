@@ -37,6 +37,7 @@ typedef struct WindowRun
 	List	   *created_views;	/* OIDs of the carried views the steps created again */
 	List	   *created_triggers;	/* "<relid>/<name>" of the triggers the steps created */
 	List	   *aside_triggers; /* OIDs of the triggers' copies on kept-aside columns */
+	List	   *foreign_key_copies;	/* foreign keys to kept-aside primary keys (revert_aside.c) */
 } WindowRun;
 
 /* revert_complete.c */
@@ -63,6 +64,7 @@ extern void ec_keep_indexes_aside(WindowRun *run, Oid relid);
 extern void ec_keep_identity_sequence_aside(WindowRun *run, Oid relid, AttrNumber attnum);
 extern void ec_window_carry_sequence_defaults(WindowRun *run, Oid old_seq, Oid new_seq);
 extern void ec_window_hide_kept_aside_default(WindowRun *run, Oid relid, const char *column);
+extern void ec_window_prepare_foreign_keys(WindowRun *run);
 
 /* revert_publications.c */
 extern void ec_window_publication_step(WindowRun *run, const char *step);
