@@ -235,5 +235,6 @@ CREATE FUNCTION expand_contract.ddl_guard_end() RETURNS event_trigger
     AS 'MODULE_PATHNAME', 'ec_ddl_guard_end' LANGUAGE C;
 CREATE EVENT TRIGGER expand_contract_ddl_guard_end ON ddl_command_end
     WHEN TAG IN ('CREATE VIEW', 'ALTER VIEW', 'CREATE MATERIALIZED VIEW', 'CREATE TRIGGER',
-                 'CREATE POLICY', 'ALTER POLICY', 'CREATE FUNCTION', 'CREATE PROCEDURE', 'CREATE RULE')
+                 'CREATE POLICY', 'ALTER POLICY', 'CREATE FUNCTION', 'CREATE PROCEDURE', 'CREATE RULE',
+                 'CREATE SCHEMA')
     EXECUTE FUNCTION expand_contract.ddl_guard_end();

@@ -511,7 +511,8 @@ ec_ddl_guard_end(PG_FUNCTION_ARGS)
 					   "    JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.objid"
 					   "   WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)"
 					   " SELECT d.refobjid, a.attname::text, c.relname::text,"
-					   "        CASE WHEN d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+					   "        CASE WHEN d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND"
+					   "                  (SELECT r.rulename FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid) = '_RETURN'"
 					   "             THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass,"
 					   "                    (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid), 0)"
 					   "             ELSE pg_catalog.pg_describe_object(d.classid, d.objid, 0) END"
@@ -519,36 +520,42 @@ ec_ddl_guard_end(PG_FUNCTION_ARGS)
 					   "   JOIN pg_catalog.pg_class c ON c.oid = d.refobjid"
 					   "   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
 					   "  WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'n'"
-					   "    AND (a.attname LIKE '\\_ec\\_old\\_%' OR c.relname LIKE '\\_ec\\_dropped\\_%')"
-					   "  ORDER BY 4, 3, 2 LIMIT 1",
+					   "    AND (a.attname LIKE '\\_ec\\_old\\_%' OR c.relname LIKE '\\_ec\\_dropped\\_%'"
+					   "         OR c.relname LIKE '\\_ec\\_old\\_%')"
+					   "  ORDER BY 4, 3, 2",
 					   0, NULL, NULL, NULL, SPI_OK_SELECT);
-	if (n > 0)
+	/* Every match: a name that only looks like ours, in a table no window covers, is not one. */
 	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 1, &isnull));
-		char	   *column = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-		char	   *table = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-		char	   *object = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+		SPITupleTable *rows = SPI_tuptable;
 		MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
 
-		found = list_make4(palloc(sizeof(Oid)), column ? pstrdup(column) : NULL, pstrdup(table),
-						   pstrdup(object));
-		*(Oid *) linitial(found) = relid;
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			Oid		   *relid = palloc(sizeof(Oid));
+			char	   *column = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
+
+			*relid = DatumGetObjectId(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+			found = lappend(found, list_make4(relid, column ? pstrdup(column) : NULL,
+											  pstrdup(SPI_getvalue(rows->vals[i], rows->tupdesc, 3)),
+											  pstrdup(SPI_getvalue(rows->vals[i], rows->tupdesc, 4))));
+		}
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
-	if (found != NIL)
+	foreach(lc, found)
 	{
-		Guard	   *g = relation_guard(guards, *(Oid *) linitial(found));
-		char	   *column = lsecond(found);
+		List	   *f = lfirst(lc);
+		Guard	   *g = relation_guard(guards, *(Oid *) linitial(f));
+		char	   *column = lsecond(f);
 
 		if (g != NULL && g->window)
 			refuse(g, column ?
-				   psprintf("make %s read column \"%s\" of table \"%s\", which the window's end drops",
-							(char *) lfourth(found), column, (char *) lthird(found)) :
-				   psprintf("make %s read table \"%s\", which the window's end drops",
-							(char *) lfourth(found), (char *) lthird(found)));
+				   psprintf("make %s read column \"%s\" of %s \"%s\", which the window's end drops",
+							(char *) lfourth(f), column, relkind_word(*(Oid *) linitial(f)),
+							(char *) lthird(f)) :
+				   psprintf("make %s read %s \"%s\", which the window's end drops",
+							(char *) lfourth(f), relkind_word(*(Oid *) linitial(f)), (char *) lthird(f)));
 	}
 	PG_RETURN_VOID();
 }

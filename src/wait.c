@@ -64,7 +64,8 @@ report_failure(const EcWaitFor *w, const char *name, const char *failure)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("background work of the migration of schema \"%s\" failed", w->schema),
 				 errdetail("%s", failure),
-				 errhint("Fix the cause, then call ec_resume(), or ec_rollback().")));
+				 errhint("Fix the cause, then call ec_resume(%s), or ec_rollback(%s).",
+						 quote_literal_cstr(w->schema), quote_literal_cstr(w->schema))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("backfill of migration \"%s\" failed", name),
@@ -81,7 +82,7 @@ report_paused(const EcWaitFor *w, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("background work of the migration of schema \"%s\" is paused", w->schema),
-				 errhint("Resume it with ec_resume().")));
+				 errhint("Resume it with ec_resume(%s).", quote_literal_cstr(w->schema))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("backfill of migration \"%s\" is paused", name),
