@@ -1081,4 +1081,38 @@ SELECT ec_test.try($$INSERT INTO rvf.transfers (account_id) VALUES (999)$$);
 SET client_min_messages = warning;
 DROP SCHEMA rvf, rvf_f0 CASCADE;
 RESET client_min_messages;
+-- A partitioned table's plain index on a rebuilt column, two levels: kept aside with its partitions'
+-- indexes; complete attaches the carried leaves' indexes (no DETACH undoes that: the revert drops the
+-- carried tree, as the rollback steps would), ec_revert leaves the schema as before, ec_cleanup the
+-- carried indexes under the old names, valid.
+CREATE SCHEMA rvpi;
+CREATE TABLE rvpi.m (id int, k int, cents int) PARTITION BY RANGE (k);
+CREATE TABLE rvpi.m1 PARTITION OF rvpi.m FOR VALUES FROM (0) TO (10);
+CREATE TABLE rvpi.m2 PARTITION OF rvpi.m FOR VALUES FROM (10) TO (20) PARTITION BY RANGE (k);
+CREATE TABLE rvpi.m2a PARTITION OF rvpi.m2 FOR VALUES FROM (10) TO (15);
+CREATE INDEX ON rvpi.m (cents);
+INSERT INTO rvpi.m VALUES (1, 1, 100), (2, 12, 200);
+SELECT array_agg(x ORDER BY x) AS before FROM ec_test.snapshot('rvpi') x \gset
+\set widen '{"operations": [{"alter_column": {"table": "m", "column": "cents", "type": "bigint", "up": "cents", "down": "cents::int"}}]}'
+SELECT ec_start('p1', :'widen', 'rvpi');
+CALL ec_wait('rvpi');
+SELECT ec_complete('rvpi', revert_window => '1 day');
+SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'rvpi'::regnamespace ORDER BY 1;
+SET search_path TO rvpi_p1;
+INSERT INTO m (id, k, cents) VALUES (3, 2, 300);
+RESET search_path;
+SELECT ec_revert('rvpi');
+SELECT * FROM ec_test.diff(:'before', 'rvpi');
+SELECT * FROM rvpi.m ORDER BY id;
+SELECT ec_start('p1', :'widen', 'rvpi');
+CALL ec_wait('rvpi');
+SELECT ec_complete('rvpi', revert_window => '1 day');
+SELECT ec_cleanup('rvpi');
+SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'rvpi'::regnamespace ORDER BY 1;
+SELECT * FROM ec_test.leftovers();
+SET client_min_messages = warning;
+DROP SCHEMA rvpi, rvpi_p1 CASCADE;
+RESET client_min_messages;
 DELETE FROM expand_contract.migrations;

@@ -69,11 +69,11 @@ ec_window_constraint_relid(Oid conoid)
 }
 
 /*
- * A partitioned table's unique constraint kept aside: its partitions' constraints go aside too,
- * renamed with their indexes, for the new one's partitions take their names.
+ * A partitioned table's index or unique constraint kept aside: its partitions' indexes (and their
+ * constraints) go aside too, for the new one's partitions take their names.
  */
 static void
-partitions_constraints_aside(WindowRun *run, Oid index)
+partition_indexes_aside(WindowRun *run, Oid index)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(index)};
@@ -173,7 +173,7 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 			   "                                         WHEN 'x' THEN 'exclusion' END"
 			   "                     FROM pg_catalog.pg_constraint c WHERE c.oid = d.objid)"
 			   "            WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-			   "             THEN (SELECT CASE WHEN r.relkind = 'i' AND NOT EXISTS"
+			   "             THEN (SELECT CASE WHEN r.relkind IN ('i', 'I') AND NOT EXISTS"
 			   "                            (SELECT FROM pg_catalog.pg_constraint c WHERE c.conindid = r.oid)"
 			   "                          THEN 'index' END"
 			   "                     FROM pg_catalog.pg_class r WHERE r.oid = d.objid) END,"
@@ -220,6 +220,8 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 						 quote_identifier(aside)));
 		ec_window_undo(run, psprintf("ALTER INDEX %s RENAME TO %s", ec_window_sibling(lfirst_oid(lc), aside),
 								quote_identifier(index)));
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_INDEX)
+			partition_indexes_aside(run, lfirst_oid(lc));
 	}
 	foreach(lc, checks)
 	{
@@ -237,7 +239,7 @@ ec_keep_dependents_aside(WindowRun *run, Oid relid, AttrNumber attnum, const cha
 								quote_identifier(aside), quote_identifier(check)));
 		if (constraint_type(lfirst_oid(lc)) == CONSTRAINT_UNIQUE &&
 			get_rel_relkind(ec_window_constraint_relid(lfirst_oid(lc))) == RELKIND_PARTITIONED_TABLE)
-			partitions_constraints_aside(run, get_constraint_index(lfirst_oid(lc)));
+			partition_indexes_aside(run, get_constraint_index(lfirst_oid(lc)));
 		/* One that references the column must go before it (its own goes with it). */
 		if (ec_window_is_foreign_key(lfirst_oid(lc)))
 			ec_window_defer_constraint(run, ec_window_constraint_relid(lfirst_oid(lc)), aside);

@@ -200,6 +200,13 @@ unsupported(Node *stmt)
 				/* A carried view's owner, options or defaults: run_step checks it is a new one. */
 				if (a->objtype == OBJECT_VIEW)
 					return NULL;
+				/*
+				 * A carried partitioned index's leaves attached to it: the rollback's DROP INDEX of
+				 * the carried index takes them along, nothing to undo.
+				 */
+				if (a->objtype == OBJECT_INDEX && list_length(a->cmds) == 1 &&
+					((AlterTableCmd *) linitial(a->cmds))->subtype == AT_AttachPartition)
+					return NULL;
 				if (a->objtype != OBJECT_TABLE || list_length(a->cmds) != 1)
 					return "changes something other than a table's column";
 				cmd = linitial(a->cmds);
@@ -465,6 +472,19 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 				Oid			relid = step_relid(a->relation);
 				char	   *tsql = ec_rel_qualified(relid);
 
+				if (a->objtype == OBJECT_INDEX)
+				{
+					/*
+					 * ATTACH PARTITION of a carried index's leaf (unsupported() let no other
+					 * through), which no DETACH undoes: the undo drops the carried index's whole
+					 * tree from its root, which the rollback steps that follow drop anyway (IF
+					 * EXISTS, as the renames' undo of its indexes).
+					 */
+					Oid			root = ec_partition_index_root(relid);
+
+					ec_window_undo(run, psprintf("DROP INDEX IF EXISTS %s", ec_rel_qualified(root)));
+					break;
+				}
 				if (a->objtype == OBJECT_VIEW)
 				{
 					/* A version view's default: the identity's nextval, which the column takes over. */
@@ -616,7 +636,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 												quote_identifier(r->subname)));
 						break;
 					case OBJECT_INDEX:
-						ec_window_undo(run, psprintf("ALTER INDEX %s RENAME TO %s",
+						ec_window_undo(run, psprintf("ALTER INDEX IF EXISTS %s RENAME TO %s",
 												ec_window_sibling(relid, r->newname),
 												quote_identifier(get_rel_name(relid))));
 						break;
@@ -735,6 +755,17 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 			break;
 	}
 	ec_exec(step);
+}
+
+/* The root of the partitioned index tree that index belongs to (itself if it is one). */
+Oid
+ec_partition_index_root(Oid index)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(index)};
+	List	   *root = ec_spi_oids("SELECT pg_catalog.pg_partition_root($1)", 1, types, values);
+
+	return root != NIL && OidIsValid(linitial_oid(root)) ? linitial_oid(root) : index;
 }
 
 static void
