@@ -99,7 +99,7 @@ SELECT ec_cleanup('rv');
 SELECT * FROM ec_test.same_as_twin('rv', 'rvtwin');
 SELECT * FROM ec_test.leftovers();
 SELECT * FROM rv.orders ORDER BY id;
-SELECT schema_name, migration, phase, revert_window_ends FROM ec_status('rv');
+SELECT schema_name, migration, phase, revert_window_ends IS NULL AS no_window FROM ec_status('rv');
 SELECT ec_test.try($$SELECT ec_revert('rv')$$);
 SELECT ec_test.try($$SELECT ec_cleanup('rv')$$);
 

@@ -381,27 +381,16 @@ ec_keep_foreign_key_aside(WindowRun *run, const char *step, Oid relid, Oid conoi
 	ec_window_defer_constraint(run, relid, aside);
 }
 
-/* The tables a prepare step names, with where in its text: the index's, the foreign key's two. */
+/*
+ * The tables a prepare step names, with where in its text: an index copy's.  (The foreign keys'
+ * steps are written once every step has run, under the final names.)
+ */
 static List *
 prepared_tables(Node *stmt)
 {
-	List	   *tables = NIL;
-	ListCell   *lc;
-
 	if (IsA(stmt, IndexStmt))
 		return list_make1(((IndexStmt *) stmt)->relation);
-	if (!IsA(stmt, AlterTableStmt))
-		return NIL;
-	tables = list_make1(((AlterTableStmt *) stmt)->relation);
-	foreach(lc, ((AlterTableStmt *) stmt)->cmds)
-	{
-		AlterTableCmd *cmd = lfirst(lc);
-
-		if (cmd->subtype == AT_AddConstraint && IsA(cmd->def, Constraint) &&
-			((Constraint *) cmd->def)->contype == CONSTR_FOREIGN)
-			tables = lappend(tables, ((Constraint *) cmd->def)->pktable);
-	}
-	return tables;
+	return NIL;
 }
 
 /*
@@ -531,35 +520,31 @@ keep_partitioned_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 typedef struct ForeignKeyCopy
 {
 	Oid			relid;
-	char	   *name;
 	Oid			refrelid;
 	int			n;
 	AttrNumber *keys;
 	AttrNumber *refkeys;
-	char	   *tail;			/* MATCH, ON DELETE and ON UPDATE, DEFERRABLE, as pg_get_constraintdef says */
+	EcForeignKeyDef fk;			/* its name, match type, actions, deferrability */
 } ForeignKeyCopy;
 
-static char *
+static List *
 column_names(Oid relid, AttrNumber *attnums, int n)
 {
-	StringInfoData buf;
+	List	   *names = NIL;
 
-	initStringInfo(&buf);
 	for (int i = 0; i < n; i++)
-		appendStringInfo(&buf, "%s%s", i ? ", " : "", quote_identifier(get_attname(relid, attnums[i], false)));
-	return buf.data;
+		names = lappend(names, (char *) quote_identifier(get_attname(relid, attnums[i], false)));
+	return names;
 }
 
-/* Called with search_path pg_catalog, so that pg_get_constraintdef qualifies the table. */
 static ForeignKeyCopy *
 foreign_key_copy(WindowRun *run, Oid fk)
 {
 	HeapTuple	tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(fk));
 	Form_pg_constraint con;
 	ForeignKeyCopy *copy = palloc0(sizeof(ForeignKeyCopy));
+	bool		no_set_columns;
 	int			nref;
-	char	   *def;
-	char	   *prefix;
 
 	if (!HeapTupleIsValid(tuple))
 		ereport(ERROR,
@@ -568,16 +553,19 @@ foreign_key_copy(WindowRun *run, Oid fk)
 	con = (Form_pg_constraint) GETSTRUCT(tuple);
 	copy->relid = con->conrelid;
 	copy->refrelid = con->confrelid;
-	copy->name = pstrdup(NameStr(con->conname));
 	copy->keys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_conkey, &copy->n);
 	copy->refkeys = ec_carry_constraint_attnums(tuple, Anum_pg_constraint_confkey, &nref);
+	copy->fk.name = pstrdup(NameStr(con->conname));
+	copy->fk.match_type = (char *) ec_carry_fk_match(con->confmatchtype);
+	copy->fk.on_delete = (char *) ec_carry_fk_action(con->confdeltype);
+	copy->fk.on_update = (char *) ec_carry_fk_action(con->confupdtype);
+	copy->fk.deferrable = con->condeferrable;
+	copy->fk.initially_deferred = con->condeferred;
+	(void) SysCacheGetAttr(CONSTROID, tuple, Anum_pg_constraint_confdelsetcols, &no_set_columns);
 	ReleaseSysCache(tuple);
-	def = TextDatumGetCString(DirectFunctionCall1(pg_get_constraintdef, ObjectIdGetDatum(fk)));
-	prefix = psprintf("FOREIGN KEY (%s) REFERENCES %s(%s)", column_names(copy->relid, copy->keys, copy->n),
-					  ec_rel_qualified(copy->refrelid), column_names(copy->refrelid, copy->refkeys, nref));
-	if (nref != copy->n || strncmp(def, prefix, strlen(prefix)) != 0)
+	/* ON DELETE SET NULL (columns): not in what the copy is written from. */
+	if (nref != copy->n || !no_set_columns)
 		ec_window_refuse(run, run->step, "drops a primary key whose foreign keys cannot be copied");
-	copy->tail = pstrdup(def + strlen(prefix));
 	return copy;
 }
 
@@ -591,16 +579,15 @@ ec_window_prepare_foreign_keys(WindowRun *run)
 	{
 		ForeignKeyCopy *c = lfirst(lc);
 		char	   *tsql = ec_rel_qualified(c->relid);
+		const char *name = quote_identifier(c->fk.name);
 
 		run->prepare = lappend(run->prepare,
-							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s(%s)%s NOT VALID",
-										tsql, quote_identifier(c->name),
-										column_names(c->relid, c->keys, c->n),
-										ec_rel_qualified(c->refrelid),
-										column_names(c->refrelid, c->refkeys, c->n), c->tail));
+							   psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", tsql, name,
+										ec_fk_clause(&c->fk, column_names(c->relid, c->keys, c->n),
+													 ec_rel_qualified(c->refrelid),
+													 column_names(c->refrelid, c->refkeys, c->n))));
 		run->prepare = lappend(run->prepare,
-							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tsql,
-										quote_identifier(c->name)));
+							   psprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", tsql, name));
 	}
 }
 
@@ -622,7 +609,6 @@ ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 	char	   *aside = ec_temp_name("_ec_old_", conname);
 	char	   *tsql = ec_rel_qualified(relid);
 	ListCell   *lc;
-	int			nestlevel;
 
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 	{
@@ -630,14 +616,9 @@ ec_keep_primary_key_aside(WindowRun *run, Oid relid, Oid conoid)
 		return;
 	}
 	queue_index_copy(run, index, aside);
-	nestlevel = NewGUCNestLevel();
-	/* The foreign keys' definitions too, with every name qualified. */
-	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	foreach(lc, ec_window_foreign_keys_on_index(index))
 		run->foreign_key_copies = lappend(run->foreign_key_copies,
 										  foreign_key_copy(run, lfirst_oid(lc)));
-	AtEOXact_GUC(true, nestlevel);
 	foreach(lc, ec_window_foreign_keys_on_index(index))
 		ec_exec(psprintf("ALTER TABLE %s DROP CONSTRAINT %s",
 						 ec_rel_qualified(ec_window_constraint_relid(lfirst_oid(lc))),

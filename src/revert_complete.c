@@ -62,6 +62,7 @@
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "access/htup_details.h"
 #include "common/int.h"
 #include "catalog/pg_attribute.h"
@@ -357,6 +358,15 @@ require_created_view(WindowRun *run, const char *step, Oid relid)
 		ec_window_refuse(run, step, "changes a view that the migration does not create");
 }
 
+/* The root of the partitioned index tree that index belongs to (itself if it is one). */
+static Oid
+partition_index_root(Oid index)
+{
+	List	   *ancestors = get_partition_ancestors(index);
+
+	return ancestors != NIL ? llast_oid(ancestors) : index;
+}
+
 /*
  * Runs one step, or what keeps its object aside, and records its undo, read off the catalog as it
  * is just before the step.
@@ -480,7 +490,7 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 					 * tree from its root, which the rollback steps that follow drop anyway (IF
 					 * EXISTS, as the renames' undo of its indexes).
 					 */
-					Oid			root = ec_partition_index_root(relid);
+					Oid			root = partition_index_root(relid);
 
 					ec_window_undo(run, psprintf("DROP INDEX IF EXISTS %s", ec_rel_qualified(root)));
 					break;
@@ -755,17 +765,6 @@ run_step(WindowRun *run, Node *stmt, const char *step)
 			break;
 	}
 	ec_exec(step);
-}
-
-/* The root of the partitioned index tree that index belongs to (itself if it is one). */
-Oid
-ec_partition_index_root(Oid index)
-{
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(index)};
-	List	   *root = ec_spi_oids("SELECT pg_catalog.pg_partition_root($1)", 1, types, values);
-
-	return root != NIL && OidIsValid(linitial_oid(root)) ? linitial_oid(root) : index;
 }
 
 static void

@@ -47,7 +47,6 @@ extern void ec_window_undo(WindowRun *run, char *sql);
 extern void ec_window_defer(WindowRun *run, Oid relid, const char *column, const char *trigger,
 							const char *sql);
 extern void ec_window_defer_constraint(WindowRun *run, Oid relid, const char *constraint);
-extern Oid	ec_partition_index_root(Oid index);
 
 /* revert_aside.c */
 extern bool ec_window_is_foreign_key(Oid conoid);
